@@ -1,0 +1,202 @@
+"""The validated, frozen config model that the runtime snapshot is built from.
+
+The loader (``_load.py``) turns YAML resources (Service, HTTPRoute, Sidecar,
+Filter; architecture.md §4) into one :class:`MeshConfig`. Everything here is
+immutable: a reload builds a new ``MeshConfig`` and the runtime swaps it in
+atomically; in-flight streams keep the one they started with.
+
+Names: a cluster is named ``"<service>.<namespace>:<port>"``; inbound clusters
+(the local app behind an ingress listener) ``"inbound|<port>"``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from plait.sdk import FailStrategy, FilterSpec
+
+__all__ = [
+    "AdminConfig",
+    "Cluster",
+    "Direction",
+    "Endpoint",
+    "FilterEntry",
+    "HeaderMatch",
+    "ListenerConfig",
+    "MatchType",
+    "MeshConfig",
+    "PathMatch",
+    "Protocol",
+    "RouteMatch",
+    "RouteRule",
+    "RouteTable",
+    "Timeouts",
+    "WeightedBackend",
+]
+
+
+class Protocol(Enum):
+    HTTP = "http"  # HTTP/1.1 to the upstream (downstream may be HTTP/1.1 or h2c)
+    HTTP2 = "http2"  # HTTP/2 (h2c) to the upstream
+    GRPC = "grpc"  # HTTP/2 to the upstream, gRPC semantics (trailers, grpc-status)
+    TCP = "tcp"  # opaque byte relay
+
+    @property
+    def is_http(self) -> bool:
+        return self is not Protocol.TCP
+
+    @property
+    def upstream_h2(self) -> bool:
+        return self in (Protocol.HTTP2, Protocol.GRPC)
+
+
+class Direction(Enum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class MatchType(Enum):
+    EXACT = "Exact"
+    PREFIX = "PathPrefix"
+    REGEX = "RegularExpression"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """Seconds; ``None`` disables. Defaults follow Envoy/Istio where they have one."""
+
+    request: float | None = None
+    """Whole request, all attempts (HTTPRoute ``timeouts.request``); off by default like Istio."""
+    backend_request: float | None = None
+    """One upstream attempt (HTTPRoute ``timeouts.backendRequest``)."""
+    connect: float = 10.0
+    """Upstream TCP connect (Istio ``connectTimeout`` default 10 s)."""
+    idle: float = 3600.0
+    """Downstream and upstream connection idle (Envoy 1 h)."""
+    request_headers: float = 10.0
+    """A request head must be complete this long after its first byte, else 408."""
+    drain: float = 5.0
+    """Grace period for in-flight requests on SIGTERM."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    address: str
+    port: int
+    weight: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cluster:
+    name: str
+    protocol: Protocol
+    endpoints: tuple[Endpoint, ...]
+    timeouts: Timeouts = Timeouts()
+    max_idle_per_endpoint: int = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilterEntry:
+    """One filter in a chain: registry type, its parsed (frozen) config, and how it fails."""
+
+    name: str
+    """Instance name for logs and metrics (the Filter resource name, or the type)."""
+    spec: FilterSpec[Any]
+    config: Any
+    """Whatever ``spec.parse_config`` returned (``None`` for config-less filters)."""
+    fail_strategy: FailStrategy = FailStrategy.FAIL_CLOSED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PathMatch:
+    type: MatchType
+    value: str
+    regex: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeaderMatch:
+    name: str
+    """Lower-case header name."""
+    type: MatchType
+    value: str
+    regex: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteMatch:
+    """All present conditions must hold (Gateway API: AND within a match)."""
+
+    path: PathMatch | None = None
+    headers: tuple[HeaderMatch, ...] = ()
+    method: str | None = None
+    query_params: tuple[HeaderMatch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightedBackend:
+    cluster: str
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteRule:
+    """A rule matches if any of its matches does (OR across matches)."""
+
+    name: str
+    matches: tuple[RouteMatch, ...]
+    backends: tuple[WeightedBackend, ...]
+    filters: tuple[FilterEntry, ...] = ()
+    """Rule filters; the translator appends the weighted-split filter for ``backends``."""
+    timeouts: Timeouts = Timeouts()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteTable:
+    """The rules of every HTTPRoute attached to one Service, in Gateway API precedence order."""
+
+    service: str
+    rules: tuple[RouteRule, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerConfig:
+    name: str
+    direction: Direction
+    bind: str
+    port: int
+    protocol: Protocol
+    route_table: str
+    """Key into ``MeshConfig.routes`` (outbound: the target service; inbound: ``inbound|<port>``)."""
+    filters: tuple[FilterEntry, ...] = ()
+    timeouts: Timeouts = Timeouts()
+    tcp_cluster: str | None = None
+    """For ``protocol: tcp`` listeners: the cluster bytes are relayed to."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminConfig:
+    bind: str = "127.0.0.1"
+    port: int = 15000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeshConfig:
+    version: str
+    """A content hash of the sources, shown in /config_dump and the access log."""
+    listeners: tuple[ListenerConfig, ...]
+    clusters: Mapping[str, Cluster]
+    routes: Mapping[str, RouteTable]
+    admin: AdminConfig = AdminConfig()
+    sources: tuple[str, ...] = ()
+    max_request_headers_kb: int = 60
+    """Envoy's default (60 KiB); past it the request is answered 431."""

@@ -1,0 +1,82 @@
+"""plait's public SDK: the types a filter author needs, and nothing of the core.
+
+``plait.sdk`` depends on no other plait package; ``plait.sdk.testing`` drives a
+filter with no sockets.
+"""
+
+from ._body import BufferedBody, MessageBody
+from ._context import (
+    ConnectionContext,
+    PeerIdentity,
+    RequestHead,
+    ResponseHead,
+    Stash,
+    StashKey,
+    StreamContext,
+)
+from ._exceptions import (
+    BodyTooLarge,
+    ConfigError,
+    DownstreamProtocolError,
+    FilterError,
+    HeadersTooLarge,
+    NoHealthyUpstream,
+    NoRoute,
+    PlaitError,
+    RequestTimeout,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamReset,
+    UpstreamTimeout,
+)
+from ._filter import (
+    CallNext,
+    FailStrategy,
+    FilterRegistry,
+    FilterSpec,
+    HttpFilter,
+    PassThroughFilter,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+from ._headers import Headers
+from ._results import CONTINUE, Buffer, Continue, FilterResult, LocalReply
+
+__all__ = [
+    "CONTINUE",
+    "BodyTooLarge",
+    "Buffer",
+    "BufferedBody",
+    "CallNext",
+    "ConfigError",
+    "ConnectionContext",
+    "Continue",
+    "DownstreamProtocolError",
+    "FailStrategy",
+    "FilterError",
+    "FilterRegistry",
+    "FilterResult",
+    "FilterSpec",
+    "Headers",
+    "HeadersTooLarge",
+    "HttpFilter",
+    "LocalReply",
+    "MessageBody",
+    "NoHealthyUpstream",
+    "NoRoute",
+    "PassThroughFilter",
+    "PeerIdentity",
+    "PlaitError",
+    "RequestHead",
+    "RequestTimeout",
+    "ResponseHead",
+    "Stash",
+    "StashKey",
+    "StreamContext",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamRequest",
+    "UpstreamReset",
+    "UpstreamResponse",
+    "UpstreamTimeout",
+]

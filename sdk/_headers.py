@@ -1,0 +1,106 @@
+"""An HTTP header list shared by HTTP/1.1 and HTTP/2.
+
+Theory of operation: headers are kept as a list of ``(name, value)`` byte pairs
+with lower-cased names, in arrival order (HTTP/2 requires lower-case names and
+HTTP/1.1 names are case-insensitive, RFC 9110 §5.1). Duplicates are kept, so a
+header list round-trips through the proxy unchanged. The API accepts ``str`` or
+``bytes`` and returns ``str`` (latin-1, RFC 9110 §5.5) from :meth:`get`, or the
+raw bytes from :meth:`get_raw`; storage stays bytes because that is what the
+codecs read and write, so the hot path never decodes a header nobody asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+__all__ = ["Headers", "HeaderPairs"]
+
+HeaderPairs = list[tuple[bytes, bytes]]
+
+
+def _b(value: str | bytes) -> bytes:
+    return value.encode("latin-1") if isinstance(value, str) else value
+
+
+class Headers:
+    """A mutable, ordered, case-insensitive multi-map of HTTP header fields."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str | bytes, str | bytes]] = ()) -> None:
+        self._items: HeaderPairs = [(_b(n).lower(), _b(v)) for n, v in items]
+
+    @classmethod
+    def from_lowercase_pairs(cls, pairs: HeaderPairs) -> Headers:
+        """Adopt ``pairs`` (names already lower-case) without copying; codecs use this."""
+        h = cls.__new__(cls)
+        h._items = pairs
+        return h
+
+    @property
+    def raw(self) -> HeaderPairs:
+        """The underlying list of ``(lower-case name, value)`` pairs; codecs serialize it."""
+        return self._items
+
+    def get(self, name: str | bytes, default: str | None = None) -> str | None:
+        """The first value of ``name`` as ``str``, or ``default``."""
+        raw = self.get_raw(name)
+        return default if raw is None else raw.decode("latin-1")
+
+    def get_raw(self, name: str | bytes) -> bytes | None:
+        key = _b(name).lower()
+        for n, v in self._items:
+            if n == key:
+                return v
+        return None
+
+    def get_all(self, name: str | bytes) -> list[str]:
+        key = _b(name).lower()
+        return [v.decode("latin-1") for n, v in self._items if n == key]
+
+    def set(self, name: str | bytes, value: str | bytes) -> None:
+        """Replace every value of ``name`` with one value, kept at the first position."""
+        key, val = _b(name).lower(), _b(value)
+        out: HeaderPairs = []
+        placed = False
+        for n, v in self._items:
+            if n == key:
+                if not placed:
+                    out.append((key, val))
+                    placed = True
+            else:
+                out.append((n, v))
+        if not placed:
+            out.append((key, val))
+        self._items[:] = out
+
+    def add(self, name: str | bytes, value: str | bytes) -> None:
+        """Append one more value of ``name``."""
+        self._items.append((_b(name).lower(), _b(value)))
+
+    def remove(self, name: str | bytes) -> None:
+        key = _b(name).lower()
+        self._items[:] = [(n, v) for n, v in self._items if n != key]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str | bytes):
+            return False
+        return self.get_raw(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for n, v in self._items:
+            yield n.decode("latin-1"), v.decode("latin-1")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def copy(self) -> Headers:
+        return Headers.from_lowercase_pairs(list(self._items))
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
