@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-__all__ = ["Headers", "HeaderPairs"]
+__all__ = ["HeaderPairs", "Headers"]
 
 HeaderPairs = list[tuple[bytes, bytes]]
 

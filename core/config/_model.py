@@ -176,7 +176,7 @@ class ListenerConfig:
     port: int
     protocol: Protocol
     route_table: str
-    """Key into ``MeshConfig.routes`` (outbound: the target service; inbound: ``inbound|<port>``)."""
+    """Key into ``MeshConfig.routes``: the target service, or ``inbound|<port>``."""
     filters: tuple[FilterEntry, ...] = ()
     timeouts: Timeouts = Timeouts()
     tcp_cluster: str | None = None
