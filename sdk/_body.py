@@ -18,6 +18,11 @@ class MessageBody:
     """A body that can be read once. Subclasses implement :meth:`read`."""
 
     trailers: Headers | None = None
+    whole: bytes | None = None
+    """The entire body when it is already in memory and nothing has been read yet.
+
+    Layers and the core use it to send a small body in one write; reading
+    through :meth:`read` works either way."""
 
     async def read(self) -> bytes:
         """The next chunk, or ``b""`` once the body has ended."""
@@ -41,8 +46,11 @@ class BufferedBody(MessageBody):
     def __init__(self, data: bytes = b"", trailers: Headers | None = None) -> None:
         self._data: bytes | None = data
         self._trailers_after = trailers
+        self.whole = data
+        self.trailers = trailers
 
     async def read(self) -> bytes:
+        self.whole = None
         data, self._data = self._data, None
         if data is None or not data:
             self._data = None

@@ -2,9 +2,10 @@
 
 Each hook returns one of three results. The chain driver acts on them:
 
-``Continue``
+``Continue(data=None)``
     Pass the message on to the next filter. ``None`` means the same, so a hook
-    may simply fall off its end.
+    may simply fall off its end. From a data hook, ``Continue(data=b"...")``
+    passes ``data`` on instead of the chunk it was given (body rewriting).
 ``Buffer(limit)``
     Hold this message and call the hook again with the whole body once it has
     arrived (Envoy's ``StopIterationAndBuffer``). MUST be returned only from a
@@ -27,7 +28,10 @@ __all__ = ["CONTINUE", "Buffer", "Continue", "FilterResult", "LocalReply"]
 
 @dataclass(frozen=True, slots=True)
 class Continue:
-    """Pass the message on unchanged (or as the hook mutated it)."""
+    """Pass the message on (headers as the hook mutated them)."""
+
+    data: bytes | None = None
+    """From a data hook: the chunk to pass on instead of the one received."""
 
 
 CONTINUE: Final = Continue()

@@ -1,1 +1,54 @@
-"""plait."""
+"""Config: the frozen model, and static YAML loading into it.
+
+``load_config(paths, filter_types, sidecar=...)`` reads Kubernetes-style YAML
+(``Service``, ``HTTPRoute``, ``Filter``, ``Sidecar``; docs/config-reference.md)
+and returns a validated :class:`MeshConfig`; ``dump_config`` renders one for
+the admin ``/config_dump``.
+"""
+
+from ._dump import dump_config
+from ._load import Resources, load_config, load_documents
+from ._model import (
+    AdminConfig,
+    Cluster,
+    Direction,
+    Endpoint,
+    FilterEntry,
+    HeaderMatch,
+    ListenerConfig,
+    MatchType,
+    MeshConfig,
+    PathMatch,
+    Protocol,
+    RouteMatch,
+    RouteRule,
+    RouteTable,
+    Timeouts,
+    WeightedBackend,
+)
+from ._translate import WEIGHTED_SPLIT, translate
+
+__all__ = [
+    "WEIGHTED_SPLIT",
+    "AdminConfig",
+    "Cluster",
+    "Direction",
+    "Endpoint",
+    "FilterEntry",
+    "HeaderMatch",
+    "ListenerConfig",
+    "MatchType",
+    "MeshConfig",
+    "PathMatch",
+    "Protocol",
+    "Resources",
+    "RouteMatch",
+    "RouteRule",
+    "RouteTable",
+    "Timeouts",
+    "WeightedBackend",
+    "dump_config",
+    "load_config",
+    "load_documents",
+    "translate",
+]

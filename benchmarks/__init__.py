@@ -1,0 +1,1 @@
+"""plait's benchmarks: micro benchmarks and the data-path harness (``python -m benchmarks.run``)."""

@@ -1,0 +1,156 @@
+"""The upstream and the targets under test: how each is started, checked and stopped.
+
+A target is started fresh in every round, pinned to the proxy core, checked with
+one real request through it (status 200 and the upstream's exact body), measured,
+then stopped with its whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _configs
+from ._procs import LOAD_CORE, PROXY_CORE, Proc, ProcessFailed, free_ports, http_get, wait_http_ok
+
+__all__ = ["TARGETS", "Running", "TargetSpec", "Upstream", "start_target", "start_upstream"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    label: str
+    kind: str  # "direct" | "nginx" | "haproxy" | "plait"
+    workers: int = 1
+    filters: int = 0
+
+
+TARGETS: dict[str, TargetSpec] = {
+    t.name: t
+    for t in (
+        TargetSpec("direct", "no proxy", "direct"),
+        TargetSpec("nginx", "nginx (1 worker)", "nginx"),
+        TargetSpec("haproxy", "HAProxy (1 thread)", "haproxy"),
+        TargetSpec("plait", "plait 1w", "plait"),
+        TargetSpec("plait-5f", "plait 1w, 5 filters", "plait", filters=5),
+        TargetSpec("plait-2w", "plait --workers 2", "plait", workers=2),
+    )
+}
+
+
+@dataclass
+class Upstream:
+    h1_port: int
+    h2_port: int
+    proc: Proc
+
+
+@dataclass
+class Running:
+    """A started target: where to send load, and the process group to account and stop."""
+
+    spec: TargetSpec
+    h1_port: int
+    h2_port: int
+    proc: Proc | None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+def _workdir(base: Path, name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+
+
+def _start_nginx(
+    base: Path, name: str, conf_for: str, ports: list[int], upstream_port: int
+) -> Proc:
+    d = _workdir(base, name)
+    conf = d / "nginx.conf"
+    if conf_for == "upstream":
+        conf.write_text(_configs.nginx_upstream_conf(d, ports[0], ports[1]))
+        core = LOAD_CORE
+    else:
+        conf.write_text(_configs.nginx_proxy_conf(d, ports[0], ports[1], upstream_port))
+        core = PROXY_CORE
+    # -e: nginx opens its error log before reading the config; keep it in the temp dir too.
+    argv = ["nginx", "-p", f"{d}/", "-c", str(conf), "-e", str(d / "error.log")]
+    return Proc(name, argv, core, d / "stdout.log").start()
+
+
+def start_upstream(base: Path, ready_timeout: float) -> Upstream:
+    """Start the fixed nginx ``return 200`` upstream on the load core (files under ``base``)."""
+    h1, h2 = free_ports(2)
+    proc = _start_nginx(base, "upstream", "upstream", [h1, h2], 0)
+    try:
+        wait_http_ok(h1, proc, ready_timeout)
+    except BaseException:
+        proc.stop()
+        raise
+    return Upstream(h1, h2, proc)
+
+
+def _start_plait(
+    base: Path, spec: TargetSpec, ports: list[int], upstream_port: int, timeout: float
+) -> Proc:
+    d = _workdir(base, spec.name)
+    h1, h2, admin = ports
+    conf = d / "sidecar.yaml"
+    conf.write_text(_configs.plait_conf(h1, h2, admin, upstream_port, spec.filters))
+    plait = Path(sys.executable).parent / "plait"
+    argv = [str(plait), "sidecar", "--config", str(conf)]
+    if spec.workers != 1:
+        argv += ["--workers", str(spec.workers)]
+    env = dict(os.environ)
+    # The console script's sys.path starts at .venv/bin: put the repo on it for benchmarks.*.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PLAIT_PLUGINS"] = "benchmarks.passthrough_filter"
+    proc = Proc(spec.name, argv, PROXY_CORE, d / "stdout.log", env=env, cwd=REPO).start()
+    wait_http_ok(admin, proc, timeout, path="/ready")
+    return proc
+
+
+def start_target(base: Path, spec: TargetSpec, upstream: Upstream, ready_timeout: float) -> Running:
+    """Start ``spec`` (its files in a new directory under ``base``); check a request through it.
+
+    Raises:
+        ProcessFailed: the target did not start, did not become ready, or did not
+            relay the upstream's answer. Nothing is left running.
+    """
+    if spec.kind == "direct":
+        return Running(spec, upstream.h1_port, upstream.h2_port, None)
+    ports = free_ports(3)
+    proc: Proc | None = None
+    try:
+        if spec.kind == "nginx":
+            proc = _start_nginx(base, spec.name, "proxy", ports, upstream.h1_port)
+        elif spec.kind == "haproxy":
+            d = _workdir(base, spec.name)
+            (d / "haproxy.cfg").write_text(
+                _configs.haproxy_conf(ports[0], ports[1], upstream.h1_port)
+            )
+            argv = ["haproxy", "-db", "-f", str(d / "haproxy.cfg")]
+            proc = Proc(spec.name, argv, PROXY_CORE, d / "stdout.log").start()
+        elif spec.kind == "plait":
+            proc = _start_plait(base, spec, ports, upstream.h1_port, ready_timeout)
+        else:
+            raise ValueError(f"unknown target kind {spec.kind!r}")
+        wait_http_ok(ports[0], proc, ready_timeout)
+        _check_relay(ports[0])
+    except BaseException:
+        if proc is not None:
+            proc.stop()
+        raise
+    return Running(spec, ports[0], ports[1], proc)
+
+
+def _check_relay(port: int) -> None:
+    status, body = http_get(port)
+    if status != 200 or body != _configs.BODY.encode():
+        raise ProcessFailed(f"127.0.0.1:{port} answered {status} with {body[:80]!r}")

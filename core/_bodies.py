@@ -1,0 +1,153 @@
+"""Body plumbing for an exchange: request and response bodies through the chain.
+
+:class:`BodyStage` runs one direction's data hooks chunk by chunk and handles a
+``Buffer`` from a data hook: the chunks after it pass the earlier filters and
+are collected (up to the limit); at the end the rest of the chain sees them as
+one chunk with ``end_stream=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from plait.sdk import (
+    BodyTooLarge,
+    DownstreamProtocolError,
+    Headers,
+    LocalReply,
+    MessageBody,
+    UpstreamReset,
+)
+
+from ._streams import Downstream, UpstreamStream
+from .chain import PhaseOutcome
+from .codec import DataReceived, ResponseReceived, StreamReset, TrailersReceived
+
+if TYPE_CHECKING:
+    from .exchange import _Exchange
+
+__all__ = ["BodyStage", "LocalReplyRaised", "RequestBody", "UpstreamBody"]
+
+DataHooks = Callable[[bytes, bool, int, "int | None"], Awaitable[PhaseOutcome]]
+TrailerHooks = Callable[[Headers], Awaitable[PhaseOutcome]]
+_EMPTY = PhaseOutcome()
+
+
+class LocalReplyRaised(DownstreamProtocolError):
+    """A request-data filter answered locally while the body was streaming."""
+
+    def __init__(self, reply: LocalReply) -> None:
+        super().__init__(reply.reason)
+        self.reply = reply
+
+
+class BodyStage:
+    __slots__ = ("_barrier", "_buf", "_data", "_limit", "_trailers")
+
+    def __init__(self, data_hooks: DataHooks, trailer_hooks: TrailerHooks) -> None:
+        self._data = data_hooks
+        self._trailers = trailer_hooks
+        self._barrier: int | None = None
+        self._limit = 0
+        self._buf = bytearray()
+
+    async def push(self, data: bytes, end_stream: bool) -> PhaseOutcome:
+        """The chunk to pass on (``.data``), or a reply."""
+        if self._barrier is None:
+            out = await self._data(data, end_stream, 0, None)
+            if out.buffer_from is None:
+                return out
+            self._barrier, self._limit = out.buffer_from, out.buffer_limit
+            self._buf += out.data
+            return _EMPTY
+        out = await self._data(data, end_stream, 0, self._barrier)
+        if out.reply is not None:
+            return out
+        self._buf += out.data
+        if len(self._buf) > self._limit:
+            raise BodyTooLarge(f"body exceeds the {self._limit}-byte buffer limit of a filter")
+        if not end_stream:
+            return _EMPTY
+        return await self._data(bytes(self._buf), True, self._barrier, None)
+
+    async def trailers(self, trailers: Headers) -> PhaseOutcome:
+        if self._barrier is not None and self._buf:
+            out = await self._data(bytes(self._buf), True, self._barrier, None)
+            if out.reply is not None:
+                return out
+        return await self._trailers(trailers)
+
+
+class RequestBody(MessageBody):
+    """The downstream request body, read on demand through the request data hooks."""
+
+    def __init__(self, down: Downstream, stage: BodyStage) -> None:
+        self._down = down
+        self._stage = stage
+        self._done = False
+        self.reply: LocalReply | None = None
+
+    async def read(self) -> bytes:
+        while not self._done:
+            ev = await self._down.read_event()
+            if isinstance(ev, DataReceived):
+                self._done = ev.end_stream
+                out = await self._stage.push(ev.data, ev.end_stream)
+            elif isinstance(ev, TrailersReceived):
+                self._done = True
+                out = await self._stage.trailers(ev.trailers)
+                self.trailers = ev.trailers
+            elif isinstance(ev, StreamReset):
+                self._done = True
+                raise DownstreamProtocolError("the client reset the stream")
+            else:
+                continue
+            if out.reply is not None:
+                self.reply = out.reply
+                raise LocalReplyRaised(out.reply)
+            if out.data:
+                return out.data
+        return b""
+
+
+class UpstreamBody(MessageBody):
+    """The upstream response body; gives the connection back to its pool at the end."""
+
+    def __init__(self, ex: _Exchange, stream: UpstreamStream, ev: ResponseReceived) -> None:
+        self._ex = ex
+        self._stream = stream
+        self._done = ev.end_stream
+        self._first = b""
+        if ev.end_stream:
+            self.whole = ev.body
+        else:
+            self._first = ev.body
+
+    async def read(self) -> bytes:
+        if self.whole is not None:
+            data, self.whole = self.whole, None
+            return data
+        if self._first:
+            data, self._first = self._first, b""
+            return data
+        while not self._done:
+            ev = await self._stream.read_event()
+            if isinstance(ev, DataReceived):
+                if ev.end_stream:
+                    self._finish()
+                if ev.data:
+                    return ev.data
+            elif isinstance(ev, TrailersReceived):
+                self.trailers = ev.trailers
+                self._finish()
+            elif isinstance(ev, StreamReset):
+                self._done = True
+                raise UpstreamReset("upstream reset the stream mid-response")
+        return b""
+
+    def _finish(self) -> None:
+        self._done = True
+        self._stream.finish(True)
+        if self._stream in self._ex.upstreams:
+            self._ex.upstreams.remove(self._stream)

@@ -1,0 +1,72 @@
+"""The two sides of one exchange, as the version-independent proxy logic sees them.
+
+HTTP/1.1 and HTTP/2 connections (downstream in ``core/server``, upstream in
+``core/upstream``) implement these; :mod:`plait.core.exchange` uses nothing
+else, so it never knows which HTTP version either side speaks.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from plait.sdk import ConnectionContext, Headers, RequestHead, ResponseHead
+
+from .codec import Event
+
+__all__ = ["Downstream", "UpstreamStream"]
+
+
+class Downstream(Protocol):
+    """The client side of one stream."""
+
+    conn_ctx: ConnectionContext
+    response_started: bool
+    """True once a response head went out; then errors can only reset the stream."""
+    closing: bool
+    """Ask the connection to close after this response (HTTP/1.1: ``connection: close``)."""
+
+    def send_response(self, head: ResponseHead, *, end_stream: bool, body: bytes = b"") -> None:
+        """Send the head (and the whole body when ``end_stream``)."""
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+        """Send a body chunk; waits while the client reads slower than we write."""
+
+    def send_trailers(self, trailers: Headers) -> None: ...
+
+    def send_informational(self, head: ResponseHead) -> None: ...
+
+    def send_raw(self, data: bytes) -> None:
+        """Tunnel bytes (after a 101)."""
+
+    async def read_event(self) -> Event:
+        """The next request-body/tunnel event of this stream; ``StreamReset`` if the client left."""
+        ...
+
+    def reset(self) -> None:
+        """Abort the stream (the response cannot be completed)."""
+
+
+class UpstreamStream(Protocol):
+    """The server side of one stream, taken from a connection pool."""
+
+    reused: bool
+    """The connection served earlier requests (a reset before any byte may be a stale keep-alive)."""
+
+    def send_head(
+        self, head: RequestHead, *, end_stream: bool, body: bytes = b"", upgrade: bool = False
+    ) -> None: ...
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None: ...
+
+    def send_trailers(self, trailers: Headers) -> None: ...
+
+    def send_raw(self, data: bytes) -> None: ...
+
+    async def read_event(self) -> Event:
+        """The next response event; ``StreamReset`` if the upstream went away."""
+        ...
+
+    def finish(self, complete: bool) -> None:
+        """Return the connection to its pool (``complete``) or close it; idempotent."""
+
+    def reset(self) -> None: ...

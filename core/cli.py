@@ -1,0 +1,161 @@
+"""The ``plait`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="plait", description="plait service mesh")
+    p.add_argument("--log-level", default=os.environ.get("PLAIT_LOG_LEVEL", "info"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("sidecar", help="run a sidecar proxy")
+    s.add_argument("--config", "-c", action="append", required=True, help="YAML file or dir")
+    s.add_argument("--sidecar", help="which Sidecar resource is this one (if several)")
+    s.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
+    s.add_argument("--plugin", action="append", default=[], help="extra plugin module to load")
+    s.add_argument("--admin-port", type=int, help="override the admin port")
+    s.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")
+    s.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+
+    v = sub.add_parser("validate", help="validate config files and exit")
+    v.add_argument("--config", "-c", action="append", required=True)
+    v.add_argument("--sidecar")
+    v.add_argument("--plugin", action="append", default=[])
+
+    sub.add_parser("filters", help="list the filter types this installation knows")
+
+    d = sub.add_parser("demo-static", help="two demo services behind sidecars, static config")
+    d.add_argument("--requests", type=int, default=20)
+    d.add_argument("--keep-running", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.cmd == "sidecar":
+        if args.workers > 1:
+            return _supervise(args)
+        return _run_sidecar(args)
+    if args.cmd == "validate":
+        return _validate(args)
+    if args.cmd == "filters":
+        from .sidecar import load_plugins
+
+        types = load_plugins(())
+        for name in sorted(types):
+            print(f"{name:32} {types[name].description}  ({types.origin(name)})")
+        return 0
+    if args.cmd == "demo-static":
+        from .demo import run_demo
+
+        return run_demo(requests=args.requests, keep_running=args.keep_running)
+    return 2
+
+
+def _run_sidecar(args: argparse.Namespace) -> int:
+    import anyio
+
+    from plait.sdk import ConfigError
+
+    from .sidecar import SidecarOptions, run_sidecar
+
+    opts = SidecarOptions(
+        config=args.config,
+        sidecar=args.sidecar,
+        reuse_port=args.reuse_port,
+        admin=args.worker_index == 0,
+        admin_port=args.admin_port,
+        worker_index=args.worker_index,
+        watch=not args.no_watch,
+        plugins=args.plugin,
+    )
+    try:
+        anyio.run(run_sidecar, opts, backend_options={"use_uvloop": _has_uvloop()})
+    except ConfigError as exc:
+        print(f"plait: invalid config: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"plait: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from plait.sdk import ConfigError
+
+    from .config import load_config
+    from .sidecar import load_plugins
+
+    try:
+        cfg = load_config(args.config, load_plugins(args.plugin), sidecar=args.sidecar)
+    except ConfigError as exc:
+        print(f"plait: invalid config: {exc}", file=sys.stderr)
+        return 1
+    print(f"ok: config {cfg.version}: {len(cfg.listeners)} listeners, {len(cfg.clusters)} clusters")
+    return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """``--workers N``: N sidecar processes sharing each port with SO_REUSEPORT.
+
+    Worker 0 serves the admin API. Signals are forwarded to every worker; the
+    supervisor exits when all workers have, with the worst exit code.
+    """
+    from .sidecar import load_plugins
+
+    _ = load_plugins  # validate importability before forking workers
+    base = [sys.executable, "-m", "plait.core.cli", "--log-level", args.log_level, "sidecar"]
+    for c in args.config:
+        base += ["--config", c]
+    for plugin in args.plugin:
+        base += ["--plugin", plugin]
+    if args.sidecar:
+        base += ["--sidecar", args.sidecar]
+    if args.admin_port is not None:
+        base += ["--admin-port", str(args.admin_port)]
+    if args.no_watch:
+        base += ["--no-watch"]
+    procs = [
+        subprocess.Popen([*base, "--reuse-port", "--worker-index", str(i)])
+        for i in range(args.workers)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    codes = [proc.wait() for proc in procs]
+    return max(codes, key=abs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

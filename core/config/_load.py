@@ -1,0 +1,171 @@
+"""Static config: YAML files → typed resources → :class:`MeshConfig`.
+
+Theory of operation: :func:`load_documents` reads every file (a directory
+contributes its ``*.yaml``/``*.yml`` files in name order), splits the YAML
+documents, and parses each one by its ``kind`` on its own (``_resources.py``,
+``_httproute.py``). Creation order is file order, then document order: the
+Gateway API tie-breaker "oldest route wins" uses it. :func:`load_config` then
+hands the resources to the translator, which checks every cross-reference and
+filter type and fills the frozen model.
+
+Every error is a :class:`~plait.sdk.ConfigError` naming ``file:line``, the
+resource (``Kind/name``), the field path and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plait.sdk import ConfigError, FilterSpec
+
+from ._fields import Fields, Loc
+from ._httproute import HTTPRouteRes, parse_httproute
+from ._model import MeshConfig
+from ._resources import (
+    LABEL,
+    LABEL_HINT,
+    SUBDOMAIN,
+    SUBDOMAIN_HINT,
+    FilterRes,
+    Meta,
+    ServiceRes,
+    SidecarRes,
+    parse_filter,
+    parse_service,
+    parse_sidecar,
+)
+from ._yaml import load_yaml_documents
+
+__all__ = ["Resources", "load_config", "load_documents"]
+
+_PLAIT = ("plait.dev/v1alpha1",)
+_GATEWAY = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
+_KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
+    "Service": (_PLAIT, parse_service),
+    "HTTPRoute": (_GATEWAY, parse_httproute),
+    "Filter": (_PLAIT, parse_filter),
+    "Sidecar": (_PLAIT, parse_sidecar),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resources:
+    """Every resource of a config, by kind, each in creation order."""
+
+    services: tuple[ServiceRes, ...] = ()
+    routes: tuple[HTTPRouteRes, ...] = ()
+    filters: tuple[FilterRes, ...] = ()
+    sidecars: tuple[SidecarRes, ...] = ()
+    sources: tuple[str, ...] = ()
+    digest: str = ""
+    """sha256 of the normalized documents (key order and formatting do not count)."""
+
+
+def load_config(
+    paths: Sequence[str | Path],
+    filter_types: Mapping[str, FilterSpec[Any]],
+    *,
+    sidecar: str | None = None,
+) -> MeshConfig:
+    """Load static config files into one validated :class:`MeshConfig`.
+
+    Args:
+        paths: YAML files, or directories whose ``*.yaml``/``*.yml`` files are read.
+        filter_types: the filter registry (``plait.plugins.load_filter_types()``).
+        sidecar: the ``Sidecar`` resource to build listeners for, as ``NAME`` or
+            ``NAME.NAMESPACE``; may be omitted when there is at most one.
+
+    Raises:
+        ConfigError: anything invalid, naming the file, resource, field and expectation.
+    """
+    from ._translate import translate
+
+    return translate(load_documents(paths), filter_types, sidecar=sidecar)
+
+
+def load_documents(paths: Sequence[str | Path]) -> Resources:
+    """Read and parse every document; checks each on its own, not cross-references."""
+    files = _expand(paths)
+    by_kind: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    normalized: list[object] = []
+    for file in files:
+        for doc, line in load_yaml_documents(_read(file), file):
+            if doc is None:
+                continue
+            meta, resource = _parse_document(doc, Loc(file, line), order=len(normalized))
+            by_kind[meta.kind].append(resource)
+            normalized.append(doc)
+    blob = json.dumps(normalized, sort_keys=True, default=str, separators=(",", ":"))
+    return Resources(
+        services=tuple(by_kind["Service"]),
+        routes=tuple(by_kind["HTTPRoute"]),
+        filters=tuple(by_kind["Filter"]),
+        sidecars=tuple(by_kind["Sidecar"]),
+        sources=tuple(files),
+        digest=hashlib.sha256(blob.encode()).hexdigest(),
+    )
+
+
+def _expand(paths: Sequence[str | Path]) -> list[str]:
+    if not paths:
+        raise ConfigError("no config files given")
+    files: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(c for c in path.iterdir() if c.suffix in (".yaml", ".yml") and c.is_file())
+            if not found:
+                raise ConfigError("directory has no .yaml or .yml files", file=str(p))
+            files.extend(str(c) for c in found)
+        elif path.exists():
+            files.append(str(p))
+        else:
+            raise ConfigError("no such file or directory", file=str(p))
+    return files
+
+
+def _read(file: str) -> str:
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"expected UTF-8 text ({exc.reason} at byte {exc.start})", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
+
+
+def _parse_document(doc: object, loc: Loc, *, order: int) -> tuple[Meta, object]:
+    if not isinstance(doc, Mapping):
+        raise loc.expected("a resource (a mapping with apiVersion, kind, metadata, spec)", doc)
+    top = Fields(doc, loc)
+    kind = top.text("kind", choices=tuple(_KINDS))
+    versions, parse = _KINDS[kind]
+    top.text("apiVersion", choices=versions)
+    meta = _parse_meta(top, kind, order)
+    top.loc = meta.loc  # from here on, errors name the resource
+    if not top.has("spec"):
+        raise meta.loc.error("missing required field 'spec'")
+    spec = Fields(top.raw["spec"], top.at("spec"))
+    top.done()
+    return meta, parse(meta, spec)
+
+
+def _parse_meta(top: Fields, kind: str, order: int) -> Meta:
+    m = top.sub("metadata", required=True)
+    assert m is not None
+    is_label = kind == "Service"
+    name = m.text(
+        "name",
+        pattern=LABEL if is_label else SUBDOMAIN,
+        what=LABEL_HINT if is_label else SUBDOMAIN_HINT,
+    )
+    namespace = m.text("namespace", "default", pattern=LABEL, what=LABEL_HINT)
+    m.labels("labels")
+    m.labels("annotations")
+    m.done()
+    loc = Loc(top.loc.file, top.loc.line, f"{kind}/{name}")
+    return Meta(kind=kind, name=name, namespace=namespace, loc=loc, order=order)

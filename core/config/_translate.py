@@ -1,0 +1,261 @@
+"""Resources → :class:`MeshConfig`: cross-references, filter types, route precedence.
+
+Theory of operation:
+
+* Each ``Service`` port becomes a ``Cluster`` ``"<name>.<ns>:<port>"``.
+* ``Filter`` resources and every listener/rule filter are checked against the
+  registry here: the type must exist and ``spec.parse_config`` must accept the
+  config; a :class:`ConfigError` it raises is re-located under the YAML field.
+* HTTPRoutes attached to a Service port are merged into one ``RouteTable`` per
+  port (``_routes.py`` orders them by Gateway API precedence). A Service that
+  an egress listener targets and no route attaches to gets a pass-through table
+  (GAMMA: "no Routes, no mesh").
+* The selected ``Sidecar`` gives the listeners, each with its chain.
+
+The core routes only by rule; the translator appends the ``weighted-split``
+filter, built through the registry like any other filter, to pick the backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from plait.sdk import ConfigError, FilterSpec
+
+from ._fields import Loc
+from ._load import Resources
+from ._model import (
+    AdminConfig,
+    Cluster,
+    Direction,
+    FilterEntry,
+    ListenerConfig,
+    MeshConfig,
+    Protocol,
+    RouteTable,
+    WeightedBackend,
+)
+from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, SidecarRes
+from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
+
+__all__ = ["WEIGHTED_SPLIT", "translate"]
+
+WEIGHTED_SPLIT = "weighted-split"
+"""The registry type the translator appends to every rule to choose the backend."""
+
+R = TypeVar("R")
+
+
+def translate(
+    res: Resources, filter_types: Mapping[str, FilterSpec[Any]], *, sidecar: str | None = None
+) -> MeshConfig:
+    """Build the frozen config; raises :class:`ConfigError` for any invalid reference."""
+    return _Translator(res, filter_types).build(sidecar)
+
+
+def _index(items: Iterable[R], meta_of: Any) -> dict[tuple[str, str], R]:
+    out: dict[tuple[str, str], R] = {}
+    for item in items:
+        meta: Meta = meta_of(item)
+        if (first := out.get(meta.key)) is not None:
+            first_loc = meta_of(first).loc
+            raise meta.loc.error(
+                f"duplicate {meta.kind} {meta.namespace}/{meta.name} "
+                f"(first defined at {first_loc.file_line})"
+            )
+        out[meta.key] = item
+    return out
+
+
+class _Translator:
+    def __init__(self, res: Resources, filter_types: Mapping[str, FilterSpec[Any]]) -> None:
+        self.res = res
+        self.filter_types = filter_types
+        self.services = _index(res.services, lambda s: s.meta)
+        _index(res.routes, lambda r: r.meta)
+        self.sidecars = _index(res.sidecars, lambda s: s.meta)
+        self.filter_res = _index(res.filters, lambda f: f.meta)
+        self.filters = {key: self.entry(f.use, key[0]) for key, f in self.filter_res.items()}
+        self.clusters: dict[str, Cluster] = {
+            cluster_name(s, p): Cluster(
+                name=cluster_name(s, p), protocol=p.protocol, endpoints=s.endpoints
+            )
+            for s in res.services
+            for p in s.ports
+        }
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def service(self, name: str, namespace: str, loc: Loc) -> ServiceRes:
+        svc = self.services.get((namespace, name))
+        if svc is None:
+            known = ", ".join(f"{ns}/{n}" for ns, n in self.services) or "none"
+            raise loc.error(f"unknown Service {namespace}/{name} (known: {known})")
+        return svc
+
+    def entry(self, use: FilterUse, namespace: str) -> FilterEntry:
+        """A chain entry from a listener or rule filter (or a ``Filter`` resource)."""
+        if use.ref is not None:
+            found = self.filters.get((namespace, use.ref))
+            if found is None:
+                known = ", ".join(n for ns, n in self.filter_res if ns == namespace) or "none"
+                raise use.loc.error(
+                    f"unknown Filter {use.ref!r} in namespace {namespace} (known: {known})"
+                )
+            return found
+        assert use.type is not None
+        spec = self.filter_types.get(use.type)
+        if spec is None:
+            known = ", ".join(sorted(self.filter_types)) or "none"
+            raise use.loc.error(f"unknown filter type {use.type!r} (known: {known})")
+        config = parse_filter_config(spec, use.config, use.config_loc or use.loc)
+        return FilterEntry(
+            name=use.name or spec.name,
+            spec=spec,
+            config=config,
+            fail_strategy=use.fail_strategy,
+        )
+
+    def split_entry(self, backends: tuple[WeightedBackend, ...], loc: Loc) -> FilterEntry:
+        """The ``weighted-split`` entry that sends a rule's traffic to ``backends``."""
+        spec = self.filter_types.get(WEIGHTED_SPLIT)
+        if spec is None:
+            raise loc.error(
+                f"filter type {WEIGHTED_SPLIT!r} is not registered (are plait's built-in "
+                "filters installed? the 'builtin' entry point of group plait.filters)"
+            )
+        raw = {"backends": [{"cluster": b.cluster, "weight": b.weight} for b in backends]}
+        return FilterEntry(
+            name=WEIGHTED_SPLIT, spec=spec, config=parse_filter_config(spec, raw, loc)
+        )
+
+    # -- the whole config -------------------------------------------------------------------
+
+    def build(self, sidecar_name: str | None) -> MeshConfig:
+        sidecar = self.select_sidecar(sidecar_name)
+        tables = RouteTables(self, sidecar.meta.namespace if sidecar else None)
+        for route in self.res.routes:
+            tables.add(route)
+        routes = tables.build()
+        listeners = self.listeners(sidecar, routes) if sidecar else []
+        key = f"{sidecar.meta.namespace}/{sidecar.meta.name}" if sidecar else ""
+        return MeshConfig(
+            version=hashlib.sha256(f"{self.res.digest}|{key}".encode()).hexdigest()[:12],
+            listeners=tuple(listeners),
+            clusters=dict(self.clusters),
+            routes=routes,
+            sources=self.res.sources,
+            admin=sidecar.admin if sidecar else AdminConfig(),
+            max_request_headers_kb=sidecar.max_request_headers_kb if sidecar else 60,
+        )
+
+    def select_sidecar(self, name: str | None) -> SidecarRes | None:
+        sidecars = list(self.sidecars.values())
+        known = ", ".join(f"{s.meta.name}.{s.meta.namespace}" for s in sidecars) or "none"
+        where = ", ".join(self.res.sources)
+        if name is None:
+            if len(sidecars) > 1:
+                raise ConfigError(
+                    f"{len(sidecars)} Sidecar resources ({known}): "
+                    "choose one with --sidecar NAME or NAME.NAMESPACE",
+                    file=where,
+                )
+            return sidecars[0] if sidecars else None
+        found = [s for s in sidecars if name in (s.meta.name, f"{s.meta.name}.{s.meta.namespace}")]
+        if len(found) == 1:
+            return found[0]
+        problem = "is ambiguous, use NAME.NAMESPACE" if found else "does not exist"
+        raise ConfigError(
+            f"Sidecar {name!r} {problem} (Sidecars: {known})", file=where, field="--sidecar"
+        )
+
+    # -- listeners --------------------------------------------------------------------------
+
+    def listeners(self, sidecar: SidecarRes, routes: dict[str, RouteTable]) -> list[ListenerConfig]:
+        out: list[ListenerConfig] = []
+        seen: dict[int, ListenerRes] = {}
+        for lis in sidecar.listeners:
+            if (other := seen.get(lis.port)) is not None:
+                raise lis.loc.error(
+                    f"duplicate listener port {lis.port} (also used by listener {other.name!r})"
+                )
+            if lis.port == sidecar.admin.port:
+                raise lis.loc.error(f"listener port {lis.port} is the admin port")
+            if any(o.name == lis.name for o in out):
+                raise lis.loc.error(f"duplicate listener name {lis.name!r}")
+            seen[lis.port] = lis
+            out.append(self.listener(lis, sidecar.meta.namespace, routes))
+        return out
+
+    def listener(
+        self, lis: ListenerRes, namespace: str, routes: dict[str, RouteTable]
+    ) -> ListenerConfig:
+        if lis.direction is Direction.OUTBOUND:
+            assert lis.service is not None
+            name, _, ns = lis.service.partition(".")
+            svc = self.service(name, ns or namespace, lis.loc.key("service"))
+            target = cluster_name(svc, self.pick_port(svc, lis))
+            if lis.protocol.is_http and target not in routes:
+                routes[target] = catch_all_table(self, target, target, lis.loc)
+        else:
+            assert lis.default_endpoint is not None
+            target = f"inbound|{lis.port}"
+            self.clusters[target] = Cluster(
+                name=target, protocol=lis.protocol, endpoints=(lis.default_endpoint,)
+            )
+            if lis.protocol.is_http:
+                routes[target] = catch_all_table(self, target, target, lis.loc)
+        tcp = lis.protocol is Protocol.TCP
+        if tcp and lis.filters:
+            raise lis.loc.key("filters").error("a tcp listener takes no filters (bytes are relayed)")
+        return ListenerConfig(
+            name=lis.name,
+            direction=lis.direction,
+            bind=lis.bind,
+            port=lis.port,
+            protocol=lis.protocol,
+            route_table="" if tcp else target,
+            filters=tuple(self.entry(u, namespace) for u in lis.filters),
+            timeouts=lis.timeouts,
+            tcp_cluster=target if tcp else None,
+        )
+
+    def pick_port(self, svc: ServiceRes, lis: ListenerRes) -> ServicePort:
+        """``servicePort``, else the first port of the same protocol, else of a compatible one."""
+        fits = [p for p in svc.ports if p.protocol.is_http == lis.protocol.is_http]
+        if lis.service_port is not None:
+            port = next((p for p in svc.ports if p.port == lis.service_port), None)
+            if port is None or port not in fits:
+                problem = "no such port" if port is None else f"a {port.protocol.value} port"
+                raise lis.loc.key("servicePort").error(
+                    f"Service {svc.meta.name} port {lis.service_port}: {problem} for a "
+                    f"{lis.protocol.value} listener (ports: {ports_text(svc)})"
+                )
+            return port
+        same = [p for p in fits if p.protocol is lis.protocol]
+        if not (same or fits):
+            raise lis.loc.key("service").error(
+                f"Service {svc.meta.name} has no port usable by a {lis.protocol.value} "
+                f"listener (ports: {ports_text(svc)})"
+            )
+        return (same or fits)[0]
+
+
+def parse_filter_config(spec: FilterSpec[Any], raw: object, loc: Loc) -> object:
+    """``spec.parse_config(raw)``, with its errors located at ``loc``."""
+    if spec.parse_config is None:
+        if raw not in (None, {}):
+            raise loc.error(f"filter type {spec.name!r} takes no config")
+        return None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise loc.expected("a mapping", raw)
+    try:
+        return spec.parse_config(raw)
+    except ConfigError as err:
+        raise loc.relocate(err) from None
+    except Exception as exc:  # a third-party parser that raises something else
+        raise loc.error(f"invalid config for {spec.name!r}: {exc!r}") from exc

@@ -1,0 +1,139 @@
+"""The sidecar's live state: the current immutable snapshot and its swap.
+
+Theory of operation: a :class:`Snapshot` is compiled from a validated
+:class:`MeshConfig` (routers, one chain per listener x route rule, cluster
+pickers) and never changes afterwards. :meth:`Runtime.apply` compiles a new
+one completely, then replaces ``Runtime.snapshot`` with a single assignment, so
+a stream that has pinned the old snapshot (:func:`plait.core.exchange.handle`
+reads it once, at the start) finishes on it, and every new stream sees the new
+one. A config that fails to compile is rejected whole; the previous snapshot
+stays and the error is kept for ``/config_dump`` and the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from plait.sdk import StreamContext
+
+from .chain import Chain
+from .config._model import ListenerConfig, MeshConfig, RouteRule
+from .metrics import Stats
+from .router import Router
+from .upstream._manager import ClusterRuntime, Upstreams
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["ListenerRuntime", "Runtime", "Snapshot"]
+
+log = logging.getLogger(__name__)
+
+
+class ListenerRuntime:
+    """One listener's compiled view of one snapshot."""
+
+    def __init__(self, runtime: Runtime, snapshot: Snapshot, config: ListenerConfig) -> None:
+        self.runtime = runtime
+        self.snapshot = snapshot
+        self.config = config
+        self.name = config.name
+        table = snapshot.config.routes.get(config.route_table)
+        self.router = Router(table) if table is not None else None
+        self._chains: dict[int, Chain] = {}
+        if table is not None:
+            for rule in table.rules:
+                self._chains[id(rule)] = Chain(
+                    config.filters + rule.filters, on_failure=runtime.stats.filter_failed
+                )
+        self._stats = runtime.stats
+
+    def chain_for(self, rule: RouteRule) -> Chain:
+        return self._chains[id(rule)]
+
+    def record(self, ctx: StreamContext, seconds: float) -> None:
+        status = ctx.response.status if ctx.response is not None else 0
+        self._stats.record(self.name, status, seconds, ctx.failure_reason)
+
+
+class _NoRoutes:
+    @staticmethod
+    def match(head: object) -> None:
+        return None
+
+
+class Snapshot:
+    """An immutable, compiled config."""
+
+    def __init__(self, runtime: Runtime, config: MeshConfig) -> None:
+        self.config = config
+        self.version = config.version
+        self.loaded_at = time.time()
+        self.clusters: Mapping[str, ClusterRuntime] = {
+            name: ClusterRuntime(c, runtime.upstreams) for name, c in config.clusters.items()
+        }
+        self.listeners: Mapping[str, ListenerRuntime] = {
+            lc.name: ListenerRuntime(runtime, self, lc) for lc in config.listeners
+        }
+        for lrt in self.listeners.values():
+            if lrt.router is None:
+                lrt.router = _NoRoutes()  # type: ignore[assignment]
+
+
+class Runtime:
+    """Holds the current snapshot and counts live streams for draining."""
+
+    def __init__(self, config: MeshConfig, stats: Stats | None = None) -> None:
+        self.stats = stats or Stats()
+        self.upstreams = Upstreams()
+        self.active_streams = 0
+        self.draining = False
+        self._idle: anyio.Event | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.snapshot = self._swap(config)
+
+    def _swap(self, config: MeshConfig) -> Snapshot:
+        snap = Snapshot(self, config)
+        self.snapshot = snap
+        self.upstreams.prune(k for c in snap.clusters.values() for k in c.keys)
+        self.stats.config_version = snap.version
+        self.stats.config_timestamp = snap.loaded_at
+        return snap
+
+    def apply(self, config: MeshConfig) -> Snapshot:
+        """Compile ``config`` and swap it in; raises (keeping the old one) if it fails."""
+        snap = self._swap(config)
+        self.stats.reloads["success"] += 1
+        self.last_error = None
+        log.info("config %s active", snap.version)
+        return snap
+
+    def reject(self, error: str) -> None:
+        self.stats.reloads["failure"] += 1
+        self.last_error = error
+        self.last_error_at = time.time()
+        log.error("config rejected, keeping %s: %s", self.snapshot.version, error)
+
+    def listener(self, name: str) -> ListenerRuntime | None:
+        return self.snapshot.listeners.get(name)
+
+    # -- stream accounting, for graceful drain ------------------------------------------------
+
+    def stream_started(self) -> None:
+        self.active_streams += 1
+
+    def stream_ended(self) -> None:
+        self.active_streams -= 1
+        if self.active_streams == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no stream is in flight (used by the drain)."""
+        while self.active_streams:
+            self._idle = anyio.Event()
+            await self._idle.wait()

@@ -1,0 +1,276 @@
+"""A downstream HTTP/1.1 connection (and the switch to HTTP/2 on a client preface).
+
+Theory of operation: the listener's protocol factory makes one
+:class:`H1Connection` per accepted socket. The first bytes decide the
+protocol: an HTTP/2 connection preface (h2c prior knowledge) hands the socket
+to :class:`~plait.core.server._h2.H2Connection`; anything else starts
+:meth:`H1Connection.serve` in the listener's task group. ``serve`` takes one
+request at a time (pipelined requests wait their turn in the event queue),
+runs :func:`~plait.core.exchange.handle`, and loops while keep-alive holds.
+
+Timeouts without per-request timer churn: one loop timer per connection
+checks (a) a request head that started arriving but is not complete after
+``request_headers`` seconds → 408 and close, and (b) no activity for ``idle``
+seconds → close. The connection's anyio cancel scope is cancelled when the
+socket is lost, so an exchange waiting on the upstream for a client that left
+is cancelled, and its ``finally`` still runs ``on_stream_complete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import anyio
+
+from plait.sdk import ConnectionContext, Headers, ResponseHead
+
+from .._transport import EventProtocol
+from ..codec import (
+    DataReceived,
+    Event,
+    H1ServerCodec,
+    ProtocolFailed,
+    RequestReceived,
+    StreamReset,
+    TrailersReceived,
+)
+from ..exchange import handle
+
+if TYPE_CHECKING:
+    from ._listener import Listener
+
+__all__ = ["H1Connection"]
+
+log = logging.getLogger(__name__)
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class H1Connection(EventProtocol[H1ServerCodec]):
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(H1ServerCodec(max_header_bytes=listener.max_header_bytes))
+        self.listener = listener
+        self.conn_ctx = ConnectionContext(peer_address=("", 0), local_address=("", 0))
+        self.response_started = False
+        self.closing = False
+        self.in_flight = False
+        self._req_done = True
+        self._stream_id = 0
+        self._scope: anyio.CancelScope | None = None
+        self._sniffing = listener.sniff_h2
+        self._started = False
+        self._loop = asyncio.get_running_loop()
+        self._last_activity = self._loop.time()
+        self._head_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.conn_ctx = ConnectionContext(
+            peer_address=self.peername, local_address=self.sockname, listener=self.listener.name
+        )
+        self.listener.connection_opened(self)
+        self._arm_timer(self.listener.timeouts.request_headers)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = self._loop.time()
+        if self._sniffing:
+            if _PREFACE.startswith(data[:24]) and len(data) < 24:
+                return self._hold(data)
+            self._sniffing = False
+            data = self._held(data)
+            if data.startswith(_PREFACE):
+                self._switch_to_h2(data)
+                return None
+        super().data_received(data)
+        if not self._started:
+            self._started = True
+            self.listener.tg.start_soon(self.serve)
+        if self._head_since is None and self.codec.head_in_progress:
+            self._head_since = self._last_activity
+        return None
+
+    def eof_received(self) -> bool | None:
+        super().eof_received()
+        return True  # half-close: we may still answer the request in flight
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_closed = self.closed
+        super().connection_lost(exc)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
+        if not was_closed:
+            self.listener.connection_closed(self)
+
+    # -- h2c prior-knowledge switch ----------------------------------------------------------
+
+    _held_bytes = b""
+
+    def _hold(self, data: bytes) -> None:
+        self._held_bytes += data
+
+    def _held(self, data: bytes) -> bytes:
+        if self._held_bytes:
+            data, self._held_bytes = self._held_bytes + data, b""
+        return data
+
+    def _switch_to_h2(self, data: bytes) -> None:
+        from ._h2 import H2Connection
+
+        assert self.transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        h2 = H2Connection(self.listener, self.conn_ctx)
+        self.listener.connection_closed(self)
+        self.closed = True
+        self.transport.set_protocol(h2)
+        h2.connection_made(self.transport)
+        h2.data_received(data)
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _arm_timer(self, delay: float) -> None:
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        if self.closed:
+            return
+        t = self.listener.timeouts
+        now = self._loop.time()
+        if self._head_since is not None and self.codec.head_in_progress:
+            if now - self._head_since >= t.request_headers:
+                self._fail(408, "request headers not received in time", "request headers timeout")
+                return
+            self._arm_timer(self._head_since + t.request_headers - now)
+            return
+        self._head_since = None
+        if not self.in_flight and now - self._last_activity >= t.idle:
+            self.close()
+            return
+        deadline = self._last_activity + t.idle if not self.in_flight else now + t.idle
+        self._arm_timer(max(0.05, min(deadline - now, t.request_headers)))
+
+    # -- the request loop ------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        listener = self.listener
+        try:
+            with anyio.CancelScope() as self._scope:
+                if self.closed:
+                    return
+                while True:
+                    ev = await self.next_event()
+                    if ev is None:
+                        break
+                    if type(ev) is RequestReceived:
+                        if not await self._one(ev):
+                            break
+                    elif type(ev) is ProtocolFailed:
+                        self._fail(ev.status_hint, ev.message, _reason(ev.status_hint))
+                        break
+                    elif type(ev) in (DataReceived, TrailersReceived):
+                        continue  # the rest of a body nobody reads (its request was answered)
+                    else:
+                        break
+        finally:
+            self._scope = None
+            self.close()
+
+    async def _one(self, ev: RequestReceived) -> bool:
+        """Serve one request; whether the connection may carry another."""
+        self._head_since = None
+        self.response_started = False
+        self._req_done = ev.end_stream
+        self._stream_id = ev.stream_id
+        runtime = self.listener.runtime
+        lrt = runtime.listener(self.listener.name)
+        if runtime.draining:
+            self.closing = True
+        if lrt is None:
+            self.closing = True
+            self._fail(503, "listener removed", "listener draining")
+            return False
+        self.in_flight = True
+        try:
+            await handle(lrt, self, ev)
+        finally:
+            self.in_flight = False
+            self._last_activity = self._loop.time()
+        return not (self.closing or self.closed or not self._req_done or not self.codec.keep_alive)
+
+    # -- Downstream interface --------------------------------------------------------------
+
+    def send_response(self, head: ResponseHead, *, end_stream: bool, body: bytes = b"") -> None:
+        self.response_started = True
+        if self.closing or self.listener.runtime.draining:
+            self.closing = True
+            head.headers.set(b"connection", b"close")
+        self.codec.send_response(head, end_stream=end_stream, body=body)
+        self.flush()
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+        self.codec.send_data(data, end_stream=end_stream)
+        self.flush()
+        await self.drain()
+
+    def send_trailers(self, trailers: Headers) -> None:
+        self.codec.send_trailers(trailers)
+        self.flush()
+
+    def send_informational(self, head: ResponseHead) -> None:
+        self.codec.send_informational(head)
+        self.flush()
+
+    def send_raw(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def read_event(self) -> Event:
+        if self._req_done:
+            return StreamReset(stream_id=self._stream_id, remote=False)
+        ev = await self.next_event()
+        if ev is None:
+            self._req_done = True
+            return StreamReset(stream_id=self._stream_id, remote=True)
+        if (type(ev) is DataReceived and ev.end_stream) or type(ev) in (
+            TrailersReceived,
+            StreamReset,
+        ):
+            self._req_done = True
+        return ev
+
+    def reset(self) -> None:
+        self.closing = True
+        self.abort()
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _fail(self, status: int, message: str, reason: str) -> None:
+        """Answer a protocol error ourselves and close (the codec is unusable now)."""
+        body = f"{reason}\n".encode()
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        raw = (
+            f"HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\nx-plait-reason: {reason}\r\n\r\n"
+        ).encode() + body
+        log.info("%s: %s %s from %s", self.listener.name, status, message, self.conn_ctx.peer_address)
+        self.listener.runtime.stats.record(self.listener.name, status, 0.0, reason)
+        if self.transport is not None and not self.closed:
+            self.transport.write(raw)
+            self.transport.close()
+
+
+def _reason(status: int) -> str:
+    return {
+        400: "bad request",
+        408: "request headers timeout",
+        413: "request body too large",
+        431: "request headers too large",
+        505: "http version not supported",
+    }.get(status, "bad request")

@@ -1,0 +1,107 @@
+"""Listeners: bound sockets whose connections live in the listener's task group.
+
+Task tree (style rule 12): the sidecar's task group owns one :meth:`Listener.serve`
+task per listener; each listener owns a task group in which every connection's
+task runs (started from the accepting Protocol with ``start_soon``). Stopping a
+listener closes its socket (no new connections); draining then closes idle
+keep-alive connections and asks busy ones to close after their response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..config._model import ListenerConfig, Protocol, Timeouts
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+__all__ = ["Listener", "bind_socket"]
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Listener:
+    def __init__(self, runtime: Runtime, config: ListenerConfig, *, reuse_port: bool) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.name = config.name
+        self.reuse_port = reuse_port
+        self.timeouts: Timeouts = config.timeouts
+        self.max_header_bytes = runtime.snapshot.config.max_request_headers_kb * 1024
+        self.sniff_h2 = config.protocol is not Protocol.TCP
+        self.connections: set[Any] = set()
+        self.tg: TaskGroup
+        self._server: asyncio.AbstractServer | None = None
+        self._stopped = anyio.Event()
+
+    @property
+    def key(self) -> tuple[str, int, Protocol]:
+        return (self.config.bind, self.config.port, self.config.protocol)
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Accept until :meth:`stop`; then wait for this listener's connections to end."""
+        loop = asyncio.get_running_loop()
+        sock = bind_socket(self.config.bind, self.config.port, reuse_port=self.reuse_port)
+        async with anyio.create_task_group() as tg:
+            self.tg = tg
+            self._server = await loop.create_server(self._make_protocol, sock=sock)
+            task_status.started()
+            await self._stopped.wait()
+            self._server.close()
+
+    def _make_protocol(self) -> asyncio.Protocol:
+        if self.config.protocol is Protocol.TCP:
+            from ._tcp import TcpRelay
+
+            return TcpRelay(self)
+        from ._h1 import H1Connection
+
+        return H1Connection(self)
+
+    def stop(self) -> None:
+        """Stop accepting; existing connections go on."""
+        if self._server is not None:
+            self._server.close()
+        self._stopped.set()
+
+    def drain(self) -> None:
+        """Close idle connections, and busy ones after their current response."""
+        for conn in list(self.connections):
+            conn.begin_drain() if hasattr(conn, "begin_drain") else None
+            if not getattr(conn, "in_flight", True):
+                conn.close()
+            else:
+                conn.closing = True
+
+    def connection_opened(self, conn: Any) -> None:
+        self.connections.add(conn)
+        self.runtime.stats.connection_opened(self.name)
+
+    def connection_closed(self, conn: Any) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.runtime.stats.connection_closed(self.name)
+
+    def abort_all(self) -> None:
+        for conn in list(self.connections):
+            conn.abort()

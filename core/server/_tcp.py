@@ -1,0 +1,129 @@
+"""Opaque TCP relay for ``protocol: tcp`` listeners (redis, databases, anything).
+
+Two Protocols, one per socket, write each other's bytes with no task per read
+and no copy beyond the kernel's. Backpressure both ways: when one side's write
+buffer fills (``pause_writing``) the other side stops reading until it drains.
+Half-close is forwarded (EOF becomes ``write_eof``). One task per connection
+(in the listener's task group) connects upstream and then waits for both sides
+to close, so the connection has an owner and a drain can see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from ._listener import Listener
+
+__all__ = ["TcpRelay"]
+
+log = logging.getLogger(__name__)
+
+
+class _Side(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+            peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+            if peer.transport.can_write_eof():
+                peer.transport.write_eof()
+            if peer.eof:
+                peer.transport.close()
+                return False
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class TcpRelay(_Side):
+    """The downstream side; it owns the relay's task."""
+
+    in_flight = True
+    closing = False
+
+    def __init__(self, listener: Listener) -> None:
+        super().__init__()
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.pause_reading()  # until the upstream side is connected
+        self.listener.connection_opened(self)
+        self.listener.tg.start_soon(self._run)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.listener.connection_closed(self)
+
+    async def _run(self) -> None:
+        runtime = self.listener.runtime
+        lrt = runtime.listener(self.listener.name)
+        cluster_name = lrt.config.tcp_cluster if lrt is not None else None
+        crt = runtime.snapshot.clusters.get(cluster_name or "")
+        up: _Side | None = None
+        runtime.stream_started()
+        try:
+            if crt is None or not crt.pools:
+                log.warning("%s: no upstream for tcp relay", self.listener.name)
+                return
+            ep = crt.pick().endpoint
+            loop = asyncio.get_running_loop()
+            try:
+                with anyio.fail_after(crt.cluster.timeouts.connect):
+                    _, up = await loop.create_connection(_Side, ep.address, ep.port)
+            except (OSError, TimeoutError) as exc:
+                log.warning("%s: connect to %s failed: %s", self.listener.name, ep.key, exc)
+                return
+            up.peer, self.peer = self, up
+            assert self.transport is not None
+            if self.transport.is_closing():
+                return
+            self.transport.resume_reading()
+            await self.closed
+            await up.closed
+        finally:
+            runtime.stream_ended()
+            self.close()
+            if up is not None:
+                up.close()

@@ -1,0 +1,199 @@
+"""``plait sidecar``: the task tree of one sidecar process.
+
+Task tree::
+
+    run_sidecar (task group)
+    ├── Listener.serve            one per listener; each owns its connections' tasks
+    ├── serve_admin               /ready /metrics /config_dump /quitquitquit
+    ├── _signals                  SIGTERM/SIGINT → drain; SIGHUP → reload
+    └── _watch_files              config file changed → reload
+
+Reload: the config is loaded and validated completely, then compiled into a
+new snapshot and swapped in (:meth:`Runtime.apply`); listeners are added or
+removed to match. Any error rejects the whole new config: the previous
+snapshot keeps serving, the error is logged and shown in ``/config_dump``.
+
+Drain (SIGTERM, ``/quitquitquit``): stop accepting, close idle connections,
+let in-flight streams finish for up to ``drainTimeout``, then cancel the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from plait.plugins import FilterTypes, load_filter_types
+from plait.sdk import ConfigError
+
+from .admin import serve_admin
+from .config._model import MeshConfig
+from .runtime import Runtime
+from .server._listener import Listener
+
+__all__ = ["SidecarOptions", "load_plugins", "run_sidecar"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class SidecarOptions:
+    config: Sequence[str]
+    sidecar: str | None = None
+    reuse_port: bool = False
+    admin: bool = True
+    admin_port: int | None = None
+    worker_index: int = 0
+    watch: bool = True
+    plugins: Sequence[str] = field(default_factory=tuple)
+
+
+def load_plugins(names: Sequence[str]) -> FilterTypes:
+    """The registry: entry points plus modules named in ``names`` / ``PLAIT_PLUGINS``."""
+    import importlib
+
+    mods = [*names, *filter(None, os.environ.get("PLAIT_PLUGINS", "").split(","))]
+    return load_filter_types(*(importlib.import_module(m.strip()) for m in mods))
+
+
+def _load(opts: SidecarOptions, types: FilterTypes) -> MeshConfig:
+    from .config import load_config
+
+    return load_config(opts.config, types, sidecar=opts.sidecar)
+
+
+class Sidecar:
+    def __init__(self, opts: SidecarOptions, types: FilterTypes, config: MeshConfig) -> None:
+        self.opts = opts
+        self.types = types
+        self.runtime = Runtime(config)
+        self.listeners: dict[str, Listener] = {}
+        self.quit = anyio.Event()
+        self.ready = False
+        self.tg: TaskGroup
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            self.tg = tg
+            await self._sync_listeners(self.runtime.snapshot.config)
+            if self.opts.admin:
+                admin = self.runtime.snapshot.config.admin
+                if self.opts.admin_port is not None:
+                    admin = type(admin)(bind=admin.bind, port=self.opts.admin_port)
+                await tg.start(self._admin, admin)
+            tg.start_soon(self._signals)
+            if self.opts.watch:
+                tg.start_soon(self._watch_files)
+            self.ready = True
+            log.info("sidecar ready (config %s)", self.runtime.snapshot.version)
+            await self.quit.wait()
+            await self.drain()
+            tg.cancel_scope.cancel()
+
+    async def _admin(self, admin: Any, *, task_status: anyio.abc.TaskStatus[int]) -> None:
+        await serve_admin(
+            self.runtime,
+            admin,
+            dump=self.config_dump,
+            on_quit=self.quit.set,
+            is_ready=lambda: self.ready,
+            task_status=task_status,
+        )
+
+    async def _sync_listeners(self, config: MeshConfig) -> None:
+        wanted = {lc.name: lc for lc in config.listeners}
+        for name, listener in list(self.listeners.items()):
+            lc = wanted.get(name)
+            if lc is None or (lc.bind, lc.port, lc.protocol) != listener.key:
+                listener.stop()
+                listener.drain()
+                del self.listeners[name]
+        for name, lc in wanted.items():
+            if name not in self.listeners:
+                listener = Listener(self.runtime, lc, reuse_port=self.opts.reuse_port)
+                await self.tg.start(listener.serve)
+                self.listeners[name] = listener
+            else:
+                self.listeners[name].timeouts = lc.timeouts
+
+    async def reload(self) -> bool:
+        """Load, validate and swap the config files; keep the old snapshot on any error."""
+        try:
+            config = _load(self.opts, self.types)
+        except ConfigError as exc:
+            self.runtime.reject(str(exc))
+            return False
+        if config.version == self.runtime.snapshot.version:
+            return True
+        try:
+            self.runtime.apply(config)
+            await self._sync_listeners(config)
+        except (OSError, ConfigError) as exc:
+            self.runtime.reject(f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    async def drain(self) -> None:
+        rt = self.runtime
+        grace = rt.snapshot.config.listeners[0].timeouts.drain if rt.snapshot.config.listeners else 5
+        log.info("draining: %d streams in flight, grace %.1fs", rt.active_streams, grace)
+        rt.draining = True
+        for listener in self.listeners.values():
+            listener.stop()
+        for listener in self.listeners.values():
+            listener.drain()
+        with anyio.move_on_after(grace):
+            await rt.wait_idle()
+        if rt.active_streams:
+            log.warning("drain grace over: cancelling %d streams", rt.active_streams)
+        for listener in self.listeners.values():
+            listener.abort_all()
+        rt.upstreams.close()
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("signal %s: draining", signal.Signals(signum).name)
+                    self.quit.set()
+
+    async def _watch_files(self) -> None:
+        from watchfiles import awatch
+
+        paths = [Path(p).resolve() for p in self.opts.config]
+        dirs = sorted({str(p if p.is_dir() else p.parent) for p in paths})
+        async for _ in awatch(*dirs, debounce=200, step=50, recursive=False):
+            await self.reload()
+
+    def config_dump(self) -> dict[str, Any]:
+        from .config import dump_config
+
+        snap = self.runtime.snapshot
+        return {
+            "version": snap.version,
+            "loaded_at": snap.loaded_at,
+            "sources": list(snap.config.sources),
+            "last_error": self.runtime.last_error,
+            "last_error_at": self.runtime.last_error_at,
+            "config": dump_config(snap.config),
+            "worker": self.opts.worker_index,
+            "pid": os.getpid(),
+            "uptime_s": time.time() - snap.loaded_at,
+        }
+
+
+async def run_sidecar(opts: SidecarOptions) -> None:
+    """Run until drained. Raises :class:`ConfigError` if the initial config is invalid."""
+    types = load_plugins(opts.plugins)
+    config = _load(opts, types)
+    await Sidecar(opts, types, config).run()

@@ -1,0 +1,168 @@
+"""HTTP/1.1 upstream connections and their keep-alive pool.
+
+Theory of operation: one :class:`H1Pool` per upstream endpoint keeps idle
+keep-alive connections (LIFO, so the warmest is reused first). An exchange
+takes a connection with :meth:`H1Pool.open_stream`, which returns an
+:class:`H1Stream` owning that connection until :meth:`H1Stream.finish`: the
+connection goes back to the pool only when the response completed, the request
+was fully sent, and both sides allow keep-alive; otherwise it is closed. An
+idle connection is closed after ``idle_timeout`` by a loop timer that is
+cancelled when the connection is reused; a connection the peer closed while
+idle is noticed (``closed``) and dropped when popped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import anyio
+
+from plait.sdk import Headers, RequestHead, UpstreamConnectError
+
+from .._transport import EventProtocol
+from ..codec import Event, H1ClientCodec, StreamReset
+from ..config._model import Endpoint
+
+__all__ = ["H1Pool", "H1Stream"]
+
+log = logging.getLogger(__name__)
+
+
+class _Conn(EventProtocol[H1ClientCodec]):
+    idle_handle: asyncio.TimerHandle | None = None
+    reused = False
+
+
+class H1Stream:
+    """One request/response exchange on one pooled HTTP/1.1 connection."""
+
+    __slots__ = ("_done", "conn", "pool", "reused", "sent_all")
+
+    def __init__(self, pool: H1Pool, conn: _Conn, reused: bool) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.reused = reused
+        self.sent_all = False
+        self._done = False
+
+    def send_head(
+        self, head: RequestHead, *, end_stream: bool, body: bytes = b"", upgrade: bool = False
+    ) -> None:
+        self.conn.codec.send_request(head, end_stream=end_stream, body=body, upgrade=upgrade)
+        self.conn.flush()
+        self.sent_all = end_stream
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+        self.conn.codec.send_data(data, end_stream=end_stream)
+        self.conn.flush()
+        if end_stream:
+            self.sent_all = True
+        await self.conn.drain()
+
+    def send_trailers(self, trailers: Headers) -> None:
+        self.conn.codec.send_trailers(trailers)
+        self.conn.flush()
+        self.sent_all = True
+
+    def send_raw(self, data: bytes) -> None:
+        """Tunnel mode (after 101): write bytes as they are."""
+        if self.conn.transport is not None and not self.conn.closed:
+            self.conn.transport.write(data)
+
+    async def read_event(self) -> Event:
+        ev = await self.conn.next_event()
+        return StreamReset(stream_id=1, remote=True) if ev is None else ev
+
+    def finish(self, complete: bool) -> None:
+        """Give the connection back (``complete``: the response ended cleanly)."""
+        if self._done:
+            return
+        self._done = True
+        codec = self.conn.codec
+        if complete and self.sent_all and codec.keep_alive and codec.idle and not self.conn.closed:
+            self.pool.release(self.conn)
+        else:
+            self.conn.abort() if not complete else self.conn.close()
+
+    def reset(self) -> None:
+        self.finish(False)
+
+
+class H1Pool:
+    """Keep-alive connections to one endpoint."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        connect_timeout: float,
+        idle_timeout: float,
+        max_idle: int,
+        max_header_bytes: int = 60 * 1024,
+    ) -> None:
+        self.endpoint = endpoint
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self.max_header_bytes = max_header_bytes
+        self._idle: list[_Conn] = []
+        self.active = 0
+        self.closed = False
+
+    async def open_stream(self, *, fresh: bool = False) -> H1Stream:
+        """A stream on an idle connection, or on a new one (``fresh`` forces new).
+
+        Raises:
+            UpstreamConnectError: the endpoint refused, was unreachable, or did not
+                accept within the connect timeout.
+        """
+        idle = self._idle
+        while idle and not fresh:
+            conn = idle.pop()
+            if conn.idle_handle is not None:
+                conn.idle_handle.cancel()
+                conn.idle_handle = None
+            if conn.closed or conn.pending_events():
+                conn.abort()
+                continue
+            return H1Stream(self, conn, reused=True)
+        return H1Stream(self, await self._connect(), reused=False)
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        ep = self.endpoint
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                _, proto = await loop.create_connection(
+                    lambda: _Conn(H1ClientCodec(max_header_bytes=self.max_header_bytes)),
+                    ep.address,
+                    ep.port,
+                )
+        except TimeoutError:
+            raise UpstreamConnectError(
+                f"connect timeout to {ep.key} after {self.connect_timeout}s"
+            ) from None
+        except OSError as exc:
+            why = (exc.strerror or str(exc)).lower()
+            raise UpstreamConnectError(f"connect failure to {ep.key}: {why}") from None
+        return proto
+
+    def release(self, conn: _Conn) -> None:
+        if self.closed or len(self._idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_handle = asyncio.get_running_loop().call_later(self.idle_timeout, conn.close)
+        self._idle.append(conn)
+
+    def close(self) -> None:
+        self.closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            if conn.idle_handle is not None:
+                conn.idle_handle.cancel()
+            conn.close()
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
