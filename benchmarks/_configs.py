@@ -81,7 +81,7 @@ def haproxy_conf(h1_port: int, h2_port: int, upstream_port: int) -> str:
     return f"""\
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
 
 defaults
     mode http

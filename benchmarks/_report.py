@@ -58,6 +58,8 @@ def summarize(rounds: Rounds, targets: Sequence[str]) -> dict[str, dict[str, Any
 
 
 def _num(v: float) -> str:
+    if v == int(v) and abs(v) < 10_000:
+        return str(int(v))
     if abs(v) >= 10_000:
         return f"{v / 1000:.1f}k"
     if abs(v) >= 100:

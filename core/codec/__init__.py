@@ -16,12 +16,15 @@ from ._events import (
     TrailersReceived,
     TunnelData,
 )
+from ._http2 import H2_PREFACE, H2Codec, is_h2_preface
 
 __all__ = [
+    "H2_PREFACE",
     "ConnectionTerminated",
     "DataReceived",
     "Event",
     "FlowControlUpdated",
+    "H2Codec",
     "InformationalReceived",
     "ProtocolFailed",
     "RequestReceived",
@@ -29,4 +32,5 @@ __all__ = [
     "StreamReset",
     "TrailersReceived",
     "TunnelData",
+    "is_h2_preface",
 ]

@@ -106,9 +106,7 @@ def _append_regular(out: Fields, pairs: Fields) -> bytes:
         elif kind == _HOST:
             host = host or pair[1]
         elif kind == _CONNECTION:
-            nominated = (nominated or []) + [
-                token.strip().lower() for token in pair[1].split(b",")
-            ]
+            nominated = (nominated or []) + [token.strip().lower() for token in pair[1].split(b",")]
     if nominated:
         out[:] = [pair for pair in out if pair[0] not in nominated]
     return host
@@ -143,6 +141,4 @@ def request_head(fields: Fields) -> RequestHead:
 
 def response_head(fields: Fields) -> ResponseHead:
     """A validated response field list: ``:status`` is first and the only pseudo-header."""
-    return ResponseHead(
-        status=int(fields[0][1]), headers=Headers.from_lowercase_pairs(fields[1:])
-    )
+    return ResponseHead(status=int(fields[0][1]), headers=Headers.from_lowercase_pairs(fields[1:]))

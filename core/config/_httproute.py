@@ -77,7 +77,9 @@ def parse_httproute(meta: Meta, spec: Fields) -> HTTPRouteRes:
 
 
 def _default_rule(loc: Loc) -> RuleRes:
-    return RuleRes(loc=loc, name=None, matches=(CATCH_ALL,), backends=(), filters=(), timeouts=Timeouts())
+    return RuleRes(
+        loc=loc, name=None, matches=(CATCH_ALL,), backends=(), filters=(), timeouts=Timeouts()
+    )
 
 
 def _service_ref(f: Fields, namespace: str) -> tuple[str, str]:
@@ -114,9 +116,15 @@ def _parse_rule(f: Fields, namespace: str) -> RuleRes:
     matches = tuple(_parse_match(m) for m in f.maps("matches", max_items=64))
     timeouts = Timeouts()
     if (t := f.sub("timeouts")) is not None:
-        timeouts = Timeouts(request=t.opt_duration("request"), backend_request=t.opt_duration("backendRequest"))
+        timeouts = Timeouts(
+            request=t.opt_duration("request"), backend_request=t.opt_duration("backendRequest")
+        )
         t.done()
-        if timeouts.request and timeouts.backend_request and timeouts.backend_request > timeouts.request:
+        if (
+            timeouts.request
+            and timeouts.backend_request
+            and timeouts.backend_request > timeouts.request
+        ):
             raise t.at("backendRequest").error("expected at most timeouts.request")
     rule = RuleRes(
         loc=f.loc,
@@ -183,7 +191,9 @@ def _parse_route_filter(f: Fields) -> FilterUse:
     supported = tuple(_GATEWAY_FILTERS)
     ftype = f.text("type")
     if ftype in _NOT_YET:
-        raise f.at("type").error(f"filter type {ftype} is not supported yet (supported: {', '.join(supported)})")
+        raise f.at("type").error(
+            f"filter type {ftype} is not supported yet (supported: {', '.join(supported)})"
+        )
     if ftype not in _GATEWAY_FILTERS:
         raise f.at("type").expected("one of " + ", ".join(supported), ftype)
     key, registry_type = _GATEWAY_FILTERS[ftype]
@@ -194,9 +204,13 @@ def _parse_route_filter(f: Fields) -> FilterUse:
         assert ref is not None
         ref.text("group", choices=("plait.dev",))
         ref.text("kind", choices=("Filter",))
-        use = FilterUse(loc=ref.at("name"), ref=ref.text("name", pattern=SUBDOMAIN, what=SUBDOMAIN_HINT))
+        use = FilterUse(
+            loc=ref.at("name"), ref=ref.text("name", pattern=SUBDOMAIN, what=SUBDOMAIN_HINT)
+        )
         ref.done()
     else:
-        use = FilterUse(loc=f.at("type"), type=registry_type, config=f.raw_value(key), config_loc=f.at(key))
+        use = FilterUse(
+            loc=f.at("type"), type=registry_type, config=f.raw_value(key), config_loc=f.at(key)
+        )
     f.done()
     return use

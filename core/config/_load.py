@@ -118,7 +118,9 @@ def _expand(paths: Sequence[str | Path]) -> list[str]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found = sorted(c for c in path.iterdir() if c.suffix in (".yaml", ".yml") and c.is_file())
+            found = sorted(
+                c for c in path.iterdir() if c.suffix in (".yaml", ".yml") and c.is_file()
+            )
             if not found:
                 raise ConfigError("directory has no .yaml or .yml files", file=str(p))
             files.extend(str(c) for c in found)
@@ -133,7 +135,9 @@ def _read(file: str) -> str:
     try:
         return Path(file).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"expected UTF-8 text ({exc.reason} at byte {exc.start})", file=file) from None
+        raise ConfigError(
+            f"expected UTF-8 text ({exc.reason} at byte {exc.start})", file=file
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
 

@@ -209,7 +209,9 @@ class _Translator:
                 routes[target] = catch_all_table(self, target, target, lis.loc)
         tcp = lis.protocol is Protocol.TCP
         if tcp and lis.filters:
-            raise lis.loc.key("filters").error("a tcp listener takes no filters (bytes are relayed)")
+            raise lis.loc.key("filters").error(
+                "a tcp listener takes no filters (bytes are relayed)"
+            )
         return ListenerConfig(
             name=lis.name,
             direction=lis.direction,

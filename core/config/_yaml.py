@@ -52,7 +52,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Itera
     yield data
     loader.flatten_mapping(node)  # resolves "<<" merge keys
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=False)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=False)
         try:
             duplicate = key in data
         except TypeError:
@@ -66,7 +66,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Itera
                 f"duplicate key {key!r} (a key may appear once per mapping)",
                 key_node.start_mark,
             )
-        data[key] = loader.construct_object(value_node, deep=False)  # type: ignore[no-untyped-call]
+        data[key] = loader.construct_object(value_node, deep=False)
         data.key_lines[key] = key_node.start_mark.line + 1
 
 

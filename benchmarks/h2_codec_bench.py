@@ -1,0 +1,149 @@
+"""Micro benchmark of the HTTP/2 codec: µs per request/response exchange.
+
+Run by hand: ``.venv/bin/python benchmarks/h2_codec_bench.py``.
+
+A client codec and a server codec are wired in memory (one process, no
+sockets). Each round opens 100 concurrent streams, then the server answers all
+of them; the figure is wall time per exchange, both sides included. Two shapes:
+
+* ``plain``: GET with no body -> 200 with a 1 KiB body;
+* ``grpc``: POST with a 100-byte DATA frame -> headers, 100-byte DATA, trailers.
+
+For scale it also times bare ``h2`` (stock configuration, events discarded)
+doing the ``plain`` exchange, so the codec's own overhead is visible.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import h2.config
+import h2.connection
+import h2.events
+
+from plait.core.codec import DataReceived, H2Codec, RequestReceived
+from plait.sdk import Headers, RequestHead, ResponseHead
+
+CONCURRENCY = 100
+ROUNDS = 40
+
+REQ_HEADERS = Headers(
+    [("user-agent", "bench/1.0"), ("accept", "*/*"), ("x-request-id", "0123456789abcdef")]
+)
+BODY = b"x" * 1024
+SMALL = b"y" * 100
+
+
+def _pair() -> tuple[H2Codec, H2Codec]:
+    client, server = H2Codec(client_side=True), H2Codec(client_side=False)
+    client.initiate()
+    server.initiate()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    return client, server
+
+
+def _plain_round(client: H2Codec, server: H2Codec) -> None:
+    for _ in range(CONCURRENCY):
+        head = RequestHead(
+            method="GET", path="/hello", authority="svc.local", headers=REQ_HEADERS.copy()
+        )
+        client.send_request(head, end_stream=True)
+    for ev in server.receive_data(client.data_to_send()):
+        if isinstance(ev, RequestReceived):
+            resp = ResponseHead(status=200, headers=Headers([("content-type", "text/plain")]))
+            server.send_response(ev.stream_id, resp, end_stream=False)
+            server.send_data(ev.stream_id, BODY, end_stream=True)
+    for ev in client.receive_data(server.data_to_send()):
+        if isinstance(ev, DataReceived):
+            client.acknowledge_received_data(ev.stream_id, len(ev.data))
+    _feed(server, client.data_to_send())
+
+
+def _feed(codec: H2Codec, data: bytes) -> None:
+    if data:  # b"" would mean EOF
+        codec.receive_data(data)
+
+
+def _grpc_round(client: H2Codec, server: H2Codec) -> None:
+    grpc_headers = Headers([("content-type", "application/grpc"), ("te", "trailers")])
+    for _ in range(CONCURRENCY):
+        head = RequestHead(
+            method="POST", path="/pkg.Svc/Call", authority="svc", headers=grpc_headers.copy()
+        )
+        sid = client.send_request(head, end_stream=False)
+        client.send_data(sid, SMALL, end_stream=True)
+    for ev in server.receive_data(client.data_to_send()):
+        if isinstance(ev, DataReceived):
+            server.acknowledge_received_data(ev.stream_id, len(ev.data))
+            resp = ResponseHead(status=200, headers=Headers([("content-type", "application/grpc")]))
+            server.send_response(ev.stream_id, resp, end_stream=False)
+            server.send_data(ev.stream_id, SMALL, end_stream=False)
+            server.send_trailers(ev.stream_id, Headers([("grpc-status", "0")]))
+    for ev in client.receive_data(server.data_to_send()):
+        if isinstance(ev, DataReceived):
+            client.acknowledge_received_data(ev.stream_id, len(ev.data))
+    _feed(server, client.data_to_send())
+
+
+def _bare_h2_round(client: h2.connection.H2Connection, server: h2.connection.H2Connection) -> None:
+    req = [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":authority", b"svc.local"),
+        (b":path", b"/hello"),
+        *REQ_HEADERS.raw,
+    ]
+    for _ in range(CONCURRENCY):
+        client.send_headers(client.get_next_available_stream_id(), req, end_stream=True)
+    for ev in server.receive_data(client.data_to_send()):
+        if isinstance(ev, h2.events.RequestReceived):
+            server.send_headers(ev.stream_id, [(b":status", b"200"), (b"content-type", b"text/plain")])
+            server.send_data(ev.stream_id, BODY, end_stream=True)
+    for ev in client.receive_data(server.data_to_send()):
+        if isinstance(ev, h2.events.DataReceived):
+            client.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+    server.receive_data(client.data_to_send())
+
+
+def _bare_pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
+    def make(client_side: bool) -> h2.connection.H2Connection:
+        config = h2.config.H2Configuration(client_side=client_side, header_encoding=None)
+        conn = h2.connection.H2Connection(config)
+        conn.initiate_connection()
+        conn.increment_flow_control_window(4 << 20)
+        return conn
+
+    client, server = make(True), make(False)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    return client, server
+
+
+def _time(name: str, make: Callable[[], tuple[object, object]], round_: Callable[..., None]) -> float:
+    best = float("inf")
+    for _ in range(5):
+        client, server = make()
+        round_(client, server)  # warm up
+        start = time.perf_counter()
+        for _ in range(ROUNDS):
+            round_(client, server)
+        best = min(best, time.perf_counter() - start)
+    per = best / (ROUNDS * CONCURRENCY) * 1e6
+    print(f"{name:<34} {per:7.1f} µs/exchange  ({CONCURRENCY} concurrent streams)")
+    return per
+
+
+def main() -> None:
+    print(f"python {sys.version.split()[0]}, h2 {h2.__version__}")
+    _time("plait H2Codec, plain GET", _pair, _plain_round)
+    _time("plait H2Codec, gRPC unary", _pair, _grpc_round)
+    _time("bare h2 (reference), plain GET", _bare_pair, _bare_h2_round)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Shared plumbing of HTTP/2 connections (downstream and upstream): stream
+event queues and flow-controlled sending.
+
+Theory of operation: one Protocol per HTTP/2 connection feeds the
+:class:`~plait.core.codec.H2Codec` and dispatches events to per-stream
+:class:`StreamQueue`s, each read by the task that owns that stream. DATA is
+acknowledged to the peer (opening its window) when the stream's consumer takes
+it, so a slow upstream throttles a fast client instead of growing our memory.
+Sending never blocks in the codec; :meth:`H2Mux.wait_window` waits while a
+stream has more than ``HIGH_WATER`` bytes queued behind the peer's window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from .codec import DataReceived, Event, StreamReset
+
+__all__ = ["HIGH_WATER", "H2Mux", "StreamQueue"]
+
+HIGH_WATER = 256 * 1024
+
+
+class StreamQueue:
+    __slots__ = ("_events", "_waiter", "ended", "mux", "stream_id")
+
+    def __init__(self, mux: H2Mux, stream_id: int) -> None:
+        self.mux = mux
+        self.stream_id = stream_id
+        self._events: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.ended = False
+
+    def push(self, ev: Event) -> None:
+        self._events.append(ev)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    async def get(self) -> Event:
+        while not self._events:
+            if self.mux.closed:
+                return StreamReset(stream_id=self.stream_id, remote=True)
+            self._waiter = w = asyncio.get_running_loop().create_future()
+            await w
+        ev = self._events.popleft()
+        if type(ev) is DataReceived and ev.data:
+            self.mux.codec.acknowledge_received_data(self.stream_id, len(ev.data))
+            self.mux.flush()
+        return ev
+
+
+class H2Mux(asyncio.Protocol):
+    """Base of both HTTP/2 connection classes."""
+
+    def __init__(self, codec: Any) -> None:
+        self.codec = codec
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.queues: dict[int, StreamQueue] = {}
+        self._window_waiters: list[asyncio.Future[None]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def flush(self) -> None:
+        data = self.codec.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def wake_windows(self) -> None:
+        waiters, self._window_waiters = self._window_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def wait_window(self, stream_id: int) -> None:
+        while not self.closed and self.codec.pending_bytes(stream_id) > HIGH_WATER:
+            w = asyncio.get_running_loop().create_future()
+            self._window_waiters.append(w)
+            await w
+
+    def fail_all(self) -> None:
+        """The connection is gone: every stream sees a reset."""
+        self.closed = True
+        for q in list(self.queues.values()):
+            q.push(StreamReset(stream_id=q.stream_id, remote=True))
+        self.wake_windows()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,198 @@
+"""HTTP/2 upstream connections: many streams multiplexed on few connections.
+
+One :class:`H2Pool` per endpoint. :meth:`H2Pool.open_stream` picks a live
+connection that can open another stream (below the peer's
+``MAX_CONCURRENT_STREAMS``, no GOAWAY received), else connects a new one;
+concurrent callers share one in-progress connect instead of racing. A
+connection with no open streams for ``idle_timeout`` is closed by a lazy loop
+timer (one per connection, re-armed only when it fires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import anyio
+
+from plait.sdk import Headers, RequestHead, UpstreamConnectError
+
+from .._h2mux import H2Mux, StreamQueue
+from ..codec import ConnectionTerminated, Event, FlowControlUpdated, H2Codec, StreamReset
+from ..config._model import Endpoint
+
+__all__ = ["H2Pool"]
+
+log = logging.getLogger(__name__)
+
+
+class _UpStream(StreamQueue):
+    __slots__ = ("_done", "reused")
+
+    def __init__(self, conn: _H2Client, reused: bool) -> None:
+        super().__init__(conn, 0)
+        self.reused = reused
+        self._done = False
+
+    def send_head(
+        self, head: RequestHead, *, end_stream: bool, body: bytes = b"", upgrade: bool = False
+    ) -> None:
+        mux = self.mux
+        sid = mux.codec.send_request(head, end_stream=end_stream and not body)
+        self.stream_id = sid
+        mux.queues[sid] = self
+        if body:
+            mux.codec.send_data(sid, body, end_stream=end_stream)
+        mux.flush()
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+        self.mux.codec.send_data(self.stream_id, data, end_stream=end_stream)
+        self.mux.flush()
+        await self.mux.wait_window(self.stream_id)
+
+    def send_trailers(self, trailers: Headers) -> None:
+        self.mux.codec.send_trailers(self.stream_id, trailers)
+        self.mux.flush()
+
+    def send_raw(self, data: bytes) -> None:
+        raise RuntimeError("no Upgrade tunnels over HTTP/2")
+
+    async def read_event(self) -> Event:
+        return await self.get()
+
+    def finish(self, complete: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        mux = self.mux
+        mux.queues.pop(self.stream_id, None)
+        if not complete and not mux.closed and self.stream_id:
+            mux.codec.reset_stream(self.stream_id)
+            mux.flush()
+        assert isinstance(mux, _H2Client)
+        mux.stream_done()
+
+    def reset(self) -> None:
+        self.finish(False)
+
+
+class _H2Client(H2Mux):
+    def __init__(self, pool: H2Pool) -> None:
+        super().__init__(H2Codec(client_side=True))
+        self.pool = pool
+        self.served = 0
+        self.goaway = False
+        self._loop = asyncio.get_running_loop()
+        self._last_used = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.codec.initiate()
+        self.flush()
+        self._timer = self._loop.call_later(self.pool.idle_timeout, self._on_idle_timer)
+
+    def data_received(self, data: bytes) -> None:
+        for ev in self.codec.receive_data(data):
+            t = type(ev)
+            if t is FlowControlUpdated:
+                self.wake_windows()
+            elif t is ConnectionTerminated:
+                assert isinstance(ev, ConnectionTerminated)
+                self._goaway(ev.last_stream_id)
+            else:
+                q = self.queues.get(getattr(ev, "stream_id", -1))
+                if q is not None:
+                    q.push(ev)
+        self.flush()
+
+    def _goaway(self, last_stream_id: int | None) -> None:
+        self.goaway = True
+        for sid, q in list(self.queues.items()):
+            if last_stream_id is None or sid > last_stream_id:
+                q.push(StreamReset(stream_id=sid, remote=True))
+        if not self.queues:
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail_all()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.pool.forget(self)
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.goaway and bool(self.codec.can_open_stream)
+
+    def new_stream(self) -> _UpStream:
+        self.served += 1
+        return _UpStream(self, reused=self.served > 1)
+
+    def stream_done(self) -> None:
+        self._last_used = self._loop.time()
+        if self.goaway and not self.queues:
+            self.close()
+
+    def _on_idle_timer(self) -> None:
+        if self.closed:
+            return
+        idle_for = self._loop.time() - self._last_used
+        if not self.queues and idle_for >= self.pool.idle_timeout:
+            self.close()
+            return
+        self._timer = self._loop.call_later(
+            max(0.05, self.pool.idle_timeout - idle_for), self._on_idle_timer
+        )
+
+
+class H2Pool:
+    def __init__(self, endpoint: Endpoint, *, connect_timeout: float, idle_timeout: float) -> None:
+        self.endpoint = endpoint
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self._conns: list[_H2Client] = []
+        self._connecting: asyncio.Future[_H2Client] | None = None
+
+    async def open_stream(self, *, fresh: bool = False) -> _UpStream:
+        if not fresh:
+            for conn in self._conns:
+                if conn.usable:
+                    return conn.new_stream()
+            if self._connecting is not None:
+                conn = await asyncio.shield(self._connecting)
+                if conn.usable:
+                    return conn.new_stream()
+        return (await self._connect()).new_stream()
+
+    async def _connect(self) -> _H2Client:
+        loop = asyncio.get_running_loop()
+        self._connecting = fut = loop.create_future()
+        ep = self.endpoint
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                _, conn = await loop.create_connection(lambda: _H2Client(self), ep.address, ep.port)
+        except TimeoutError:
+            err = UpstreamConnectError(f"connect timeout to {ep.key} after {self.connect_timeout}s")
+            fut.set_exception(err)
+            fut.exception()  # consumed here; waiters get it through shield
+            raise err from None
+        except OSError as exc:
+            err = UpstreamConnectError(f"connect failure to {ep.key}: {(exc.strerror or exc)}")
+            fut.set_exception(err)
+            fut.exception()
+            raise err from None
+        finally:
+            if self._connecting is fut:
+                self._connecting = None
+        self._conns.append(conn)
+        fut.set_result(conn)
+        return conn
+
+    def forget(self, conn: _H2Client) -> None:
+        if conn in self._conns:
+            self._conns.remove(conn)
+
+    def close(self) -> None:
+        for conn in list(self._conns):
+            conn.close()
+        self._conns.clear()

@@ -1,0 +1,106 @@
+"""Graceful drain on SIGTERM, admin endpoints, and --workers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import Proc, free_port, http_get, simple_config, start_echo, start_sidecar, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.soak
+def test_sigterm_finishes_in_flight_refuses_new_and_exits_in_grace(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    text = simple_config(echo.port, port, admin) + "  drainTimeout: 4s\n"
+    sidecar = start_sidecar(write_config(tmp_path, text), admin)
+    procs.append(sidecar)
+    results: list[int] = []
+
+    def slow() -> None:
+        results.append(http_get(port, "/delay/1.0", timeout=10)[0])
+
+    threads = [threading.Thread(target=slow) for _ in range(20)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    sidecar.popen.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    for t in threads:
+        t.join(10)
+    code = sidecar.popen.wait(10)
+    elapsed = time.monotonic() - t0
+    assert results == [200] * 20
+    assert code == 0
+    assert elapsed < 4.0 + 1.5
+
+
+def test_sigterm_with_stuck_request_exits_at_grace(tmp_path: Path, procs: list[Proc]) -> None:
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    text = simple_config(echo.port, port, admin) + "  drainTimeout: 1s\n"
+    sidecar = start_sidecar(write_config(tmp_path, text), admin)
+    procs.append(sidecar)
+    t = threading.Thread(target=lambda: _swallow(port))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    sidecar.popen.send_signal(signal.SIGTERM)
+    assert sidecar.popen.wait(10) == 0
+    assert 0.8 < time.monotonic() - t0 < 3.0
+    t.join(15)
+
+
+def _swallow(port: int) -> None:
+    try:
+        http_get(port, "/delay/8", timeout=12)
+    except OSError:
+        pass
+
+
+def test_admin_endpoints(tmp_path: Path, procs: list[Proc]) -> None:
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    sidecar = start_sidecar(write_config(tmp_path, simple_config(echo.port, port, admin)), admin)
+    procs.append(sidecar)
+    for _ in range(5):
+        http_get(port, "/")
+    http_get(port, "/status/503")
+    assert http_get(admin, "/ready")[0] == 200
+    metrics = http_get(admin, "/metrics")[2].decode()
+    assert 'plait_requests_total{code="200",listener="out",reason=""} 5.0' in metrics
+    assert 'plait_requests_total{code="503",listener="out",reason=""} 1.0' in metrics
+    assert 'plait_request_duration_seconds_count{listener="out"} 6.0' in metrics
+    assert "plait_connections_active" in metrics
+    dump = json.loads(http_get(admin, "/config_dump")[2])
+    assert dump["version"] and dump["last_error"] is None
+    assert dump["config"]["listeners"][0]["port"] == port
+
+
+def test_two_workers_share_the_port(tmp_path: Path, procs: list[Proc]) -> None:
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    sidecar = start_sidecar(write_config(tmp_path, simple_config(echo.port, port, admin)), admin,
+                            "--workers", "2")
+    procs.append(sidecar)
+    statuses = {http_get(port, f"/{i}")[0] for i in range(50)}
+    assert statuses == {200}
+    sidecar.popen.send_signal(signal.SIGTERM)
+    assert sidecar.popen.wait(15) == 0

@@ -1,0 +1,156 @@
+"""Test support: real processes (sidecars, upstream servers) on loopback.
+
+Every process started here is stopped by its fixture, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def http_get(port: int, path: str = "/", headers: dict[str, str] | None = None,
+             method: str = "GET", body: bytes | None = None,
+             timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    log: Path
+    port: int = 0
+    admin_port: int = 0
+    config: Path | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def start_echo(tmp: Path, name: str = "echo", port: int | None = None) -> Proc:
+    port = port or free_port()
+    log = tmp / f"echo-{name}-{port}.log"
+    p = start([PY, str(HERE / "echo_server.py"), "--port", str(port), "--name", name], log)
+    wait_port(port, proc=p)
+    return Proc(p, log, port=port)
+
+
+def write_config(tmp: Path, text: str, name: str = "plait.yaml") -> Path:
+    path = tmp / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def sidecar_cmd(config: Path, *args: str) -> list[str]:
+    return [PY, "-m", "plait.core.cli", "--log-level", "info", "sidecar", "--config", str(config),
+            *args]
+
+
+def start_sidecar(config: Path, admin_port: int, *args: str, wait: bool = True,
+                  env: dict[str, str] | None = None) -> Proc:
+    log = config.with_suffix(f".{admin_port}.log")
+    p = start(sidecar_cmd(config, *args), log, env)
+    proc = Proc(p, log, admin_port=admin_port, config=config)
+    if wait:
+        wait_ready(proc)
+    return proc
+
+
+def wait_ready(proc: Proc, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"sidecar exited with {proc.popen.returncode}:\n{proc.logs()}")
+        with contextlib.suppress(OSError):
+            status, _, _ = http_get(proc.admin_port, "/ready", timeout=1)
+            if status == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"sidecar not ready after {timeout}s:\n{proc.logs()}")
+
+
+def simple_config(upstream_port: int, listen_port: int, admin_port: int,
+                  protocol: str = "http", filters: str = "[]", extra: str = "",
+                  service_protocol: str | None = None) -> str:
+    """One Service with one endpoint and one Sidecar egress listener to it."""
+    return f"""\
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {{name: upstream}}
+spec:
+  ports: [{{name: main, port: 80, protocol: {service_protocol or protocol}}}]
+  endpoints: [{{address: 127.0.0.1, port: {upstream_port}}}]
+---
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {{name: test}}
+spec:
+  admin: {{port: {admin_port}}}
+  egress:
+  - name: out
+    port: {{number: {listen_port}, protocol: {protocol}}}
+    service: upstream
+    filters: {filters}
+{extra}"""
+
+
+@contextlib.contextmanager
+def running(*procs: Proc) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.stop(signal.SIGKILL)
