@@ -50,7 +50,7 @@ class UpstreamStream(Protocol):
     """The server side of one stream, taken from a connection pool."""
 
     reused: bool
-    """The connection served earlier requests (a reset before any byte may be a stale keep-alive)."""
+    """The connection served earlier requests (an early reset may be a stale keep-alive)."""
 
     def send_head(
         self, head: RequestHead, *, end_stream: bool, body: bytes = b"", upgrade: bool = False

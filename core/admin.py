@@ -48,7 +48,11 @@ class _Admin:
         if path == "/ready":
             if self.runtime.draining:
                 return 503, "text/plain", b"draining\n"
-            return (200, "text/plain", b"ready\n") if self.is_ready() else (503, "text/plain", b"starting\n")
+            return (
+                (200, "text/plain", b"ready\n")
+                if self.is_ready()
+                else (503, "text/plain", b"starting\n")
+            )
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4", generate_latest(self.registry)
         if path == "/config_dump":

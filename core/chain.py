@@ -27,6 +27,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -91,6 +92,14 @@ class PhaseOutcome:
 _PASS = PhaseOutcome()
 
 
+def _maker(entry: FilterEntry) -> Callable[[], object]:
+    """``make(config)``, or ``make()`` for a filter that takes no config."""
+    make, config = entry.spec.make, entry.config
+    if entry.spec.parse_config is None and config is None:
+        return make  # type: ignore[return-value]
+    return functools.partial(make, config)
+
+
 def _implemented(cls: type, name: str) -> Callable[..., Any] | None:
     fn = getattr(cls, name, None)
     if fn is None or fn is getattr(PassThroughFilter, name, None):
@@ -109,12 +118,11 @@ class Chain:
         self.entries = tuple(entries)
         self._on_failure = on_failure
         self._shared: list[object | None] = []
+        self._makers = [_maker(e) for e in self.entries]
         hooks: dict[str, list[_Hook]] = {h: [] for h in _HOOKS}
         for i, entry in enumerate(self.entries):
-            cls = self._instance_class(entry)
-            self._shared.append(
-                entry.spec.make(entry.config) if entry.spec.stream_independent else None
-            )
+            cls = self._instance_class(entry, self._makers[i])
+            self._shared.append(self._makers[i]() if entry.spec.stream_independent else None)
             for name in _HOOKS:
                 fn = _implemented(cls, name)
                 if fn is not None:
@@ -131,18 +139,17 @@ class Chain:
         self.empty = not self.entries
 
     @staticmethod
-    def _instance_class(entry: FilterEntry) -> type:
-        make = entry.spec.make
-        if isinstance(make, type):
-            return make
+    def _instance_class(entry: FilterEntry, make: Callable[[], object]) -> type:
+        if isinstance(entry.spec.make, type):
+            return entry.spec.make
         # A factory function: make one probe instance to learn its class.
-        return type(make(entry.config))
+        return type(make())
 
     def start(self, ctx: StreamContext) -> ChainRun:
         """Make the per-stream instances."""
         instances = [
-            shared if shared is not None else e.spec.make(e.config)
-            for e, shared in zip(self.entries, self._shared, strict=True)
+            shared if shared is not None else make()
+            for make, shared in zip(self._makers, self._shared, strict=True)
         ]
         return ChainRun(self, ctx, instances)
 
@@ -326,5 +333,3 @@ class ChainRun:
         exc = TypeError(f"hook returned {res!r}, expected Continue, Buffer, LocalReply or None")
         reply = self._contain(index, "result", exc)
         return reply or LocalReply(500, reason=f"filter {self.chain.entries[index].name} failed")
-
-

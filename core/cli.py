@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sidecar", help="run a sidecar proxy")
     s.add_argument("--config", "-c", action="append", required=True, help="YAML file or dir")
     s.add_argument("--sidecar", help="which Sidecar resource is this one (if several)")
-    s.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
+    s.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)"
+    )
     s.add_argument("--plugin", action="append", default=[], help="extra plugin module to load")
     s.add_argument("--admin-port", type=int, help="override the admin port")
     s.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")

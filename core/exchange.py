@@ -43,8 +43,8 @@ from plait.sdk import (
     PlaitError,
     ResponseHead,
     StreamContext,
-    UpstreamReset,
     UpstreamRequest,
+    UpstreamReset,
     UpstreamResponse,
 )
 
@@ -150,7 +150,7 @@ class _Exchange:
     async def proxy(self, ev: RequestReceived) -> None:
         run = self.run_
         assert run is not None
-        ctx, down = self.ctx, self.down
+        ctx, _down = self.ctx, self.down
         out = await run.request_headers(ctx.request.headers, ev.end_stream)
         if out.reply is not None:
             await self.local(out.reply)

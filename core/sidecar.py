@@ -143,7 +143,9 @@ class Sidecar:
 
     async def drain(self) -> None:
         rt = self.runtime
-        grace = rt.snapshot.config.listeners[0].timeouts.drain if rt.snapshot.config.listeners else 5
+        grace = (
+            rt.snapshot.config.listeners[0].timeouts.drain if rt.snapshot.config.listeners else 5
+        )
         log.info("draining: %d streams in flight, grace %.1fs", rt.active_streams, grace)
         rt.draining = True
         for listener in self.listeners.values():

@@ -123,7 +123,8 @@ class FilterSpec(Generic[C]):
 
     Args:
         name: the registry name configs refer to (``type:`` in a Filter entry).
-        make: builds the per-stream instance from the parsed config.
+        make: builds the per-stream instance: ``make(config)`` with the parsed
+            config, or ``make()`` when ``parse_config`` is ``None``.
         parse_config: turns the raw mapping from YAML/xDS into the frozen config
             object; raises :class:`~plait.sdk.ConfigError` naming the field.
             ``None`` means the filter takes no config (any given is an error).

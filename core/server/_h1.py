@@ -159,7 +159,6 @@ class H1Connection(EventProtocol[H1ServerCodec]):
     # -- the request loop ------------------------------------------------------------------
 
     async def serve(self) -> None:
-        listener = self.listener
         try:
             with anyio.CancelScope() as self._scope:
                 if self.closed:
@@ -259,7 +258,9 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             f"HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\nx-plait-reason: {reason}\r\n\r\n"
         ).encode() + body
-        log.info("%s: %s %s from %s", self.listener.name, status, message, self.conn_ctx.peer_address)
+        log.info(
+            "%s: %s %s from %s", self.listener.name, status, message, self.conn_ctx.peer_address
+        )
         self.listener.runtime.stats.record(self.listener.name, status, 0.0, reason)
         if self.transport is not None and not self.closed:
             self.transport.write(raw)

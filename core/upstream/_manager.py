@@ -70,10 +70,12 @@ class ClusterRuntime:
     def __init__(self, cluster: Cluster, upstreams: Upstreams) -> None:
         self.cluster = cluster
         self.pools = [upstreams.pool(cluster, ep) for ep in cluster.endpoints]
-        self.keys = [(cluster.protocol.upstream_h2, ep.address, ep.port) for ep in cluster.endpoints]
+        self.keys = [
+            (cluster.protocol.upstream_h2, ep.address, ep.port) for ep in cluster.endpoints
+        ]
         weights = [max(ep.weight, 0) for ep in cluster.endpoints]
         self._next: Callable[[], Pool] | None = None
-        if not self.pools or sum(weights) == 0 and len(set(weights)) > 1:
+        if not self.pools or (sum(weights) == 0 and len(set(weights)) > 1):
             return
         g = math.gcd(*weights) or 1
         weights = [w // g for w in weights]

@@ -30,8 +30,13 @@ pytestmark = pytest.mark.e2e
 def test_invalid_config_exits_nonzero_naming_file_and_field(tmp_path: Path) -> None:
     text = simple_config(9, free_port(), free_port()).replace("port: 80,", "port: -80,")
     cfg = write_config(tmp_path, text, "broken.yaml")
-    r = subprocess.run([PY, "-m", "plait.core.cli", "sidecar", "--config", str(cfg)],
-                       capture_output=True, text=True, timeout=30, check=False)
+    r = subprocess.run(
+        [PY, "-m", "plait.core.cli", "sidecar", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert r.returncode != 0
     assert "broken.yaml" in r.stderr
     assert "Service/upstream" in r.stderr and "ports[0].port" in r.stderr
@@ -44,13 +49,16 @@ def _swap(cfg: Path, text: str) -> None:
 
 
 def _versioned(upstream: int, port: int, admin: int, version: str) -> str:
-    filters = ("[{type: response-header-modifier, config: {set: [{name: x-config, value: "
-               f"{version}}}]}}]")
+    filters = (
+        "[{type: response-header-modifier, config: {set: [{name: x-config, value: "
+        f"{version}}}]}}]"
+    )
     return simple_config(upstream, port, admin, filters=filters)
 
 
-def test_reload_rejects_invalid_config_and_keeps_the_last_good(tmp_path: Path,
-                                                                procs: list[Proc]) -> None:
+def test_reload_rejects_invalid_config_and_keeps_the_last_good(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
     echo = start_echo(tmp_path)
     procs.append(echo)
     port, admin = free_port(), free_port()
@@ -58,8 +66,12 @@ def test_reload_rejects_invalid_config_and_keeps_the_last_good(tmp_path: Path,
     sidecar = start_sidecar(cfg, admin, "--no-watch")
     procs.append(sidecar)
     assert http_get(port, "/")[1]["x-config"] == "v1"
-    _swap(cfg, _versioned(echo.port, port, admin, "v2").replace("type: response-header-modifier",
-                                                                "type: no-such-filter"))
+    _swap(
+        cfg,
+        _versioned(echo.port, port, admin, "v2").replace(
+            "type: response-header-modifier", "type: no-such-filter"
+        ),
+    )
     sidecar.popen.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 5
     dump: dict[str, object] = {}

@@ -10,13 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Proc, free_port, http_get, simple_config, start_echo, start_sidecar, write_config
+from tests.support import (
+    Proc,
+    free_port,
+    http_get,
+    simple_config,
+    start_echo,
+    start_sidecar,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-def _mesh(tmp_path: Path, procs: list[Proc], filters: str, env: dict[str, str] | None = None,
-          upstream: int | None = None) -> int:
+def _mesh(
+    tmp_path: Path,
+    procs: list[Proc],
+    filters: str,
+    env: dict[str, str] | None = None,
+    upstream: int | None = None,
+) -> int:
     if upstream is None:
         echo = start_echo(tmp_path)
         procs.append(echo)
@@ -50,10 +63,15 @@ def test_raising_filter_fails_closed_and_sidecar_keeps_serving(
     assert http_get(port, "/fine")[0] == 200
 
 
-def test_fail_open_filter_is_skipped(tmp_path: Path, procs: list[Proc],
-                                     plugin_env: dict[str, str]) -> None:
-    port = _mesh(tmp_path, procs,
-                 "[{type: test-raise, config: {hook: request}, failStrategy: FailOpen}]", plugin_env)
+def test_fail_open_filter_is_skipped(
+    tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str]
+) -> None:
+    port = _mesh(
+        tmp_path,
+        procs,
+        "[{type: test-raise, config: {hook: request}, failStrategy: FailOpen}]",
+        plugin_env,
+    )
     assert http_get(port, "/boom")[0] == 200
 
 
@@ -71,15 +89,19 @@ def test_on_stream_complete_exactly_once_including_aborts(
     tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str]
 ) -> None:
     log = tmp_path / "complete.log"
-    port = _mesh(tmp_path, procs, f"[{{type: test-complete, config: {{path: '{log}'}}}}]", plugin_env)
+    port = _mesh(
+        tmp_path, procs, f"[{{type: test-complete, config: {{path: '{log}'}}}}]", plugin_env
+    )
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     for i in range(20):
         conn.request("GET", f"/ok/{i}")
         conn.getresponse().read()
     conn.close()
     # client aborts: one while the upstream is still working, one mid request body
-    for raw in (b"GET /delay/0.5 HTTP/1.1\r\nHost: x\r\n\r\n",
-                b"POST /partial HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-some"):
+    for raw in (
+        b"GET /delay/0.5 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /partial HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-some",
+    ):
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(raw)
         time.sleep(0.1)

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Proc, free_port, http_get, simple_config, start_echo, start_sidecar, write_config
+from tests.support import (
+    Proc,
+    free_port,
+    http_get,
+    simple_config,
+    start_echo,
+    start_sidecar,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,8 +34,9 @@ def mesh(tmp_path: Path, procs: list[Proc]) -> tuple[Proc, Proc, int]:
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["curl", "-sS", "--max-time", "10", *args], capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "10", *args], capture_output=True, text=True, check=False
+    )
 
 
 def test_curl_http11_get(mesh: tuple[Proc, Proc, int]) -> None:
@@ -58,9 +67,21 @@ def test_post_bodies_both_framings(mesh: tuple[Proc, Proc, int]) -> None:
     r = curl("--http1.1", "-X", "POST", "--data-binary", payload, f"http://127.0.0.1:{port}/post")
     assert json.loads(r.stdout)["body"] == payload
     r = subprocess.run(
-        ["curl", "-sS", "--http1.1", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
-         f"http://127.0.0.1:{port}/chunked"],
-        input="hello chunked world", capture_output=True, text=True, timeout=10, check=False,
+        [
+            "curl",
+            "-sS",
+            "--http1.1",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            "@-",
+            f"http://127.0.0.1:{port}/chunked",
+        ],
+        input="hello chunked world",
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
     )
     assert json.loads(r.stdout)["body"] == "hello chunked world"
 
@@ -69,7 +90,7 @@ def test_large_and_streamed_responses(mesh: tuple[Proc, Proc, int]) -> None:
     _, _, port = mesh
     status, _, body = http_get(port, "/big/3000000")
     assert status == 200 and len(body) == 3_000_000
-    status, headers, body = http_get(port, "/stream/50")
+    status, _headers, body = http_get(port, "/stream/50")
     assert status == 200
     assert body.decode().splitlines() == [f"chunk {i}" for i in range(50)]
 
@@ -92,17 +113,25 @@ def test_keep_alive_many_requests_one_connection(mesh: tuple[Proc, Proc, int]) -
 
 def test_expect_100_continue(mesh: tuple[Proc, Proc, int]) -> None:
     _, _, port = mesh
-    r = curl("--http1.1", "-H", "Expect: 100-continue", "--data-binary", "x" * 5000,
-             f"http://127.0.0.1:{port}/expect")
+    r = curl(
+        "--http1.1",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        "x" * 5000,
+        f"http://127.0.0.1:{port}/expect",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["body"] == "x" * 5000
 
 
-def test_upstream_refusing_connections_gives_503_with_reason(tmp_path: Path, procs: list[Proc]) -> None:
+def test_upstream_refusing_connections_gives_503_with_reason(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
     dead, port, admin = free_port(), free_port(), free_port()
     sidecar = start_sidecar(write_config(tmp_path, simple_config(dead, port, admin)), admin)
     procs.append(sidecar)
-    status, headers, body = http_get(port, "/")
+    status, headers, _body = http_get(port, "/")
     assert status == 503
     assert headers["x-plait-reason"] == "upstream connect failure"
     # and the sidecar keeps serving
@@ -128,16 +157,23 @@ def _raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     ("request_bytes", "status"),
     [
         (b"GARBAGE\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-         b"0\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            400,
+        ),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
     ],
     ids=["malformed-request-line", "cl-and-te", "duplicate-differing-cl", "headers-too-large"],
 )
-def test_bad_requests_are_refused(mesh: tuple[Proc, Proc, int], request_bytes: bytes,
-                                  status: int) -> None:
-    echo, _, port = mesh
+def test_bad_requests_are_refused(
+    mesh: tuple[Proc, Proc, int], request_bytes: bytes, status: int
+) -> None:
+    _echo, _, port = mesh
     out = _raw(port, request_bytes)
     assert out.startswith(f"HTTP/1.1 {status} ".encode()), out[:200]
     assert b"connection: close" in out.lower()
@@ -149,7 +185,8 @@ def test_request_header_timeout_gives_408_and_closes(tmp_path: Path, procs: list
     procs.append(echo)
     port, admin = free_port(), free_port()
     text = simple_config(echo.port, port, admin).replace(
-        "    filters: []", "    filters: []\n    timeouts: {requestHeaders: 1s}")
+        "    filters: []", "    filters: []\n    timeouts: {requestHeaders: 1s}"
+    )
     procs.append(start_sidecar(write_config(tmp_path, text), admin))
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished

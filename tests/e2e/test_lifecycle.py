@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Proc, free_port, http_get, simple_config, start_echo, start_sidecar, write_config
+from tests.support import (
+    Proc,
+    free_port,
+    http_get,
+    simple_config,
+    start_echo,
+    start_sidecar,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -67,10 +76,8 @@ def test_sigterm_with_stuck_request_exits_at_grace(tmp_path: Path, procs: list[P
 
 
 def _swallow(port: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         http_get(port, "/delay/8", timeout=12)
-    except OSError:
-        pass
 
 
 def test_admin_endpoints(tmp_path: Path, procs: list[Proc]) -> None:
@@ -97,8 +104,9 @@ def test_two_workers_share_the_port(tmp_path: Path, procs: list[Proc]) -> None:
     echo = start_echo(tmp_path)
     procs.append(echo)
     port, admin = free_port(), free_port()
-    sidecar = start_sidecar(write_config(tmp_path, simple_config(echo.port, port, admin)), admin,
-                            "--workers", "2")
+    sidecar = start_sidecar(
+        write_config(tmp_path, simple_config(echo.port, port, admin)), admin, "--workers", "2"
+    )
     procs.append(sidecar)
     statuses = {http_get(port, f"/{i}")[0] for i in range(50)}
     assert statuses == {200}

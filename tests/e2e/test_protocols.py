@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PY, Proc, free_port, simple_config, start, start_sidecar, wait_port, write_config
+from tests.support import (
+    PY,
+    Proc,
+    free_port,
+    simple_config,
+    start,
+    start_sidecar,
+    wait_port,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -94,18 +103,34 @@ def test_websocket_echo(tmp_path: Path, procs: list[Proc]) -> None:
 
 def test_redis_through_tcp_listener(tmp_path: Path, procs: list[Proc]) -> None:
     up = free_port()
-    redis = start(["redis-server", "--port", str(up), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no"], tmp_path / "redis.log")
+    redis = start(
+        [
+            "redis-server",
+            "--port",
+            str(up),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        tmp_path / "redis.log",
+    )
     procs.append(Proc(redis, tmp_path / "redis.log"))
     wait_port(up, proc=redis)
     port, admin = free_port(), free_port()
-    cfg = write_config(tmp_path, simple_config(up, port, admin, protocol="tcp",
-                                               filters="[]"))
+    cfg = write_config(tmp_path, simple_config(up, port, admin, protocol="tcp", filters="[]"))
     procs.append(start_sidecar(cfg, admin))
 
     def cli(*args: str) -> str:
-        r = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
-                           timeout=10, check=True)
+        r = subprocess.run(
+            ["redis-cli", "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return r.stdout.strip()
 
     assert cli("PING") == "PONG"

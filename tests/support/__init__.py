@@ -28,7 +28,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port(
+    port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -39,9 +41,14 @@ def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def http_get(port: int, path: str = "/", headers: dict[str, str] | None = None,
-             method: str = "GET", body: bytes | None = None,
-             timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+def http_get(
+    port: int,
+    path: str = "/",
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    body: bytes | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -76,8 +83,13 @@ class Proc:
 
 def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     out = log.open("wb")
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    return subprocess.Popen(
+        cmd,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
 
 
 def start_echo(tmp: Path, name: str = "echo", port: int | None = None) -> Proc:
@@ -95,12 +107,22 @@ def write_config(tmp: Path, text: str, name: str = "plait.yaml") -> Path:
 
 
 def sidecar_cmd(config: Path, *args: str) -> list[str]:
-    return [PY, "-m", "plait.core.cli", "--log-level", "info", "sidecar", "--config", str(config),
-            *args]
+    return [
+        PY,
+        "-m",
+        "plait.core.cli",
+        "--log-level",
+        "info",
+        "sidecar",
+        "--config",
+        str(config),
+        *args,
+    ]
 
 
-def start_sidecar(config: Path, admin_port: int, *args: str, wait: bool = True,
-                  env: dict[str, str] | None = None) -> Proc:
+def start_sidecar(
+    config: Path, admin_port: int, *args: str, wait: bool = True, env: dict[str, str] | None = None
+) -> Proc:
     log = config.with_suffix(f".{admin_port}.log")
     p = start(sidecar_cmd(config, *args), log, env)
     proc = Proc(p, log, admin_port=admin_port, config=config)
@@ -122,9 +144,15 @@ def wait_ready(proc: Proc, timeout: float = 15.0) -> None:
     raise TimeoutError(f"sidecar not ready after {timeout}s:\n{proc.logs()}")
 
 
-def simple_config(upstream_port: int, listen_port: int, admin_port: int,
-                  protocol: str = "http", filters: str = "[]", extra: str = "",
-                  service_protocol: str | None = None) -> str:
+def simple_config(
+    upstream_port: int,
+    listen_port: int,
+    admin_port: int,
+    protocol: str = "http",
+    filters: str = "[]",
+    extra: str = "",
+    service_protocol: str | None = None,
+) -> str:
     """One Service with one endpoint and one Sidecar egress listener to it."""
     return f"""\
 apiVersion: plait.dev/v1alpha1

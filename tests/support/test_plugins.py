@@ -35,12 +35,16 @@ class Raise(PassThroughFilter):
     def __init__(self, config: RaiseConfig) -> None:
         self.config = config
 
-    def on_request_headers(self, ctx: StreamContext, headers: Headers, end_stream: bool) -> FilterResult:
+    def on_request_headers(
+        self, ctx: StreamContext, headers: Headers, end_stream: bool
+    ) -> FilterResult:
         if self.config.hook == "request" and ctx.request.path.startswith("/boom"):
             raise RuntimeError("boom (request)")
         return None
 
-    def on_response_headers(self, ctx: StreamContext, headers: Headers, end_stream: bool) -> FilterResult:
+    def on_response_headers(
+        self, ctx: StreamContext, headers: Headers, end_stream: bool
+    ) -> FilterResult:
         if self.config.hook == "response" and ctx.request.path.startswith("/boom"):
             raise RuntimeError("boom (response)")
         return None
@@ -96,8 +100,13 @@ class Slow(PassThroughFilter):
 @hookimpl
 def plait_register_filters(registry: FilterRegistry) -> None:
     registry.register(FilterSpec(name="test-raise", make=Raise, parse_config=_raise_config))
-    registry.register(FilterSpec(name="test-complete", make=Complete, parse_config=_complete_config))
-    registry.register(FilterSpec(
-        name="test-slow", make=Slow,
-        parse_config=lambda raw: SlowConfig(float(raw.get("seconds", 0.1))),
-    ))
+    registry.register(
+        FilterSpec(name="test-complete", make=Complete, parse_config=_complete_config)
+    )
+    registry.register(
+        FilterSpec(
+            name="test-slow",
+            make=Slow,
+            parse_config=lambda raw: SlowConfig(float(raw.get("seconds", 0.1))),
+        )
+    )

@@ -1,0 +1,213 @@
+"""The chain driver: order, sync/async, results, containment, completion, buffering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from plait.core._bodies import BodyStage
+from plait.core.chain import Chain
+from plait.core.config._model import FilterEntry
+from plait.sdk import (
+    Buffer,
+    BufferedBody,
+    ConnectionContext,
+    Continue,
+    FailStrategy,
+    FilterResult,
+    FilterSpec,
+    Headers,
+    LocalReply,
+    PassThroughFilter,
+    RequestHead,
+    ResponseHead,
+    StreamContext,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def ctx() -> StreamContext:
+    conn = ConnectionContext(peer_address=("127.0.0.1", 1), local_address=("127.0.0.1", 2))
+    return StreamContext(connection=conn, request=RequestHead(method="GET", path="/"))
+
+
+class Recorder(PassThroughFilter):
+    def __init__(self, config: tuple[str, list[str]]) -> None:
+        self.name, self.log = config
+
+    def on_request_headers(self, ctx: StreamContext, headers: Headers, end: bool) -> FilterResult:
+        self.log.append(f"{self.name}.req")
+        headers.add("x-order", self.name)
+        return None
+
+    async def on_response_headers(  # type: ignore[override]
+        self, ctx: StreamContext, headers: Headers, end: bool
+    ) -> FilterResult:
+        self.log.append(f"{self.name}.resp")
+        return Continue()
+
+    async def around_upstream(self, ctx: StreamContext, request: UpstreamRequest,
+                              call_next: Any) -> UpstreamResponse:
+        self.log.append(f"{self.name}.up>")
+        resp: UpstreamResponse = await call_next(ctx, request)
+        self.log.append(f"{self.name}.up<")
+        return resp
+
+    def on_stream_complete(self, ctx: StreamContext) -> None:
+        self.log.append(f"{self.name}.done")
+
+
+def entry(make: Any, config: Any = None, name: str = "f",
+          fail: FailStrategy = FailStrategy.FAIL_CLOSED, shared: bool = False) -> FilterEntry:
+    spec: FilterSpec[Any] = FilterSpec(name=name, make=make, stream_independent=shared)
+    return FilterEntry(name=name, spec=spec, config=config, fail_strategy=fail)
+
+
+async def test_order_request_forward_response_reverse_layers_outermost_first() -> None:
+    log: list[str] = []
+    chain = Chain([entry(Recorder, ("a", log)), entry(Recorder, ("b", log))])
+    run = chain.start(ctx())
+    headers = Headers()
+    assert (await run.request_headers(headers, True)).reply is None
+    assert headers.get_all("x-order") == ["a", "b"]
+
+    async def terminal(c: StreamContext, r: UpstreamRequest) -> UpstreamResponse:
+        log.append("upstream")
+        return UpstreamResponse(head=ResponseHead(status=200), body=BufferedBody())
+
+    await run.compose(terminal)(run.ctx, UpstreamRequest(head=run.ctx.request, body=BufferedBody()))
+    await run.response_headers(Headers(), True)
+    run.complete()
+    run.complete()  # idempotent: exactly once
+    assert log == ["a.req", "b.req", "a.up>", "b.up>", "upstream", "b.up<", "a.up<",
+                   "b.resp", "a.resp", "a.done", "b.done"]
+
+
+class Deny(PassThroughFilter):
+    def on_request_headers(self, ctx: StreamContext, headers: Headers, end: bool) -> FilterResult:
+        return LocalReply(403, b"no", reason="denied")
+
+
+async def test_local_reply_stops_the_chain() -> None:
+    log: list[str] = []
+    chain = Chain([entry(Deny), entry(Recorder, ("after", log))])
+    out = await chain.start(ctx()).request_headers(Headers(), True)
+    assert out.reply == LocalReply(403, b"no", reason="denied")
+    assert log == []
+
+
+class Boom(PassThroughFilter):
+    def on_request_headers(self, ctx: StreamContext, headers: Headers, end: bool) -> FilterResult:
+        raise ValueError("boom")
+
+    def on_stream_complete(self, ctx: StreamContext) -> None:
+        raise ValueError("boom at the end")
+
+
+async def test_fail_closed_contains_and_counts() -> None:
+    failed: list[str] = []
+    log: list[str] = []
+    chain = Chain([entry(Boom, name="boom"), entry(Recorder, ("r", log))], on_failure=failed.append)
+    run = chain.start(ctx())
+    out = await run.request_headers(Headers(), True)
+    assert out.reply is not None and out.reply.status == 500
+    assert out.reply.reason == "filter boom failed"
+    run.complete()  # the raising completion hook does not stop the next one
+    assert log == ["r.done"]
+    assert failed == ["boom", "boom"]
+
+
+async def test_fail_open_skips_the_filter_for_the_rest_of_the_stream() -> None:
+    log: list[str] = []
+    chain = Chain([entry(Boom, fail=FailStrategy.FAIL_OPEN), entry(Recorder, ("r", log))])
+    run = chain.start(ctx())
+    assert (await run.request_headers(Headers(), True)).reply is None
+    assert log == ["r.req"]
+
+
+class BadResult(PassThroughFilter):
+    def on_request_headers(self, ctx: StreamContext, headers: Headers, end: bool) -> FilterResult:
+        return "yes"  # type: ignore[return-value]
+
+
+async def test_a_hook_returning_garbage_is_a_filter_failure() -> None:
+    out = await Chain([entry(BadResult)]).start(ctx()).request_headers(Headers(), True)
+    assert out.reply is not None and out.reply.status == 500
+
+
+async def test_unimplemented_hooks_cost_nothing() -> None:
+    chain = Chain([entry(PassThroughFilter)])
+    assert chain.request_headers == () and chain.response_data == () and chain.layers == ()
+
+
+class Upper(PassThroughFilter):
+    def on_request_data(self, ctx: StreamContext, chunk: bytes, end: bool) -> FilterResult:
+        return Continue(data=chunk.upper())
+
+
+class WholeBody(PassThroughFilter):
+    seen: list[tuple[bytes, bool]]
+
+    def __init__(self, config: list[tuple[bytes, bool]]) -> None:
+        self.seen = config
+
+    def on_request_data(self, ctx: StreamContext, chunk: bytes, end: bool) -> FilterResult:
+        self.seen.append((chunk, end))
+        return None if end else Buffer(limit=100)
+
+
+async def test_buffer_in_a_data_hook_delivers_the_whole_body_once() -> None:
+    seen: list[tuple[bytes, bool]] = []
+    after: list[tuple[bytes, bool]] = []
+    chain = Chain([entry(Upper), entry(WholeBody, seen), entry(WholeBody, after)])
+    run = chain.start(ctx())
+    stage = BodyStage(run.request_data, run.request_trailers)
+    outs = [await stage.push(b"ab", False), await stage.push(b"cd", False),
+            await stage.push(b"ef", True)]
+    assert [o.data for o in outs] == [b"", b"", b"ABCDEF"]
+    assert seen == [(b"AB", False), (b"ABCDEF", True)]
+    assert after == [(b"ABCDEF", True)]
+
+
+async def test_buffer_past_its_limit_raises_body_too_large() -> None:
+    from plait.sdk import BodyTooLarge
+
+    chain = Chain([entry(WholeBody, [])])
+    stage = BodyStage(chain.start(ctx()).request_data, chain.start(ctx()).request_trailers)
+    await stage.push(b"x" * 60, False)
+    with pytest.raises(BodyTooLarge):
+        await stage.push(b"x" * 60, False)
+
+
+class Counter(PassThroughFilter):
+    made = 0
+
+    def __init__(self) -> None:
+        Counter.made += 1
+
+
+async def test_stream_independent_filters_share_one_instance() -> None:
+    Counter.made = 0
+    chain = Chain([entry(Counter, shared=True)])
+    for _ in range(5):
+        chain.start(ctx())
+    assert Counter.made == 1
+    chain = Chain([entry(Counter)])
+    Counter.made = 0
+    for _ in range(5):
+        chain.start(ctx())
+    assert Counter.made == 5
+
+
+def _unused(_: Mapping[str, Any]) -> None:
+    return None
