@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_tables", "summarize", "write_json"]
+__all__ = ["format_contention", "format_tables", "summarize", "write_json"]
 
 Rounds = Sequence[dict[str, dict[str, Any]]]
 
@@ -167,11 +167,32 @@ def format_tables(
             ("h2 core1%", "h2_core1_busy", "v"), ("h2 us/req", "h2_proxy_cpu_us", "v"),
             (f"{rates[-1]}/s us/req" if rates else "-",
              f"ol{rates[-1]}_proxy_cpu_us" if rates else "-", "v"),
+            ("others% max", "foreign_max_pct", "v"),
         ],
     ))  # fmt: skip
     for t, why in unavailable.items():
         out.append(f"{labels[t]}: unavailable: {why}")
     return "\n".join(out)
+
+
+def format_contention(rounds: Rounds, labels: dict[str, str], limit: float) -> str:
+    """One line per (round, target, phase) where other processes competed for the CPU."""
+    lines = []
+    for i, rnd in enumerate(rounds, 1):
+        for t, res in rnd.items():
+            for key, pct in res.get("figures", {}).items():
+                phase = key.removesuffix("_foreign_pct")
+                if phase != key and pct >= limit:
+                    top = res.get("raw", {}).get(phase, {}).get("foreign_top", [])
+                    who = ", ".join(f"{cmd} {p:.0f}%" for cmd, p in top)
+                    lines.append(f"  round {i}, {labels[t]}, {phase}: {pct:.0f}% ({who})")
+    if not lines:
+        return f"Contention: none (no other process used >= {limit:.0f}% of a core in any phase)."
+    head = (
+        f"WARNING, contention: other processes used >= {limit:.0f}% of a core during these "
+        "phases; their figures are suspect (rerun when the machine is quiet):"
+    )
+    return "\n".join([head, *lines])
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import _report
-from ._measure import Settings, measure_target
+from ._measure import FOREIGN_WARN_PCT, Settings, measure_target
 from ._openloop import build_openloop
-from ._procs import ProcessFailed, require_tools
+from ._procs import ProcessFailed, await_quiet, require_tools
 from ._targets import REPO, TARGETS, Upstream, start_target, start_upstream
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -46,6 +46,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rates", default="1000,3000", help="open-loop rates, req/s")
     p.add_argument("--no-h2", action="store_true", help="skip the h2load measurement")
     p.add_argument("--ready-timeout", type=float, default=20.0, help="seconds to wait for a target")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60.0,
+        help="seconds to wait for other processes to go idle before a target or a retry (60)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="extra attempts for a phase that other processes competed with (2)",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON path (benchmarks/results/TS.json)")
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 10.0)
@@ -122,7 +134,10 @@ def _run_rounds(
         warmup=1.0 if args.quick else 2.0,
         rates=args.rate_list,
         h2=not args.no_h2,
+        retries=args.retries,
+        wait_quiet=args.wait_quiet,
     )
+    own = {os.getpgrp(), upstream.proc.pid}
     for i in range(args.rounds):
         rnd: dict[str, Any] = {}
         rounds.append(rnd)
@@ -131,6 +146,7 @@ def _run_rounds(
                 continue
             spec = TARGETS[name]
             print(f"[round {i + 1}/{args.rounds}] {spec.label} ...", flush=True)
+            before = await_quiet(own, args.wait_quiet, FOREIGN_WARN_PCT)
             try:
                 running = start_target(base, spec, upstream, args.ready_timeout)
             except (ProcessFailed, OSError, http.client.HTTPException) as exc:
@@ -138,7 +154,8 @@ def _run_rounds(
                 print(f"      unavailable: {exc}", flush=True)
                 continue
             try:
-                rnd[name] = measure_target(running, settings, binary)
+                rnd[name] = measure_target(running, settings, binary, own)
+                rnd[name]["figures"]["foreign_before_pct"] = before
             finally:
                 running.stop()
             print(f"      {_headline(rnd[name]['figures'], args.rate_list)}", flush=True)
@@ -187,8 +204,6 @@ def _finish(
 ) -> None:  # fmt: skip
     summary = _report.summarize(rounds, args.names)
     labels = {n: TARGETS[n].label for n in TARGETS}
-    print()
-    print(_report.format_tables(summary, labels, args.rate_list, unavailable, len(rounds)))
     meta["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     meta["interrupted"] = interrupted
     doc = {
@@ -202,7 +217,10 @@ def _finish(
         "summary": summary,
     }  # fmt: skip
     _report.write_json(out, doc)
-    print(f"\nJSON: {out}")
+    print()
+    print(_report.format_tables(summary, labels, args.rate_list, unavailable, len(rounds)))
+    print(_report.format_contention(rounds, labels, FOREIGN_WARN_PCT))
+    print(f"JSON: {out}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from .codec import DataReceived, Event, StreamReset
 
@@ -65,8 +65,7 @@ class H2Mux(asyncio.Protocol):
         self._window_waiters: list[asyncio.Future[None]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def flush(self) -> None:
         data = self.codec.data_to_send()

@@ -96,8 +96,18 @@ def _apps() -> Iterator[None]:
 def _sidecars() -> Iterator[None]:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "plait.core.cli", "--log-level", "warning", "sidecar",
-             "--config", str(EXAMPLES), "--sidecar", name]  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "plait.core.cli",
+                "--log-level",
+                "warning",
+                "sidecar",
+                "--config",
+                str(EXAMPLES),
+                "--sidecar",
+                name,
+            ]
         )
         for name in ("frontend", "backend")
     ]
@@ -129,17 +139,23 @@ def run_demo(*, requests: int = 20, keep_running: bool = False) -> int:
     with _apps(), _sidecars():
         print("sidecars ready: frontend (admin http://127.0.0.1:15000), "
               "backend (admin http://127.0.0.1:15100)\n")  # fmt: skip
-        status, headers, body = _get(18080, "/hello", {"x-debug": "secret"})
+        status, _headers, body = _get(18080, "/hello", {"x-debug": "secret"})
         reply = json.loads(body)
         seen = reply["backend"]["headers_seen"]
         print("1. GET http://127.0.0.1:18080/hello  (you → frontend sidecar → frontend app")
         print("   → frontend sidecar egress → backend sidecar → backend app)")
-        print(f"   status {status}; backend answered {reply['backend_status']} from "
-              f"{reply['backend_headers'].get('x-served-by')}")
-        print(f"   headers the backend app saw: x-caller={seen.get('x-caller')} "
-              f"x-route={seen.get('x-route')} x-debug={seen.get('x-debug', '(removed)')}")
-        print(f"   response header added on the way back: x-mesh="
-              f"{reply['backend_headers'].get('x-mesh')}\n")
+        print(
+            f"   status {status}; backend answered {reply['backend_status']} from "
+            f"{reply['backend_headers'].get('x-served-by')}"
+        )
+        print(
+            f"   headers the backend app saw: x-caller={seen.get('x-caller')} "
+            f"x-route={seen.get('x-route')} x-debug={seen.get('x-debug', '(removed)')}"
+        )
+        print(
+            f"   response header added on the way back: x-mesh="
+            f"{reply['backend_headers'].get('x-mesh')}\n"
+        )
         versions: Counter[str] = Counter()
         for i in range(requests):
             _, h, _ = _get(18100, f"/split/{i}")
@@ -150,7 +166,9 @@ def run_demo(*, requests: int = 20, keep_running: bool = False) -> int:
         status, h, body = _get(18100, "/admin/secrets")
         print(f"4. GET /admin/secrets: {status} ({body.decode().strip()}) — path-deny filter\n")
         _, _, metrics = _get(15000, "/metrics")
-        lines = [ln for ln in metrics.decode().splitlines() if ln.startswith("plait_requests_total")]
+        lines = [
+            ln for ln in metrics.decode().splitlines() if ln.startswith("plait_requests_total")
+        ]
         print("frontend sidecar /metrics:\n  " + "\n  ".join(lines))
         if keep_running:
             print("\nrunning; Ctrl-C to stop")

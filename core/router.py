@@ -20,6 +20,7 @@ answers 404: GAMMA rejects unmatched requests once routes exist).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from plait.sdk import RequestHead
@@ -28,7 +29,7 @@ from .config import HeaderMatch, MatchType, PathMatch, RouteMatch, RouteRule, Ro
 
 __all__ = ["Router"]
 
-Predicate = Callable[[str, RequestHead], bool]
+Predicate = Callable[[RequestHead], bool]
 
 
 class Router:
@@ -38,72 +39,81 @@ class Router:
 
     def __init__(self, table: RouteTable) -> None:
         self.table = table
-        entries: list[tuple[Predicate, RouteRule]] = []
-        for rule in table.rules:
-            entries.extend((_compile(m), rule) for m in rule.matches)
-        self._entries = tuple(entries)
+        self._entries = tuple(_compile(m, rule) for rule in table.rules for m in rule.matches)
         # The common case: the first entry matches everything, so it always wins.
-        self._catch_all = entries[0][1] if entries and entries[0][0] is _always else None
+        first = self._entries[0] if self._entries else None
+        self._catch_all = first[4] if first and first[0] == _ANY and first[3] is None else None
 
     def match(self, head: RequestHead) -> RouteRule | None:
         """The winning rule for ``head``, or ``None`` if no rule matches."""
         if self._catch_all is not None:
             return self._catch_all
-        target = head.path
-        q = target.find("?")
-        path = target if q < 0 else target[:q]
-        for predicate, rule in self._entries:
-            if predicate(path, head):
+        path = head.path
+        q = path.find("?")
+        if q >= 0:
+            path = path[:q]
+        # The path test is inlined (no call per rule); the rest, if any, is one predicate.
+        for kind, a, b, rest, rule in self._entries:
+            if kind == _PREFIX:
+                if not path.startswith(b) and path != a:
+                    continue
+            elif kind == _EXACT:
+                if path != a:
+                    continue
+            elif kind == _REGEX and b(path) is None:
+                continue
+            if rest is None or rest(head):
                 return rule
         return None
 
 
-def _always(path: str, head: RequestHead) -> bool:
-    return True
+# Entry: (path kind, a, b, predicate over the head or None, rule) where a/b are:
+# _PREFIX: the prefix without and with its trailing "/"; _EXACT: the path; _REGEX: -, fullmatch.
+_ANY, _PREFIX, _EXACT, _REGEX = range(4)
+_Entry = tuple[int, str, Any, "Predicate | None", RouteRule]
 
 
-def _compile(m: RouteMatch) -> Predicate:
+def _compile(m: RouteMatch, rule: RouteRule) -> _Entry:
+    kind, a, b = _path_test(m.path)
     checks: list[Predicate] = []
-    if m.path is not None and (p := _path_check(m.path)) is not None:
-        checks.append(p)
     if m.method is not None:
         checks.append(_method_check(m.method))
     checks.extend(_header_check(h) for h in m.headers)
     if m.query_params:
         checks.append(_query_check(m.query_params))
+    return (kind, a, b, _all(checks), rule)
+
+
+def _all(checks: list[Predicate]) -> Predicate | None:
     if not checks:
-        return _always
+        return None
     if len(checks) == 1:
         return checks[0]
     all_checks = tuple(checks)
 
-    def check_all(path: str, head: RequestHead) -> bool:
+    def check_all(head: RequestHead) -> bool:
         for check in all_checks:  # noqa: SIM110 (a loop is cheaper than all() + a generator)
-            if not check(path, head):
+            if not check(head):
                 return False
         return True
 
     return check_all
 
 
-def _path_check(pm: PathMatch) -> Predicate | None:
-    value = pm.value
+def _path_test(pm: PathMatch | None) -> tuple[int, str, Any]:
+    if pm is None:
+        return _ANY, "", None
     if pm.type is MatchType.EXACT:
-        return lambda path, head: path == value
+        return _EXACT, pm.value, None
     if pm.type is MatchType.PREFIX:
-        prefix = value.rstrip("/")
-        if not prefix:
-            return None  # "/" matches every path
-        with_slash = prefix + "/"
-        return lambda path, head: path.startswith(with_slash) or path == prefix
-    regex = pm.regex
-    assert regex is not None, "the translator compiles RegularExpression matches"
-    fullmatch = regex.fullmatch
-    return lambda path, head: fullmatch(path) is not None
+        prefix = pm.value.rstrip("/")
+        return (_PREFIX, prefix, prefix + "/") if prefix else (_ANY, "", None)
+    assert pm.regex is not None, "the translator compiles RegularExpression matches"
+    return _REGEX, pm.value, pm.regex.fullmatch
 
 
 def _method_check(method: str) -> Predicate:
-    return lambda path, head: head.method == method
+    return lambda head: head.method == method
 
 
 def _header_check(hm: HeaderMatch) -> Predicate:
@@ -112,13 +122,13 @@ def _header_check(hm: HeaderMatch) -> Predicate:
         assert hm.regex is not None
         fullmatch = hm.regex.fullmatch
 
-        def regex_check(path: str, head: RequestHead) -> bool:
+        def regex_check(head: RequestHead) -> bool:
             raw = head.headers.get_raw(name)
             return raw is not None and fullmatch(raw.decode("latin-1")) is not None
 
         return regex_check
     value = hm.value.encode("latin-1")
-    return lambda path, head: head.headers.get_raw(name) == value
+    return lambda head: head.headers.get_raw(name) == value
 
 
 def _query_check(matches: tuple[HeaderMatch, ...]) -> Predicate:
@@ -126,7 +136,7 @@ def _query_check(matches: tuple[HeaderMatch, ...]) -> Predicate:
         (m.name, m.value, m.regex if m.type is MatchType.REGEX else None) for m in matches
     )
 
-    def query_check(path: str, head: RequestHead) -> bool:
+    def query_check(head: RequestHead) -> bool:
         q = head.path.find("?")
         if q < 0:
             return False

@@ -173,8 +173,15 @@ class Sidecar:
         from watchfiles import awatch
 
         paths = [Path(p).resolve() for p in self.opts.config]
-        dirs = sorted({str(p if p.is_dir() else p.parent) for p in paths})
-        async for _ in awatch(*dirs, debounce=200, step=50, recursive=False):
+        files = {p for p in paths if not p.is_dir()}
+        dirs = {p for p in paths if p.is_dir()}
+        watched = sorted({str(p if p.is_dir() else p.parent) for p in paths})
+
+        def ours(_change: object, path: str) -> bool:
+            p = Path(path).resolve()
+            return p in files or (p.parent in dirs and p.suffix in (".yaml", ".yml"))
+
+        async for _ in awatch(*watched, watch_filter=ours, debounce=200, step=50, recursive=False):
             await self.reload()
 
     def config_dump(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ resource and the path of the block itself.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -69,7 +70,9 @@ class ConfigReader:
         if key in self.raw:
             return self.raw[key]
         if isinstance(default, _Missing):
-            raise ConfigError(f"missing required field {key!r}", field=self.field)
+            close = difflib.get_close_matches(key, [str(k) for k in self.raw], n=1, cutoff=0.7)
+            hint = f" (is {close[0]!r} a typo?)" if close else ""
+            raise ConfigError(f"missing required field {key!r}{hint}", field=self.field)
         return default
 
     def text(self, key: str, default: str | _Missing = _MISSING, *, empty: bool = False) -> str:

@@ -16,6 +16,9 @@ from ._events import (
     TrailersReceived,
     TunnelData,
 )
+from ._h11ref import H1ClientCodec as H11RefClientCodec
+from ._h11ref import H1ServerCodec as H11RefServerCodec
+from ._http1 import H1ClientCodec, H1ServerCodec
 from ._http2 import H2_PREFACE, H2Codec, is_h2_preface
 
 __all__ = [
@@ -24,7 +27,11 @@ __all__ = [
     "DataReceived",
     "Event",
     "FlowControlUpdated",
+    "H1ClientCodec",
+    "H1ServerCodec",
     "H2Codec",
+    "H11RefClientCodec",
+    "H11RefServerCodec",
     "InformationalReceived",
     "ProtocolFailed",
     "RequestReceived",

@@ -1,8 +1,9 @@
-"""The ``h2.H2Connection`` the HTTP/2 codec drives, with two deviations from stock h2.
+"""The ``h2.H2Connection`` the HTTP/2 codec drives, with five deviations from stock h2.
 
-Theory of operation: stock h2 is stricter than RFC 9113 in two places that
-matter to a proxy multiplexing many requests on one connection, and this module
-relaxes exactly those, leaving every frame-level and HPACK rule to h2.
+Theory of operation: stock h2 is stricter or costlier than RFC 9113 requires in
+a few places that matter to a proxy multiplexing many requests on one
+connection. This module changes exactly those and leaves every other frame,
+flow-control and HPACK rule to h2.
 
 1. **Malformed messages are stream errors** (RFC 9113 §8.1.1: "MUST be treated
    as a stream error of type PROTOCOL_ERROR"). Stock h2 turns an invalid
@@ -15,7 +16,25 @@ relaxes exactly those, leaving every frame-level and HPACK rule to h2.
    Errors whose ``__cause__`` is set (HPACK decoding, stream-state violations)
    and every ``ProtocolError`` subclass stay connection errors.
 
-2. **GOAWAY does not freeze the connection.** Stock h2 moves to ``CLOSED`` when
+2. **A stream over SETTINGS_MAX_CONCURRENT_STREAMS is refused, not fatal**
+   (RFC 9113 §5.1.2 allows REFUSED_STREAM, which tells the client it may
+   retry). Stock h2 makes it a connection error. The stream is decoded as
+   usual, then reset with REFUSED_STREAM, and its events are dropped.
+
+3. **Counting open streams is O(1) below the limits.** Stock h2 counts them by
+   scanning every stream on every new stream (about 11 µs at 100 open
+   streams, O(n²) per connection). While ``len(streams)``, an upper bound, is
+   below the limit being checked, the check cannot fail and the scan is
+   skipped; the codec calls :meth:`PlaitH2Connection.forget_stream` when a
+   stream closes, doing at once the cleanup h2 would do during its next scan,
+   so the bound stays tight.
+
+4. **An oversized frame is refused at its header.** Stock h2 buffers a frame's
+   whole body before comparing its length with SETTINGS_MAX_FRAME_SIZE, so a
+   peer announcing a 16 MiB frame makes us hold 16 MiB first.
+   :class:`_EagerFrameBuffer` fails as soon as the 9-byte header is in.
+
+5. **GOAWAY does not freeze the connection.** Stock h2 moves to ``CLOSED`` when
    it sends or receives GOAWAY and then rejects every later frame, so streams
    below ``last_stream_id`` could never finish (RFC 9113 §6.8 says they may).
    :class:`_GracefulStateMachine` keeps the open state; the codec itself
@@ -23,9 +42,10 @@ relaxes exactly those, leaving every frame-level and HPACK rule to h2.
    fatal error.
 
 Invariant: these overrides are the only places plait reaches into h2's private
-API (``_receive_headers_frame``, ``_receive_data_frame``, ``_transitions``);
-``tests/core/codec/test_http2_conn.py`` pins their behaviour so an h2 upgrade
-that changes them fails loudly.
+API (``_receive_headers_frame``, ``_receive_data_frame``, ``_open_streams``,
+``_closed_streams``, ``H2ConnectionStateMachine._transitions``,
+``FrameBuffer._data``); ``tests/core/codec/test_http2_frames.py`` pins their
+behaviour, so an h2 upgrade that changes them fails loudly there.
 """
 
 from __future__ import annotations
@@ -40,11 +60,24 @@ from h2.connection import (
 from h2.errors import ErrorCodes
 from h2.events import Event as H2Event
 from h2.events import StreamReset as H2StreamReset
-from h2.exceptions import InvalidBodyLengthError, ProtocolError
+from h2.exceptions import FrameTooLargeError, InvalidBodyLengthError, ProtocolError
+from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import DataFrame, Frame, HeadersFrame
 
-__all__ = ["DEFAULT_WINDOW", "PlaitH2Connection", "make_connection"]
+__all__ = [
+    "CANCEL",
+    "DEFAULT_WINDOW",
+    "INTERNAL_ERROR",
+    "NO_ERROR",
+    "PROTOCOL_ERROR",
+    "REFUSED_STREAM",
+    "PlaitH2Connection",
+    "make_connection",
+]
+
+# RFC 9113 §7 error codes the codec uses.
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x2, 0x7, 0x8
 
 DEFAULT_WINDOW = 65535
 """The initial window of every HTTP/2 connection and stream (RFC 9113 §6.9.2)."""
@@ -72,20 +105,67 @@ class _GracefulStateMachine(H2ConnectionStateMachine):
     }
 
 
+class _EagerFrameBuffer(FrameBuffer):
+    """h2's frame buffer, checking the frame length before buffering the body (RFC 9113 §4.2)."""
+
+    def __next__(self) -> Frame:
+        data = self._data
+        if len(data) >= 9 and int.from_bytes(data[:3], "big") > self.max_frame_size:
+            raise FrameTooLargeError(f"frame of {int.from_bytes(data[:3], 'big')} bytes")
+        return super().__next__()
+
+
 class PlaitH2Connection(H2Connection):
-    """``H2Connection`` that resets the stream, not the connection, on a malformed message."""
+    """``H2Connection`` with the deviations listed in the module docstring."""
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config)
         self.state_machine = _GracefulStateMachine()
+        self.incoming_buffer = _EagerFrameBuffer(server=not config.client_side)
+        self._outbound_parity = int(config.client_side)  # clients open odd stream ids
+        self._refusing = False
+
+    def forget_stream(self, stream_id: int) -> None:
+        """Move a closed stream out of ``streams`` now, as h2 would on its next count."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.closed:
+            del self.streams[stream_id]
+            self._closed_streams[stream_id] = stream.closed_by
+
+    def _open_streams(self, remainder: int) -> int:
+        if self._refusing:
+            return 0
+        n = len(self.streams)  # open or not, either parity: an upper bound
+        outbound = remainder == self._outbound_parity
+        limit = (self.remote_settings if outbound else self.local_settings).max_concurrent_streams
+        if n < limit:  # h2 only compares the count with this limit: it cannot fail
+            return n
+        return super()._open_streams(remainder)
+
+    def _over_limit(self, stream_id: int) -> bool:
+        """Whether HEADERS on ``stream_id`` would open one inbound stream too many."""
+        return (
+            stream_id > self.highest_inbound_stream_id
+            and stream_id % 2 != self._outbound_parity
+            and self.open_inbound_streams >= self.local_settings.max_concurrent_streams
+        )
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[H2Event]]:
+        refuse = self._over_limit(frame.stream_id)
+        self._refusing = refuse
         try:
-            return super()._receive_headers_frame(frame)
+            frames, events = super()._receive_headers_frame(frame)
         except ProtocolError as exc:
             if type(exc) is not ProtocolError or exc.__cause__ is not None:
                 raise
             return self._reset_malformed(frame.stream_id, exc)
+        finally:
+            self._refusing = False
+        if refuse:
+            self.reset_stream(frame.stream_id, ErrorCodes.REFUSED_STREAM)
+            self.forget_stream(frame.stream_id)
+            return frames, []
+        return frames, events
 
     def _receive_data_frame(self, frame: DataFrame) -> tuple[list[Frame], list[H2Event]]:
         try:
@@ -104,6 +184,7 @@ class PlaitH2Connection(H2Connection):
         if stream is None or stream.closed:
             raise exc
         self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self.forget_stream(stream_id)
         event = H2StreamReset(
             stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
         )

@@ -26,6 +26,8 @@ from hpack import NeverIndexedHeaderTuple
 from plait.sdk import Headers, RequestHead, ResponseHead
 
 __all__ = [
+    "Fields",
+    "expects_continue",
     "header_list_size",
     "request_fields",
     "request_head",
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 Fields = list[tuple[bytes, bytes]]
+"""An HTTP/2 field list as h2 takes and gives it: lower-case names, bytes."""
 
 _DROP, _TE, _CONNECTION, _HOST, _SECRET, _COOKIE = range(6)
 _SPECIAL: dict[bytes, int] = {
@@ -115,6 +118,14 @@ def _append_regular(out: Fields, pairs: Fields) -> bytes:
 def header_list_size(fields: Fields) -> int:
     """The SETTINGS_MAX_HEADER_LIST_SIZE measure of a field list (RFC 9113 §6.5.2)."""
     return sum(map(len, chain.from_iterable(fields))) + 32 * len(fields)
+
+
+def expects_continue(fields: Fields) -> bool:
+    """Whether the request carries ``expect: 100-continue`` (RFC 9110 §10.1.1)."""
+    for name, value in fields:
+        if name == b"expect":
+            return value.lower() == b"100-continue"
+    return False
 
 
 def request_head(fields: Fields) -> RequestHead:

@@ -12,6 +12,7 @@ silently ignored setting. Every error is a :class:`ConfigError` rendered as::
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -124,8 +125,13 @@ class Fields:
         if key in self.raw:
             return self.raw[key]
         if default is _MISSING:
-            raise self.loc.error(f"missing required field {key!r}")
+            raise self.loc.error(f"missing required field {key!r}{self._typo_hint(key)}")
         return default
+
+    def _typo_hint(self, key: str) -> str:
+        others = [k for k in self.raw if isinstance(k, str)]
+        close = difflib.get_close_matches(key, others, n=1, cutoff=0.7)
+        return f" (is {close[0]!r} a typo?)" if close else ""
 
     # -- scalars ----------------------------------------------------------------------------
 

@@ -151,10 +151,11 @@ def _parse_document(doc: object, loc: Loc, *, order: int) -> tuple[Meta, object]
     top.text("apiVersion", choices=versions)
     meta = _parse_meta(top, kind, order)
     top.loc = meta.loc  # from here on, errors name the resource
-    if not top.has("spec"):
+    has_spec = top.has("spec")
+    top.done()  # first, so that a misspelt "spec" is reported as such
+    if not has_spec:
         raise meta.loc.error("missing required field 'spec'")
     spec = Fields(top.raw["spec"], top.at("spec"))
-    top.done()
     return meta, parse(meta, spec)
 
 

@@ -176,7 +176,8 @@ class ListenerConfig:
     port: int
     protocol: Protocol
     route_table: str
-    """Key into ``MeshConfig.routes``: the target service, or ``inbound|<port>``."""
+    """Key into ``MeshConfig.routes``: the target service port (``"<svc>.<ns>:<port>"``),
+    or ``inbound|<port>``; empty for ``tcp`` listeners, which have no routes."""
     filters: tuple[FilterEntry, ...] = ()
     timeouts: Timeouts = Timeouts()
     tcp_cluster: str | None = None

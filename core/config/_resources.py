@@ -300,7 +300,6 @@ def _parse_listener_timeouts(t: Fields | None, drain: float) -> Timeouts:
         return Timeouts(drain=drain)
     res = Timeouts(
         request=t.opt_duration("request"),
-        connect=t.duration("connect", d.connect),
         idle=t.duration("idle", d.idle),
         request_headers=t.duration("requestHeaders", d.request_headers),
         drain=drain,

@@ -50,16 +50,18 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[LineDict]:
     data = LineDict(node.start_mark.line + 1)
     yield data
-    loader.flatten_mapping(node)  # resolves "<<" merge keys
-    for key_node, value_node in node.value:
+    explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # resolves "<<" merge keys: merged pairs come first
+    first_explicit = len(node.value) - explicit
+    for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=False)
         try:
-            duplicate = key in data
+            hash(key)
         except TypeError:
             raise yaml.constructor.ConstructorError(
                 None, None, "a mapping key must be a scalar", key_node.start_mark
             ) from None
-        if duplicate:
+        if i >= first_explicit and key in data.key_lines:  # a merged key may be overridden
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
@@ -67,7 +69,8 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Itera
                 key_node.start_mark,
             )
         data[key] = loader.construct_object(value_node, deep=False)
-        data.key_lines[key] = key_node.start_mark.line + 1
+        if i >= first_explicit:  # merged keys keep no line of their own: they live elsewhere
+            data.key_lines[key] = key_node.start_mark.line + 1
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)

@@ -185,7 +185,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         """Serve one request; whether the connection may carry another."""
         self._head_since = None
         self.response_started = False
-        self._req_done = ev.end_stream
+        self._req_done = ev.end_stream and not ev.upgrade  # a tunnel keeps reading
         self._stream_id = ev.stream_id
         runtime = self.listener.runtime
         lrt = runtime.listener(self.listener.name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 
@@ -30,19 +30,27 @@ class _Side(asyncio.Protocol):
         self.peer: _Side | None = None
         self.closed = asyncio.get_running_loop().create_future()
         self.eof = False
+        self.pending: list[bytes] = []
+        """Bytes read before the peer existed (uvloop starts reading right after
+        ``connection_made``, whatever ``pause_reading`` said in it)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
-        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+        if peer is None:
+            self.pending.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()
+        elif peer.transport is not None and not peer.transport.is_closing():
             peer.transport.write(data)
 
     def eof_received(self) -> bool:
         self.eof = True
         peer = self.peer
+        if peer is None:
+            return True  # forwarded once the peer exists
         if peer is not None and peer.transport is not None and not peer.transport.is_closing():
             if peer.transport.can_write_eof():
                 peer.transport.write_eof()
@@ -87,8 +95,6 @@ class TcpRelay(_Side):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        assert self.transport is not None
-        self.transport.pause_reading()  # until the upstream side is connected
         self.listener.connection_opened(self)
         self.listener.tg.start_soon(self._run)
 
@@ -116,9 +122,14 @@ class TcpRelay(_Side):
                 log.warning("%s: connect to %s failed: %s", self.listener.name, ep.key, exc)
                 return
             up.peer, self.peer = self, up
-            assert self.transport is not None
+            assert self.transport is not None and up.transport is not None
             if self.transport.is_closing():
                 return
+            for data in self.pending:
+                up.transport.write(data)
+            self.pending.clear()
+            if self.eof and up.transport.can_write_eof():
+                up.transport.write_eof()
             self.transport.resume_reading()
             await self.closed
             await up.closed

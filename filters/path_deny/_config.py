@@ -89,12 +89,10 @@ def parse_path_deny(raw: Mapping[str, Any]) -> PathDenyConfig:
     """Parse and validate; raises :class:`ConfigError` naming the field."""
     r = ConfigReader(raw)
     paths = tuple(_rule(p) for p in r.maps("paths", max_items=256))
+    status = r.integer("status", 403, lo=400, hi=599)
+    body = r.text("body", "denied by path policy\n", empty=True)
+    r.done()
     if not paths:
         raise ConfigError("expected at least one path", field="paths")
-    config = PathDenyConfig(
-        paths=paths,
-        status=r.integer("status", 403, lo=400, hi=599),
-        body=r.text("body", "denied by path policy\n", empty=True),
-    )
-    r.done()
+    config = PathDenyConfig(paths=paths, status=status, body=body)
     return config

@@ -69,7 +69,7 @@ def parse_weighted_split(raw: Mapping[str, Any]) -> WeightedSplitConfig:
             SplitBackend(cluster=cluster, weight=b.integer("weight", 1, lo=0, hi=MAX_WEIGHT))
         )
         b.done()
+    r.done()
     if not backends:
         raise ConfigError("expected at least one backend", field="backends")
-    r.done()
     return WeightedSplitConfig(backends=tuple(backends))

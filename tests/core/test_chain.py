@@ -56,8 +56,9 @@ class Recorder(PassThroughFilter):
         self.log.append(f"{self.name}.resp")
         return Continue()
 
-    async def around_upstream(self, ctx: StreamContext, request: UpstreamRequest,
-                              call_next: Any) -> UpstreamResponse:
+    async def around_upstream(
+        self, ctx: StreamContext, request: UpstreamRequest, call_next: Any
+    ) -> UpstreamResponse:
         self.log.append(f"{self.name}.up>")
         resp: UpstreamResponse = await call_next(ctx, request)
         self.log.append(f"{self.name}.up<")
@@ -67,8 +68,13 @@ class Recorder(PassThroughFilter):
         self.log.append(f"{self.name}.done")
 
 
-def entry(make: Any, config: Any = None, name: str = "f",
-          fail: FailStrategy = FailStrategy.FAIL_CLOSED, shared: bool = False) -> FilterEntry:
+def entry(
+    make: Any,
+    config: Any = None,
+    name: str = "f",
+    fail: FailStrategy = FailStrategy.FAIL_CLOSED,
+    shared: bool = False,
+) -> FilterEntry:
     spec: FilterSpec[Any] = FilterSpec(name=name, make=make, stream_independent=shared)
     return FilterEntry(name=name, spec=spec, config=config, fail_strategy=fail)
 
@@ -89,8 +95,19 @@ async def test_order_request_forward_response_reverse_layers_outermost_first() -
     await run.response_headers(Headers(), True)
     run.complete()
     run.complete()  # idempotent: exactly once
-    assert log == ["a.req", "b.req", "a.up>", "b.up>", "upstream", "b.up<", "a.up<",
-                   "b.resp", "a.resp", "a.done", "b.done"]
+    assert log == [
+        "a.req",
+        "b.req",
+        "a.up>",
+        "b.up>",
+        "upstream",
+        "b.up<",
+        "a.up<",
+        "b.resp",
+        "a.resp",
+        "a.done",
+        "b.done",
+    ]
 
 
 class Deny(PassThroughFilter):
@@ -172,8 +189,11 @@ async def test_buffer_in_a_data_hook_delivers_the_whole_body_once() -> None:
     chain = Chain([entry(Upper), entry(WholeBody, seen), entry(WholeBody, after)])
     run = chain.start(ctx())
     stage = BodyStage(run.request_data, run.request_trailers)
-    outs = [await stage.push(b"ab", False), await stage.push(b"cd", False),
-            await stage.push(b"ef", True)]
+    outs = [
+        await stage.push(b"ab", False),
+        await stage.push(b"cd", False),
+        await stage.push(b"ef", True),
+    ]
     assert [o.data for o in outs] == [b"", b"", b"ABCDEF"]
     assert seen == [(b"AB", False), (b"ABCDEF", True)]
     assert after == [(b"ABCDEF", True)]

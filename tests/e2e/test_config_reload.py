@@ -49,11 +49,8 @@ def _swap(cfg: Path, text: str) -> None:
 
 
 def _versioned(upstream: int, port: int, admin: int, version: str) -> str:
-    filters = (
-        "[{type: response-header-modifier, config: {set: [{name: x-config, value: "
-        f"{version}}}]}}]"
-    )
-    return simple_config(upstream, port, admin, filters=filters)
+    entry = "{type: response-header-modifier, config: {set: [{name: x-config, value: %s}]}}"
+    return simple_config(upstream, port, admin, filters=f"[{entry % version}]")
 
 
 def test_reload_rejects_invalid_config_and_keeps_the_last_good(

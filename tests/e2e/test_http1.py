@@ -43,7 +43,7 @@ def test_curl_http11_get(mesh: tuple[Proc, Proc, int]) -> None:
     _, _, port = mesh
     r = curl("--http1.1", "-i", f"http://127.0.0.1:{port}/hello?x=1", "-H", "x-test: yes")
     assert r.returncode == 0, r.stderr
-    head, _, body = r.stdout.partition("\r\n\r\n")
+    head, _, body = r.stdout.partition("\n\n")
     assert head.startswith("HTTP/1.1 200")
     assert "x-served-by: app" in head.lower()
     echo = json.loads(body)
@@ -57,7 +57,7 @@ def test_curl_http2_prior_knowledge(mesh: tuple[Proc, Proc, int]) -> None:
     r = curl("--http2-prior-knowledge", "-i", f"http://127.0.0.1:{port}/h2")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("HTTP/2 200")
-    body = r.stdout.partition("\r\n\r\n")[2]
+    body = r.stdout.partition("\n\n")[2]
     assert json.loads(body)["path"] == "/h2"
 
 

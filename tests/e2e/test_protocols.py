@@ -71,7 +71,8 @@ def test_grpc_unary_and_server_streaming(tmp_path: Path, procs: list[Proc]) -> N
 
 
 WS_SERVER = textwrap.dedent("""
-        from websockets.sync.server import serve
+    import sys
+    from websockets.sync.server import serve
 
     def echo(ws):
         for message in ws:
@@ -123,9 +124,10 @@ def test_redis_through_tcp_listener(tmp_path: Path, procs: list[Proc]) -> None:
     cfg = write_config(tmp_path, simple_config(up, port, admin, protocol="tcp", filters="[]"))
     procs.append(start_sidecar(cfg, admin))
 
-    def cli(*args: str) -> str:
+    def cli(*args: str, stdin: str | None = None) -> str:
         r = subprocess.run(
             ["redis-cli", "-p", str(port), *args],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=10,
@@ -137,5 +139,5 @@ def test_redis_through_tcp_listener(tmp_path: Path, procs: list[Proc]) -> None:
     assert cli("SET", "mesh", "plait") == "OK"
     assert cli("GET", "mesh") == "plait"
     big = "v" * 500_000
-    assert cli("SET", "big", big) == "OK"
+    assert cli("-x", "SET", "big", stdin=big) == "OK"  # -x: the value comes from stdin
     assert cli("STRLEN", "big") == "500000"
