@@ -16,6 +16,7 @@ import asyncio
 from collections import deque
 from typing import Any, cast
 
+from ._transport import set_nodelay
 from .codec import DataReceived, Event, StreamReset
 
 __all__ = ["HIGH_WATER", "H2Mux", "StreamQueue"]
@@ -66,6 +67,7 @@ class H2Mux(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        set_nodelay(self.transport)
 
     def flush(self) -> None:
         data = self.codec.data_to_send()

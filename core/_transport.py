@@ -20,12 +20,23 @@ consumer to the peer's TCP window). Writes go straight to the transport;
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections import deque
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from .codec import Event
 
-__all__ = ["Codec", "EventProtocol", "WriteFlow"]
+__all__ = ["Codec", "EventProtocol", "WriteFlow", "set_nodelay"]
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Disable Nagle: a proxy writes whole messages and must not wait for the peer's ACK."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
 
 HIGH_WATER = 64  # queued events before we stop reading
 LOW_WATER = 16
@@ -84,6 +95,7 @@ class EventProtocol(asyncio.Protocol, Generic[C]):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        set_nodelay(self.transport)
 
     def data_received(self, data: bytes) -> None:
         self._push(self.codec.receive_data(data))

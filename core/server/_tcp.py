@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, cast
 
 import anyio
 
+from .._transport import set_nodelay
+
 if TYPE_CHECKING:
     from ._listener import Listener
 
@@ -36,6 +38,7 @@ class _Side(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        set_nodelay(self.transport)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer

@@ -66,9 +66,12 @@ class Complete(PassThroughFilter):
     def __init__(self, config: CompleteConfig) -> None:
         self.config = config
 
+    calls = 0
+
     def on_stream_complete(self, ctx: StreamContext) -> None:
+        self.calls += 1
         status = ctx.response.status if ctx.response is not None else 0
-        line = f"{os.getpid()} {id(self)} {ctx.request.path} {status}\n"
+        line = f"{os.getpid()} {self.calls} {ctx.request.path} {status}\n"
         with open(self.config.path, "a") as f:
             f.write(line)
 
