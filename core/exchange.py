@@ -46,6 +46,7 @@ from plait.sdk import (
     UpstreamRequest,
     UpstreamReset,
     UpstreamResponse,
+    UpstreamTimeout,
 )
 
 from ._bodies import BodyStage, LocalReplyRaised, RequestBody, UpstreamBody
@@ -55,6 +56,7 @@ from .codec import InformationalReceived, RequestReceived, ResponseReceived, Str
 
 if TYPE_CHECKING:
     from .runtime import ListenerRuntime
+    from .upstream._manager import Pool
 
 __all__ = ["handle", "local_reply_head"]
 
@@ -85,7 +87,7 @@ async def handle(lrt: ListenerRuntime, down: Downstream, ev: RequestReceived) ->
 
 
 class _Exchange:
-    __slots__ = ("ctx", "down", "lrt", "pending_reply", "run_", "tg", "upstreams")
+    __slots__ = ("ctx", "down", "lrt", "pending_reply", "rule_timeouts", "run_", "tg", "upstreams")
 
     def __init__(self, lrt: ListenerRuntime, down: Downstream, ctx: StreamContext) -> None:
         self.lrt = lrt
@@ -95,6 +97,7 @@ class _Exchange:
         self.tg: anyio.abc.TaskGroup | None = None
         self.run_: ChainRun | None = None
         self.pending_reply: LocalReply | None = None
+        self.rule_timeouts = lrt.config.timeouts
 
     async def run(self, ev: RequestReceived) -> None:
         lrt, ctx = self.lrt, self.ctx
@@ -105,6 +108,7 @@ class _Exchange:
                 await self.local(LocalReply(404, reason="no route"))
                 return
             ctx.route_name = rule.name
+            self.rule_timeouts = rule.timeouts
             self.run_ = lrt.chain_for(rule).start(ctx)
             timeout = rule.timeouts.request or lrt.config.timeouts.request
             try:
@@ -196,13 +200,25 @@ class _Exchange:
 
     async def terminal(self, ctx: StreamContext, request: UpstreamRequest) -> UpstreamResponse:
         """The innermost upstream call: pick an endpoint, send, await the response head."""
-        if ctx.cluster is None:
-            raise NoHealthyUpstream("no backend selected for the route")
+        if ctx.cluster is None:  # Gateway API: a rule without backends answers 500
+            raise _NoBackend(f"route {ctx.route_name} has no backend")
         crt = self.lrt.snapshot.clusters.get(ctx.cluster)
         if crt is None:
             raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
         pool = crt.pick()
         ctx.upstream_address = pool.endpoint.key
+        per_try = self.rule_timeouts.backend_request
+        if per_try:
+            try:
+                with anyio.fail_after(per_try):
+                    return await self._attempt(pool, request)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"no response from {pool.endpoint.key} in {per_try}s"
+                ) from None
+        return await self._attempt(pool, request)
+
+    async def _attempt(self, pool: Pool, request: UpstreamRequest) -> UpstreamResponse:
         body = request.body
         whole = body.whole
         for attempt in (0, 1):
@@ -325,6 +341,11 @@ def _set_length(headers: Headers, n: int) -> None:
     value = str(n).encode()
     if headers.get_raw(b"content-length") != value:
         headers.set(b"content-length", value)
+
+
+class _NoBackend(PlaitError):
+    status_hint = 500
+    reason = "no backend for route"
 
 
 class _NullScope:

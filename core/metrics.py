@@ -71,9 +71,10 @@ class Stats(Collector):
             "plait_request_duration_seconds", "Request duration", labels=["listener"]
         )
         for listener, h in sorted(self.hist.items()):
-            cumulative, buckets = 0.0, []
-            for bound, n in zip((*BUCKETS, float("inf")), h[:-1], strict=True):
-                cumulative += n
+            cumulative: float = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, in_bucket in zip((*BUCKETS, float("inf")), h[:-1], strict=True):
+                cumulative += in_bucket
                 buckets.append((_le(bound), cumulative))
             dur.add_metric([listener], buckets, sum_value=h[-1])
         yield dur

@@ -34,6 +34,14 @@ __all__ = ["ListenerRuntime", "Runtime", "Snapshot"]
 log = logging.getLogger(__name__)
 
 
+class _NoRoutes:
+    """The router of a listener without a route table (TCP): nothing matches."""
+
+    @staticmethod
+    def match(head: object) -> None:
+        return None
+
+
 class ListenerRuntime:
     """One listener's compiled view of one snapshot."""
 
@@ -43,7 +51,7 @@ class ListenerRuntime:
         self.config = config
         self.name = config.name
         table = snapshot.config.routes.get(config.route_table)
-        self.router = Router(table) if table is not None else None
+        self.router: Router | _NoRoutes = Router(table) if table is not None else _NoRoutes()
         self._chains: dict[int, Chain] = {}
         if table is not None:
             for rule in table.rules:
@@ -60,12 +68,6 @@ class ListenerRuntime:
         self._stats.record(self.name, status, seconds, ctx.failure_reason)
 
 
-class _NoRoutes:
-    @staticmethod
-    def match(head: object) -> None:
-        return None
-
-
 class Snapshot:
     """An immutable, compiled config."""
 
@@ -79,9 +81,6 @@ class Snapshot:
         self.listeners: Mapping[str, ListenerRuntime] = {
             lc.name: ListenerRuntime(runtime, self, lc) for lc in config.listeners
         }
-        for lrt in self.listeners.values():
-            if lrt.router is None:
-                lrt.router = _NoRoutes()  # type: ignore[assignment]
 
 
 class Runtime:

@@ -27,7 +27,7 @@ import re
 
 from plait.sdk._headers import HeaderPairs
 
-from ._http1_rules import HTTP_METHODS, SPECIAL, ProtocolError, is_token
+from ._http1_rules import HTTP_METHODS, SPECIAL, ProtocolError, unknown_method_status
 
 __all__ = [
     "ChunkChecker",
@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
-_METHOD_PREFIXES = HTTP_METHODS | {b"PRI"}
 _FIELD = re.compile(rb"(%s):([\t \x21-\x7e\x80-\xff]*)" % _TOKEN)
 _REQUEST_REST = re.compile(rb"([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
 _LLHTTP_VERSIONS = frozenset({b"0.9", b"1.0", b"1.1", b"2.0"})
@@ -85,9 +84,7 @@ def check_partial_head(partial: bytes, *, request: bool) -> None:
         if part and not any(_FIELD.fullmatch(part + c) for c in _FIELD_COMPLETIONS):
             raise ProtocolError(bad, "invalid header line")
     elif request:
-        method = last.partition(b" ")[0]
-        if b" " in last or not any(m.startswith(method) for m in _METHOD_PREFIXES):
-            _method(method)
+        _request_line(last, complete=False)
     _no_bare(last[:-1], bad)
     if b"\n" in last[-1:]:
         raise ProtocolError(bad, "bare CR or LF in the header section")
@@ -138,21 +135,18 @@ def parse_request_head(head: bytes) -> tuple[bytes, bytes, bytes, HeaderPairs]:
     return method, target, version, _fields(lines[1:], 400)
 
 
-def _method(method: bytes) -> None:
-    if method == b"PRI":
-        raise ProtocolError(505, "HTTP/2 connection preface")
-    if not is_token(method):
-        raise ProtocolError(400, "malformed method")
-    if method not in HTTP_METHODS:
-        raise ProtocolError(501, "method not implemented")
-
-
-def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
+def _request_line(line: bytes, *, complete: bool = True) -> tuple[bytes, bytes, bytes]:
+    """Check a request line in llhttp's order; an incomplete one only as far as it goes."""
     method, _, rest = line.partition(b" ")
-    _method(method)
+    if method not in HTTP_METHODS:  # unknown, malformed, or PRI
+        if not complete:  # the verdict needs the whole line (bare CR/LF: see caller)
+            return method, b"", b""
+        raise ProtocolError(unknown_method_status(line), "unknown or malformed method")
     m = _REQUEST_REST.match(rest)
     if m is not None and m[2] not in _LLHTTP_VERSIONS:
         raise ProtocolError(505, "HTTP version not supported")  # llhttp stops right there
+    if not complete:
+        return method, b"", b""
     _no_bare(rest, 400)
     m = _REQUEST_REST.fullmatch(rest)
     if m is None:

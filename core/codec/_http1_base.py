@@ -46,6 +46,7 @@ from ._http1_rules import SPECIAL, ProtocolError
 __all__ = [
     "R_CHUNKED",
     "R_CLOSED",
+    "R_DOOMED",
     "R_EOF_BODY",
     "R_FAILED",
     "R_HEAD",
@@ -64,6 +65,7 @@ __all__ = [
 
 # Receive states.
 R_HEAD, R_LENGTH, R_CHUNKED, R_EOF_BODY, R_HELD, R_TUNNEL, R_CLOSED, R_FAILED = range(8)
+R_DOOMED = 8  # server: a bad method was read; waiting for the end of its line to pick 400/501
 # Write modes.
 W_IDLE, W_LENGTH, W_CHUNKED, W_EOF, W_NOBODY, W_RAW = range(6)
 
@@ -185,7 +187,7 @@ class H1Base:
             if isinstance(cause, ProtocolError):  # raised by a _Sink callback
                 self._fail(cause.status if self._BAD == 400 else self._BAD, cause.message)
             else:
-                self._fail(self._error_status(str(exc)), str(exc))
+                self._parse_error(str(exc))
         if self._sink.body and self._rstate < R_HELD:
             self._flush_body()
         self._cur = None
@@ -342,8 +344,9 @@ class H1Base:
         self._sink.body.clear()
         self._events.append(ProtocolFailed(status, message))
 
-    def _error_status(self, message: str) -> int:
-        return self._BAD
+    def _parse_error(self, message: str) -> None:
+        """llhttp refused the input (a subclass may defer the verdict)."""
+        self._fail(self._BAD, message)
 
     def _reset_parser(self) -> None:
         """A new llhttp parser, for when the old one expects bytes that will not come."""

@@ -40,6 +40,7 @@ __all__ = [
     "reason_ok",
     "reason_phrase",
     "status_line",
+    "unknown_method_status",
 ]
 
 
@@ -95,6 +96,7 @@ _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 _ALPHA = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # RFC 3986 §3.2.2 reg-name (unreserved, pct-encoded, sub-delims), IP-literal, ":" port.
 _HOST_CHARS = _ALPHA + b"0123456789-._~!$&'()*+,;=%:[]"
+_VCHARS = bytes(range(0x21, 0x7F))
 # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
 _REASON_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 
@@ -111,6 +113,30 @@ def reason_ok(reason: bytes) -> bool:
 def comma_tokens(value: bytes) -> list[bytes]:
     """Lower-cased elements of a ``#token`` list (RFC 9110 §5.6.1)."""
     return [t.strip(b" \t").lower() for t in value.split(b",")]
+
+
+def unknown_method_status(line: bytes) -> int:
+    """The status for a request line whose method is not one we implement.
+
+    RFC 9110 §9.1: 501 for a well-formed request line (RFC 9112 §3) with an
+    unknown method; 400 when the line itself is malformed; 505 for ``PRI``,
+    the HTTP/2 connection preface.
+    """
+    method, _, rest = line.partition(b" ")
+    if method == b"PRI":
+        return 505
+    target, _, version = rest.partition(b" ")
+    well_formed = (
+        is_token(method)
+        and bool(target)
+        and not target.translate(None, _VCHARS)
+        and len(version) == 8
+        and version.startswith(b"HTTP/")
+        and version[5:6].isdigit()
+        and version[6:7] == b"."
+        and version[7:].isdigit()
+    )
+    return 501 if well_formed else 400
 
 
 def check_target(method: bytes, target: bytes) -> None:

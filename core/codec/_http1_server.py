@@ -34,6 +34,7 @@ from ._events import ConnectionTerminated, Event, RequestReceived, StreamReset, 
 from ._http1_base import (
     R_CHUNKED,
     R_CLOSED,
+    R_DOOMED,
     R_FAILED,
     R_HEAD,
     R_HELD,
@@ -57,8 +58,8 @@ from ._http1_rules import (
     check_target,
     comma_tokens,
     interpret_head,
-    is_token,
     status_line,
+    unknown_method_status,
 )
 
 __all__ = ["H1ServerCodec"]
@@ -106,6 +107,8 @@ class H1ServerCodec(H1Base):
         """
         if not data:
             return self._eof()
+        if self._rstate == R_DOOMED:
+            return self._doomed_data(data)
         if self._rstate >= R_HELD:
             if self._rstate == R_TUNNEL:
                 return [TunnelData(data)]
@@ -144,7 +147,7 @@ class H1ServerCodec(H1Base):
     @property
     def head_in_progress(self) -> bool:
         """Some bytes of a request head have arrived, but not all of it."""
-        return self._rstate == R_HEAD and self._head_bytes > 0
+        return self._rstate in (R_HEAD, R_DOOMED) and self._head_bytes > 0
 
     def _eof(self) -> list[Event]:
         state = self._rstate
@@ -153,7 +156,7 @@ class H1ServerCodec(H1Base):
         self._dead = True
         self._rstate = R_CLOSED
         self._held.clear()
-        if state == R_HEAD and self._head_bytes:
+        if state in (R_HEAD, R_DOOMED) and self._head_bytes:
             return [StreamReset(self._next_sid, remote=True)]
         if state in (R_LENGTH, R_CHUNKED):
             self._sink.body.clear()
@@ -236,17 +239,41 @@ class H1ServerCodec(H1Base):
         else:
             self._rstate = R_HEAD
 
-    def _error_status(self, message: str) -> int:
+    def _parse_error(self, message: str) -> None:
         if self._rstate != R_HEAD:
-            return 400
+            self._fail(400, message)
+            return
         raw = (b"".join(self._partial) + self._seg).lstrip(b"\r\n")
         if raw.startswith(b"PRI "):
-            return 505  # the HTTP/2 connection preface
-        if "method" in message:
-            method = raw.split(b"\r\n", 1)[0].split(b" ", 1)[0]
-            # RFC 9110 §9.1: 501 for a well-formed method we do not implement.
-            return 501 if is_token(method) and method not in HTTP_METHODS else 400
-        return 505 if message == "Invalid HTTP version" else 400
+            self._fail(505, "HTTP/2 connection preface")
+        elif "method" in message:
+            # 501 or 400 depends on the whole request line: wait for its end
+            # so the verdict does not depend on how the input was split.
+            self._partial[:] = [raw]
+            self._head_bytes = len(raw)
+            self._rstate = R_DOOMED
+            self._dead = True
+            self._doomed_check(message)
+        else:
+            self._fail(505 if message == "Invalid HTTP version" else 400, message)
+
+    def _doomed_check(self, message: str) -> None:
+        raw = self._partial[0]
+        lf = raw.find(b"\n")
+        cr = raw.find(b"\r")
+        if lf >= 0 or 0 <= cr < len(raw) - 1:
+            crlf = lf > 0 and cr == lf - 1
+            self._fail(unknown_method_status(raw[:cr]) if crlf else 400, message)
+        elif len(raw) > self._max:
+            self._fail(431, "header section too large")
+
+    def _doomed_data(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        self._events = events
+        self._partial[0] += data
+        self._head_bytes += len(data)
+        self._doomed_check("invalid method")
+        return events
 
     # -- send side ----------------------------------------------------------
 

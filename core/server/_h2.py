@@ -117,8 +117,14 @@ class H2Connection(H2Mux):
         elif t is FlowControlUpdated:
             self.wake_windows()
         elif t is ConnectionTerminated:
-            self.fail_all()
-            self.close()
+            assert isinstance(ev, ConnectionTerminated)
+            if ev.error_code:  # a protocol error: the codec has reset every stream already
+                self.fail_all()
+                self.close()
+            else:  # the client's graceful GOAWAY (or EOF): finish what is open, then close
+                self.closing = True
+                if not self.queues:
+                    self.close()
         else:
             sid = getattr(ev, "stream_id", None)
             q = self.queues.get(sid) if sid is not None else None

@@ -703,6 +703,9 @@ BAD_REQUESTS = [
     ("unknown method", b"FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     ("lower-case method", b"get / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     ("malformed method", b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("garbage line", b"GARBAGE\r\n\r\n", 400),
+    ("unknown method, bad line", b"FOO /\r\n\r\n", 400),
+    ("RTSP method", b"DESCRIBE / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     ("missing Host", b"GET / HTTP/1.1\r\n\r\n", 400),
     ("two Hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     ("invalid Host", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
@@ -949,3 +952,16 @@ def test_client_keeps_end_to_end_fields_of_responses(impl: ModuleType) -> None:
     )
     kept = [(b"x-end", b"2"), (b"host", b"h"), (b"content-length", b"0")]
     assert events[0].head.headers.raw == kept
+
+
+def test_unknown_method_verdict_waits_for_the_line(impl: ModuleType) -> None:
+    """501 or 400 is decided on the whole request line, however the bytes arrive."""
+    s = server(impl)
+    assert s.receive_data(b"BA") == []
+    assert s.head_in_progress
+    assert s.receive_data(b"N /x HTTP/1.1") == []
+    events = s.receive_data(b"\r\nHost: a\r\n\r\n")
+    assert len(events) == 1 and events[0].status_hint == 501
+    s = server(impl)
+    s.receive_data(b"BAN /x")
+    assert s.receive_data(b"") == [StreamReset(1, remote=True)]
