@@ -73,6 +73,9 @@ def _listener(lis: ListenerConfig) -> dict[str, Any]:
         "protocol": lis.protocol.value,
         "routeTable": lis.route_table,
         "tcpCluster": lis.tcp_cluster,
+        "tls": None
+        if lis.tls is None
+        else {"certFile": lis.tls.cert_file, "keyFile": lis.tls.key_file},
         "filters": [_filter(f) for f in lis.filters],
         "timeouts": _timeouts(lis.timeouts),
     }

@@ -27,6 +27,7 @@ __all__ = [
     "FilterEntry",
     "HeaderMatch",
     "ListenerConfig",
+    "ListenerTLS",
     "MatchType",
     "MeshConfig",
     "PathMatch",
@@ -169,6 +170,14 @@ class RouteTable:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerTLS:
+    """TLS termination on a listener (server certificate; ALPN offers h2 and http/1.1)."""
+
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ListenerConfig:
     name: str
     direction: Direction
@@ -182,6 +191,7 @@ class ListenerConfig:
     timeouts: Timeouts = Timeouts()
     tcp_cluster: str | None = None
     """For ``protocol: tcp`` listeners: the cluster bytes are relayed to."""
+    tls: ListenerTLS | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

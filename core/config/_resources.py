@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from dataclasses import dataclass
 
 from plait.sdk import FailStrategy
 
 from ._fields import Fields, Loc
-from ._model import AdminConfig, Direction, Endpoint, Protocol, Timeouts
+from ._model import AdminConfig, Direction, Endpoint, ListenerTLS, Protocol, Timeouts
 
 __all__ = [
     "HOSTNAME",
@@ -115,6 +116,7 @@ class ListenerRes:
     service_port: int | None = None
     default_endpoint: Endpoint | None = None
     """Ingress: the local app."""
+    tls: ListenerTLS | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,11 +289,30 @@ def _parse_listener(f: Fields, direction: Direction, drain: float) -> ListenerRe
         default_endpoint=None if outbound else f.convert("defaultEndpoint", parse_host_port, None),
         filters=tuple(parse_filter_use(u) for u in f.maps("filters", max_items=64)),
         timeouts=_parse_listener_timeouts(f.sub("timeouts"), drain),
+        tls=_parse_tls(f.sub("tls")),
     )
     if not outbound and res.default_endpoint is None:
         raise f.loc.error("missing required field 'defaultEndpoint'")
     f.done()
     return res
+
+
+def _parse_tls(t: Fields | None) -> ListenerTLS | None:
+    """``tls: {certFile, keyFile}``: both PEM files must load as a certificate chain and key."""
+    if t is None:
+        return None
+    tls = ListenerTLS(cert_file=t.text("certFile"), key_file=t.text("keyFile"))
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            tls.cert_file, tls.key_file
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise t.loc.error(
+            f"tls: expected a readable PEM certificate chain and matching key "
+            f"(certFile {tls.cert_file!r}, keyFile {tls.key_file!r}): {exc}"
+        ) from None
+    t.done()
+    return tls
 
 
 def _parse_listener_timeouts(t: Fields | None, drain: float) -> Timeouts:

@@ -222,6 +222,7 @@ class _Translator:
             filters=tuple(self.entry(u, namespace) for u in lis.filters),
             timeouts=lis.timeouts,
             tcp_cluster=target if tcp else None,
+            tls=lis.tls,
         )
 
     def pick_port(self, svc: ServiceRes, lis: ListenerRes) -> ServicePort:

@@ -57,6 +57,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self.closing = False
         self.in_flight = False
         self._req_done = True
+        self._upgrade_pending = False
         self._stream_id = 0
         self._scope: anyio.CancelScope | None = None
         self._sniffing = listener.sniff_h2
@@ -70,9 +71,20 @@ class H1Connection(EventProtocol[H1ServerCodec]):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        tls = transport.get_extra_info("ssl_object")
+        alpn = tls.selected_alpn_protocol() if tls is not None else None
         self.conn_ctx = ConnectionContext(
-            peer_address=self.peername, local_address=self.sockname, listener=self.listener.name
+            peer_address=self.peername,
+            local_address=self.sockname,
+            listener=self.listener.name,
+            tls=tls is not None,
+            alpn=alpn,
+            sni=getattr(tls, "server_hostname", None) if tls is not None else None,
         )
+        if alpn == "h2":  # negotiated by ALPN: no preface sniffing needed
+            self._sniffing = False
+            self._switch_to_h2(b"", registered=False)
+            return
         self.listener.connection_opened(self)
         self._arm_timer(self.listener.timeouts.request_headers)
 
@@ -120,18 +132,20 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             data, self._held_bytes = self._held_bytes + data, b""
         return data
 
-    def _switch_to_h2(self, data: bytes) -> None:
+    def _switch_to_h2(self, data: bytes, *, registered: bool = True) -> None:
         from ._h2 import H2Connection
 
         assert self.transport is not None
         if self._timer is not None:
             self._timer.cancel()
         h2 = H2Connection(self.listener, self.conn_ctx)
-        self.listener.connection_closed(self)
+        if registered:
+            self.listener.connection_closed(self)
         self.closed = True
         self.transport.set_protocol(h2)
         h2.connection_made(self.transport)
-        h2.data_received(data)
+        if data:
+            h2.data_received(data)
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -186,6 +200,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self._head_since = None
         self.response_started = False
         self._req_done = ev.end_stream and not ev.upgrade  # a tunnel keeps reading
+        self._upgrade_pending = ev.upgrade
         self._stream_id = ev.stream_id
         runtime = self.listener.runtime
         lrt = runtime.listener(self.listener.name)
@@ -212,6 +227,11 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             head.headers.set(b"connection", b"close")
         self.codec.send_response(head, end_stream=end_stream, body=body)
         self.flush()
+        if self._upgrade_pending:
+            # The codec held the bytes after an Upgrade head until the answer decided
+            # what they are: tunnel bytes after a 101, else the next request.
+            self._upgrade_pending = False
+            self._push(self.codec.resume())
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
         self.codec.send_data(data, end_stream=end_stream)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -62,12 +63,25 @@ class Listener:
         """Accept until :meth:`stop`; then wait for this listener's connections to end."""
         loop = asyncio.get_running_loop()
         sock = bind_socket(self.config.bind, self.config.port, reuse_port=self.reuse_port)
+        ssl_ctx = self._ssl_context()
         async with anyio.create_task_group() as tg:
             self.tg = tg
-            self._server = await loop.create_server(self._make_protocol, sock=sock)
+            self._server = await loop.create_server(self._make_protocol, sock=sock, ssl=ssl_ctx)
             task_status.started()
             await self._stopped.wait()
             self._server.close()
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """TLS termination: ALPN offers h2 then http/1.1 on HTTP listeners (RFC 7301)."""
+        tls = self.config.tls
+        if tls is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        if self.config.protocol is not Protocol.TCP:
+            ctx.set_alpn_protocols(["h2", "http/1.1"])
+        return ctx
 
     def _make_protocol(self) -> asyncio.Protocol:
         if self.config.protocol is Protocol.TCP:

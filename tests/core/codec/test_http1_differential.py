@@ -205,6 +205,9 @@ def _mutate(data: bytes, ops: list[tuple[int, int, int]]) -> bytes:
     return bytes(buf)
 
 
+OPS = st.tuples(st.integers(0, 3), st.integers(0, 500), st.integers(0, 255))
+
+
 def _agree(a: Canon, b: Canon) -> bool:
     if a == b:
         return True
@@ -228,6 +231,21 @@ def test_same_decision_on_mutated_input(data: bytes, ops: list[tuple[int, int, i
     mutated = _mutate(data, ops)
     fast, ref = serve(_http1, [mutated]), serve(_h11ref, [mutated])
     assert _agree(fast, ref), (mutated, fast, ref)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(REQUESTS),
+    st.lists(OPS, min_size=1, max_size=4),
+    st.lists(st.integers(min_value=0, max_value=600), min_size=1, max_size=10),
+)
+def test_splitting_never_changes_the_outcome(
+    data: bytes, ops: list[tuple[int, int, int]], cuts: list[int]
+) -> None:
+    """Each codec on its own: how the input is split never changes events or status."""
+    mutated = _mutate(data, ops)
+    for impl in (_http1, _h11ref):
+        assert serve(impl, splits(mutated, cuts)) == serve(impl, [mutated]), (impl, mutated)
 
 
 # -- client side ------------------------------------------------------------------------
