@@ -10,6 +10,7 @@ part that decides throughput on the hot path. Run by hand:
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -101,6 +102,9 @@ class _Pool:
     async def open_stream(self, *, fresh: bool = False) -> _UpStream:
         return self.stream
 
+    def take(self) -> _UpStream:
+        return self.stream
+
 
 async def _run(n_filters: int, n: int) -> float:
     import tempfile
@@ -134,7 +138,7 @@ async def _run(n_filters: int, n: int) -> float:
 def main() -> None:
     counts = [int(a) for a in sys.argv[1:]] or [0, 5]
     for k in counts:
-        us = anyio.run(_run, k, 20000, backend_options={"use_uvloop": True})
+        us = anyio.run(_run, k, int(os.environ.get("N", "20000")), backend_options={"use_uvloop": True})
         print(
             f"{k} pass-through filters: {us:6.1f} us CPU per request"
         )

@@ -46,7 +46,7 @@ class StreamQueue:
         while not self._events:
             if self.mux.closed:
                 return StreamReset(stream_id=self.stream_id, remote=True)
-            self._waiter = w = asyncio.get_running_loop().create_future()
+            self._waiter = w = self.mux.loop.create_future()
             await w
         ev = self._events.popleft()
         if type(ev) is DataReceived and ev.data:
@@ -64,6 +64,7 @@ class H2Mux(asyncio.Protocol):
         self.closed = False
         self.queues: dict[int, StreamQueue] = {}
         self._window_waiters: list[asyncio.Future[None]] = []
+        self.loop = asyncio.get_running_loop()  # cached: 3.11's lookup costs a syscall
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -82,7 +83,7 @@ class H2Mux(asyncio.Protocol):
 
     async def wait_window(self, stream_id: int) -> None:
         while not self.closed and self.codec.pending_bytes(stream_id) > HIGH_WATER:
-            w = asyncio.get_running_loop().create_future()
+            w = self.loop.create_future()
             self._window_waiters.append(w)
             await w
 

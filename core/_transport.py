@@ -53,9 +53,10 @@ C = TypeVar("C", bound=Codec)
 class WriteFlow:
     """Tracks the transport's write buffer state for :meth:`EventProtocol.drain`."""
 
-    __slots__ = ("_paused", "_waiters")
+    __slots__ = ("_loop", "_paused", "_waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._paused = False
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -71,7 +72,7 @@ class WriteFlow:
 
     async def wait(self) -> None:
         if self._paused:
-            w = asyncio.get_running_loop().create_future()
+            w = self._loop.create_future()
             self._waiters.append(w)
             await w
 
@@ -88,8 +89,11 @@ class EventProtocol(asyncio.Protocol, Generic[C]):
         self._events: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
-        self._flow = WriteFlow()
-        self.closed_event: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Python 3.11's get_running_loop() makes a getpid() syscall on every call; the
+        # hot path uses this cached loop instead.
+        self.loop = asyncio.get_running_loop()
+        self.closed_event: asyncio.Future[None] = self.loop.create_future()
+        self._flow = WriteFlow(self.loop)
 
     # -- asyncio.Protocol callbacks -----------------------------------------------------------
 
@@ -142,7 +146,7 @@ class EventProtocol(asyncio.Protocol, Generic[C]):
         while not self._events:
             if self.closed:
                 return None
-            self._waiter = w = asyncio.get_running_loop().create_future()
+            self._waiter = w = self.loop.create_future()
             try:
                 await w
             finally:

@@ -137,6 +137,18 @@ class Chain:
         self.complete_hooks = tuple(hooks["on_stream_complete"])
         self.layers = tuple(hooks["around_upstream"])
         self.empty = not self.entries
+        self.fast = not self.layers and not any(
+            h.is_async
+            for phase in (
+                self.request_headers,
+                self.request_data,
+                self.response_headers,
+                self.response_data,
+            )
+            for h in phase
+        )
+        """No layers and no async head/data hooks: a whole message can go through the
+        chain with plain calls (:meth:`ChainRun.headers_now`, :meth:`ChainRun.body_now`)."""
 
     @staticmethod
     def _instance_class(entry: FilterEntry, make: Callable[[], object]) -> type:
@@ -195,20 +207,65 @@ class ChainRun:
                 if h.is_async:
                     res = await res
             except Exception as exc:
-                reply = self._contain(h.index, "headers", exc)
-                if reply is not None:
-                    return PhaseOutcome(reply=reply)
+                res = self._contain(h.index, "headers", exc)
+            if res is None or type(res) is Continue:
                 continue
-            if res is None or isinstance(res, Continue):
+            done, limit = self._head_result(h, res, end_stream, limit)
+            if done is not None:
+                return done
+        return PhaseOutcome(buffer_limit=limit) if limit else _PASS
+
+    def headers_now(self, response: bool, headers: Headers, end_stream: bool) -> PhaseOutcome:
+        """:meth:`request_headers`/``response_headers`` as plain calls (``chain.fast`` only)."""
+        hooks = self.chain.response_headers if response else self.chain.request_headers
+        ctx, limit = self.ctx, 0
+        for h in hooks:
+            if self._skipped is not None and h.index in self._skipped:
+                continue
+            try:
+                res = h.fn(self.instances[h.index], ctx, headers, end_stream)
+            except Exception as exc:
+                res = self._contain(h.index, "headers", exc)
+            if res is None or type(res) is Continue:
+                continue
+            done, limit = self._head_result(h, res, end_stream, limit)
+            if done is not None:
+                return done
+        return PhaseOutcome(buffer_limit=limit) if limit else _PASS
+
+    def _head_result(
+        self, h: _Hook, res: object, end_stream: bool, limit: int
+    ) -> tuple[PhaseOutcome | None, int]:
+        if isinstance(res, LocalReply):
+            return PhaseOutcome(reply=res), limit
+        if isinstance(res, Buffer):
+            if not end_stream:
+                limit = res.limit if not limit else min(limit, res.limit)
+            return None, limit
+        if isinstance(res, Continue):
+            return None, limit
+        return PhaseOutcome(reply=self._bad_result(h.index, res)), limit
+
+    def body_now(self, response: bool, data: bytes) -> PhaseOutcome:
+        """The data hooks over a whole body, as plain calls (``chain.fast`` only)."""
+        hooks = self.chain.response_data if response else self.chain.request_data
+        for h in hooks:
+            if self._skipped is not None and h.index in self._skipped:
+                continue
+            try:
+                res = h.fn(self.instances[h.index], self.ctx, data, True)
+            except Exception as exc:
+                res = self._contain(h.index, "data", exc)
+            if res is None or isinstance(res, Buffer):
+                continue  # Buffer on a whole body: it is all here already
+            if isinstance(res, Continue):
+                if res.data is not None:
+                    data = res.data
                 continue
             if isinstance(res, LocalReply):
                 return PhaseOutcome(reply=res)
-            if isinstance(res, Buffer):
-                if not end_stream:
-                    limit = res.limit if not limit else min(limit, res.limit)
-                continue
             return PhaseOutcome(reply=self._bad_result(h.index, res))
-        return PhaseOutcome(buffer_limit=limit) if limit else _PASS
+        return PhaseOutcome(data=data)
 
     # -- body phases ------------------------------------------------------------------------
 

@@ -304,12 +304,25 @@ STATUS_LINES: dict[int, bytes] = {
 STATUS_REASONS = frozenset(_reason(s) for s in range(100, 600)) | {b"OK"}
 
 
+_LINE_CACHE: dict[tuple[int, str], bytes] = {}
+
+
 def status_line(status: int, reason: str) -> bytes:
     """``HTTP/1.1 <status> <reason>`` CRLF; the standard phrase when ``reason`` is empty."""
     if not reason:
         line = STATUS_LINES.get(status)
         if line is not None:
             return line
+    line = _LINE_CACHE.get((status, reason))
+    if line is not None:
+        return line
+    line = _status_line(status, reason)
+    if len(_LINE_CACHE) < 4096:  # validated lines only; bounded against odd upstreams
+        _LINE_CACHE[(status, reason)] = line
+    return line
+
+
+def _status_line(status: int, reason: str) -> bytes:
     if not 100 <= status <= 999:
         raise ValueError(f"invalid status {status}")
     phrase = reason.encode("latin-1")

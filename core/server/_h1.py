@@ -62,7 +62,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self._scope: anyio.CancelScope | None = None
         self._sniffing = listener.sniff_h2
         self._started = False
-        self._loop = asyncio.get_running_loop()
+        self._loop = self.loop
         self._last_activity = self._loop.time()
         self._head_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None

@@ -117,8 +117,14 @@ class H1Pool:
             UpstreamConnectError: the endpoint refused, was unreachable, or did not
                 accept within the connect timeout.
         """
+        if not fresh and (stream := self.take()) is not None:
+            return stream
+        return H1Stream(self, await self._connect(), reused=False)
+
+    def take(self) -> H1Stream | None:
+        """A stream on a live idle connection, without waiting; ``None`` if there is none."""
         idle = self._idle
-        while idle and not fresh:
+        while idle:
             conn = idle.pop()
             if conn.idle_handle is not None:
                 conn.idle_handle.cancel()
@@ -127,7 +133,7 @@ class H1Pool:
                 conn.abort()
                 continue
             return H1Stream(self, conn, reused=True)
-        return H1Stream(self, await self._connect(), reused=False)
+        return None
 
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
@@ -152,7 +158,7 @@ class H1Pool:
         if self.closed or len(self._idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_handle = asyncio.get_running_loop().call_later(self.idle_timeout, conn.close)
+        conn.idle_handle = conn.loop.call_later(self.idle_timeout, conn.close)
         self._idle.append(conn)
 
     def close(self) -> None:

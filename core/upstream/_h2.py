@@ -153,11 +153,17 @@ class H2Pool:
         self._conns: list[_H2Client] = []
         self._connecting: asyncio.Future[_H2Client] | None = None
 
+    def take(self) -> _UpStream | None:
+        """A stream on a live connection with room, without waiting; else ``None``."""
+        for conn in self._conns:
+            if conn.usable:
+                return conn.new_stream()
+        return None
+
     async def open_stream(self, *, fresh: bool = False) -> _UpStream:
         if not fresh:
-            for conn in self._conns:
-                if conn.usable:
-                    return conn.new_stream()
+            if (stream := self.take()) is not None:
+                return stream
             if self._connecting is not None:
                 conn = await asyncio.shield(self._connecting)
                 if conn.usable:
