@@ -148,3 +148,17 @@ def test_hot_swap_under_load_drops_nothing(tmp_path: Path, procs: list[Proc]) ->
     assert swaps_seen == 50
     assert failures == []
     assert sum(counts) > 1000
+
+
+def test_file_change_alone_reloads(tmp_path: Path, procs: list[Proc]) -> None:
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    cfg = write_config(tmp_path, _versioned(echo.port, port, admin, "v1"))
+    procs.append(start_sidecar(cfg, admin))  # watching the file (the default)
+    assert http_get(port, "/")[1]["x-config"] == "v1"
+    _swap(cfg, _versioned(echo.port, port, admin, "v2"))
+    deadline = time.monotonic() + 5
+    while http_get(port, "/")[1].get("x-config") != "v2" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert http_get(port, "/")[1]["x-config"] == "v2"
