@@ -97,6 +97,7 @@ class _UpStream:
 class _Pool:
     def __init__(self, endpoint: Any) -> None:
         self.endpoint = endpoint
+        self.key = endpoint.key
         self.stream = _UpStream()
 
     async def open_stream(self, *, fresh: bool = False) -> _UpStream:
@@ -138,10 +139,10 @@ async def _run(n_filters: int, n: int) -> float:
 def main() -> None:
     counts = [int(a) for a in sys.argv[1:]] or [0, 5]
     for k in counts:
-        us = anyio.run(_run, k, int(os.environ.get("N", "20000")), backend_options={"use_uvloop": True})
-        print(
-            f"{k} pass-through filters: {us:6.1f} us CPU per request"
+        us = anyio.run(
+            _run, k, int(os.environ.get("N", "20000")), backend_options={"use_uvloop": True}
         )
+        print(f"{k} pass-through filters: {us:6.1f} us CPU per request")
 
 
 if __name__ == "__main__":

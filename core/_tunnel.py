@@ -31,7 +31,7 @@ async def run_upgrade(ex: _Exchange, ev: RequestReceived) -> None:
     if ctx.cluster is None or (crt := ex.lrt.snapshot.clusters.get(ctx.cluster)) is None:
         raise NoHealthyUpstream("no backend selected for the route")
     pool = crt.pick()
-    ctx.upstream_address = pool.endpoint.key
+    ctx.upstream_address = pool.key
     stream = await pool.open_stream(fresh=True)
     ex.upstreams.append(stream)
     stream.send_head(ctx.request, end_stream=False, upgrade=True)

@@ -137,6 +137,11 @@ class Chain:
         self.complete_hooks = tuple(hooks["on_stream_complete"])
         self.layers = tuple(hooks["around_upstream"])
         self.empty = not self.entries
+        self._all_shared: list[object] | None = (
+            [x for x in self._shared if x is not None]
+            if all(e.spec.stream_independent for e in self.entries)
+            else None
+        )
         self.fast = not self.layers and not any(
             h.is_async
             for phase in (
@@ -158,7 +163,9 @@ class Chain:
         return type(make())
 
     def start(self, ctx: StreamContext) -> ChainRun:
-        """Make the per-stream instances."""
+        """Make the per-stream instances (none for filters that keep no per-stream state)."""
+        if self._all_shared is not None:
+            return ChainRun(self, ctx, self._all_shared)
         instances = [
             shared if shared is not None else make()
             for make, shared in zip(self._makers, self._shared, strict=True)

@@ -179,7 +179,7 @@ class _Exchange:
         if crt is None:
             raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
         pool = crt.pick()
-        ctx.upstream_address = pool.endpoint.key
+        ctx.upstream_address = pool.key
         request = UpstreamRequest(head=ctx.request, body=BufferedBody(body))
         if self.rule_timeouts.backend_request:
             response = await self.terminal(ctx, request)
@@ -266,7 +266,7 @@ class _Exchange:
         if crt is None:
             raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
         pool = crt.pick()
-        ctx.upstream_address = pool.endpoint.key
+        ctx.upstream_address = pool.key
         per_try = self.rule_timeouts.backend_request
         if per_try:
             try:

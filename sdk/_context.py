@@ -138,7 +138,6 @@ class ResponseHead:
     reason: str = ""
 
 
-@dataclass(slots=True, kw_only=True)
 class StreamContext:
     """Everything the proxy knows about one request/response exchange.
 
@@ -147,17 +146,56 @@ class StreamContext:
       * ``route_name``/``cluster`` when the router has chosen;
       * ``response`` when a response head (upstream or local) exists;
       * ``failure_reason`` when the mesh itself failed the request.
+
+    A plain slotted class rather than a dataclass: one is made per request, and
+    the stash is created only when a filter first uses it.
     """
 
-    connection: ConnectionContext
-    request: RequestHead
-    stream_id: int = 0
-    response: ResponseHead | None = None
-    route_name: str | None = None
-    cluster: str | None = None
-    """The backend (cluster) the request goes to; the router or a split filter sets it."""
-    upstream_address: str | None = None
-    failure_reason: str | None = None
-    started_at: float = field(default_factory=time.monotonic)
-    snapshot_version: str = ""
-    stash: Stash = field(default_factory=Stash)
+    __slots__ = (
+        "_stash",
+        "cluster",
+        "connection",
+        "failure_reason",
+        "request",
+        "response",
+        "route_name",
+        "snapshot_version",
+        "started_at",
+        "stream_id",
+        "upstream_address",
+    )
+
+    def __init__(
+        self,
+        *,
+        connection: ConnectionContext,
+        request: RequestHead,
+        stream_id: int = 0,
+        snapshot_version: str = "",
+        started_at: float | None = None,
+    ) -> None:
+        self.connection = connection
+        self.request = request
+        self.stream_id = stream_id
+        self.snapshot_version = snapshot_version
+        self.started_at = time.monotonic() if started_at is None else started_at
+        self.response: ResponseHead | None = None
+        self.route_name: str | None = None
+        self.cluster: str | None = None
+        """The backend (cluster) the request goes to; a split filter or the router sets it."""
+        self.upstream_address: str | None = None
+        self.failure_reason: str | None = None
+        self._stash: Stash | None = None
+
+    @property
+    def stash(self) -> Stash:
+        """Typed per-stream storage for filters (``ctx.stash[KEY] = value``)."""
+        if self._stash is None:
+            self._stash = Stash()
+        return self._stash
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamContext(stream_id={self.stream_id}, request={self.request.method} "
+            f"{self.request.path}, route={self.route_name}, cluster={self.cluster})"
+        )

@@ -83,7 +83,13 @@ def make_context(request: RequestHead | None = None, **kw: Any) -> StreamContext
             peer_address=("127.0.0.1", 40000), local_address=("127.0.0.1", 15001), listener="test"
         ),
     )
-    return StreamContext(request=request or make_request(), **kw)
+    init = {k: kw.pop(k) for k in ("connection", "stream_id", "snapshot_version") if k in kw}
+    ctx = StreamContext(request=request or make_request(), **init)
+    for name, value in kw.items():  # cluster=, route_name=, response=, ...
+        if name.startswith("_") or not hasattr(ctx, name):
+            raise TypeError(f"make_context() got an unexpected keyword argument {name!r}")
+        setattr(ctx, name, value)
+    return ctx
 
 
 @dataclass(slots=True, kw_only=True)

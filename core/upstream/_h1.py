@@ -102,6 +102,7 @@ class H1Pool:
         max_header_bytes: int = 60 * 1024,
     ) -> None:
         self.endpoint = endpoint
+        self.key = endpoint.key
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle

@@ -148,6 +148,7 @@ class _H2Client(H2Mux):
 class H2Pool:
     def __init__(self, endpoint: Endpoint, *, connect_timeout: float, idle_timeout: float) -> None:
         self.endpoint = endpoint
+        self.key = endpoint.key
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self._conns: list[_H2Client] = []

@@ -25,6 +25,8 @@ __all__ = ["ClusterRuntime", "Pool", "Upstreams"]
 
 class Pool(Protocol):
     endpoint: Endpoint
+    key: str
+    """``address:port``, computed once."""
 
     async def open_stream(self, *, fresh: bool = False) -> UpstreamStream: ...
 
