@@ -12,7 +12,10 @@ machine disturbs it less) for one codec side:
 * ``client``: frame the same GET (``send_request``) and parse a ~100-byte
   response -- the upstream half;
 * ``server POST``: a 1 KiB POST with Content-Length, and a streamed chunked
-  response in two pieces.
+  response in two pieces;
+* ``(exchange shapes)``: the heads of ``benchmarks/exchange_bench.py`` (a few
+  more fields; the response carries ``connection: keep-alive``), as the
+  proxy's two legs see them.
 
 The heads handed to ``send_*`` are built once, outside the timed loop (a
 proxy gets them from the other side's codec); building one costs what the
@@ -47,6 +50,14 @@ BODY = b'{"id": 42, "name": "widget", "tags": ["a", "b"], "price": 9.99, "stock"
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
     len(BODY),
     BODY,
+)
+
+
+# The heads of benchmarks/exchange_bench.py (copied: that module needs the whole core).
+XREQUEST = b"GET /bench HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+XRESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 100\r\nConnection: keep-alive\r\n\r\n" + b"x" * 100
 )
 
 
@@ -90,6 +101,35 @@ def _client_get(impl: ModuleType) -> Callable[[], None]:
         codec.send_request(head, end_stream=True)
         codec.data_to_send()
         codec.receive_data(RESPONSE)
+
+    return one
+
+
+def _server_exchange(impl: ModuleType) -> Callable[[], None]:
+    codec = impl.H1ServerCodec()
+    fields = [("server", "nginx"), ("content-type", "text/plain"), ("content-length", "100")]
+    head = ResponseHead(status=200, headers=Headers(fields))
+    body = b"x" * 100
+
+    def one() -> None:
+        codec.receive_data(XREQUEST)
+        codec.send_response(head, end_stream=True, body=body)
+        codec.data_to_send()
+
+    return one
+
+
+def _client_exchange(impl: ModuleType) -> Callable[[], None]:
+    codec = impl.H1ClientCodec()
+    fields = [("user-agent", "wrk"), ("accept", "*/*")]
+    head = RequestHead(
+        method="GET", path="/bench", authority="127.0.0.1:8080", headers=Headers(fields)
+    )
+
+    def one() -> None:
+        codec.send_request(head, end_stream=True)
+        codec.data_to_send()
+        codec.receive_data(XRESPONSE)
 
     return one
 
@@ -140,6 +180,8 @@ def main() -> None:
         ("server: parse GET + frame response", _server_get),
         ("client: frame GET + parse response", _client_get),
         ("server: parse 1 KiB POST + chunked response", _server_post),
+        ("server (exchange shapes)", _server_exchange),
+        ("client (exchange shapes)", _client_exchange),
     ]
     print(f"  {'':<44} {'llhttp':>7} {'h11ref':>7} {'ratio':>6}")
     for name, make in rows:

@@ -76,12 +76,22 @@ def _get(
         conn.close()
 
 
+class _AppServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A sidecar closing a pooled keep-alive connection is normal, not an app error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 @contextlib.contextmanager
 def _apps() -> Iterator[None]:
     servers = []
     for name, port in (("frontend", 18081), ("backend-v1", 18091), ("backend-v2", 18092)):
         handler = type(f"App_{port}", (_App,), {"name": name})
-        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        server = _AppServer(("127.0.0.1", port), handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)

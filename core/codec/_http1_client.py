@@ -48,12 +48,14 @@ from ._http1_base import (
     H1Base,
 )
 from ._http1_rules import (
+    HTTP_METHODS,
     SEND_SPECIAL,
     STATUS_REASONS,
     ProtocolError,
     comma_tokens,
     interpret_head,
     reason_ok,
+    simple_framing,
 )
 
 __all__ = ["H1ClientCodec"]
@@ -61,12 +63,15 @@ __all__ = ["H1ClientCodec"]
 _REASON_STR = {r: r.decode("latin-1") for r in STATUS_REASONS}
 # RFC 9110 §8.6: send Content-Length: 0 for an empty body where content has meaning.
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+_METHOD_BYTES = {m.decode(): m for m in HTTP_METHODS}
 
 
 class H1ClientCodec(H1Base):
     """Sans-I/O HTTP/1.1 client side on llhttp (httptools). See the module docstring."""
 
     __slots__ = (
+        "_host",
+        "_host_line",
         "_in_flight",
         "_rclose",
         "_req_close",
@@ -85,6 +90,8 @@ class H1ClientCodec(H1Base):
         self._in_flight = False
         self._req_head = self._req_connect = self._req_upgrade = self._req_close = False
         self._rclose = False  # the response being read closes the connection
+        self._host = "\0"  # the last authority sent, and its host line
+        self._host_line = b""
 
     @property
     def keep_alive(self) -> bool:
@@ -116,13 +123,14 @@ class H1ClientCodec(H1Base):
             ValueError: CR/LF in the head, a missing ``upgrade`` field, or a
                 body that overruns the content-length.
         """
-        if not self.idle:
+        if self._in_flight or self._wmode != W_IDLE or self._dead:  # not self.idle
             raise RuntimeError("the connection is not idle")
-        method = head.method.encode("latin-1")
-        lines = [
-            b"%s %s HTTP/1.1\r\n" % (method, head.path.encode("latin-1")),
-            b"host: %s\r\n" % head.authority.encode("latin-1"),
-        ]
+        method = _METHOD_BYTES.get(head.method) or head.method.encode("latin-1")
+        if head.authority != self._host:  # a connection mostly sends one authority: encode once
+            self._host_line = b"host: " + head.authority.encode("latin-1")
+            self._host = head.authority
+        # Lines without their CRLF, joined once with CRLF (cheaper than %-formatting each).
+        lines = [b" ".join((method, head.path.encode("latin-1"), b"HTTP/1.1")), self._host_line]
         length: bytes | None = None
         close = False
         upgrade_value: bytes | None = None
@@ -136,16 +144,17 @@ class H1ClientCodec(H1Base):
                 elif name == b"upgrade":
                     upgrade_value = pair[1]
                 elif name == b"te" and b"trailers" in comma_tokens(pair[1]):
-                    lines.append(b"te: trailers\r\n")
+                    lines.append(b"te: trailers")
                 continue
-            lines.append(b"%s: %s\r\n" % pair)
+            lines.append(b": ".join(pair))
         connect = method == b"CONNECT"
         if upgrade:
             if upgrade_value is None:
                 raise ValueError("upgrade=True needs an upgrade field in the head")
-            lines += (b"upgrade: %s\r\n" % upgrade_value, b"connection: upgrade\r\n")
+            lines += (b"upgrade: " + upgrade_value, b"connection: upgrade")
         elif close:
-            lines.append(b"connection: close\r\n")
+            lines.append(b"connection: close")
+        wleft = 0
         if connect or upgrade:
             if body:
                 raise ValueError("an upgrade or CONNECT request has no content")
@@ -153,24 +162,26 @@ class H1ClientCodec(H1Base):
         elif length is not None:
             if not length.isdigit():
                 raise ValueError("invalid content-length")
-            mode, self._wleft = W_LENGTH, int(length)
-            lines.append(b"content-length: %s\r\n" % length)
+            mode, wleft = W_LENGTH, int(length)
+            lines.append(b"content-length: " + length)
         elif end_stream:
-            mode, self._wleft = W_LENGTH, len(body)
+            mode, wleft = W_LENGTH, len(body)
             if body or method in _BODY_METHODS:
-                lines.append(b"content-length: %d\r\n" % len(body))
+                lines.append(b"content-length: %d" % wleft)
         else:
             mode = W_CHUNKED
-            lines.append(b"transfer-encoding: chunked\r\n")
-        if mode == W_LENGTH and (
-            len(body) > self._wleft or (end_stream and len(body) < self._wleft)
-        ):
-            raise ValueError(f"body length does not match content-length {self._wleft}")
-        lines.append(b"\r\n")
-        block = b"".join(lines)
-        n = len(lines)
-        if block.count(b"\n") != n or block.count(b"\r") != n:  # inlined check_lines
-            raise ValueError("CR or LF in the request line or a header")
+            lines.append(b"transfer-encoding: chunked")
+        n = len(lines) + 1  # CRLFs in the head
+        whole = False
+        if mode == W_LENGTH:
+            if len(body) > wleft or (end_stream and len(body) < wleft):
+                raise ValueError(f"body length does not match content-length {wleft}")
+            whole = end_stream  # the whole request at once: head and body in one bytes
+        lines += (b"", body if whole else b"")
+        block = b"\r\n".join(lines)
+        head_len = len(block) - len(body) if whole else len(block)
+        if block.count(b"\n", 0, head_len) != n or block.count(b"\r", 0, head_len) != n:
+            raise ValueError("CR or LF in the request line or a header")  # inlined check_lines
         self._out.append(block)
         self._sid += 1
         self._rsid = self._sid
@@ -181,12 +192,11 @@ class H1ClientCodec(H1Base):
         self._req_upgrade = upgrade
         self._req_close = close
         self._rclose = False
-        if end_stream and mode == W_LENGTH and self._wleft == len(body):
-            if body:  # the whole request at once, without _write_body
-                self._out.append(body)
-            mode = W_IDLE
+        if whole:
+            return  # _wmode stays W_IDLE
         self._wmode = mode
-        if (body or end_stream) and mode not in (W_RAW, W_IDLE):
+        self._wleft = wleft
+        if (body or end_stream) and mode != W_RAW:
             self._write_body(body, end_stream)
 
     def _finish_write(self) -> None:
@@ -246,9 +256,10 @@ class H1ClientCodec(H1Base):
             self._on_1xx(response, specials)
             return
         length: int | None
-        if len(specials) == 1 and specials[0][0] == b"content-length" and specials[0][1].isdigit():
-            headers.append(specials[0])
-            length, chunked, close = int(specials[0][1]), False, not http11
+        simple = simple_framing(specials, headers, http11, False)
+        if simple is not None:
+            _, length, close = simple
+            chunked = False
         else:
             _, length, chunked, close, _, _ = interpret_head(
                 specials, headers, http11=http11, request=False

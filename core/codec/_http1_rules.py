@@ -39,6 +39,7 @@ __all__ = [
     "is_token",
     "reason_ok",
     "reason_phrase",
+    "simple_framing",
     "status_line",
     "unknown_method_status",
 ]
@@ -252,6 +253,44 @@ def interpret_head(
 
 
 _CONN_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade", b""})
+# A lone Connection value that needs no token-list parsing: does it close?
+_SIMPLE_CONN = {b"close": True, b"keep-alive": False}
+
+
+def simple_framing(
+    specials: HeaderPairs, headers: HeaderPairs, http11: bool, request: bool
+) -> tuple[bytes, int | None, bool] | None:
+    """:func:`interpret_head` for the common heads, several times cheaper; None if not one.
+
+    Handles one ``host`` (requests only; required), at most one plain-digit
+    ``content-length`` and at most one ``connection`` of just ``close`` or
+    ``keep-alive``; anything else (and any repetition) is left to
+    :func:`interpret_head`, which then sees ``headers`` untouched. Returns
+    ``(host, length, close)`` with interpret_head's meaning (host b"" for a
+    response); the caller still checks the host, and must not use this for
+    CONNECT.
+    """
+    host = length = conn = None
+    for name, value in specials:
+        if name == b"host" and host is None:
+            host = value
+        elif name == b"content-length" and length is None:
+            if not value.isdigit() or len(value) > 18:
+                return None
+            length = value
+        elif name == b"connection" and conn is None:
+            conn = _SIMPLE_CONN.get(value.lower())
+            if conn is None:
+                return None
+        else:
+            return None
+    if (host is None) is request:
+        return None
+    close = not http11 if conn is None else conn
+    if length is not None:
+        headers.append((b"content-length", length))
+        return host or b"", int(length), close
+    return host or b"", None, close
 
 
 def check_host(host: bytes) -> None:
