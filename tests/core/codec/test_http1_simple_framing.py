@@ -22,8 +22,10 @@ NAMES = st.sampled_from(
     [b"host", b"content-length", b"connection", b"transfer-encoding", b"te", b"expect"]
 )
 VALUES = st.sampled_from(
-    [b"a.example:80", b"", b"0", b"12", b"1x", b"0" * 19, b"close", b"keep-alive"]
-    + [b"Keep-Alive", b"CLOSE", b"close, te", b"upgrade", b"chunked", b"trailers"]
+    [
+        *(b"a.example:80", b"", b"0", b"12", b"1x", b"0" * 19, b"close", b"keep-alive"),
+        *(b"Keep-Alive", b"CLOSE", b"close, te", b"upgrade", b"chunked", b"trailers"),
+    ]
 )
 
 

@@ -1,0 +1,90 @@
+"""The layout shows the dependency direction (style rule 1), checked on every import.
+
+  plait.sdk           depends on no other plait package
+  plait.plugins       depends on plait.sdk only
+  plait.core          depends on plait.sdk and plait.plugins; never names a filter
+  plait.filters       depends on plait.sdk and plait.plugins (registration) only
+  plait.controlplane  reaches core only through its config model
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"sdk": "plait.sdk", "plugins": "plait.plugins", "core": "plait.core",
+            "filters": "plait.filters", "controlplane": "plait.controlplane"}  # fmt: skip
+ALLOWED = {
+    "plait.sdk": {"plait.sdk"},
+    "plait.plugins": {"plait.sdk", "plait.plugins"},
+    "plait.core": {"plait.sdk", "plait.plugins", "plait.core"},
+    "plait.filters": {"plait.sdk", "plait.plugins", "plait.filters"},
+    "plait.controlplane": {"plait.sdk", "plait.controlplane", "plait.core.config"},
+}
+
+
+def _module_name(path: Path, top: str) -> str:
+    rel = path.relative_to(ROOT / top).with_suffix("")
+    parts = [p for p in rel.parts if p != "__init__"]
+    return ".".join([PACKAGES[top], *parts])
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    is_pkg = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_pkg else 0)]
+                found.add(".".join([*base, node.module] if node.module else base))
+            elif node.module:
+                found.add(node.module)
+    return {name for name in found if name == "plait" or name.startswith("plait.")}
+
+
+def _files() -> list[tuple[str, Path]]:
+    return [(top, p) for top in PACKAGES for p in sorted((ROOT / top).rglob("*.py"))]
+
+
+@pytest.mark.parametrize(("top", "path"), _files(), ids=lambda v: str(v).replace(str(ROOT), ""))
+def test_imports_follow_the_dependency_direction(top: str, path: Path) -> None:
+    package = PACKAGES[top]
+    module = _module_name(path, top)
+    for imported in _imports(path, module):
+        assert any(imported == a or imported.startswith(a + ".") for a in ALLOWED[package]), (
+            f"{module} imports {imported}; {package} may import only {sorted(ALLOWED[package])}"
+        )
+
+
+def test_the_core_never_names_a_builtin_filter() -> None:
+    names = ("request-header-modifier", "response-header-modifier", "path-deny")
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        if path.parent.name == "config":
+            continue  # the translator maps Gateway API filter types to registry names
+        text = path.read_text()
+        for name in names:
+            assert f'"{name}"' not in text, f"{path} names the filter {name}"
+
+
+def test_sdk_public_surface_is_pinned() -> None:
+    import plait.sdk
+
+    assert set(plait.sdk.__all__) == {
+        "CONTINUE", "BodyTooLarge", "Buffer", "BufferedBody", "CallNext", "ConfigError",
+        "ConnectionContext", "Continue", "DownstreamProtocolError", "FailStrategy",
+        "FilterError", "FilterRegistry", "FilterResult", "FilterSpec", "Headers",
+        "HeadersTooLarge", "HttpFilter", "LocalReply", "MessageBody", "NoHealthyUpstream",
+        "NoRoute", "PassThroughFilter", "PeerIdentity", "PlaitError", "RequestHead",
+        "RequestTimeout", "ResponseHead", "Stash", "StashKey", "StreamContext",
+        "UpstreamConnectError", "UpstreamError", "UpstreamRequest", "UpstreamReset",
+        "UpstreamResponse", "UpstreamTimeout",
+    }  # fmt: skip
+    for name in plait.sdk.__all__:
+        assert hasattr(plait.sdk, name)
