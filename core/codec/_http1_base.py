@@ -175,11 +175,10 @@ class H1Base:
             self._held.clear()
         try:
             pos, n = 0, len(data)
-            if not self._head_bytes and self._rstate == R_HEAD and data[0] > 32:
-                pos = self._fast_head(data, n)
-                if pos == n:  # no body bytes were read: skip the tail below
-                    self._cur = None
-                    return events
+            if n and self._rstate == R_HEAD:  # the common first step, outside the loop
+                pos = self._read_head(data, 0, n)
+                if pos < n and self._rstate == R_LENGTH and self._remaining == n - pos:
+                    pos = self._whole_body(data, pos, n)
             while pos < n:
                 if self._rstate == R_HEAD:  # the common case, kept out of _consume's chain
                     pos = self._read_head(data, pos, n)
@@ -198,50 +197,26 @@ class H1Base:
         self._cur = None
         return events
 
-    def _fast_head(self, data: bytes, n: int) -> int:
-        """The common read: a whole head at the start of ``data``, maybe all its body.
+    def _whole_body(self, data: bytes, pos: int, n: int) -> int:
+        """A Content-Length body that is all of ``data[pos:]``, after its head.
 
-        The same steps as :meth:`_read_head` then :meth:`_consume` with
-        nothing carried from an earlier read (no partial head, no leading
-        empty line), minus their bookkeeping. Returns the position reached.
+        What _consume + _end_message do, minus their bookkeeping: llhttp
+        agrees on the length (it rejects any Content-Length we would not
+        accept), so the body is exactly these bytes and on_body's copies
+        are dropped; the head event is completed in place.
         """
-        end = data.find(_CRLF2) + 4
-        if end < 4 or end > self._max:
-            return 0  # partial or oversized: the general loop decides
-        seg = data if end == n else data[:end]
-        self._seg = seg
-        try:  # noqa: SIM105 (inlined _feed_head)
-            self._feed(seg)
-        except HttpParserUpgrade:
-            pass
+        body = data[pos:]
+        self._feed_body(body)
         sink = self._sink
-        if not sink.head_done:  # cannot happen after a tchar; let _read_head's rules apply
-            self._partial.append(seg)
-            self._head_bytes = end
-            return end
-        sink.head_done = False
-        self._on_head(seg)
-        if self._rstate == R_LENGTH and self._remaining == n - end:
-            # The whole body is here: feed it and complete the head event in
-            # place (what _consume + _end_message do). llhttp agrees on the
-            # length (it rejects any Content-Length we would not accept), so
-            # the body is exactly these bytes and on_body's copies are dropped.
-            body = data[end:]
-            try:  # noqa: SIM105
-                self._feed(body)
-            except HttpParserUpgrade:
-                pass
-            sink.body.clear()
-            sink.done = False
-            sink.specials.clear()
-            self._remaining = 0
-            cur = self._cur
-            cur.end_stream = True
-            cur.body = body
-            self._cur = None
-            self._after_message()
-            return n
-        return end
+        sink.body.clear()
+        sink.done = False
+        self._remaining = 0
+        cur = self._cur
+        cur.end_stream = True
+        cur.body = body
+        self._cur = None
+        self._after_message()
+        return n
 
     def _consume(self, data: bytes, pos: int, n: int) -> int:
         """Consume input in any state but R_HEAD; return the new position."""
@@ -295,7 +270,7 @@ class H1Base:
                 raise ProtocolError(self._TOO_LARGE, "header section too large")
             seg = data[pos:] if pos else data
             self._seg = seg
-            self._feed_head(seg)
+            self._feed_body(seg)
             if self._sink.head_done:  # llhttp ended a head without CRLF CRLF: HTTP/0.9
                 raise ProtocolError(self._BAD, "malformed start line")
             self._partial.append(seg)
@@ -306,7 +281,7 @@ class H1Base:
             raise ProtocolError(self._TOO_LARGE, "header section too large")
         seg = data[pos:end] if pos or end != n else data
         self._seg = seg
-        try:  # noqa: SIM105 (inlined _feed_head: this is the hot path)
+        try:  # noqa: SIM105 (inlined _feed_body: this is the hot path)
             self._feed(seg)
         except HttpParserUpgrade:
             pass
@@ -324,17 +299,11 @@ class H1Base:
         self._on_head(seg)
         return end
 
-    def _feed_head(self, seg: bytes) -> None:
+    def _feed_body(self, seg: bytes) -> None:
         try:  # noqa: SIM105 (contextlib.suppress costs a context manager per feed)
             self._feed(seg)
         except HttpParserUpgrade:
             pass  # llhttp paused after an Upgrade/CONNECT head; we track that ourselves
-
-    def _feed_body(self, seg: bytes) -> None:
-        try:  # noqa: SIM105
-            self._feed(seg)
-        except HttpParserUpgrade:
-            pass
 
     def _read_chunked(self, data: bytes, pos: int, n: int) -> int:
         end = self._find_end(data, pos)

@@ -66,7 +66,6 @@ from ._http1_rules import (
 __all__ = ["H1ServerCodec"]
 
 _METHOD_STR = {m: m.decode() for m in HTTP_METHODS}
-_FIRST_LINES = {s: line[:-2] for s, line in STATUS_LINES.items()}  # without the CRLF
 # Per-request facts the response needs: (stream_id, is_head, http11, close, upgrade_kind)
 _Req = tuple[int, bool, bool, bool, int]
 _NO_UPGRADE, _UPGRADE, _CONNECT = 0, 1, 2
@@ -184,7 +183,10 @@ class H1ServerCodec(H1Base):
         connect = method == b"CONNECT"
         if url[0] != 0x2F or connect:
             check_target(method, url)
-        simple = None if connect else simple_framing(specials, headers, http11, True)
+        if len(specials) == 1 and specials[0][0] == b"host":  # the usual GET: Host only
+            simple: tuple[bytes, int | None, bool] | None = (specials[0][1], None, not http11)
+        else:
+            simple = None if connect else simple_framing(specials, headers, http11, True)
         if simple is not None:
             host, length, close = simple
             if host != self._host_ok:  # a connection mostly sends one Host: check it once
@@ -319,14 +321,12 @@ class H1ServerCodec(H1Base):
         if self._wmode != W_IDLE:
             raise RuntimeError("a response is already in progress")
         status = head.status
-        pending = self._pending
-        _, is_head, http11, close, kind = pending[0] if pending else _NO_REQUEST
+        req = self._pending[0] if self._pending else _NO_REQUEST
+        _, is_head, http11, close, kind = req
         if status < 200 and (status != 101 or kind != _UPGRADE):
             raise ValueError("a final response needs status >= 200 (101 only to an Upgrade)")
-        # Lines without their CRLF, joined once with CRLF (cheaper than %-formatting each).
-        reason = head.reason
-        line = None if reason else _FIRST_LINES.get(status)
-        lines = [line or status_line(status, reason)[:-2]]
+        line = None if head.reason else STATUS_LINES.get(status)
+        lines = [line or status_line(status, head.reason)]
         length: bytes | None = None
         upgrade: bytes | None = None
         for pair in head.headers.raw:
@@ -339,62 +339,60 @@ class H1ServerCodec(H1Base):
                 elif name == b"upgrade":
                     upgrade = pair[1]
                 continue
-            lines.append(b": ".join(pair))
-        wleft = 0
+            lines.append(b"%s: %s\r\n" % pair)
         if kind and (status == 101 or (kind == _CONNECT and status < 300)):
             mode = W_RAW  # RFC 9110 §7.8, §9.3.6: no framing, the tunnel follows
             if status == 101:
-                lines.append(b"connection: upgrade")
+                lines.append(b"connection: upgrade\r\n")
                 if upgrade is not None:
-                    lines.append(b"upgrade: " + upgrade)
+                    lines.append(b"upgrade: %s\r\n" % upgrade)
         elif is_head or status in (204, 304):
             mode = W_NOBODY  # RFC 9110 §8.6: no content-length in a 204
             if length is not None and status != 204:
-                lines.append(b"content-length: " + length)
+                lines.append(b"content-length: %s\r\n" % length)
         elif length is not None:
             mode = W_LENGTH
             if not length.isdigit():
                 raise ValueError("invalid content-length")
-            wleft = int(length)
-            lines.append(b"content-length: " + length)
+            self._wleft = int(length)
+            lines.append(b"content-length: %s\r\n" % length)
         elif end_stream:
             mode = W_LENGTH
-            wleft = len(body)
-            lines.append(b"content-length: %d" % wleft)
+            self._wleft = len(body)
+            lines.append(b"content-length: %d\r\n" % len(body))
         elif http11:
             mode = W_CHUNKED
-            lines.append(b"transfer-encoding: chunked")
+            lines.append(b"transfer-encoding: chunked\r\n")
         else:
             mode = W_EOF
             close = True
         if mode != W_RAW:
             if close:
-                lines.append(b"connection: close")
+                lines.append(b"connection: close\r\n")
             elif not http11:
-                lines.append(b"connection: keep-alive")  # RFC 9112 Appendix C.2.2
-        n = len(lines) + 1  # CRLFs in the head
-        whole = False
-        if mode == W_LENGTH:
-            if len(body) > wleft or (end_stream and len(body) < wleft):
-                raise ValueError(f"body length does not match content-length {wleft}")
-            whole = end_stream  # the common whole response: head and body in one bytes
-        lines += (b"", body if whole else b"")
-        block = b"\r\n".join(lines)
-        head_len = len(block) - len(body) if whole else len(block)
-        if block.count(b"\n", 0, head_len) != n or block.count(b"\r", 0, head_len) != n:
-            raise ValueError("CR or LF in a header name or value")  # inlined check_lines
+                lines.append(b"connection: keep-alive\r\n")  # RFC 9112 Appendix C.2.2
+        if mode == W_LENGTH and (
+            len(body) > self._wleft or (end_stream and len(body) < self._wleft)
+        ):
+            raise ValueError(f"body length does not match content-length {self._wleft}")
+        lines.append(b"\r\n")
+        block = b"".join(lines)
+        n = len(lines)
+        if block.count(b"\n") != n or block.count(b"\r") != n:  # inlined check_lines
+            raise ValueError("CR or LF in a header name or value")
         self._out.append(block)
         self._wclose = close
-        if whole:
+        self._wmode = mode
+        if end_stream and mode == W_LENGTH and self._wleft == len(body):
+            if body:  # the common whole-response case, without _write_body
+                self._out.append(body)
             self._finish_write()
             return
-        self._wmode = mode
-        self._wleft = wleft
         if mode == W_RAW:
             self._upgraded = True
             self._dead = True
-            if pending:
-                pending.popleft()
+            if self._pending:
+                self._pending.popleft()
             if self._rstate == R_HELD and not self._held:
                 self._rstate = R_TUNNEL
         if body or end_stream:
