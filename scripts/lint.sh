@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 view=build/typecheck/plait
 rm -rf build/typecheck && mkdir -p "$view"
 for pkg in core filters plugins controlplane sdk; do ln -s "../../../$pkg" "$view/$pkg"; done
+ln -s ../../tests build/typecheck/tests
 .venv/bin/ruff check core filters plugins controlplane sdk tests benchmarks
 .venv/bin/ruff format --check core filters plugins controlplane sdk >/dev/null || {
   echo "lint: ruff format would change files (run: .venv/bin/ruff format core filters plugins controlplane sdk)"; exit 1; }
 cd build/typecheck
 MYPYPATH=. ../../.venv/bin/mypy --config-file ../../pyproject.toml -p plait "$@"
+# The tests are typed too (anyio/trio style): every file under tests/.
+MYPYPATH=. ../../.venv/bin/mypy --config-file ../../pyproject.toml tests
