@@ -16,6 +16,8 @@ import asyncio
 from collections import deque
 from typing import Any, cast
 
+from plait.sdk import Headers
+
 from ._transport import set_nodelay
 from .codec import DataReceived, Event, StreamReset
 
@@ -41,6 +43,24 @@ class StreamQueue:
             self._waiter = None
             if not w.done():
                 w.set_result(None)
+
+    # -- the sending half shared by both ends' streams -------------------------------------
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+        """Queue DATA; wait while more than ``HIGH_WATER`` bytes wait on the peer's window."""
+        self.mux.codec.send_data(self.stream_id, data, end_stream=end_stream)
+        self.mux.flush()
+        await self.mux.wait_window(self.stream_id)
+
+    def send_trailers(self, trailers: Headers) -> None:
+        self.mux.codec.send_trailers(self.stream_id, trailers)
+        self.mux.flush()
+
+    def send_raw(self, data: bytes) -> None:
+        raise RuntimeError("no Upgrade tunnels over HTTP/2")
+
+    async def read_event(self) -> Event:
+        return await self.get()
 
     async def get(self) -> Event:
         while not self._events:

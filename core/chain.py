@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plait.sdk import (
+    HOOK_NAMES,
     Buffer,
     CallNext,
     Continue,
@@ -53,16 +54,7 @@ __all__ = ["Chain", "ChainRun", "FilterFailureCounter", "PhaseOutcome"]
 
 log = logging.getLogger(__name__)
 
-_HOOKS = (
-    "on_request_headers",
-    "on_request_data",
-    "on_request_trailers",
-    "on_response_headers",
-    "on_response_data",
-    "on_response_trailers",
-    "on_stream_complete",
-    "around_upstream",
-)
+_HOOKS = HOOK_NAMES
 
 FilterFailureCounter = Callable[[str], None]
 

@@ -30,6 +30,7 @@ from ._exceptions import (
     UpstreamTimeout,
 )
 from ._filter import (
+    HOOK_NAMES,
     CallNext,
     FailStrategy,
     FilterRegistry,
@@ -44,6 +45,7 @@ from ._results import CONTINUE, Buffer, Continue, FilterResult, LocalReply
 
 __all__ = [
     "CONTINUE",
+    "HOOK_NAMES",
     "BodyTooLarge",
     "Buffer",
     "BufferedBody",

@@ -38,6 +38,7 @@ from ._headers import Headers
 from ._results import FilterResult
 
 __all__ = [
+    "HOOK_NAMES",
     "CallNext",
     "FailStrategy",
     "FilterRegistry",
@@ -49,6 +50,18 @@ __all__ = [
 ]
 
 C = TypeVar("C")
+
+HOOK_NAMES = (
+    "on_request_headers",
+    "on_request_data",
+    "on_request_trailers",
+    "on_response_headers",
+    "on_response_data",
+    "on_response_trailers",
+    "on_stream_complete",
+    "around_upstream",
+)
+"""Every hook a filter may implement, in contract order."""
 
 
 @dataclass(slots=True, kw_only=True)

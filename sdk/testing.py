@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._context import ConnectionContext, RequestHead, ResponseHead, StreamContext
-from ._filter import FilterSpec
+from ._filter import HOOK_NAMES, FilterSpec
 from ._headers import Headers
 from ._results import Buffer, Continue, LocalReply
 
@@ -41,16 +41,6 @@ __all__ = [
     "make_request",
 ]
 
-HOOK_NAMES = (
-    "on_request_headers",
-    "on_request_data",
-    "on_request_trailers",
-    "on_response_headers",
-    "on_response_data",
-    "on_response_trailers",
-    "on_stream_complete",
-    "around_upstream",
-)
 _DATA_HOOKS = ("on_request_data", "on_response_data")
 _BUFFER_HOOKS = ("on_request_headers", "on_response_headers", *_DATA_HOOKS)
 

@@ -77,7 +77,8 @@ def test_sdk_public_surface_is_pinned() -> None:
     import plait.sdk
 
     assert set(plait.sdk.__all__) == {
-        "CONTINUE", "BodyTooLarge", "Buffer", "BufferedBody", "CallNext", "ConfigError",
+        "CONTINUE", "HOOK_NAMES", "BodyTooLarge", "Buffer", "BufferedBody", "CallNext",
+        "ConfigError",
         "ConnectionContext", "Continue", "DownstreamProtocolError", "FailStrategy",
         "FilterError", "FilterRegistry", "FilterResult", "FilterSpec", "Headers",
         "HeadersTooLarge", "HttpFilter", "LocalReply", "MessageBody", "NoHealthyUpstream",

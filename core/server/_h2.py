@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskGroup
 
-from plait.sdk import ConnectionContext, Headers, ResponseHead
+from plait.sdk import ConnectionContext, ResponseHead
 
 from .._h2mux import H2Mux, StreamQueue
 from ..codec import (
@@ -57,24 +57,9 @@ class _Stream(StreamQueue):
             mux.codec.send_data(self.stream_id, body, end_stream=end_stream)
         mux.flush()
 
-    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
-        self.mux.codec.send_data(self.stream_id, data, end_stream=end_stream)
-        self.mux.flush()
-        await self.mux.wait_window(self.stream_id)
-
-    def send_trailers(self, trailers: Headers) -> None:
-        self.mux.codec.send_trailers(self.stream_id, trailers)
-        self.mux.flush()
-
     def send_informational(self, head: ResponseHead) -> None:
         self.mux.codec.send_informational(self.stream_id, head)
         self.mux.flush()
-
-    def send_raw(self, data: bytes) -> None:
-        raise RuntimeError("no Upgrade tunnels over HTTP/2")
-
-    async def read_event(self) -> Event:
-        return await self.get()
 
     def reset(self) -> None:
         if not self.mux.closed:

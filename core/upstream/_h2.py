@@ -15,10 +15,10 @@ import logging
 
 import anyio
 
-from plait.sdk import Headers, RequestHead, UpstreamConnectError
+from plait.sdk import RequestHead, UpstreamConnectError
 
 from .._h2mux import H2Mux, StreamQueue
-from ..codec import ConnectionTerminated, Event, FlowControlUpdated, H2Codec, StreamReset
+from ..codec import ConnectionTerminated, FlowControlUpdated, H2Codec, StreamReset
 from ..config._model import Endpoint
 
 __all__ = ["H2Pool"]
@@ -44,21 +44,6 @@ class _UpStream(StreamQueue):
         if body:
             mux.codec.send_data(sid, body, end_stream=end_stream)
         mux.flush()
-
-    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
-        self.mux.codec.send_data(self.stream_id, data, end_stream=end_stream)
-        self.mux.flush()
-        await self.mux.wait_window(self.stream_id)
-
-    def send_trailers(self, trailers: Headers) -> None:
-        self.mux.codec.send_trailers(self.stream_id, trailers)
-        self.mux.flush()
-
-    def send_raw(self, data: bytes) -> None:
-        raise RuntimeError("no Upgrade tunnels over HTTP/2")
-
-    async def read_event(self) -> Event:
-        return await self.get()
 
     def finish(self, complete: bool) -> None:
         if self._done:
