@@ -274,7 +274,7 @@ def _user_processes() -> dict[int, tuple[int, str]]:
             if int(fields[1]) == 2 or entry.name == "2":
                 continue  # kernel threads (ksoftirqd carries our own loopback traffic)
             cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            out[int(entry.name)] = (int(fields[2]), cmd.strip()[:80])
+            out[int(entry.name)] = (int(fields[2]), " ".join(cmd.split())[:80])
     return out
 
 

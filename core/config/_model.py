@@ -102,7 +102,10 @@ class Cluster:
     protocol: Protocol
     endpoints: tuple[Endpoint, ...]
     timeouts: Timeouts = Timeouts()
-    max_idle_per_endpoint: int = 64
+    max_idle_per_endpoint: int = 1024
+    """Idle keep-alive connections kept per endpoint (the idle timeout closes them). Below
+    the usual concurrency it makes connections churn: 64 measured 6% of CPU in connects
+    at 100 concurrent HTTP/2 streams proxied to HTTP/1.1."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
