@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -29,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")
     s.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--admin-socket", help=argparse.SUPPRESS)
 
     v = sub.add_parser("validate", help="validate config files and exit")
     v.add_argument("--config", "-c", action="append", required=True)
@@ -81,8 +80,8 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         config=args.config,
         sidecar=args.sidecar,
         reuse_port=args.reuse_port,
-        admin=args.worker_index == 0,
         admin_port=args.admin_port,
+        admin_socket=args.admin_socket,
         worker_index=args.worker_index,
         watch=not args.no_watch,
         plugins=args.plugin,
@@ -124,14 +123,20 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    """``--workers N``: N sidecar processes sharing each port with SO_REUSEPORT.
+    """``--workers N``: N sidecar processes sharing each port (see core/supervisor.py)."""
+    import anyio
 
-    Worker 0 serves the admin API. Signals are forwarded to every worker; the
-    supervisor exits when all workers have, with the worst exit code.
-    """
+    from plait.sdk import ConfigError
+
+    from .config import load_config
     from .sidecar import load_plugins
+    from .supervisor import supervise
 
-    _ = load_plugins  # validate importability before forking workers
+    try:  # validate once here, so a bad config fails before any worker starts
+        cfg = load_config(args.config, load_plugins(args.plugin), sidecar=args.sidecar)
+    except ConfigError as exc:
+        print(f"plait: invalid config: {exc}", file=sys.stderr)
+        return 1
     base = [sys.executable, "-m", "plait.core.cli", "--log-level", args.log_level, "sidecar"]
     for c in args.config:
         base += ["--config", c]
@@ -139,24 +144,11 @@ def _supervise(args: argparse.Namespace) -> int:
         base += ["--plugin", plugin]
     if args.sidecar:
         base += ["--sidecar", args.sidecar]
-    if args.admin_port is not None:
-        base += ["--admin-port", str(args.admin_port)]
     if args.no_watch:
         base += ["--no-watch"]
-    procs = [
-        subprocess.Popen([*base, "--reuse-port", "--worker-index", str(i)])
-        for i in range(args.workers)
-    ]
-
-    def forward(signum: int, _frame: object) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    codes = [proc.wait() for proc in procs]
-    return max(codes, key=abs)
+    port = args.admin_port if args.admin_port is not None else cfg.admin.port
+    return anyio.run(supervise, base, args.workers, cfg.admin.bind, port,
+                     backend_options={"use_uvloop": _has_uvloop()})  # fmt: skip
 
 
 if __name__ == "__main__":

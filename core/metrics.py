@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -36,7 +37,7 @@ class Stats(Collector):
         self.filter_failures: dict[str, int] = {}
         self.connections_active: dict[str, int] = {}
         self.connections_total: dict[str, int] = {}
-        self.reloads: dict[str, int] = {"success": 0, "failure": 0}
+        self.reloads: dict[str, int] = {}
         self.config_version = ""
         self.config_timestamp = 0.0
 
@@ -58,6 +59,36 @@ class Stats(Collector):
 
     def connection_closed(self, listener: str) -> None:
         self.connections_active[listener] -= 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The raw counters, for a ``--workers`` supervisor to sum (:meth:`add_json`)."""
+        return {
+            "requests": [[*key, n] for key, n in self.requests.items()],
+            "hist": self.hist,
+            "filter_failures": self.filter_failures,
+            "connections_active": self.connections_active,
+            "connections_total": self.connections_total,
+            "reloads": self.reloads,
+            "config_version": self.config_version,
+            "config_timestamp": self.config_timestamp,
+        }
+
+    def add_json(self, data: dict[str, Any]) -> None:
+        """Add another process's counters (from :meth:`to_json`) to these."""
+        for listener, code, reason, n in data["requests"]:
+            key = (listener, int(code), reason)
+            self.requests[key] = self.requests.get(key, 0) + n
+        for listener, buckets in data["hist"].items():
+            mine = self.hist.setdefault(listener, [0.0] * (len(BUCKETS) + 2))
+            for i, v in enumerate(buckets):
+                mine[i] += v
+        for field in ("filter_failures", "connections_active", "connections_total", "reloads"):
+            mine_d: dict[str, int] = getattr(self, field)
+            for name, n in data[field].items():
+                mine_d[name] = mine_d.get(name, 0) + n
+        if data["config_timestamp"] >= self.config_timestamp:
+            self.config_version = data["config_version"]
+            self.config_timestamp = data["config_timestamp"]
 
     def collect(self) -> Iterator[Metric]:
         req = CounterMetricFamily(

@@ -107,13 +107,13 @@ class Runtime:
     def apply(self, config: MeshConfig) -> Snapshot:
         """Compile ``config`` and swap it in; raises (keeping the old one) if it fails."""
         snap = self._swap(config)
-        self.stats.reloads["success"] += 1
+        self.stats.reloads["success"] = self.stats.reloads.get("success", 0) + 1
         self.last_error = None
         log.info("config %s active", snap.version)
         return snap
 
     def reject(self, error: str) -> None:
-        self.stats.reloads["failure"] += 1
+        self.stats.reloads["failure"] = self.stats.reloads.get("failure", 0) + 1
         self.last_error = error
         self.last_error_at = time.time()
         log.error("config rejected, keeping %s: %s", self.snapshot.version, error)

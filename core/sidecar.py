@@ -35,7 +35,7 @@ from anyio.abc import TaskGroup
 from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
 
-from .admin import serve_admin
+from .admin import SidecarAdmin, serve_http
 from .config._model import MeshConfig
 from .runtime import Runtime
 from .server._listener import Listener
@@ -52,6 +52,8 @@ class SidecarOptions:
     reuse_port: bool = False
     admin: bool = True
     admin_port: int | None = None
+    admin_socket: str | None = None
+    """Serve the admin API on this unix socket instead (``--workers`` children)."""
     worker_index: int = 0
     watch: bool = True
     plugins: Sequence[str] = field(default_factory=tuple)
@@ -101,14 +103,13 @@ class Sidecar:
             tg.cancel_scope.cancel()
 
     async def _admin(self, admin: Any, *, task_status: anyio.abc.TaskStatus[int]) -> None:
-        await serve_admin(
-            self.runtime,
-            admin,
-            dump=self.config_dump,
-            on_quit=self.quit.set,
-            is_ready=lambda: self.ready,
-            task_status=task_status,
+        handler = SidecarAdmin(
+            self.runtime, dump=self.config_dump, on_quit=self.quit.set, is_ready=lambda: self.ready
         )
+        if self.opts.admin_socket:
+            await serve_http(handler, unix_path=self.opts.admin_socket, task_status=task_status)
+        else:
+            await serve_http(handler, host=admin.bind, port=admin.port, task_status=task_status)
 
     async def _sync_listeners(self, config: MeshConfig) -> None:
         wanted = {lc.name: lc for lc in config.listeners}

@@ -100,7 +100,9 @@ def test_admin_endpoints(tmp_path: Path, procs: list[Proc]) -> None:
     assert dump["config"]["listeners"][0]["port"] == port
 
 
-def test_two_workers_share_the_port(tmp_path: Path, procs: list[Proc]) -> None:
+def test_two_workers_share_the_port_and_report_summed_metrics(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
     echo = start_echo(tmp_path)
     procs.append(echo)
     port, admin = free_port(), free_port()
@@ -108,7 +110,14 @@ def test_two_workers_share_the_port(tmp_path: Path, procs: list[Proc]) -> None:
         write_config(tmp_path, simple_config(echo.port, port, admin)), admin, "--workers", "2"
     )
     procs.append(sidecar)
-    statuses = {http_get(port, f"/{i}")[0] for i in range(50)}
+    statuses = {http_get(port, f"/{i}")[0] for i in range(50)}  # a new connection each
     assert statuses == {200}
+    dump = json.loads(http_get(admin, "/config_dump")[2])
+    pids = {w["pid"] for w in dump["workers"]}
+    assert len(pids) == 2
+    metrics = http_get(admin, "/metrics")[2].decode()
+    # 50 requests spread over two processes, summed by the supervisor
+    assert 'plait_requests_total{code="200",listener="out",reason=""} 50.0' in metrics
+    assert 'plait_request_duration_seconds_count{listener="out"} 50.0' in metrics
     sidecar.popen.send_signal(signal.SIGTERM)
     assert sidecar.popen.wait(15) == 0
