@@ -20,6 +20,7 @@ import anyio
 
 from plait.sdk import StreamContext
 
+from .access_log import AccessLog
 from .chain import Chain
 from .config._model import ListenerConfig, MeshConfig, RouteRule
 from .metrics import Stats
@@ -59,6 +60,7 @@ class ListenerRuntime:
                     config.filters + rule.filters, on_failure=runtime.stats.filter_failed
                 )
         self._stats = runtime.stats
+        self._access = runtime.access_log
 
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]
@@ -66,6 +68,8 @@ class ListenerRuntime:
     def record(self, ctx: StreamContext, seconds: float) -> None:
         status = ctx.response.status if ctx.response is not None else 0
         self._stats.record(self.name, status, seconds, ctx.failure_reason)
+        if self._access is not None:
+            self._access.log(ctx, self.name, seconds)
 
 
 class Snapshot:
@@ -94,15 +98,31 @@ class Runtime:
         self._idle: anyio.Event | None = None
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+        self.access_log: AccessLog | None = None
         self.snapshot = self._swap(config)
 
     def _swap(self, config: MeshConfig) -> Snapshot:
+        self._open_access_log(config.access_log)
         snap = Snapshot(self, config)
         self.snapshot = snap
         self.upstreams.prune(k for c in snap.clusters.values() for k in c.keys)
         self.stats.config_version = snap.version
         self.stats.config_timestamp = snap.loaded_at
         return snap
+
+    def _open_access_log(self, path: str | None) -> None:
+        current = self.access_log
+        if (current.path if current is not None else None) == path:
+            return
+        self.access_log = AccessLog(path) if path else None  # OSError rejects the config
+        if current is not None:
+            current.close()
+
+    def close(self) -> None:
+        """Flush and close what the runtime owns (access log, idle upstream connections)."""
+        if self.access_log is not None:
+            self.access_log.close()
+        self.upstreams.close()
 
     def apply(self, config: MeshConfig) -> Snapshot:
         """Compile ``config`` and swap it in; raises (keeping the old one) if it fails."""

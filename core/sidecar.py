@@ -161,7 +161,7 @@ class Sidecar:
             log.warning("drain grace over: cancelling %d streams", rt.active_streams)
         for listener in self.listeners.values():
             listener.abort_all()
-        rt.upstreams.close()
+        rt.close()
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -35,6 +35,7 @@ def dump_config(cfg: MeshConfig) -> dict[str, Any]:
         "sources": list(cfg.sources),
         "admin": {"bind": cfg.admin.bind, "port": cfg.admin.port},
         "maxRequestHeadersKb": cfg.max_request_headers_kb,
+        "accessLog": cfg.access_log,
         "listeners": [_listener(lis) for lis in cfg.listeners],
         "clusters": {name: _cluster(c) for name, c in cfg.clusters.items()},
         "routes": {

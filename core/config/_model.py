@@ -214,3 +214,5 @@ class MeshConfig:
     sources: tuple[str, ...] = ()
     max_request_headers_kb: int = 60
     """Envoy's default (60 KiB); past it the request is answered 431."""
+    access_log: str | None = None
+    """Where one JSON line per request goes (a file path or ``/dev/stdout``); off by default."""

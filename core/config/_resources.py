@@ -126,6 +126,7 @@ class SidecarRes:
     listeners: tuple[ListenerRes, ...]
     drain: float
     max_request_headers_kb: int
+    access_log: str | None = None
 
 
 # -- Service -----------------------------------------------------------------------------
@@ -262,9 +263,19 @@ def parse_sidecar(meta: Meta, spec: Fields) -> SidecarRes:
         listeners=tuple(listeners),
         drain=drain,
         max_request_headers_kb=spec.integer("maxRequestHeadersKb", 60, lo=1, hi=8192),
+        access_log=_parse_access_log(spec.sub("accessLog")),
     )
     spec.done()
     return res
+
+
+def _parse_access_log(f: Fields | None) -> str | None:
+    """``accessLog: {path: FILE}`` (``/dev/stdout`` for the container log)."""
+    if f is None:
+        return None
+    path = f.text("path")
+    f.done()
+    return path
 
 
 def _parse_listener(f: Fields, direction: Direction, drain: float) -> ListenerRes:
