@@ -65,10 +65,10 @@ __all__ = ["Inline", "try_inline"]
 
 log = logging.getLogger(__name__)
 
-_MAX_PARTS = 16
-"""Queued events of one response before it streams through a task instead."""
+_MAX_PARTS = 16  # queued events of one response before it streams in a task instead
 
-_STARTING, _WAITING, _PROMOTED, _DONE = range(4)
+# in a plain call (no watcher) | waiting (the upstream's watcher) | in a task | ended
+_BUSY, _WAITING, _PROMOTED, _DONE = range(4)
 
 
 def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:
@@ -89,7 +89,7 @@ def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:
     chain = lrt.chain_for(rule)
     if not chain.fast:
         return False
-    Inline(conn, lrt, ev, rule, chain).start(ev)
+    Inline(conn, lrt, ev, rule).start(ev, chain)
     return True
 
 
@@ -128,7 +128,6 @@ class Inline:
         lrt: ListenerRuntime,
         ev: RequestReceived,
         rule: RouteRule,
-        chain: Chain,
     ) -> None:
         ctx = StreamContext(
             connection=conn.conn_ctx,
@@ -140,21 +139,19 @@ class Inline:
         self.conn = conn
         self.ex = ex = _Exchange(lrt, conn, ctx)
         ex.rule_timeouts = rule.timeouts
-        ex.run_ = chain.start(ctx)
-        self.state = _STARTING
+        self.state = _BUSY
         self.stream: H1Stream | None = None
         self.pool: Pool | None = None
         self.request: UpstreamRequest | None = None
         self.scope: anyio.CancelScope | None = None
         self.cancelled = False
 
-    def start(self, ev: RequestReceived) -> None:
+    def start(self, ev: RequestReceived, chain: Chain) -> None:
         ex = self.ex
-        run = ex.run_
-        assert run is not None
         self.conn.begin_inline(self, ev)
         ex.lrt.runtime.stream_started()
         try:
+            ex.run_ = run = chain.start(ex.ctx)
             sending = ex.fast_request(ev, run)
             if sending is None:
                 self.end()
@@ -184,6 +181,7 @@ class Inline:
         if ev is True and not stream.conn.closed:
             return  # the response is still arriving (its events stay queued)
         stream.watch(None)
+        self.state = _BUSY
         if isinstance(ev, ResponseReceived):
             run = ex.run_
             assert run is not None
@@ -218,9 +216,11 @@ class Inline:
     def end(self) -> None:
         if self.state == _DONE:
             return
-        self.state = _DONE
-        if self.stream is not None:
+        if self.state == _WAITING and self.stream is not None:
+            # only while waiting: once promoted, the connection may be back in its
+            # pool and watched by another exchange
             self.stream.watch(None)
+        self.state = _DONE
         self.ex.finish()
         self.conn.end_inline(self)
 
