@@ -6,23 +6,22 @@ Theory of operation
 when the connection is idle (no request in flight, no events queued). If the
 runtime is not draining and the matched rule's chain is ``chain.fast`` with no
 request/backendRequest timeout on the rule or the listener, the request is
-answered here with the :class:`~plait.core.exchange._Exchange` step methods, as
-plain calls: request hooks, endpoint pick, ``pool.take()`` of a warm HTTP/1.1
-connection, send; then :meth:`Inline.on_upstream` is the upstream connection's
-``watcher``, so the upstream ``data_received`` that completes a whole response
-(head and body events stay queued until the last one, up to ``_MAX_PARTS``)
-runs the response hooks, writes downstream, returns the connection to its pool
-and does the end-of-stream bookkeeping (:meth:`_Exchange.finish`). No task and
-no future.
+answered with the :class:`~plait.core.exchange._Exchange` step methods as plain
+calls: request hooks, endpoint pick, ``pool.take()`` of a warm HTTP/1.1
+connection, send. :meth:`Inline.on_upstream` is then that connection's
+``watcher``: the upstream ``data_received`` that completes the response (a small
+body with a content-length may follow its head in a few reads; the events stay
+queued until the last) runs the response hooks, writes downstream, returns the
+connection to its pool and does the bookkeeping (:meth:`_Exchange.finish`).
+No task, no future.
 
-Anything else is *promoted*: the exchange continues in a task
-(``listener.tg.start_soon``) with the async code from the step it reached, on
-the same ``_Exchange``: no warm connection (``_attempt``), an HTTP/2 upstream
-stream (``_send``), or a response with more than ``_MAX_PARTS`` events or
-trailers, a 1xx, a reset or EOF
-before the response incl. the stale keep-alive retry (``_send(sent=True)``,
-reading the events still queued on the connection). A request that does not
-qualify before the match step is queued for the ``serve`` task, unchanged.
+Anything else is *promoted*: a task (``listener.tg.start_soon``) continues on
+the same ``_Exchange`` with the async code from the step reached: no warm
+connection (``_attempt``), an HTTP/2 upstream (``_send``); a 1xx, a response
+without a content-length ≤ ``_MAX_WHOLE`` that is not whole in one read (its
+head goes out at once), a reset or EOF before the response incl. the stale
+keep-alive retry (``_send(sent=True)`` reads the events still queued). Requests
+that do not qualify before the match step go to the ``serve`` task, unchanged.
 
 Invariants
 ----------
@@ -66,6 +65,7 @@ __all__ = ["Inline", "try_inline"]
 log = logging.getLogger(__name__)
 
 _MAX_PARTS = 16  # queued events of one response before it streams in a task instead
+_MAX_WHOLE = 64 * 1024  # larger bodies, and bodies without a length, stream in a task
 
 # in a plain call (no watcher) | waiting (the upstream's watcher) | in a task | ended
 _BUSY, _WAITING, _PROMOTED, _DONE = range(4)
@@ -95,8 +95,8 @@ def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:
 
 def _whole(events: deque[Event]) -> ResponseReceived | bool:
     """The whole response, consumed from ``events``, if they hold exactly a response
-    head and its body (which may come in a few reads). Else nothing is consumed and
-    the answer is whether more events can still make it whole."""
+    head and its body (a small one with a length may come in a few reads). Else
+    nothing is consumed; the answer is whether more events can still make it whole."""
     if not events:
         return True
     if type(first := events[0]) is not ResponseReceived:
@@ -104,6 +104,9 @@ def _whole(events: deque[Event]) -> ResponseReceived | bool:
     if first.end_stream:
         events.popleft()
         return first
+    length = first.head.headers.get_raw(b"content-length")
+    if length is None or not length.isdigit() or int(length) > _MAX_WHOLE:
+        return False  # streamed, or large: its head goes out now, through a task
     parts = [first.body]
     for i in range(1, len(events)):
         ev = events[i]
@@ -188,15 +191,12 @@ class Inline:
             try:
                 response = ex.received(stream, ev)
                 assert response is not None
-                if not ex.respond_now(run, response):
-                    self.promote(ex.fast_respond, run, response)
-                    return
+                ex.respond_now(run, response)  # whole: always written here
             except Exception as exc:
                 ex.failed(exc)
             self.end()
             return
-        # 1xx, a streamed response, a reset/EOF (maybe a stale keep-alive): the async
-        # code reads the events still queued on the connection.
+        # 1xx, streamed, reset/EOF (maybe a stale keep-alive): the async code reads the queue
         self.promote(self._resume, self.pool, stream, self.request)
 
     async def _resume(

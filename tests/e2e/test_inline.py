@@ -9,6 +9,7 @@ of that module's docstring on a real sidecar.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import signal
 import socket
@@ -150,9 +151,9 @@ def test_sigterm_waits_for_inline_exchange(
 
 @contextlib.contextmanager
 def _flaky_upstream() -> Iterator[int]:
-    """An HTTP/1.1 upstream that answers the first request on each connection with
-    keep-alive, then closes the connection, unanswered, on the next one (a stale
-    keep-alive). ``/die`` closes without answering at all; ``/info`` sends a 103 first."""
+    """An HTTP/1.1 keep-alive upstream. ``/r…`` after the first request on a connection
+    closes it unanswered (a stale keep-alive); ``/die`` closes without answering;
+    ``/info`` sends a 103 first; ``/stream`` is chunked and ends 0.5 s after its head."""
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
@@ -161,24 +162,31 @@ def _flaky_upstream() -> Iterator[int]:
 
     def conn_loop(c: socket.socket) -> None:
         with c:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                chunk = c.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-            if buf.startswith(b"GET /die"):
-                return
-            if buf.startswith(b"GET /info"):  # a 1xx first, the response in a later read
-                c.sendall(b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\n")
-                time.sleep(0.05)
-            body = b'{"ok": true}'
-            c.sendall(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\n\r\n%s" % (len(body), body)
-            )
-            with contextlib.suppress(OSError):
-                c.recv(65536)  # the next request: close without answering
+            served = 0
+            while True:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                if buf.startswith(b"GET /die") or (served and buf.startswith(b"GET /r")):
+                    return  # close without answering
+                served += 1
+                if buf.startswith(b"GET /stream"):  # chunked, its end 0.5 s after the head
+                    c.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    c.sendall(b"5\r\nfirst\r\n")
+                    time.sleep(0.5)
+                    c.sendall(b"4\r\nlast\r\n0\r\n\r\n")
+                    continue
+                if buf.startswith(b"GET /info"):  # a 1xx first, the response in a later read
+                    c.sendall(b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\n")
+                    time.sleep(0.05)
+                body = b'{"ok": true}'
+                c.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(body), body)
+                )
 
     def accept_loop() -> None:
         srv.settimeout(0.2)
@@ -211,8 +219,17 @@ def test_stale_pooled_connection_is_retried_and_dead_upstream_is_502(
         assert status == 502
         assert headers["x-plait-reason"] == "upstream reset"
         assert http_get(port, "/info")[0] == 200  # promoted on the 1xx
-        done = _completions(log, 8)
-    paths = [f"/r{i}" for i in range(6)] + ["/die", "/info"]
+        # a streamed response is not held inline until it ends: its head goes out at once
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        t0 = time.monotonic()
+        conn.request("GET", "/stream")
+        r = conn.getresponse()
+        head_after = time.monotonic() - t0
+        assert r.status == 200 and r.read() == b"firstlast"
+        conn.close()
+        assert head_after < 0.4
+        done = _completions(log, 9)
+    paths = [f"/r{i}" for i in range(6)] + ["/die", "/info", "/stream"]
     assert sorted(p for _, p, _ in done) == sorted(paths)
     assert {calls for calls, _, _ in done} == {"1"}
     assert [s for _, p, s in done if p == "/die"] == [502]
