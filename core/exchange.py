@@ -125,23 +125,36 @@ class _Exchange:
                             tg.cancel_scope.cancel()
             except TimeoutError:
                 await self.local(LocalReply(504, reason="request timeout"))
-        except LocalReplyRaised as exc:
-            await self.local(exc.reply)
-        except PlaitError as exc:
-            log.debug("stream %s: %s: %s", ctx.stream_id, exc.reason, exc)
-            await self.local(self.pending_reply or LocalReply(exc.status_hint, reason=exc.reason))
         except Exception as exc:
-            log.exception("stream %s failed: %r", ctx.stream_id, exc)
-            await self.local(LocalReply(500, reason="internal error"))
+            self.failed(exc)
         finally:
-            for up in self.upstreams:
-                up.reset()
-            if self.run_ is not None:
-                self.run_.complete()
-            lrt.record(ctx, time.monotonic() - ctx.started_at)
-            lrt.runtime.stream_ended()
+            self.finish()
+
+    def failed(self, exc: Exception) -> None:
+        """Answer an exception from any step the way :meth:`run` does (a plain call)."""
+        if isinstance(exc, LocalReplyRaised):
+            self.local_now(exc.reply)
+        elif isinstance(exc, PlaitError):
+            log.debug("stream %s: %s: %s", self.ctx.stream_id, exc.reason, exc)
+            self.local_now(self.pending_reply or LocalReply(exc.status_hint, reason=exc.reason))
+        else:
+            log.exception("stream %s failed: %r", self.ctx.stream_id, exc)
+            self.local_now(LocalReply(500, reason="internal error"))
+
+    def finish(self) -> None:
+        """The end-of-stream bookkeeping, exactly once per stream (callers own that)."""
+        lrt, ctx = self.lrt, self.ctx
+        for up in self.upstreams:
+            up.reset()
+        if self.run_ is not None:
+            self.run_.complete()
+        lrt.record(ctx, time.monotonic() - ctx.started_at)
+        lrt.runtime.stream_ended()
 
     async def local(self, reply: LocalReply) -> None:
+        self.local_now(reply)
+
+    def local_now(self, reply: LocalReply) -> None:
         ctx, down = self.ctx, self.down
         if reply.reason and ctx.failure_reason is None:
             ctx.failure_reason = reply.reason
@@ -159,19 +172,38 @@ class _Exchange:
 
         The same steps as :meth:`proxy` + :meth:`terminal` + :meth:`respond`, with no
         coroutine per phase and no body objects; a response that does not arrive whole
-        with its head continues on the streaming path.
+        with its head continues on the streaming path. The steps are plain methods
+        shared with the callback path (:mod:`plait.core._inline`).
         """
-        ctx, down = self.ctx, self.down
+        sending = self.fast_request(ev, run)
+        if sending is None:
+            return
+        pool, request = sending
+        if self.rule_timeouts.backend_request:
+            response = await self.terminal(self.ctx, request)
+        else:
+            stream = pool.take()
+            if stream is None:
+                response = await self._attempt(pool, request)
+            else:
+                response = await self._send(pool, stream, request)
+        await self.fast_respond(run, response)
+
+    def fast_request(
+        self, ev: RequestReceived, run: ChainRun
+    ) -> tuple[Pool, UpstreamRequest] | None:
+        """Request hooks and endpoint pick, as plain calls; ``None`` once answered locally."""
+        ctx = self.ctx
         out = run.headers_now(False, ctx.request.headers, not ev.body)
         if out.reply is not None:
-            await self.local(out.reply)
-            return
+            self.local_now(out.reply)
+            return None
         body = ev.body
         if body and run.chain.request_data:
             out = run.body_now(False, body)
             if out.reply is not None:
-                await self.local(out.reply)
-                return
+                self.local_now(out.reply)
+                return None
             body = out.data
         if ctx.cluster is None:
             raise _NoBackend(f"route {ctx.route_name} has no backend")
@@ -180,34 +212,34 @@ class _Exchange:
             raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
         pool = crt.pick()
         ctx.upstream_address = pool.key
-        request = UpstreamRequest(head=ctx.request, body=BufferedBody(body))
-        if self.rule_timeouts.backend_request:
-            response = await self.terminal(ctx, request)
-        else:
-            stream = pool.take()
-            if stream is None:
-                response = await self._attempt(pool, request)
-            else:
-                response = await self._send(pool, stream, request)
+        return pool, UpstreamRequest(head=ctx.request, body=BufferedBody(body))
+
+    async def fast_respond(self, run: ChainRun, response: UpstreamResponse) -> None:
+        if not self.respond_now(run, response):
+            await self.respond(run, response)
+
+    def respond_now(self, run: ChainRun, response: UpstreamResponse) -> bool:
+        """Response hooks and the write for a whole response (``chain.fast``); ``False``
+        (nothing done) when the response streams and needs :meth:`respond`."""
         head = response.head
-        ctx.response = head
+        self.ctx.response = head
         whole = response.body.whole
         if whole is None or response.body.trailers is not None:
-            await self.respond(run, response)
-            return
+            return False
         out = run.headers_now(True, head.headers, not whole)
         if out.reply is not None:
-            await self.local(out.reply)
-            return
+            self.local_now(out.reply)
+            return True
         if run.chain.response_data:
             out = run.body_now(True, whole)
             if out.reply is not None:
-                await self.local(out.reply)
-                return
+                self.local_now(out.reply)
+                return True
             if out.data is not whole:
                 _set_length(head.headers, len(out.data))
             whole = out.data
-        down.send_response(head, end_stream=True, body=whole)
+        self.down.send_response(head, end_stream=True, body=whole)
+        return True
 
     # -- the proxy path --------------------------------------------------------------------
 
@@ -282,45 +314,69 @@ class _Exchange:
         return await self._send(pool, await pool.open_stream(), request)
 
     async def _send(
-        self, pool: Pool, stream: UpstreamStream, request: UpstreamRequest
+        self, pool: Pool, stream: UpstreamStream, request: UpstreamRequest, *, sent: bool = False
     ) -> UpstreamResponse:
-        """Send on ``stream``; await the response head (one retry on a stale keep-alive)."""
-        body = request.body
-        whole = body.whole
-        for attempt in (0, 1):
-            if attempt:
-                stream = await pool.open_stream(fresh=True)
-            self.upstreams.append(stream)
-            if whole is not None:
-                trailers = body.trailers
-                if trailers is None:
-                    if whole:
-                        _set_length(request.head.headers, len(whole))
-                    stream.send_head(request.head, end_stream=True, body=whole)
-                else:
-                    request.head.headers.remove("content-length")
-                    stream.send_head(request.head, end_stream=False)
-                    await stream.send_data(whole, end_stream=False)
-                    stream.send_trailers(trailers)
-            else:
-                stream.send_head(request.head, end_stream=False)
-                assert self.tg is not None
-                self.tg.start_soon(self.pump_request, body, stream)
+        """Send on ``stream`` (unless ``sent``: the request already went out on it);
+        await the response head (one retry on a stale keep-alive)."""
+        retry = True
+        while True:
+            if not sent:
+                await self._write(stream, request)
             ev = await stream.read_event()
             while isinstance(ev, InformationalReceived):
                 ev = await stream.read_event()
-            if isinstance(ev, ResponseReceived):
-                if ev.end_stream:
-                    stream.finish(True)
-                    self.upstreams.remove(stream)
-                return UpstreamResponse(head=ev.head, body=UpstreamBody(self, stream, ev))
-            stream.reset()
-            self.upstreams.remove(stream)
+            response = self.received(stream, ev)
+            if response is not None:
+                return response
             # A reused keep-alive connection the upstream closed just before our request:
             # nothing was received, the body is in memory, so one more try is safe.
-            if not (stream.reused and whole is not None and isinstance(ev, StreamReset)):
+            if not (retry and stream.reused and request.body.whole is not None):
                 break
+            if not isinstance(ev, StreamReset):
+                break
+            retry, sent = False, False
+            stream = await pool.open_stream(fresh=True)
         raise UpstreamReset("upstream closed the connection before responding")
+
+    def write_now(self, stream: UpstreamStream, request: UpstreamRequest) -> bool:
+        """Send a whole request without trailers; ``False`` (nothing sent) otherwise."""
+        body = request.body
+        whole = body.whole
+        if whole is None or body.trailers is not None:
+            return False
+        self.upstreams.append(stream)
+        if whole:
+            _set_length(request.head.headers, len(whole))
+        stream.send_head(request.head, end_stream=True, body=whole)
+        return True
+
+    async def _write(self, stream: UpstreamStream, request: UpstreamRequest) -> None:
+        if self.write_now(stream, request):
+            return
+        self.upstreams.append(stream)
+        body = request.body
+        whole, trailers = body.whole, body.trailers
+        if whole is not None and trailers is not None:
+            request.head.headers.remove("content-length")
+            stream.send_head(request.head, end_stream=False)
+            await stream.send_data(whole, end_stream=False)
+            stream.send_trailers(trailers)
+        else:
+            stream.send_head(request.head, end_stream=False)
+            assert self.tg is not None
+            self.tg.start_soon(self.pump_request, body, stream)
+
+    def received(self, stream: UpstreamStream, ev: object) -> UpstreamResponse | None:
+        """The response for the first final event on ``stream``; ``None`` (the stream is
+        reset and dropped) when the upstream did not answer."""
+        if isinstance(ev, ResponseReceived):
+            if ev.end_stream:
+                stream.finish(True)
+                self.upstreams.remove(stream)
+            return UpstreamResponse(head=ev.head, body=UpstreamBody(self, stream, ev))
+        stream.reset()
+        self.upstreams.remove(stream)
+        return None
 
     async def pump_request(self, body: MessageBody, stream: UpstreamStream) -> None:
         """Stream the request body upstream (runs in this exchange's task group)."""

@@ -27,6 +27,7 @@ import anyio
 
 from plait.sdk import ConnectionContext, Headers, ResponseHead
 
+from .._inline import try_inline
 from .._transport import EventProtocol
 from ..codec import (
     DataReceived,
@@ -40,6 +41,7 @@ from ..codec import (
 from ..exchange import handle
 
 if TYPE_CHECKING:
+    from .._inline import Inline
     from ._listener import Listener
 
 __all__ = ["H1Connection"]
@@ -66,6 +68,10 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self._last_activity = self._loop.time()
         self._head_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._inline: Inline | None = None
+        """The inline (callback-driven or promoted) exchange in flight; ``serve`` waits."""
+        self._stop = False
+        """An inline exchange ended the connection: ``serve`` takes no further request."""
 
     # -- asyncio callbacks -----------------------------------------------------------------
 
@@ -98,7 +104,21 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             if data.startswith(_PREFACE):
                 self._switch_to_h2(data)
                 return None
-        super().data_received(data)
+        events = self.codec.receive_data(data)
+        if (
+            events
+            and type(ev := events[0]) is RequestReceived
+            and ev.end_stream
+            and not ev.upgrade
+            and self._inline is None
+            and not self.in_flight
+            and not self._events
+            and not self.closing
+            and not self._stop
+            and try_inline(self, ev)
+        ):
+            del events[0]
+        self._push(events)
         if not self._started:
             self._started = True
             self.listener.tg.start_soon(self.serve)
@@ -117,6 +137,8 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             self._timer.cancel()
         if self._scope is not None:
             self._scope.cancel()
+        if self._inline is not None:
+            self._inline.cancel()
         if not was_closed:
             self.listener.connection_closed(self)
 
@@ -171,6 +193,46 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self._arm_timer(max(0.05, min(deadline - now, t.request_headers)))
 
     # -- the request loop ------------------------------------------------------------------
+
+    async def next_event(self) -> Event | None:
+        """As :meth:`EventProtocol.next_event`, but held while an inline exchange is in
+        flight (HTTP/1.1 answers in order), and ``None`` once one ended the connection."""
+        while self._inline is not None or not self._events:
+            if self._stop or (self.closed and self._inline is None):
+                return None
+            self._waiter = w = self.loop.create_future()
+            try:
+                await w
+            finally:
+                if self._waiter is w:
+                    self._waiter = None
+        if self._stop:
+            return None
+        return await super().next_event()
+
+    def begin_inline(self, inline: Inline, ev: RequestReceived) -> None:
+        """What :meth:`_one` sets up, for an exchange answered in callbacks."""
+        self._head_since = None
+        self.response_started = False
+        self._req_done = True
+        self._upgrade_pending = False
+        self._stream_id = ev.stream_id
+        self.in_flight = True
+        self._inline = inline
+
+    def end_inline(self, inline: Inline) -> None:
+        """The inline exchange ended: close like :meth:`_one`'s caller would, or let
+        ``serve`` take the queued events."""
+        if self._inline is not inline:
+            return
+        self._inline = None
+        self.in_flight = False
+        self._last_activity = self._loop.time()
+        if self.closing or self.closed or not self.codec.keep_alive:
+            self._stop = True
+            self.close()
+        if self._events or self._stop:
+            self._wake()
 
     async def serve(self) -> None:
         try:

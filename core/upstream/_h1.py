@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Callable
 
 import anyio
 
@@ -32,6 +34,15 @@ log = logging.getLogger(__name__)
 class _Conn(EventProtocol[H1ClientCodec]):
     idle_handle: asyncio.TimerHandle | None = None
     reused = False
+    watcher: Callable[[], None] | None = None
+    """Set by a callback-driven (inline) exchange instead of awaiting :meth:`next_event`:
+    called on every wake-up (new events, or the connection closed)."""
+
+    def _wake(self) -> None:
+        if self.watcher is not None:
+            self.watcher()
+        else:
+            super()._wake()
 
 
 class H1Stream:
@@ -74,11 +85,22 @@ class H1Stream:
         ev = await self.conn.next_event()
         return StreamReset(stream_id=1, remote=True) if ev is None else ev
 
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` (instead of waking a reader) when events arrive or the
+        connection closes; ``None`` stops watching."""
+        self.conn.watcher = callback
+
+    @property
+    def events(self) -> deque[Event]:
+        """The connection's queued events (a watcher consumes them itself)."""
+        return self.conn._events
+
     def finish(self, complete: bool) -> None:
         """Give the connection back (``complete``: the response ended cleanly)."""
         if self._done:
             return
         self._done = True
+        self.conn.watcher = None
         codec = self.conn.codec
         if complete and self.sent_all and codec.keep_alive and codec.idle and not self.conn.closed:
             self.pool.release(self.conn)

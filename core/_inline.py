@@ -1,0 +1,250 @@
+"""HTTP/1.1 requests answered in callbacks: no task switch in the common case.
+
+Theory of operation
+-------------------
+:meth:`H1Connection.data_received` offers each whole request to :func:`try_inline`
+when the connection is idle (no request in flight, no events queued). If the
+runtime is not draining and the matched rule's chain is ``chain.fast`` with no
+request/backendRequest timeout on the rule or the listener, the request is
+answered with the :class:`~plait.core.exchange._Exchange` step methods as plain
+calls: request hooks, endpoint pick, ``pool.take()`` of a warm HTTP/1.1
+connection, send. :meth:`Inline.on_upstream` is then that connection's
+``watcher``: the upstream ``data_received`` that completes the response (a small
+body with a content-length may follow its head in a few reads; the events stay
+queued until the last) runs the response hooks, writes downstream, returns the
+connection to its pool and does the bookkeeping (:meth:`_Exchange.finish`).
+No task, no future.
+
+Anything else is *promoted*: a task (``listener.tg.start_soon``) continues on
+the same ``_Exchange`` with the async code from the step reached: no warm
+connection (``_attempt``), an HTTP/2 upstream (``_send``); a 1xx, a response
+without a content-length ≤ ``_MAX_WHOLE`` that is not whole in one read (its
+head goes out at once), a reset or EOF before the response incl. the stale
+keep-alive retry (``_send(sent=True)`` reads the events still queued). Requests
+that do not qualify before the match step go to the ``serve`` task, unchanged.
+
+Invariants
+----------
+* Order: while an inline or promoted exchange is in flight (``conn._inline``),
+  new events are queued and ``serve`` does not take any (``H1Connection.next_event``
+  holds); when the exchange ends, ``serve`` is woken if events are queued.
+* ``_Exchange.finish`` (on_stream_complete, stats, ``stream_ended``) runs exactly
+  once per stream, in :meth:`Inline.end`: after the response, after a local
+  reply, when the client leaves while we wait for the upstream
+  (:meth:`Inline.cancel`: the upstream stream is reset), and at the end of a
+  promoted task (its ``finally``, also when cancelled).
+* ``H1Connection.in_flight`` is true from :func:`try_inline` to :meth:`Inline.end`,
+  so the idle timer and ``Listener.drain`` see the exchange.
+* Tasks are only started with ``start_soon`` in the listener's task group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from plait.sdk import StreamContext, UpstreamRequest, UpstreamResponse
+
+from .codec import DataReceived, Event, RequestReceived, ResponseReceived
+from .exchange import _Exchange
+from .upstream._h1 import H1Stream
+
+if TYPE_CHECKING:
+    from .chain import Chain
+    from .config import RouteRule
+    from .runtime import ListenerRuntime
+    from .server._h1 import H1Connection
+    from .upstream._manager import Pool
+
+__all__ = ["Inline", "try_inline"]
+
+log = logging.getLogger(__name__)
+
+_MAX_PARTS = 16  # queued events of one response before it streams in a task instead
+_MAX_WHOLE = 64 * 1024  # larger bodies, and bodies without a length, stream in a task
+
+# in a plain call (no watcher) | waiting (the upstream's watcher) | in a task | ended
+_BUSY, _WAITING, _PROMOTED, _DONE = range(4)
+
+
+def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:
+    """Answer the whole request ``ev`` inline; ``False`` (nothing done) if it does not qualify."""
+    listener = conn.listener
+    runtime = listener.runtime
+    if runtime.draining:
+        return False
+    lrt = runtime.listener(listener.name)
+    if lrt is None:
+        return False
+    t = lrt.config.timeouts
+    if t.request or t.backend_request:
+        return False
+    rule = lrt.router.match(ev.head)
+    if rule is None or rule.timeouts.request or rule.timeouts.backend_request:
+        return False
+    chain = lrt.chain_for(rule)
+    if not chain.fast:
+        return False
+    Inline(conn, lrt, ev, rule).start(ev, chain)
+    return True
+
+
+def _whole(events: deque[Event]) -> ResponseReceived | bool:
+    """The whole response, consumed from ``events``, if they hold exactly a response
+    head and its body (a small one with a length may come in a few reads). Else
+    nothing is consumed; the answer is whether more events can still make it whole."""
+    if not events:
+        return True
+    if type(first := events[0]) is not ResponseReceived:
+        return False
+    if first.end_stream:
+        events.popleft()
+        return first
+    length = first.head.headers.get_raw(b"content-length")
+    if length is None or not length.isdigit() or int(length) > _MAX_WHOLE:
+        return False  # streamed, or large: its head goes out now, through a task
+    parts = [first.body]
+    for i in range(1, len(events)):
+        ev = events[i]
+        if type(ev) is not DataReceived:
+            return False
+        parts.append(ev.data)
+        if ev.end_stream:
+            for _ in range(i + 1):
+                events.popleft()
+            return ResponseReceived(first.stream_id, first.head, True, b"".join(parts))
+    return len(events) < _MAX_PARTS
+
+
+class Inline:
+    """One exchange driven by callbacks, until it ends or is promoted to a task."""
+
+    __slots__ = ("cancelled", "conn", "ex", "pool", "request", "scope", "state", "stream")
+
+    def __init__(
+        self,
+        conn: H1Connection,
+        lrt: ListenerRuntime,
+        ev: RequestReceived,
+        rule: RouteRule,
+    ) -> None:
+        ctx = StreamContext(
+            connection=conn.conn_ctx,
+            request=ev.head,
+            stream_id=ev.stream_id,
+            snapshot_version=lrt.snapshot.version,
+        )
+        ctx.route_name = rule.name
+        self.conn = conn
+        self.ex = ex = _Exchange(lrt, conn, ctx)
+        ex.rule_timeouts = rule.timeouts
+        self.state = _BUSY
+        self.stream: H1Stream | None = None
+        self.pool: Pool | None = None
+        self.request: UpstreamRequest | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.cancelled = False
+
+    def start(self, ev: RequestReceived, chain: Chain) -> None:
+        ex = self.ex
+        self.conn.begin_inline(self, ev)
+        ex.lrt.runtime.stream_started()
+        try:
+            ex.run_ = run = chain.start(ex.ctx)
+            sending = ex.fast_request(ev, run)
+            if sending is None:
+                self.end()
+                return
+            pool, request = sending
+            stream = pool.take()
+            if stream is None:
+                self.promote(ex._attempt, pool, request)
+            elif type(stream) is not H1Stream:
+                self.promote(ex._send, pool, stream, request)
+            else:
+                ex.write_now(stream, request)
+                self.pool, self.stream, self.request = pool, stream, request
+                self.state = _WAITING
+                stream.watch(self.on_upstream)
+        except Exception as exc:
+            ex.failed(exc)
+            self.end()
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    def on_upstream(self) -> None:
+        """The upstream connection got events or closed (its ``watcher``)."""
+        stream, ex = self.stream, self.ex
+        assert stream is not None and self.pool is not None and self.request is not None
+        ev = _whole(stream.events)
+        if ev is True and not stream.conn.closed:
+            return  # the response is still arriving (its events stay queued)
+        stream.watch(None)
+        self.state = _BUSY
+        if isinstance(ev, ResponseReceived):
+            run = ex.run_
+            assert run is not None
+            try:
+                response = ex.received(stream, ev)
+                assert response is not None
+                ex.respond_now(run, response)  # whole: always written here
+            except Exception as exc:
+                ex.failed(exc)
+            self.end()
+            return
+        # 1xx, streamed, reset/EOF (maybe a stale keep-alive): the async code reads the queue
+        self.promote(self._resume, self.pool, stream, self.request)
+
+    async def _resume(
+        self, pool: Pool, stream: H1Stream, request: UpstreamRequest
+    ) -> UpstreamResponse:
+        return await self.ex._send(pool, stream, request, sent=True)
+
+    def cancel(self) -> None:
+        """The client left (downstream ``connection_lost``)."""
+        if self.state == _WAITING:
+            self.end()  # finish() resets the upstream stream
+        elif self.state == _PROMOTED:
+            self.cancelled = True
+            if self.scope is not None:
+                self.scope.cancel()
+
+    def end(self) -> None:
+        if self.state == _DONE:
+            return
+        if self.state == _WAITING and self.stream is not None:
+            # only while waiting: once promoted, the connection may be back in its
+            # pool and watched by another exchange
+            self.stream.watch(None)
+        self.state = _DONE
+        self.ex.finish()
+        self.conn.end_inline(self)
+
+    # -- promotion ------------------------------------------------------------------------
+
+    def promote(self, step: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        self.state = _PROMOTED
+        log.debug("stream %s: continues in a task (%s)", self.ex.ctx.stream_id, step.__name__)
+        self.conn.listener.tg.start_soon(self._promoted, step, args)
+
+    async def _promoted(self, step: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        ex = self.ex
+        run = ex.run_
+        assert run is not None
+        try:
+            if self.cancelled:
+                return
+            with anyio.CancelScope() as self.scope:
+                try:
+                    response = await step(*args)
+                    if isinstance(response, UpstreamResponse):
+                        await ex.fast_respond(run, response)
+                except Exception as exc:
+                    ex.failed(exc)
+        finally:
+            self.scope = None
+            self.end()
