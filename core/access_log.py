@@ -15,7 +15,7 @@ import json
 import time
 from typing import IO
 
-from plait.sdk import StreamContext
+from plait.sdk import ConnectionContext, StreamContext
 
 __all__ = ["AccessLog"]
 
@@ -49,6 +49,21 @@ class AccessLog:
             "request_id": req.headers.get("x-request-id"),
             "peer": f"{ctx.connection.peer_address[0]}:{ctx.connection.peer_address[1]}",
         }
+        self._append(entry)
+
+    def log_rejected(
+        self, listener: str, status: int, reason: str, conn: ConnectionContext
+    ) -> None:
+        """A request the codec refused before it had a head (400, 408, 431, 505)."""
+        self._append({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+            "listener": listener,
+            "status": status,
+            "failure_reason": reason,
+            "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
+        })  # fmt: skip
+
+    def _append(self, entry: dict[str, object]) -> None:
         self._lines.append(json.dumps(entry, separators=(",", ":")))
         if len(self._lines) >= _BATCH:
             self.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -39,13 +40,17 @@ def test_one_json_line_per_request_with_failure_reasons(tmp_path: Path, procs: l
     procs.append(start_sidecar(write_config(tmp_path, text), admin))
     http_get(port, "/ok?x=1", headers={"x-request-id": "req-1"})
     http_get(port, "/status/503")
-    entries = _lines(log, 2)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GARBAGE\r\n\r\n")  # refused by the codec: logged too
+        s.recv(1024)
+    entries = _lines(log, 3)
     first = entries[0]
     assert first["method"] == "GET" and first["path"] == "/ok?x=1" and first["status"] == 200
     assert first["request_id"] == "req-1" and first["listener"] == "out"
     assert first["upstream"] == f"127.0.0.1:{echo.port}" and first["failure_reason"] is None
     assert isinstance(first["duration_ms"], float)
     assert entries[1]["status"] == 503 and entries[1]["failure_reason"] is None  # the app's own 503
+    assert entries[2]["status"] == 400 and entries[2]["failure_reason"] == "bad request"
 
     log2 = tmp_path / "dead.log"
     port2, admin2 = free_port(), free_port()
