@@ -25,7 +25,7 @@ from .chain import PhaseOutcome
 from .codec import DataReceived, ResponseReceived, StreamReset, TrailersReceived
 
 if TYPE_CHECKING:
-    from .exchange import _Exchange
+    from ._exchange_base import ExchangeBase
 
 __all__ = ["BodyStage", "LocalReplyRaised", "RequestBody", "UpstreamBody"]
 
@@ -114,7 +114,7 @@ class RequestBody(MessageBody):
 class UpstreamBody(MessageBody):
     """The upstream response body; gives the connection back to its pool at the end."""
 
-    def __init__(self, ex: _Exchange, stream: UpstreamStream, ev: ResponseReceived) -> None:
+    def __init__(self, ex: ExchangeBase, stream: UpstreamStream, ev: ResponseReceived) -> None:
         self._ex = ex
         self._stream = stream
         self._done = ev.end_stream

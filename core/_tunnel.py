@@ -20,12 +20,12 @@ from ._streams import Downstream, UpstreamStream
 from .codec import InformationalReceived, RequestReceived, ResponseReceived, TunnelData
 
 if TYPE_CHECKING:
-    from .exchange import _Exchange
+    from ._exchange_base import ExchangeBase
 
 __all__ = ["run_upgrade"]
 
 
-async def run_upgrade(ex: _Exchange, ev: RequestReceived) -> None:
+async def run_upgrade(ex: ExchangeBase, ev: RequestReceived) -> None:
     ctx, run = ex.ctx, ex.run_
     assert run is not None
     if ctx.cluster is None or (crt := ex.lrt.snapshot.clusters.get(ctx.cluster)) is None:
@@ -74,7 +74,7 @@ async def _relay_down(stream: UpstreamStream, down: Downstream, scope: anyio.Can
     scope.cancel()
 
 
-async def _plain_response(ex: _Exchange, stream: UpstreamStream, resp: ResponseReceived) -> None:
+async def _plain_response(ex: ExchangeBase, stream: UpstreamStream, resp: ResponseReceived) -> None:
     from ._bodies import UpstreamBody
 
     body = UpstreamBody(ex, stream, resp)

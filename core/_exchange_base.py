@@ -1,0 +1,223 @@
+"""The state of one exchange and the steps that talk to the upstream.
+
+:class:`ExchangeBase` holds what one stream's exchange knows (listener runtime,
+downstream, context, upstream streams taken, chain run) and the steps shared by
+the fast path, the streaming path (``core/exchange.py``) and the inline path
+(``core/_inline.py``): the end-of-stream bookkeeping, local replies, and the
+upstream call (pick an endpoint, send, await the response head, one retry on a
+stale keep-alive connection).
+
+Invariant: every upstream stream taken is in ``upstreams`` until it is finished
+(returned to its pool) or reset; :meth:`ExchangeBase.finish` resets what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from plait.sdk import (
+    Headers,
+    LocalReply,
+    MessageBody,
+    NoHealthyUpstream,
+    PlaitError,
+    ResponseHead,
+    StreamContext,
+    UpstreamRequest,
+    UpstreamReset,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+
+from ._bodies import LocalReplyRaised, UpstreamBody
+from ._streams import Downstream, UpstreamStream
+from .chain import ChainRun
+from .codec import InformationalReceived, ResponseReceived, StreamReset
+
+if TYPE_CHECKING:
+    from .runtime import ListenerRuntime
+    from .upstream._manager import Pool
+
+__all__ = ["ExchangeBase", "local_reply_head"]
+
+log = logging.getLogger(__name__)
+
+
+def local_reply_head(reply: LocalReply) -> tuple[ResponseHead, bytes]:
+    body = reply.body or (f"{reply.reason}\n".encode() if reply.reason else b"")
+    headers = Headers.from_lowercase_pairs(
+        [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    )
+    for name, value in reply.headers:
+        headers.add(name, value)
+    if reply.reason:
+        headers.set("x-plait-reason", reply.reason)
+    return ResponseHead(status=reply.status, headers=headers), body
+
+
+class ExchangeBase:
+    __slots__ = ("ctx", "down", "lrt", "pending_reply", "rule_timeouts", "run_", "tg", "upstreams")
+
+    def __init__(self, lrt: ListenerRuntime, down: Downstream, ctx: StreamContext) -> None:
+        self.lrt = lrt
+        self.down = down
+        self.ctx = ctx
+        self.upstreams: list[UpstreamStream] = []
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.run_: ChainRun | None = None
+        self.pending_reply: LocalReply | None = None
+        self.rule_timeouts = lrt.config.timeouts
+
+    def failed(self, exc: Exception) -> None:
+        """Answer an exception from any step the way :meth:`run` does (a plain call)."""
+        if isinstance(exc, LocalReplyRaised):
+            self.local_now(exc.reply)
+        elif isinstance(exc, PlaitError):
+            log.debug("stream %s: %s: %s", self.ctx.stream_id, exc.reason, exc)
+            self.local_now(self.pending_reply or LocalReply(exc.status_hint, reason=exc.reason))
+        else:
+            log.exception("stream %s failed: %r", self.ctx.stream_id, exc)
+            self.local_now(LocalReply(500, reason="internal error"))
+
+    def finish(self) -> None:
+        """The end-of-stream bookkeeping, exactly once per stream (callers own that)."""
+        lrt, ctx = self.lrt, self.ctx
+        for up in self.upstreams:
+            up.reset()
+        if self.run_ is not None:
+            self.run_.complete()
+        lrt.record(ctx, time.monotonic() - ctx.started_at)
+        lrt.runtime.stream_ended()
+
+    async def local(self, reply: LocalReply) -> None:
+        self.local_now(reply)
+
+    def local_now(self, reply: LocalReply) -> None:
+        ctx, down = self.ctx, self.down
+        if reply.reason and ctx.failure_reason is None:
+            ctx.failure_reason = reply.reason
+        if down.response_started:
+            down.reset()
+            return
+        head, body = local_reply_head(reply)
+        ctx.response = head
+        down.send_response(head, end_stream=True, body=body)
+
+    async def terminal(self, ctx: StreamContext, request: UpstreamRequest) -> UpstreamResponse:
+        """The innermost upstream call: pick an endpoint, send, await the response head."""
+        if ctx.cluster is None:  # Gateway API: a rule without backends answers 500
+            raise _NoBackend(f"route {ctx.route_name} has no backend")
+        crt = self.lrt.snapshot.clusters.get(ctx.cluster)
+        if crt is None:
+            raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
+        pool = crt.pick()
+        ctx.upstream_address = pool.key
+        per_try = self.rule_timeouts.backend_request
+        if per_try:
+            try:
+                with anyio.fail_after(per_try):
+                    return await self._attempt(pool, request)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"no response from {pool.endpoint.key} in {per_try}s"
+                ) from None
+        return await self._attempt(pool, request)
+
+    async def _attempt(self, pool: Pool, request: UpstreamRequest) -> UpstreamResponse:
+        return await self._send(pool, await pool.open_stream(), request)
+
+    async def _send(
+        self, pool: Pool, stream: UpstreamStream, request: UpstreamRequest, *, sent: bool = False
+    ) -> UpstreamResponse:
+        """Send on ``stream`` (unless ``sent``: the request already went out on it);
+        await the response head (one retry on a stale keep-alive)."""
+        retry = True
+        while True:
+            if not sent:
+                await self._write(stream, request)
+            ev = await stream.read_event()
+            while isinstance(ev, InformationalReceived):
+                ev = await stream.read_event()
+            response = self.received(stream, ev)
+            if response is not None:
+                return response
+            # A reused keep-alive connection the upstream closed just before our request:
+            # nothing was received, the body is in memory, so one more try is safe.
+            if not (retry and stream.reused and request.body.whole is not None):
+                break
+            if not isinstance(ev, StreamReset):
+                break
+            retry, sent = False, False
+            stream = await pool.open_stream(fresh=True)
+        raise UpstreamReset("upstream closed the connection before responding")
+
+    def write_now(self, stream: UpstreamStream, request: UpstreamRequest) -> bool:
+        """Send a whole request without trailers; ``False`` (nothing sent) otherwise."""
+        body = request.body
+        whole = body.whole
+        if whole is None or body.trailers is not None:
+            return False
+        self.upstreams.append(stream)
+        if whole:
+            _set_length(request.head.headers, len(whole))
+        stream.send_head(request.head, end_stream=True, body=whole)
+        return True
+
+    async def _write(self, stream: UpstreamStream, request: UpstreamRequest) -> None:
+        if self.write_now(stream, request):
+            return
+        self.upstreams.append(stream)
+        body = request.body
+        whole, trailers = body.whole, body.trailers
+        if whole is not None and trailers is not None:
+            request.head.headers.remove("content-length")
+            stream.send_head(request.head, end_stream=False)
+            await stream.send_data(whole, end_stream=False)
+            stream.send_trailers(trailers)
+        else:
+            stream.send_head(request.head, end_stream=False)
+            assert self.tg is not None
+            self.tg.start_soon(self.pump_request, body, stream)
+
+    def received(self, stream: UpstreamStream, ev: object) -> UpstreamResponse | None:
+        """The response for the first final event on ``stream``; ``None`` (the stream is
+        reset and dropped) when the upstream did not answer."""
+        if isinstance(ev, ResponseReceived):
+            if ev.end_stream:
+                stream.finish(True)
+                self.upstreams.remove(stream)
+            return UpstreamResponse(head=ev.head, body=UpstreamBody(self, stream, ev))
+        stream.reset()
+        self.upstreams.remove(stream)
+        return None
+
+    async def pump_request(self, body: MessageBody, stream: UpstreamStream) -> None:
+        """Stream the request body upstream (runs in this exchange's task group)."""
+        try:
+            while chunk := await body.read():
+                await stream.send_data(chunk, end_stream=False)
+            if body.trailers is not None:
+                stream.send_trailers(body.trailers)
+            else:
+                await stream.send_data(b"", end_stream=True)
+        except LocalReplyRaised as exc:
+            self.pending_reply = exc.reply
+            stream.reset()
+        except PlaitError as exc:
+            log.debug("stream %s: request body: %s", self.ctx.stream_id, exc)
+            stream.reset()
+
+
+def _set_length(headers: Headers, n: int) -> None:
+    value = str(n).encode()
+    if headers.get_raw(b"content-length") != value:
+        headers.set(b"content-length", value)
+
+
+class _NoBackend(PlaitError):
+    status_hint = 500
+    reason = "no backend for route"
