@@ -94,9 +94,10 @@ class H2Mux(asyncio.Protocol):
     def flush(self) -> None:
         """Write what the codec framed, once per loop iteration.
 
-        Many streams answer in the same iteration (each in its own task); coalescing
-        their frames into one ``write`` measured ~10% of CPU saved at 100 concurrent
-        streams, at the cost of no added latency (the write happens this iteration).
+        Many streams answer in the same iteration (each in its own task); their frames
+        go out in one ``write``, in this same iteration. Per-stream writes were 9.6% of
+        the proxy's samples at 100 concurrent streams (py-spy); with this change and the
+        larger idle-connection cap together, h2load went from 4.2k to 6.6k req/s.
         """
         if not self._flush_pending:
             self._flush_pending = True

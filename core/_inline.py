@@ -78,10 +78,7 @@ def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:
     if runtime.draining:
         return False
     lrt = runtime.listener(listener.name)
-    if lrt is None:
-        return False
-    t = lrt.config.timeouts
-    if t.request or t.backend_request:
+    if lrt is None or not lrt.inline_possible:  # decided once per snapshot
         return False
     rule = lrt.router.match(ev.head)
     if rule is None or rule.timeouts.request or rule.timeouts.backend_request:

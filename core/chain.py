@@ -128,7 +128,6 @@ class Chain:
         self.response_trailers = tuple(reversed(hooks["on_response_trailers"]))
         self.complete_hooks = tuple(hooks["on_stream_complete"])
         self.layers = tuple(hooks["around_upstream"])
-        self.empty = not self.entries
         self._all_shared: list[object] | None = (
             [x for x in self._shared if x is not None]
             if all(e.spec.stream_independent for e in self.entries)
@@ -186,13 +185,13 @@ class ChainRun:
     # -- request/response head phases -------------------------------------------------------
 
     async def request_headers(self, headers: Headers, end_stream: bool) -> PhaseOutcome:
-        return await self._run_headers(self.chain.request_headers, headers, end_stream, 413)
+        return await self._run_headers(self.chain.request_headers, headers, end_stream)
 
     async def response_headers(self, headers: Headers, end_stream: bool) -> PhaseOutcome:
-        return await self._run_headers(self.chain.response_headers, headers, end_stream, 500)
+        return await self._run_headers(self.chain.response_headers, headers, end_stream)
 
     async def _run_headers(
-        self, hooks: tuple[_Hook, ...], headers: Headers, end_stream: bool, _status: int
+        self, hooks: tuple[_Hook, ...], headers: Headers, end_stream: bool
     ) -> PhaseOutcome:
         """Run head hooks. A ``Buffer`` does not stop the walk: the head is held by
         the caller until the whole body is in, then the data hooks see it in one piece."""

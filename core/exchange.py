@@ -27,6 +27,7 @@ response head went out, and resets the stream after.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -89,7 +90,7 @@ class _Exchange(ExchangeBase):
                 await self.fast(ev, self.run_)
                 return
             try:
-                with anyio.fail_after(timeout) if timeout else _NULL_SCOPE:
+                with anyio.fail_after(timeout) if timeout else _NO_TIMEOUT:
                     if ev.end_stream:
                         await self.proxy(ev)
                     else:
@@ -295,12 +296,4 @@ class _Exchange(ExchangeBase):
         await run_upgrade(self, ev)
 
 
-class _NullScope:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NULL_SCOPE = _NullScope()
+_NO_TIMEOUT = contextlib.nullcontext()  # reusable: one instance for every stream

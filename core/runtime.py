@@ -61,6 +61,17 @@ class ListenerRuntime:
                 )
         self._stats = runtime.stats
         self._access = runtime.access_log
+        t = config.timeouts
+        self.inline_possible = (
+            table is not None
+            and not (t.request or t.backend_request)
+            and any(
+                self._chains[id(r)].fast and not (r.timeouts.request or r.timeouts.backend_request)
+                for r in table.rules
+            )
+        )
+        """Some request on this listener may be answered inline (core/_inline.py); when
+        none can, requests skip the inline check and are routed once, in the task."""
 
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]

@@ -37,6 +37,7 @@ from ..codec import (
     RequestReceived,
     StreamReset,
     TrailersReceived,
+    is_h2_preface,
 )
 from ..exchange import handle
 
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["H1Connection"]
 
 log = logging.getLogger(__name__)
-_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class H1Connection(EventProtocol[H1ServerCodec]):
@@ -97,11 +97,12 @@ class H1Connection(EventProtocol[H1ServerCodec]):
     def data_received(self, data: bytes) -> None:
         self._last_activity = self._loop.time()
         if self._sniffing:
-            if _PREFACE.startswith(data[:24]) and len(data) < 24:
+            data = self._held(data)
+            h2 = is_h2_preface(data)
+            if h2 is None:  # a strict prefix of the HTTP/2 preface: wait for more
                 return self._hold(data)
             self._sniffing = False
-            data = self._held(data)
-            if data.startswith(_PREFACE):
+            if h2:
                 self._switch_to_h2(data)
                 return None
         events = self.codec.receive_data(data)

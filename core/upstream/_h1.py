@@ -191,7 +191,3 @@ class H1Pool:
             if conn.idle_handle is not None:
                 conn.idle_handle.cancel()
             conn.close()
-
-    @property
-    def idle_count(self) -> int:
-        return len(self._idle)

@@ -12,12 +12,8 @@ import pytest
 
 from tests.support import (
     Proc,
-    free_port,
     http_get,
-    simple_config,
-    start_echo,
-    start_sidecar,
-    write_config,
+    start_mesh,
 )
 
 pytestmark = pytest.mark.e2e
@@ -30,14 +26,7 @@ def _mesh(
     env: dict[str, str] | None = None,
     upstream: int | None = None,
 ) -> int:
-    if upstream is None:
-        echo = start_echo(tmp_path)
-        procs.append(echo)
-        upstream = echo.port
-    port, admin = free_port(), free_port()
-    cfg = write_config(tmp_path, simple_config(upstream, port, admin, filters=filters))
-    procs.append(start_sidecar(cfg, admin, env=env))
-    return port
+    return start_mesh(tmp_path, procs, filters=filters, env=env, upstream=upstream)[0]
 
 
 def test_third_party_filter_found_through_entry_point(tmp_path: Path, procs: list[Proc]) -> None:

@@ -22,12 +22,8 @@ import pytest
 
 from tests.support import (
     Proc,
-    free_port,
     http_get,
-    simple_config,
-    start_echo,
-    start_sidecar,
-    write_config,
+    start_mesh,
 )
 
 pytestmark = pytest.mark.e2e
@@ -40,16 +36,11 @@ def _mesh(
     upstream: int | None = None,
     extra: str = "",
 ) -> tuple[int, Path, Proc]:
-    if upstream is None:
-        echo = start_echo(tmp_path)
-        procs.append(echo)
-        upstream = echo.port
     log = tmp_path / "complete.log"
-    port, admin = free_port(), free_port()
     filters = f"[{{type: test-complete, config: {{path: '{log}'}}}}]"
-    text = simple_config(upstream, port, admin, filters=filters) + extra
-    sidecar = start_sidecar(write_config(tmp_path, text), admin, env=env)
-    procs.append(sidecar)
+    port, sidecar = start_mesh(
+        tmp_path, procs, filters=filters, env=env, upstream=upstream, extra=extra
+    )
     return port, log, sidecar
 
 

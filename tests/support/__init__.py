@@ -182,3 +182,27 @@ def running(*procs: Proc) -> Iterator[None]:
     finally:
         for p in procs:
             p.stop(signal.SIGKILL)
+
+
+def start_mesh(
+    tmp: Path,
+    procs: list[Proc],
+    *,
+    filters: str = "[]",
+    env: dict[str, str] | None = None,
+    upstream: int | None = None,
+    extra: str = "",
+) -> tuple[int, Proc]:
+    """An echo upstream (unless ``upstream`` is given) behind one sidecar listener.
+
+    Returns the listener's port and the sidecar; both processes go into ``procs``.
+    """
+    if upstream is None:
+        echo = start_echo(tmp)
+        procs.append(echo)
+        upstream = echo.port
+    port, admin = free_port(), free_port()
+    text = simple_config(upstream, port, admin, filters=filters) + extra
+    sidecar = start_sidecar(write_config(tmp, text), admin, env=env)
+    procs.append(sidecar)
+    return port, sidecar
