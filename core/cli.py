@@ -1,4 +1,11 @@
-"""The ``plait`` command line."""
+"""The ``plait`` command line.
+
+Sub-commands that live outside the core (``control-plane``, ``apply``, ``get``,
+``delete``, ``check``, ``demo``) are found through the entry-point group
+``plait.commands``: each entry point is a function ``register(subparsers)``
+that adds its parsers and sets ``func`` (``args -> exit code``) on them. The
+core names none of them, as it names no filter.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 __all__ = ["main"]
 
@@ -39,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo-static", help="two demo services behind sidecars, static config")
     d.add_argument("--requests", type=int, default=20)
     d.add_argument("--keep-running", action="store_true")
+    for ep in entry_points(group="plait.commands"):
+        ep.load()(sub)
     return p
 
 
@@ -49,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if (func := getattr(args, "func", None)) is not None:
+        return int(func(args))
     if args.cmd == "sidecar":
         if args.workers > 1:
             return _supervise(args)

@@ -4,7 +4,7 @@
   plait.plugins       depends on plait.sdk only
   plait.core          depends on plait.sdk and plait.plugins; never names a filter
   plait.filters       depends on plait.sdk and plait.plugins (registration) only
-  plait.controlplane  reaches core only through its config model
+  plait.controlplane  reaches core only through its config model and the xDS wire contract
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ ALLOWED = {
     "plait.plugins": {"plait.sdk", "plait.plugins"},
     "plait.core": {"plait.sdk", "plait.plugins", "plait.core"},
     "plait.filters": {"plait.sdk", "plait.plugins", "plait.filters"},
-    "plait.controlplane": {"plait.sdk", "plait.controlplane", "plait.core.config"},
+    "plait.controlplane": {"plait.sdk", "plait.plugins", "plait.controlplane", "plait.core.config",
+                           "plait.core.xds"},
 }
 
 
