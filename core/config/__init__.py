@@ -7,7 +7,15 @@ the admin ``/config_dump``.
 """
 
 from ._dump import dump_config
-from ._load import Resources, load_config, load_documents
+from ._load import (
+    KINDS,
+    ParsedDocument,
+    Resources,
+    load_config,
+    load_documents,
+    parse_text,
+    resources_of,
+)
 from ._model import (
     AdminConfig,
     Cluster,
@@ -26,9 +34,11 @@ from ._model import (
     Timeouts,
     WeightedBackend,
 )
-from ._translate import WEIGHTED_SPLIT, translate
+from ._translate import WEIGHTED_SPLIT, split_entry, translate
+from ._workload import WorkloadPort, WorkloadRes
 
 __all__ = [
+    "KINDS",
     "WEIGHTED_SPLIT",
     "AdminConfig",
     "Cluster",
@@ -39,6 +49,7 @@ __all__ = [
     "ListenerConfig",
     "MatchType",
     "MeshConfig",
+    "ParsedDocument",
     "PathMatch",
     "Protocol",
     "Resources",
@@ -47,8 +58,13 @@ __all__ = [
     "RouteTable",
     "Timeouts",
     "WeightedBackend",
+    "WorkloadPort",
+    "WorkloadRes",
     "dump_config",
     "load_config",
     "load_documents",
+    "parse_text",
+    "resources_of",
+    "split_entry",
     "translate",
 ]

@@ -39,9 +39,18 @@ from ._resources import (
     parse_service,
     parse_sidecar,
 )
+from ._workload import WorkloadRes, parse_workload
 from ._yaml import load_yaml_documents
 
-__all__ = ["Resources", "load_config", "load_documents"]
+__all__ = [
+    "KINDS",
+    "ParsedDocument",
+    "Resources",
+    "load_config",
+    "load_documents",
+    "parse_text",
+    "resources_of",
+]
 
 _PLAIT = ("plait.dev/v1alpha1",)
 _GATEWAY = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
@@ -50,7 +59,9 @@ _KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
     "HTTPRoute": (_GATEWAY, parse_httproute),
     "Filter": (_PLAIT, parse_filter),
     "Sidecar": (_PLAIT, parse_sidecar),
+    "Workload": (_PLAIT, parse_workload),
 }
+KINDS = tuple(_KINDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +72,7 @@ class Resources:
     routes: tuple[HTTPRouteRes, ...] = ()
     filters: tuple[FilterRes, ...] = ()
     sidecars: tuple[SidecarRes, ...] = ()
+    workloads: tuple[WorkloadRes, ...] = ()
     sources: tuple[str, ...] = ()
     digest: str = ""
     """sha256 of the normalized documents (key order and formatting do not count)."""
@@ -91,22 +103,52 @@ def load_config(
 def load_documents(paths: Sequence[str | Path]) -> Resources:
     """Read and parse every document; checks each on its own, not cross-references."""
     files = _expand(paths)
-    by_kind: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
-    normalized: list[object] = []
+    parsed: list[ParsedDocument] = []
     for file in files:
-        for doc, line in load_yaml_documents(_read(file), file):
-            if doc is None:
-                continue
-            meta, resource = _parse_document(doc, Loc(file, line), order=len(normalized))
-            by_kind[meta.kind].append(resource)
-            normalized.append(doc)
-    blob = json.dumps(normalized, sort_keys=True, default=str, separators=(",", ":"))
+        parsed += parse_text(_read(file), file, order=len(parsed))
+    return resources_of(parsed, files)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedDocument:
+    """One YAML document, checked on its own: its metadata, typed resource and plain form."""
+
+    meta: Meta
+    resource: Any
+    document: Mapping[str, Any]
+    """The document as plain JSON-compatible data (what the control plane stores)."""
+
+
+def parse_text(text: str, source: str, *, order: int = 0) -> list[ParsedDocument]:
+    """Parse every document of one YAML text; ``source`` names it in errors (a file name).
+
+    ``order`` is the creation order of the first document (Gateway API's "oldest wins").
+    """
+    out: list[ParsedDocument] = []
+    for doc, line in load_yaml_documents(text, source):
+        if doc is None:
+            continue
+        meta, resource = _parse_document(doc, Loc(source, line), order=order + len(out))
+        plain = json.loads(json.dumps(doc, default=str))
+        out.append(ParsedDocument(meta=meta, resource=resource, document=plain))
+    return out
+
+
+def resources_of(parsed: Sequence[ParsedDocument], sources: Sequence[str]) -> Resources:
+    """Group parsed documents by kind, in the order given (their creation order)."""
+    by_kind: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    for p in parsed:
+        by_kind[p.meta.kind].append(p.resource)
+    blob = json.dumps(
+        [p.document for p in parsed], sort_keys=True, default=str, separators=(",", ":")
+    )
     return Resources(
         services=tuple(by_kind["Service"]),
         routes=tuple(by_kind["HTTPRoute"]),
         filters=tuple(by_kind["Filter"]),
         sidecars=tuple(by_kind["Sidecar"]),
-        sources=tuple(files),
+        workloads=tuple(by_kind["Workload"]),
+        sources=tuple(sources),
         digest=hashlib.sha256(blob.encode()).hexdigest(),
     )
 

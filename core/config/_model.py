@@ -118,6 +118,13 @@ class FilterEntry:
     config: Any
     """Whatever ``spec.parse_config`` returned (``None`` for config-less filters)."""
     fail_strategy: FailStrategy = FailStrategy.FAIL_CLOSED
+    type: str = ""
+    """The registry type as written (what xDS carries; the receiver looks it up again)."""
+    raw_config: Any = None
+    """The config as written, JSON-compatible (what xDS carries; re-parsed by the receiver)."""
+    known: bool = True
+    """False when the translator ran with ``unknown_filters=True`` (the control plane) and
+    no registry entry exists here: the entry only carries ``type`` and ``raw_config``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,7 @@ filter, built through the registry like any other filter, to pick the backend.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -39,8 +40,9 @@ from ._model import (
 )
 from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, SidecarRes
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
+from ._workload import WorkloadRes, workload_endpoints
 
-__all__ = ["WEIGHTED_SPLIT", "translate"]
+__all__ = ["WEIGHTED_SPLIT", "split_entry", "translate"]
 
 WEIGHTED_SPLIT = "weighted-split"
 """The registry type the translator appends to every rule to choose the backend."""
@@ -49,10 +51,44 @@ R = TypeVar("R")
 
 
 def translate(
-    res: Resources, filter_types: Mapping[str, FilterSpec[Any]], *, sidecar: str | None = None
+    res: Resources,
+    filter_types: Mapping[str, FilterSpec[Any]],
+    *,
+    sidecar: str | None = None,
+    unknown_filters: bool = False,
 ) -> MeshConfig:
-    """Build the frozen config; raises :class:`ConfigError` for any invalid reference."""
-    return _Translator(res, filter_types).build(sidecar)
+    """Build the frozen config; raises :class:`ConfigError` for any invalid reference.
+
+    ``unknown_filters=True`` (the control plane, whose registry need not hold every
+    sidecar's plugins) accepts filter types this registry does not know: their entries
+    carry the type and raw config only (``FilterEntry.known`` is false) and the sidecars
+    decide; known types are still checked here.
+    """
+    return _Translator(res, filter_types, unknown_filters).build(sidecar)
+
+
+def _opaque_make(config: object) -> object:
+    raise ConfigError("filter type not installed here (a placeholder from the control plane)")
+
+
+def split_entry(
+    filter_types: Mapping[str, FilterSpec[Any]], backends: tuple[WeightedBackend, ...], loc: Loc
+) -> FilterEntry:
+    """The ``weighted-split`` entry that sends a rule's traffic to ``backends``."""
+    spec = filter_types.get(WEIGHTED_SPLIT)
+    if spec is None:
+        raise loc.error(
+            f"filter type {WEIGHTED_SPLIT!r} is not registered (are plait's built-in "
+            "filters installed? the 'builtin' entry point of group plait.filters)"
+        )
+    raw = {"backends": [{"cluster": b.cluster, "weight": b.weight} for b in backends]}
+    return FilterEntry(
+        name=WEIGHTED_SPLIT,
+        spec=spec,
+        config=parse_filter_config(spec, raw, loc),
+        type=WEIGHTED_SPLIT,
+        raw_config=raw,
+    )
 
 
 def _index(items: Iterable[R], meta_of: Any) -> dict[tuple[str, str], R]:
@@ -70,17 +106,25 @@ def _index(items: Iterable[R], meta_of: Any) -> dict[tuple[str, str], R]:
 
 
 class _Translator:
-    def __init__(self, res: Resources, filter_types: Mapping[str, FilterSpec[Any]]) -> None:
+    def __init__(
+        self, res: Resources, filter_types: Mapping[str, FilterSpec[Any]], unknown: bool = False
+    ) -> None:
         self.res = res
         self.filter_types = filter_types
+        self.unknown_filters = unknown
         self.services = _index(res.services, lambda s: s.meta)
         _index(res.routes, lambda r: r.meta)
         self.sidecars = _index(res.sidecars, lambda s: s.meta)
         self.filter_res = _index(res.filters, lambda f: f.meta)
         self.filters = {key: self.entry(f.use, key[0]) for key, f in self.filter_res.items()}
+        workloads = list(res.workloads)
+        for w in workloads:
+            self.check_workload(w)
         self.clusters: dict[str, Cluster] = {
             cluster_name(s, p): Cluster(
-                name=cluster_name(s, p), protocol=p.protocol, endpoints=s.endpoints
+                name=cluster_name(s, p),
+                protocol=p.protocol,
+                endpoints=(*s.endpoints, *workload_endpoints(s, p.port, workloads)),
             )
             for s in res.services
             for p in s.ports
@@ -106,8 +150,20 @@ class _Translator:
                 )
             return found
         assert use.type is not None
+        raw = json.loads(json.dumps(use.config, default=str))
         spec = self.filter_types.get(use.type)
         if spec is None:
+            if self.unknown_filters:
+                opaque: FilterSpec[Any] = FilterSpec(name=use.type, make=_opaque_make)
+                return FilterEntry(
+                    name=use.name or use.type,
+                    spec=opaque,
+                    config=None,
+                    fail_strategy=use.fail_strategy,
+                    type=use.type,
+                    raw_config=raw,
+                    known=False,
+                )
             known = ", ".join(sorted(self.filter_types)) or "none"
             raise use.loc.error(f"unknown filter type {use.type!r} (known: {known})")
         config = parse_filter_config(spec, use.config, use.config_loc or use.loc)
@@ -116,20 +172,24 @@ class _Translator:
             spec=spec,
             config=config,
             fail_strategy=use.fail_strategy,
+            type=use.type,
+            raw_config=raw,
         )
 
     def split_entry(self, backends: tuple[WeightedBackend, ...], loc: Loc) -> FilterEntry:
-        """The ``weighted-split`` entry that sends a rule's traffic to ``backends``."""
-        spec = self.filter_types.get(WEIGHTED_SPLIT)
-        if spec is None:
-            raise loc.error(
-                f"filter type {WEIGHTED_SPLIT!r} is not registered (are plait's built-in "
-                "filters installed? the 'builtin' entry point of group plait.filters)"
-            )
-        raw = {"backends": [{"cluster": b.cluster, "weight": b.weight} for b in backends]}
-        return FilterEntry(
-            name=WEIGHTED_SPLIT, spec=spec, config=parse_filter_config(spec, raw, loc)
-        )
+        return split_entry(self.filter_types, backends, loc)
+
+    def check_workload(self, w: WorkloadRes) -> None:
+        svc = self.service(w.service, w.meta.namespace, w.meta.loc.key("spec").key("service"))
+        for p in w.ports:
+            if not any(sp.port == p.port for sp in svc.ports):
+                raise (
+                    w.meta.loc.key("spec")
+                    .key("ports")
+                    .error(
+                        f"Service {svc.meta.name} has no port {p.port} (ports: {ports_text(svc)})"
+                    )
+                )
 
     # -- the whole config -------------------------------------------------------------------
 
