@@ -1,36 +1,48 @@
-"""Content versions: a version is a short hash of what is sent, never a counter.
+"""Content versions and encoding: a version is a short hash of what is sent, never a counter.
 
 Hashing the deterministic serialization means the same config always gets the same version,
 so a control-plane restart (or a second replica) with the same config hands a reconnecting
 client the version it already runs, and a recomputation that changed nothing is recognised as
 such and pushes nothing.
 
-* :func:`resource_version` versions one resource (Delta's per-resource ``version``).
+* A resource's version (Delta's per-resource ``version``) hashes its serialization.
 * :func:`set_version` versions a set of named resources (SotW's ``version_info``; Delta's
   ``system_version_info``): a hash over the sorted ``(name, resource version)`` pairs, so it
   depends neither on the order the source returned them in nor on dict iteration order.
+
+:class:`Encoder` serializes each resource once, however many streams send it: with a fan-out
+to a thousand sidecars the same ``ClusterLoadAssignment`` object reaches every stream, and
+serializing it per stream would dominate the push. The cache is keyed by object identity and
+keeps a reference to the object (so the id cannot be reused while cached); that is sound
+because a source hands out resources it never mutates afterwards (the :class:`XdsSource`
+contract). It is bounded (least recently used entries go first).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
 from ._source import Message
 
 _DIGEST_BYTES = 8  # 16 hex characters: collisions are not a concern at a mesh's config sizes
+_ANY_PREFIX = "type.googleapis.com/"
 
 
-def resource_version(resource: Message) -> str:
-    """A short hex hash of the resource's deterministic serialization."""
-    data: bytes = resource.SerializeToString(deterministic=True)
-    return hashlib.blake2b(data, digest_size=_DIGEST_BYTES).hexdigest()
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One resource ready to send: its content version and its ``Any`` wrapper."""
+
+    version: str
+    packed: Message  # google.protobuf.Any
 
 
 def set_version(versions: Mapping[str, str]) -> str:
-    """A short hex hash of a set of ``name → resource version``; ``""`` hashes too."""
+    """A short hex hash of a set of ``name → resource version``; the empty set hashes too."""
     h = hashlib.blake2b(digest_size=_DIGEST_BYTES)
     for name in sorted(versions):
         h.update(name.encode())
@@ -40,8 +52,29 @@ def set_version(versions: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
-def pack(resource: Message) -> Message:
-    """Wrap a resource in a ``google.protobuf.Any`` (type URL ``type.googleapis.com/...``)."""
-    wrapped = any_pb2.Any()
-    wrapped.Pack(resource)
-    return wrapped
+class Encoder:
+    """Serializes, hashes and wraps resources, once per resource object (see module doc)."""
+
+    def __init__(self, max_entries: int = 16384) -> None:
+        self._max = max_entries
+        self._cache: OrderedDict[int, tuple[Message, Encoded]] = OrderedDict()
+
+    def encode(self, resource: Message) -> Encoded:
+        """The resource's version and ``Any``; cached by identity."""
+        key = id(resource)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is resource:
+            self._cache.move_to_end(key)
+            return hit[1]
+        data: bytes = resource.SerializeToString(deterministic=True)
+        version = hashlib.blake2b(data, digest_size=_DIGEST_BYTES).hexdigest()
+        packed = any_pb2.Any(type_url=_ANY_PREFIX + resource.DESCRIPTOR.full_name, value=data)
+        encoded = Encoded(version, packed)
+        self._cache[key] = (resource, encoded)
+        if len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return encoded
+
+    def encode_all(self, resources: Mapping[str, Message]) -> dict[str, Encoded]:
+        """:meth:`encode` for each resource, keyed by name."""
+        return {name: self.encode(r) for name, r in resources.items()}

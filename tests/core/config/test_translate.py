@@ -376,6 +376,8 @@ def test_public_api() -> None:
             "HeaderMatch", "ListenerConfig", "MatchType", "MeshConfig", "PathMatch", "Protocol",
             "Resources", "RouteMatch", "RouteRule", "RouteTable", "Timeouts", "WeightedBackend",
             "dump_config", "load_config", "load_documents", "translate",
+            "KINDS", "ParsedDocument", "WorkloadPort", "WorkloadRes", "parse_text",
+            "resources_of", "split_entry",
         ]
     )  # fmt: skip
     assert all(hasattr(config, name) for name in config.__all__)
