@@ -1,1 +1,37 @@
-"""The xDS v3 server: ADS over gRPC, State of the World and Delta."""
+"""The xDS v3 server: ADS over gRPC, State of the World and Delta.
+
+:class:`AdsServer` serves what an :class:`XdsSource` computes for each node and reports every
+stream's life and ACKs/NACKs to an :class:`XdsObserver`. :class:`MemorySource` is a
+node-agnostic source for tests, benchmarks and static setups.
+
+Layout: ``_source`` (the interface to the rest of the control plane), ``_content`` (content
+hash versions, encoding once per resource), ``_machine`` / ``_sotw`` / ``_delta`` (sans-I/O
+per-stream protocol state), ``_stream`` (one stream's tasks), ``_server`` (gRPC server and the
+debounced fan-out). The type URLs live in :mod:`plait.core.xds._types`, shared with the
+sidecar's client.
+"""
+
+from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, WILDCARD_TYPES
+
+from ._memory import MemorySource
+from ._server import DEFAULT_OPTIONS, AdsServer
+from ._source import Flavor, Message, NodeInfo, NullObserver, StreamInfo, XdsObserver, XdsSource
+
+__all__ = [
+    "CLUSTER",
+    "DEFAULT_OPTIONS",
+    "ENDPOINT",
+    "LISTENER",
+    "ORDER",
+    "ROUTE",
+    "WILDCARD_TYPES",
+    "AdsServer",
+    "Flavor",
+    "MemorySource",
+    "Message",
+    "NodeInfo",
+    "NullObserver",
+    "StreamInfo",
+    "XdsObserver",
+    "XdsSource",
+]

@@ -90,7 +90,11 @@ class SotwMachine:
         else:
             acked = state.version
         changed = state.subscribe(type_url, requested)
-        return Outcome(type_url=type_url, acked=acked, nacked=nacked, respond=changed)
+        # A changed subscription is always answered, even when the content hash is the same (a
+        # newly named resource that does not exist): the client learns it was heard.
+        return Outcome(
+            type_url=type_url, acked=acked, nacked=nacked, respond=changed, force=changed
+        )
 
     def response(self, type_url: str, fetch: Fetch, *, force: bool) -> Message | None:
         state = self._types[type_url]

@@ -1,0 +1,160 @@
+"""The ADS gRPC server: ``StreamAggregatedResources`` (SotW) and ``DeltaAggregatedResources``.
+
+Theory of operation. :meth:`AdsServer.serve` runs inside the caller's anyio task group
+(``await tg.start(server.serve, host, port)`` returns the bound port) and owns two things:
+
+* the grpc.aio server, whose per-RPC handler tasks belong to grpc (each runs a
+  ``_stream.StreamHandler``, see there for the life of a stream); and
+* the one fan-out task. It waits for the source's revision to move, then **debounces**: it
+  sleeps ``debounce`` seconds so that a burst of changes (an ``apply`` of many resources, a
+  rollout moving many endpoints) becomes one push, takes the source's revision at the end of
+  the window and publishes it to every stream (``_stream.Changes``). The window is fixed, not
+  extended by each change, so a steady trickle of changes cannot postpone pushes forever: a
+  change reaches the streams within ``debounce`` plus the recomputation.
+
+One shared fan-out rather than one source watcher per stream: the debounce timer and the
+source wait exist once, not once per sidecar, and all streams recompute the same revision.
+
+Cancelling ``serve`` (its task group, or the process shutting down) stops the grpc server with
+a short grace: in-flight streams are cancelled, so every stream's observer hears
+``disconnected``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import grpc
+from anyio.abc import TaskStatus
+from envoy.service.discovery.v3 import ads_pb2_grpc  # type: ignore[import-untyped]
+
+from ._content import Encoder
+from ._delta import DeltaMachine
+from ._machine import Machine
+from ._sotw import SotwMachine
+from ._source import Flavor, NullObserver, XdsObserver, XdsSource
+from ._stream import Changes, StreamHandler
+
+logger = logging.getLogger("plait.controlplane.xds")
+
+_MIB = 1024 * 1024
+DEFAULT_OPTIONS: Sequence[tuple[str, int]] = (
+    # Responses carry a node's whole scoped config; requests are small.
+    ("grpc.max_send_message_length", 64 * _MIB),
+    ("grpc.max_receive_message_length", 4 * _MIB),
+    # Server pings find dead sidecars (their streams then end and the registry hears of it)
+    # behind NATs and load balancers that drop idle flows silently.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Accept client keepalive pings down to every 10 s (Envoy's and gRPC's defaults are
+    # longer) instead of answering them with GOAWAY "too_many_pings".
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: AdsServer) -> None:
+        self._server = server
+
+    async def StreamAggregatedResources(self, request_iterator: Any, context: Any) -> None:
+        await self._server._run_stream("sotw", context)
+
+    async def DeltaAggregatedResources(self, request_iterator: Any, context: Any) -> None:
+        await self._server._run_stream("delta", context)
+
+
+class AdsServer:
+    """An xDS v3 Aggregated Discovery Service serving an :class:`XdsSource`.
+
+    Args:
+        source: What each node sees.
+        observer: Told about connections, ACKs and NACKs (default: nobody).
+        debounce: Seconds to collect further changes after one before pushing.
+        credentials: TLS credentials for the port (``grpc.ssl_server_credentials``); plain
+            text if ``None``.
+        options: grpc channel options (default :data:`DEFAULT_OPTIONS`).
+        stop_grace: Seconds in-flight streams get when the server stops.
+    """
+
+    def __init__(
+        self,
+        source: XdsSource,
+        observer: XdsObserver | None = None,
+        *,
+        debounce: float = 0.1,
+        credentials: grpc.ServerCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = DEFAULT_OPTIONS,
+        stop_grace: float = 1.0,
+    ) -> None:
+        self._source = source
+        self._observer: XdsObserver = observer if observer is not None else NullObserver()
+        self._debounce = debounce
+        self._credentials = credentials
+        self._options = list(options)
+        self._stop_grace = stop_grace
+        self._encoder = Encoder()
+        self._stream_ids = itertools.count(1)
+        self._changes: Changes | None = None
+
+    async def serve(
+        self,
+        host: str = "0.0.0.0",
+        port: int = 15012,
+        *,
+        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (0: any free port) and serve until cancelled.
+
+        ``task_status.started`` reports the bound port. Raises ``RuntimeError`` if the port
+        cannot be bound.
+        """
+        self._changes = Changes(self._source.revision)
+        server = grpc.aio.server(options=self._options)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        address = f"{host}:{port}"
+        if self._credentials is None:
+            bound: int = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, self._credentials)
+        await server.start()
+        logger.info("xds: ADS server listening on %s:%d", host, bound)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._fan_out, self._changes)
+                task_status.started(bound)
+                await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await server.stop(self._stop_grace)
+            logger.info("xds: ADS server on %s:%d stopped", host, bound)
+
+    async def _fan_out(self, changes: Changes) -> None:
+        revision = changes.revision
+        while True:
+            await self._source.wait_for(revision)
+            await anyio.sleep(self._debounce)
+            revision = self._source.revision
+            logger.debug("xds: publishing revision %d", revision)
+            changes.publish(revision)
+
+    async def _run_stream(self, flavor: Flavor, context: Any) -> None:
+        assert self._changes is not None, "serve() starts the gRPC server"
+        machine: Machine = (
+            SotwMachine(self._encoder) if flavor == "sotw" else DeltaMachine(self._encoder)
+        )
+        handler = StreamHandler(
+            stream_id=next(self._stream_ids),
+            flavor=flavor,
+            machine=machine,
+            context=context,
+            source=self._source,
+            observer=self._observer,
+            changes=self._changes,
+        )
+        await handler.run()
