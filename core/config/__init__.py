@@ -13,6 +13,7 @@ from ._load import (
     Resources,
     load_config,
     load_documents,
+    parse_stored,
     parse_text,
     resources_of,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "dump_config",
     "load_config",
     "load_documents",
+    "parse_stored",
     "parse_text",
     "resources_of",
     "split_entry",

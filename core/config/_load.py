@@ -48,6 +48,7 @@ __all__ = [
     "Resources",
     "load_config",
     "load_documents",
+    "parse_stored",
     "parse_text",
     "resources_of",
 ]
@@ -132,6 +133,12 @@ def parse_text(text: str, source: str, *, order: int = 0) -> list[ParsedDocument
         plain = json.loads(json.dumps(doc, default=str))
         out.append(ParsedDocument(meta=meta, resource=resource, document=plain))
     return out
+
+
+def parse_stored(document: Mapping[str, Any], source: str, *, order: int) -> ParsedDocument:
+    """Parse one already-loaded document (e.g. from the control plane's store)."""
+    meta, resource = _parse_document(document, Loc(source, 0), order=order)
+    return ParsedDocument(meta=meta, resource=resource, document=document)
 
 
 def resources_of(parsed: Sequence[ParsedDocument], sources: Sequence[str]) -> Resources:

@@ -56,15 +56,17 @@ def translate(
     *,
     sidecar: str | None = None,
     unknown_filters: bool = False,
+    listeners: bool = True,
 ) -> MeshConfig:
     """Build the frozen config; raises :class:`ConfigError` for any invalid reference.
 
     ``unknown_filters=True`` (the control plane, whose registry need not hold every
     sidecar's plugins) accepts filter types this registry does not know: their entries
     carry the type and raw config only (``FilterEntry.known`` is false) and the sidecars
-    decide; known types are still checked here.
+    decide; known types are still checked here. ``listeners=False`` builds the mesh-wide
+    part only (clusters and route tables; no Sidecar is selected).
     """
-    return _Translator(res, filter_types, unknown_filters).build(sidecar)
+    return _Translator(res, filter_types, unknown_filters).build(sidecar, listeners=listeners)
 
 
 def _opaque_make(config: object) -> object:
@@ -193,17 +195,17 @@ class _Translator:
 
     # -- the whole config -------------------------------------------------------------------
 
-    def build(self, sidecar_name: str | None) -> MeshConfig:
-        sidecar = self.select_sidecar(sidecar_name)
+    def build(self, sidecar_name: str | None, *, listeners: bool = True) -> MeshConfig:
+        sidecar = self.select_sidecar(sidecar_name) if listeners else None
         tables = RouteTables(self, sidecar.meta.namespace if sidecar else None)
         for route in self.res.routes:
             tables.add(route)
         routes = tables.build()
-        listeners = self.listeners(sidecar, routes) if sidecar else []
+        built = self.listeners(sidecar, routes) if sidecar else []
         key = f"{sidecar.meta.namespace}/{sidecar.meta.name}" if sidecar else ""
         return MeshConfig(
             version=hashlib.sha256(f"{self.res.digest}|{key}".encode()).hexdigest()[:12],
-            listeners=tuple(listeners),
+            listeners=tuple(built),
             clusters=dict(self.clusters),
             routes=routes,
             sources=self.res.sources,

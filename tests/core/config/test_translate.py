@@ -376,7 +376,7 @@ def test_public_api() -> None:
             "HeaderMatch", "ListenerConfig", "MatchType", "MeshConfig", "PathMatch", "Protocol",
             "Resources", "RouteMatch", "RouteRule", "RouteTable", "Timeouts", "WeightedBackend",
             "dump_config", "load_config", "load_documents", "translate",
-            "KINDS", "ParsedDocument", "WorkloadPort", "WorkloadRes", "parse_text",
+            "KINDS", "ParsedDocument", "parse_stored", "WorkloadPort", "WorkloadRes", "parse_text",
             "resources_of", "split_entry",
         ]
     )  # fmt: skip
