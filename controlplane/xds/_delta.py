@@ -15,7 +15,8 @@ Theory of operation (Envoy's "xDS REST and gRPC protocol", section "Incremental 
 * A newly subscribed name that does not exist is answered with that name in
   ``removed_resources`` ("does not exist"), so the client stops waiting for it.
 * Unsubscribing forgets the resource without a ``removed_resources`` entry (the client already
-  dropped it). If the wildcard still covers it, the next response sends it again.
+  dropped it). If the wildcard still covers it, the next response sends it again. Leaving the
+  wildcard likewise forgets every resource that is not also subscribed by name.
 * ACK/NACK as in SotW, by ``response_nonce`` (the latest sent for the type) and
   ``error_detail``; the version reported is the response's ``system_version_info`` (the hash
   of the full set). Unlike SotW, a stale nonce voids only the ACK/NACK part: each Delta
@@ -52,8 +53,10 @@ class _TypeState:
         new = False
         if "*" in subscribe and not self.wildcard:
             self.wildcard = new = True
-        if "*" in unsubscribe:
+        if "*" in unsubscribe and self.wildcard:
+            # The client drops what it had through the wildcard only (not named ones).
             self.wildcard = False
+            self.known = {n: v for n, v in self.known.items() if n in self.names}
         added = subscribe - {"*"} - self.names
         self.names |= added
         self.asked |= added
