@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 __all__ = ["main"]
 
@@ -25,8 +26,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("sidecar", help="run a sidecar proxy")
-    s.add_argument("--config", "-c", action="append", required=True, help="YAML file or dir")
+    s.add_argument("--config", "-c", action="append", help="YAML file or dir (static mode)")
     s.add_argument("--sidecar", help="which Sidecar resource is this one (if several)")
+    x = s.add_argument_group("control-plane mode (config over xDS instead of --config)")
+    x.add_argument("--control-plane", metavar="HOST:PORT", help="the control plane's xDS address")
+    x.add_argument("--node-id", help="this sidecar's xDS node id (default SIDECAR-HOST-PID)")
+    x.add_argument(
+        "--state-dir", help="where the last good config is kept (default $PLAIT_DATA_DIR/sidecar)"
+    )
+    x.add_argument("--service", help="register a Workload of this Service (its instance)")
+    x.add_argument("--address", default="127.0.0.1", help="the Workload's address")
+    x.add_argument("--service-account", default="default", help="the Workload's identity")
+    x.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="Workload label"
+    )
     s.add_argument(
         "--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)"
     )
@@ -62,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (func := getattr(args, "func", None)) is not None:
         return int(func(args))
     if args.cmd == "sidecar":
+        if bool(args.config) == bool(args.control_plane):
+            print("plait sidecar: give either --config or --control-plane", file=sys.stderr)
+            return 2
+        if args.control_plane and args.workers > 1:
+            print("plait sidecar: --workers > 1 is static mode only for now", file=sys.stderr)
+            return 2
         if args.workers > 1:
             return _supervise(args)
         return _run_sidecar(args)
@@ -97,6 +116,7 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         worker_index=args.worker_index,
         watch=not args.no_watch,
         plugins=args.plugin,
+        xds=_xds_options(args) if args.control_plane else None,
     )
     try:
         anyio.run(run_sidecar, opts, backend_options={"use_uvloop": _has_uvloop()})
@@ -109,6 +129,30 @@ def _run_sidecar(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _xds_options(args: argparse.Namespace) -> Any:
+    import socket
+    from pathlib import Path
+
+    from .xds._mode import XdsOptions
+
+    sidecar = args.sidecar or "default"
+    node_id = args.node_id or f"{sidecar.split('.')[0]}-{socket.gethostname()}-{os.getpid()}"
+    base = os.environ.get("PLAIT_DATA_DIR") or str(Path.home() / ".plait")
+    state_dir = Path(args.state_dir or Path(base) / "sidecar")
+    workload = None
+    if args.service:
+        labels = dict(item.partition("=")[::2] for item in args.label)
+        workload = {"service": args.service, "address": args.address,
+                    "serviceAccount": args.service_account, "labels": labels}  # fmt: skip
+    return XdsOptions(
+        target=args.control_plane,
+        node_id=node_id,
+        sidecar=sidecar,
+        state_file=state_dir / f"{node_id}.xds.json",
+        workload=workload,
+    )
 
 
 def _has_uvloop() -> bool:

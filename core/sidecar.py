@@ -6,7 +6,8 @@ Task tree::
     ├── Listener.serve            one per listener; each owns its connections' tasks
     ├── serve_admin               /ready /metrics /config_dump /quitquitquit
     ├── _signals                  SIGTERM/SIGINT → drain; SIGHUP → reload
-    └── _watch_files              config file changed → reload
+    ├── _watch_files              config file changed → reload (static mode)
+    └── XdsMode.run               ADS stream to the control plane (control-plane mode)
 
 Reload: the config is loaded and validated completely, then compiled into a
 new snapshot and swapped in (:meth:`Runtime.apply`); listeners are added or
@@ -27,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -36,9 +37,12 @@ from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
 
 from .admin import SidecarAdmin, serve_http
-from .config._model import MeshConfig
+from .config._model import AdminConfig, MeshConfig
 from .runtime import Runtime
 from .server._listener import Listener
+
+if TYPE_CHECKING:  # imported only in control-plane mode: grpc costs ~10 MB of RSS
+    from .xds._mode import XdsMode, XdsOptions
 
 __all__ = ["SidecarOptions", "load_plugins", "run_sidecar"]
 
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class SidecarOptions:
-    config: Sequence[str]
+    config: Sequence[str] = ()
     sidecar: str | None = None
     reuse_port: bool = False
     admin: bool = True
@@ -57,6 +61,8 @@ class SidecarOptions:
     worker_index: int = 0
     watch: bool = True
     plugins: Sequence[str] = field(default_factory=tuple)
+    xds: XdsOptions | None = None
+    """Control-plane mode: config over xDS instead of ``config`` files."""
 
 
 def load_plugins(names: Sequence[str]) -> FilterTypes:
@@ -74,13 +80,24 @@ def _load(opts: SidecarOptions, types: FilterTypes) -> MeshConfig:
 
 
 class Sidecar:
-    def __init__(self, opts: SidecarOptions, types: FilterTypes, config: MeshConfig) -> None:
+    def __init__(
+        self,
+        opts: SidecarOptions,
+        types: FilterTypes,
+        config: MeshConfig,
+        xds: XdsMode | None = None,
+        *,
+        configured: bool = True,
+    ) -> None:
         self.opts = opts
         self.types = types
         self.runtime = Runtime(config)
         self.listeners: dict[str, Listener] = {}
         self.quit = anyio.Event()
         self.ready = False
+        self.configured = configured
+        """False in control-plane mode until the first config arrived (``/ready`` says 503)."""
+        self.xds = xds
         self.tg: TaskGroup
 
     async def run(self) -> None:
@@ -93,7 +110,9 @@ class Sidecar:
                     admin = type(admin)(bind=admin.bind, port=self.opts.admin_port)
                 await tg.start(self._admin, admin)
             tg.start_soon(self._signals)
-            if self.opts.watch:
+            if self.xds is not None:
+                tg.start_soon(self.xds.run, self.install)
+            elif self.opts.watch:
                 tg.start_soon(self._watch_files)
             _tune_gc()
             self.ready = True
@@ -104,7 +123,10 @@ class Sidecar:
 
     async def _admin(self, admin: Any, *, task_status: anyio.abc.TaskStatus[int]) -> None:
         handler = SidecarAdmin(
-            self.runtime, dump=self.config_dump, on_quit=self.quit.set, is_ready=lambda: self.ready
+            self.runtime,
+            dump=self.config_dump,
+            on_quit=self.quit.set,
+            is_ready=lambda: self.ready and self.configured,
         )
         if self.opts.admin_socket:
             await serve_http(handler, unix_path=self.opts.admin_socket, task_status=task_status)
@@ -129,20 +151,29 @@ class Sidecar:
 
     async def reload(self) -> bool:
         """Load, validate and swap the config files; keep the old snapshot on any error."""
+        if self.xds is not None:
+            log.info("control-plane mode: config comes over xDS, not from files")
+            return True
         try:
             config = _load(self.opts, self.types)
         except ConfigError as exc:
             self.runtime.reject(str(exc))
             return False
-        if config.version == self.runtime.snapshot.version:
-            return True
+        return await self.install(config) is None
+
+    async def install(self, config: MeshConfig) -> str | None:
+        """Swap ``config`` in and bind its listeners; the reason it was refused, or ``None``."""
+        if config.version == self.runtime.snapshot.version and self.configured:
+            return None
         try:
             self.runtime.apply(config)
             await self._sync_listeners(config)
         except (OSError, ConfigError) as exc:
-            self.runtime.reject(f"{type(exc).__name__}: {exc}")
-            return False
-        return True
+            reason = f"{type(exc).__name__}: {exc}"
+            self.runtime.reject(reason)
+            return reason
+        self.configured = True
+        return None
 
     async def drain(self) -> None:
         rt = self.runtime
@@ -201,6 +232,7 @@ class Sidecar:
             "worker": self.opts.worker_index,
             "pid": os.getpid(),
             "uptime_s": time.time() - snap.loaded_at,
+            **({"xds": self.xds.dump()} if self.xds is not None else {}),
         }
 
 
@@ -221,5 +253,13 @@ def _tune_gc() -> None:
 async def run_sidecar(opts: SidecarOptions) -> None:
     """Run until drained. Raises :class:`ConfigError` if the initial config is invalid."""
     types = load_plugins(opts.plugins)
-    config = _load(opts, types)
-    await Sidecar(opts, types, config).run()
+    if opts.xds is None:
+        await Sidecar(opts, types, _load(opts, types)).run()
+        return
+    from .xds._mode import XdsMode
+
+    admin = AdminConfig(port=opts.admin_port if opts.admin_port is not None else 15000)
+    mode = XdsMode(opts.xds, types, admin)
+    saved = mode.initial()
+    config = saved or MeshConfig(version="", listeners=(), clusters={}, routes={}, admin=admin)
+    await Sidecar(opts, types, config, mode, configured=saved is not None).run()

@@ -1,0 +1,43 @@
+"""The control plane's xDS side as one service: translator source, registry and ADS server.
+
+``xds_service(ctx, task_status)`` (a :data:`~plait.controlplane.server.ControlPlaneService`)
+starts, in its own task group: the :class:`MeshSource` following the store, the
+:class:`Registry` (workload registration, ACK/NACK bookkeeping, grace-period
+removal) and the :class:`AdsServer` on ``xds_bind:xds_port``. It registers the
+registry with the resource API before reporting started, so ``plait get
+workloads`` and ``plait check`` see connection state from the first request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._mesh import MeshSource
+from ._registry import Registry
+from .server import ControlPlaneContext
+from .xds import AdsServer
+
+__all__ = ["xds_service"]
+
+log = logging.getLogger("plait.controlplane")
+
+
+async def xds_service(
+    ctx: ControlPlaneContext, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    opts = ctx.options
+    source = MeshSource(ctx.store, ctx.filter_types)
+    registry = Registry(ctx.store, grace=float(ctx.extras.get("workload_grace", 30.0)))
+    server = AdsServer(source, registry, debounce=float(ctx.extras.get("debounce", 0.1)))
+    async with anyio.create_task_group() as tg:
+        await tg.start(source.run)
+        tg.start_soon(registry.run)
+        port = await tg.start(server.serve, opts.xds_bind, opts.xds_port)
+        ctx.api.registry = registry
+        ctx.extras.update(source=source, registry=registry, xds_port=port)
+        log.info("plait control plane: xDS (ADS) on %s:%d", opts.xds_bind, port)
+        task_status.started(port)

@@ -1,0 +1,251 @@
+"""The sidecar's ADS client: xDS v3 State of the World over one gRPC stream.
+
+Theory of operation: the client opens ``StreamAggregatedResources`` to the
+control plane, announces its :class:`Node` (id, and plait's metadata: the
+Sidecar resource it runs and the Workload it registers), and subscribes to
+every Cluster and Listener (wildcard). Each response replaces the client's
+view of one type; the client then tries to build a complete config from the
+four types (:func:`decode_mesh`):
+
+* the view is **incomplete** (a listener names a route configuration, or a
+  cluster names endpoints, not received yet): the response is ACKed (it is
+  valid), the client subscribes to the missing names and waits;
+* the config is **invalid** (unknown filter type, bad config, a port that
+  cannot be bound when applied): the response is NACKed with the reason, and
+  the client's view of that type stays what it was — the sidecar keeps
+  serving its last good snapshot;
+* the config is **complete and valid**: it is applied (an atomic snapshot
+  swap) and persisted (:mod:`._state`), then ACKed.
+
+After every accepted response the client re-derives the route and endpoint
+names it needs and re-subscribes when they changed (names no longer needed
+are dropped from the subscription, which is how the control plane learns it
+may stop serving them: make-before-break).
+
+Connection loss never touches the running snapshot (static stability): the
+client reconnects with exponential backoff and full jitter (0.25 s doubling
+to 30 s; reset once a stream has delivered a config) and re-subscribes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import grpc
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from plait.sdk import ConfigError
+
+from ._types import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE
+
+__all__ = ["Applier", "XdsClient", "XdsStatus", "combined_version", "make_node"]
+
+log = logging.getLogger("plait.xds")
+
+Resources = dict[str, dict[str, Message]]
+Applier = Callable[[Resources, Mapping[str, str]], Awaitable[str | None]]
+"""``apply(resources, versions)``: decode and swap in; returns a NACK reason or ``None``.
+Raises :class:`Incomplete` (from the decoder) when the view lacks referenced resources."""
+
+_MESSAGES: dict[str, type[Message]] = {
+    LISTENER: listener_pb2.Listener,
+    ROUTE: route_pb2.RouteConfiguration,
+    CLUSTER: cluster_pb2.Cluster,
+    ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+}
+_INVALID_ARGUMENT = 3
+
+
+def resource_name(type_url: str, msg: Message) -> str:
+    if type_url == ENDPOINT:
+        return str(msg.cluster_name)  # type: ignore[attr-defined]
+    return str(msg.name)  # type: ignore[attr-defined]
+
+
+def make_node(node_id: str, metadata: Mapping[str, Any]) -> base_pb2.Node:
+    """The :class:`Node` a plait sidecar announces; ``metadata`` goes under the ``plait`` key."""
+    meta = struct_pb2.Struct()
+    json_format.ParseDict({"plait": dict(metadata)}, meta)
+    return base_pb2.Node(
+        id=node_id, cluster="plait", metadata=meta, user_agent_name="plait-sidecar"
+    )
+
+
+@dataclass
+class _TypeState:
+    version: str = ""
+    nonce: str = ""
+    names: frozenset[str] = frozenset()
+    """What we asked for (empty for the wildcard types)."""
+
+
+@dataclass
+class XdsStatus:
+    """What ``/config_dump`` shows about the control-plane connection."""
+
+    target: str
+    connected: bool = False
+    connected_at: float | None = None
+    last_error: str | None = None
+    last_nack: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    reconnects: int = 0
+
+
+class XdsClient:
+    def __init__(
+        self,
+        target: str,
+        node: base_pb2.Node,
+        apply: Applier,
+        *,
+        incomplete: type[Exception],
+        needed: Callable[[Resources], Mapping[str, set[str]]],
+        initial: Resources | None = None,
+    ) -> None:
+        self.target = target
+        self.node = node
+        self.apply = apply
+        self.incomplete = incomplete
+        self.needed = needed
+        self.view: Resources = {t: dict((initial or {}).get(t, {})) for t in ORDER}
+        self.status = XdsStatus(target)
+        self._states: dict[str, _TypeState] = {}
+
+    async def run(self) -> None:
+        """Stay subscribed until cancelled; never raises for control-plane trouble."""
+        delay = 0.25
+        while True:
+            delivered = False
+            try:
+                delivered = await self._stream()
+            except grpc.aio.AioRpcError as exc:
+                self.status.last_error = f"{exc.code().name}: {exc.details()}"
+            except (OSError, grpc.RpcError) as exc:
+                self.status.last_error = f"{type(exc).__name__}: {exc}"
+            self.status.connected = False
+            self.status.reconnects += 1
+            delay = 0.25 if delivered else min(delay * 2, 30.0)
+            pause = random.uniform(0, delay)  # full jitter
+            log.warning(
+                "control plane %s: %s; reconnecting in %.2fs",
+                self.target,
+                self.status.last_error or "stream ended",
+                pause,
+            )
+            await anyio.sleep(pause)
+
+    async def _stream(self) -> bool:
+        delivered = False
+        options = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
+        async with grpc.aio.insecure_channel(self.target, options=options) as channel:
+            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+            self._states = {}
+            first = True
+            for type_url in (CLUSTER, LISTENER):
+                await call.write(self._request(type_url, node=first))
+                first = False
+            await self._resubscribe(call)
+            async for response in call:
+                if not self.status.connected:
+                    self.status.connected = True
+                    self.status.connected_at = time.time()
+                    self.status.last_error = None
+                if await self._on_response(call, response):
+                    delivered = True
+        return delivered
+
+    def _request(
+        self, type_url: str, *, node: bool = False, error: str | None = None
+    ) -> discovery_pb2.DiscoveryRequest:
+        st = self._states.setdefault(type_url, _TypeState())
+        req = discovery_pb2.DiscoveryRequest(
+            type_url=type_url,
+            version_info=st.version,
+            response_nonce=st.nonce,
+            resource_names=sorted(st.names),
+        )
+        if node:
+            req.node.CopyFrom(self.node)
+        if error is not None:
+            req.error_detail.CopyFrom(status_pb2.Status(code=_INVALID_ARGUMENT, message=error))
+        return req
+
+    async def _on_response(self, call: Any, response: discovery_pb2.DiscoveryResponse) -> bool:
+        """Handle one response; True when it made a new config active."""
+        type_url = response.type_url
+        st = self._states.setdefault(type_url, _TypeState())
+        st.nonce = response.nonce
+        cls = _MESSAGES.get(type_url)
+        if cls is None:
+            await call.write(self._request(type_url, error=f"unsupported type {type_url}"))
+            return False
+        try:
+            received = {}
+            for any_msg in response.resources:
+                msg = cls()
+                if not any_msg.Unpack(msg):
+                    raise ConfigError(f"resource of type {any_msg.type_url}, expected {type_url}")
+                received[resource_name(type_url, msg)] = msg
+        except ConfigError as exc:
+            return await self._nack(call, type_url, response.version_info, str(exc))
+        candidate = dict(self.view)
+        candidate[type_url] = received
+        versions = {**self.status.versions, type_url: response.version_info}
+        activated = False
+        try:
+            reason = await self.apply(candidate, versions)
+        except ConfigError as exc:
+            reason = str(exc)
+        except self.incomplete as exc:
+            log.debug("waiting for more resources: %s", exc)
+            reason = None
+        else:
+            activated = reason is None
+        if reason is not None:
+            return await self._nack(call, type_url, response.version_info, reason)
+        self.view = candidate
+        st.version = response.version_info
+        self.status.versions = versions
+        await call.write(self._request(type_url))
+        await self._resubscribe(call)
+        return activated
+
+    async def _nack(self, call: Any, type_url: str, version: str, reason: str) -> bool:
+        self.status.last_nack = f"{_short(type_url)} {version}: {reason}"
+        log.error("NACK %s version %s: %s", _short(type_url), version, reason)
+        await call.write(self._request(type_url, error=reason))
+        return False
+
+    async def _resubscribe(self, call: Any) -> None:
+        needed = self.needed(self.view)
+        for type_url in (ENDPOINT, ROUTE):
+            names = frozenset(needed.get(type_url, set()))
+            st = self._states.setdefault(type_url, _TypeState())
+            if names != st.names:  # a new stream starts with no names: re-subscribes
+                st.names = names
+                await call.write(self._request(type_url))
+
+
+def _short(type_url: str) -> str:
+    return type_url.rsplit(".", 1)[-1]
+
+
+def combined_version(versions: Mapping[str, str]) -> str:
+    blob = "|".join(versions.get(t, "") for t in ORDER)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,117 @@
+"""Control-plane mode of a sidecar: its config comes over xDS instead of from files.
+
+``plait sidecar --control-plane HOST:PORT`` builds an :class:`XdsMode`. At
+start it offers the last good config saved on disk (:meth:`initial`), so a
+sidecar restarted while the control plane is down serves at once; then
+:meth:`run` keeps an ADS stream open. Every complete view of the four xDS
+types is decoded with the sidecar's own filter registry (the same frozen
+:class:`MeshConfig` static mode builds) and handed to ``install`` — the
+sidecar's atomic swap, which also binds new listeners. Whatever ``install``
+or the decoder refuses is NACKed with the reason, and the previous snapshot
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plait.sdk import ConfigError, FilterSpec
+
+from ..config._model import AdminConfig, MeshConfig
+from ._client import Resources, XdsClient, combined_version, make_node
+from ._decode import Incomplete, decode_mesh, referenced_names
+from ._state import load_state, save_state
+
+__all__ = ["XdsMode", "XdsOptions"]
+
+log = logging.getLogger("plait.xds")
+
+Install = Callable[[MeshConfig], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class XdsOptions:
+    target: str
+    """``HOST:PORT`` of the control plane's xDS server."""
+    node_id: str
+    sidecar: str
+    """The Sidecar resource this sidecar runs: ``NAME`` or ``NAME.NAMESPACE``."""
+    state_file: Path | None = None
+    workload: Mapping[str, Any] | None = None
+    """What the sidecar registers: service, serviceAccount, address, labels."""
+
+
+class XdsMode:
+    def __init__(
+        self, opts: XdsOptions, filter_types: Mapping[str, FilterSpec[Any]], admin: AdminConfig
+    ) -> None:
+        self.opts = opts
+        self.filter_types = filter_types
+        self.admin = admin
+        name, _, namespace = opts.sidecar.partition(".")
+        meta: dict[str, Any] = {"sidecar": name, "namespace": namespace or "default"}
+        if opts.workload:
+            meta["workload"] = dict(opts.workload)
+        self.client = XdsClient(
+            opts.target,
+            make_node(opts.node_id, meta),
+            self._apply,
+            incomplete=Incomplete,
+            needed=referenced_names,
+        )
+        self._install: Install | None = None
+
+    def decode(self, resources: Resources, versions: Mapping[str, str]) -> MeshConfig:
+        return decode_mesh(
+            resources, self.filter_types, version=combined_version(versions), admin=self.admin
+        )
+
+    def initial(self) -> MeshConfig | None:
+        """The config saved after the last successful apply, if any and still valid here."""
+        if self.opts.state_file is None:
+            return None
+        try:
+            saved = load_state(self.opts.state_file)
+            if saved is None:
+                return None
+            resources, versions = saved
+            config = self.decode(resources, versions)
+        except (ValueError, ConfigError, Incomplete) as exc:
+            log.error("ignoring the saved config: %s", exc)
+            return None
+        self.client.view = {t: dict(resources.get(t, {})) for t in self.client.view}
+        self.client.status.versions = dict(versions)
+        log.info("serving the saved config %s until the control plane answers", config.version)
+        return config
+
+    async def run(self, install: Install) -> None:
+        self._install = install
+        await self.client.run()
+
+    async def _apply(self, resources: Resources, versions: Mapping[str, str]) -> str | None:
+        config = self.decode(resources, versions)  # Incomplete / ConfigError → client
+        assert self._install is not None
+        reason = await self._install(config)
+        if reason is None and self.opts.state_file is not None:
+            try:
+                save_state(self.opts.state_file, resources, versions)
+            except OSError as exc:
+                log.error("cannot save the config to %s: %s", self.opts.state_file, exc)
+        return reason
+
+    def dump(self) -> dict[str, Any]:
+        st = self.client.status
+        return {
+            "control_plane": st.target,
+            "node_id": self.opts.node_id,
+            "connected": st.connected,
+            "connected_at": st.connected_at,
+            "last_error": st.last_error,
+            "last_nack": st.last_nack,
+            "versions": dict(st.versions),
+            "reconnects": st.reconnects,
+        }
