@@ -1,18 +1,237 @@
 """The control plane's sub-commands of ``plait`` (entry-point group ``plait.commands``).
 
-``register(subparsers)`` adds ``control-plane``, ``apply``, ``get``, ``delete``,
-``check`` and ``demo``; each parser's ``func`` runs the command and returns the
-exit code.
+``register(subparsers)`` adds ``control-plane`` (run the control plane) and the
+operator commands that talk to its resource API: ``apply``, ``get``,
+``delete`` and ``check`` (reference: docs/control-plane.md). Each parser's
+``func`` runs the command and returns the exit code: 0 on success, 1 when the
+server refused or could not be reached (the message goes to stderr), 2 for
+usage errors.
+
+Every ``plait`` invocation runs ``register``, so this module imports nothing
+heavy at the top: the API client, YAML and anyio load inside the commands.
+
+Client settings: ``--server`` (else ``$PLAIT_SERVER``, else
+``http://127.0.0.1:15014``) and ``--token`` (else ``$PLAIT_TOKEN``, else the
+token file of ``--data-dir`` / ``$PLAIT_DATA_DIR`` / ``~/.plait``).
+Kinds are accepted in any case, singular or plural, with the short names
+``svc``, ``route``/``routes`` and ``wl``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["KIND_ALIASES", "normalize_kind", "register"]
+
+KIND_ALIASES = {
+    "service": "Service", "services": "Service", "svc": "Service",
+    "workload": "Workload", "workloads": "Workload", "wl": "Workload",
+    "httproute": "HTTPRoute", "httproutes": "HTTPRoute", "route": "HTTPRoute",
+    "routes": "HTTPRoute",
+    "filter": "Filter", "filters": "Filter",
+    "sidecar": "Sidecar", "sidecars": "Sidecar",
+}  # fmt: skip
+
+
+def normalize_kind(text: str) -> str | None:
+    """``HTTPRoute`` for ``httproutes``, ``Service`` for ``svc``; ``None`` if unknown."""
+    return KIND_ALIASES.get(text.lower())
 
 
 def register(sub: Any) -> None:
     """Add the control plane's sub-commands to ``plait``'s argument parser."""
-    _ = sub, argparse
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--server", default=os.environ.get("PLAIT_SERVER",
+                        "http://127.0.0.1:15014"), help="the control plane's API URL")  # fmt: skip
+    client.add_argument("--token", help="admin token (default: $PLAIT_TOKEN or the token file)")
+    client.add_argument("--data-dir", help="where the token file is ($PLAIT_DATA_DIR, ~/.plait)")
+
+    cp = sub.add_parser("control-plane", help="run the control plane (store, API, xDS)")
+    cp.add_argument("--data-dir", help="state directory (default $PLAIT_DATA_DIR or ~/.plait)")
+    cp.add_argument("--api-port", type=int, default=15014)
+    cp.add_argument("--xds-port", type=int, default=15012)
+    cp.add_argument("--bind", default="127.0.0.1", help="address of the API and xDS listeners")
+    cp.set_defaults(func=_control_plane)
+
+    a = sub.add_parser("apply", parents=[client], help="create or update resources from YAML")
+    a.add_argument("-f", "--filename", action="append", required=True, help="YAML file or dir")
+    a.set_defaults(func=_apply)
+
+    g = sub.add_parser("get", parents=[client], help="show resources")
+    g.add_argument("kind", help="service, workload, httproute, filter, sidecar (or plurals)")
+    g.add_argument("name", nargs="?")
+    g.add_argument("-n", "--namespace", help="default: all (with NAME: default)")
+    g.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
+    g.set_defaults(func=_get)
+
+    d = sub.add_parser("delete", parents=[client], help="delete resources")
+    d.add_argument("kind", nargs="?")
+    d.add_argument("name", nargs="?")
+    d.add_argument("-n", "--namespace", default="default")
+    d.add_argument("-f", "--filename", action="append", help="delete what these files define")
+    d.set_defaults(func=_delete)
+
+    c = sub.add_parser("check", parents=[client], help="validate the config and sidecar links")
+    c.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    c.set_defaults(func=_check)
+
+
+# -- control-plane ----------------------------------------------------------------------------
+
+
+def _control_plane(args: argparse.Namespace) -> int:
+    import anyio
+
+    from ._token import TokenError, data_dir
+    from .server import ControlPlaneOptions, run_control_plane
+
+    opts = ControlPlaneOptions(
+        data_dir=data_dir(args.data_dir),
+        api_bind=args.bind,
+        api_port=args.api_port,
+        xds_bind=args.bind,
+        xds_port=args.xds_port,
+    )
+    try:
+        anyio.run(run_control_plane, opts)
+    except TokenError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot start the control plane: {exc}")
+    return 0
+
+
+# -- client commands --------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from ._token import TokenError, data_dir, read_token
+    from .api import APIClient
+
+    token = args.token or os.environ.get("PLAIT_TOKEN")
+    if not token:
+        try:
+            token = read_token(data_dir(args.data_dir))
+        except TokenError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+    return APIClient(args.server, token)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from .api._tables import render_results
+
+    files = _read_files(args.filename)
+    if isinstance(files, int):
+        return files
+    return _call(lambda: _client(args).apply(files), lambda body: render_results(body["results"]))
+
+
+def _get(args: argparse.Namespace) -> int:
+    from .api._tables import render_documents, render_table
+
+    kind = normalize_kind(args.kind)
+    if kind is None:
+        return _fail(f"unknown kind {args.kind!r} (known: {', '.join(sorted(KIND_ALIASES))})", 2)
+    api = _client(args)
+    if args.name:
+        ns = args.namespace or "default"
+        call: Any = lambda: {"items": [api.get(kind, ns, args.name)]}  # noqa: E731
+    else:
+        call = lambda: api.list(kind, args.namespace)  # noqa: E731
+
+    def show(body: Any) -> str:
+        items = body["items"]
+        if not items and args.output == "table":
+            print("No resources found.", file=sys.stderr)
+            return ""
+        if args.output == "table":
+            return render_table(kind, items)
+        return render_documents(items, args.output)
+
+    return _call(call, show)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from .api._tables import render_results
+
+    api = _client(args)
+    if args.filename:
+        if args.kind:
+            return _fail("give either KIND NAME or -f FILE, not both", 2)
+        files = _read_files(args.filename)
+        if isinstance(files, int):
+            return files
+        call: Any = lambda: api.delete_documents(files)  # noqa: E731
+    else:
+        kind = normalize_kind(args.kind or "")
+        if kind is None or not args.name:
+            return _fail("usage: plait delete KIND NAME [-n NS]  |  plait delete -f FILE", 2)
+        call = lambda: api.delete(kind, args.namespace, args.name)  # noqa: E731
+    missing: list[Any] = []
+
+    def show(body: Any) -> str:
+        missing.extend(r for r in body["results"] if r["result"] == "not found")
+        return render_results(body["results"])
+
+    code = _call(call, show)
+    return code or (1 if missing else 0)
+
+
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from .api._tables import render_check
+
+    bad: list[bool] = []
+
+    def show(body: Any) -> str:
+        bad.append(not body.get("ok"))
+        return json.dumps(body, indent=2) + "\n" if args.output == "json" else render_check(body)
+
+    code = _call(lambda: _client(args).check(), show)
+    return code or (1 if any(bad) else 0)
+
+
+def _call(request: Any, show: Any) -> int:
+    """Run ``request``; print ``show(body)`` and the warnings, or the error. The exit code."""
+    from .api import APIError
+
+    try:
+        body = request()
+    except APIError as exc:
+        return _fail(exc.message)
+    sys.stdout.write(show(body))
+    for warning in body.get("warnings", []) if isinstance(body, dict) else []:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _read_files(paths: list[str]) -> list[tuple[str, str]] | int:
+    """``(name, text)`` of each file; a directory gives its ``*.yaml``/``*.yml`` in name order."""
+    out: list[tuple[str, str]] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(c for c in path.iterdir() if c.suffix in (".yaml", ".yml"))
+            if not found:
+                return _fail(f"{p}: directory has no .yaml or .yml files")
+        elif p == "-":
+            out.append(("<stdin>", sys.stdin.read()))
+            continue
+        else:
+            found = [path]
+        for f in found:
+            try:
+                out.append((str(f), f.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                return _fail(f"{f}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    return out
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,252 @@
+"""The resource API's endpoints: apply, list, get, delete, check (docs/control-plane.md).
+
+Theory of operation: :class:`ResourceAPI` is the application behind the HTTP
+server (``_http.py``). Every request but ``GET /healthz`` must carry the admin
+token (compared in constant time); then the path picks the endpoint.
+
+Writes (apply, delete) hold one lock from validation to the last store call:
+all documents are parsed and the resulting config is translated first
+(``controlplane/_validate.py``), and only if everything is valid is anything
+put or deleted, so a bad request stores nothing. Apply is idempotent: the
+store reports ``unchanged`` for an identical document and takes no revision.
+
+Kinds are matched case-insensitively (``httproute`` is ``HTTPRoute``).
+Workloads read through the API carry a ``status`` from the registry, when one
+runs (``_registry_view.py``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+
+from plait.controlplane import _validate as v
+from plait.controlplane.store import Key, Store, StoredResource
+from plait.core.config import KINDS, ParsedDocument, parse_text
+from plait.sdk import ConfigError, FilterSpec
+
+from ._http import HttpError, Request, Response
+from ._registry_view import RegistryView
+
+__all__ = ["ResourceAPI"]
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "/api/v1/"
+
+
+class ResourceAPI:
+    """The application: ``await api(request) -> Response`` (raises :class:`HttpError`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        filter_types: Mapping[str, FilterSpec[Any]],
+        token: str,
+        registry: RegistryView | None = None,
+    ) -> None:
+        self.store = store
+        self.filter_types = filter_types
+        self.registry = registry
+        """Settable after start (the registry may be created later)."""
+        self._token = token.encode()
+        self._write = anyio.Lock()
+
+    async def __call__(self, req: Request) -> Response:
+        if req.path == "/healthz":
+            _allow(req, "GET")
+            return Response(status=200, body={"ok": True, "revision": self.store.revision})
+        self._authorize(req)
+        parts = req.path.removeprefix(_PREFIX).split("/") if req.path.startswith(_PREFIX) else []
+        if parts in (["apply"], ["delete"]):
+            _allow(req, "POST")
+            return await (self.apply(req) if parts == ["apply"] else self.delete_documents(req))
+        if parts == ["resources"]:
+            _allow(req, "GET")
+            return await self.list(req)
+        if len(parts) == 4 and parts[0] == "resources" and all(parts):
+            _allow(req, "GET", "DELETE")
+            key = Key(_kind(parts[1]), parts[2], parts[3])
+            return await (self.get(key) if req.method == "GET" else self.delete(key))
+        if parts == ["check"]:
+            _allow(req, "GET")
+            return await self.check()
+        raise HttpError(404, f"no such endpoint: {req.path} (see docs/control-plane.md)")
+
+    def _authorize(self, req: Request) -> None:
+        header = req.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        challenge = [("www-authenticate", 'Bearer realm="plait"')]
+        if not header:
+            raise HttpError(401, "missing admin token (Authorization: Bearer <token>)",
+                            headers=challenge)  # fmt: skip
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                                 self._token):  # fmt: skip
+            raise HttpError(401, "wrong admin token", headers=challenge)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def apply(self, req: Request) -> Response:
+        source = req.query.get("source") or "request"
+        docs = await _parse_body(req, source)
+        async with self._write:
+            plan = await self._plan(puts=docs)
+            results = []
+            for doc in plan.puts:
+                _, result = await self.store.put(v.key_of(doc), doc.document)
+                results.append(_result(v.key_of(doc), result.value))
+        log.info("apply %s: %s", source, ", ".join(f"{r['kind']}/{r['name']} {r['result']}"
+                                                   for r in results))  # fmt: skip
+        return self._written(results, plan.warnings)
+
+    async def delete_documents(self, req: Request) -> Response:
+        docs = await _parse_body(req, req.query.get("source") or "request")
+        return await self._delete([v.key_of(d) for d in docs])
+
+    async def delete(self, key: Key) -> Response:
+        if await self.store.get(key) is None:
+            raise HttpError(404, f"{key.kind} {key.namespace}/{key.name} not found")
+        return await self._delete([key])
+
+    async def _delete(self, keys: Sequence[Key]) -> Response:
+        async with self._write:
+            plan = await self._plan(deletes=keys, refused=409)
+            for key in plan.deletes:
+                await self.store.delete(key)
+        results = [_result(k, "deleted" if k in plan.deletes else "not found") for k in keys]
+        return self._written(results, plan.warnings)
+
+    async def _plan(
+        self,
+        *,
+        puts: Sequence[ParsedDocument] = (),
+        deletes: Sequence[Key] = (),
+        refused: int = 400,
+    ) -> v.Plan:
+        try:
+            return v.plan(await self.store.list(), self.filter_types, puts=puts, deletes=deletes)
+        except ConfigError as exc:
+            if deletes:
+                what = ", ".join(f"{k.kind}/{k.namespace}/{k.name}" for k in deletes)
+                raise HttpError(refused, f"cannot delete {what}: the rest would be invalid: "
+                                f"{exc}", [_detail(exc)]) from None  # fmt: skip
+            raise _invalid(exc) from None
+
+    def _written(self, results: list[dict[str, str]], warnings: Sequence[str]) -> Response:
+        body = {"results": results, "warnings": list(warnings), "revision": self.store.revision}
+        return Response(status=200, body=body)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def list(self, req: Request) -> Response:
+        kind = req.query.get("kind")
+        found = await self.store.list(
+            kind=_kind(kind) if kind else None, namespace=req.query.get("namespace") or None
+        )
+        return Response(status=200, body={"items": [self._shown(r) for r in found],
+                                          "revision": self.store.revision})  # fmt: skip
+
+    async def get(self, key: Key) -> Response:
+        found = await self.store.get(key)
+        if found is None:
+            raise HttpError(404, f"{key.kind} {key.namespace}/{key.name} not found")
+        return Response(status=200, body=self._shown(found))
+
+    def _shown(self, r: StoredResource) -> dict[str, Any]:
+        doc = dict(r.document)
+        if r.key.kind == "Workload" and self.registry is not None:
+            status = self.registry.status(r.key.namespace, r.key.name)
+            if status is not None:
+                doc["status"] = dict(status)
+        return doc
+
+    async def check(self) -> Response:
+        stored = await self.store.list()
+        problems: list[str] = []
+        warnings: list[str] = []
+        try:
+            docs = v.reparse_all(stored)
+            v.validate(docs, self.filter_types)
+            warnings += v.unknown_filter_warnings(docs, self.filter_types)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        sidecars = [dict(s) for s in self.registry.check()] if self.registry else []
+        problems += [f"{s.get('workload', '?')}: {s['problem']}" for s in sidecars
+                     if s.get("problem")]  # fmt: skip
+        if self.registry is None:
+            warnings.append("no service registry runs: sidecar connectivity is not known")
+        body = {"ok": not problems, "problems": problems, "warnings": warnings,
+                "resources": len(stored), "revision": self.store.revision,
+                "sidecars": sidecars}  # fmt: skip
+        return Response(status=200, body=body)
+
+
+async def _parse_body(req: Request, source: str) -> list[ParsedDocument]:
+    """The documents of a request: YAML text named ``source``, or JSON ``{"files": [...]}``.
+
+    The JSON form (``content-type: application/json``) carries several files at once,
+    ``[{"source": NAME, "text": YAML}, ...]``, so a directory is applied as one change and
+    a route may refer to a Service in another file; errors still name the file.
+    """
+    raw = await req.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(
+            400, f"{source}: expected UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    files = _files(text) if req.headers.get("content-type", "").startswith(
+        "application/json") else [(source, text)]  # fmt: skip
+    docs: list[ParsedDocument] = []
+    try:
+        for name, body in files:
+            docs += parse_text(body, name, order=len(docs))
+    except ConfigError as exc:
+        raise _invalid(exc) from None
+    if not docs:
+        names = ", ".join(name for name, _ in files) or source
+        raise HttpError(400, f"{names}: no resources in the request")
+    return docs
+
+
+def _files(text: str) -> list[tuple[str, str]]:
+    expected = 'expected JSON {"files": [{"source": NAME, "text": YAML}, ...]}'
+    try:
+        body = json.loads(text)
+        files = [(str(f["source"]), f["text"]) for f in body["files"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HttpError(400, f"{expected} ({type(exc).__name__}: {exc})") from None
+    if not all(isinstance(t, str) for _, t in files):
+        raise HttpError(400, f"{expected} (a text is not a string)")
+    return files
+
+
+def _invalid(exc: ConfigError) -> HttpError:
+    return HttpError(400, str(exc), [_detail(exc)])
+
+
+def _detail(exc: ConfigError) -> dict[str, str]:
+    return {"source": exc.file, "field": exc.field, "message": exc.message}
+
+
+def _result(key: Key, result: str) -> dict[str, str]:
+    return {"kind": key.kind, "namespace": key.namespace, "name": key.name, "result": result}
+
+
+def _kind(text: str) -> str:
+    kind = v.canonical_kind(text)
+    if kind is None:
+        raise HttpError(400, f"unknown kind {text!r} (known: {', '.join(KINDS)})")
+    return kind
+
+
+def _allow(req: Request, *methods: str) -> None:
+    if req.method not in methods:
+        raise HttpError(405, f"method {req.method} not allowed on {req.path} "
+                        f"(allowed: {', '.join(methods)})",
+                        headers=[("allow", ", ".join(methods))])  # fmt: skip
