@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ def register(sub: Any) -> None:
     cp.add_argument("--api-port", type=int, default=15014)
     cp.add_argument("--xds-port", type=int, default=15012)
     cp.add_argument("--bind", default="127.0.0.1", help="address of the API and xDS listeners")
+    cp.add_argument("--workload-grace", type=float, default=30.0,
+                    help="seconds a gone sidecar's Workload stays (default 30)")  # fmt: skip
     cp.set_defaults(func=_control_plane)
 
     a = sub.add_parser("apply", parents=[client], help="create or update resources from YAML")
@@ -83,10 +86,19 @@ def register(sub: Any) -> None:
 # -- control-plane ----------------------------------------------------------------------------
 
 
+def _backend_options() -> dict[str, Any]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
 def _control_plane(args: argparse.Namespace) -> int:
     import anyio
 
     from ._token import TokenError, data_dir
+    from ._xds_service import xds_service
     from .server import ControlPlaneOptions, run_control_plane
 
     opts = ControlPlaneOptions(
@@ -97,7 +109,11 @@ def _control_plane(args: argparse.Namespace) -> int:
         xds_port=args.xds_port,
     )
     try:
-        anyio.run(run_control_plane, opts)
+        anyio.run(
+            partial(run_control_plane, opts, services=[xds_service],
+                    extras={"workload_grace": args.workload_grace}),
+            backend_options=_backend_options(),
+        )  # fmt: skip
     except TokenError as exc:
         return _fail(str(exc))
     except OSError as exc:

@@ -97,6 +97,7 @@ async def run_control_plane(
     registry: RegistryView | None = None,
     filter_types: Any = None,
     handle_signals: bool = True,
+    extras: dict[str, Any] | None = None,
     task_status: anyio.abc.TaskStatus[RunningControlPlane] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until SIGTERM/SIGINT or cancellation.
@@ -107,6 +108,7 @@ async def run_control_plane(
         registry: what Workload status and ``plait check`` read (may also be set by a service).
         filter_types: the filter registry; default ``plait.plugins.load_filter_types()``.
         handle_signals: stop on SIGTERM/SIGINT (only possible in the main thread).
+        extras: settings for the services (``ctx.extras``), e.g. ``workload_grace``.
 
     Raises:
         TokenError: the admin token file is unsafe (group/world readable).
@@ -124,7 +126,9 @@ async def run_control_plane(
     store = SqliteStore(db)
     try:
         api = ResourceAPI(store, types, token, registry)
-        ctx = ControlPlaneContext(options=opts, store=store, filter_types=types, api=api)
+        ctx = ControlPlaneContext(
+            options=opts, store=store, filter_types=types, api=api, extras=dict(extras or {})
+        )
         listener = await anyio.create_tcp_listener(
             local_host=opts.api_bind, local_port=opts.api_port
         )

@@ -5,18 +5,19 @@ implements this Protocol; the API only reads through it, so it works, with
 less to show, when no registry runs.
 
 ``status(namespace, name)`` returns the Kubernetes-style ``status`` of one
-Workload, or ``None`` when the registry knows nothing of it::
+Workload, or ``None`` when the registry knows nothing of it. The API passes it
+through as ``status``; the CLI reads these keys (others are shown by ``-o yaml``)::
 
-    {"connected": true, "ackedVersion": "3f2a…",
-     "lastNack": {"version": "9c1e…", "message": "…", "at": "2026-11-26T10:58:32Z"}}
+    {"connected": true,
+     "ackedVersion": "3f2a…",                 # or "ackedVersions": {TYPE: VERSION}
+     "lastNack": {"version": "9c1e…", "message": "…", "at": 1764154712.3}}  # or null
 
-(``lastNack`` is ``null`` when the sidecar never NACKed.)
+``check()`` returns one entry per known sidecar for ``plait check``. An entry
+fails the check when it has ``"ok": false`` or a non-empty ``problems`` list
+(or ``problem`` string); it is named by ``workload``, else ``node``::
 
-``check()`` returns one entry per known sidecar for ``plait check``; an entry
-with a non-empty ``problem`` makes the check fail::
-
-    {"workload": "default/web-7f9c", "connected": false, "ackedVersion": "3f2a…",
-     "problem": "disconnected for 40s"}
+    {"node": "web-1", "workload": "Workload/default/web-1", "connected": false,
+     "ok": false, "problems": ["disconnected"]}
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-__all__ = ["RegistryView"]
+__all__ = ["RegistryView", "acked_version", "sidecar_name", "sidecar_problems"]
 
 
 class RegistryView(Protocol):
@@ -33,3 +34,28 @@ class RegistryView(Protocol):
 
     def check(self) -> list[Mapping[str, Any]]:
         """One entry per known sidecar; entries with a ``problem`` fail ``plait check``."""
+
+
+def sidecar_name(entry: Mapping[str, Any]) -> str:
+    """How a ``check()`` entry is named: its workload, else its node id."""
+    return str(entry.get("workload") or entry.get("node") or "?")
+
+
+def sidecar_problems(entry: Mapping[str, Any]) -> list[str]:
+    """The problems of a ``check()`` entry (``problems``, ``problem``, or ``ok: false``)."""
+    found = [str(p) for p in entry.get("problems") or ()]
+    if entry.get("problem"):
+        found.append(str(entry["problem"]))
+    if not found and entry.get("ok") is False:
+        found.append("not ok")
+    return found
+
+
+def acked_version(status: Mapping[str, Any]) -> str:
+    """``ackedVersion``, or the distinct values of ``ackedVersions``, or ``-``."""
+    if status.get("ackedVersion"):
+        return str(status["ackedVersion"])
+    versions = status.get("ackedVersions")
+    if isinstance(versions, Mapping) and versions:
+        return ",".join(sorted({str(v) for v in versions.values()}))
+    return "-"

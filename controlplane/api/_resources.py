@@ -31,7 +31,7 @@ from plait.core.config import KINDS, ParsedDocument, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
 from ._http import HttpError, Request, Response
-from ._registry_view import RegistryView
+from ._registry_view import RegistryView, sidecar_name, sidecar_problems
 
 __all__ = ["ResourceAPI"]
 
@@ -176,8 +176,7 @@ class ResourceAPI:
         except ConfigError as exc:
             problems.append(str(exc))
         sidecars = [dict(s) for s in self.registry.check()] if self.registry else []
-        problems += [f"{s.get('workload', '?')}: {s['problem']}" for s in sidecars
-                     if s.get("problem")]  # fmt: skip
+        problems += [f"{sidecar_name(s)}: {p}" for s in sidecars for p in sidecar_problems(s)]
         if self.registry is None:
             warnings.append("no service registry runs: sidecar connectivity is not known")
         body = {"ok": not problems, "problems": problems, "warnings": warnings,

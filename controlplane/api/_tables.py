@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ._registry_view import acked_version, sidecar_name, sidecar_problems
+
 __all__ = ["render_check", "render_documents", "render_results", "render_table"]
 
 Row = Callable[[Mapping[str, Any]], list[str]]
@@ -58,7 +60,7 @@ def _workload(doc: Mapping[str, Any]) -> list[str]:
         str(s.get("service", "-")),
         str(s.get("address", "-")),
         "-" if connected is None else ("yes" if connected else "no"),
-        str(status.get("ackedVersion") or "-"),
+        acked_version(status) if status else "-",
         last if len(last) <= 60 else last[:57] + "...",
     ]
 
@@ -113,11 +115,11 @@ def render_check(body: Mapping[str, Any]) -> str:
     out += [f"warning: {w}" for w in body.get("warnings", [])]
     sidecars = body.get("sidecars") or []
     if sidecars:
-        rows = [["WORKLOAD", "CONNECTED", "ACKED", "PROBLEM"]]
+        rows = [["SIDECAR", "CONNECTED", "ACKED", "PROBLEMS"]]
         for s in sidecars:
             connected = "yes" if s.get("connected") else "no"
-            acked, problem = s.get("ackedVersion") or "-", s.get("problem") or "-"
-            rows.append([str(s.get("workload", "?")), connected, str(acked), str(problem)])
+            problems = "; ".join(sidecar_problems(s)) or "-"
+            rows.append([sidecar_name(s), connected, acked_version(s), problems])
         out.append(_align(rows).rstrip("\n"))
     else:
         out.append("sidecars: none known")
