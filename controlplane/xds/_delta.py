@@ -34,7 +34,7 @@ from envoy.service.discovery.v3 import discovery_pb2  # type: ignore[import-unty
 
 from plait.core.xds._types import ORDER, WILDCARD_TYPES
 
-from ._content import Encoder, set_version
+from ._content import Encoder
 from ._machine import Fetch, Nonces, Outcome
 from ._source import Message
 
@@ -107,7 +107,8 @@ class DeltaMachine:
 
     def response(self, type_url: str, fetch: Fetch, *, force: bool) -> Message | None:
         state = self._types[type_url]
-        encoded = self._encoder.encode_all(state.resources(type_url, fetch))
+        encoded_set = self._encoder.encode_set(state.resources(type_url, fetch))
+        encoded = encoded_set.items
         changed = [n for n in sorted(encoded) if state.known.get(n) != encoded[n].version]
         removed = sorted((state.known.keys() | state.asked) - encoded.keys())
         state.asked.clear()
@@ -117,7 +118,7 @@ class DeltaMachine:
             state.known.pop(name, None)
         for name in changed:
             state.known[name] = encoded[name].version
-        state.version = set_version({name: e.version for name, e in encoded.items()})
+        state.version = encoded_set.version
         state.nonce = self._nonces()
         return discovery_pb2.DeltaDiscoveryResponse(
             system_version_info=state.version,

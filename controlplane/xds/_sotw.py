@@ -33,7 +33,7 @@ from envoy.service.discovery.v3 import discovery_pb2  # type: ignore[import-unty
 
 from plait.core.xds._types import ORDER, WILDCARD_TYPES
 
-from ._content import Encoder, set_version
+from ._content import Encoder
 from ._machine import Fetch, Nonces, Outcome
 from ._source import Message
 
@@ -98,14 +98,13 @@ class SotwMachine:
 
     def response(self, type_url: str, fetch: Fetch, *, force: bool) -> Message | None:
         state = self._types[type_url]
-        encoded = self._encoder.encode_all(state.resources(type_url, fetch))
-        version = set_version({name: e.version for name, e in encoded.items()})
-        if version == state.version and not force:
+        encoded = self._encoder.encode_set(state.resources(type_url, fetch))
+        if encoded.version == state.version and not force:
             return None
-        state.version, state.nonce = version, self._nonces()
+        state.version, state.nonce = encoded.version, self._nonces()
         return discovery_pb2.DiscoveryResponse(
-            version_info=version,
-            resources=[encoded[name].packed for name in sorted(encoded)],
+            version_info=encoded.version,
+            resources=encoded.packed,
             type_url=type_url,
             nonce=state.nonce,
         )
