@@ -1,0 +1,164 @@
+"""``plait control-plane`` and the operator CLI as an operator runs them: real processes.
+
+One control plane serves the module (each test uses its own names); restart and
+start-up refusal tests run their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import PY, Proc, free_port
+from tests.support.controlplane import start_control_plane
+
+pytestmark = pytest.mark.e2e
+
+SERVICE = """\
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {name: %(name)s}
+spec:
+  ports: [{name: http, port: 8080}]
+"""
+ROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: %(name)s}
+spec:
+  parentRefs: [{kind: Service, name: %(name)s, port: 8080}]
+  rules:
+  - backendRefs: [{name: %(name)s, port: 8080, weight: %(weight)s}]
+"""
+
+
+def cli(cp: Proc | None, *args: str, env: dict[str, str] | None = None,
+        token: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``plait ARGS`` against ``cp`` (``token=False``: no token anywhere)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PLAIT_")}
+    if cp is not None:
+        assert cp.config is not None
+        base["PLAIT_SERVER"] = f"http://127.0.0.1:{cp.extra['api']}"
+        base["PLAIT_DATA_DIR"] = str(cp.config if token else cp.config / "elsewhere")
+    cmd = [PY, "-m", "plait.core.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                          env={**base, **(env or {})}, check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = start_control_plane(tmp_path_factory.mktemp("cp"))
+    yield proc
+    proc.stop()
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(text)
+    return directory / name
+
+
+def test_apply_get_delete_round_trip(cp: Proc, tmp_path: Path) -> None:
+    d = tmp_path / "mesh"  # the route's file comes first: a directory is applied as one change
+    write(d, "a-route.yaml", ROUTE % {"name": "shop", "weight": 1})
+    write(d, "b-service.yaml", SERVICE % {"name": "shop"})
+    r = cli(cp, "apply", "-f", str(d))
+    assert (r.returncode, r.stdout) == (0, "httproute/shop created\nservice/shop created\n")
+    assert cli(cp, "apply", "-f", str(d)).stdout == (
+        "httproute/shop unchanged\nservice/shop unchanged\n")  # fmt: skip
+    write(d, "a-route.yaml", ROUTE % {"name": "shop", "weight": 3})
+    assert cli(cp, "apply", "-f", str(d)).stdout.splitlines()[0] == "httproute/shop configured"
+
+    table = cli(cp, "get", "httproutes").stdout.splitlines()
+    assert table[0].split() == ["NAME", "NAMESPACE", "PARENTS", "RULES"]
+    assert ["shop", "default", "shop", "1"] in [line.split() for line in table]
+    doc = yaml.safe_load(cli(cp, "get", "route", "shop", "-o", "yaml").stdout)
+    assert doc["spec"]["rules"][0]["backendRefs"][0]["weight"] == 3
+    assert json.loads(cli(cp, "get", "SVC", "shop", "-o", "json").stdout)["kind"] == "Service"
+
+    r = cli(cp, "delete", "service", "shop")
+    assert r.returncode == 1 and "cannot delete Service/default/shop" in r.stderr
+    assert "HTTPRoute/shop" in r.stderr
+    r = cli(cp, "delete", "-f", str(d))
+    assert (r.returncode, r.stdout) == (0, "httproute/shop deleted\nservice/shop deleted\n")
+    r = cli(cp, "get", "svc", "shop")
+    assert r.returncode == 1 and "Service default/shop not found" in r.stderr
+
+
+def test_a_bad_file_is_refused_with_its_line_and_nothing_is_stored(
+    cp: Proc, tmp_path: Path
+) -> None:
+    f = write(tmp_path, "bad.yaml", SERVICE % {"name": "bad"} + "---\n"
+              + ROUTE % {"name": "bad", "weight": -3})  # fmt: skip
+    r = cli(cp, "apply", "-f", str(f))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"error: {f}:13: HTTPRoute/bad: spec.rules[0].backendRefs[0]."
+                               "weight: expected an integer")  # fmt: skip
+    assert "bad" not in cli(cp, "get", "services").stdout
+
+
+def test_unknown_filter_types_warn_on_stderr(cp: Proc, tmp_path: Path) -> None:
+    f = write(tmp_path, "f.yaml", "apiVersion: plait.dev/v1alpha1\nkind: Filter\n"
+              "metadata: {name: acme}\nspec: {python: {type: acme-stamp}}\n")  # fmt: skip
+    r = cli(cp, "apply", "-f", str(f))
+    assert (r.returncode, r.stdout) == (0, "filter/acme created\n")
+    assert "warning: filter type 'acme-stamp'" in r.stderr and "will NACK" in r.stderr
+    assert cli(cp, "get", "filters").stdout.splitlines()[1].split() == ["acme", "default",
+                                                                        "acme-stamp"]  # fmt: skip
+    assert cli(cp, "delete", "filter", "acme").stdout == "filter/acme deleted\n"
+
+
+def test_check_workloads_and_usage_errors(cp: Proc) -> None:
+    r = cli(cp, "check")
+    assert r.returncode == 0 and r.stdout.startswith("config: ok ("), r.stdout + r.stderr
+    r = cli(cp, "get", "workloads")
+    assert r.returncode == 0 and "No resources found." in r.stderr
+    assert cli(cp, "get", "gateways").returncode == 2
+    assert cli(cp, "delete", "service").returncode == 2
+
+
+def test_missing_token_and_unreachable_server_are_clear(cp: Proc, tmp_path: Path) -> None:
+    f = write(tmp_path, "s.yaml", SERVICE % {"name": "notoken"})
+    r = cli(cp, "apply", "-f", str(f), token=False)
+    assert r.returncode == 1 and "missing admin token" in r.stderr and "--token" in r.stderr
+    r = cli(cp, "get", "svc", token=False, env={"PLAIT_TOKEN": "wrong"})
+    assert r.returncode == 1 and "wrong admin token" in r.stderr
+    assert "notoken" not in cli(cp, "get", "svc").stdout
+    r = cli(None, "get", "svc", "--server", f"http://127.0.0.1:{free_port()}", "--token", "x")
+    assert r.returncode == 1 and "cannot reach the control plane" in r.stderr
+
+
+def test_token_and_resources_survive_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = start_control_plane(tmp_path, data_dir=data)
+    try:
+        token = (data / "admin-token").read_text()
+        assert oct((data / "admin-token").stat().st_mode & 0o777) == "0o600"
+        f = write(tmp_path, "s.yaml", SERVICE % {"name": "kept"})
+        assert cli(first, "apply", "-f", str(f)).returncode == 0
+    finally:
+        assert first.stop(signal.SIGTERM) == 0, first.logs()
+    second = start_control_plane(tmp_path, data_dir=data)
+    try:
+        assert (data / "admin-token").read_text() == token
+        assert cli(second, "apply", "-f", str(f)).stdout == "service/kept unchanged\n"
+    finally:
+        second.stop()
+
+
+def test_a_token_file_others_can_read_stops_the_start(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "admin-token").write_text("secret\n")
+    (data / "admin-token").chmod(0o640)
+    cmd = [PY, "-m", "plait.core.cli", "control-plane", "--data-dir", str(data),
+           "--api-port", str(free_port()), "--xds-port", str(free_port())]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 1 and "chmod 600" in r.stderr
