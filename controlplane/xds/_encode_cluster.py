@@ -107,8 +107,7 @@ def _lb_endpoint(ep: Endpoint, where: str) -> Message:
         ipaddress.ip_address(ep.address)
     except ValueError:
         raise ConfigError(
-            f"{where}: {ep.address!r} is not an IP address (EDS carries addresses, "
-            "not DNS names)"
+            f"{where}: {ep.address!r} is not an IP address (EDS carries addresses, not DNS names)"
         ) from None
     out = endpoint_components_pb2.LbEndpoint(
         endpoint=endpoint_components_pb2.Endpoint(

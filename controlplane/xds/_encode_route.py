@@ -1,8 +1,8 @@
 """``RouteTable`` → ``envoy.config.route.v3.RouteConfiguration`` (RDS).
 
 One RouteConfiguration per table, named by the table key, with one virtual host
-(``domains: ["*"]``: a plait table is per service port, not per host name). Each
-``RouteRule`` × each of its ``RouteMatch`` becomes Envoy Routes, in table order (the
+(``domains: ["*"]``: a plait table is per service port, not per host name). For
+each ``RouteRule`` and each of its ``RouteMatch``: Envoy Routes, in table order (the
 translator already sorted by Gateway API precedence, and Envoy/gRPC take the first hit too):
 
 * Path: ``Exact`` → ``path``; ``RegularExpression`` → ``safe_regex`` (RE2 on the wire; plait
@@ -35,7 +35,7 @@ from typing import Any
 from envoy.config.route.v3 import (  # type: ignore[import-untyped]
     route_components_pb2 as rc,
 )
-from envoy.config.route.v3 import route_pb2  # type: ignore[import-untyped]
+from envoy.config.route.v3 import route_pb2  # the package's stubs are reported above
 from envoy.type.matcher.v3 import regex_pb2, string_pb2  # type: ignore[import-untyped]
 
 from plait.core.config import (
@@ -100,9 +100,7 @@ def _routes(rule: RouteRule, i: int, j: int, m: RouteMatch, where: str) -> list[
         paths = [{"path": stem}, {"prefix": stem + "/"}] if stem else [{"prefix": "/"}]
     md = metadata(facts, where)
     action = _action(rule)
-    return [
-        rc.Route(name=rule.name, match=_match(m, p), metadata=md, **action) for p in paths
-    ]
+    return [rc.Route(name=rule.name, match=_match(m, p), metadata=md, **action) for p in paths]
 
 
 def _rule_filters(rule: RouteRule, where: str) -> list[dict[str, object]]:
@@ -146,8 +144,7 @@ def _match(m: RouteMatch, path: dict[str, Any]) -> Message:
         rc.HeaderMatcher(name=h.name, string_match=_string_match(h)) for h in m.headers
     )
     out.query_parameters.extend(
-        rc.QueryParameterMatcher(name=q.name, string_match=_string_match(q))
-        for q in m.query_params
+        rc.QueryParameterMatcher(name=q.name, string_match=_string_match(q)) for q in m.query_params
     )
     return out
 

@@ -93,7 +93,7 @@ def seconds(d: Any) -> float:
 
 
 def to_value(raw: object, where: str = "config") -> Any:
-    """A JSON-compatible value as a ``google.protobuf.Value``; raises ``ValueError`` if it is not."""
+    """A JSON-compatible value as a ``google.protobuf.Value``; ``ValueError`` if it is not."""
     v = struct_pb2.Value()
     if raw is None:
         v.null_value = struct_pb2.NULL_VALUE
