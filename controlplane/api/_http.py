@@ -90,6 +90,10 @@ class Request:
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
+        if self._conn.they_are_waiting_for_100_continue:  # RFC 9110 §10.1.1 (curl, > 1 MiB)
+            await self._stream.send(
+                self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+            )
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -133,6 +137,8 @@ async def serve_connection(stream: anyio.abc.ByteStream, app: App) -> None:
             conn.start_next_cycle()
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, h11.LocalProtocolError):
         pass
+    except Exception:  # one broken connection must not take the API down
+        log.exception("resource API: connection failed")
     finally:
         await stream.aclose()
 

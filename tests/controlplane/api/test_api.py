@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -241,3 +242,18 @@ def test_check_reports_config_and_sidecar_problems(server: Server, registry: Fak
                           "problems": ["disconnected"]})  # fmt: skip
     _, _, body = server.request("GET", "/api/v1/check")
     assert body["ok"] is False and body["problems"] == ["web-1: disconnected"]
+
+
+def test_a_client_expecting_100_continue_is_told_to_send(server: Server) -> None:
+    body = docs(SERVICE, route()).encode()
+    head = (f"POST /api/v1/apply?source=x.yaml HTTP/1.1\r\nhost: cp\r\n"
+            f"authorization: Bearer {server.token}\r\ncontent-length: {len(body)}\r\n"
+            "expect: 100-continue\r\n\r\n")  # fmt: skip
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        reply = b""
+        while b'"revision"' not in reply:
+            reply += sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200 ") and b'"created"' in reply
