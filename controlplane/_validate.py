@@ -35,7 +35,17 @@ from plait.controlplane.store import Key, StoredResource
 from plait.core.config import KINDS, ParsedDocument, parse_text, resources_of, translate
 from plait.sdk import ConfigError, FilterSpec
 
-__all__ = ["Plan", "canonical_kind", "key_of", "plan", "stored_source"]
+__all__ = [
+    "Plan",
+    "candidate_set",
+    "canonical_kind",
+    "key_of",
+    "plan",
+    "reparse_all",
+    "stored_source",
+    "unknown_filter_warnings",
+    "validate",
+]
 
 
 def canonical_kind(text: str) -> str | None:
@@ -78,23 +88,31 @@ def plan(
     """
     _check_duplicates(puts)
     current = {r.key: r for r in stored}
-    order = sorted(stored, key=lambda r: r.create_revision)
-    applied = {key_of(p): p for p in puts}
-    gone = set(deletes)
-    candidate: list[ParsedDocument] = []
-    for r in order:
-        if r.key in gone:
-            continue
-        replaced = applied.pop(r.key, None)
-        candidate.append(replaced if replaced is not None else _reparse(r))
-    candidate.extend(applied.values())
-    validate(candidate, filter_types)
+    validate(candidate_set(stored, puts, deletes), filter_types)
     return Plan(
         puts=tuple(puts),
         deletes=tuple(k for k in deletes if k in current),
         missing=tuple(k for k in deletes if k not in current),
         warnings=tuple(unknown_filter_warnings(puts, filter_types)),
     )
+
+
+def candidate_set(
+    stored: Sequence[StoredResource],
+    puts: Sequence[ParsedDocument] = (),
+    deletes: Sequence[Key] = (),
+) -> list[ParsedDocument]:
+    """The config a write would leave, in creation order (updates keep their place)."""
+    applied = {key_of(p): p for p in puts}
+    gone = set(deletes)
+    out: list[ParsedDocument] = []
+    for r in sorted(stored, key=lambda r: r.create_revision):
+        if r.key in gone:
+            continue
+        replaced = applied.pop(r.key, None)
+        out.append(replaced if replaced is not None else _reparse(r))
+    out.extend(applied.values())
+    return out
 
 
 def validate(docs: Sequence[ParsedDocument], filter_types: Mapping[str, FilterSpec[Any]]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from plait.controlplane._validate import key_of, plan
+from plait.controlplane._validate import candidate_set, key_of, plan
 from plait.controlplane.store import Key, StoredResource
 from plait.core.config import parse_text
 from plait.plugins import load_filter_types
@@ -74,3 +74,19 @@ def test_an_update_replaces_the_stored_document() -> None:
     changed["spec"]["rules"][0]["backendRefs"][0]["weight"] = 2
     p = plan(stored(SERVICE, route), TYPES, puts=parse_text(json.dumps(changed), "r.yaml"))
     assert p.puts[0].document["spec"]["rules"][0]["backendRefs"][0]["weight"] == 2
+
+
+def test_the_candidate_set_keeps_creation_order_and_updates_keep_their_place() -> None:
+    other = json.loads(json.dumps(SERVICE))
+    other["metadata"]["name"] = "api"
+    older, newer = stored(SERVICE, other)
+    changed = json.loads(json.dumps(SERVICE))
+    changed["spec"]["ports"][0]["port"] = 9090
+    new = json.loads(json.dumps(SERVICE))
+    new["metadata"]["name"] = "db"
+    puts = parse_text(json.dumps(new) + "\n---\n" + json.dumps(changed), "p.yaml")
+    docs = candidate_set([newer, older], puts)
+    assert [d.meta.name for d in docs] == ["web", "api", "db"]
+    assert (
+        docs[0].meta.loc.file == "p.yaml" and docs[1].meta.loc.file == "store:Service/default/api"
+    )
