@@ -22,10 +22,17 @@ fails the check when it has ``"ok": false`` or a non-empty ``problems`` list
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-__all__ = ["RegistryView", "acked_version", "sidecar_name", "sidecar_problems"]
+__all__ = [
+    "RegistryView",
+    "acked_version",
+    "sidecar_name",
+    "sidecar_problems",
+    "workload_status",
+]
 
 
 class RegistryView(Protocol):
@@ -59,3 +66,17 @@ def acked_version(status: Mapping[str, Any]) -> str:
     if isinstance(versions, Mapping) and versions:
         return ",".join(sorted({str(v) for v in versions.values()}))
     return "-"
+
+
+def workload_status(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``status`` the API shows: the registry's row with ``ackedVersion`` filled in
+    (from ``ackedVersions`` when the registry keeps one per type) and times as RFC 3339."""
+    status = dict(row)
+    if "ackedVersion" not in status:
+        acked = acked_version(status)
+        status["ackedVersion"] = None if acked == "-" else acked
+    nack = status.get("lastNack")
+    if isinstance(nack, Mapping) and isinstance(nack.get("at"), int | float):
+        at = datetime.datetime.fromtimestamp(nack["at"], datetime.UTC)
+        status["lastNack"] = {**nack, "at": at.isoformat(timespec="seconds").replace("+00:00", "Z")}
+    return status

@@ -31,7 +31,7 @@ from plait.core.config import KINDS, ParsedDocument, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
 from ._http import HttpError, Request, Response
-from ._registry_view import RegistryView, sidecar_name, sidecar_problems
+from ._registry_view import RegistryView, sidecar_name, sidecar_problems, workload_status
 
 __all__ = ["ResourceAPI"]
 
@@ -162,7 +162,7 @@ class ResourceAPI:
         if r.key.kind == "Workload" and self.registry is not None:
             status = self.registry.status(r.key.namespace, r.key.name)
             if status is not None:
-                doc["status"] = dict(status)
+                doc["status"] = workload_status(status)
         return doc
 
     async def check(self) -> Response:

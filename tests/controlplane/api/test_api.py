@@ -193,10 +193,16 @@ def test_several_files_in_one_request_refer_to_each_other_and_errors_name_the_fi
 
 def test_list_and_get_with_workload_status(server: Server, registry: FakeRegistry) -> None:
     server.apply(docs(SERVICE, route(), WORKLOAD))
-    registry.statuses[("default", "web-1")] = {"connected": True, "ackedVersion": "v1"}
+    nack = {"version": "v2", "message": "bad filter", "at": 0}
+    acked = {"Cluster": "v1"}
+    registry.statuses[("default", "web-1")] = {"connected": True, "ackedVersions": acked,
+                                               "lastNack": nack}  # fmt: skip
     _, _, listed = server.request("GET", "/api/v1/resources?kind=workload")
     assert [d["metadata"]["name"] for d in listed["items"]] == ["web-1"]
-    assert listed["items"][0]["status"] == {"connected": True, "ackedVersion": "v1"}
+    status = listed["items"][0]["status"]
+    assert (status["connected"], status["ackedVersion"]) == (True, "v1")
+    assert status["lastNack"] == {"version": "v2", "message": "bad filter",
+                                  "at": "1970-01-01T00:00:00Z"}  # fmt: skip
     _, _, every = server.request("GET", "/api/v1/resources?namespace=default")
     assert sorted(d["kind"] for d in every["items"]) == ["HTTPRoute", "Service", "Workload"]
     status, _, doc = server.request("GET", "/api/v1/resources/service/default/web")
