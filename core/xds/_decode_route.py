@@ -118,7 +118,10 @@ def _same_action(a: Message, b: Message) -> bool:
     return bool(a.route == b.route and a.direct_response == b.direct_response)
 
 
-def _action(route: Message, loc: Loc) -> tuple[tuple[WeightedBackend, ...], float | None, Any]:
+def _action(
+    route: Message, loc: Loc
+) -> tuple[tuple[WeightedBackend, ...], float | None, float | None]:
+    """(backends, request timeout, per-try timeout) of a Route's action."""
     kind = route.WhichOneof("action")
     if kind == "direct_response":
         dr = route.direct_response

@@ -172,6 +172,21 @@ def test_a_character_wise_prefix_is_refused(res: Resources, types: Any) -> None:
         decode(res, types)
 
 
+def test_the_routes_of_a_rule_must_be_consecutive(res: Resources, types: Any) -> None:
+    routes = res[ROUTE]["web.default:8080"].virtual_hosts[0].routes
+    routes.add().CopyFrom(routes[0])
+    with pytest.raises(ConfigError, match="the Routes of rule 0 are not consecutive"):
+        decode(res, types)
+
+
+def test_only_a_500_direct_response(res: Resources, types: Any) -> None:
+    routes = res[ROUTE]["web.default:8080"].virtual_hosts[0].routes
+    for gone in (r for r in routes if r.HasField("direct_response")):
+        gone.direct_response.status = 404  # both halves of PathPrefix /gone
+    with pytest.raises(ConfigError, match=r"direct_response.status: expected 500"):
+        decode(res, types)
+
+
 def test_other_pseudo_headers_are_refused(res: Resources, types: Any) -> None:
     route = res[ROUTE]["web.default:8080"].virtual_hosts[0].routes[0]
     route.match.headers.add(name=":authority").string_match.exact = "x"
