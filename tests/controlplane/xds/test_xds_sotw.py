@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 
 import anyio
@@ -36,9 +36,22 @@ from .xds_harness import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def one_event_loop() -> AsyncIterator[None]:
+    """All tests of the module on one event loop, drained before it closes.
+
+    grpc.aio's completion-queue poller hands each finished operation to the loop the
+    operation was started on; one arriving after that loop closed fails whichever test runs
+    then ("Event loop is closed"). So the module keeps its loop, and gives grpc's last
+    completions (channel and server shutdowns) a moment before the loop goes.
+    """
+    yield
+    await anyio.sleep(0.2)
 
 
 NAMES = {CLUSTER: [], ENDPOINT: ["a"], LISTENER: [], ROUTE: ["outbound"]}
@@ -276,4 +289,5 @@ async def test_an_unsupported_type_is_ignored_and_the_stream_carries_on(
         await client.send(secret, ["default"])
         await client.recv_none(0.05)
         assert names_in(await client.get(CLUSTER)) == ["a", "b", "c"]
+        await seen.wait_for("acked")
         assert [e[0] for e in seen.events] == ["connected", "acked"]
