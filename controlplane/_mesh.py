@@ -43,6 +43,7 @@ from plait.core.config import (
     WeightedBackend,
     parse_stored,
     resources_of,
+    split_entry,
     translate,
 )
 from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -85,6 +86,8 @@ class MeshSource:
         self._views: dict[Any, Encoded] = {}
         self.node_errors: dict[str, str] = {}
         self.build_error: str | None = None
+        self._seen = 0
+        """The store revision last looked at (built or not)."""
 
     # -- XdsSource ------------------------------------------------------------------------
 
@@ -118,11 +121,11 @@ class MeshSource:
         await self.rebuild()
         task_status.started()
         while True:
-            await self.store.wait_for(self._built.revision)
+            await self.store.wait_for(self._seen)
             await self.rebuild()
 
     async def rebuild(self) -> None:
-        revision = self.store.revision
+        revision = self._seen = self.store.revision
         stored = sorted(await self.store.list(), key=lambda r: r.create_revision)
         parsed: list[ParsedDocument] = []
         for i, item in enumerate(stored):
@@ -133,7 +136,7 @@ class MeshSource:
         try:
             res = resources_of(parsed, ["store"])
             mesh = translate(res, self.filter_types, unknown_filters=True, listeners=False)
-            mesh = _with_passthrough_tables(mesh)
+            mesh = _with_passthrough_tables(mesh, self.filter_types)
             encoded = encode_mesh(mesh)
             self.build_error = None
         except ConfigError as exc:  # the API validates writes; this is a safety net
@@ -209,16 +212,20 @@ def resolve_service(mesh: MeshConfig, name: str) -> str | None:
     return grpc_first[0] if grpc_first else None
 
 
-def _with_passthrough_tables(mesh: MeshConfig) -> MeshConfig:
+def _with_passthrough_tables(
+    mesh: MeshConfig, filter_types: Mapping[str, FilterSpec[Any]]
+) -> MeshConfig:
     """Give every HTTP cluster a route table (GAMMA: no routes → straight to the service)."""
     routes = dict(mesh.routes)
     for name, cluster in mesh.clusters.items():
         if name in routes or not cluster.protocol.is_http or name.startswith("inbound|"):
             continue
+        backends = (WeightedBackend(cluster=name),)
         rule = RouteRule(
             name="default",
             matches=(RouteMatch(path=PathMatch(type=MatchType.PREFIX, value="/")),),
-            backends=(WeightedBackend(cluster=name),),
+            backends=backends,
+            filters=(split_entry(filter_types, backends),),
         )
         routes[name] = RouteTable(service=name, rules=(rule,))
     return MeshConfig(

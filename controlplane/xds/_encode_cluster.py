@@ -10,7 +10,7 @@ and ``http2``, ``tcp`` and ``http``, look alike on the wire), ``maxIdlePerEndpoi
 ``timeouts`` no standard field carries (a tcp cluster's ``idle``).
 
 ClusterLoadAssignment: one ``LocalityLbEndpoints`` with ``load_balancing_weight: 1`` (gRPC
-ignores a locality without a weight) holding every endpoint as an ``LbEndpoint``: socket
+ignores a locality without a weight) and an (empty) ``locality`` set (gRPC NACKs one without) holding every endpoint as an ``LbEndpoint``: socket
 address, ``load_balancing_weight`` = the endpoint weight, ``health_status: HEALTHY`` (plait's
 static and registered endpoints have no health checking yet), labels in
 ``metadata["plait"]["labels"]``. A cluster without endpoints gets an assignment without
@@ -95,6 +95,7 @@ def encode_endpoints(cluster: Cluster) -> Message:
     if cluster.endpoints:
         locality = cla.endpoints.add()
         locality.load_balancing_weight.value = 1
+        locality.locality.SetInParent()  # gRPC NACKs a locality that is not present
         locality.lb_endpoints.extend(
             _lb_endpoint(ep, f"ClusterLoadAssignment {cluster.name}: endpoints[{i}]")
             for i, ep in enumerate(cluster.endpoints)

@@ -74,9 +74,12 @@ def _opaque_make(config: object) -> object:
 
 
 def split_entry(
-    filter_types: Mapping[str, FilterSpec[Any]], backends: tuple[WeightedBackend, ...], loc: Loc
+    filter_types: Mapping[str, FilterSpec[Any]],
+    backends: tuple[WeightedBackend, ...],
+    loc: Loc | None = None,
 ) -> FilterEntry:
     """The ``weighted-split`` entry that sends a rule's traffic to ``backends``."""
+    loc = loc or Loc("<generated>")
     spec = filter_types.get(WEIGHTED_SPLIT)
     if spec is None:
         raise loc.error(

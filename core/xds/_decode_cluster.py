@@ -153,7 +153,7 @@ def decode_endpoints(cla: Message) -> tuple[Endpoint, ...]:
     out: list[Endpoint] = []
     for locality in cla.endpoints:
         lloc = sub(loc, "endpoints[0]")
-        only(locality, ("lb_endpoints", "load_balancing_weight"), lloc)
+        only(locality, ("lb_endpoints", "load_balancing_weight", "locality"), lloc)
         for i, lb in enumerate(locality.lb_endpoints):
             ep = _endpoint(lb, sub(lloc, f"lb_endpoints[{i}]"))
             if ep is not None:

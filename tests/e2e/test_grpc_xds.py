@@ -71,11 +71,12 @@ class _Client:
             "node": {"id": "grpc-proxyless-test", "locality": {}},
         }))  # fmt: skip
         self.log = tmp / "grpc-client.log"
+        self.err = self.log.open("wb")
         self.p = subprocess.Popen(
             [PY, SCRIPT, "client", "xds:///greeter"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=self.log.open("wb"),
+            stderr=self.err,
             text=True,
             env={"GRPC_XDS_BOOTSTRAP": str(boot), "PATH": "/usr/bin:/bin"},
         )
@@ -91,6 +92,9 @@ class _Client:
     def close(self) -> None:
         self.p.kill()
         self.p.wait(5)
+        for f in (self.p.stdin, self.p.stdout, self.err):
+            if f is not None:
+                f.close()
 
 
 def test_grpc_proxyless_client_follows_weights_and_header_matches(
@@ -106,6 +110,7 @@ def test_grpc_proxyless_client_follows_weights_and_header_matches(
     apply(cp, tmp_path, _mesh(*ports, 100, 0))
     client = _Client(tmp_path, cp.extra["xds"])
     try:
+        assert client.count(1) == {"v1": 1}, client.log.read_text()[-2000:]
         assert client.count(50) == {"v1": 50}
         assert client.count(20, "x-canary=1") == {"v2": 20}
         apply(cp, tmp_path, _mesh(*ports, 50, 50))

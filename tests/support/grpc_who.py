@@ -48,7 +48,7 @@ def client(target: str) -> None:
             counts: Counter[str] = Counter()
             for _ in range(n):
                 try:
-                    reply = call(b"", timeout=10, metadata=metadata, wait_for_ready=True)
+                    reply = call(b"", timeout=5, metadata=metadata, wait_for_ready=True)
                     counts[reply.decode()] += 1
                 except grpc.RpcError as exc:
                     counts[f"error {exc.code().name}"] += 1
