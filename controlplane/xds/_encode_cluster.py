@@ -10,14 +10,13 @@ and ``http2``, ``tcp`` and ``http``, look alike on the wire), ``maxIdlePerEndpoi
 ``timeouts`` no standard field carries (a tcp cluster's ``idle``).
 
 ClusterLoadAssignment: one ``LocalityLbEndpoints`` with ``load_balancing_weight: 1`` (gRPC
-ignores a locality without a weight) and an (empty) ``locality`` set (gRPC NACKs one without) holding every endpoint as an ``LbEndpoint``: socket
-address, ``load_balancing_weight`` = the endpoint weight, ``health_status: HEALTHY`` (plait's
-static and registered endpoints have no health checking yet), labels in
-``metadata["plait"]["labels"]``. A cluster without endpoints gets an assignment without
-localities, so the client knows the set is empty rather than still coming.
-
-EDS endpoints must be IP addresses (Envoy and gRPC do not resolve names in EDS): an endpoint
-with a DNS name is refused here, naming the cluster.
+ignores a locality without a weight) and an empty but present ``locality`` (gRPC NACKs an
+assignment without one), holding every endpoint as an ``LbEndpoint``: socket address,
+``load_balancing_weight`` = the endpoint weight, ``health_status: HEALTHY`` (plait's static and
+registered endpoints have no health checking yet), labels in ``metadata["plait"]["labels"]``. A
+cluster without endpoints gets an assignment without localities, so the client knows the set is
+empty rather than still coming. EDS endpoints must be IP addresses (Envoy and gRPC do not
+resolve names in EDS): an endpoint with a DNS name is refused here, naming the cluster.
 """
 
 from __future__ import annotations

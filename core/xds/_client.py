@@ -39,15 +39,15 @@ from typing import Any
 
 import anyio
 import grpc
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import base_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import json_format, struct_pb2
-from google.protobuf.message import Message
-from google.rpc import status_pb2
+from envoy.config.cluster.v3 import cluster_pb2  # type: ignore[import-untyped]
+from envoy.config.core.v3 import base_pb2  # type: ignore[import-untyped]
+from envoy.config.endpoint.v3 import endpoint_pb2  # type: ignore[import-untyped]
+from envoy.config.listener.v3 import listener_pb2  # type: ignore[import-untyped]
+from envoy.config.route.v3 import route_pb2  # type: ignore[import-untyped]
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2  # type: ignore[import-untyped]
+from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyped]
+from google.protobuf.message import Message  # type: ignore[import-untyped]
+from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from plait.sdk import ConfigError
 
@@ -73,8 +73,8 @@ _INVALID_ARGUMENT = 3
 
 def resource_name(type_url: str, msg: Message) -> str:
     if type_url == ENDPOINT:
-        return str(msg.cluster_name)  # type: ignore[attr-defined]
-    return str(msg.name)  # type: ignore[attr-defined]
+        return str(msg.cluster_name)
+    return str(msg.name)
 
 
 def make_node(node_id: str, metadata: Mapping[str, Any]) -> base_pb2.Node:

@@ -17,8 +17,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
+from google.protobuf import any_pb2  # type: ignore[import-untyped]
+from google.protobuf.message import Message  # type: ignore[import-untyped]
 
 from ._client import _MESSAGES, resource_name
 
