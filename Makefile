@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/plait demo-static
+	.venv/bin/plait demo
 
 test: setup
 	bash scripts/test.sh

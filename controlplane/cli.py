@@ -51,6 +51,11 @@ def register(sub: Any) -> None:
     client.add_argument("--token", help="admin token (default: $PLAIT_TOKEN or the token file)")
     client.add_argument("--data-dir", help="where the token file is ($PLAIT_DATA_DIR, ~/.plait)")
 
+    demo = sub.add_parser("demo", help="the demo mesh: a control plane, three sidecars, apps")
+    demo.add_argument("--requests", type=int, default=200)
+    demo.add_argument("--keep-running", action="store_true")
+    demo.set_defaults(func=_demo)
+
     cp = sub.add_parser("control-plane", help="run the control plane (store, API, xDS)")
     cp.add_argument("--data-dir", help="state directory (default $PLAIT_DATA_DIR or ~/.plait)")
     cp.add_argument("--api-port", type=int, default=15014)
@@ -84,6 +89,12 @@ def register(sub: Any) -> None:
 
 
 # -- control-plane ----------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(requests=args.requests, keep_running=args.keep_running)
 
 
 def _backend_options() -> dict[str, Any]:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["run_demo"]
+__all__ = ["apps", "get", "run_demo", "tour", "wait_ready"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo" / "mesh.yaml"
 
@@ -41,7 +41,7 @@ class _App(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.name == "frontend":
-            status, headers, body = _get(18100, self.path, dict(self.headers.items()))
+            status, headers, body = get(18100, self.path, dict(self.headers.items()))
             payload = {"frontend": "called backend", "backend_status": status,
                        "backend_headers": headers, "backend": _json(body)}  # fmt: skip
         else:
@@ -62,7 +62,7 @@ def _json(body: bytes) -> object:
         return body.decode(errors="replace")
 
 
-def _get(
+def get(
     port: int, path: str, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -87,7 +87,7 @@ class _AppServer(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def _apps() -> Iterator[None]:
+def apps() -> Iterator[None]:
     servers = []
     for name, port in (("frontend", 18081), ("backend-v1", 18091), ("backend-v2", 18092)):
         handler = type(f"App_{port}", (_App,), {"name": name})
@@ -123,7 +123,7 @@ def _sidecars() -> Iterator[None]:
     ]
     try:
         for admin in (15000, 15100):
-            _wait_ready(admin, procs)
+            wait_ready(admin, procs)
         yield
     finally:
         for p in procs:
@@ -132,13 +132,13 @@ def _sidecars() -> Iterator[None]:
             p.wait(10)
 
 
-def _wait_ready(admin: int, procs: list[subprocess.Popen[bytes]]) -> None:
+def wait_ready(admin: int, procs: list[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
             raise RuntimeError("a sidecar exited during start-up (see its log above)")
         with contextlib.suppress(OSError):
-            if _get(admin, "/ready")[0] == 200:
+            if get(admin, "/ready")[0] == 200:
                 return
         time.sleep(0.1)
     raise TimeoutError(f"sidecar with admin port {admin} not ready")
@@ -146,43 +146,46 @@ def _wait_ready(admin: int, procs: list[subprocess.Popen[bytes]]) -> None:
 
 def run_demo(*, requests: int = 20, keep_running: bool = False) -> int:
     print(f"plait demo: config {EXAMPLES}")
-    with _apps(), _sidecars():
+    with apps(), _sidecars():
         print("sidecars ready: frontend (admin http://127.0.0.1:15000), "
               "backend (admin http://127.0.0.1:15100)\n")  # fmt: skip
-        status, _headers, body = _get(18080, "/hello", {"x-debug": "secret"})
-        reply = json.loads(body)
-        seen = reply["backend"]["headers_seen"]
-        print("1. GET http://127.0.0.1:18080/hello  (you → frontend sidecar → frontend app")
-        print("   → frontend sidecar egress → backend sidecar → backend app)")
-        print(
-            f"   status {status}; backend answered {reply['backend_status']} from "
-            f"{reply['backend_headers'].get('x-served-by')}"
-        )
-        print(
-            f"   headers the backend app saw: x-caller={seen.get('x-caller')} "
-            f"x-route={seen.get('x-route')} x-debug={seen.get('x-debug', '(removed)')}"
-        )
-        print(
-            f"   response header added on the way back: x-mesh="
-            f"{reply['backend_headers'].get('x-mesh')}\n"
-        )
-        versions: Counter[str] = Counter()
-        for i in range(requests):
-            _, h, _ = _get(18100, f"/split/{i}")
-            versions[h.get("x-served-by", "?")] += 1
-        print(f"2. {requests} requests split by the HTTPRoute (weights 90/10): {dict(versions)}")
-        _, h, _ = _get(18100, "/canary", {"x-canary": "1"})
-        print(f"3. with x-canary: 1 the canary-header rule picks: {h.get('x-served-by')}")
-        status, h, body = _get(18100, "/admin/secrets")
-        print(f"4. GET /admin/secrets: {status} ({body.decode().strip()}) — path-deny filter\n")
-        _, _, metrics = _get(15000, "/metrics")
-        lines = [
-            ln for ln in metrics.decode().splitlines() if ln.startswith("plait_requests_total")
-        ]
-        print("frontend sidecar /metrics:\n  " + "\n  ".join(lines))
+        tour(requests)
         if keep_running:
             print("\nrunning; Ctrl-C to stop")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(1)
     return 0
+
+
+def tour(requests: int) -> None:
+    """Send the demo's requests through the mesh and print what each hop did."""
+    status, _headers, body = get(18080, "/hello", {"x-debug": "secret"})
+    reply = json.loads(body)
+    seen = reply["backend"]["headers_seen"]
+    print("1. GET http://127.0.0.1:18080/hello  (you → frontend sidecar → frontend app")
+    print("   → frontend sidecar egress → backend sidecar → backend app)")
+    print(
+        f"   status {status}; backend answered {reply['backend_status']} from "
+        f"{reply['backend_headers'].get('x-served-by')}"
+    )
+    print(
+        f"   headers the backend app saw: x-caller={seen.get('x-caller')} "
+        f"x-route={seen.get('x-route')} x-debug={seen.get('x-debug', '(removed)')}"
+    )
+    print(
+        f"   response header added on the way back: x-mesh="
+        f"{reply['backend_headers'].get('x-mesh')}\n"
+    )
+    versions: Counter[str] = Counter()
+    for i in range(requests):
+        _, h, _ = get(18100, f"/split/{i}")
+        versions[h.get("x-served-by", "?")] += 1
+    print(f"2. {requests} requests split by the HTTPRoute (weights 90/10): {dict(versions)}")
+    _, h, _ = get(18100, "/canary", {"x-canary": "1"})
+    print(f"3. with x-canary: 1 the canary-header rule picks: {h.get('x-served-by')}")
+    status, h, body = get(18100, "/admin/secrets")
+    print(f"4. GET /admin/secrets: {status} ({body.decode().strip()}) — path-deny filter\n")
+    _, _, metrics = get(15000, "/metrics")
+    lines = [ln for ln in metrics.decode().splitlines() if ln.startswith("plait_requests_total")]
+    print("frontend sidecar /metrics:\n  " + "\n  ".join(lines))

@@ -1,4 +1,4 @@
-"""The README's main job: `plait demo-static` on examples/demo/mesh.yaml."""
+"""The README's main job, `plait demo` (control plane), and `plait demo-static`."""
 
 from __future__ import annotations
 
@@ -32,3 +32,29 @@ def test_demo_runs_requests_through_both_sidecars() -> None:
     assert v1_seen is not None and v2_seen is not None, out
     v1, v2 = int(v1_seen[1]), int(v2_seen[1])
     assert v1 + v2 == 200 and 160 <= v1 <= 195  # 90/10 within tolerance
+
+
+def test_control_plane_demo_registers_workloads_and_follows_an_apply() -> None:
+    """`plait demo` (the README's main job): control plane, three sidecars over xDS."""
+    r = subprocess.run(
+        [PY, "-m", "plait.core.cli", "demo", "--requests", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    for name in ("backend-v1-0", "backend-v2-0", "frontend-0"):
+        assert re.search(rf"{name}\s+default\s+\S+\s+127\.0\.0\.1\s+yes", out), out
+    assert "x-caller=frontend x-route=split x-debug=(removed)" in out
+    assert "the canary-header rule picks: backend-v2" in out
+    assert "GET /admin/secrets: 403" in out
+    assert "httproute/backend configured" in out
+    before = re.search(r"weights 90/10\): \{(.*)\}", out)
+    after = re.search(r"5\. after the change .*requests: \{(.*)\}", out)
+    assert before is not None and after is not None, out
+    v2_before = int(re.search(r"'backend-v2': (\d+)", before[1])[1])  # type: ignore[index]
+    v2_after = int(re.search(r"'backend-v2': (\d+)", after[1])[1])  # type: ignore[index]
+    assert 5 <= v2_before <= 40, out  # 10% of 200
+    assert 70 <= v2_after <= 130, out  # 50% of 200
