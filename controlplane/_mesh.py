@@ -21,13 +21,15 @@ Named route configurations and clusters resolve against the mesh-wide set, so
 a cluster a route no longer names keeps being served while a client still
 subscribes to it (make-before-break). A node whose config cannot be built (no
 such Sidecar) gets an empty view and the reason in :attr:`node_errors`.
+Endpoints the registry's health checks fail (:meth:`set_unhealthy`) are left
+out of every view until they pass again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -88,6 +90,8 @@ class MeshSource:
         self.build_error: str | None = None
         self._seen = 0
         """The store revision last looked at (built or not)."""
+        self.unhealthy: frozenset[str] = frozenset()
+        """``address:port`` of endpoints failing health checks: left out of every EDS."""
 
     # -- XdsSource ------------------------------------------------------------------------
 
@@ -136,7 +140,7 @@ class MeshSource:
         try:
             res = resources_of(parsed, ["store"])
             mesh = translate(res, self.filter_types, unknown_filters=True, listeners=False)
-            mesh = _with_passthrough_tables(mesh, self.filter_types)
+            mesh = _with_passthrough_tables(_healthy(mesh, self.unhealthy), self.filter_types)
             encoded = encode_mesh(mesh)
             self.build_error = None
         except ConfigError as exc:  # the API validates writes; this is a safety net
@@ -149,6 +153,12 @@ class MeshSource:
         self._revision += 1
         self._changed.set()
         self._changed = anyio.Event()
+
+    async def set_unhealthy(self, endpoints: frozenset[str]) -> None:
+        """The registry's health checks changed their verdict: rebuild and push."""
+        if endpoints != self.unhealthy:
+            self.unhealthy = endpoints
+            await self.rebuild()
 
     # -- per-node views ---------------------------------------------------------------------
 
@@ -172,6 +182,7 @@ class MeshSource:
             self.node_errors[node.id] = str(exc)
             log.warning("node %s: %s", node.id, exc)
             return {}
+        cfg = _healthy(cfg, self.unhealthy)
         tables = {lc.route_table for lc in cfg.listeners if lc.route_table}
         clusters = {lc.tcp_cluster for lc in cfg.listeners if lc.tcp_cluster}
         for table in tables:
@@ -210,6 +221,16 @@ def resolve_service(mesh: MeshConfig, name: str) -> str | None:
     ports = sorted((n for n in mesh.routes if n.startswith(prefix)), key=lambda n: n)
     grpc_first = sorted(ports, key=lambda n: not mesh.clusters[n].protocol.upstream_h2)
     return grpc_first[0] if grpc_first else None
+
+
+def _healthy(mesh: MeshConfig, unhealthy: frozenset[str]) -> MeshConfig:
+    if not unhealthy:
+        return mesh
+    clusters = {
+        name: replace(c, endpoints=tuple(e for e in c.endpoints if e.key not in unhealthy))
+        for name, c in mesh.clusters.items()
+    }
+    return replace(mesh, clusters=clusters)
 
 
 def _with_passthrough_tables(

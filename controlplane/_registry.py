@@ -11,6 +11,11 @@ ingress listeners: the n-th ingress listener serves the n-th Service port of
 a matching protocol family, so
 peers reach the instance through its sidecar's inbound chain.
 
+Health: every ``health_interval`` the registry TCP-connects each registered
+endpoint (the sidecar's inbound listener); ``unhealthy_after`` failures in a
+row leave it out of every EDS (:meth:`MeshSource.set_unhealthy`), one success
+brings it back — the resource itself is not touched.
+
 On disconnect the Workload stays for a **grace period** (a restart or a
 control-plane failover must not empty the endpoint set), then it is deleted;
 a sidecar that comes back within the grace period simply keeps it. ACKs and
@@ -26,31 +31,23 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from plait.sdk import ConfigError
+
+from ._workloads import REGISTERED, workload_document, workload_name
 from .store import Key, Store
 from .xds import StreamInfo
 
 __all__ = ["REGISTERED", "Registry", "workload_name"]
 
 log = logging.getLogger("plait.controlplane.registry")
-
-REGISTERED = "plait.dev/registered-by"
-"""Annotation on the Workloads the registry wrote (value: the node id)."""
-_INVALID = re.compile(r"[^a-z0-9.-]+")
-
-
-def workload_name(node_id: str) -> str:
-    """A DNS-subdomain resource name for a node id."""
-    name = _INVALID.sub("-", node_id.lower()).strip("-.")[:253]
-    return name or "node"
 
 
 @dataclass
@@ -68,12 +65,37 @@ class _Node:
     nacking: set[str] = field(default_factory=set)
     """Types whose latest response was NACKed (cleared by an ACK of that type)."""
     error: str | None = None
+    endpoints: tuple[tuple[str, int], ...] = ()
+    """Where the registered Workload accepts traffic (what the health check probes)."""
+
+
+class Writer(Protocol):
+    """How the registry writes (the resource API: same validation and lock as ``apply``)."""
+
+    async def write(self, document: Mapping[str, Any], source: str) -> str: ...
+
+    async def remove(self, key: Key) -> bool: ...
 
 
 class Registry:
-    def __init__(self, store: Store, *, grace: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        writer: Writer,
+        *,
+        grace: float = 30.0,
+        health_interval: float = 5.0,
+        unhealthy_after: int = 3,
+        on_health: Callable[[frozenset[str]], Awaitable[None]] | None = None,
+    ) -> None:
         self.store = store
+        self.writer = writer
         self.grace = grace
+        self.health_interval = health_interval
+        self.unhealthy_after = unhealthy_after
+        self.on_health = on_health
+        self._failures: dict[str, int] = {}
+        self.unhealthy: frozenset[str] = frozenset()
         self.nodes: dict[str, _Node] = {}
         self._send: MemoryObjectSendStream[tuple[str, str]]
         self._recv: MemoryObjectReceiveStream[tuple[str, str]]
@@ -92,8 +114,8 @@ class Registry:
         if isinstance(meta, Mapping):
             node.sidecar = f"{meta.get('sidecar', '')}.{meta.get('namespace') or 'default'}"
             if isinstance(meta.get("workload"), Mapping):
-                self._send.send_nowait(("register", stream.node.id))
                 self._pending[stream.node.id] = dict(meta)
+                self._send.send_nowait(("register", stream.node.id))
 
     def acked(self, stream: StreamInfo, type_url: str, version: str) -> None:
         node = self.nodes.get(stream.node.id)
@@ -120,22 +142,27 @@ class Registry:
     # -- the store side ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
+        async with self._send, self._recv, anyio.create_task_group() as tg:
             tg.start_soon(self._sweep)
+            if self.health_interval > 0:
+                tg.start_soon(self._health_checks)
             async for op, node_id in self._recv:
                 meta = self._pending.pop(node_id, None)
                 if op == "register" and meta is not None:
                     await self._register(node_id, meta)
 
     async def _register(self, node_id: str, meta: Mapping[str, Any]) -> None:
-        from ._workloads import workload_document, write_workload
-
-        node = self.nodes[node_id]
+        node = self.nodes.get(node_id)
+        if node is None:
+            return
         try:
             doc = await workload_document(self.store, node_id, meta)
-            node.workload = await write_workload(self.store, doc)
+            await self.writer.write(doc, f"registration of {node_id}")
+            node.workload = Key("Workload", doc["metadata"]["namespace"], doc["metadata"]["name"])
+            spec = doc["spec"]
+            node.endpoints = tuple((spec["address"], p["targetPort"]) for p in spec["ports"])
             node.error = None
-        except ValueError as exc:
+        except (ValueError, ConfigError) as exc:
             node.error = str(exc)
             log.error("cannot register the workload of %s: %s", node_id, exc)
 
@@ -149,10 +176,48 @@ class Registry:
                 if gone is None or now - gone < self.grace:
                     continue
                 if node.workload is not None:
-                    await self.store.delete(node.workload)
+                    try:
+                        await self.writer.remove(node.workload)
+                    except ConfigError as exc:  # something else refers to it now
+                        log.error("keeping workload %s: %s", node.workload, exc)
+                        continue
                     log.info("workload %s removed: %s gone for %.0fs",
                              node.workload, node.node_id, now - gone)  # fmt: skip
                 del self.nodes[node.node_id]
+
+    async def _health_checks(self) -> None:
+        """TCP-connect every registered endpoint each interval; ``unhealthy_after`` failures
+        in a row take it out of EDS, one success brings it back (Envoy's TCP health check)."""
+        while True:
+            await anyio.sleep(self.health_interval)
+            targets = {ep for node in self.nodes.values() for ep in node.endpoints}
+            results: dict[str, bool] = {}
+            async with anyio.create_task_group() as tg:
+                for host, port in targets:
+                    tg.start_soon(self._probe, host, port, results)
+            for key, ok in results.items():
+                self._failures[key] = 0 if ok else self._failures.get(key, 0) + 1
+            live = {f"{h}:{p}" for h, p in targets}
+            self._failures = {k: v for k, v in self._failures.items() if k in live}
+            bad = frozenset(k for k, n in self._failures.items() if n >= self.unhealthy_after)
+            if bad != self.unhealthy:
+                log.warning("health checks: unhealthy endpoints now %s", sorted(bad) or "none")
+                self.unhealthy = bad
+                if self.on_health is not None:
+                    await self.on_health(bad)
+
+    @staticmethod
+    async def _probe(host: str, port: int, results: dict[str, bool]) -> None:
+        ok = False
+        with anyio.move_on_after(1.0):
+            try:
+                stream = await anyio.connect_tcp(host, port)
+            except OSError:
+                pass
+            else:
+                await stream.aclose()
+                ok = True
+        results[f"{host}:{port}"] = ok
 
     # -- what the API shows (RegistryView) --------------------------------------------------
 
@@ -175,6 +240,9 @@ class Registry:
             problems.append("NACKs " + ", ".join(sorted(node.nacking)))
         if node.error:
             problems.append(node.error)
+        failing = [f"{h}:{p}" for h, p in node.endpoints if f"{h}:{p}" in self.unhealthy]
+        if failing:
+            problems.append("failing health checks: " + ", ".join(failing))
         return {
             "node": node.node_id,
             "sidecar": node.sidecar,
@@ -186,6 +254,7 @@ class Registry:
             "flavor": node.flavor,
             "ackedVersions": dict(node.acked),
             "lastNack": node.last_nack,
+            "healthy": not failing,
             "ok": not problems,
             "problems": problems,
         }

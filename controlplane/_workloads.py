@@ -4,29 +4,35 @@ The document is built from the node's metadata (service, address, service
 account, labels) and the sidecar's ``Sidecar`` resource in the store: each
 ingress listener becomes a port of the Workload (``targetPort`` = the
 listener's port) for the next unused Service port of the same protocol
-family (HTTP-ish or tcp), in order. It is validated against everything
-stored, as ``plait apply`` would, before it is written.
+family (HTTP-ish or tcp), in order. The registry writes it through the
+resource API's ``write`` — the same validation and lock as ``plait apply``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from plait.core.config import parse_stored, resources_of, translate
-from plait.plugins import load_filter_types
-from plait.sdk import ConfigError
-
 from .store import Key, Store
 
-__all__ = ["workload_document", "write_workload"]
+__all__ = ["REGISTERED", "workload_document", "workload_name"]
+
+REGISTERED = "plait.dev/registered-by"
+"""Annotation on the Workloads the registry wrote (value: the node id)."""
+_INVALID = re.compile(r"[^a-z0-9.-]+")
+
+
+def workload_name(node_id: str) -> str:
+    """A DNS-subdomain resource name for a node id."""
+    name = _INVALID.sub("-", node_id.lower()).strip("-.")[:253]
+    return name or "node"
+
 
 _HTTPISH = ("http", "http2", "grpc")
 
 
 async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any]) -> dict[str, Any]:
-    from ._registry import REGISTERED, workload_name
-
     wl = meta["workload"]
     namespace = str(meta.get("namespace") or "default")
     service = str(wl.get("service", ""))
@@ -72,23 +78,3 @@ async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any])
         },
         "spec": spec,
     }
-
-
-async def write_workload(store: Store, doc: Mapping[str, Any]) -> Key:
-    """Validate ``doc`` against the stored resources, then store it."""
-    meta = doc["metadata"]
-    key = Key("Workload", meta["namespace"], meta["name"])
-    stored = sorted(await store.list(), key=lambda r: r.create_revision)
-    try:
-        parsed = [
-            parse_stored(r.document, f"store:{r.key}", order=i)
-            for i, r in enumerate(stored)
-            if r.key != key
-        ]
-        parsed.append(parse_stored(doc, f"registration:{key}", order=len(parsed)))
-        translate(resources_of(parsed, ["store"]), load_filter_types(),
-                  unknown_filters=True, listeners=False)  # fmt: skip
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    await store.put(key, doc)
-    return key

@@ -31,7 +31,13 @@ async def xds_service(
 ) -> None:
     opts = ctx.options
     source = MeshSource(ctx.store, ctx.filter_types)
-    registry = Registry(ctx.store, grace=float(ctx.extras.get("workload_grace", 30.0)))
+    registry = Registry(
+        ctx.store,
+        ctx.api,
+        grace=float(ctx.extras.get("workload_grace", 30.0)),
+        health_interval=float(ctx.extras.get("health_interval", 5.0)),
+        on_health=source.set_unhealthy,
+    )
     server = AdsServer(source, registry, debounce=float(ctx.extras.get("debounce", 0.1)))
     async with anyio.create_task_group() as tg:
         await tg.start(source.run)

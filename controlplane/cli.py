@@ -63,6 +63,8 @@ def register(sub: Any) -> None:
     cp.add_argument("--bind", default="127.0.0.1", help="address of the API and xDS listeners")
     cp.add_argument("--workload-grace", type=float, default=30.0,
                     help="seconds a gone sidecar's Workload stays (default 30)")  # fmt: skip
+    cp.add_argument("--health-interval", type=float, default=5.0,
+                    help="seconds between TCP health checks of workloads (0: off)")  # fmt: skip
     cp.set_defaults(func=_control_plane)
 
     a = sub.add_parser("apply", parents=[client], help="create or update resources from YAML")
@@ -122,7 +124,8 @@ def _control_plane(args: argparse.Namespace) -> int:
     try:
         anyio.run(
             partial(run_control_plane, opts, services=[xds_service],
-                    extras={"workload_grace": args.workload_grace}),
+                    extras={"workload_grace": args.workload_grace,
+                            "health_interval": args.health_interval}),
             backend_options=_backend_options(),
         )  # fmt: skip
     except TokenError as exc:

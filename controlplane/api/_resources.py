@@ -27,7 +27,7 @@ import anyio
 
 from plait.controlplane import _validate as v
 from plait.controlplane.store import Key, Store, StoredResource
-from plait.core.config import KINDS, ParsedDocument, parse_text
+from plait.core.config import KINDS, ParsedDocument, parse_stored, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
 from ._http import HttpError, Request, Response
@@ -103,6 +103,27 @@ class ResourceAPI:
         log.info("apply %s: %s", source, ", ".join(f"{r['kind']}/{r['name']} {r['result']}"
                                                    for r in results))  # fmt: skip
         return self._written(results, plan.warnings)
+
+    async def write(self, document: Mapping[str, Any], source: str) -> str:
+        """Validate and store one document exactly as ``apply`` does, under the same lock
+        (the registry's Workloads). Returns created/configured/unchanged.
+
+        Raises:
+            ConfigError: the document, or the config it would leave, is invalid.
+        """
+        doc = parse_stored(document, source, order=0)
+        async with self._write:
+            v.plan(await self.store.list(), self.filter_types, puts=[doc])
+            _, result = await self.store.put(v.key_of(doc), doc.document)
+        return result.value
+
+    async def remove(self, key: Key) -> bool:
+        """Delete ``key`` if the rest stays valid (the registry's expired Workloads)."""
+        async with self._write:
+            plan = v.plan(await self.store.list(), self.filter_types, deletes=[key])
+            for k in plan.deletes:
+                await self.store.delete(k)
+        return bool(plan.deletes)
 
     async def delete_documents(self, req: Request) -> Response:
         docs = await _parse_body(req, req.query.get("source") or "request")

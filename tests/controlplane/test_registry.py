@@ -1,0 +1,184 @@
+"""The registry and the per-node views, in an in-process control plane over real sockets.
+
+A "sidecar" here is a raw ADS stream announcing plait's node metadata (what
+``plait sidecar --control-plane`` sends); the workload's inbound port is a real
+TCP listener the test opens and closes, which is what the health check probes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2  # type: ignore[import-untyped]
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2  # type: ignore[import-untyped]
+from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyped]
+
+from plait.controlplane._mesh import MeshSource
+from plait.controlplane._registry import Registry
+from plait.controlplane._xds_service import xds_service
+from plait.controlplane.server import ControlPlaneOptions, RunningControlPlane, run_control_plane
+from plait.controlplane.store import Key
+from plait.controlplane.xds import CLUSTER, ENDPOINT, LISTENER, ROUTE, NodeInfo
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@asynccontextmanager
+async def control_plane(tmp: Path, **extras: Any) -> AsyncIterator[RunningControlPlane]:
+    opts = ControlPlaneOptions(data_dir=tmp, api_port=0, xds_port=0)
+    async with anyio.create_task_group() as tg:
+        running: RunningControlPlane = await tg.start(
+            partial(
+                run_control_plane, opts, services=[xds_service], handle_signals=False, extras=extras
+            )
+        )
+        yield running
+        tg.cancel_scope.cancel()
+
+
+async def apply(cp: RunningControlPlane, *docs: dict[str, Any]) -> None:
+    for doc in docs:
+        await cp.context.api.write(doc, "test")
+
+
+def doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    api = "gateway.networking.k8s.io/v1" if kind == "HTTPRoute" else "plait.dev/v1alpha1"
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def node(node_id: str, sidecar: str | None = None, **workload: Any) -> NodeInfo:
+    meta: dict[str, Any] = {}
+    if sidecar:
+        meta["plait"] = {"sidecar": sidecar, "namespace": "default"}
+        if workload:
+            meta["plait"]["workload"] = workload
+    return NodeInfo(id=node_id, metadata_json=json.dumps(meta, sort_keys=True), metadata=meta)
+
+
+@asynccontextmanager
+async def ads_stream(cp: RunningControlPlane, info: NodeInfo) -> AsyncIterator[None]:
+    """An ADS stream that announces ``info`` and stays open."""
+    metadata = struct_pb2.Struct()
+    json_format.ParseDict(dict(info.metadata), metadata)
+    proto = base_pb2.Node(id=info.id, metadata=metadata)
+    port = cp.context.extras["xds_port"]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+        await call.write(discovery_pb2.DiscoveryRequest(type_url=CLUSTER, node=proto))
+        await call.read()
+        yield
+        call.cancel()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    with anyio.fail_after(timeout):
+        while not (result := check()):
+            await anyio.sleep(0.02)
+    return result
+
+
+def endpoints(source: MeshSource, viewer: NodeInfo, cluster: str) -> list[str]:
+    cla = source.resources(viewer, ENDPOINT, frozenset({cluster})).get(cluster)
+    if cla is None:
+        return []
+    return [
+        f"{lb.endpoint.address.socket_address.address}:"
+        f"{lb.endpoint.address.socket_address.port_value}"
+        for loc in cla.endpoints
+        for lb in loc.lb_endpoints
+    ]
+
+
+async def test_registration_health_checks_and_grace_period(tmp_path: Path) -> None:
+    inbound = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = inbound.extra(anyio.abc.SocketAttribute.local_port)
+    async with control_plane(tmp_path, workload_grace=0.5, health_interval=0.1) as cp:
+        await apply(
+            cp,
+            doc("Service", "web", {"ports": [{"port": 8080}]}),
+            doc("Sidecar", "web", {"ingress": [{"port": {"number": port},
+                                                "defaultEndpoint": "127.0.0.1:9"}]}),
+            doc("Sidecar", "caller", {"egress": [{"port": {"number": 18080}, "service": "web"}]}),
+        )  # fmt: skip
+        source: MeshSource = cp.context.extras["source"]
+        registry: Registry = cp.context.extras["registry"]
+        caller = node("caller-0", "caller")
+        web = node("web-0", "web", service="web", address="127.0.0.1", labels={"version": "v3"})
+        async with ads_stream(cp, web):
+            def registered() -> Any:
+                row = registry.status("default", "web-0")
+                return row if row and row["workload"] else None
+
+            stored = await eventually(registered)
+            assert stored["connected"] is True
+            wl = await cp.context.store.get(Key("Workload", "default", "web-0"))
+            assert wl is not None
+            assert wl.document["spec"]["ports"] == [{"port": 8080, "targetPort": port}]
+            assert wl.document["spec"]["labels"] == {"version": "v3"}
+            here = f"127.0.0.1:{port}"
+            await eventually(lambda: endpoints(source, caller, "web.default:8080") == [here])
+
+            await inbound.aclose()  # the instance stops accepting: health checks fail
+            await eventually(lambda: endpoints(source, caller, "web.default:8080") == [])
+            row = registry.status("default", "web-0")
+            assert row is not None and not row["ok"]
+            assert any("failing health checks" in p for p in row["problems"])
+
+        # gone: kept for the grace period, then deleted (and out of EDS)
+        def gone() -> bool:
+            row = registry.status("default", "web-0")
+            return row is not None and row["connected"] is False
+
+        await eventually(gone)
+        assert await cp.context.store.get(Key("Workload", "default", "web-0")) is not None
+        with anyio.fail_after(5):
+            while await cp.context.store.get(Key("Workload", "default", "web-0")) is not None:
+                await anyio.sleep(0.05)
+
+
+async def test_a_sidecar_sees_only_what_it_calls_and_grpc_clients_get_api_listeners(
+    tmp_path: Path,
+) -> None:
+    async with control_plane(tmp_path, health_interval=0) as cp:
+        services = [
+            doc("Service", name, {"ports": [{"port": 8080, "protocol": proto}],
+                                  "endpoints": [{"address": "127.0.0.1", "port": 9000 + i}]})
+            for i, (name, proto) in enumerate((("a", "http"), ("b", "grpc"), ("c", "http")))
+        ]  # fmt: skip
+        await apply(
+            cp,
+            *services,
+            doc("Sidecar", "s1", {"egress": [{"port": {"number": 18080}, "service": "a"}]}),
+        )
+        source: MeshSource = cp.context.extras["source"]
+        await eventually(lambda: source.resources(node("x", "s1"), LISTENER, None))
+        s1 = node("s1-0", "s1")
+        assert list(source.resources(s1, LISTENER, None)) == ["outbound|18080"]
+        assert list(source.resources(s1, CLUSTER, None)) == ["a.default:8080"]
+        assert list(source.resources(s1, ROUTE, frozenset({"a.default:8080"}))) == [
+            "a.default:8080"
+        ]
+        # named resources resolve mesh-wide (make-before-break for subscribers)
+        assert list(source.resources(s1, CLUSTER, frozenset({"c.default:8080"}))) == [
+            "c.default:8080"
+        ]
+        # a gRPC proxyless client asks for listeners by target name
+        grpc_node = node("grpc-client")
+        got = source.resources(grpc_node, LISTENER, frozenset({"b", "b.default:8080", "nope"}))
+        assert sorted(got) == ["b", "b.default:8080"]
+        assert source.resources(grpc_node, LISTENER, None) == {}
+        route = source.resources(grpc_node, ROUTE, frozenset({"b.default:8080"}))
+        assert list(route) == ["b.default:8080"]  # a pass-through table: no HTTPRoute on b
