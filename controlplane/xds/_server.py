@@ -55,6 +55,9 @@ DEFAULT_OPTIONS: Sequence[tuple[str, int]] = (
     # longer) instead of answering them with GOAWAY "too_many_pings".
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # grpc sets SO_REUSEPORT by default: a second control plane on the same port would start
+    # "fine" and take half the connections. Fail the bind instead.
+    ("grpc.so_reuseport", 0),
 )
 
 

@@ -138,12 +138,13 @@ async def running(
     *,
     debounce: float = 0.05,
     stop: anyio.CancelScope | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> AsyncIterator[str]:
     """An :class:`AdsServer` on 127.0.0.1, port 0; yields its ``host:port``.
 
     Cancelling ``stop`` stops the server while the test goes on.
     """
-    server = AdsServer(source, observer, debounce=debounce, stop_grace=0.1)
+    server = AdsServer(source, observer, debounce=debounce, stop_grace=0.1, credentials=credentials)
     scope = stop if stop is not None else anyio.CancelScope()
 
     async def serve(*, task_status: anyio.abc.TaskStatus[int]) -> None:
