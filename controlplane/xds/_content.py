@@ -15,8 +15,10 @@ to a thousand sidecars the same ``ClusterLoadAssignment`` object reaches every s
 serializing it per stream would dominate the push. Likewise it versions each *set* of
 resources once (:meth:`Encoder.encode_set`): after a change every stream recomputes every type
 it subscribed to, and for most types and most streams the answer is the same objects as
-before, so the set's version comes from a cache instead of hashing every resource again (this
-halved the server's share of a 1000-stream fan-out, see ``benchmarks/xds_fanout.py``).
+before, so the set's version comes from a cache instead of hashing every resource again.
+Measured with ``benchmarks/xds_fanout.py`` (1000 streams, 50 clusters, server and clients in
+one process on a shared 2-core machine, 4 alternating runs): trigger-to-last-ACK 360-484 ms
+with the set cache, 446-688 ms without (both including the 100 ms debounce).
 
 Both caches are keyed by object identity and keep a reference to the objects (so an id cannot
 be reused while cached); that is sound because a source hands out resources it never mutates

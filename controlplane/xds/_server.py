@@ -14,6 +14,9 @@ Theory of operation. :meth:`AdsServer.serve` runs inside the caller's anyio task
 
 One shared fan-out rather than one source watcher per stream: the debounce timer and the
 source wait exist once, not once per sidecar, and all streams recompute the same revision.
+``benchmarks/xds_fanout.py`` showed no difference outside the noise between the two shapes
+(1000 streams, in-process, 3 alternating runs: trigger-to-last-ACK 411/618/557 ms shared,
+1106/576/498 ms per stream), so the simpler one stays.
 
 Cancelling ``serve`` (its task group, or the process shutting down) stops the grpc server with
 a short grace: in-flight streams are cancelled, so every stream's observer hears

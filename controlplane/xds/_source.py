@@ -14,6 +14,10 @@ Contract of a source:
 * ``resources`` is synchronous and should be cheap for a node whose view did not change (cache
   per :class:`NodeInfo`, which is hashable for that purpose); the server calls it once per
   subscribed type per stream after each debounced change.
+* A resource object, once handed out, is never mutated: new content is a new message. The
+  server caches each resource's serialization, and each set's version, by object identity
+  (``_content.Encoder``), so returning the *same* objects for an unchanged view, and sharing
+  them between nodes that see the same thing, is what makes a fan-out cheap.
 """
 
 from __future__ import annotations
