@@ -15,8 +15,9 @@ Theory of operation (Envoy's "xDS REST and gRPC protocol", section "Incremental 
 * A newly subscribed name that does not exist is answered with that name in
   ``removed_resources`` ("does not exist"), so the client stops waiting for it.
 * Unsubscribing forgets the resource without a ``removed_resources`` entry (the client already
-  dropped it). If the wildcard still covers it, the next response sends it again. Leaving the
-  wildcard likewise forgets every resource that is not also subscribed by name.
+  dropped it). If the wildcard still covers it, it is sent again at once: the client keeps
+  wildcard resources. Leaving the wildcard likewise forgets every resource that is not also
+  subscribed by name.
 * ACK/NACK as in SotW, by ``response_nonce`` (the latest sent for the type) and
   ``error_detail``; the version reported is the response's ``system_version_info`` (the hash
   of the full set). Unlike SotW, a stale nonce voids only the ACK/NACK part: each Delta
@@ -49,7 +50,7 @@ class _TypeState:
     nonce: str | None = None  # of the latest response sent
 
     def update(self, subscribe: set[str], unsubscribe: set[str]) -> bool:
-        """Apply subscription changes; True if something was newly subscribed."""
+        """Apply subscription changes; True if they call for an answer now."""
         new = False
         if "*" in subscribe and not self.wildcard:
             self.wildcard = new = True
@@ -60,11 +61,13 @@ class _TypeState:
         added = subscribe - {"*"} - self.names
         self.names |= added
         self.asked |= added
-        for name in unsubscribe - {"*"}:
+        dropped = unsubscribe - {"*"}
+        for name in dropped:
             self.names.discard(name)
             self.asked.discard(name)
             self.known.pop(name, None)
-        return new or bool(added)
+        # Under the wildcard, a dropped name the wildcard covers is sent again at once.
+        return new or bool(added) or (self.wildcard and bool(dropped))
 
     def resources(self, type_url: str, fetch: Fetch) -> dict[str, Message]:
         found: dict[str, Message] = dict(fetch(type_url, None)) if self.wildcard else {}

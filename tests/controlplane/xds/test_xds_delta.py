@@ -111,7 +111,10 @@ async def test_star_subscribes_and_unsubscribes_the_wildcard(source: MemorySourc
         await client.send(ENDPOINT, ["*"])
         first = await client.recv()
         assert sorted(versions(first)) == ["a", "b", "c"]
-        await client.send(ENDPOINT, [], ["*"], nonce=first.nonce)
+        await client.send(ENDPOINT, [], ["b"], nonce=first.nonce)  # the wildcard covers "b"
+        again = await client.recv()
+        assert list(versions(again)) == ["b"] and versions(again)["b"] == versions(first)["b"]
+        await client.send(ENDPOINT, [], ["*"], nonce=again.nonce)
         source.set(ENDPOINT, {"a": cla("a", 1)})
         await client.recv_none(0.1)
         await client.send(LISTENER, ["outbound"])  # other types carry on
