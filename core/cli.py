@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--sidecar", help="which Sidecar resource is this one (if several)")
     x = s.add_argument_group("control-plane mode (config over xDS instead of --config)")
     x.add_argument("--control-plane", metavar="HOST:PORT", help="the control plane's xDS address")
-    x.add_argument("--node-id", help="this sidecar's xDS node id (default SIDECAR-HOST-PID)")
+    x.add_argument("--node-id", help="this sidecar's xDS node id (default SIDECAR-HOST-ADMINPORT)")
     x.add_argument(
         "--state-dir", help="where the last good config is kept (default $PLAIT_DATA_DIR/sidecar)"
     )
@@ -138,7 +138,10 @@ def _xds_options(args: argparse.Namespace) -> Any:
     from .xds._mode import XdsOptions
 
     sidecar = args.sidecar or "default"
-    node_id = args.node_id or f"{sidecar.split('.')[0]}-{socket.gethostname()}-{os.getpid()}"
+    # Stable across restarts (the saved config and the registered Workload are keyed by it)
+    # and distinct per instance on a host (each needs its own admin port).
+    admin = args.admin_port if args.admin_port is not None else 15000
+    node_id = args.node_id or f"{sidecar.split('.')[0]}-{socket.gethostname()}-{admin}"
     base = os.environ.get("PLAIT_DATA_DIR") or str(Path.home() / ".plait")
     state_dir = Path(args.state_dir or Path(base) / "sidecar")
     workload = None
