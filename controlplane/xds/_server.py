@@ -58,6 +58,12 @@ DEFAULT_OPTIONS: Sequence[tuple[str, int]] = (
     # longer) instead of answering them with GOAWAY "too_many_pings".
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # After a control-plane restart every sidecar reconnects at once. grpc core queues calls
+    # the Python server has not picked up yet and, past 1000 queued (3000 hard), starts
+    # cancelling new ones: a 2000-stream reconnect storm lost ~10 streams that way
+    # (benchmarks/xds_fanout.py). Raise both limits; a sidecar's stream is long-lived.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 50_000),
     # grpc sets SO_REUSEPORT by default: a second control plane on the same port would start
     # "fine" and take half the connections. Fail the bind instead.
     ("grpc.so_reuseport", 0),
