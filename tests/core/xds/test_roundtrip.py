@@ -19,6 +19,7 @@ from plait.core.config import (
     RouteRule,
     RouteTable,
     load_config,
+    load_documents,
 )
 from plait.core.config._model import ListenerTLS
 from plait.plugins import FilterTypes, load_filter_types
@@ -38,12 +39,22 @@ EXAMPLE_CASES = [
     ("static/single.yaml", None),
     ("static/grpc.yaml", None),
     ("static/tcp.yaml", None),
+    ("control-plane/mesh.yaml", "frontend"),
+    ("control-plane/mesh.yaml", "backend-v1"),
+    ("control-plane/mesh.yaml", "backend-v2"),
 ]
 
 
 def test_every_example_is_covered() -> None:
     files = {str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*.yaml")}
     assert files == {path for path, _ in EXAMPLE_CASES}
+    for path in files:  # every Sidecar of a multi-sidecar example
+        assert len({s for p, s in EXAMPLE_CASES if p == path}) == len(_sidecars(path)), path
+
+
+def _sidecars(path: str) -> list[str | None]:
+    names: list[str | None] = [s.meta.name for s in load_documents([EXAMPLES / path]).sidecars]
+    return names or [None]
 
 
 @pytest.mark.parametrize(("path", "sidecar"), EXAMPLE_CASES)
