@@ -2,7 +2,10 @@
 
 :class:`AdsServer` serves what an :class:`XdsSource` computes for each node and reports every
 stream's life and ACKs/NACKs to an :class:`XdsObserver`. :class:`MemorySource` is a
-node-agnostic source for tests, benchmarks and static setups.
+node-agnostic source for tests, benchmarks and static setups. Use inside a task group::
+
+    server = AdsServer(source, registry, debounce=0.1)
+    port = await tg.start(server.serve, "0.0.0.0", 15012)  # port 0: any free port
 
 Layout: ``_source`` (the interface to the rest of the control plane), ``_content`` (content
 hash versions, encoding once per resource), ``_machine`` / ``_sotw`` / ``_delta`` (sans-I/O
