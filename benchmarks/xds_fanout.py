@@ -78,6 +78,8 @@ class _Fleet:
 
     n: int
     subscriptions: dict[str, list[str]]
+    node_metadata: Any = None
+    """A ``google.protobuf.Struct`` every stream announces (e.g. plait's sidecar metadata)."""
     ready: int = 0
     armed_at: float | None = None
     baseline: list[dict[str, str]] = field(default_factory=list)
@@ -94,6 +96,8 @@ async def _stream(stub: Any, index: int, fleet: _Fleet) -> None:
         req = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names)
         if first:
             req.node.CopyFrom(base_pb2.Node(id=f"bench-{index}", cluster="bench"))
+            if fleet.node_metadata is not None:
+                req.node.metadata.CopyFrom(fleet.node_metadata)
             first = False
         await call.write(req)
     done = False
@@ -129,6 +133,7 @@ async def run(
     eds: Sequence[str] = ("svc-0",),
     rds: Sequence[str] = ("outbound",),
     timeout: float = 120.0,
+    node_metadata: Any = None,
 ) -> Result:
     """Connect ``n`` SotW streams to ``target``, call ``trigger()``, time the fan-out.
 
@@ -136,7 +141,8 @@ async def run(
     ``timeout`` seconds each.
     """
     subscriptions = {CLUSTER: [], ENDPOINT: list(eds), LISTENER: [], ROUTE: list(rds)}
-    fleet = _Fleet(n=n, subscriptions=subscriptions, baseline=[{} for _ in range(n)])
+    fleet = _Fleet(n=n, subscriptions=subscriptions, baseline=[{} for _ in range(n)],
+                   node_metadata=node_metadata)  # fmt: skip
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     channels = [
         # A distinct channel argument stops grpc from sharing one connection between channels.
