@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from plait.core.xds._client import combined_version
 from plait.sdk import ConfigError
 
 from ._workloads import REGISTERED, workload_document, workload_name
@@ -61,6 +62,7 @@ class _Node:
     peer: str = ""
     flavor: str = ""
     acked: dict[str, str] = field(default_factory=dict)
+    acked_full: dict[str, str] = field(default_factory=dict)
     last_nack: dict[str, Any] | None = None
     nacking: set[str] = field(default_factory=set)
     """Types whose latest response was NACKed (cleared by an ACK of that type)."""
@@ -121,6 +123,7 @@ class Registry:
         node = self.nodes.get(stream.node.id)
         if node is not None:
             node.acked[_short(type_url)] = version
+            node.acked_full[type_url] = version
             node.nacking.discard(_short(type_url))
 
     def nacked(self, stream: StreamInfo, type_url: str, version: str, message: str) -> None:
@@ -253,6 +256,11 @@ class Registry:
             "peer": node.peer,
             "flavor": node.flavor,
             "ackedVersions": dict(node.acked),
+            # the sidecar's snapshot version (its /config_dump "version") once all four
+            # types are ACKed: the same hash over the same per-type versions
+            "ackedVersion": combined_version(node.acked_full)
+            if len(node.acked_full) == 4
+            else None,
             "lastNack": node.last_nack,
             "healthy": not failing,
             "ok": not problems,

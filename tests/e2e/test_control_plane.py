@@ -226,6 +226,9 @@ def test_a_registered_workload_receives_traffic_and_an_unknown_filter_is_nacked(
     assert headers["x-served-by"] == "web-app"
     table = plait(cp, "get", "workloads").stdout
     assert "web-1" in table, table
+    # the version the control plane saw ACKed is the one the sidecar runs
+    status = json.loads(plait(cp, "get", "workloads", "web-1", "-o", "json").stdout)["status"]
+    assert status["ackedVersion"] == config_dump(web)["version"], status
 
     # a filter type no sidecar knows: applied with a warning, NACKed by the sidecar
     bad = "    filters: [{type: no-such-filter, config: {a: 1}}]\n"
