@@ -14,6 +14,7 @@ Invariant: every upstream stream taken is in ``upstreams`` until it is finished
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -114,9 +115,10 @@ class ExchangeBase:
         crt = self.lrt.snapshot.clusters.get(ctx.cluster)
         if crt is None:
             raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
-        pool = crt.pick()
+        pool = crt.pick_for(request.endpoint, request.exclude)
         ctx.upstream_address = pool.key
         per_try = self.rule_timeouts.backend_request
+        deadline_header(request, crt.cluster.protocol.value == "grpc", per_try)
         if per_try:
             try:
                 with anyio.fail_after(per_try):
@@ -210,6 +212,39 @@ class ExchangeBase:
         except PlaitError as exc:
             log.debug("stream %s: request body: %s", self.ctx.stream_id, exc)
             stream.reset()
+
+
+DEADLINE_HEADER = "x-plait-timeout-ms"
+"""The remaining time budget of a request, in milliseconds, sent to the next hop over
+HTTP (gRPC upstreams get ``grpc-timeout``), so it does not work past the caller's deadline."""
+
+
+def deadline_header(request: UpstreamRequest, grpc: bool, per_try: float | None) -> None:
+    """Tell the next hop how long it has: the nearer of the enclosing deadline (the
+    request timeout, cancel scopes of layers) and the per-try timeout."""
+    left = anyio.current_effective_deadline() - anyio.current_time()
+    if per_try and per_try < left:
+        left = per_try
+    if left == math.inf:
+        return
+    ms = max(int(left * 1000), 1)
+    headers = request.head.headers
+    if grpc:
+        current = _grpc_timeout_ms(headers.get("grpc-timeout"))
+        if current is None or ms < current:
+            headers.set("grpc-timeout", f"{ms}m")
+    else:
+        headers.set(DEADLINE_HEADER, str(ms))
+
+
+_GRPC_UNITS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 1e-3, "n": 1e-6}
+
+
+def _grpc_timeout_ms(value: str | None) -> float | None:
+    """``grpc-timeout`` (gRPC over HTTP/2: 1-8 digits and a unit) in milliseconds."""
+    if not value or value[-1] not in _GRPC_UNITS or not value[:-1].isdigit():
+        return None
+    return int(value[:-1]) * _GRPC_UNITS[value[-1]]
 
 
 def _set_length(headers: Headers, n: int) -> None:

@@ -198,7 +198,12 @@ class _Exchange(ExchangeBase):
         if body is None:
             return
         request = UpstreamRequest(head=ctx.request, body=body)
-        call = run.compose(self.terminal) if run.chain.layers else self.terminal
+        if run.chain.layers:
+            crt = self.lrt.snapshot.clusters.get(ctx.cluster) if ctx.cluster else None
+            ctx.upstream_cluster = crt.state if crt is not None else None
+            call = run.compose(self.terminal)
+        else:
+            call = self.terminal
         response = await call(ctx, request)
         ctx.response = response.head
         await self.respond(run, response)

@@ -26,6 +26,7 @@ from plait.sdk import ConfigError, FilterSpec
 from ._fields import Fields, Loc
 from ._httproute import HTTPRouteRes, parse_httproute
 from ._model import MeshConfig
+from ._policy import PolicyRes, parse_backend_traffic_policy
 from ._resources import (
     LABEL,
     LABEL_HINT,
@@ -45,11 +46,13 @@ __all__ = ["Resources", "load_config", "load_documents"]
 
 _PLAIT = ("plait.dev/v1alpha1",)
 _GATEWAY = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
+_POLICY = ("plait.dev/v1alpha1", "gateway.networking.x-k8s.io/v1alpha1")
 _KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
     "Service": (_PLAIT, parse_service),
     "HTTPRoute": (_GATEWAY, parse_httproute),
     "Filter": (_PLAIT, parse_filter),
     "Sidecar": (_PLAIT, parse_sidecar),
+    "BackendTrafficPolicy": (_POLICY, parse_backend_traffic_policy),
 }
 
 
@@ -61,6 +64,7 @@ class Resources:
     routes: tuple[HTTPRouteRes, ...] = ()
     filters: tuple[FilterRes, ...] = ()
     sidecars: tuple[SidecarRes, ...] = ()
+    policies: tuple[PolicyRes, ...] = ()
     sources: tuple[str, ...] = ()
     digest: str = ""
     """sha256 of the normalized documents (key order and formatting do not count)."""
@@ -106,6 +110,7 @@ def load_documents(paths: Sequence[str | Path]) -> Resources:
         routes=tuple(by_kind["HTTPRoute"]),
         filters=tuple(by_kind["Filter"]),
         sidecars=tuple(by_kind["Sidecar"]),
+        policies=tuple(by_kind["BackendTrafficPolicy"]),
         sources=tuple(files),
         digest=hashlib.sha256(blob.encode()).hexdigest(),
     )

@@ -37,6 +37,8 @@ from ._model import (
     RouteTable,
     WeightedBackend,
 )
+from ._policy import RetryPolicy
+from ._resilience import apply_policies, resilience_entries
 from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, SidecarRes
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
 
@@ -85,6 +87,8 @@ class _Translator:
             for s in res.services
             for p in s.ports
         }
+        _index(res.policies, lambda p: p.meta)
+        apply_policies(res.policies, self.service, self.clusters)
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -130,6 +134,12 @@ class _Translator:
         return FilterEntry(
             name=WEIGHTED_SPLIT, spec=spec, config=parse_filter_config(spec, raw, loc)
         )
+
+    def resilience(
+        self, backends: tuple[WeightedBackend, ...], retry: RetryPolicy | None, loc: Loc
+    ) -> tuple[FilterEntry, ...]:
+        """The retry / circuit-breaker / load-balancer layers for a rule (``_resilience.py``)."""
+        return resilience_entries(self.filter_types, self.clusters, backends, retry, loc)
 
     # -- the whole config -------------------------------------------------------------------
 
