@@ -237,6 +237,17 @@ def deadline_header(request: UpstreamRequest, grpc: bool, per_try: float | None)
         headers.set(DEADLINE_HEADER, str(ms))
 
 
+_DEADLINE_RAW = DEADLINE_HEADER.encode()
+
+
+def caller_deadline(headers: Headers) -> float | None:
+    """Seconds left according to the previous hop's ``x-plait-timeout-ms``, if it sent one."""
+    raw = headers.get_raw(_DEADLINE_RAW)
+    if raw is None or not raw.isdigit():
+        return None
+    return max(int(raw), 1) / 1000
+
+
 _GRPC_UNITS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 1e-3, "n": 1e-6}
 
 

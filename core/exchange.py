@@ -46,7 +46,13 @@ from plait.sdk import (
 )
 
 from ._bodies import BodyStage, RequestBody
-from ._exchange_base import ExchangeBase, _NoBackend, _set_length, local_reply_head
+from ._exchange_base import (
+    ExchangeBase,
+    _NoBackend,
+    _set_length,
+    caller_deadline,
+    local_reply_head,
+)
 from ._streams import Downstream
 from .chain import ChainRun
 from .codec import RequestReceived
@@ -86,6 +92,8 @@ class _Exchange(ExchangeBase):
             self.rule_timeouts = rule.timeouts
             self.run_ = lrt.chain_for(rule).start(ctx)
             timeout = rule.timeouts.request or lrt.config.timeouts.request
+            if (left := caller_deadline(ctx.request.headers)) is not None:
+                timeout = min(timeout, left) if timeout else left  # the caller's deadline
             if self.run_.chain.fast and ev.end_stream and not ev.upgrade and not timeout:
                 await self.fast(ev, self.run_)
                 return

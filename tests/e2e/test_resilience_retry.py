@@ -135,3 +135,13 @@ def test_connect_failure_moves_to_a_live_endpoint(tmp_path: Path, procs: list[Pr
     )  # fmt: skip
     t = sequential(port, 20, method="POST")  # nothing was sent: safe for any method
     assert t.statuses == {200: 20}
+
+
+def test_the_next_hop_honours_the_callers_deadline(tmp_path: Path, procs: list[Proc]) -> None:
+    slow = start_flaky(tmp_path, delay_ms=1000)
+    procs.append(slow)
+    port = sidecar(tmp_path, procs, [slow.port])  # no timeout of its own
+    t0 = time.monotonic()
+    status, headers, _ = http_get(port, "/", headers={"x-plait-timeout-ms": "200"})
+    assert status == 504 and headers["x-plait-reason"] == "request timeout"
+    assert time.monotonic() - t0 < 0.5
