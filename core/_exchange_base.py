@@ -61,7 +61,17 @@ def local_reply_head(reply: LocalReply) -> tuple[ResponseHead, bytes]:
 
 
 class ExchangeBase:
-    __slots__ = ("ctx", "down", "lrt", "pending_reply", "rule_timeouts", "run_", "tg", "upstreams")
+    __slots__ = (
+        "ctx",
+        "deadline",
+        "down",
+        "lrt",
+        "pending_reply",
+        "rule_timeouts",
+        "run_",
+        "tg",
+        "upstreams",
+    )
 
     def __init__(self, lrt: ListenerRuntime, down: Downstream, ctx: StreamContext) -> None:
         self.lrt = lrt
@@ -72,6 +82,8 @@ class ExchangeBase:
         self.run_: ChainRun | None = None
         self.pending_reply: LocalReply | None = None
         self.rule_timeouts = lrt.config.timeouts
+        self.deadline: float | None = None
+        """When the request timeout ends (``anyio.current_time()`` clock), if it has one."""
 
     def failed(self, exc: Exception) -> None:
         """Answer an exception from any step the way :meth:`run` does (a plain call)."""
@@ -118,7 +130,8 @@ class ExchangeBase:
         pool = crt.pick_for(request.endpoint, request.exclude)
         ctx.upstream_address = pool.key
         per_try = self.rule_timeouts.backend_request
-        deadline_header(request, crt.cluster.protocol.value == "grpc", per_try)
+        if per_try or self.deadline is not None:
+            deadline_header(request, crt.cluster.protocol.value == "grpc", per_try)
         if per_try:
             try:
                 with anyio.fail_after(per_try):
@@ -221,7 +234,8 @@ HTTP (gRPC upstreams get ``grpc-timeout``), so it does not work past the caller'
 
 def deadline_header(request: UpstreamRequest, grpc: bool, per_try: float | None) -> None:
     """Tell the next hop how long it has: the nearer of the enclosing deadline (the
-    request timeout, cancel scopes of layers) and the per-try timeout."""
+    request timeout, cancel scopes of layers) and the per-try timeout. Called only when
+    the exchange has a timeout (asking anyio for the deadline costs a few microseconds)."""
     left = anyio.current_effective_deadline() - anyio.current_time()
     if per_try and per_try < left:
         left = per_try

@@ -97,6 +97,8 @@ class _Exchange(ExchangeBase):
             if self.run_.chain.fast and ev.end_stream and not ev.upgrade and not timeout:
                 await self.fast(ev, self.run_)
                 return
+            if timeout:
+                self.deadline = anyio.current_time() + timeout
             try:
                 with anyio.fail_after(timeout) if timeout else _NO_TIMEOUT:
                     if ev.end_stream:

@@ -36,6 +36,7 @@ from ._config import BreakerConfig
 __all__ = ["EndpointHealth", "Outliers"]
 
 HEALTHY, EJECTED, PROBING = "healthy", "ejected", "probing"
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -54,11 +55,13 @@ class EndpointHealth:
 class Outliers:
     """The outlier state of one cluster's endpoints."""
 
-    __slots__ = ("events", "hosts", "next_sweep")
+    __slots__ = ("events", "hosts", "next_sweep", "out")
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self.hosts = {k: EndpointHealth() for k in keys}
         self.next_sweep = 0.0
+        self.out = 0
+        """How many endpoints are not healthy (ejected or probing): 0 is the fast path."""
         self.events: list[str] = []
         """Counter names of what happened (``ejection``, ...); the caller drains it."""
 
@@ -66,6 +69,8 @@ class Outliers:
         """Endpoints to avoid now, and the endpoint to probe (if one is due)."""
         if now >= self.next_sweep:
             self._sweep(now, config)
+        if not self.out:
+            return _NONE, None
         out: set[str] = set()
         probe = None
         for key, h in self.hosts.items():
@@ -93,6 +98,7 @@ class Outliers:
             h.consecutive_5xx = h.consecutive_gateway = 0
             if h.state == PROBING:
                 h.state, h.probe_in_flight = HEALTHY, False
+                self.out -= 1
                 self.events.append("readmission")
             return
         h.failed += 1
@@ -116,6 +122,8 @@ class Outliers:
             self.events.append("ejection_skipped_max_percent")
             return
         h.times_ejected += 1
+        if h.state == HEALTHY:
+            self.out += 1
         h.state, h.probe_in_flight = EJECTED, False
         h.until = now + min(config.base_ejection_time * h.times_ejected, config.max_ejection_time)
         h.consecutive_5xx = h.consecutive_gateway = 0
@@ -126,8 +134,7 @@ class Outliers:
         if config.max_ejection_percent == 0:
             return False
         allowed = max(1, n * config.max_ejection_percent // 100)
-        out = sum(1 for h in self.hosts.values() if h.state != HEALTHY)
-        return out < allowed
+        return self.out < allowed
 
     def _sweep(self, now: float, config: BreakerConfig) -> None:
         """The interval detectors over the last interval's outcomes, then a new interval."""

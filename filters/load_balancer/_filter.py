@@ -34,7 +34,7 @@ _PICKER: StashKey[tuple[BalancerConfig, _Picker]] = StashKey("load-balancer.pick
 
 def _picker(cluster: UpstreamCluster, config: BalancerConfig) -> _Picker:
     found = cluster.stash.get(_PICKER, None)
-    if found is not None and found[0] == config:
+    if found is not None and (found[0] is config or found[0] == config):
         return found[1]
     picker: _Picker
     if config.type == "RoundRobin":

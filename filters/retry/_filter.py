@@ -74,7 +74,7 @@ class RetryBudgetExhausted(UpstreamError):
 def _budget(cluster: UpstreamCluster, config: RetryConfig) -> RetryBudget:
     budget = cluster.stash.get(_BUDGET, None)
     wanted = config.budget_for(cluster.name)
-    if budget is None or budget.config != wanted:
+    if budget is None or (budget.config is not wanted and budget.config != wanted):
         budget = RetryBudget(wanted)
         cluster.stash[_BUDGET] = budget
         cluster.reports["retryBudget"] = lambda: budget.describe(time.monotonic())
