@@ -87,38 +87,16 @@ class CircuitBreaker:
         if cluster is None or config is None:
             return await call_next(ctx, request)
         state = _state(cluster)
+        limits, outliers = state.limits, state.outliers
+        if not limits.try_acquire(config):
+            try:
+                await limits.acquire(config)
+            except Overflow:
+                cluster.count("overflow")
+                raise
+        status, probe = -1, None
         try:
-            await state.limits.acquire(config)
-        except Overflow:
-            cluster.count("overflow")
-            raise
-        try:
-            return await self._try(ctx, request, call_next, cluster, state, config)
-        finally:
-            state.limits.release()
-
-    async def _try(
-        self,
-        ctx: StreamContext,
-        request: UpstreamRequest,
-        call_next: CallNext,
-        cluster: UpstreamCluster,
-        state: _State,
-        config: BreakerConfig,
-    ) -> UpstreamResponse:
-        outliers = state.outliers
-        now = time.monotonic()
-        ejected, probe = outliers.excluded(now, config)
-        if probe is not None and request.endpoint is None and probe not in request.exclude:
-            outliers.start_probe(probe)
-            request.endpoint = probe
-        elif ejected:
-            if len(ejected) >= len(cluster.endpoints):
-                cluster.count("ejected_all")
-                raise AllEjected(f"every endpoint of {cluster.name} is ejected")
-            request.exclude = request.exclude | ejected
-        status = -1
-        try:
+            probe = _steer(cluster, outliers, request, config)
             response = await call_next(ctx, request)
             status = response.head.status
             return response
@@ -126,11 +104,31 @@ class CircuitBreaker:
             status = 0
             raise
         finally:
+            limits.release()
             key = ctx.upstream_address
             if key is not None and status >= 0:
                 outliers.record(key, status, time.monotonic(), config)
-            elif request.endpoint is not None and request.endpoint == probe:
+            elif probe is not None:
                 outliers.hosts[probe].probe_in_flight = False  # no outcome: probe again
-            for event in outliers.events:
-                cluster.count(event)
-            outliers.events.clear()
+            if outliers.events:
+                for event in outliers.events:
+                    cluster.count(event)
+                outliers.events.clear()
+
+
+def _steer(
+    cluster: UpstreamCluster, outliers: Outliers, request: UpstreamRequest, config: BreakerConfig
+) -> str | None:
+    """Keep this try off ejected endpoints; send it as the probe of one whose ejection
+    ended. Returns the probed endpoint, if any."""
+    ejected, probe = outliers.excluded(time.monotonic(), config)
+    if probe is not None and request.endpoint is None and probe not in request.exclude:
+        outliers.start_probe(probe)
+        request.endpoint = probe
+        return probe
+    if ejected:
+        if len(ejected) >= len(cluster.endpoints):
+            cluster.count("ejected_all")
+            raise AllEjected(f"every endpoint of {cluster.name} is ejected")
+        request.exclude = request.exclude | ejected
+    return None

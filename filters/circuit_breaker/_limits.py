@@ -37,6 +37,14 @@ class Limits:
         self.active = 0
         self.waiters: deque[anyio.Event] = deque()
 
+    def try_acquire(self, config: BreakerConfig) -> bool:
+        """Take a free slot without waiting (the common case); ``False`` if there is none."""
+        active = self.active
+        if active < config.max_connections and active < config.max_requests and not self.waiters:
+            self.active = active + 1
+            return True
+        return False
+
     async def acquire(self, config: BreakerConfig) -> None:
         """Take a slot, waiting as pending if needed; raises :class:`Overflow`."""
         if self.active >= config.max_requests:

@@ -63,7 +63,19 @@ class LoadBalancer:
             return await call_next(ctx, request)
         picker = _picker(cluster, config)
         if isinstance(picker, PeakEwma):
-            return await _timed(picker, ctx, request, call_next)
+            start = time.monotonic()
+            key = request.endpoint
+            if key is None:
+                key = request.endpoint = picker.pick(request.exclude, start)
+            picker.start(key)
+            failed = True
+            try:
+                response = await call_next(ctx, request)
+                failed = response.head.status >= 500
+                return response
+            finally:
+                now = time.monotonic()
+                picker.observe(key, now - start, now, failed)
         if request.endpoint is None:
             if isinstance(picker, RingHash):
                 value = request.head.headers.get(config.header) if config.header else None
@@ -71,21 +83,3 @@ class LoadBalancer:
             else:
                 request.endpoint = picker.pick(request.exclude)
         return await call_next(ctx, request)
-
-
-async def _timed(
-    picker: PeakEwma, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
-) -> UpstreamResponse:
-    start = time.monotonic()
-    key = request.endpoint
-    if key is None:
-        key = request.endpoint = picker.pick(request.exclude, start)
-    picker.start(key)
-    failed = True
-    try:
-        response = await call_next(ctx, request)
-        failed = response.head.status >= 500
-        return response
-    finally:
-        now = time.monotonic()
-        picker.observe(key, now - start, now, failed)

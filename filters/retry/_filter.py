@@ -97,14 +97,12 @@ class Retry:
         budget.deposit(time.monotonic())
         replay = Replay(request.body, config.max_replay_bytes)
         idempotent = config.retry_non_idempotent or request.head.method in IDEMPOTENT
+        grpc = request.head.http_version == "2"
         tried: set[str] = set()
-        body = replay.first()
-        retry = 0
+        endpoint, exclude = request.endpoint, request.exclude  # inner layers change them
+        request.body = replay.first()
+        attempt, retry = request, 0
         while True:
-            attempt = UpstreamRequest(
-                head=request.head, body=body, endpoint=request.endpoint,
-                exclude=request.exclude | tried if tried else request.exclude,
-            )  # fmt: skip
             failure: UpstreamError | None = None
             response: UpstreamResponse | None = None
             try:
@@ -116,7 +114,7 @@ class Retry:
             finally:
                 if retry:
                     budget.done()
-            if response is not None and not self._retryable_response(response):
+            if response is not None and not self._retryable_response(response, grpc):
                 return response
             if ctx.upstream_address:
                 tried.add(ctx.upstream_address)
@@ -133,7 +131,9 @@ class Retry:
             retry += 1
             cluster.count("retry")
             assert next_body is not None
-            body = next_body
+            attempt = UpstreamRequest(
+                head=request.head, body=next_body, endpoint=endpoint, exclude=exclude | tried
+            )
             await _discard(response)
             try:
                 await anyio.sleep(self._delay(retry, response))
@@ -151,14 +151,16 @@ class Retry:
             return c.on("reset")
         return False
 
-    def _retryable_response(self, response: UpstreamResponse) -> bool:
+    def _retryable_response(self, response: UpstreamResponse, grpc: bool) -> bool:
+        """A listed status, or (``grpc``: the call came over HTTP/2, as gRPC needs) a
+        listed ``grpc-status`` in the head of a trailers-only response."""
         c = self._config
         head = response.head
         if head.status in c.statuses:
             return True
-        if c.grpc_statuses:
-            status = head.headers.get("grpc-status")  # a trailers-only gRPC response
-            return status is not None and status in c.grpc_statuses
+        if grpc and c.grpc_statuses and head.status == 200:
+            raw = head.headers.get_raw(b"grpc-status")  # a trailers-only gRPC response
+            return raw is not None and raw.decode("latin-1") in c.grpc_statuses
         return False
 
     def _refusal(self, retry: int, safe: bool, response: UpstreamResponse | None) -> str | None:

@@ -60,11 +60,8 @@ class Replay:
         self._first_body = body
 
     def first(self) -> MessageBody:
-        if self._tee is not None:
-            return self._tee
-        if self._data is None:
-            return self._first_body
-        return BufferedBody(self._data, self._trailers)
+        """The body for the first try: the request's own, or the tee that copies it."""
+        return self._tee if self._tee is not None else self._first_body
 
     def again(self, never_sent: bool) -> MessageBody | None:
         """The body for one more try, or ``None`` if it cannot be replayed.

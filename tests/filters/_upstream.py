@@ -49,8 +49,11 @@ class Script:
         return UpstreamResponse(head=head, body=BufferedBody(b""))
 
 
-def context(upstream: UpstreamCluster, method: str = "GET") -> StreamContext:
-    return make_context(make_request(method), upstream_cluster=upstream, cluster=upstream.name)
+def context(upstream: UpstreamCluster, method: str = "GET", h2: bool = False) -> StreamContext:
+    head = make_request(method)
+    if h2:
+        head.http_version = "2"
+    return make_context(head, upstream_cluster=upstream, cluster=upstream.name)
 
 
 def request(ctx: StreamContext, body: bytes = b"") -> UpstreamRequest:

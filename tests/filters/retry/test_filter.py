@@ -17,8 +17,10 @@ def _no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retry_module, "_draw", lambda: 0.0)  # zero jitter: no real sleeps
 
 
-def _run(retry: Retry, script: Script, method: str = "GET", body: bytes = b"") -> int:
-    ctx = context(script.upstream, method)
+def _run(
+    retry: Retry, script: Script, method: str = "GET", body: bytes = b"", h2: bool = False
+) -> int:
+    ctx = context(script.upstream, method, h2)
 
     async def go() -> int:
         response = await retry.around_upstream(ctx, request(ctx, body), script)
@@ -65,9 +67,11 @@ def test_connect_failure_is_retried_even_for_post() -> None:
 def test_gateway_error_and_grpc_conditions() -> None:
     retry = Retry(parse_retry({"retryOn": ["gateway-error", "unavailable"]}))
     assert _run(retry, Script(cluster(), 502, 200)) == 200
-    assert _run(retry, Script(cluster(), (200, {"grpc-status": "14"}), 200)) == 200
+    assert _run(retry, Script(cluster(), (200, {"grpc-status": "14"}), 200), h2=True) == 200
     script = Script(cluster(), (200, {"grpc-status": "3"}))
-    assert _run(retry, script) == 200 and len(script.tries) == 1  # invalid-argument: final
+    assert _run(retry, script, h2=True) == 200 and len(script.tries) == 1  # invalid-argument
+    script = Script(cluster(), (200, {"grpc-status": "14"}))
+    assert _run(retry, script) == 200 and len(script.tries) == 1  # HTTP/1.1: not gRPC
 
 
 def test_body_over_the_cap_is_sent_once_and_not_failed() -> None:
