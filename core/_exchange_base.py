@@ -49,12 +49,19 @@ log = logging.getLogger(__name__)
 
 
 def local_reply_head(reply: LocalReply) -> tuple[ResponseHead, bytes]:
-    body = reply.body or (f"{reply.reason}\n".encode() if reply.reason else b"")
+    """The head and body of a local reply. A reply with ``grpc-status`` is a gRPC
+    trailers-only response: no body (the reason is in the header); a ``content-type``
+    among the reply's headers replaces ``text/plain``."""
+    grpc = any(name.lower() == "grpc-status" for name, _ in reply.headers)
+    body = reply.body or (f"{reply.reason}\n".encode() if reply.reason and not grpc else b"")
     headers = Headers.from_lowercase_pairs(
         [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
     )
     for name, value in reply.headers:
-        headers.add(name, value)
+        if name.lower() == "content-type":
+            headers.set(name, value)
+        else:
+            headers.add(name, value)
     if reply.reason:
         headers.set("x-plait-reason", reply.reason)
     return ResponseHead(status=reply.status, headers=headers), body

@@ -11,7 +11,8 @@ core's per-try timeout) act per try. For each request:
    the response, per-try timeout, a listed status or gRPC status in the
    response head) may be retried if: tries are left (``attempts`` retries),
    the method is idempotent (RFC 9110 §9.2.2; a connect failure is always
-   safe, nothing was sent), the body can be replayed (``_replay.py``), the
+   safe, nothing was sent; so is a listed gRPC status: gRPC calls are all
+   POST, and Istio retries them by default), the body can be replayed (``_replay.py``), the
    backoff fits before the deadline, and the budget allows one more retry;
 3. before the retry: wait full-jitter exponential backoff,
    ``uniform(0, min(maxBackoff, backoff*2^n))``, or the response's
@@ -119,7 +120,10 @@ class Retry:
             if ctx.upstream_address:
                 tried.add(ctx.upstream_address)
             never_sent = isinstance(failure, UpstreamConnectError)
-            refused = self._refusal(retry, idempotent or never_sent, response)
+            # gRPC calls are all POST; a retryable grpc-status means the call failed as a
+            # whole (Istio retries them by default), so the method does not matter then.
+            grpc_failure = grpc and response is not None and response.head.status == 200
+            refused = self._refusal(retry, idempotent or never_sent or grpc_failure, response)
             next_body = None if refused else replay.again(never_sent)
             if next_body is None and not refused:
                 refused = "retry_not_replayable"

@@ -20,6 +20,7 @@ def mesh_config(
     rule: str = "",
     policy: str | None = None,
     filters: str = "[]",
+    protocol: str = "http",
 ) -> str:
     """One Service ``upstream`` (port 80) over ``endpoints``, an HTTPRoute whose single
     rule sends everything there (plus ``rule`` lines, e.g. ``retry: {...}``), an optional
@@ -31,7 +32,7 @@ apiVersion: plait.dev/v1alpha1
 kind: Service
 metadata: {{name: upstream}}
 spec:
-  ports: [{{port: 80, protocol: http}}]
+  ports: [{{port: 80, protocol: {protocol}}}]
   endpoints: [{eps}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
@@ -49,7 +50,7 @@ spec:
   admin: {{port: {admin}}}
   egress:
   - name: out
-    port: {{number: {listen}, protocol: http}}
+    port: {{number: {listen}, protocol: {protocol}}}
     service: upstream
     filters: {filters}
 """
