@@ -21,6 +21,7 @@ def mesh_config(
     policy: str | None = None,
     filters: str = "[]",
     protocol: str = "http",
+    access_log: str | None = None,
 ) -> str:
     """One Service ``upstream`` (port 80) over ``endpoints``, an HTTPRoute whose single
     rule sends everything there (plus ``rule`` lines, e.g. ``retry: {...}``), an optional
@@ -47,7 +48,7 @@ apiVersion: plait.dev/v1alpha1
 kind: Sidecar
 metadata: {{name: test}}
 spec:
-  admin: {{port: {admin}}}
+  admin: {{port: {admin}}}{f"{chr(10)}  accessLog: {{path: {access_log}}}" if access_log else ""}
   egress:
   - name: out
     port: {{number: {listen}, protocol: {protocol}}}

@@ -58,9 +58,11 @@ def test_failing_endpoint_is_ejected_and_readmitted(tmp_path: Path, procs: list[
 def test_pending_limit_overflows_the_excess_at_once(tmp_path: Path, procs: list[Proc]) -> None:
     slow = start_flaky(tmp_path, delay_ms=600)
     procs.append(slow)
+    log = tmp_path / "access.log"
     port = sidecar(
         tmp_path, procs, [slow.port],
         policy="circuitBreaker: {maxConnections: 5, maxPendingRequests: 10}",
+        access_log=str(log),
     )  # fmt: skip
 
     def one(i: int) -> tuple[int, str, float]:
@@ -76,3 +78,8 @@ def test_pending_limit_overflows_the_excess_at_once(tmp_path: Path, procs: list[
     assert all(r[0] == 503 and r[2] < 0.3 for r in overflow)  # refused at once, not queued
     assert max(r[2] for r in served) > 1.1  # the pending ones waited for a slot
     assert metric(admin_port(procs), "plait_upstream_events_total", event="overflow") == 35
+    deadline = time.monotonic() + 5  # the access log is written in batches (~1 s)
+    while time.monotonic() < deadline and log.read_text().count("\n") < 50:
+        time.sleep(0.1)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sum(1 for e in lines if e.get("failure_reason") == "overflow") == 35, lines[:3]
