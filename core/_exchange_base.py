@@ -212,7 +212,11 @@ class ExchangeBase:
             if ev.end_stream:
                 stream.finish(True)
                 self.upstreams.remove(stream)
-            return UpstreamResponse(head=ev.head, body=UpstreamBody(self, stream, ev))
+            body = UpstreamBody(self, stream, ev)
+            if not ev.end_stream and self.ctx.cluster is not None:
+                crt = self.lrt.snapshot.clusters.get(self.ctx.cluster)
+                body.idle_timeout = crt.cluster.timeouts.stream_idle if crt is not None else None
+            return UpstreamResponse(head=ev.head, body=body)
         stream.reset()
         self.upstreams.remove(stream)
         return None

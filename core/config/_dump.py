@@ -53,6 +53,7 @@ def _timeouts(t: Timeouts) -> dict[str, Any]:
         "idle": t.idle,
         "requestHeaders": t.request_headers,
         "drain": t.drain,
+        "streamIdle": t.stream_idle,
     }
 
 

@@ -85,6 +85,9 @@ class Timeouts:
     """A request head must be complete this long after its first byte, else 408."""
     drain: float = 5.0
     """Grace period for in-flight requests on SIGTERM."""
+    stream_idle: float | None = None
+    """Upstream clusters: the longest wait for the next piece of a response body
+    (``BackendTrafficPolicy`` ``timeouts.streamIdle``); past it the stream is reset."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -115,6 +115,7 @@ class TrafficPolicy:
     load_balancer: LoadBalancerPolicy = LoadBalancerPolicy()
     connect_timeout: float | None = None
     idle_timeout: float | None = None
+    stream_idle_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,6 +312,7 @@ def _timeouts(f: Fields | None) -> dict[str, float | None]:
     out: dict[str, float | None] = {
         "connect_timeout": f.duration("connect", 10.0),
         "idle_timeout": f.duration("idle", 3600.0),
+        "stream_idle_timeout": f.opt_duration("streamIdle"),
     }
     f.done()
     return out

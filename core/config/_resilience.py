@@ -68,7 +68,9 @@ def apply_policies(
 def _with_policy(cluster: Cluster, policy: TrafficPolicy) -> Cluster:
     t = cluster.timeouts
     timeouts = Timeouts(
-        connect=policy.connect_timeout or t.connect, idle=policy.idle_timeout or t.idle
+        connect=policy.connect_timeout or t.connect,
+        idle=policy.idle_timeout or t.idle,
+        stream_idle=policy.stream_idle_timeout,
     )
     return replace(cluster, policy=policy, timeouts=timeouts)
 

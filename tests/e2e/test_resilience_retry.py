@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import statistics
 import time
@@ -145,3 +146,15 @@ def test_the_next_hop_honours_the_callers_deadline(tmp_path: Path, procs: list[P
     status, headers, _ = http_get(port, "/", headers={"x-plait-timeout-ms": "200"})
     assert status == 504 and headers["x-plait-reason"] == "request timeout"
     assert time.monotonic() - t0 < 0.5
+
+
+def test_stream_idle_timeout_resets_a_stalled_body(tmp_path: Path, procs: list[Proc]) -> None:
+    up = start_flaky(tmp_path)
+    procs.append(up)
+    port = sidecar(tmp_path, procs, [up.port], policy="timeouts: {streamIdle: 300ms}")
+    t0 = time.monotonic()
+    with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+        http_get(port, "/stall")
+    assert time.monotonic() - t0 < 1.5  # not the upstream's 2 s pause
+    status, _, body = http_get(port, "/")  # the sidecar is fine afterwards
+    assert status == 200

@@ -11,6 +11,8 @@ not given keep their value); ``GET /__stats`` returns the counts as JSON and
   reset=1        close the connection without answering
   retry_after=S  add ``retry-after: S`` to failed responses
 
+``GET /stall`` sends half of a 10-byte body, waits 2 s, then sends the rest.
+
 Every response carries ``x-served-by: <name>``.
 """
 
@@ -68,6 +70,15 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path in ("/__control", "/__stats"):
             self._control(parse_qs(url.query))
+            return
+        if url.path == "/stall":  # half a body, a 2 s pause, the other half
+            self.send_response(200)
+            self.send_header("content-length", "10")
+            self.end_headers()
+            self.wfile.write(b"01234")
+            self.wfile.flush()
+            time.sleep(2)
+            self.wfile.write(b"56789")
             return
         n = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(n) if n else b""
