@@ -156,5 +156,5 @@ def test_stream_idle_timeout_resets_a_stalled_body(tmp_path: Path, procs: list[P
     with pytest.raises((http.client.IncompleteRead, ConnectionError)):
         http_get(port, "/stall")
     assert time.monotonic() - t0 < 1.5  # not the upstream's 2 s pause
-    status, _, body = http_get(port, "/")  # the sidecar is fine afterwards
+    status, _, _body = http_get(port, "/")  # the sidecar is fine afterwards
     assert status == 200
