@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from ._fields import Fields, Loc
 from ._model import HeaderMatch, MatchType, PathMatch, RouteMatch, Timeouts
-from ._policy import RetryPolicy, parse_retry
 from ._resources import LABEL, LABEL_HINT, SUBDOMAIN, SUBDOMAIN_HINT, FilterUse, Meta
+from ._retry import RetryPolicy, parse_retry
 
 __all__ = ["BackendRef", "HTTPRouteRes", "ParentRef", "RuleRes", "parse_httproute"]
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from plait.sdk import FailStrategy, FilterSpec
 
 if TYPE_CHECKING:
-    from ._policy import RetryPolicy, TrafficPolicy
+    from ._policy import TrafficPolicy
+    from ._retry import RetryPolicy
 
 __all__ = [
     "AdminConfig",

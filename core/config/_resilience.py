@@ -30,7 +30,8 @@ from plait.sdk import FilterSpec
 
 from ._fields import Loc
 from ._model import Cluster, FilterEntry, Timeouts, WeightedBackend
-from ._policy import PolicyRes, RetryPolicy, TrafficPolicy
+from ._policy import PolicyRes, TrafficPolicy
+from ._retry import RetryPolicy
 
 __all__ = ["CIRCUIT_BREAKER", "LOAD_BALANCER", "RETRY", "apply_policies", "resilience_entries"]
 

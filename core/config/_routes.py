@@ -33,8 +33,8 @@ from ._model import (
     RouteTable,
     WeightedBackend,
 )
-from ._policy import RetryPolicy
 from ._resources import FilterUse, ServicePort, ServiceRes
+from ._retry import RetryPolicy
 
 __all__ = ["RouteTables", "catch_all_table", "cluster_name", "precedence"]
 

@@ -37,9 +37,9 @@ from ._model import (
     RouteTable,
     WeightedBackend,
 )
-from ._policy import RetryPolicy
 from ._resilience import apply_policies, resilience_entries
 from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, SidecarRes
+from ._retry import RetryPolicy
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
 
 __all__ = ["WEIGHTED_SPLIT", "translate"]
