@@ -23,4 +23,5 @@ RETRY = FilterSpec(
     make=Retry,
     parse_config=parse_retry,
     description="retry failed tries (backoff, Retry-After, another endpoint) within a budget",
+    stream_independent=True,  # per-request state lives in around_upstream's frame
 )
