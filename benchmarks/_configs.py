@@ -102,11 +102,38 @@ backend be
 """
 
 
+RESILIENCE = """\
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: upstream}
+spec:
+  parentRefs: [{name: upstream, port: 80}]
+  rules:
+  - backendRefs: [{name: upstream, port: 80}]
+    retry: {codes: [503], attempts: 2}
+---
+apiVersion: plait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: upstream}
+spec:
+  targetRefs: [{kind: Service, name: upstream}]
+"""
+"""The default resilience stack: retry (with the default budget), circuit breaker and
+outlier detection with their defaults, P2C peak-EWMA load balancing."""
+
+
 def plait_conf(
-    h1_port: int, h2_port: int, admin_port: int, upstream_port: int, filters: int
+    h1_port: int,
+    h2_port: int,
+    admin_port: int,
+    upstream_port: int,
+    filters: int,
+    resilience: bool = False,
 ) -> str:
     """The plait sidecar: an HTTP/1.1 and an h2c egress listener to the same upstream."""
     chain = "[" + ", ".join(["{type: bench-passthrough}"] * filters) + "]"
+    extra = RESILIENCE if resilience else ""
     return f"""\
 apiVersion: plait.dev/v1alpha1
 kind: Service
@@ -127,4 +154,4 @@ spec:
   - port: {{number: {h2_port}, protocol: http2}}
     service: upstream
     filters: {chain}
-"""
+{extra}"""

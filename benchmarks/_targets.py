@@ -28,6 +28,8 @@ class TargetSpec:
     kind: str  # "direct" | "nginx" | "haproxy" | "plait"
     workers: int = 1
     filters: int = 0
+    resilience: bool = False
+    """An HTTPRoute with ``retry`` and a BackendTrafficPolicy: retry + breaker + P2C-EWMA."""
 
 
 TARGETS: dict[str, TargetSpec] = {
@@ -38,6 +40,7 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("haproxy", "HAProxy (1 thread)", "haproxy"),
         TargetSpec("plait", "plait 1w", "plait"),
         TargetSpec("plait-5f", "plait 1w, 5 filters", "plait", filters=5),
+        TargetSpec("plait-res", "plait 1w, retry+breaker+P2C", "plait", resilience=True),
         TargetSpec("plait-2w", "plait --workers 2", "plait", workers=2),
     )
 }
@@ -102,7 +105,9 @@ def _start_plait(
     d = _workdir(base, spec.name)
     h1, h2, admin = ports
     conf = d / "sidecar.yaml"
-    conf.write_text(_configs.plait_conf(h1, h2, admin, upstream_port, spec.filters))
+    conf.write_text(
+        _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience)
+    )
     plait = Path(sys.executable).parent / "plait"
     argv = [str(plait), "sidecar", "--config", str(conf)]
     if spec.workers != 1:

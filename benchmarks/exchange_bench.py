@@ -5,7 +5,10 @@ upstream pool whose stream answers at once, so the figure is plait's own
 per-request Python cost (chain driver, router, exchange, both codecs), the
 part that decides throughput on the hot path. Run by hand:
 
-    .venv/bin/python -m benchmarks.exchange_bench [N_FILTERS ...]
+    .venv/bin/python -m benchmarks.exchange_bench [N_FILTERS | res ...]
+
+``res`` measures the default resilience stack (HTTPRoute ``retry`` + a
+``BackendTrafficPolicy``: retry, circuit breaker, P2C peak-EWMA) with no other filter.
 """
 
 from __future__ import annotations
@@ -107,14 +110,16 @@ class _Pool:
         return self.stream
 
 
-async def _run(n_filters: int, n: int) -> float:
+async def _run(n_filters: int, n: int, resilience: bool = False) -> float:
     import tempfile
     from pathlib import Path
 
     filters = "[" + ", ".join(["{type: bench-passthrough}"] * n_filters) + "]"
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bench.yaml"
-        path.write_text(CONFIG.replace("FILTERS", filters))
+        from benchmarks._configs import RESILIENCE
+
+        path.write_text(CONFIG.replace("FILTERS", filters) + (RESILIENCE if resilience else ""))
         from benchmarks import passthrough_filter
 
         types = load_filter_types(passthrough_filter)
@@ -123,6 +128,7 @@ async def _run(n_filters: int, n: int) -> float:
     for crt in runtime.snapshot.clusters.values():
         crt.pools = [_Pool(p.endpoint) for p in crt.pools]  # type: ignore[misc]
         crt._next = lambda c=crt: c.pools[0]  # type: ignore[misc]
+        crt.by_key = {p.key: p for p in crt.pools}
     down = _Down()
     server = down.codec
     t0 = time.process_time()
@@ -137,12 +143,14 @@ async def _run(n_filters: int, n: int) -> float:
 
 
 def main() -> None:
-    counts = [int(a) for a in sys.argv[1:]] or [0, 5]
-    for k in counts:
+    for arg in sys.argv[1:] or ["0", "5"]:
+        res = arg == "res"
+        k = 0 if res else int(arg)
         us = anyio.run(
-            _run, k, int(os.environ.get("N", "20000")), backend_options={"use_uvloop": True}
+            _run, k, int(os.environ.get("N", "20000")), res, backend_options={"use_uvloop": True}
         )
-        print(f"{k} pass-through filters: {us:6.1f} us CPU per request")
+        what = "retry + breaker + P2C-EWMA" if res else f"{k} pass-through filters"
+        print(f"{what}: {us:6.1f} us CPU per request")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import anyio
+
 from plait.sdk import (
     BodyTooLarge,
     DownstreamProtocolError,
@@ -18,6 +20,7 @@ from plait.sdk import (
     LocalReply,
     MessageBody,
     UpstreamReset,
+    UpstreamTimeout,
 )
 
 from ._streams import Downstream, UpstreamStream
@@ -119,6 +122,8 @@ class UpstreamBody(MessageBody):
         self._stream = stream
         self._done = ev.end_stream
         self._first = b""
+        self.idle_timeout: float | None = None
+        """Reset the stream when the next event takes longer (``timeouts.streamIdle``)."""
         if ev.end_stream:
             self.whole = ev.body
         else:
@@ -132,7 +137,17 @@ class UpstreamBody(MessageBody):
             data, self._first = self._first, b""
             return data
         while not self._done:
-            ev = await self._stream.read_event()
+            if self.idle_timeout:
+                try:
+                    with anyio.fail_after(self.idle_timeout):
+                        ev = await self._stream.read_event()
+                except TimeoutError:
+                    self._done = True
+                    raise UpstreamTimeout(
+                        f"response body idle for {self.idle_timeout}s (streamIdle)"
+                    ) from None
+            else:
+                ev = await self._stream.read_event()
             if isinstance(ev, DataReceived):
                 if ev.end_stream:
                     self._finish()

@@ -14,6 +14,7 @@ Invariant: every upstream stream taken is in ``upstreams`` until it is finished
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -48,19 +49,36 @@ log = logging.getLogger(__name__)
 
 
 def local_reply_head(reply: LocalReply) -> tuple[ResponseHead, bytes]:
-    body = reply.body or (f"{reply.reason}\n".encode() if reply.reason else b"")
+    """The head and body of a local reply. A reply with ``grpc-status`` is a gRPC
+    trailers-only response: no body (the reason is in the header); a ``content-type``
+    among the reply's headers replaces ``text/plain``."""
+    grpc = any(name.lower() == "grpc-status" for name, _ in reply.headers)
+    body = reply.body or (f"{reply.reason}\n".encode() if reply.reason and not grpc else b"")
     headers = Headers.from_lowercase_pairs(
         [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
     )
     for name, value in reply.headers:
-        headers.add(name, value)
+        if name.lower() == "content-type":
+            headers.set(name, value)
+        else:
+            headers.add(name, value)
     if reply.reason:
         headers.set("x-plait-reason", reply.reason)
     return ResponseHead(status=reply.status, headers=headers), body
 
 
 class ExchangeBase:
-    __slots__ = ("ctx", "down", "lrt", "pending_reply", "rule_timeouts", "run_", "tg", "upstreams")
+    __slots__ = (
+        "ctx",
+        "deadline",
+        "down",
+        "lrt",
+        "pending_reply",
+        "rule_timeouts",
+        "run_",
+        "tg",
+        "upstreams",
+    )
 
     def __init__(self, lrt: ListenerRuntime, down: Downstream, ctx: StreamContext) -> None:
         self.lrt = lrt
@@ -71,6 +89,8 @@ class ExchangeBase:
         self.run_: ChainRun | None = None
         self.pending_reply: LocalReply | None = None
         self.rule_timeouts = lrt.config.timeouts
+        self.deadline: float | None = None
+        """When the request timeout ends (``anyio.current_time()`` clock), if it has one."""
 
     def failed(self, exc: Exception) -> None:
         """Answer an exception from any step the way :meth:`run` does (a plain call)."""
@@ -114,9 +134,11 @@ class ExchangeBase:
         crt = self.lrt.snapshot.clusters.get(ctx.cluster)
         if crt is None:
             raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
-        pool = crt.pick()
+        pool = crt.pick_for(request.endpoint, request.exclude)
         ctx.upstream_address = pool.key
         per_try = self.rule_timeouts.backend_request
+        if per_try or self.deadline is not None:
+            deadline_header(request, crt.cluster.protocol.value == "grpc", per_try)
         if per_try:
             try:
                 with anyio.fail_after(per_try):
@@ -190,7 +212,11 @@ class ExchangeBase:
             if ev.end_stream:
                 stream.finish(True)
                 self.upstreams.remove(stream)
-            return UpstreamResponse(head=ev.head, body=UpstreamBody(self, stream, ev))
+            body = UpstreamBody(self, stream, ev)
+            if not ev.end_stream and self.ctx.cluster is not None:
+                crt = self.lrt.snapshot.clusters.get(self.ctx.cluster)
+                body.idle_timeout = crt.cluster.timeouts.stream_idle if crt is not None else None
+            return UpstreamResponse(head=ev.head, body=body)
         stream.reset()
         self.upstreams.remove(stream)
         return None
@@ -210,6 +236,51 @@ class ExchangeBase:
         except PlaitError as exc:
             log.debug("stream %s: request body: %s", self.ctx.stream_id, exc)
             stream.reset()
+
+
+DEADLINE_HEADER = "x-plait-timeout-ms"
+"""The remaining time budget of a request, in milliseconds, sent to the next hop over
+HTTP (gRPC upstreams get ``grpc-timeout``), so it does not work past the caller's deadline."""
+
+
+def deadline_header(request: UpstreamRequest, grpc: bool, per_try: float | None) -> None:
+    """Tell the next hop how long it has: the nearer of the enclosing deadline (the
+    request timeout, cancel scopes of layers) and the per-try timeout. Called only when
+    the exchange has a timeout (asking anyio for the deadline costs a few microseconds)."""
+    left = anyio.current_effective_deadline() - anyio.current_time()
+    if per_try and per_try < left:
+        left = per_try
+    if left == math.inf:
+        return
+    ms = max(int(left * 1000), 1)
+    headers = request.head.headers
+    if grpc:
+        current = _grpc_timeout_ms(headers.get("grpc-timeout"))
+        if current is None or ms < current:
+            headers.set("grpc-timeout", f"{ms}m")
+    else:
+        headers.set(DEADLINE_HEADER, str(ms))
+
+
+_DEADLINE_RAW = DEADLINE_HEADER.encode()
+
+
+def caller_deadline(headers: Headers) -> float | None:
+    """Seconds left according to the previous hop's ``x-plait-timeout-ms``, if it sent one."""
+    raw = headers.get_raw(_DEADLINE_RAW)
+    if raw is None or not raw.isdigit():
+        return None
+    return max(int(raw), 1) / 1000
+
+
+_GRPC_UNITS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 1e-3, "n": 1e-6}
+
+
+def _grpc_timeout_ms(value: str | None) -> float | None:
+    """``grpc-timeout`` (gRPC over HTTP/2: 1-8 digits and a unit) in milliseconds."""
+    if not value or value[-1] not in _GRPC_UNITS or not value[:-1].isdigit():
+        return None
+    return int(value[:-1]) * _GRPC_UNITS[value[-1]]
 
 
 def _set_length(headers: Headers, n: int) -> None:

@@ -49,6 +49,7 @@ import anyio
 
 from plait.sdk import StreamContext, UpstreamRequest, UpstreamResponse
 
+from ._exchange_base import DEADLINE_HEADER
 from .codec import DataReceived, Event, RequestReceived, ResponseReceived
 from .exchange import _Exchange
 from .upstream._h1 import H1Stream
@@ -69,6 +70,7 @@ _MAX_WHOLE = 64 * 1024  # larger bodies, and bodies without a length, stream in 
 
 # in a plain call (no watcher) | waiting (the upstream's watcher) | in a task | ended
 _BUSY, _WAITING, _PROMOTED, _DONE = range(4)
+_DEADLINE = DEADLINE_HEADER.encode()
 
 
 def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:
@@ -82,6 +84,8 @@ def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:
         return False
     rule = lrt.router.match(ev.head)
     if rule is None or rule.timeouts.request or rule.timeouts.backend_request:
+        return False
+    if ev.head.headers.get_raw(_DEADLINE) is not None:  # the caller's deadline applies
         return False
     chain = lrt.chain_for(rule)
     if not chain.fast:

@@ -133,7 +133,7 @@ class Chain:
             if all(e.spec.stream_independent for e in self.entries)
             else None
         )
-        self.fast = not self.layers and not any(
+        self.plain_hooks = not any(
             h.is_async
             for phase in (
                 self.request_headers,
@@ -143,6 +143,9 @@ class Chain:
             )
             for h in phase
         )
+        """No async head/data hooks: a whole message goes through them with plain calls
+        (``around_upstream`` layers, if any, are still awaited)."""
+        self.fast = not self.layers and self.plain_hooks
         """No layers and no async head/data hooks: a whole message can go through the
         chain with plain calls (:meth:`ChainRun.headers_now`, :meth:`ChainRun.body_now`)."""
 
@@ -350,11 +353,13 @@ class ChainRun:
         return call
 
     def _layer(self, h: _Hook, inner: CallNext) -> CallNext:
-        instance = self.instances[h.index]
+        """``inner`` wrapped by one layer: a plain function that returns the layer's
+        coroutine, so a layer costs no extra coroutine frame of its own."""
+        fn, instance = h.fn, self.instances[h.index]
 
-        async def layer(ctx: StreamContext, request: UpstreamRequest) -> UpstreamResponse:
-            result: Awaitable[UpstreamResponse] = h.fn(instance, ctx, request, inner)
-            return await result
+        def layer(ctx: StreamContext, request: UpstreamRequest) -> Awaitable[UpstreamResponse]:
+            result: Awaitable[UpstreamResponse] = fn(instance, ctx, request, inner)
+            return result
 
         return layer
 

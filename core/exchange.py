@@ -46,7 +46,13 @@ from plait.sdk import (
 )
 
 from ._bodies import BodyStage, RequestBody
-from ._exchange_base import ExchangeBase, _NoBackend, _set_length, local_reply_head
+from ._exchange_base import (
+    ExchangeBase,
+    _NoBackend,
+    _set_length,
+    caller_deadline,
+    local_reply_head,
+)
 from ._streams import Downstream
 from .chain import ChainRun
 from .codec import RequestReceived
@@ -86,9 +92,16 @@ class _Exchange(ExchangeBase):
             self.rule_timeouts = rule.timeouts
             self.run_ = lrt.chain_for(rule).start(ctx)
             timeout = rule.timeouts.request or lrt.config.timeouts.request
-            if self.run_.chain.fast and ev.end_stream and not ev.upgrade and not timeout:
-                await self.fast(ev, self.run_)
+            if (left := caller_deadline(ctx.request.headers)) is not None:
+                timeout = min(timeout, left) if timeout else left  # the caller's deadline
+            if self.run_.chain.plain_hooks and ev.end_stream and not ev.upgrade and not timeout:
+                if self.run_.chain.layers:
+                    await self.fast_layered(ev, self.run_)
+                else:
+                    await self.fast(ev, self.run_)
                 return
+            if timeout:
+                self.deadline = anyio.current_time() + timeout
             try:
                 with anyio.fail_after(timeout) if timeout else _NO_TIMEOUT:
                     if ev.end_stream:
@@ -128,6 +141,26 @@ class _Exchange(ExchangeBase):
             else:
                 response = await self._send(pool, stream, request)
         await self.fast_respond(run, response)
+
+    async def fast_layered(self, ev: RequestReceived, run: ChainRun) -> None:
+        """:meth:`fast` for a chain with ``around_upstream`` layers: plain head/data hooks,
+        then the layers around :meth:`terminal`, with no coroutine per phase."""
+        ctx = self.ctx
+        out = run.headers_now(False, ctx.request.headers, not ev.body)
+        if out.reply is not None:
+            self.local_now(out.reply)
+            return
+        body = ev.body
+        if body and run.chain.request_data:
+            out = run.body_now(False, body)
+            if out.reply is not None:
+                self.local_now(out.reply)
+                return
+            body = out.data
+        crt = self.lrt.snapshot.clusters.get(ctx.cluster) if ctx.cluster else None
+        ctx.upstream_cluster = crt.state if crt is not None else None
+        request = UpstreamRequest(head=ctx.request, body=BufferedBody(body))
+        await self.fast_respond(run, await run.compose(self.terminal)(ctx, request))
 
     def fast_request(
         self, ev: RequestReceived, run: ChainRun
@@ -198,7 +231,12 @@ class _Exchange(ExchangeBase):
         if body is None:
             return
         request = UpstreamRequest(head=ctx.request, body=body)
-        call = run.compose(self.terminal) if run.chain.layers else self.terminal
+        if run.chain.layers:
+            crt = self.lrt.snapshot.clusters.get(ctx.cluster) if ctx.cluster else None
+            ctx.upstream_cluster = crt.state if crt is not None else None
+            call = run.compose(self.terminal)
+        else:
+            call = self.terminal
         response = await call(ctx, request)
         ctx.response = response.head
         await self.respond(run, response)

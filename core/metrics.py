@@ -10,7 +10,7 @@ scraped (the "batch metrics off the request path" rule of architecture.md §6).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import (
@@ -40,6 +40,19 @@ class Stats(Collector):
         self.reloads: dict[str, int] = {}
         self.config_version = ""
         self.config_timestamp = 0.0
+        self.upstream_source: Callable[[], dict[str, dict[str, int]]] | None = None
+        """Per-cluster event counters of the upstream layers (``UpstreamCluster.counters``),
+        read at scrape time; set by the runtime."""
+        self.upstream_added: dict[tuple[str, str], int] = {}
+        """Counters summed in from other worker processes (:meth:`add_json`)."""
+
+    def upstream_events(self) -> dict[tuple[str, str], int]:
+        out = dict(self.upstream_added)
+        if self.upstream_source is not None:
+            for cluster, counters in self.upstream_source().items():
+                for event, n in counters.items():
+                    out[(cluster, event)] = out.get((cluster, event), 0) + n
+        return out
 
     def record(self, listener: str, status: int, seconds: float, reason: str | None) -> None:
         key = (listener, status, reason or "")
@@ -71,6 +84,7 @@ class Stats(Collector):
             "reloads": self.reloads,
             "config_version": self.config_version,
             "config_timestamp": self.config_timestamp,
+            "upstream_events": [[c, e, n] for (c, e), n in self.upstream_events().items()],
         }
 
     def add_json(self, data: dict[str, Any]) -> None:
@@ -86,6 +100,9 @@ class Stats(Collector):
             mine_d: dict[str, int] = getattr(self, field)
             for name, n in data[field].items():
                 mine_d[name] = mine_d.get(name, 0) + n
+        for cluster, event, n in data.get("upstream_events", ()):
+            ukey = (str(cluster), str(event))
+            self.upstream_added[ukey] = self.upstream_added.get(ukey, 0) + int(n)
         if data["config_timestamp"] >= self.config_timestamp:
             self.config_version = data["config_version"]
             self.config_timestamp = data["config_timestamp"]
@@ -124,6 +141,14 @@ class Stats(Collector):
         for name, n in sorted(self.filter_failures.items()):
             ff.add_metric([name], n)
         yield ff
+        ue = CounterMetricFamily(
+            "plait_upstream_events",
+            "Upstream layer events by cluster (retries, budget exhaustion, ejections, ...)",
+            labels=["cluster", "event"],
+        )
+        for (cluster, event), n in sorted(self.upstream_events().items()):
+            ue.add_metric([cluster, event], n)
+        yield ue
         rl = CounterMetricFamily("plait_config_reloads", "Config reloads", labels=["result"])
         for result, n in sorted(self.reloads.items()):
             rl.add_metric([result], n)

@@ -104,6 +104,7 @@ class Runtime:
     def __init__(self, config: MeshConfig, stats: Stats | None = None) -> None:
         self.stats = stats or Stats()
         self.upstreams = Upstreams()
+        self.stats.upstream_source = self._upstream_counters
         self.active_streams = 0
         self.draining = False
         self._idle: anyio.Event | None = None
@@ -112,11 +113,15 @@ class Runtime:
         self.access_log: AccessLog | None = None
         self.snapshot = self._swap(config)
 
+    def _upstream_counters(self) -> dict[str, dict[str, int]]:
+        return {name: dict(s.counters) for name, s in self.upstreams.states().items()}
+
     def _swap(self, config: MeshConfig) -> Snapshot:
         self._open_access_log(config.access_log)
         snap = Snapshot(self, config)
         self.snapshot = snap
         self.upstreams.prune(k for c in snap.clusters.values() for k in c.keys)
+        self.upstreams.prune_states(snap.clusters)
         self.stats.config_version = snap.version
         self.stats.config_timestamp = snap.loaded_at
         return snap

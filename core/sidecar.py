@@ -229,6 +229,9 @@ class Sidecar:
             "last_error": self.runtime.last_error,
             "last_error_at": self.runtime.last_error_at,
             "config": dump_config(snap.config),
+            "clusterState": {
+                name: state.describe() for name, state in self.runtime.upstreams.states().items()
+            },
             "worker": self.opts.worker_index,
             "pid": os.getpid(),
             "uptime_s": time.time() - snap.loaded_at,

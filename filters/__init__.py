@@ -9,8 +9,12 @@ from typing import Any
 from plait.plugins import hookimpl
 from plait.sdk import FilterRegistry, FilterSpec
 
+from .circuit_breaker import CIRCUIT_BREAKER
+from .fault import FAULT
 from .header_modifier import REQUEST_HEADER_MODIFIER, RESPONSE_HEADER_MODIFIER
+from .load_balancer import LOAD_BALANCER
 from .path_deny import PATH_DENY
+from .retry import RETRY
 from .traffic_split import WEIGHTED_SPLIT
 
 __all__ = ["BUILTIN_FILTERS", "plait_register_filters"]
@@ -20,6 +24,10 @@ BUILTIN_FILTERS: tuple[FilterSpec[Any], ...] = (
     RESPONSE_HEADER_MODIFIER,
     PATH_DENY,
     WEIGHTED_SPLIT,
+    RETRY,
+    CIRCUIT_BREAKER,
+    LOAD_BALANCER,
+    FAULT,
 )
 
 

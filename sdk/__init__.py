@@ -42,6 +42,7 @@ from ._filter import (
 )
 from ._headers import Headers
 from ._results import CONTINUE, Buffer, Continue, FilterResult, LocalReply
+from ._upstream import EndpointInfo, UpstreamCluster
 
 __all__ = [
     "CONTINUE",
@@ -54,6 +55,7 @@ __all__ = [
     "ConnectionContext",
     "Continue",
     "DownstreamProtocolError",
+    "EndpointInfo",
     "FailStrategy",
     "FilterError",
     "FilterRegistry",
@@ -75,6 +77,7 @@ __all__ = [
     "Stash",
     "StashKey",
     "StreamContext",
+    "UpstreamCluster",
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamRequest",

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ._headers import Headers
+
+if TYPE_CHECKING:
+    from ._upstream import UpstreamCluster
 
 __all__ = [
     "ConnectionContext",
@@ -56,10 +59,7 @@ class Stash:
         return cast(T, self._data[key])
 
     def get(self, key: StashKey[T], default: D) -> T | D:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        return cast("T | D", self._data.get(key, default))
 
     def setdefault(self, key: StashKey[T], default: T) -> T:
         try:
@@ -163,6 +163,7 @@ class StreamContext:
         "started_at",
         "stream_id",
         "upstream_address",
+        "upstream_cluster",
     )
 
     def __init__(
@@ -184,6 +185,9 @@ class StreamContext:
         self.cluster: str | None = None
         """The backend (cluster) the request goes to; a split filter or the router sets it."""
         self.upstream_address: str | None = None
+        """The endpoint (``address:port``) of the latest upstream attempt."""
+        self.upstream_cluster: UpstreamCluster | None = None
+        """The chosen cluster's shared state; set by the core before ``around_upstream``."""
         self.failure_reason: str | None = None
         self._stash: Stash | None = None
 

@@ -70,6 +70,10 @@ class UpstreamRequest:
 
     head: RequestHead
     body: MessageBody
+    endpoint: str | None = None
+    """The endpoint key (``address:port``) a layer chose; ``None``: the core picks."""
+    exclude: frozenset[str] = frozenset()
+    """Endpoint keys the core avoids when it picks (unless nothing else is left)."""
 
 
 @dataclass(slots=True, kw_only=True)

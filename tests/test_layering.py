@@ -95,7 +95,7 @@ def test_sdk_public_surface_is_pinned() -> None:
         "NoRoute", "PassThroughFilter", "PeerIdentity", "PlaitError", "RequestHead",
         "RequestTimeout", "ResponseHead", "Stash", "StashKey", "StreamContext",
         "UpstreamConnectError", "UpstreamError", "UpstreamRequest", "UpstreamReset",
-        "UpstreamResponse", "UpstreamTimeout",
+        "UpstreamResponse", "UpstreamTimeout", "EndpointInfo", "UpstreamCluster",
     }  # fmt: skip
     for name in plait.sdk.__all__:
         assert hasattr(plait.sdk, name)

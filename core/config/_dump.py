@@ -53,6 +53,7 @@ def _timeouts(t: Timeouts) -> dict[str, Any]:
         "idle": t.idle,
         "requestHeaders": t.request_headers,
         "drain": t.drain,
+        "streamIdle": t.stream_idle,
     }
 
 
@@ -91,6 +92,7 @@ def _cluster(c: Cluster) -> dict[str, Any]:
         ],
         "timeouts": _timeouts(c.timeouts),
         "maxIdlePerEndpoint": c.max_idle_per_endpoint,
+        "policy": jsonable(c.policy),
     }
 
 
@@ -113,6 +115,7 @@ def _rule(r: RouteRule) -> dict[str, Any]:
         "backends": [{"cluster": b.cluster, "weight": b.weight} for b in r.backends],
         "filters": [_filter(f) for f in r.filters],
         "timeouts": {"request": r.timeouts.request, "backendRequest": r.timeouts.backend_request},
+        "retry": jsonable(r.retry),
     }
 
 

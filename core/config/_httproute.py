@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ._fields import Fields, Loc
 from ._model import HeaderMatch, MatchType, PathMatch, RouteMatch, Timeouts
 from ._resources import LABEL, LABEL_HINT, SUBDOMAIN, SUBDOMAIN_HINT, FilterUse, Meta
+from ._retry import RetryPolicy, parse_retry
 
 __all__ = ["BackendRef", "HTTPRouteRes", "ParentRef", "RuleRes", "parse_httproute"]
 
@@ -56,6 +57,7 @@ class RuleRes:
     backends: tuple[BackendRef, ...]
     filters: tuple[FilterUse, ...]
     timeouts: Timeouts
+    retry: RetryPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +135,7 @@ def _parse_rule(f: Fields, namespace: str) -> RuleRes:
         backends=tuple(_parse_backend(b, namespace) for b in f.maps("backendRefs", max_items=16)),
         filters=tuple(_parse_route_filter(x) for x in f.maps("filters", max_items=16)),
         timeouts=timeouts,
+        retry=parse_retry(r) if (r := f.sub("retry")) is not None else None,
     )
     f.done()
     return rule

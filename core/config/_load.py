@@ -26,6 +26,7 @@ from plait.sdk import ConfigError, FilterSpec
 from ._fields import Fields, Loc
 from ._httproute import HTTPRouteRes, parse_httproute
 from ._model import MeshConfig
+from ._policy import PolicyRes, parse_backend_traffic_policy
 from ._resources import (
     LABEL,
     LABEL_HINT,
@@ -55,12 +56,14 @@ __all__ = [
 
 _PLAIT = ("plait.dev/v1alpha1",)
 _GATEWAY = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
+_POLICY = ("plait.dev/v1alpha1", "gateway.networking.x-k8s.io/v1alpha1")
 _KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
     "Service": (_PLAIT, parse_service),
     "HTTPRoute": (_GATEWAY, parse_httproute),
     "Filter": (_PLAIT, parse_filter),
     "Sidecar": (_PLAIT, parse_sidecar),
     "Workload": (_PLAIT, parse_workload),
+    "BackendTrafficPolicy": (_POLICY, parse_backend_traffic_policy),
 }
 KINDS = tuple(_KINDS)
 
@@ -74,6 +77,7 @@ class Resources:
     filters: tuple[FilterRes, ...] = ()
     sidecars: tuple[SidecarRes, ...] = ()
     workloads: tuple[WorkloadRes, ...] = ()
+    policies: tuple[PolicyRes, ...] = ()
     sources: tuple[str, ...] = ()
     digest: str = ""
     """sha256 of the normalized documents (key order and formatting do not count)."""
@@ -155,6 +159,7 @@ def resources_of(parsed: Sequence[ParsedDocument], sources: Sequence[str]) -> Re
         filters=tuple(by_kind["Filter"]),
         sidecars=tuple(by_kind["Sidecar"]),
         workloads=tuple(by_kind["Workload"]),
+        policies=tuple(by_kind["BackendTrafficPolicy"]),
         sources=tuple(sources),
         digest=hashlib.sha256(blob.encode()).hexdigest(),
     )

@@ -15,9 +15,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait.sdk import FailStrategy, FilterSpec
+
+if TYPE_CHECKING:
+    from ._policy import TrafficPolicy
+    from ._retry import RetryPolicy
 
 __all__ = [
     "AdminConfig",
@@ -82,6 +86,9 @@ class Timeouts:
     """A request head must be complete this long after its first byte, else 408."""
     drain: float = 5.0
     """Grace period for in-flight requests on SIGTERM."""
+    stream_idle: float | None = None
+    """Upstream clusters: the longest wait for the next piece of a response body
+    (``BackendTrafficPolicy`` ``timeouts.streamIdle``); past it the stream is reset."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +113,8 @@ class Cluster:
     """Idle keep-alive connections kept per endpoint (the idle timeout closes them). Below
     the usual concurrency it makes connections churn: 64 measured 6% of CPU in connects
     at 100 concurrent HTTP/2 streams proxied to HTTP/1.1."""
+    policy: TrafficPolicy | None = None
+    """The ``BackendTrafficPolicy`` targeting this cluster's Service (``_policy.py``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,6 +178,8 @@ class RouteRule:
     filters: tuple[FilterEntry, ...] = ()
     """Rule filters; the translator appends the weighted-split filter for ``backends``."""
     timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy | None = None
+    """The rule's ``retry`` (the translator adds the resilience layers for it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

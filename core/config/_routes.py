@@ -34,6 +34,7 @@ from ._model import (
     WeightedBackend,
 )
 from ._resources import FilterUse, ServicePort, ServiceRes
+from ._retry import RetryPolicy
 
 __all__ = ["RouteTables", "catch_all_table", "cluster_name", "precedence"]
 
@@ -48,6 +49,10 @@ class Refs(TypingProtocol):
     def entry(self, use: FilterUse, namespace: str) -> FilterEntry: ...
 
     def split_entry(self, backends: tuple[WeightedBackend, ...], loc: Loc) -> FilterEntry: ...
+
+    def resilience(
+        self, backends: tuple[WeightedBackend, ...], retry: RetryPolicy | None, loc: Loc
+    ) -> tuple[FilterEntry, ...]: ...
 
 
 def cluster_name(svc: ServiceRes, port: ServicePort) -> str:
@@ -86,7 +91,7 @@ def catch_all_table(refs: Refs, key: str, cluster: str, loc: Loc) -> RouteTable:
         name=key,
         matches=(CATCH_ALL,),
         backends=backends,
-        filters=(refs.split_entry(backends, loc),),
+        filters=(refs.split_entry(backends, loc), *refs.resilience(backends, None, loc)),
     )
     return RouteTable(service=key, rules=(rule,))
 
@@ -149,6 +154,7 @@ class RouteTables:
         filters = tuple(self.refs.entry(u, ns) for u in rule.filters)
         if backends:
             filters += (self.refs.split_entry(backends, rule.loc.key("backendRefs")),)
+        filters += self.refs.resilience(backends, rule.retry, rule.loc.key("retry"))
         name = f"{ns}/{route.meta.name}/{rule.name or i}"
         return [
             (
@@ -159,6 +165,7 @@ class RouteTables:
                     backends=backends,
                     filters=filters,
                     timeouts=rule.timeouts,
+                    retry=rule.retry,
                 ),
             )
             for j, m in enumerate(rule.matches)

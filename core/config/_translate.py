@@ -38,7 +38,9 @@ from ._model import (
     RouteTable,
     WeightedBackend,
 )
+from ._resilience import apply_policies, resilience_entries
 from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, SidecarRes
+from ._retry import RetryPolicy
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
 from ._workload import WorkloadRes, workload_endpoints
 
@@ -134,6 +136,8 @@ class _Translator:
             for s in res.services
             for p in s.ports
         }
+        _index(res.policies, lambda p: p.meta)
+        apply_policies(res.policies, self.service, self.clusters)
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -195,6 +199,12 @@ class _Translator:
                         f"Service {svc.meta.name} has no port {p.port} (ports: {ports_text(svc)})"
                     )
                 )
+
+    def resilience(
+        self, backends: tuple[WeightedBackend, ...], retry: RetryPolicy | None, loc: Loc
+    ) -> tuple[FilterEntry, ...]:
+        """The retry / circuit-breaker / load-balancer layers for a rule (``_resilience.py``)."""
+        return resilience_entries(self.filter_types, self.clusters, backends, retry, loc)
 
     # -- the whole config -------------------------------------------------------------------
 

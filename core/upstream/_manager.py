@@ -3,6 +3,11 @@
 Pools are keyed by ``(protocol family, address, port)`` and survive snapshot
 swaps, so a reload never drops warm keep-alive connections. After a swap,
 pools of endpoints no snapshot names any more are closed (:meth:`Upstreams.prune`).
+
+Each cluster name also has one :class:`~plait.sdk.UpstreamCluster`: the state
+``around_upstream`` layers share across streams (budgets, ejections, latency
+estimates). It is kept across swaps while the cluster's endpoints are
+unchanged and replaced when they change (:meth:`Upstreams.cluster_state`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from plait.sdk import NoHealthyUpstream
+from plait.sdk import EndpointInfo, NoHealthyUpstream, UpstreamCluster
 
 from .._streams import UpstreamStream
 from ..config._model import Cluster, Endpoint
@@ -38,6 +43,25 @@ class Pool(Protocol):
 class Upstreams:
     def __init__(self) -> None:
         self._pools: dict[tuple[bool, str, int], Pool] = {}
+        self._states: dict[str, UpstreamCluster] = {}
+
+    def cluster_state(self, cluster: Cluster) -> UpstreamCluster:
+        """The shared state of ``cluster``: the same object while its endpoints are unchanged."""
+        endpoints = tuple(
+            EndpointInfo(key=ep.key, weight=ep.weight, labels=ep.labels) for ep in cluster.endpoints
+        )
+        state = self._states.get(cluster.name)
+        if state is None or state.endpoints != endpoints:
+            state = self._states[cluster.name] = UpstreamCluster(cluster.name, endpoints)
+        return state
+
+    def states(self) -> dict[str, UpstreamCluster]:
+        return dict(self._states)
+
+    def prune_states(self, live: Iterable[str]) -> None:
+        keep = set(live)
+        for name in [n for n in self._states if n not in keep]:
+            del self._states[name]
 
     def pool(self, cluster: Cluster, endpoint: Endpoint) -> Pool:
         h2 = cluster.protocol.upstream_h2
@@ -73,7 +97,9 @@ class ClusterRuntime:
 
     def __init__(self, cluster: Cluster, upstreams: Upstreams) -> None:
         self.cluster = cluster
+        self.state = upstreams.cluster_state(cluster)
         self.pools = [upstreams.pool(cluster, ep) for ep in cluster.endpoints]
+        self.by_key = {p.key: p for p in self.pools}
         self.keys = [
             (cluster.protocol.upstream_h2, ep.address, ep.port) for ep in cluster.endpoints
         ]
@@ -94,6 +120,22 @@ class ClusterRuntime:
         if self._next is None:
             raise NoHealthyUpstream(f"{self.cluster.name} has no endpoints")
         return self._next()
+
+    def pick_for(self, endpoint: str | None, exclude: frozenset[str]) -> Pool:
+        """The pool a layer chose (``endpoint``), else the next pick not in ``exclude``
+        (one round over the endpoints; if all are excluded, the plain next pick)."""
+        if endpoint is not None:
+            pool = self.by_key.get(endpoint)
+            if pool is None:
+                raise NoHealthyUpstream(f"{self.cluster.name} has no endpoint {endpoint}")
+            return pool
+        pool = self.pick()
+        if exclude:
+            for _ in range(len(self.pools)):
+                if pool.key not in exclude:
+                    break
+                pool = self.pick()
+        return pool
 
 
 def _weighted_random(pools: list[Pool], weights: list[int]) -> Callable[[], Pool]:

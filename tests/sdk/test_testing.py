@@ -253,6 +253,10 @@ def test_check_filter_passes_every_builtin_and_the_third_party_filter() -> None:
         "response-header-modifier": {"remove": ["server"]},
         "path-deny": {"paths": [{"value": "/admin"}]},
         "weighted-split": {"backends": [{"cluster": "a"}, {"cluster": "b", "weight": 2}]},
+        "retry": {"attempts": 2, "codes": [503]},
+        "circuit-breaker": {"clusters": {"a": {"maxConnections": 4}}},
+        "load-balancer": {"clusters": {"a": {"type": "RoundRobin"}}},
+        "fault": {"delay": {"fixedDelay": "1ms", "percentage": 50}, "abort": {"httpStatus": 503}},
     }
     for spec in BUILTIN_FILTERS:
         check_filter(spec, raw[spec.name])

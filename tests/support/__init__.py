@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 PY = sys.executable
@@ -206,3 +208,22 @@ def start_mesh(
     sidecar = start_sidecar(write_config(tmp, text), admin, env=env)
     procs.append(sidecar)
     return port, sidecar
+
+
+def start_flaky(tmp: Path, name: str = "flaky", **state: float) -> Proc:
+    """A controllable upstream (``flaky_server.py``): ``fail_every``, ``status``,
+    ``delay_ms``, ``hang``, ``reset``, ``retry_after``; changed later with :func:`control`."""
+    port = free_port()
+    log = tmp / f"flaky-{name}-{port}.log"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in state.items()]
+    p = start([PY, str(HERE / "flaky_server.py"), "--port", str(port), "--name", name, *flags], log)
+    wait_port(port, proc=p)
+    return Proc(p, log, port=port)
+
+
+def control(port: int, clear: bool = False, **state: float) -> dict[str, Any]:
+    """Change a flaky upstream's behaviour; returns its state and counts (then cleared if asked)."""
+    query = "&".join([f"{k}={v}" for k, v in state.items()] + (["clear=1"] if clear else []))
+    _, _, body = http_get(port, f"/__control?{query}")
+    result: dict[str, Any] = json.loads(body)
+    return result

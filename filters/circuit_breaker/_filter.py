@@ -1,0 +1,134 @@
+"""``circuit-breaker``: per-cluster limits and outlier ejection around each try.
+
+Theory of operation: an ``around_upstream`` layer inside ``retry`` (so every
+retry is limited and observed like a first try) and outside the load balancer
+(so the balancer only sees endpoints that are not ejected). Per try:
+
+1. take a slot from the cluster's :class:`Limits` (or fail with 503
+   ``overflow``);
+2. ask :class:`Outliers` which endpoints are ejected, and add them to
+   ``UpstreamRequest.exclude``; if one is due for its probe, send this try to
+   it (``UpstreamRequest.endpoint``); if every endpoint is ejected, fail with
+   503 ``ejected``;
+3. call the next layer, then record the outcome for ``ctx.upstream_address``:
+   the response status, or a local failure (connect failure, reset, timeout).
+
+State lives in the cluster's shared stash, so it is shared by every stream and
+route to the cluster and survives config reloads while the endpoints are
+unchanged. Per-cluster counters: ``overflow``, ``ejection``, ``readmission``,
+``ejection_skipped_max_percent``, ``ejected_all``; ``/config_dump`` shows each
+endpoint's state under ``clusterState.<cluster>.outlier``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from plait.sdk import (
+    CallNext,
+    NoHealthyUpstream,
+    StashKey,
+    StreamContext,
+    UpstreamCluster,
+    UpstreamConnectError,
+    UpstreamRequest,
+    UpstreamReset,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+
+from ._config import BreakerConfig, CircuitBreakerConfig
+from ._limits import Limits, Overflow
+from ._outlier import Outliers
+
+__all__ = ["AllEjected", "CircuitBreaker"]
+
+_LOCAL_FAILURES = (UpstreamConnectError, UpstreamReset, UpstreamTimeout)
+
+
+class AllEjected(NoHealthyUpstream):
+    """Every endpoint of the cluster is ejected (no panic routing)."""
+
+    status_hint = 503
+    reason = "ejected"
+
+
+@dataclass(slots=True)
+class _State:
+    limits: Limits
+    outliers: Outliers
+
+
+_STATE: StashKey[_State] = StashKey("circuit-breaker.state")
+
+
+def _state(cluster: UpstreamCluster) -> _State:
+    state = cluster.stash.get(_STATE, None)
+    if state is None:
+        state = _State(Limits(), Outliers(tuple(e.key for e in cluster.endpoints)))
+        cluster.stash[_STATE] = state
+        cluster.reports["limits"] = state.limits.describe
+        cluster.reports["outlier"] = lambda: state.outliers.describe(time.monotonic())
+    return state
+
+
+class CircuitBreaker:
+    __slots__ = ("_config",)
+
+    def __init__(self, config: CircuitBreakerConfig) -> None:
+        self._config = config
+
+    async def around_upstream(
+        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
+    ) -> UpstreamResponse:
+        cluster = ctx.upstream_cluster
+        config = self._config.clusters.get(cluster.name) if cluster is not None else None
+        if cluster is None or config is None:
+            return await call_next(ctx, request)
+        state = _state(cluster)
+        limits, outliers = state.limits, state.outliers
+        if not limits.try_acquire(config):
+            try:
+                await limits.acquire(config)
+            except Overflow:
+                cluster.count("overflow")
+                raise
+        status, probe = -1, None
+        try:
+            probe = _steer(cluster, outliers, request, config)
+            response = await call_next(ctx, request)
+            status = response.head.status
+            return response
+        except _LOCAL_FAILURES:
+            status = 0
+            raise
+        finally:
+            limits.release()
+            key = ctx.upstream_address
+            if key is not None and status >= 0:
+                outliers.record(key, status, time.monotonic(), config)
+            elif probe is not None:
+                outliers.hosts[probe].probe_in_flight = False  # no outcome: probe again
+            if outliers.events:
+                for event in outliers.events:
+                    cluster.count(event)
+                outliers.events.clear()
+
+
+def _steer(
+    cluster: UpstreamCluster, outliers: Outliers, request: UpstreamRequest, config: BreakerConfig
+) -> str | None:
+    """Keep this try off ejected endpoints; send it as the probe of one whose ejection
+    ended. Returns the probed endpoint, if any."""
+    ejected, probe = outliers.excluded(time.monotonic(), config)
+    if probe is not None and request.endpoint is None and probe not in request.exclude:
+        outliers.start_probe(probe)
+        request.endpoint = probe
+        return probe
+    if ejected:
+        if len(ejected) >= len(cluster.endpoints):
+            cluster.count("ejected_all")
+            raise AllEjected(f"every endpoint of {cluster.name} is ejected")
+        request.exclude = request.exclude | ejected
+    return None

@@ -1,0 +1,151 @@
+"""Endpoint pickers: smooth weighted round robin, P2C peak-EWMA, ring hash.
+
+Each picker holds one cluster's state and picks among the endpoints not in an
+``exclude`` set (if all are excluded, among all of them: the layer outside
+decided that the request must still go somewhere).
+
+* :class:`RoundRobin`: nginx's smooth weighted round robin over the allowed
+  endpoints (interleaved, no bursts).
+* :class:`PeakEwma`: power of two choices (Mitzenmacher) on a cost of
+  ``latency estimate x (in flight + 1) / weight`` (Finagle's / Linkerd's
+  peak-EWMA). The estimate jumps up to a slower sample at once ("peak") and
+  decays towards faster ones with time constant ``decay`` (10 s, Linkerd), and
+  decays towards 0 while an endpoint gets no traffic, so a recovered endpoint
+  is tried again. Before its first response an endpoint is assumed at
+  ``default_rtt`` (30 ms, Linkerd); a failed try counts as at least
+  ``penalty`` so a fast-failing endpoint does not attract traffic.
+* :class:`RingHash`: a consistent-hash ring (100 points per unit of weight,
+  Ketama-style) keyed by a request header; a request without the header goes
+  to a random endpoint. An excluded endpoint is skipped clockwise, so only its
+  keys move.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from bisect import bisect_right
+from collections.abc import Sequence
+
+from plait.sdk import EndpointInfo
+
+__all__ = ["PeakEwma", "RingHash", "RoundRobin"]
+
+_rand = random.random
+
+
+class RoundRobin:
+    __slots__ = ("_current", "_endpoints")
+
+    def __init__(self, endpoints: Sequence[EndpointInfo]) -> None:
+        self._endpoints = tuple(endpoints)
+        self._current = [0] * len(endpoints)
+
+    def pick(self, exclude: frozenset[str]) -> str:
+        eps, current = self._endpoints, self._current
+        allowed = [i for i, e in enumerate(eps) if e.key not in exclude] or list(range(len(eps)))
+        total = 0
+        best = allowed[0]
+        for i in allowed:
+            current[i] += eps[i].weight
+            total += eps[i].weight
+            if current[i] > current[best]:
+                best = i
+        current[best] -= total
+        return eps[best].key
+
+
+class PeakEwma:
+    __slots__ = ("_cost", "_decay", "_default", "_endpoints", "_last", "_pending", "_weights")
+
+    def __init__(
+        self, endpoints: Sequence[EndpointInfo], *, default_rtt: float = 0.03, decay: float = 10.0
+    ) -> None:
+        self._endpoints = tuple(e.key for e in endpoints)
+        self._weights = {e.key: max(e.weight, 1) for e in endpoints}
+        self._default = default_rtt
+        self._decay = decay
+        self._cost: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._pending = dict.fromkeys(self._endpoints, 0)
+
+    def estimate(self, key: str, now: float) -> float:
+        """The latency estimate of ``key`` now (decayed since its last sample)."""
+        rtt = self._cost.get(key)
+        if rtt is None:
+            return self._default
+        return rtt * math.exp(-(now - self._last[key]) / self._decay)
+
+    def load(self, key: str, now: float) -> float:
+        return self.estimate(key, now) * (self._pending[key] + 1) / self._weights[key]
+
+    def pick(self, exclude: frozenset[str], now: float) -> str:
+        keys = self._endpoints
+        allowed = [k for k in keys if k not in exclude] if exclude else keys
+        if not allowed:
+            allowed = keys
+        if len(allowed) == 1:
+            return allowed[0]
+        n = len(allowed)
+        i = int(_rand() * n)
+        j = int(_rand() * (n - 1))
+        if j >= i:
+            j += 1
+        a, b = allowed[i], allowed[j]
+        return a if self.load(a, now) <= self.load(b, now) else b
+
+    def start(self, key: str) -> None:
+        if key in self._pending:
+            self._pending[key] += 1
+
+    def observe(self, key: str, rtt: float, now: float, failed: bool) -> None:
+        """A try to ``key`` finished after ``rtt`` seconds (response head, or failure)."""
+        if key not in self._pending:
+            return
+        self._pending[key] -= 1
+        if failed:
+            rtt = max(rtt, self._default * 10)
+        previous = self._cost.get(key)
+        if previous is None or rtt > previous:
+            self._cost[key] = rtt  # the first sample, or a peak: take it at once
+        else:
+            w = math.exp(-(now - self._last[key]) / self._decay)
+            self._cost[key] = previous * w + rtt * (1 - w)
+        self._last[key] = now
+
+    def describe(self, now: float) -> dict[str, object]:
+        return {
+            k: {"ewmaMs": round(self.estimate(k, now) * 1000, 3), "pending": self._pending[k]}
+            for k in self._endpoints
+        }
+
+
+class RingHash:
+    __slots__ = ("_hashes", "_keys", "_ring_keys")
+
+    def __init__(self, endpoints: Sequence[EndpointInfo], points_per_weight: int = 100) -> None:
+        ring = sorted(
+            (_hash(f"{e.key}-{i}"), e.key)
+            for e in endpoints
+            for i in range(max(e.weight, 1) * points_per_weight)
+        )
+        self._hashes = [h for h, _ in ring]
+        self._ring_keys = [k for _, k in ring]
+        self._keys = tuple(e.key for e in endpoints)
+
+    def pick(self, value: str | None, exclude: frozenset[str]) -> str:
+        if value is None:
+            allowed = [k for k in self._keys if k not in exclude] or list(self._keys)
+            return allowed[int(_rand() * len(allowed))]
+        start = bisect_right(self._hashes, _hash(value))
+        n = len(self._ring_keys)
+        for step in range(n):
+            key = self._ring_keys[(start + step) % n]
+            if key not in exclude:
+                return key
+        return self._ring_keys[start % n]
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

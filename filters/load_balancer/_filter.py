@@ -1,0 +1,85 @@
+"""``load-balancer``: pick the endpoint of each try (innermost resilience layer).
+
+Theory of operation: the picker for a cluster (``_balancers.py``) lives in the
+cluster's shared stash, so its latency estimates and in-flight counts cover every
+stream and route to the cluster and survive reloads while the endpoints are
+unchanged. Per try: unless an outer layer already chose the endpoint (a breaker
+probe), pick one not in ``UpstreamRequest.exclude`` (ejected by the breaker,
+already tried by a retry) and record it in ``UpstreamRequest.endpoint``; the
+core's terminal connects to it. P2C peak-EWMA also times the try, up to the
+response head or the failure, and feeds the estimate.
+"""
+
+from __future__ import annotations
+
+import time
+
+from plait.sdk import (
+    CallNext,
+    StashKey,
+    StreamContext,
+    UpstreamCluster,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+
+from ._balancers import PeakEwma, RingHash, RoundRobin
+from ._config import BalancerConfig, LoadBalancerConfig
+
+__all__ = ["LoadBalancer"]
+
+_Picker = PeakEwma | RingHash | RoundRobin
+_PICKER: StashKey[tuple[BalancerConfig, _Picker]] = StashKey("load-balancer.picker")
+
+
+def _picker(cluster: UpstreamCluster, config: BalancerConfig) -> _Picker:
+    found = cluster.stash.get(_PICKER, None)
+    if found is not None and (found[0] is config or found[0] == config):
+        return found[1]
+    picker: _Picker
+    if config.type == "RoundRobin":
+        picker = RoundRobin(cluster.endpoints)
+    elif config.type == "RingHash":
+        picker = RingHash(cluster.endpoints)
+    else:
+        ewma = picker = PeakEwma(cluster.endpoints)
+        cluster.reports["loadBalancer"] = lambda: ewma.describe(time.monotonic())
+    cluster.stash[_PICKER] = (config, picker)
+    return picker
+
+
+class LoadBalancer:
+    __slots__ = ("_config",)
+
+    def __init__(self, config: LoadBalancerConfig) -> None:
+        self._config = config
+
+    async def around_upstream(
+        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
+    ) -> UpstreamResponse:
+        cluster = ctx.upstream_cluster
+        config = self._config.clusters.get(cluster.name) if cluster is not None else None
+        if cluster is None or config is None or not cluster.endpoints:
+            return await call_next(ctx, request)
+        picker = _picker(cluster, config)
+        if isinstance(picker, PeakEwma):
+            start = time.monotonic()
+            key = request.endpoint
+            if key is None:
+                key = request.endpoint = picker.pick(request.exclude, start)
+            picker.start(key)
+            failed = True
+            try:
+                response = await call_next(ctx, request)
+                failed = response.head.status >= 500
+                return response
+            finally:
+                now = time.monotonic()
+                picker.observe(key, now - start, now, failed)
+        if request.endpoint is None:
+            if isinstance(picker, RingHash):
+                value = request.head.headers.get(config.header) if config.header else None
+                request.endpoint = picker.pick(value, request.exclude)
+            else:
+                request.endpoint = picker.pick(request.exclude)
+        return await call_next(ctx, request)

@@ -1,0 +1,222 @@
+"""``retry``: try again on a retryable failure, within the deadline and the budget.
+
+Theory of operation
+-------------------
+An ``around_upstream`` layer, outermost of the resilience layers: each
+``call_next`` is one try, and inner layers (circuit breaker, load balancer, the
+core's per-try timeout) act per try. For each request:
+
+1. the first try deposits into the cluster's :class:`RetryBudget`;
+2. a try that fails with a retryable condition (connect failure, reset before
+   the response, per-try timeout, a listed status or gRPC status in the
+   response head) may be retried if: tries are left (``attempts`` retries),
+   the method is idempotent (RFC 9110 §9.2.2; a connect failure is always
+   safe, nothing was sent; so is a listed gRPC status: gRPC calls are all
+   POST, and Istio retries them by default), the body can be replayed (``_replay.py``), the
+   backoff fits before the deadline, and the budget allows one more retry;
+3. before the retry: wait full-jitter exponential backoff,
+   ``uniform(0, min(maxBackoff, backoff*2^n))``, or the response's
+   ``Retry-After`` seconds if longer; the retry excludes every endpoint tried
+   so far (``UpstreamRequest.exclude``), so it goes elsewhere when it can.
+
+When a retry is refused the caller gets the last try's outcome: the response
+as the upstream sent it, or the error. When the budget refused it and the try
+had no response, the error is :class:`RetryBudgetExhausted` (503, reason
+"retry budget exhausted"). Only the response *head* is inspected, and the
+response is returned before its body is sent on, so nothing is ever retried
+once the response has started towards the client.
+
+Per-cluster counters: ``retry``, ``retry_budget_exhausted``, ``retry_overflow``,
+``retry_not_replayable``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+
+import anyio
+
+from plait.sdk import (
+    CallNext,
+    PlaitError,
+    StashKey,
+    StreamContext,
+    UpstreamCluster,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamReset,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+
+from ._budget import RetryBudget
+from ._config import RetryConfig
+from ._replay import Replay
+
+__all__ = ["IDEMPOTENT", "Retry", "RetryBudgetExhausted"]
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""RFC 9110 §9.2.2 idempotent methods."""
+MAX_RETRY_AFTER = 60.0
+"""A ``Retry-After`` longer than this is not waited for (no retry)."""
+_BUDGET: StashKey[RetryBudget] = StashKey("retry.budget")
+_draw = random.random  # module-level so tests can replace it
+
+
+class RetryBudgetExhausted(UpstreamError):
+    status_hint = 503
+    reason = "retry budget exhausted"
+
+
+def _budget(cluster: UpstreamCluster, config: RetryConfig) -> RetryBudget:
+    budget = cluster.stash.get(_BUDGET, None)
+    wanted = config.budget_for(cluster.name)
+    if budget is None or (budget.config is not wanted and budget.config != wanted):
+        budget = RetryBudget(wanted)
+        cluster.stash[_BUDGET] = budget
+        cluster.reports["retryBudget"] = lambda: budget.describe(time.monotonic())
+    return budget
+
+
+class Retry:
+    __slots__ = ("_config",)
+
+    def __init__(self, config: RetryConfig) -> None:
+        self._config = config
+
+    async def around_upstream(
+        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
+    ) -> UpstreamResponse:
+        config, cluster = self._config, ctx.upstream_cluster
+        if cluster is None or config.attempts == 0:
+            return await call_next(ctx, request)
+        budget = _budget(cluster, config)
+        budget.deposit(time.monotonic())
+        replay = Replay(request.body, config.max_replay_bytes)
+        idempotent = config.retry_non_idempotent or request.head.method in IDEMPOTENT
+        grpc = request.head.http_version == "2"
+        tried: set[str] = set()
+        endpoint, exclude = request.endpoint, request.exclude  # inner layers change them
+        request.body = replay.first()
+        attempt, retry = request, 0
+        while True:
+            failure: UpstreamError | None = None
+            response: UpstreamResponse | None = None
+            try:
+                response = await call_next(ctx, attempt)
+            except UpstreamError as exc:
+                if not self._retryable_error(exc):
+                    raise
+                failure = exc
+            finally:
+                if retry:
+                    budget.done()
+            if response is not None and not self._retryable_response(response, grpc):
+                return response
+            if ctx.upstream_address:
+                tried.add(ctx.upstream_address)
+            never_sent = isinstance(failure, UpstreamConnectError)
+            # gRPC calls are all POST; a retryable grpc-status means the call failed as a
+            # whole (Istio retries them by default), so the method does not matter then.
+            grpc_failure = grpc and response is not None and response.head.status == 200
+            refused = self._refusal(retry, idempotent or never_sent or grpc_failure, response)
+            next_body = None if refused else replay.again(never_sent)
+            if next_body is None and not refused:
+                refused = "retry_not_replayable"
+            if refused is None:
+                refused = budget.withdraw(time.monotonic())
+            if refused is not None:
+                cluster.count(refused)
+                return self._give_up(refused, failure, response)
+            retry += 1
+            cluster.count("retry")
+            assert next_body is not None
+            attempt = UpstreamRequest(
+                head=request.head, body=next_body, endpoint=endpoint, exclude=exclude | tried
+            )
+            await _discard(response)
+            try:
+                await anyio.sleep(self._delay(retry, response))
+            except BaseException:
+                budget.done()
+                raise
+
+    def _retryable_error(self, exc: UpstreamError) -> bool:
+        c = self._config
+        if isinstance(exc, UpstreamConnectError):
+            return c.on("connect-failure")
+        if isinstance(exc, UpstreamTimeout):
+            return c.on("timeout")
+        if isinstance(exc, UpstreamReset):
+            return c.on("reset")
+        return False
+
+    def _retryable_response(self, response: UpstreamResponse, grpc: bool) -> bool:
+        """A listed status, or (``grpc``: the call came over HTTP/2, as gRPC needs) a
+        listed ``grpc-status`` in the head of a trailers-only response."""
+        c = self._config
+        head = response.head
+        if head.status in c.statuses:
+            return True
+        if grpc and c.grpc_statuses and head.status == 200:
+            raw = head.headers.get_raw(b"grpc-status")  # a trailers-only gRPC response
+            return raw is not None and raw.decode("latin-1") in c.grpc_statuses
+        return False
+
+    def _refusal(self, retry: int, safe: bool, response: UpstreamResponse | None) -> str | None:
+        """Why no retry may follow (a counter name), before the budget is asked."""
+        if retry >= self._config.attempts:
+            return "retry_attempts_exhausted"
+        if not safe:
+            return "retry_not_idempotent"
+        left = anyio.current_effective_deadline() - anyio.current_time()
+        wait = _retry_after(response)
+        if wait is not None and (wait > MAX_RETRY_AFTER or wait >= left):
+            return "retry_after_too_long"
+        if left <= self._config.backoff:
+            return "retry_no_time_left"
+        return None
+
+    def _delay(self, retry: int, response: UpstreamResponse | None) -> float:
+        c = self._config
+        delay: float = _draw() * min(c.max_backoff, c.backoff * 2 ** (retry - 1))
+        wait = _retry_after(response)
+        if wait is not None and wait > delay:
+            delay = wait
+        left = anyio.current_effective_deadline() - anyio.current_time()
+        return min(delay, max(left - 0.001, 0.0)) if left != math.inf else delay
+
+    @staticmethod
+    def _give_up(
+        refused: str, failure: UpstreamError | None, response: UpstreamResponse | None
+    ) -> UpstreamResponse:
+        if response is not None:
+            return response
+        assert failure is not None
+        if refused == "retry_budget_exhausted":
+            raise RetryBudgetExhausted(f"retry budget exhausted after: {failure}") from failure
+        raise failure
+
+
+def _retry_after(response: UpstreamResponse | None) -> float | None:
+    """``Retry-After`` in seconds (RFC 9110 §10.2.3; the HTTP-date form is not honoured)."""
+    if response is None:
+        return None
+    value = response.head.headers.get("retry-after")
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
+
+
+async def _discard(response: UpstreamResponse | None) -> None:
+    """Read a retried response's (small) body so its connection can be reused; a big or
+    slow one is left to the core, which resets it when the stream ends."""
+    if response is None or response.body.whole is not None:
+        return
+    with anyio.move_on_after(1.0):
+        with contextlib.suppress(PlaitError):
+            await response.body.read_all(64 * 1024)

@@ -1,0 +1,85 @@
+"""Outlier ejection and re-admission, circuit-breaker limits, against real upstreams."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.e2e._resilience import admin_port, metric, sequential, sidecar
+from tests.support import Proc, control, http_get, start_flaky
+
+pytestmark = pytest.mark.e2e
+
+
+def _outlier_state(admin: int) -> dict[str, dict[str, object]]:
+    _, _, body = http_get(admin, "/config_dump")
+    state: dict[str, dict[str, object]] = json.loads(body)["clusterState"]["upstream.default:80"][
+        "outlier"
+    ]
+    return state
+
+
+def test_failing_endpoint_is_ejected_and_readmitted(tmp_path: Path, procs: list[Proc]) -> None:
+    good = [start_flaky(tmp_path, name=f"good{i}") for i in range(2)]
+    bad = start_flaky(tmp_path, name="bad", fail_every=1, status=500)
+    procs += [*good, bad]
+    port = sidecar(
+        tmp_path, procs, [good[0].port, bad.port, good[1].port],
+        policy="outlierDetection: {consecutive5xx: 3, interval: 1s, baseEjectionTime: 2s}\n"
+        "loadBalancer: {type: RoundRobin}",
+    )  # fmt: skip
+    admin = admin_port(procs)
+    warmup = sequential(port, 12)
+    assert warmup.servers["bad"] == 3  # round robin: every third, until the third 500
+    t = sequential(port, 600)
+    assert t.servers["bad"] / t.total < 0.02, t.servers
+    assert t.statuses[200] == t.total - t.servers["bad"]
+    state = _outlier_state(admin)
+    assert state[f"127.0.0.1:{bad.port}"]["state"] in ("ejected", "probing")
+    assert metric(admin, "plait_upstream_events_total", event="ejection") >= 1
+    # The endpoint recovers; after its ejection time a probe finds it healthy again.
+    control(bad.port, fail_every=0)
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        sequential(port, 10)
+        if _outlier_state(admin)[f"127.0.0.1:{bad.port}"]["state"] == "healthy":
+            break
+        time.sleep(0.1)
+    assert _outlier_state(admin)[f"127.0.0.1:{bad.port}"]["state"] == "healthy"
+    assert metric(admin, "plait_upstream_events_total", event="readmission") >= 1
+    after = sequential(port, 30)
+    assert after.statuses == {200: 30} and after.servers["bad"] == 10
+
+
+def test_pending_limit_overflows_the_excess_at_once(tmp_path: Path, procs: list[Proc]) -> None:
+    slow = start_flaky(tmp_path, delay_ms=600)
+    procs.append(slow)
+    log = tmp_path / "access.log"
+    port = sidecar(
+        tmp_path, procs, [slow.port],
+        policy="circuitBreaker: {maxConnections: 5, maxPendingRequests: 10}",
+        access_log=str(log),
+    )  # fmt: skip
+
+    def one(i: int) -> tuple[int, str, float]:
+        t0 = time.monotonic()
+        status, headers, _body = http_get(port, "/", timeout=10)
+        return status, headers.get("x-plait-reason", ""), time.monotonic() - t0
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(one, range(50)))
+    overflow = [r for r in results if r[1] == "overflow"]
+    served = [r for r in results if r[0] == 200]
+    assert len(overflow) == 35 and len(served) == 15, sorted(results)
+    assert all(r[0] == 503 and r[2] < 0.3 for r in overflow)  # refused at once, not queued
+    assert max(r[2] for r in served) > 1.1  # the pending ones waited for a slot
+    assert metric(admin_port(procs), "plait_upstream_events_total", event="overflow") == 35
+    deadline = time.monotonic() + 5  # the access log is written in batches (~1 s)
+    while time.monotonic() < deadline and log.read_text().count("\n") < 50:
+        time.sleep(0.1)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sum(1 for e in lines if e.get("failure_reason") == "overflow") == 35, lines[:3]
