@@ -39,6 +39,7 @@ from envoy.extensions.upstreams.http.v3 import (  # type: ignore[import-untyped]
 )
 
 from plait.core.config import Cluster, Endpoint, Protocol
+from plait.core.xds._resilience import circuit_breakers, policy_facts
 from plait.core.xds._wire import HTTP_PROTOCOL_OPTIONS, duration, timeouts_extra
 from plait.sdk import ConfigError
 
@@ -59,6 +60,11 @@ def encode_cluster(cluster: Cluster) -> Message:
     }
     if extra := timeouts_extra(cluster.timeouts, _TCP_CARRIED if tcp else _HTTP_CARRIED):
         facts["timeouts"] = extra
+    if cluster.policy is not None:
+        try:
+            facts["policy"] = policy_facts(cluster.policy, f"Cluster {cluster.name}: policy")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     out = cluster_pb2.Cluster(
         name=cluster.name,
         type=cluster_pb2.Cluster.EDS,
@@ -69,6 +75,8 @@ def encode_cluster(cluster: Cluster) -> Message:
         lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
         metadata=metadata(facts, f"Cluster {cluster.name}"),
     )
+    if (breakers := circuit_breakers(cluster.policy)) is not None:
+        out.circuit_breakers.CopyFrom(breakers)
     if not tcp:
         options = upstream_http.HttpProtocolOptions(
             common_http_protocol_options=protocol_pb2.HttpProtocolOptions(

@@ -47,6 +47,7 @@ from plait.core.config import (
     RouteRule,
     RouteTable,
 )
+from plait.core.xds._resilience import retry_facts, retry_policy
 from plait.core.xds._wire import duration, timeouts_extra
 from plait.sdk import ConfigError
 
@@ -80,8 +81,16 @@ def encode_route_table(key: str, table: RouteTable) -> Message:
 
 def _routes(rule: RouteRule, i: int, j: int, m: RouteMatch, where: str) -> list[Message]:
     facts: dict[str, object] = {"rule": i, "match": j}
-    if filters := _rule_filters(rule, where):
+    filters, split = _rule_filters(rule, where)
+    if filters:
         facts["filters"] = filters
+    if split is not None:
+        facts["split"] = split
+    if rule.retry is not None:
+        try:
+            facts["retry"] = retry_facts(rule.retry, f"{where}: retry")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if extra := timeouts_extra(rule.timeouts, _CARRIED):
         facts["timeouts"] = extra
     paths: list[dict[str, Any]]
@@ -103,18 +112,28 @@ def _routes(rule: RouteRule, i: int, j: int, m: RouteMatch, where: str) -> list[
     return [rc.Route(name=rule.name, match=_match(m, p), metadata=md, **action) for p in paths]
 
 
-def _rule_filters(rule: RouteRule, where: str) -> list[dict[str, object]]:
-    filters = rule.filters
+def _rule_filters(rule: RouteRule, where: str) -> tuple[list[dict[str, object]], int | None]:
+    """The rule's filters without its ``weighted-split`` entry, and that entry's index."""
+    split = None
     if rule.backends:
         want = {"backends": [{"cluster": b.cluster, "weight": b.weight} for b in rule.backends]}
-        last = filters[-1] if filters else None
-        if last is None or last.type != WEIGHTED_SPLIT or last.raw_config != want:
+        splits = [
+            k
+            for k, e in enumerate(rule.filters)
+            if e.type == WEIGHTED_SPLIT and e.raw_config == want
+        ]
+        if not splits:
             raise ConfigError(
-                f"{where}: the last filter must be the {WEIGHTED_SPLIT!r} entry of the "
-                "rule's backends (as the translator appends it)"
+                f"{where}: no {WEIGHTED_SPLIT!r} filter for the rule's backends (the "
+                "translator adds one; the action carries the backends)"
             )
-        filters = filters[:-1]
-    return [_filter(e, f"{where}: filters[{k}] {e.name!r}") for k, e in enumerate(filters)]
+        split = splits[-1]
+    out = [
+        _filter(e, f"{where}: filters[{k}] {e.name!r}")
+        for k, e in enumerate(rule.filters)
+        if k != split
+    ]
+    return out, split
 
 
 def _filter(entry: FilterEntry, where: str) -> dict[str, object]:
@@ -131,8 +150,8 @@ def _action(rule: RouteRule) -> dict[str, Message]:
         for b in rule.backends:
             cw = action.weighted_clusters.clusters.add(name=b.cluster)
             cw.weight.value = b.weight
-    if rule.timeouts.backend_request is not None:
-        action.retry_policy.per_try_timeout.CopyFrom(duration(rule.timeouts.backend_request))
+    if (policy := retry_policy(rule.retry, rule.timeouts.backend_request)) is not None:
+        action.retry_policy.CopyFrom(policy)
     return {"route": action}
 
 

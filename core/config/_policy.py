@@ -36,6 +36,7 @@ __all__ = [
     "RetryConstraint",
     "TrafficPolicy",
     "parse_backend_traffic_policy",
+    "parse_traffic_policy",
 ]
 
 LB_TYPES = ("LeastRequest", "RoundRobin", "RingHash")
@@ -121,8 +122,15 @@ def parse_backend_traffic_policy(meta: Meta, spec: Fields) -> PolicyRes:
         targets.append((ns, name, t.loc))
     if not targets:
         raise spec.at("targetRefs").error("expected at least one targetRef (a Service)")
+    policy = parse_traffic_policy(f"{meta.namespace}/{meta.name}", spec)
+    return PolicyRes(meta=meta, targets=tuple(targets), policy=policy)
+
+
+def parse_traffic_policy(name: str, spec: Fields) -> TrafficPolicy:
+    """The policy part of a ``BackendTrafficPolicy`` spec (everything but ``targetRefs``,
+    which the caller has read). xDS carries this form and the sidecar parses it here too."""
     policy = TrafficPolicy(
-        name=f"{meta.namespace}/{meta.name}",
+        name=name,
         retry_constraint=_constraint(spec.sub("retryConstraint")),
         limits=_limits(spec.sub("circuitBreaker")),
         outlier=_outlier(spec.sub("outlierDetection")),
@@ -130,7 +138,7 @@ def parse_backend_traffic_policy(meta: Meta, spec: Fields) -> PolicyRes:
         **_timeouts(spec.sub("timeouts")),
     )
     spec.done()
-    return PolicyRes(meta=meta, targets=tuple(targets), policy=policy)
+    return policy
 
 
 def _constraint(f: Fields | None) -> RetryConstraint:

@@ -104,7 +104,8 @@ def resilience_entries(
             raise loc.error(
                 f"filter type {name!r} is not registered (are plait's built-in filters installed?)"
             )
-        out.append(FilterEntry(name=name, spec=spec, config=parse_filter_config(spec, raw, loc)))
+        config = parse_filter_config(spec, raw, loc)
+        out.append(FilterEntry(name=name, spec=spec, config=config, type=name, raw_config=raw))
     return tuple(out)
 
 

@@ -50,7 +50,7 @@ T = TypeVar("T")
 _KINDS = {LISTENER: "Listener", ROUTE: "RouteConfiguration", CLUSTER: "Cluster",
           ENDPOINT: "ClusterLoadAssignment"}  # fmt: skip
 _FIELD_OF_KEY = {key: name for name, key in TIMEOUT_KEYS.items()}
-_OPTIONAL_TIMEOUTS = frozenset({"request", "backend_request"})
+_OPTIONAL_TIMEOUTS = frozenset({"request", "backend_request", "stream_idle"})
 
 
 class Incomplete(Exception):

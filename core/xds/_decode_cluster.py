@@ -26,6 +26,7 @@ from envoy.extensions.upstreams.http.v3 import (  # type: ignore[import-untyped]
 
 from plait.core.config import Cluster, Endpoint, Protocol, Timeouts
 from plait.core.config._fields import Loc
+from plait.core.config._policy import TrafficPolicy
 
 from ._decode_base import (
     Message,
@@ -39,13 +40,14 @@ from ._decode_base import (
     timeouts,
     unpack,
 )
+from ._resilience import circuit_breakers, policy_from_facts
 from ._wire import HTTP_PROTOCOL_OPTIONS, seconds
 
 __all__ = ["ClusterHead", "decode_cluster", "decode_endpoints"]
 
 _SERVES: Final = frozenset({health_check_pb2.HEALTHY, health_check_pb2.UNKNOWN})
 _FIELDS: Final = ("name", "type", "eds_cluster_config", "connect_timeout", "lb_policy",
-                  "typed_extension_protocol_options", "metadata")  # fmt: skip
+                  "typed_extension_protocol_options", "metadata", "circuit_breakers")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class ClusterHead:
     protocol: Protocol
     timeouts: Timeouts
     max_idle_per_endpoint: int
+    policy: TrafficPolicy | None = None
 
     def with_endpoints(self, endpoints: tuple[Endpoint, ...]) -> Cluster:
         return Cluster(
@@ -65,6 +68,7 @@ class ClusterHead:
             endpoints=endpoints,
             timeouts=self.timeouts,
             max_idle_per_endpoint=self.max_idle_per_endpoint,
+            policy=self.policy,
         )
 
 
@@ -94,12 +98,24 @@ def decode_cluster(msg: Message) -> ClusterHead:
     max_idle = fact(facts, "maxIdlePerEndpoint", int, 1024, loc)
     if max_idle < 0:
         raise sub(loc, "metadata.plait.maxIdlePerEndpoint").expected("a count", max_idle)
+    policy = None
+    if "policy" in facts:
+        policy = policy_from_facts(facts["policy"], sub(loc, "metadata.plait.policy"))
+    want = circuit_breakers(policy)
+    got = msg.circuit_breakers if msg.HasField("circuit_breakers") else None
+    if got != want:
+        why = "the policy's circuitBreaker limits" if policy else "no BackendTrafficPolicy"
+        raise sub(loc, "circuit_breakers").error(
+            f"does not match metadata.plait.policy ({why}): plait's limits travel in the "
+            "policy and are mirrored here"
+        )
     return ClusterHead(
         name=str(msg.name),
         eds_name=str(eds.service_name or msg.name),
         protocol=protocol,
         timeouts=timeouts(standard, facts, loc),
         max_idle_per_endpoint=max_idle,
+        policy=policy,
     )
 
 

@@ -32,16 +32,18 @@ from plait.core.config import (
     split_entry,
 )
 from plait.core.config._fields import Loc
+from plait.core.config._retry import RetryPolicy
 from plait.sdk import FilterSpec
 
 from ._decode_base import Message, at, decode_filter, fact, facts_of, only, sub, timeouts
+from ._resilience import retry_from_facts, retry_policy
 from ._wire import seconds
 
 __all__ = ["decode_route_config"]
 
 _Route = tuple[Loc, Message, dict[str, Any]]
 """A Route with its location and plait facts."""
-_RULE_KEYS = frozenset({"filters", "timeouts", "rule"})
+_RULE_KEYS = frozenset({"filters", "timeouts", "rule", "split", "retry"})
 _FILTER_KEYS = frozenset({"name", "type", "config", "failStrategy"})
 
 
@@ -87,23 +89,34 @@ def _rule(
         same = {k: v for k, v in f.items() if k in _RULE_KEYS} == rule_facts
         if not same or route.name != first.name or not _same_action(route, first):
             raise rloc.error("Routes of one rule must agree on name, action and filters")
-    backends, request, per_try = _action(first, loc)
+    retry = None
+    if "retry" in facts:
+        retry = retry_from_facts(facts["retry"], sub(loc, "metadata.plait.retry"))
+    backends, request, per_try = _action(first, retry, loc)
     clusters.update(b.cluster for b in backends)
-    filters: tuple[FilterEntry, ...] = ()
+    filters: list[FilterEntry] = []
     for k, raw in enumerate(fact(facts, "filters", list, [], loc)):
         floc = sub(loc, f"metadata.plait.filters[{k}]")
         name = _filter_name(raw, floc)
         floc = sub(loc, f"metadata.plait.filters[{k}] {name!r}")
-        filters += (decode_filter(raw, name, filter_types, floc, _FILTER_KEYS),)
+        filters.append(decode_filter(raw, name, filter_types, floc, _FILTER_KEYS))
+    split = fact(facts, "split", int, len(filters), loc)  # absent: last (older encoders)
     if backends:
-        filters += (split_entry(filter_types, backends, sub(loc, "route")),)
+        if not 0 <= split <= len(filters):
+            raise sub(loc, "metadata.plait.split").expected(
+                f"an index among the rule's {len(filters) + 1} filters", split
+            )
+        filters.insert(split, split_entry(filter_types, backends, sub(loc, "route")))
+    elif "split" in facts:
+        raise sub(loc, "metadata.plait.split").error("a rule without backends has no split")
     standard = {"request": request, "backend_request": per_try}
     return RouteRule(
         name=first.name,
         matches=tuple(_match(group) for group in _match_groups(routes)),
         backends=backends,
-        filters=filters,
+        filters=tuple(filters),
         timeouts=timeouts(standard, facts, loc),
+        retry=retry,
     )
 
 
@@ -119,9 +132,13 @@ def _same_action(a: Message, b: Message) -> bool:
 
 
 def _action(
-    route: Message, loc: Loc
+    route: Message, retry: RetryPolicy | None, loc: Loc
 ) -> tuple[tuple[WeightedBackend, ...], float | None, float | None]:
-    """(backends, request timeout, per-try timeout) of a Route's action."""
+    """(backends, request timeout, per-try timeout) of a Route's action.
+
+    ``retry_policy`` must be exactly what ``retry`` (the rule's, from the facts) and the
+    per-try timeout give (``_resilience.retry_policy``): it mirrors them for Envoy and gRPC.
+    """
     kind = route.WhichOneof("action")
     if kind == "direct_response":
         dr = route.direct_response
@@ -141,8 +158,19 @@ def _action(
         request = timeout
     per_try = None
     if action.HasField("retry_policy"):
-        only(action.retry_policy, ("per_try_timeout",), sub(aloc, "retry_policy"))
-        per_try = seconds(action.retry_policy.per_try_timeout)
+        rp = action.retry_policy
+        rloc = sub(aloc, "retry_policy")
+        mirrored = ("num_retries", "retry_on", "retriable_status_codes", "retry_back_off")
+        only(rp, ("per_try_timeout", *(mirrored if retry is not None else ())), rloc)
+        if rp.HasField("per_try_timeout"):
+            per_try = seconds(rp.per_try_timeout)
+    want = retry_policy(retry, per_try)
+    got = action.retry_policy if action.HasField("retry_policy") else None
+    if got != want:
+        raise sub(aloc, "retry_policy").error(
+            "does not match the rule's retry (metadata.plait.retry): "
+            f"expected {_text(want)}, got {_text(got)}"
+        )
     spec = action.WhichOneof("cluster_specifier")
     if spec == "cluster":
         return (WeightedBackend(cluster=action.cluster, weight=1),), request, per_try
@@ -156,6 +184,12 @@ def _action(
         weight = cw.weight.value if cw.HasField("weight") else 1
         backends.append(WeightedBackend(cluster=cw.name, weight=weight))
     return tuple(backends), request, per_try
+
+
+def _text(msg: Message | None) -> str:
+    if msg is None:
+        return "none"
+    return " ".join(str(msg).split()) or "{}"
 
 
 def _match_groups(routes: list[_Route]) -> list[list[_Route]]:

@@ -74,6 +74,7 @@ TIMEOUT_KEYS: Final = {
     "idle": "idle",
     "request_headers": "requestHeaders",
     "drain": "drain",
+    "stream_idle": "streamIdle",
 }
 """``Timeouts`` field → its key in ``metadata["plait"]["timeouts"]``."""
 

@@ -25,7 +25,7 @@ from plait.core.config._model import ListenerTLS
 from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import FailStrategy, FilterSpec
 
-from .xds_cases import EXAMPLES, RICH, assert_same, mesh, round_trip
+from .xds_cases import EXAMPLES, RESILIENT, RICH, assert_same, mesh, over_the_wire, round_trip
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +205,139 @@ def test_filters_the_control_plane_does_not_know(types: FilterTypes) -> None:
 def test_listener_config_type_is_plain(types: FilterTypes) -> None:
     cfg = mesh(types)
     assert all(isinstance(lis, ListenerConfig) for lis in round_trip(cfg, types).listeners)
+
+
+def test_resilience_round_trips(types: FilterTypes) -> None:
+    """BackendTrafficPolicy → Cluster.policy (+ circuit_breakers), rule retry → facts +
+    retry_policy, the resilience layers after the split, stream_idle: all come back equal."""
+    cfg = mesh(types, RESILIENT)
+    got = round_trip(cfg, types)
+    assert_same(got, cfg)
+    api = got.clusters["api.default:8080"]
+    assert api.policy is not None and api.policy.name == "default/api"
+    assert api.policy.load_balancer.hash_header == "x-user"
+    assert api.policy.outlier.failure_percentage_threshold == 0
+    assert api.timeouts.stream_idle == pytest.approx(1.7) and api.timeouts.connect == 0.25
+    assert got.clusters["api.default:50051"].policy == api.policy
+    assert got.clusters["api-canary.default:8080"].policy is not None
+    rules = {r.name: r for r in got.routes["api.default:8080"].rules}
+    split = rules["default/api/split"]
+    assert [e.type for e in split.filters] == [
+        "request-header-modifier",
+        WEIGHTED_SPLIT,
+        "retry",
+        "circuit-breaker",
+        "load-balancer",
+    ]
+    assert split.retry is not None and split.retry.codes == (503, 429)
+    assert split.retry.max_backoff == 1.0 and split.retry.retry_non_idempotent
+    assert (
+        rules["default/api/plain-retry"].retry
+        == cfg.routes["api.default:8080"]
+        .rules[
+            [r.name for r in cfg.routes["api.default:8080"].rules].index("default/api/plain-retry")
+        ]
+        .retry
+    )
+    assert rules["default/api/nowhere"].backends == ()
+    assert [e.type for e in rules["default/api/nowhere"].filters] == ["retry"]
+    # the catch-all table of the grpc port has the layers too
+    (grpc_rule,) = got.routes["api.default:50051"].rules
+    assert [e.type for e in grpc_rule.filters] == [
+        WEIGHTED_SPLIT,
+        "circuit-breaker",
+        "load-balancer",
+    ]
+
+
+def test_resilience_standard_fields(types: FilterTypes) -> None:
+    """What Envoy and gRPC read: retry_policy on the Route, circuit_breakers on the Cluster."""
+    from plait.controlplane.xds._encode import encode_mesh
+    from plait.core.xds._types import CLUSTER, ROUTE
+
+    res = over_the_wire(encode_mesh(mesh(types, RESILIENT)))
+    routes = {r.name: r for r in res[ROUTE]["api.default:8080"].virtual_hosts[0].routes}
+    rp = routes["default/api/split"].route.retry_policy
+    assert rp.num_retries.value == 3
+    assert rp.retry_on == "reset,5xx,unavailable,retriable-status-codes"
+    assert list(rp.retriable_status_codes) == [503, 429]
+    assert rp.per_try_timeout.ToMilliseconds() == 750
+    assert rp.retry_back_off.base_interval.ToMilliseconds() == 40
+    assert rp.retry_back_off.max_interval.ToMilliseconds() == 1000
+    once = routes["default/api/plain-retry"].route.retry_policy
+    assert (once.num_retries.value, once.retry_on) == (
+        1,
+        "connect-failure,reset,unavailable,cancelled",
+    )
+    assert once.retry_back_off.max_interval.ToMilliseconds() == 3000
+    # attempts 0: no num_retries (gRPC NACKs 0), so no retry_policy at all
+    assert not routes["default/api/no-retries"].route.HasField("retry_policy")
+    (t,) = res[CLUSTER]["api.default:8080"].circuit_breakers.thresholds
+    assert (t.max_connections.value, t.max_pending_requests.value) == (64, 0)
+    assert (t.max_requests.value, t.max_retries.value) == (128, 7)
+    assert t.HasField("max_pending_requests")
+    assert not res[CLUSTER]["api.default:8080"].lb_policy  # ROUND_ROBIN: plait's filter balances
+
+
+def test_resilience_mismatches_are_refused(types: FilterTypes) -> None:
+    from plait.controlplane.xds._encode import encode_mesh
+    from plait.core.xds._decode import decode_mesh
+    from plait.core.xds._types import CLUSTER, ROUTE
+    from plait.core.xds._wire import METADATA_KEY
+    from plait.sdk import ConfigError
+
+    cfg = mesh(types, RESILIENT)
+
+    def decode(res: Any) -> MeshConfig:
+        return decode_mesh(res, types, version="v1", admin=cfg.admin)
+
+    res = over_the_wire(encode_mesh(cfg))
+    res[CLUSTER]["api.default:8080"].circuit_breakers.thresholds[0].max_requests.value = 5
+    with pytest.raises(ConfigError, match=r"Cluster api.default:8080: circuit_breakers"):
+        decode(res)
+
+    res = over_the_wire(encode_mesh(cfg))
+    route = res[ROUTE]["api.default:8080"].virtual_hosts[0].routes[0]
+    route.route.retry_policy.num_retries.value = 9
+    with pytest.raises(ConfigError, match=r"retry_policy: does not match the rule's retry"):
+        decode(res)
+
+    res = over_the_wire(encode_mesh(cfg))
+    md = res[CLUSTER]["api.default:8080"].metadata.filter_metadata[METADATA_KEY]
+    md.fields["policy"].struct_value.fields["spec"].struct_value.fields[
+        "circuitBreaker"
+    ].struct_value.fields["maxRequest"].number_value = 1
+    with pytest.raises(ConfigError, match=r"metadata.plait.policy.spec.circuitBreaker.maxRequest"):
+        decode(res)
+
+    res = over_the_wire(encode_mesh(cfg))
+    for route in res[ROUTE]["api.default:8080"].virtual_hosts[0].routes:
+        md = route.metadata.filter_metadata[METADATA_KEY]
+        if "split" in md.fields:
+            md.fields["split"].number_value = 99
+    with pytest.raises(ConfigError, match=r"metadata.plait.split: expected an index"):
+        decode(res)
+
+
+def test_encoder_refuses_what_yaml_cannot_say(types: FilterTypes) -> None:
+    from plait.controlplane.xds._encode import encode_mesh
+    from plait.sdk import ConfigError
+
+    cfg = mesh(types, RESILIENT)
+    clusters = dict(cfg.clusters)
+    c = clusters["api.default:8080"]
+    assert c.policy is not None
+    odd = dataclasses.replace(c.policy, connect_timeout=0.0004)  # not whole milliseconds
+    clusters[c.name] = dataclasses.replace(c, policy=odd)
+    with pytest.raises(ConfigError, match=r"Cluster api.default:8080: policy"):
+        encode_mesh(dataclasses.replace(cfg, clusters=clusters))
+
+
+def test_split_position_is_explicit(types: FilterTypes) -> None:
+    """A rule whose split is not last (a filter after it) keeps its order."""
+    cfg = mesh(types)
+    key = "web.default:8080"
+    rule = cfg.routes[key].rules[0]
+    moved = dataclasses.replace(rule, filters=(rule.filters[-1], *rule.filters[:-1]))
+    cfg = _with_rules(cfg, key, (moved,))
+    assert round_trip(cfg, types).routes[key].rules == (moved,)

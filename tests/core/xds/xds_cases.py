@@ -145,3 +145,100 @@ def assert_same(got: MeshConfig, want: MeshConfig) -> None:
     if want.listeners:
         assert got.access_log == want.access_log
     assert got.version == "v1" and got.sources == ("xds",)
+
+
+RESILIENT = """\
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {name: api}
+spec:
+  ports:
+  - {name: http, port: 8080}
+  - {name: grpc, port: 50051, protocol: grpc}
+  endpoints: [{address: 10.0.1.1, port: 8080}, {address: 10.0.1.2, port: 8080, weight: 2}]
+---
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {name: api-canary}
+spec:
+  ports: [{name: http, port: 8080}]
+  endpoints: [{address: 10.0.1.3, port: 8080}]
+---
+apiVersion: plait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: api}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}]
+  retryConstraint:
+    budget: {percent: 35, interval: 1m30s}
+    minRetryRate: {count: 4, interval: 1500ms}
+  circuitBreaker: {maxConnections: 64, maxPendingRequests: 0, maxRequests: 128, maxRetries: 7}
+  outlierDetection:
+    consecutive5xx: 0
+    consecutiveGatewayErrors: 3
+    interval: 2s500ms
+    baseEjectionTime: 15s
+    maxEjectionTime: 2m
+    maxEjectionPercent: 50
+    successRate: {minimumHosts: 3, requestVolume: 20, stdevFactor: 1333}
+    failurePercentage: {threshold: 0, minimumHosts: 2, requestVolume: 10}
+  loadBalancer: {type: RingHash, ringHash: {header: X-User}}
+  timeouts: {connect: 250ms, idle: 90s, streamIdle: 1s700ms}
+---
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: canary}
+spec:
+  targetRefs: [{name: api-canary}]
+  loadBalancer: {type: RoundRobin}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api}
+spec:
+  parentRefs: [{name: api, port: 8080}]
+  rules:
+  - name: split
+    matches: [{path: {type: PathPrefix, value: /v1}}]
+    backendRefs:
+    - {name: api, port: 8080, weight: 9}
+    - {name: api-canary, port: 8080, weight: 1}
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-route, value: split}]}
+    retry:
+      codes: [503, 429]
+      attempts: 3
+      backoff: 40ms
+      plait:
+        maxBackoff: 1s
+        retryOn: [reset, 5xx, timeout, unavailable]
+        retryNonIdempotent: true
+        maxReplayBytes: 1024
+    timeouts: {request: 3s, backendRequest: 750ms}
+  - name: plain-retry
+    matches: [{path: {type: Exact, value: /once}}]
+    backendRefs: [{name: api, port: 8080}]
+    retry: {attempts: 1, backoff: 300ms}
+  - name: no-retries
+    matches: [{path: {type: Exact, value: /never}}]
+    backendRefs: [{name: api-canary, port: 8080}]
+    retry: {attempts: 0, codes: [500]}
+  - name: nowhere
+    matches: [{path: {type: Exact, value: /nowhere}}]
+    retry: {attempts: 2}
+  - name: rest
+    backendRefs: [{name: api, port: 8080}]
+---
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {name: s}
+spec:
+  egress:
+  - port: {number: 18080, protocol: http}
+    service: api
+  - port: {number: 18443, protocol: grpc}
+    service: api
+    servicePort: 50051
+"""
+"""Every BackendTrafficPolicy field, and rules with ``retry`` (GEP-1731 + ``retry.plait``)."""
