@@ -124,3 +124,50 @@ def test_grpc_proxyless_client_follows_weights_and_header_matches(
         assert client.count(20, "x-canary=1") == {"v2": 20}
     finally:
         client.close()
+
+
+_RESILIENCE = """\
+---
+apiVersion: plait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: greeter}
+spec:
+  targetRefs: [{name: greeter-v1}, {name: greeter-v2}]
+  circuitBreaker: {maxConnections: 64, maxPendingRequests: 0, maxRequests: 100, maxRetries: 5}
+  outlierDetection: {consecutive5xx: 3, failurePercentage: {threshold: 90}}
+  loadBalancer: {type: RingHash, ringHash: {header: x-user}}
+  timeouts: {connect: 2s, streamIdle: 5s}
+"""
+
+
+def test_grpc_proxyless_client_accepts_retry_policy_and_circuit_breakers(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """The standard fields plait mirrors (Route ``retry_policy``: num_retries, retry_on,
+    retriable_status_codes, retry_back_off, per_try_timeout; Cluster ``circuit_breakers``) are
+    valid for gRPC: a client whose first config has them gets answers (a NACK would leave it
+    without a route, and every RPC would time out)."""
+    ports = free_port(), free_port()
+    for name, port in zip(("v1", "v2"), ports, strict=True):
+        log = tmp_path / f"grpc-{name}.log"
+        procs.append(Proc(start([PY, SCRIPT, "serve", str(port), name], log), log, port=port))
+        wait_port(port)
+    cp = start_control_plane(tmp_path)
+    procs.append(cp)
+    retry = (
+        "    retry: {codes: [503], attempts: 2, backoff: 10ms,\n"
+        "            plait: {maxBackoff: 50ms, retryOn: [unavailable, 5xx, timeout, reset]}}\n"
+        "    timeouts: {request: 4s, backendRequest: 2s}\n"
+    )
+    text = _mesh(*ports, 100, 0).replace(
+        "    backendRefs: [{name: greeter-v2, port: 50051}]\n",
+        "    backendRefs: [{name: greeter-v2, port: 50051}]\n" + retry,
+    ) + _RESILIENCE
+    assert text.count("retry:") == 1
+    apply(cp, tmp_path, text)
+    client = _Client(tmp_path, cp.extra["xds"])
+    try:
+        assert client.count(10, "x-canary=1") == {"v2": 10}, client.log.read_text()[-2000:]
+        assert client.count(10) == {"v1": 10}
+    finally:
+        client.close()
