@@ -39,6 +39,7 @@ EXAMPLE_CASES = [
     ("static/single.yaml", None),
     ("static/grpc.yaml", None),
     ("static/tcp.yaml", None),
+    ("static/resilience.yaml", None),
     ("control-plane/mesh.yaml", "frontend"),
     ("control-plane/mesh.yaml", "backend-v1"),
     ("control-plane/mesh.yaml", "backend-v2"),
