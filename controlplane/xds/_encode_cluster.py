@@ -6,8 +6,10 @@ Cluster: ``type: EDS`` with ``eds_cluster_config{eds_config: ADS, service_name: 
 says which HTTP the endpoints speak (``explicit_http_config``: ``http2_protocol_options`` for
 ``http2``/``grpc``, ``http_protocol_options`` for ``http``) and carries ``timeouts.idle`` as
 ``common_http_protocol_options.idle_timeout``. ``metadata["plait"]``: ``protocol`` (``grpc``
-and ``http2``, ``tcp`` and ``http``, look alike on the wire), ``maxIdlePerEndpoint``, and the
-``timeouts`` no standard field carries (a tcp cluster's ``idle``).
+and ``http2``, ``tcp`` and ``http``, look alike on the wire), ``maxIdlePerEndpoint``, the
+``timeouts`` no standard field carries (a tcp cluster's ``idle``, ``streamIdle``), and
+``policy`` (the BackendTrafficPolicy as YAML would write it), whose limits are mirrored in
+``circuit_breakers`` (``core.xds._resilience``).
 
 ClusterLoadAssignment: one ``LocalityLbEndpoints`` with ``load_balancing_weight: 1`` (gRPC
 ignores a locality without a weight) and an empty but present ``locality`` (gRPC NACKs an

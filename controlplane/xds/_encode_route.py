@@ -17,12 +17,16 @@ translator already sorted by Gateway API precedence, and Envoy/gRPC take the fir
   500); one backend of weight 1 → ``cluster``; otherwise ``weighted_clusters``. ``timeout`` =
   ``timeouts.request``, always set because Envoy's default is 15 s and plait's is none
   (``0s``). ``timeouts.backend_request`` → ``retry_policy.per_try_timeout`` (Envoy applies it
-  to the first try too; no ``retry_on``, so it retries nothing: retries are a plait filter).
+  to the first try too). The rule's ``retry`` is mirrored in ``retry_policy`` (``num_retries``,
+  ``retry_on``, ``retriable_status_codes``, ``retry_back_off``; ``core.xds._resilience``);
+  without one there is no ``retry_on`` and nothing is retried.
 
 ``metadata["plait"]`` on every Route: ``rule`` (the rule's index in the table) and ``match``
 (the match's index in the rule), so the decoder can regroup Routes into rules and the two
-halves of a ``PathPrefix``; ``filters`` (the rule's filters, *without* the trailing
-``weighted-split`` entry, which the decoder rebuilds from the action); ``pathValue`` when the
+halves of a ``PathPrefix``; ``filters`` (the rule's filters, *without* the ``weighted-split``
+entry, which the decoder rebuilds from the action) and ``split`` (that entry's index among
+them: the resilience layers follow it); ``retry`` (the rule's ``retry`` stanza, as YAML
+would write it); ``pathValue`` when the
 written path differs from the wire one (``/a/`` travels as ``/a``); ``anyPath`` for a match
 without a path condition; ``timeouts`` the action does not carry. A rule without matches can
 never be selected and is not encoded.
@@ -62,8 +66,9 @@ def encode_route_table(key: str, table: RouteTable) -> Message:
     """The RouteConfiguration ``key`` for ``table``.
 
     Raises:
-        ConfigError: a rule whose filters do not end with the ``weighted-split`` entry of its
-            backends (not built by the translator), or a filter config that is not JSON.
+        ConfigError: a rule with backends but without their ``weighted-split`` entry (not
+            built by the translator), a filter config that is not JSON, or a ``retry`` that
+            has no exact YAML form.
     """
     where = f"RouteConfiguration {key}"
     routes = [

@@ -1,10 +1,12 @@
 """``Cluster`` + ``ClusterLoadAssignment`` → ``plait.core.config.Cluster`` (inverse of the encoder).
 
 A plait Cluster is ``type: EDS`` over ADS with the default ``ROUND_ROBIN`` policy (plait's
-balancer); a ``LEAST_REQUEST`` policy, circuit breakers, health checks, a transport socket
-and the like are refused. The upstream protocol is ``metadata.plait.protocol``, checked
-against ``HttpProtocolOptions.explicit_http_config`` (HTTP/2 for ``http2``/``grpc``); without
-metadata it is ``http2`` or ``http`` from those options.
+balancer); a ``LEAST_REQUEST`` policy, health checks, a transport socket and the like are
+refused. The BackendTrafficPolicy is ``metadata.plait.policy`` parsed by
+``parse_traffic_policy``; ``circuit_breakers`` must be exactly its mirror (none without one).
+The upstream protocol is ``metadata.plait.protocol``, checked against
+``HttpProtocolOptions.explicit_http_config`` (HTTP/2 for ``http2``/``grpc``); without metadata
+it is ``http2`` or ``http`` from those options.
 
 Endpoints: at most one locality (plait has no locality-aware balancing). An ``LbEndpoint``
 whose ``health_status`` is neither ``HEALTHY`` nor ``UNKNOWN`` is left out: plait sends

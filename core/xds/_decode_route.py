@@ -9,9 +9,12 @@ refused: it is character-wise (``/a`` would match ``/ab``) and plait's router on
 path prefixes element-wise, as Gateway API defines them.
 
 The rule's filters come from ``metadata.plait.filters``; the ``weighted-split`` entry that
-picks the backend is rebuilt from the action (``split_entry``) and appended last, as the
-translator does. Regular expressions are compiled with Python's ``re`` (the wire says RE2;
-the common subset behaves the same).
+picks the backend is rebuilt from the action (``split_entry``) and inserted at
+``metadata.plait.split`` (last when absent), before the resilience layers as the translator
+puts it. The rule's ``retry`` is ``metadata.plait.retry`` parsed by ``parse_retry``; the
+action's ``retry_policy`` must be exactly what it and the per-try timeout give.
+Regular expressions are compiled with Python's ``re`` (the wire says RE2; the common subset
+behaves the same).
 """
 
 from __future__ import annotations
