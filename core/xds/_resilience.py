@@ -74,22 +74,23 @@ def duration_text(seconds: float) -> str:
     Raises:
         ValueError: ``seconds`` is not a whole number of milliseconds written any such way.
     """
-    ms = round(seconds * 1000)
-    if ms < 0:
+    total = round(seconds * 1000)
+    if total < 0:
         raise ValueError(f"{seconds}s is negative")
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, msr = divmod(rest, 1000)
-    parts = [(h, "h"), (m, "m"), (s, "s"), (msr, "ms")]
-    candidates = ["".join(f"{n}{u}" for n, u in parts if n) or "0s"]
-    if ms < 100_000:
-        candidates.append(f"{ms}ms")
-    if ms // 1000 < 100_000:
-        candidates.append(f"{ms // 1000}s{msr}ms")
-    for text in candidates:
-        if parse_duration(text) == seconds:
-            return text
+    # The parser sums whole h/m/s (exact) and then adds ms x 0.001 (rounded): a value written
+    # as "27s48371ms" is 75.37100000000001, which "1m15s371ms" does not give. So try each
+    # split of the milliseconds between whole seconds and the ms group, shortest first.
+    for ms in range(total % 1000, min(total, 99_999) + 1, 1000):
+        text = _whole_seconds((total - ms) // 1000) + (f"{ms}ms" if ms else "")
+        if parse_duration(text or "0s") == seconds:
+            return text or "0s"
     raise ValueError(f"{seconds!r}s cannot be written as a duration (whole milliseconds)")
+
+
+def _whole_seconds(n: int) -> str:
+    h, rest = divmod(n, 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v)
 
 
 # -- the rule's retry ---------------------------------------------------------------------------
