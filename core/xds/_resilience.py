@@ -20,8 +20,9 @@ parsed value by the functions here, so Envoy and gRPC's proxyless clients follow
   Envoy knows by the same name (``connect-failure``, ``reset``, ``5xx``, ``gateway-error``,
   and the gRPC ones; plait's ``timeout`` has no Envoy equivalent and is left out) plus
   ``retriable-status-codes`` with ``retriable_status_codes`` = ``codes``, and
-  ``retry_back_off{base_interval, max_interval}``. Only when ``attempts`` ≥ 1: gRPC NACKs
-  ``num_retries: 0``. ``per_try_timeout`` (``timeouts.backendRequest``) as before.
+  ``retry_back_off{base_interval, max_interval}``. Only when ``attempts`` ≥ 1 (gRPC NACKs
+  ``num_retries: 0``) and some condition is left (only ``timeout``: nothing to mirror).
+  ``per_try_timeout`` (``timeouts.backendRequest``) as before.
 * Cluster ``circuit_breakers.thresholds[0]`` (priority DEFAULT): ``max_connections``,
   ``max_pending_requests``, ``max_requests``, ``max_retries``: the same four limits with the
   same meaning (gRPC honours ``max_requests``).
@@ -137,13 +138,13 @@ def retry_policy(retry: RetryPolicy | None, per_try: float | None) -> Any:
     out = rc.RetryPolicy()
     if per_try is not None:
         out.per_try_timeout.CopyFrom(duration(per_try))
-    if retry is not None and retry.attempts > 0:
+    on = [c for c in retry.retry_on if c in ENVOY_RETRY_ON] if retry is not None else []
+    if retry is not None and retry.codes:
+        on.append("retriable-status-codes")
+    if retry is not None and retry.attempts > 0 and on:  # else Envoy/gRPC would retry nothing
         out.num_retries.CopyFrom(wrappers_pb2.UInt32Value(value=retry.attempts))
-        on = [c for c in retry.retry_on if c in ENVOY_RETRY_ON]
-        if retry.codes:
-            on.append("retriable-status-codes")
-            out.retriable_status_codes.extend(retry.codes)
         out.retry_on = ",".join(on)
+        out.retriable_status_codes.extend(retry.codes)
         out.retry_back_off.base_interval.CopyFrom(duration(retry.backoff))
         out.retry_back_off.max_interval.CopyFrom(duration(retry.max_backoff))
     return out if out.ListFields() else None

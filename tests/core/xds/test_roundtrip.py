@@ -273,6 +273,9 @@ def test_resilience_standard_fields(types: FilterTypes) -> None:
     assert once.retry_back_off.max_interval.ToMilliseconds() == 3000
     # attempts 0: no num_retries (gRPC NACKs 0), so no retry_policy at all
     assert not routes["default/api/no-retries"].route.HasField("retry_policy")
+    # only plait's `timeout` condition: nothing Envoy/gRPC would retry, only the per-try timeout
+    slow = routes["default/api/timeouts-only"].route.retry_policy
+    assert [f.name for f, _ in slow.ListFields()] == ["per_try_timeout"]
     (t,) = res[CLUSTER]["api.default:8080"].circuit_breakers.thresholds
     assert (t.max_connections.value, t.max_pending_requests.value) == (64, 0)
     assert (t.max_requests.value, t.max_retries.value) == (128, 7)

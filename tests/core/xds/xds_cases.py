@@ -227,6 +227,11 @@ spec:
   - name: nowhere
     matches: [{path: {type: Exact, value: /nowhere}}]
     retry: {attempts: 2}
+  - name: timeouts-only
+    matches: [{path: {type: Exact, value: /slow}}]
+    backendRefs: [{name: api, port: 8080}]
+    retry: {attempts: 2, plait: {retryOn: [timeout]}}
+    timeouts: {backendRequest: 100ms}
   - name: rest
     backendRefs: [{name: api, port: 8080}]
 ---
