@@ -23,7 +23,7 @@ validated by the same code as a hand-written filter config.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from plait.sdk import FilterSpec
@@ -104,18 +104,8 @@ def resilience_entries(
             raise loc.error(
                 f"filter type {name!r} is not registered (are plait's built-in filters installed?)"
             )
-        config = parse_filter_config(spec, raw, loc)
-        out.append(FilterEntry(name=name, spec=spec, config=config, **_wire_fields(name, raw)))
+        out.append(FilterEntry(name=name, spec=spec, config=parse_filter_config(spec, raw, loc)))
     return tuple(out)
-
-
-def _wire_fields(name: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """``type``/``raw_config`` for entries that xDS carries (main's ``FilterEntry`` has
-    them; this branch's does not yet): the raw config is what a receiver re-parses, so
-    the resilience layers' settings travel with their filters."""
-    if "raw_config" not in {f.name for f in fields(FilterEntry)}:
-        return {}
-    return {"type": name, "raw_config": raw}
 
 
 def _policy(cluster: Cluster | None) -> TrafficPolicy | None:
