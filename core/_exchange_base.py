@@ -150,7 +150,10 @@ class ExchangeBase:
         return await self._attempt(pool, request)
 
     async def _attempt(self, pool: Pool, request: UpstreamRequest) -> UpstreamResponse:
-        return await self._send(pool, await pool.open_stream(), request)
+        stream = pool.take()  # a warm connection costs no coroutine
+        if stream is None:
+            stream = await pool.open_stream()
+        return await self._send(pool, stream, request)
 
     async def _send(
         self, pool: Pool, stream: UpstreamStream, request: UpstreamRequest, *, sent: bool = False

@@ -96,7 +96,8 @@ class CircuitBreaker:
                 raise
         status, probe = -1, None
         try:
-            probe = _steer(cluster, outliers, request, config)
+            if outliers.out or time.monotonic() >= outliers.next_sweep:
+                probe = _steer(cluster, outliers, request, config)
             response = await call_next(ctx, request)
             status = response.head.status
             return response

@@ -53,7 +53,8 @@ class SlidingCount:
         self._head = idx
 
     def add(self, now: float, n: int = 1) -> None:
-        self._advance(now)
+        if int(now / self._width) != self._head:
+            self._advance(now)
         self._counts[self._head % len(self._counts)] += n
         self.total += n
 

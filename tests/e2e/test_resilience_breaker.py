@@ -6,6 +6,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,14 @@ from tests.support import Proc, control, http_get, start_flaky
 pytestmark = pytest.mark.e2e
 
 
-def _outlier_state(admin: int) -> dict[str, dict[str, object]]:
+def _dump(admin: int) -> dict[str, Any]:
     _, _, body = http_get(admin, "/config_dump")
-    state: dict[str, dict[str, object]] = json.loads(body)["clusterState"]["upstream.default:80"][
+    dump: dict[str, Any] = json.loads(body)
+    return dump
+
+
+def _outlier_state(admin: int) -> dict[str, dict[str, object]]:
+    state: dict[str, dict[str, object]] = _dump(admin)["clusterState"]["upstream.default:80"][
         "outlier"
     ]
     return state
@@ -41,6 +47,19 @@ def test_failing_endpoint_is_ejected_and_readmitted(tmp_path: Path, procs: list[
     state = _outlier_state(admin)
     assert state[f"127.0.0.1:{bad.port}"]["state"] in ("ejected", "probing")
     assert metric(admin, "plait_upstream_events_total", event="ejection") >= 1
+    # A reload that leaves the cluster unchanged keeps what outlier detection learnt.
+    config = procs[-1].config
+    assert config is not None
+    version = _dump(admin)["version"]
+    other = "apiVersion: plait.dev/v1alpha1\nkind: Service\nmetadata: {name: other}\n"
+    config.write_text(config.read_text() + "---\n" + other + "spec: {ports: [{port: 80}]}\n")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _dump(admin)["version"] == version:
+        time.sleep(0.05)
+    assert _dump(admin)["version"] != version
+    kept = _outlier_state(admin)[f"127.0.0.1:{bad.port}"]
+    times = state[f"127.0.0.1:{bad.port}"]["timesEjected"]
+    assert isinstance(times, int) and times >= 1 and kept["timesEjected"] == times
     # The endpoint recovers; after its ejection time a probe finds it healthy again.
     control(bad.port, fail_every=0)
     deadline = time.monotonic() + 8
