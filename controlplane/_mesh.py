@@ -35,17 +35,10 @@ from typing import Any
 import anyio
 
 from plait.core.config import (
-    MatchType,
     MeshConfig,
     ParsedDocument,
-    PathMatch,
-    RouteMatch,
-    RouteRule,
-    RouteTable,
-    WeightedBackend,
     parse_stored,
     resources_of,
-    split_entry,
     translate,
 )
 from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -140,7 +133,7 @@ class MeshSource:
         try:
             res = resources_of(parsed, ["store"])
             mesh = translate(res, self.filter_types, unknown_filters=True, listeners=False)
-            mesh = _with_passthrough_tables(_healthy(mesh, self.unhealthy), self.filter_types)
+            mesh = _healthy(mesh, self.unhealthy)
             encoded = encode_mesh(mesh)
             self.build_error = None
         except ConfigError as exc:  # the API validates writes; this is a safety net
@@ -231,28 +224,3 @@ def _healthy(mesh: MeshConfig, unhealthy: frozenset[str]) -> MeshConfig:
         for name, c in mesh.clusters.items()
     }
     return replace(mesh, clusters=clusters)
-
-
-def _with_passthrough_tables(
-    mesh: MeshConfig, filter_types: Mapping[str, FilterSpec[Any]]
-) -> MeshConfig:
-    """Give every HTTP cluster a route table (GAMMA: no routes → straight to the service)."""
-    routes = dict(mesh.routes)
-    for name, cluster in mesh.clusters.items():
-        if name in routes or not cluster.protocol.is_http or name.startswith("inbound|"):
-            continue
-        backends = (WeightedBackend(cluster=name),)
-        rule = RouteRule(
-            name="default",
-            matches=(RouteMatch(path=PathMatch(type=MatchType.PREFIX, value="/")),),
-            backends=backends,
-            filters=(split_entry(filter_types, backends),),
-        )
-        routes[name] = RouteTable(service=name, rules=(rule,))
-    return MeshConfig(
-        version=mesh.version,
-        listeners=mesh.listeners,
-        clusters=mesh.clusters,
-        routes=routes,
-        sources=mesh.sources,
-    )

@@ -66,7 +66,9 @@ def translate(
     sidecar's plugins) accepts filter types this registry does not know: their entries
     carry the type and raw config only (``FilterEntry.known`` is false) and the sidecars
     decide; known types are still checked here. ``listeners=False`` builds the mesh-wide
-    part only (clusters and route tables; no Sidecar is selected).
+    part only (clusters and route tables; no Sidecar is selected), with a pass-through
+    table for every HTTP Service port no HTTPRoute attaches to (what a gRPC proxyless
+    client asking for that Service gets; GAMMA: no routes, no mesh).
     """
     return _Translator(res, filter_types, unknown_filters).build(sidecar, listeners=listeners)
 
@@ -215,6 +217,12 @@ class _Translator:
             tables.add(route)
         routes = tables.build()
         built = self.listeners(sidecar, routes) if sidecar else []
+        if not listeners:
+            for svc in self.res.services:
+                for port in svc.ports:
+                    name = cluster_name(svc, port)
+                    if port.protocol.is_http and name not in routes:
+                        routes[name] = catch_all_table(self, name, name, svc.meta.loc)
         key = f"{sidecar.meta.namespace}/{sidecar.meta.name}" if sidecar else ""
         return MeshConfig(
             version=hashlib.sha256(f"{self.res.digest}|{key}".encode()).hexdigest()[:12],
