@@ -37,6 +37,7 @@ import anyio
 from plait.core.config import (
     MeshConfig,
     ParsedDocument,
+    Resources,
     parse_stored,
     resources_of,
     translate,
@@ -66,7 +67,7 @@ def sidecar_of(node: NodeInfo) -> tuple[str, str] | None:
 @dataclass(frozen=True, slots=True)
 class _Built:
     revision: int
-    parsed: tuple[ParsedDocument, ...]
+    resources: Resources
     mesh: MeshConfig | None
     encoded: Encoded
 
@@ -75,7 +76,8 @@ class MeshSource:
     def __init__(self, store: Store, filter_types: Mapping[str, FilterSpec[Any]]) -> None:
         self.store = store
         self.filter_types = filter_types
-        self._built = _Built(0, (), None, {t: {} for t in (LISTENER, ROUTE, CLUSTER, ENDPOINT)})
+        empty: Encoded = {t: {} for t in (LISTENER, ROUTE, CLUSTER, ENDPOINT)}
+        self._built = _Built(0, resources_of([], ["store"]), None, empty)
         self._revision = 0
         self._changed = anyio.Event()
         self._views: dict[Any, Encoded] = {}
@@ -140,7 +142,7 @@ class MeshSource:
             log.error("cannot build the mesh at revision %d: %s", revision, exc)
             self.build_error = str(exc)
             return
-        self._built = _Built(revision, tuple(parsed), mesh, encoded)
+        self._built = _Built(revision, res, mesh, encoded)
         self._views = {}
         self.node_errors = {}
         self._revision += 1
@@ -167,30 +169,27 @@ class MeshSource:
     def _sidecar_view(self, node: NodeInfo, sidecar: tuple[str, str]) -> Encoded:
         name, namespace = sidecar
         try:
-            res = resources_of(list(self._built.parsed), ["store"])
             cfg = translate(
-                res, self.filter_types, sidecar=f"{name}.{namespace}", unknown_filters=True
+                self._built.resources,
+                self.filter_types,
+                sidecar=f"{name}.{namespace}",
+                unknown_filters=True,
             )
         except ConfigError as exc:
             self.node_errors[node.id] = str(exc)
             log.warning("node %s: %s", node.id, exc)
             return {}
-        cfg = _healthy(cfg, self.unhealthy)
         tables = {lc.route_table for lc in cfg.listeners if lc.route_table}
         clusters = {lc.tcp_cluster for lc in cfg.listeners if lc.tcp_cluster}
         for table in tables:
             for rule in cfg.routes[table].rules:
                 clusters |= {b.cluster for b in rule.backends}
-        scoped = MeshConfig(
-            version=cfg.version,
-            listeners=cfg.listeners,
+        scoped = replace(
+            cfg,
             clusters={n: c for n, c in cfg.clusters.items() if n in clusters},
             routes={n: t for n, t in cfg.routes.items() if n in tables},
-            admin=cfg.admin,
-            max_request_headers_kb=cfg.max_request_headers_kb,
-            access_log=cfg.access_log,
         )
-        return encode_mesh(scoped)
+        return encode_mesh(_healthy(scoped, self.unhealthy))
 
     def _api_view(self, names: frozenset[str] | None) -> Encoded:
         mesh = self._built.mesh

@@ -40,6 +40,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from plait.core.xds._client import combined_version
+from plait.core.xds._types import ORDER, short_name
 from plait.sdk import ConfigError
 
 from ._workloads import REGISTERED, workload_document, workload_name
@@ -62,7 +63,7 @@ class _Node:
     peer: str = ""
     flavor: str = ""
     acked: dict[str, str] = field(default_factory=dict)
-    acked_full: dict[str, str] = field(default_factory=dict)
+    """type URL → the version the node last ACKed."""
     last_nack: dict[str, Any] | None = None
     nacking: set[str] = field(default_factory=set)
     """Types whose latest response was NACKed (cleared by an ACK of that type)."""
@@ -122,16 +123,15 @@ class Registry:
     def acked(self, stream: StreamInfo, type_url: str, version: str) -> None:
         node = self.nodes.get(stream.node.id)
         if node is not None:
-            node.acked[_short(type_url)] = version
-            node.acked_full[type_url] = version
-            node.nacking.discard(_short(type_url))
+            node.acked[type_url] = version
+            node.nacking.discard(short_name(type_url))
 
     def nacked(self, stream: StreamInfo, type_url: str, version: str, message: str) -> None:
         node = self.nodes.get(stream.node.id)
         if node is not None:
-            node.last_nack = {"type": _short(type_url), "version": version,
+            node.last_nack = {"type": short_name(type_url), "version": version,
                               "message": message, "at": time.time()}  # fmt: skip
-            node.nacking.add(_short(type_url))
+            node.nacking.add(short_name(type_url))
 
     def disconnected(self, stream: StreamInfo) -> None:
         node = self.nodes.get(stream.node.id)
@@ -255,18 +255,12 @@ class Registry:
             "disconnectedAt": node.disconnected_at,
             "peer": node.peer,
             "flavor": node.flavor,
-            "ackedVersions": dict(node.acked),
+            "ackedVersions": {short_name(t): v for t, v in node.acked.items()},
             # the sidecar's snapshot version (its /config_dump "version") once all four
             # types are ACKed: the same hash over the same per-type versions
-            "ackedVersion": combined_version(node.acked_full)
-            if len(node.acked_full) == 4
-            else None,
+            "ackedVersion": combined_version(node.acked) if len(node.acked) == len(ORDER) else None,
             "lastNack": node.last_nack,
             "healthy": not failing,
             "ok": not problems,
             "problems": problems,
         }
-
-
-def _short(type_url: str) -> str:
-    return type_url.rsplit(".", 1)[-1]

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from plait.core.config import Direction, parse_stored
+
 from .store import Key, Store
 
 __all__ = ["REGISTERED", "workload_document", "workload_name"]
@@ -29,9 +31,6 @@ def workload_name(node_id: str) -> str:
     return name or "node"
 
 
-_HTTPISH = ("http", "http2", "grpc")
-
-
 async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     wl = meta["workload"]
     namespace = str(meta.get("namespace") or "default")
@@ -40,20 +39,23 @@ async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any])
     if svc is None:
         raise ValueError(f"the node's Service {namespace}/{service} does not exist")
     sidecar = await store.get(Key("Sidecar", namespace, str(meta.get("sidecar", ""))))
-    ingress = list(sidecar.document.get("spec", {}).get("ingress", []) if sidecar else [])
-    svc_ports = list(svc.document.get("spec", {}).get("ports", []))
+    # the stored documents, read by the same parser as everything else (defaults included)
+    svc_ports = parse_stored(svc.document, f"store:{svc.key}", order=0).resource.ports
+    listeners = (
+        parse_stored(sidecar.document, f"store:{sidecar.key}", order=0).resource.listeners
+        if sidecar
+        else ()
+    )
     used: set[int] = set()
     ports = []
-    for lis in ingress:
-        number = int(lis.get("port", {}).get("number", 0))
-        proto = str(lis.get("port", {}).get("protocol", "http"))
+    for lis in listeners:
+        if lis.direction is not Direction.INBOUND:
+            continue
         for sp in svc_ports:
-            port = int(sp.get("port", 0))
-            family = str(sp.get("protocol", "http")) in _HTTPISH
-            if port in used or family != (proto in _HTTPISH):
+            if sp.port in used or sp.protocol.is_http != lis.protocol.is_http:
                 continue
-            used.add(port)
-            ports.append({"port": port, "targetPort": number})
+            used.add(sp.port)
+            ports.append({"port": sp.port, "targetPort": lis.port})
             break
     if not ports:
         raise ValueError(

@@ -26,11 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from plait.core.demo import apps, get, tour, wait_ready
+from plait.core.demo import apps, get, hold, split, tour, wait_ready
 
 __all__ = ["run_demo"]
 
@@ -78,31 +77,11 @@ def _cli(data: Path, *args: str) -> str:
     return r.stdout + r.stderr
 
 
-def _wait_api(data: Path, procs: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if procs[0].poll() is not None:
-            raise RuntimeError(f"the control plane exited (see {data / 'processes.log'})")
-        with contextlib.suppress(OSError):
-            if get(API, "/healthz")[0] == 200 and (data / "admin-token").exists():
-                return
-        time.sleep(0.1)
-    raise TimeoutError("the control plane did not start")
-
-
-def _split(requests: int) -> Counter[str]:
-    seen: Counter[str] = Counter()
-    for i in range(requests):
-        _, h, _ = get(18100, f"/split/{i}")
-        seen[h.get("x-served-by", "?")] += 1
-    return seen
-
-
 def _wait_split(want: set[str], data: Path) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
-            if set(_split(40)) >= want:
+            if set(split(40)) >= want:
                 return
         time.sleep(0.1)
     raise TimeoutError(f"the mesh did not converge (logs: {data / 'processes.log'})")
@@ -112,7 +91,7 @@ def run_demo(*, requests: int = 200, keep_running: bool = False) -> int:
     data = Path(tempfile.mkdtemp(prefix="plait-demo-"))
     print(f"plait demo: control plane data in {data}")
     with apps(), _processes(data) as procs:
-        _wait_api(data, procs)
+        wait_ready(API, procs, "/healthz")
         print(f"control plane: API http://127.0.0.1:{API}, xDS 127.0.0.1:{XDS}\n")
         print(f"$ plait apply -f {EXAMPLE.relative_to(EXAMPLE.parents[2])}")
         print(re.sub(r"(?m)^", "  ", _cli(data, "apply", "-f", str(EXAMPLE)).rstrip()) + "\n")
@@ -136,24 +115,20 @@ def run_demo(*, requests: int = 200, keep_running: bool = False) -> int:
         started = time.monotonic()
         print("\n$ plait apply -f split-50-50.yaml   (the HTTPRoute's weights → 50/50)")
         print(re.sub(r"(?m)^", "  ", _cli(data, "apply", "-f", str(changed)).rstrip()))
-        _wait_until_even(requests)
+        _wait_until_even()
         took = time.monotonic() - started
         print(f"5. after the change ({took:.2f}s incl. the CLI), {requests} requests: "
-              f"{dict(_split(requests))}  — no sidecar restarted")  # fmt: skip
+              f"{dict(split(requests))}  — no sidecar restarted")  # fmt: skip
         print(
             "\nwhere to look: http://127.0.0.1:15000/config_dump (frontend sidecar), "
             "/metrics on admin ports 15000/15101/15102, `plait get workloads`, `plait check`"
         )
         log.close()
-        if keep_running:
-            print("\nrunning; Ctrl-C to stop")
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(1)
+        hold(keep_running)
     return 0
 
 
-def _wait_until_even(requests: int) -> None:
+def _wait_until_even() -> None:
     """Until the frontend sidecar's active snapshot has the new weights."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

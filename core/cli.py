@@ -146,6 +146,9 @@ def _xds_options(args: argparse.Namespace) -> Any:
     state_dir = Path(args.state_dir or Path(base) / "sidecar")
     workload = None
     if args.service:
+        bad = [item for item in args.label if not item.partition("=")[0] or "=" not in item]
+        if bad:
+            raise SystemExit(f"plait sidecar: --label expects KEY=VALUE, got {bad[0]!r}")
         labels = dict(item.partition("=")[::2] for item in args.label)
         workload = {"service": args.service, "address": args.address,
                     "serviceAccount": args.service_account, "labels": labels}  # fmt: skip

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["apps", "get", "run_demo", "tour", "wait_ready"]
+__all__ = ["apps", "get", "hold", "run_demo", "split", "tour", "wait_ready"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo" / "mesh.yaml"
 
@@ -132,16 +132,35 @@ def _sidecars() -> Iterator[None]:
             p.wait(10)
 
 
-def wait_ready(admin: int, procs: list[subprocess.Popen[bytes]]) -> None:
+def wait_ready(port: int, procs: list[subprocess.Popen[bytes]], path: str = "/ready") -> None:
+    """Until ``GET path`` on ``port`` answers 200; raises if one of ``procs`` exits first."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
-            raise RuntimeError("a sidecar exited during start-up (see its log above)")
+            raise RuntimeError("a demo process exited during start-up (see its log)")
         with contextlib.suppress(OSError):
-            if get(admin, "/ready")[0] == 200:
+            if get(port, path)[0] == 200:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"sidecar with admin port {admin} not ready")
+    raise TimeoutError(f"nothing ready on port {port} ({path})")
+
+
+def split(requests: int) -> Counter[str]:
+    """Which backend version served each of ``requests`` calls through the frontend's egress."""
+    seen: Counter[str] = Counter()
+    for i in range(requests):
+        _, h, _ = get(18100, f"/split/{i}")
+        seen[h.get("x-served-by", "?")] += 1
+    return seen
+
+
+def hold(keep_running: bool) -> None:
+    """``--keep-running``: wait for Ctrl-C."""
+    if keep_running:
+        print("\nrunning; Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(1)
 
 
 def run_demo(*, requests: int = 20, keep_running: bool = False) -> int:
@@ -150,11 +169,7 @@ def run_demo(*, requests: int = 20, keep_running: bool = False) -> int:
         print("sidecars ready: frontend (admin http://127.0.0.1:15000), "
               "backend (admin http://127.0.0.1:15100)\n")  # fmt: skip
         tour(requests)
-        if keep_running:
-            print("\nrunning; Ctrl-C to stop")
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(1)
+        hold(keep_running)
     return 0
 
 
@@ -177,10 +192,7 @@ def tour(requests: int) -> None:
         f"   response header added on the way back: x-mesh="
         f"{reply['backend_headers'].get('x-mesh')}\n"
     )
-    versions: Counter[str] = Counter()
-    for i in range(requests):
-        _, h, _ = get(18100, f"/split/{i}")
-        versions[h.get("x-served-by", "?")] += 1
+    versions = split(requests)
     print(f"2. {requests} requests split by the HTTPRoute (weights 90/10): {dict(versions)}")
     _, h, _ = get(18100, "/canary", {"x-canary": "1"})
     print(f"3. with x-canary: 1 the canary-header rule picks: {h.get('x-served-by')}")

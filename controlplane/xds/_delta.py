@@ -36,7 +36,7 @@ from envoy.service.discovery.v3 import discovery_pb2  # type: ignore[import-unty
 from plait.core.xds._types import ORDER, WILDCARD_TYPES
 
 from ._content import Encoder
-from ._machine import Fetch, Nonces, Outcome
+from ._machine import Fetch, Nonces, Outcome, subscribed
 from ._source import Message
 
 
@@ -70,10 +70,7 @@ class _TypeState:
         return new or bool(added) or (self.wildcard and bool(dropped))
 
     def resources(self, type_url: str, fetch: Fetch) -> dict[str, Message]:
-        found: dict[str, Message] = dict(fetch(type_url, None)) if self.wildcard else {}
-        if self.names - found.keys():
-            found.update(fetch(type_url, frozenset(self.names)))
-        return found
+        return subscribed(type_url, fetch, self.wildcard, self.names)
 
 
 class DeltaMachine:

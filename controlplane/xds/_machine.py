@@ -18,6 +18,18 @@ from typing import Protocol
 from ._source import Message
 
 Fetch = Callable[[str, frozenset[str] | None], Mapping[str, Message]]
+
+
+def subscribed(
+    type_url: str, fetch: Fetch, wildcard: bool, names: frozenset[str] | set[str]
+) -> dict[str, Message]:
+    """What a subscription covers: the wildcard set, plus named resources outside it."""
+    found: dict[str, Message] = dict(fetch(type_url, None)) if wildcard else {}
+    if names - found.keys():
+        found.update(fetch(type_url, frozenset(names)))
+    return found
+
+
 """``fetch(type_url, names)``: the stream's node's resources (``XdsSource.resources``)."""
 
 

@@ -34,7 +34,7 @@ from envoy.service.discovery.v3 import discovery_pb2  # type: ignore[import-unty
 from plait.core.xds._types import ORDER, WILDCARD_TYPES
 
 from ._content import Encoder
-from ._machine import Fetch, Nonces, Outcome
+from ._machine import Fetch, Nonces, Outcome, subscribed
 from ._source import Message
 
 
@@ -58,10 +58,7 @@ class _TypeState:
         return changed
 
     def resources(self, type_url: str, fetch: Fetch) -> dict[str, Message]:
-        found: dict[str, Message] = dict(fetch(type_url, None)) if self.wildcard else {}
-        if self.names - found.keys():
-            found.update(fetch(type_url, self.names))
-        return found
+        return subscribed(type_url, fetch, self.wildcard, self.names)
 
 
 class SotwMachine:

@@ -39,11 +39,7 @@ from typing import Any
 
 import anyio
 import grpc
-from envoy.config.cluster.v3 import cluster_pb2  # type: ignore[import-untyped]
 from envoy.config.core.v3 import base_pb2  # type: ignore[import-untyped]
-from envoy.config.endpoint.v3 import endpoint_pb2  # type: ignore[import-untyped]
-from envoy.config.listener.v3 import listener_pb2  # type: ignore[import-untyped]
-from envoy.config.route.v3 import route_pb2  # type: ignore[import-untyped]
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2  # type: ignore[import-untyped]
 from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyped]
 from google.protobuf.message import Message  # type: ignore[import-untyped]
@@ -51,7 +47,8 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from plait.sdk import ConfigError
 
-from ._types import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE
+from ._decode import MESSAGES, resource_name
+from ._types import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, short_name
 
 __all__ = ["Applier", "XdsClient", "XdsStatus", "combined_version", "make_node"]
 
@@ -62,19 +59,7 @@ Applier = Callable[[Resources, Mapping[str, str]], Awaitable[str | None]]
 """``apply(resources, versions)``: decode and swap in; returns a NACK reason or ``None``.
 Raises :class:`Incomplete` (from the decoder) when the view lacks referenced resources."""
 
-_MESSAGES: dict[str, type[Message]] = {
-    LISTENER: listener_pb2.Listener,
-    ROUTE: route_pb2.RouteConfiguration,
-    CLUSTER: cluster_pb2.Cluster,
-    ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
-}
 _INVALID_ARGUMENT = 3
-
-
-def resource_name(type_url: str, msg: Message) -> str:
-    if type_url == ENDPOINT:
-        return str(msg.cluster_name)
-    return str(msg.name)
 
 
 def make_node(node_id: str, metadata: Mapping[str, Any]) -> base_pb2.Node:
@@ -191,7 +176,7 @@ class XdsClient:
         type_url = response.type_url
         st = self._states.setdefault(type_url, _TypeState())
         st.nonce = response.nonce
-        cls = _MESSAGES.get(type_url)
+        cls = MESSAGES.get(type_url)
         if cls is None:
             await call.write(self._request(type_url, error=f"unsupported type {type_url}"))
             return False
@@ -227,8 +212,8 @@ class XdsClient:
         return activated
 
     async def _nack(self, call: Any, type_url: str, version: str, reason: str) -> bool:
-        self.status.last_nack = f"{_short(type_url)} {version}: {reason}"
-        log.error("NACK %s version %s: %s", _short(type_url), version, reason)
+        self.status.last_nack = f"{short_name(type_url)} {version}: {reason}"
+        log.error("NACK %s version %s: %s", short_name(type_url), version, reason)
         await call.write(self._request(type_url, error=reason))
         return False
 
@@ -240,10 +225,6 @@ class XdsClient:
             if names != st.names:  # a new stream starts with no names: re-subscribes
                 st.names = names
                 await call.write(self._request(type_url))
-
-
-def _short(type_url: str) -> str:
-    return type_url.rsplit(".", 1)[-1]
 
 
 def combined_version(versions: Mapping[str, str]) -> str:

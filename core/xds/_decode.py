@@ -51,14 +51,19 @@ from ._decode_listener import Decoded, decode_listener
 from ._decode_route import decode_route_config
 from ._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
-__all__ = ["Incomplete", "decode_mesh", "referenced_names"]
+__all__ = ["MESSAGES", "Incomplete", "decode_mesh", "referenced_names", "resource_name"]
 
-_CLASSES = {
+MESSAGES: dict[str, Any] = {
     LISTENER: listener_pb2.Listener,
     ROUTE: route_pb2.RouteConfiguration,
     CLUSTER: cluster_pb2.Cluster,
     ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
 }
+
+
+def resource_name(type_url: str, msg: Message) -> str:
+    """A resource's name: a ClusterLoadAssignment's is its ``cluster_name``."""
+    return str(msg.cluster_name if type_url == ENDPOINT else msg.name)
 
 
 def decode_mesh(
@@ -139,7 +144,7 @@ def referenced_names(resources: Mapping[str, Mapping[str, Message]]) -> dict[str
 
 
 def _messages(resources: Mapping[str, Mapping[str, Message]], type_url: str) -> dict[str, Any]:
-    cls = _CLASSES[type_url]
+    cls = MESSAGES[type_url]
     kind = cls.DESCRIPTOR.name
     out: dict[str, Any] = {}
     for name, given in resources.get(type_url, {}).items():
@@ -147,7 +152,7 @@ def _messages(resources: Mapping[str, Mapping[str, Message]], type_url: str) -> 
         msg = unpack(given, cls, loc) if isinstance(given, any_pb2.Any) else given
         if not isinstance(msg, cls):
             raise loc.expected(f"a {cls.DESCRIPTOR.full_name}", type(msg).__name__)
-        own = msg.cluster_name if type_url == ENDPOINT else msg.name
+        own = resource_name(type_url, msg)
         if own != name:
             raise loc.error(f"the resource is named {own!r}")
         out[name] = msg

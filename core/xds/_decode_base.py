@@ -25,7 +25,7 @@ from plait.core.config._fields import Loc
 from plait.core.config._translate import parse_filter_config
 from plait.sdk import FailStrategy, FilterSpec
 
-from ._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from ._types import short_name
 from ._wire import METADATA_KEY, TIMEOUT_KEYS, from_struct
 
 __all__ = [
@@ -47,8 +47,6 @@ Message = Any
 """A protobuf message (protobuf ships no type hints)."""
 
 T = TypeVar("T")
-_KINDS = {LISTENER: "Listener", ROUTE: "RouteConfiguration", CLUSTER: "Cluster",
-          ENDPOINT: "ClusterLoadAssignment"}  # fmt: skip
 _FIELD_OF_KEY = {key: name for name, key in TIMEOUT_KEYS.items()}
 _OPTIONAL_TIMEOUTS = frozenset({"request", "backend_request", "stream_idle"})
 
@@ -62,9 +60,7 @@ class Incomplete(Exception):
 
     def __init__(self, missing: Mapping[str, Iterable[str]]) -> None:
         self.missing = {t: frozenset(n) for t, n in missing.items() if n}
-        parts = [
-            f"{_KINDS.get(t, t)} {', '.join(sorted(n))}" for t, n in sorted(self.missing.items())
-        ]
+        parts = [f"{short_name(t)} {', '.join(sorted(n))}" for t, n in sorted(self.missing.items())]
         super().__init__("waiting for " + "; ".join(parts))
 
 

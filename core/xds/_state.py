@@ -20,7 +20,7 @@ from pathlib import Path
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 
-from ._client import _MESSAGES, resource_name
+from ._decode import MESSAGES, resource_name
 
 __all__ = ["load_state", "save_state"]
 
@@ -61,7 +61,7 @@ def load_state(path: Path) -> tuple[dict[str, dict[str, Message]], dict[str, str
     resources: dict[str, dict[str, Message]] = {}
     versions: dict[str, str] = {}
     for type_url, entry in dict(doc.get("types", {})).items():
-        cls = _MESSAGES.get(type_url)
+        cls = MESSAGES.get(type_url)
         if cls is None:
             raise ValueError(f"{path}: unknown resource type {type_url}")
         by_name: dict[str, Message] = {}

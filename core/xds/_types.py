@@ -25,4 +25,9 @@ WILDCARD_TYPES: Final = frozenset({LISTENER, CLUSTER})
 """Types for which an empty ``resource_names`` on the first request means "everything" (the
 legacy wildcard of the xDS protocol); for the others the client always names what it wants."""
 
-__all__ = ["CLUSTER", "ENDPOINT", "LISTENER", "ORDER", "ROUTE", "WILDCARD_TYPES"]
+__all__ = ["CLUSTER", "ENDPOINT", "LISTENER", "ORDER", "ROUTE", "WILDCARD_TYPES", "short_name"]
+
+
+def short_name(type_url: str) -> str:
+    """The message name of a type URL (``Listener``, ``ClusterLoadAssignment``...)."""
+    return type_url.rsplit(".", 1)[-1]

@@ -118,6 +118,7 @@ async def test_registration_health_checks_and_grace_period(tmp_path: Path) -> No
         caller = node("caller-0", "caller")
         web = node("web-0", "web", service="web", address="127.0.0.1", labels={"version": "v3"})
         async with ads_stream(cp, web):
+
             def registered() -> Any:
                 row = registry.status("default", "web-0")
                 return row if row and row["workload"] else None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e._resilience import sequential
 from tests.support import Proc, free_port, http_get, start_echo
 from tests.support.controlplane import (
     apply,
@@ -71,20 +72,6 @@ spec:
   - port: {{number: {listen}, protocol: http}}
     service: backend
 """
-
-
-def _count(port: int, n: int) -> Counter[str]:
-    seen: Counter[str] = Counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        for _ in range(n):
-            conn.request("GET", "/")
-            r = conn.getresponse()
-            r.read()
-            seen[r.getheader("x-served-by") or f"status {r.status}"] += 1
-    finally:
-        conn.close()
-    return seen
 
 
 def _weights(sidecar: Proc) -> list[int]:
@@ -154,7 +141,7 @@ def test_weights_applied_reach_the_sidecar_and_changes_follow_within_a_second(
 ) -> None:
     cp, sidecar, listen = _start(tmp_path, procs, 90, 10)
     v1, v2 = procs[0].port, procs[1].port
-    seen = _count(listen, 1000)
+    seen = sequential(listen, 1000).servers
     # binomial(1000, 0.1): sd 9.5; ±4 sd
     assert 62 <= seen["v2"] <= 138 and seen["v1"] + seen["v2"] == 1000, seen
 
@@ -166,7 +153,7 @@ def test_weights_applied_reach_the_sidecar_and_changes_follow_within_a_second(
     assert took <= 1.0, f"the sidecar took {took:.2f}s to follow the change"
     assert load.failures == [], load.failures[:5]
     assert load.ok > 200
-    seen = _count(listen, 1000)
+    seen = sequential(listen, 1000).servers
     assert 400 <= seen["v2"] <= 600, seen  # binomial(1000, 0.5): sd 15.8
 
 
@@ -177,8 +164,8 @@ def test_apply_is_idempotent_and_get_shows_what_is_stored(
     out = apply(cp, tmp_path, _mesh(procs[0].port, procs[1].port, listen, 90, 10))
     assert out.lower().count("unchanged") == 5, out
     got = json.loads(plait(cp, "get", "httproute", "backend", "-o", "json").stdout)
-    rules = got["spec"]["rules"] if "spec" in got else got["items"][0]["spec"]["rules"]
-    assert [b["weight"] for b in rules[0]["backendRefs"]] == [90, 10]
+    assert got["kind"] == "HTTPRoute" and got["metadata"]["name"] == "backend"
+    assert [b["weight"] for b in got["spec"]["rules"][0]["backendRefs"]] == [90, 10]
 
 
 def _backend_mesh(app: int, ingress: int, listen: int, extra: str = "") -> str:
@@ -284,4 +271,4 @@ def test_static_stability_control_plane_down_under_load_then_back(
     restarted = start_xds_sidecar(tmp_path, cp, "client", admin_port=sidecar.admin_port)
     procs.append(restarted)
     assert not config_dump(restarted)["xds"]["connected"]
-    assert _count(listen, 50) == Counter({"v1": 50})
+    assert sequential(listen, 50).servers == Counter({"v1": 50})

@@ -12,16 +12,21 @@ from tests.support import PY
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_runs_requests_through_both_sidecars() -> None:
+def _run(command: str) -> str:
+    """``plait COMMAND --requests 200``: its output, after checking it exited 0."""
     r = subprocess.run(
-        [PY, "-m", "plait.core.cli", "demo-static", "--requests", "200"],
+        [PY, "-m", "plait.core.cli", command, "--requests", "200"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    out = r.stdout
-    assert r.returncode == 0, out + r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_demo_runs_requests_through_both_sidecars() -> None:
+    out = _run("demo-static")
     assert "status 200; backend answered 200" in out
     assert "x-caller=frontend x-route=split x-debug=(removed)" in out  # listener + route filters
     assert "x-mesh=plait" in out  # response header modifier on the way back
@@ -36,15 +41,7 @@ def test_demo_runs_requests_through_both_sidecars() -> None:
 
 def test_control_plane_demo_registers_workloads_and_follows_an_apply() -> None:
     """`plait demo` (the README's main job): control plane, three sidecars over xDS."""
-    r = subprocess.run(
-        [PY, "-m", "plait.core.cli", "demo", "--requests", "200"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    out = r.stdout
-    assert r.returncode == 0, out + r.stderr
+    out = _run("demo")
     for name in ("backend-v1-0", "backend-v2-0", "frontend-0"):
         assert re.search(rf"{name}\s+default\s+\S+\s+127\.0\.0\.1\s+yes", out), out
     assert "x-caller=frontend x-route=split x-debug=(removed)" in out

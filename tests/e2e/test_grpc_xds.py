@@ -97,16 +97,22 @@ class _Client:
                 f.close()
 
 
+def _backends_and_control_plane(tmp: Path, procs: list[Proc]) -> tuple[tuple[int, int], Proc]:
+    """gRPC backends "v1" and "v2" (each answers its name) and a control plane."""
+    ports = free_port(), free_port()
+    for name, port in zip(("v1", "v2"), ports, strict=True):
+        log = tmp / f"grpc-{name}.log"
+        procs.append(Proc(start([PY, SCRIPT, "serve", str(port), name], log), log, port=port))
+        wait_port(port)
+    cp = start_control_plane(tmp)
+    procs.append(cp)
+    return ports, cp
+
+
 def test_grpc_proxyless_client_follows_weights_and_header_matches(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
-    ports = free_port(), free_port()
-    for name, port in zip(("v1", "v2"), ports, strict=True):
-        log = tmp_path / f"grpc-{name}.log"
-        procs.append(Proc(start([PY, SCRIPT, "serve", str(port), name], log), log, port=port))
-        wait_port(port)
-    cp = start_control_plane(tmp_path)
-    procs.append(cp)
+    ports, cp = _backends_and_control_plane(tmp_path, procs)
     apply(cp, tmp_path, _mesh(*ports, 100, 0))
     client = _Client(tmp_path, cp.extra["xds"])
     try:
@@ -147,22 +153,19 @@ def test_grpc_proxyless_client_accepts_retry_policy_and_circuit_breakers(
     retriable_status_codes, retry_back_off, per_try_timeout; Cluster ``circuit_breakers``) are
     valid for gRPC: a client whose first config has them gets answers (a NACK would leave it
     without a route, and every RPC would time out)."""
-    ports = free_port(), free_port()
-    for name, port in zip(("v1", "v2"), ports, strict=True):
-        log = tmp_path / f"grpc-{name}.log"
-        procs.append(Proc(start([PY, SCRIPT, "serve", str(port), name], log), log, port=port))
-        wait_port(port)
-    cp = start_control_plane(tmp_path)
-    procs.append(cp)
+    ports, cp = _backends_and_control_plane(tmp_path, procs)
     retry = (
         "    retry: {codes: [503], attempts: 2, backoff: 10ms,\n"
         "            plait: {maxBackoff: 50ms, retryOn: [unavailable, 5xx, timeout, reset]}}\n"
         "    timeouts: {request: 4s, backendRequest: 2s}\n"
     )
-    text = _mesh(*ports, 100, 0).replace(
-        "    backendRefs: [{name: greeter-v2, port: 50051}]\n",
-        "    backendRefs: [{name: greeter-v2, port: 50051}]\n" + retry,
-    ) + _RESILIENCE
+    text = (
+        _mesh(*ports, 100, 0).replace(
+            "    backendRefs: [{name: greeter-v2, port: 50051}]\n",
+            "    backendRefs: [{name: greeter-v2, port: 50051}]\n" + retry,
+        )
+        + _RESILIENCE
+    )
     assert text.count("retry:") == 1
     apply(cp, tmp_path, text)
     client = _Client(tmp_path, cp.extra["xds"])

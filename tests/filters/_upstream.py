@@ -58,5 +58,3 @@ def context(upstream: UpstreamCluster, method: str = "GET", h2: bool = False) ->
 
 def request(ctx: StreamContext, body: bytes = b"") -> UpstreamRequest:
     return UpstreamRequest(head=ctx.request, body=BufferedBody(body))
-
-
