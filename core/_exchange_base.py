@@ -236,8 +236,8 @@ class ExchangeBase:
         except LocalReplyRaised as exc:
             self.pending_reply = exc.reply
             stream.reset()
-        except PlaitError as exc:
-            log.debug("stream %s: request body: %s", self.ctx.stream_id, exc)
+        except PlaitError as err:  # (one name per except type: mypyc types it once)
+            log.debug("stream %s: request body: %s", self.ctx.stream_id, err)
             stream.reset()
 
 

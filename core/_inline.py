@@ -25,7 +25,7 @@ that do not qualify before the match step go to the ``serve`` task, unchanged.
 
 Invariants
 ----------
-* Order: while an inline or promoted exchange is in flight (``conn._inline``),
+* Order: while an inline or promoted exchange is in flight (``conn._inline_ex``),
   new events are queued and ``serve`` does not take any (``H1Connection.next_event``
   holds); when the exchange ends, ``serve`` is woken if events are queued.
 * ``_Exchange.finish`` (on_stream_complete, stats, ``stream_ended``) runs exactly

@@ -30,11 +30,18 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.plait-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp || scripts/setup.sh -nt $stamp ]]; then
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp || scripts/setup.sh -nt $stamp ]]; then
   log=$(mktemp)
   .venv/bin/python -m pip install -q --upgrade pip >"$log" 2>&1 || { cat "$log"; exit 1; }
   .venv/bin/python -m pip install -q -e '.[test]' >"$log" 2>&1 || { cat "$log"; exit 1; }
   # Test-only fixture package: a third-party filter found through the entry point.
   .venv/bin/python -m pip install -q -e tests/fixtures/thirdparty_filter >"$log" 2>&1 || { cat "$log"; exit 1; }
   touch "$stamp"
+fi
+# The hot path is compiled with mypyc in place (setup.py): rebuild it when one of its
+# sources changed since (PLAIT_COMPILE=0: uncompiled, nothing to do).
+if [[ -n $(.venv/bin/python scripts/stale_compiled.py) ]]; then
+  echo "setup: compiling the hot-path modules (mypyc, ~1 min)"
+  log=$(mktemp)
+  .venv/bin/python setup.py build_ext --inplace >"$log" 2>&1 || { cat "$log"; exit 1; }
 fi

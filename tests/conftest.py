@@ -8,6 +8,20 @@ import pytest
 from tests.support import Proc
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test an outdated build of the compiled hot path (it would run old code)."""
+    import runpy
+
+    script = Path(__file__).parent.parent / "scripts" / "stale_compiled.py"
+    stale = runpy.run_path(str(script))["stale"]()
+    if stale:
+        pytest.exit(
+            f"compiled modules older than their sources: {', '.join(stale)}; "
+            "run `bash scripts/setup.sh` (or install with PLAIT_COMPILE=0)",
+            returncode=2,
+        )
+
+
 @pytest.fixture
 def procs() -> Iterator[list[Proc]]:
     """Processes a test starts; all killed at teardown, logs shown if the test failed."""

@@ -186,12 +186,12 @@ class H1Base:
                     pos = self._consume(data, pos, n)
         except ProtocolError as exc:
             self._fail(exc.status, exc.message)
-        except HttpParserError as exc:
-            cause = exc.__context__
+        except HttpParserError as err:  # (one name per except type: mypyc types it once)
+            cause = err.__context__
             if isinstance(cause, ProtocolError):  # raised by a _Sink callback
                 self._fail(cause.status if self._BAD == 400 else self._BAD, cause.message)
             else:
-                self._parse_error(str(exc))
+                self._parse_error(str(err))
         if self._sink.body and self._rstate < R_HELD:
             self._flush_body()
         self._cur = None

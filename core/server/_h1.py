@@ -54,7 +54,9 @@ class H1Connection(EventProtocol[H1ServerCodec]):
     def __init__(self, listener: Listener) -> None:
         super().__init__(H1ServerCodec(max_header_bytes=listener.max_header_bytes))
         self.listener = listener
-        self.conn_ctx = ConnectionContext(peer_address=("", 0), local_address=("", 0))
+        self.conn_ctx: ConnectionContext = ConnectionContext(
+            peer_address=("", 0), local_address=("", 0)
+        )
         self.response_started = False
         self.closing = False
         self.in_flight = False
@@ -68,7 +70,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self._last_activity = self._loop.time()
         self._head_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._inline: Inline | None = None
+        self._inline_ex: Inline | None = None
         """The inline (callback-driven or promoted) exchange in flight; ``serve`` waits."""
         self._stop = False
         """An inline exchange ended the connection: ``serve`` takes no further request."""
@@ -111,7 +113,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             and type(ev := events[0]) is RequestReceived
             and ev.end_stream
             and not ev.upgrade
-            and self._inline is None
+            and self._inline_ex is None
             and not self.in_flight
             and not self._events
             and not self.closing
@@ -138,8 +140,8 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             self._timer.cancel()
         if self._scope is not None:
             self._scope.cancel()
-        if self._inline is not None:
-            self._inline.cancel()
+        if self._inline_ex is not None:
+            self._inline_ex.cancel()
         if not was_closed:
             self.listener.connection_closed(self)
 
@@ -198,8 +200,8 @@ class H1Connection(EventProtocol[H1ServerCodec]):
     async def next_event(self) -> Event | None:
         """As :meth:`EventProtocol.next_event`, but held while an inline exchange is in
         flight (HTTP/1.1 answers in order), and ``None`` once one ended the connection."""
-        while self._inline is not None or not self._events:
-            if self._stop or (self.closed and self._inline is None):
+        while self._inline_ex is not None or not self._events:
+            if self._stop or (self.closed and self._inline_ex is None):
                 return None
             self._waiter = w = self.loop.create_future()
             try:
@@ -219,14 +221,14 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self._upgrade_pending = False
         self._stream_id = ev.stream_id
         self.in_flight = True
-        self._inline = inline
+        self._inline_ex = inline
 
     def end_inline(self, inline: Inline) -> None:
         """The inline exchange ended: close like :meth:`_one`'s caller would, or let
         ``serve`` take the queued events."""
-        if self._inline is not inline:
+        if self._inline_ex is not inline:
             return
-        self._inline = None
+        self._inline_ex = None
         self.in_flight = False
         self._last_activity = self._loop.time()
         if self.closing or self.closed or not self.codec.keep_alive:

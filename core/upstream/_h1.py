@@ -6,9 +6,11 @@ takes a connection with :meth:`H1Pool.open_stream`, which returns an
 :class:`H1Stream` owning that connection until :meth:`H1Stream.finish`: the
 connection goes back to the pool only when the response completed, the request
 was fully sent, and both sides allow keep-alive; otherwise it is closed. An
-idle connection is closed after ``idle_timeout`` by a loop timer that is
-cancelled when the connection is reused; a connection the peer closed while
-idle is noticed (``closed``) and dropped when popped.
+idle connection is closed after ``idle_timeout``: the idle list is ordered by
+release time (pushed at the end, reused from the end), and one timer per pool
+(armed while it has idle connections) closes the expired ones from the front,
+so a request costs no timer. A connection the peer closed while idle is noticed
+(``closed``) and dropped when popped.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 
 
 class _Conn(EventProtocol[H1ClientCodec]):
-    idle_handle: asyncio.TimerHandle | None = None
+    idle_since = 0.0
+    """When it went back to the pool (loop clock)."""
     reused = False
     watcher: Callable[[], None] | None = None
     """Set by a callback-driven (inline) exchange instead of awaiting :meth:`next_event`:
@@ -130,6 +133,7 @@ class H1Pool:
         self.max_idle = max_idle
         self.max_header_bytes = max_header_bytes
         self._idle: list[_Conn] = []
+        self._sweeper: asyncio.TimerHandle | None = None
         self.active = 0
         self.closed = False
 
@@ -149,9 +153,6 @@ class H1Pool:
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if conn.idle_handle is not None:
-                conn.idle_handle.cancel()
-                conn.idle_handle = None
             if conn.closed or conn.pending_events():
                 conn.abort()
                 continue
@@ -181,13 +182,33 @@ class H1Pool:
         if self.closed or len(self._idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_handle = conn.loop.call_later(self.idle_timeout, conn.close)
+        loop = conn.loop
+        conn.idle_since = loop.time()
         self._idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.idle_timeout, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections idle for ``idle_timeout``; re-arm for the oldest left."""
+        self._sweeper = None
+        idle = self._idle
+        now = loop.time()
+        expired = 0
+        while expired < len(idle) and now - idle[expired].idle_since >= self.idle_timeout:
+            expired += 1
+        if expired:
+            for conn in idle[:expired]:
+                conn.close()
+            del idle[:expired]  # in place: take() holds no copy
+        if idle:
+            delay = idle[0].idle_since + self.idle_timeout - now
+            self._sweeper = loop.call_later(delay, self._sweep, loop)
 
     def close(self) -> None:
         self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         idle, self._idle = self._idle, []
         for conn in idle:
-            if conn.idle_handle is not None:
-                conn.idle_handle.cancel()
             conn.close()

@@ -1,0 +1,146 @@
+"""Micro benchmark: CPU cost of one request on the callback (inline) HTTP/1.1 path.
+
+Drives a real :class:`~plait.core.server._h1.H1Connection` and a real upstream
+:class:`~plait.core.upstream._h1.H1Pool` connection over in-memory transports:
+the request bytes go to the downstream ``data_received``, the upstream
+transport's ``write`` is answered with the response bytes through the upstream
+connection's ``data_received``, and the downstream transport's ``write`` receives
+the response. Everything between those two calls is the code a real sidecar runs
+per request on the hot path except the syscalls, so the figure is the Python
+cost that decides throughput. Run by hand:
+
+    .venv/bin/python -m benchmarks.inline_bench [N_FILTERS | res ...]   # N=50000
+    PROFILE=1 .venv/bin/python -m benchmarks.inline_bench 0              # cProfile top 30
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from plait.core.codec import H1ClientCodec
+from plait.core.config import load_config
+from plait.core.runtime import Runtime
+from plait.core.server._h1 import H1Connection
+from plait.core.upstream._h1 import H1Pool, _Conn
+from plait.plugins import load_filter_types
+
+from .exchange_bench import CONFIG, REQUEST, RESPONSE
+
+
+class _Transport:
+    """The transport both connections see: ``write`` hands the bytes to ``on_write``."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.peer = peer
+        self.on_write: Any = None
+        self.last = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.last = data
+        if self.on_write is not None:
+            self.on_write(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": self.peer, "sockname": ("127.0.0.1", 18080)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+
+class _Listener:
+    def __init__(self, runtime: Runtime, name: str, tg: Any) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.tg = tg
+        self.max_header_bytes = 64 * 1024
+        self.sniff_h2 = True
+        self.timeouts = runtime.snapshot.listeners[name].config.timeouts
+
+    def connection_opened(self, conn: Any) -> None:
+        pass
+
+    def connection_closed(self, conn: Any) -> None:
+        pass
+
+
+def _runtime(n_filters: int, resilience: bool) -> Runtime:
+    from benchmarks import passthrough_filter
+    from benchmarks._configs import RESILIENCE
+
+    filters = "[" + ", ".join(["{type: bench-passthrough}"] * n_filters) + "]"
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "bench.yaml"
+        path.write_text(CONFIG.replace("FILTERS", filters) + (RESILIENCE if resilience else ""))
+        return Runtime(load_config([path], load_filter_types(passthrough_filter)))
+
+
+async def _run(n_filters: int, n: int, resilience: bool) -> float:
+    runtime = _runtime(n_filters, resilience)
+    name = "outbound|18080"
+    async with anyio.create_task_group() as tg:
+        down = H1Connection(_Listener(runtime, name, tg))  # type: ignore[arg-type]
+        down_t = _Transport(("127.0.0.1", 40000))
+        down.connection_made(down_t)  # type: ignore[arg-type]
+        up = _Conn(H1ClientCodec())
+        up_t = _Transport(("127.0.0.1", 9))
+        up.connection_made(up_t)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        up_t.on_write = lambda data: loop.call_soon(up.data_received, RESPONSE)
+        for crt in runtime.snapshot.clusters.values():
+            for pool in crt.pools:
+                if isinstance(pool, H1Pool):
+                    pool._idle.append(up)
+        # warm up, and check the round trip once
+        for _ in range(100):
+            down.data_received(REQUEST)
+            while down.in_flight:  # a chain with layers continues in a task
+                await asyncio.sleep(0)
+        assert down_t.last.startswith(b"HTTP/1.1 200") and down_t.last.endswith(b"x" * 100)
+        t0 = time.process_time()
+        for _ in range(n):
+            down.data_received(REQUEST)
+            await asyncio.sleep(0)  # the upstream answer runs as a loop callback
+            while down.in_flight:
+                await asyncio.sleep(0)
+        elapsed = time.process_time() - t0
+        assert not (down_t.closed or up_t.closed), "a connection was closed during the run"
+        tg.cancel_scope.cancel()
+    return elapsed / n * 1e6
+
+
+def main() -> None:
+    n = int(os.environ.get("N", "50000"))
+    for arg in sys.argv[1:] or ["0", "5"]:
+        res = arg == "res"
+        k = 0 if res else int(arg)
+        what = "retry + breaker + P2C-EWMA" if res else f"{k} pass-through filters"
+        if os.environ.get("PROFILE"):
+            import cProfile
+            import pstats
+
+            prof = cProfile.Profile()
+            prof.enable()
+            anyio.run(_run, k, n, res, backend_options={"use_uvloop": True})
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+            continue
+        us = anyio.run(_run, k, n, res, backend_options={"use_uvloop": True})
+        print(f"inline path, {what}: {us:6.1f} us CPU per request (incl. one loop turn)")
+
+
+if __name__ == "__main__":
+    main()

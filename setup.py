@@ -1,0 +1,76 @@
+"""Build step for plait's compiled hot path (everything else is in pyproject.toml).
+
+The modules listed in ``[tool.plait.compiled] modules`` (pyproject.toml) are the
+per-request HTTP/1.1 path: codec, exchange, inline driver, pools, transport glue.
+They are plain, ``mypy --strict`` typed Python, and are also compiled to C
+extensions with mypyc (part of mypy), which took plait's own CPU per request
+from 28 to 23 us in the first measurement (docs/benchmarks.md). The Python
+sources stay the reference: ``PLAIT_COMPILE=0 pip install -e .`` installs them
+uncompiled, and everything behaves the same, only slower.
+
+mypy names a module after its directory, and plait's packages live in
+``core/``, ``sdk/`` ... (the ``plait.*`` names come from the package-dir
+mapping), so the sources are handed to mypyc through a symlink view
+``build/mypyc-src/plait/<package>`` that gives them their real names.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).resolve().parent
+VIEW = Path("build") / "mypyc-src"
+PACKAGES = ("core", "filters", "plugins", "controlplane", "sdk")
+
+
+def _compiled_modules() -> list[str]:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        modules: list[str] = tomllib.load(f)["tool"]["plait"]["compiled"]["modules"]
+    return modules
+
+
+def _view() -> None:
+    """build/mypyc-src/plait/<pkg> -> <pkg>/ (recreated: cheap, and never stale)."""
+    top = ROOT / VIEW / "plait"
+    top.mkdir(parents=True, exist_ok=True)
+    for pkg in PACKAGES:
+        link = top / pkg
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path("..", "..", "..", pkg))
+
+
+def _remove_extensions() -> None:
+    """An uncompiled install must not leave an earlier build's extensions in the tree
+    (Python would import them before the sources)."""
+    for pkg in PACKAGES:
+        for path in ROOT.glob(f"{pkg}/**/*.so"):
+            path.unlink()
+
+
+def _ext_modules() -> list[object]:
+    if os.environ.get("PLAIT_COMPILE", "1") == "0":
+        _remove_extensions()
+        return []
+    from mypyc.build import mypycify
+
+    os.chdir(ROOT)
+    _view()
+    os.environ["MYPYPATH"] = str(VIEW)
+    paths = [str(VIEW / (m.replace(".", "/") + ".py")) for m in _compiled_modules()]
+    return list(
+        mypycify(
+            ["--config-file", "pyproject.toml", *paths],
+            opt_level="3",
+            # one shared library inside a plait package, so an editable install finds it
+            group_name="plait.core._compiled",
+            target_dir=str(Path("build") / "mypyc"),
+        )
+    )
+
+
+setup(ext_modules=_ext_modules())

@@ -1,0 +1,38 @@
+"""The hot-path modules run compiled (setup.py, mypyc) unless installed with PLAIT_COMPILE=0.
+
+The suite must exercise what users run: a build that silently fell back to the
+sources, or sources edited after the build, would make every other test check
+something else than what ships.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import os
+import runpy
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stale_compiled.py"
+
+
+def _helpers() -> dict[str, object]:
+    return runpy.run_path(str(SCRIPT))
+
+
+def test_every_listed_module_is_a_plait_source_file() -> None:
+    helpers = _helpers()
+    modules = helpers["compiled_modules"]()  # type: ignore[operator]
+    assert modules, "[tool.plait.compiled] modules is empty"
+    for name in modules:
+        # the SDK stays interpreted: filters subclass its classes (native ones cannot be)
+        assert name.startswith("plait.core."), name
+        assert helpers["source_of"](name).is_file(), name  # type: ignore[operator]
+
+
+def test_listed_modules_are_loaded_from_their_c_extensions() -> None:
+    compiled = os.environ.get("PLAIT_COMPILE", "1") != "0"
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    for name in _helpers()["compiled_modules"]():  # type: ignore[operator]
+        path = importlib.import_module(name).__file__ or ""
+        assert path.endswith(suffixes) == compiled, f"{name} loaded from {path}"
