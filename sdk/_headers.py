@@ -33,7 +33,7 @@ class Headers:
     @classmethod
     def from_lowercase_pairs(cls, pairs: HeaderPairs) -> Headers:
         """Adopt ``pairs`` (names already lower-case) without copying; codecs use this."""
-        h = cls.__new__(cls)
+        h = cls()
         h._items = pairs
         return h
 

@@ -25,8 +25,7 @@ def test_every_listed_module_is_a_plait_source_file() -> None:
     modules = helpers["compiled_modules"]()  # type: ignore[operator]
     assert modules, "[tool.plait.compiled] modules is empty"
     for name in modules:
-        # the SDK stays interpreted: filters subclass its classes (native ones cannot be)
-        assert name.startswith("plait.core."), name
+        assert name.startswith(("plait.core.", "plait.sdk.")), name
         assert helpers["source_of"](name).is_file(), name  # type: ignore[operator]
 
 
@@ -36,3 +35,25 @@ def test_listed_modules_are_loaded_from_their_c_extensions() -> None:
     for name in _helpers()["compiled_modules"]():  # type: ignore[operator]
         path = importlib.import_module(name).__file__ or ""
         assert path.endswith(suffixes) == compiled, f"{name} loaded from {path}"
+
+
+def test_filters_can_still_subclass_the_sdk_base_classes() -> None:
+    """Native (compiled) classes cannot be subclassed by interpreted code: the SDK's
+    base classes for filters and bodies must stay subclassable."""
+    import anyio
+
+    from plait.sdk import BufferedBody, MessageBody, PassThroughFilter
+
+    class MyFilter(PassThroughFilter):
+        pass
+
+    class MyBody(MessageBody):
+        async def read(self) -> bytes:
+            return b""
+
+    class MyBuffered(BufferedBody):
+        pass
+
+    assert isinstance(MyFilter(), PassThroughFilter)
+    assert anyio.run(MyBody().read_all) == b""
+    assert anyio.run(MyBuffered(b"abc").read_all) == b"abc"
