@@ -9,7 +9,7 @@ one chunk with ``end_stream=True``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -34,7 +34,7 @@ __all__ = ["BodyStage", "LocalReplyRaised", "RequestBody", "UpstreamBody"]
 
 DataHooks = Callable[[bytes, bool, int, "int | None"], Awaitable[PhaseOutcome]]
 TrailerHooks = Callable[[Headers], Awaitable[PhaseOutcome]]
-_EMPTY = PhaseOutcome()
+_EMPTY: Final = PhaseOutcome()
 
 
 class LocalReplyRaised(DownstreamProtocolError):

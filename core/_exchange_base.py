@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -241,7 +241,7 @@ class ExchangeBase:
             stream.reset()
 
 
-DEADLINE_HEADER = "x-plait-timeout-ms"
+DEADLINE_HEADER: Final = "x-plait-timeout-ms"
 """The remaining time budget of a request, in milliseconds, sent to the next hop over
 HTTP (gRPC upstreams get ``grpc-timeout``), so it does not work past the caller's deadline."""
 
@@ -265,7 +265,7 @@ def deadline_header(request: UpstreamRequest, grpc: bool, per_try: float | None)
         headers.set(DEADLINE_HEADER, str(ms))
 
 
-_DEADLINE_RAW = DEADLINE_HEADER.encode()
+_DEADLINE_RAW: Final = DEADLINE_HEADER.encode()
 
 
 def caller_deadline(headers: Headers) -> float | None:
@@ -276,7 +276,7 @@ def caller_deadline(headers: Headers) -> float | None:
     return max(int(raw), 1) / 1000
 
 
-_GRPC_UNITS = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 1e-3, "n": 1e-6}
+_GRPC_UNITS: Final = {"H": 3_600_000.0, "M": 60_000.0, "S": 1000.0, "m": 1.0, "u": 1e-3, "n": 1e-6}
 
 
 def _grpc_timeout_ms(value: str | None) -> float | None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -65,12 +65,15 @@ __all__ = ["Inline", "try_inline"]
 
 log = logging.getLogger(__name__)
 
-_MAX_PARTS = 16  # queued events of one response before it streams in a task instead
-_MAX_WHOLE = 64 * 1024  # larger bodies, and bodies without a length, stream in a task
+_MAX_PARTS: Final = 16  # queued events of one response before it streams in a task instead
+_MAX_WHOLE: Final = 64 * 1024  # larger bodies, and bodies without a length, stream in a task
 
 # in a plain call (no watcher) | waiting (the upstream's watcher) | in a task | ended
-_BUSY, _WAITING, _PROMOTED, _DONE = range(4)
-_DEADLINE = DEADLINE_HEADER.encode()
+_BUSY: Final = 0
+_WAITING: Final = 1
+_PROMOTED: Final = 2
+_DONE: Final = 3
+_DEADLINE: Final = DEADLINE_HEADER.encode()
 
 
 def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 from .codec import Event
 
@@ -38,8 +38,8 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-HIGH_WATER = 64  # queued events before we stop reading
-LOW_WATER = 16
+HIGH_WATER: Final = 64  # queued events before we stop reading
+LOW_WATER: Final = 16
 
 
 class Codec(Protocol):

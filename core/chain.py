@@ -32,7 +32,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from plait.sdk import (
     HOOK_NAMES,
@@ -81,7 +81,7 @@ class PhaseOutcome:
     data: bytes = b""
 
 
-_PASS = PhaseOutcome()
+_PASS: Final = PhaseOutcome()
 
 
 def _maker(entry: FilterEntry) -> Callable[[], object]:

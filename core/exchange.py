@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -334,4 +334,4 @@ class _Exchange(ExchangeBase):
         await run_upgrade(self, ev)
 
 
-_NO_TIMEOUT = contextlib.nullcontext()  # reusable: one instance for every stream
+_NO_TIMEOUT: Final = contextlib.nullcontext()  # reusable: one instance for every stream

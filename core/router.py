@@ -20,7 +20,7 @@ answers 404: GAMMA rejects unmatched requests once routes exist).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from plait.sdk import RequestHead
@@ -69,7 +69,10 @@ class Router:
 
 # Entry: (path kind, a, b, predicate over the head or None, rule) where a/b are:
 # _PREFIX: the prefix without and with its trailing "/"; _EXACT: the path; _REGEX: -, fullmatch.
-_ANY, _PREFIX, _EXACT, _REGEX = range(4)
+_ANY: Final = 0
+_PREFIX: Final = 1
+_EXACT: Final = 2
+_REGEX: Final = 3
 _Entry = tuple[int, str, Any, "Predicate | None", RouteRule]
 
 

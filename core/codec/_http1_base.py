@@ -33,7 +33,7 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from httptools import HttpParserError, HttpParserUpgrade
 
@@ -64,12 +64,25 @@ __all__ = [
 ]
 
 # Receive states.
-R_HEAD, R_LENGTH, R_CHUNKED, R_EOF_BODY, R_HELD, R_TUNNEL, R_CLOSED, R_FAILED = range(8)
-R_DOOMED = 8  # server: a bad method was read; waiting for the end of its line to pick 400/501
+# (Final: the compiled build inlines them instead of reading module globals.)
+R_HEAD: Final = 0
+R_LENGTH: Final = 1
+R_CHUNKED: Final = 2
+R_EOF_BODY: Final = 3
+R_HELD: Final = 4
+R_TUNNEL: Final = 5
+R_CLOSED: Final = 6
+R_FAILED: Final = 7
+R_DOOMED: Final = 8  # server: a bad method was read; waiting for the end of its line (400/501)
 # Write modes.
-W_IDLE, W_LENGTH, W_CHUNKED, W_EOF, W_NOBODY, W_RAW = range(6)
+W_IDLE: Final = 0
+W_LENGTH: Final = 1
+W_CHUNKED: Final = 2
+W_EOF: Final = 3
+W_NOBODY: Final = 4
+W_RAW: Final = 5
 
-_CRLF2 = b"\r\n\r\n"
+_CRLF2: Final = b"\r\n\r\n"
 
 
 class _Sink:

@@ -19,6 +19,8 @@ ends; ``_rstate`` is ``R_HELD`` ("nothing expected") while it is false.
 
 from __future__ import annotations
 
+from typing import Final
+
 from httptools import HttpResponseParser
 
 from plait.sdk import Headers, RequestHead, ResponseHead
@@ -60,10 +62,10 @@ from ._http1_rules import (
 
 __all__ = ["H1ClientCodec"]
 
-_REASON_STR = {r: r.decode("latin-1") for r in STATUS_REASONS}
+_REASON_STR: Final = {r: r.decode("latin-1") for r in STATUS_REASONS}
 # RFC 9110 §8.6: send Content-Length: 0 for an empty body where content has meaning.
-_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
-_METHOD_BYTES = {m.decode(): m for m in HTTP_METHODS}
+_BODY_METHODS: Final = frozenset({b"POST", b"PUT", b"PATCH"})
+_METHOD_BYTES: Final = {m.decode(): m for m in HTTP_METHODS}
 
 
 class H1ClientCodec(H1Base):

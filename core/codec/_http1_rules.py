@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Final
 
 from plait.sdk._headers import HeaderPairs
 
@@ -57,7 +58,7 @@ class ProtocolError(Exception):
 # Methods llhttp knows in HTTP (not RTSP) mode. An unknown but well-formed method
 # is answered 501 (RFC 9110 §9.1), a malformed one 400. PRI (the HTTP/2 preface)
 # is left out: it is answered 505 like any other HTTP/2 request line.
-HTTP_METHODS = frozenset(
+HTTP_METHODS: Final = frozenset(
     b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND "
     b"PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE "
     b"M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE "
@@ -65,7 +66,7 @@ HTTP_METHODS = frozenset(
 )
 
 # Fields a parser sets aside for interpret_head instead of passing through.
-SPECIAL = frozenset(
+SPECIAL: Final = frozenset(
     {
         b"host",
         b"content-length",
@@ -80,7 +81,7 @@ SPECIAL = frozenset(
 )
 # Fields a sender never copies from a head as given: it writes its own framing
 # and connection management (RFC 9110 §7.6.1 hop-by-hop fields).
-SEND_SPECIAL = frozenset(
+SEND_SPECIAL: Final = frozenset(
     {
         b"host",
         b"content-length",
@@ -252,9 +253,9 @@ def interpret_head(
     return authority, length, chunked, close, upgrade, expect_continue
 
 
-_CONN_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade", b""})
+_CONN_OPTIONS: Final = frozenset({b"close", b"keep-alive", b"upgrade", b""})
 # A lone Connection value that needs no token-list parsing: does it close?
-_SIMPLE_CONN = {b"close": True, b"keep-alive": False}
+_SIMPLE_CONN: Final = {b"close": True, b"keep-alive": False}
 
 
 def simple_framing(
@@ -337,13 +338,13 @@ def reason_phrase(status: int) -> bytes:
 _reason = reason_phrase
 
 
-STATUS_LINES: dict[int, bytes] = {
+STATUS_LINES: Final[dict[int, bytes]] = {
     s: b"HTTP/1.1 %d %s\r\n" % (s, _reason(s)) for s in range(100, 600) if _reason(s)
 }
-STATUS_REASONS = frozenset(_reason(s) for s in range(100, 600)) | {b"OK"}
+STATUS_REASONS: Final = frozenset(_reason(s) for s in range(100, 600)) | {b"OK"}
 
 
-_LINE_CACHE: dict[tuple[int, str], bytes] = {}
+_LINE_CACHE: Final[dict[tuple[int, str], bytes]] = {}
 
 
 def status_line(status: int, reason: str) -> bytes:

@@ -25,6 +25,7 @@ a request's stream id is its 1-based position on the connection.
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 from httptools import HttpRequestParser
 
@@ -65,11 +66,13 @@ from ._http1_rules import (
 
 __all__ = ["H1ServerCodec"]
 
-_METHOD_STR = {m: m.decode() for m in HTTP_METHODS}
+_METHOD_STR: Final = {m: m.decode() for m in HTTP_METHODS}
 # Per-request facts the response needs: (stream_id, is_head, http11, close, upgrade_kind)
 _Req = tuple[int, bool, bool, bool, int]
-_NO_UPGRADE, _UPGRADE, _CONNECT = 0, 1, 2
-_NO_REQUEST: _Req = (0, False, True, True, _NO_UPGRADE)  # an error reply before any request
+_NO_UPGRADE: Final = 0
+_UPGRADE: Final = 1
+_CONNECT: Final = 2
+_NO_REQUEST: Final[_Req] = (0, False, True, True, _NO_UPGRADE)  # an error reply before any request
 
 
 class H1ServerCodec(H1Base):
