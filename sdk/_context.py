@@ -122,6 +122,25 @@ class RequestHead:
     headers: Headers = field(default_factory=Headers)
     http_version: str = "1.1"
 
+    # An explicit __init__ (dataclass keeps it): the generated one would run interpreted
+    # even in the compiled build, and one of these is made per request.
+    def __init__(
+        self,
+        *,
+        method: str,
+        path: str,
+        authority: str = "",
+        scheme: str = "http",
+        headers: Headers | None = None,
+        http_version: str = "1.1",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.authority = authority
+        self.scheme = scheme
+        self.headers = Headers() if headers is None else headers
+        self.http_version = http_version
+
     @property
     def path_only(self) -> str:
         """The path without the query string."""
@@ -136,6 +155,13 @@ class ResponseHead:
     status: int
     headers: Headers = field(default_factory=Headers)
     reason: str = ""
+
+    # An explicit __init__ (dataclass keeps it): the generated one would run interpreted
+    # even in the compiled build, and one of these is made per request.
+    def __init__(self, *, status: int, headers: Headers | None = None, reason: str = "") -> None:
+        self.status = status
+        self.headers = Headers() if headers is None else headers
+        self.reason = reason
 
 
 class StreamContext:

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from ._body import MessageBody
-from ._context import RequestHead, ResponseHead, StreamContext
+from ._context import StreamContext
 from ._headers import Headers
+from ._messages import UpstreamRequest, UpstreamResponse
 from ._results import FilterResult
 
 __all__ = [
@@ -62,26 +62,6 @@ HOOK_NAMES = (
     "around_upstream",
 )
 """Every hook a filter may implement, in contract order."""
-
-
-@dataclass(slots=True, kw_only=True)
-class UpstreamRequest:
-    """What ``around_upstream`` layers pass down: the head and the body to send."""
-
-    head: RequestHead
-    body: MessageBody
-    endpoint: str | None = None
-    """The endpoint key (``address:port``) a layer chose; ``None``: the core picks."""
-    exclude: frozenset[str] = frozenset()
-    """Endpoint keys the core avoids when it picks (unless nothing else is left)."""
-
-
-@dataclass(slots=True, kw_only=True)
-class UpstreamResponse:
-    """What comes back up: the response head and its body (trailers on the body)."""
-
-    head: ResponseHead
-    body: MessageBody
 
 
 CallNext = Callable[[StreamContext, UpstreamRequest], Awaitable[UpstreamResponse]]

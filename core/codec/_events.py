@@ -57,6 +57,24 @@ class RequestReceived:
     expect_continue: bool = False
     """The client sent ``Expect: 100-continue`` (RFC 9110 §10.1.1)."""
 
+    # An explicit __init__ (dataclass keeps it): the generated one would run interpreted
+    # even in the compiled build, and one of these is made per request.
+    def __init__(
+        self,
+        stream_id: int,
+        head: RequestHead,
+        end_stream: bool,
+        body: bytes = b"",
+        upgrade: bool = False,
+        expect_continue: bool = False,
+    ) -> None:
+        self.stream_id = stream_id
+        self.head = head
+        self.end_stream = end_stream
+        self.body = body
+        self.upgrade = upgrade
+        self.expect_continue = expect_continue
+
 
 @dataclass(slots=True)
 class ResponseReceived:
@@ -66,6 +84,16 @@ class ResponseReceived:
     head: ResponseHead
     end_stream: bool
     body: bytes = b""
+
+    # An explicit __init__ (dataclass keeps it): the generated one would run interpreted
+    # even in the compiled build, and one of these is made per request.
+    def __init__(
+        self, stream_id: int, head: ResponseHead, end_stream: bool, body: bytes = b""
+    ) -> None:
+        self.stream_id = stream_id
+        self.head = head
+        self.end_stream = end_stream
+        self.body = body
 
 
 @dataclass(slots=True)
@@ -81,6 +109,13 @@ class DataReceived:
     stream_id: int
     data: bytes
     end_stream: bool
+
+    # An explicit __init__ (dataclass keeps it): the generated one would run interpreted
+    # even in the compiled build, and one of these is made per request.
+    def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self.end_stream = end_stream
 
 
 @dataclass(slots=True)
