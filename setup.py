@@ -66,7 +66,7 @@ def _ext_modules() -> list[object]:
     return list(
         mypycify(
             ["--config-file", "pyproject.toml", *paths],
-            opt_level="3",
+            opt_level=os.environ.get("PLAIT_OPT", "3"),
             # one shared library inside a plait package, so an editable install finds it
             group_name="plait.core._compiled",
             target_dir=str(Path("build") / "mypyc"),

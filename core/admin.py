@@ -20,7 +20,6 @@ from typing import Any
 import anyio
 import h11
 from anyio.abc import ByteStream, Listener, TaskStatus
-from prometheus_client import CollectorRegistry, generate_latest
 
 from .metrics import Stats
 from .runtime import Runtime
@@ -44,9 +43,7 @@ def json_reply(data: object) -> Reply:
 
 
 def metrics_text(stats: Stats) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(stats)
-    return generate_latest(registry)
+    return stats.render()
 
 
 class SidecarAdmin:

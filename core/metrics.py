@@ -1,25 +1,23 @@
-"""Sidecar metrics, kept off the request path and rendered by prometheus-client.
+"""Sidecar metrics, kept off the request path and rendered in the Prometheus text format.
 
 Recording a request costs two dict updates and a bisect (well under a
 microsecond); prometheus-client's labelled ``Counter.labels(...).inc()`` costs
-more than that per call on this hot path, so the counts live in plain dicts and a
-custom collector turns them into metric families only when ``/metrics`` is
-scraped (the "batch metrics off the request path" rule of architecture.md §6).
+more than that per call on this hot path, so the counts live in plain dicts and
+are turned into the text exposition format (version 0.0.4) only when
+``/metrics`` is scraped (the "batch metrics off the request path" rule of
+architecture.md §6). The renderer is a few lines here rather than
+prometheus-client's registry and exposition modules: importing that package
+costs every sidecar ~3 MB of memory (measured in the sidecar's own import set),
+for output this small. The tests parse the output with prometheus-client's own
+parser (a test-only dependency) to keep the two in agreement.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from typing import Any, Final
-
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
 
 __all__ = ["BUCKETS", "Stats"]
 
@@ -28,7 +26,7 @@ BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
                   5.0, 10.0, 30.0, 60.0)  # fmt: skip
 
 
-class Stats(Collector):
+class Stats:
     """Counters for one sidecar process."""
 
     def __init__(self) -> None:
@@ -107,58 +105,96 @@ class Stats(Collector):
             self.config_version = data["config_version"]
             self.config_timestamp = data["config_timestamp"]
 
-    def collect(self) -> Iterator[Metric]:
-        req = CounterMetricFamily(
-            "plait_requests", "Requests by listener, response code and failure reason",
-            labels=["listener", "code", "reason"],
-        )  # fmt: skip
-        for (listener, code, reason), n in sorted(self.requests.items()):
-            req.add_metric([listener, str(code), reason], n)
-        yield req
-        dur = HistogramMetricFamily(
-            "plait_request_duration_seconds", "Request duration", labels=["listener"]
+    def render(self) -> bytes:
+        """Every counter in the Prometheus text exposition format (0.0.4)."""
+        out: list[str] = []
+        requests = [
+            ((("code", str(code)), ("listener", listener), ("reason", reason)), n)
+            for (listener, code, reason), n in sorted(self.requests.items())
+        ]
+        _family(
+            out,
+            "plait_requests_total",
+            "counter",
+            "Requests by listener, response code and failure reason",
+            requests,
         )
+        name = "plait_request_duration_seconds"
+        _family(out, name, "histogram", "Request duration", [])
         for listener, h in sorted(self.hist.items()):
-            cumulative: float = 0.0
-            buckets: list[tuple[str, float]] = []
-            for bound, in_bucket in zip((*BUCKETS, float("inf")), h[:-1], strict=True):
+            by: Labels = (("listener", listener),)
+            cumulative = 0.0
+            for bound, in_bucket in zip((*BUCKETS, math.inf), h[:-1], strict=True):
                 cumulative += in_bucket
-                buckets.append((_le(bound), cumulative))
-            dur.add_metric([listener], buckets, sum_value=h[-1])
-        yield dur
-        active = GaugeMetricFamily(
-            "plait_connections_active", "Open downstream connections", labels=["listener"]
-        )
-        total = CounterMetricFamily(
-            "plait_connections", "Accepted downstream connections", labels=["listener"]
-        )
-        for listener in sorted(self.connections_total):
-            active.add_metric([listener], self.connections_active.get(listener, 0))
-            total.add_metric([listener], self.connections_total[listener])
-        yield active
-        yield total
-        ff = CounterMetricFamily("plait_filter_failures", "Filter hook failures", labels=["filter"])
-        for name, n in sorted(self.filter_failures.items()):
-            ff.add_metric([name], n)
-        yield ff
-        ue = CounterMetricFamily(
-            "plait_upstream_events",
+                le: Labels = (("le", _go_float(bound)), *by)
+                out.append(_sample(f"{name}_bucket", le, cumulative))
+            out.append(_sample(f"{name}_count", by, cumulative))
+            out.append(_sample(f"{name}_sum", by, h[-1]))
+        listeners = sorted(self.connections_total)
+        active = [((("listener", x),), float(self.connections_active.get(x, 0))) for x in listeners]
+        _family(out, "plait_connections_active", "gauge", "Open downstream connections", active)
+        total = [((("listener", x),), float(self.connections_total[x])) for x in listeners]
+        _family(out, "plait_connections_total", "counter", "Accepted downstream connections", total)
+        failures = [((("filter", f),), float(n)) for f, n in sorted(self.filter_failures.items())]
+        _family(out, "plait_filter_failures_total", "counter", "Filter hook failures", failures)
+        events = [
+            ((("cluster", c), ("event", e)), float(n))
+            for (c, e), n in sorted(self.upstream_events().items())
+        ]
+        _family(
+            out,
+            "plait_upstream_events_total",
+            "counter",
             "Upstream layer events by cluster (retries, budget exhaustion, ejections, ...)",
-            labels=["cluster", "event"],
+            events,
         )
-        for (cluster, event), n in sorted(self.upstream_events().items()):
-            ue.add_metric([cluster, event], n)
-        yield ue
-        rl = CounterMetricFamily("plait_config_reloads", "Config reloads", labels=["result"])
-        for result, n in sorted(self.reloads.items()):
-            rl.add_metric([result], n)
-        yield rl
-        info = GaugeMetricFamily(
-            "plait_config_info", "The active config version (value: load time)", labels=["version"]
+        reloads = [((("result", r),), float(n)) for r, n in sorted(self.reloads.items())]
+        _family(out, "plait_config_reloads_total", "counter", "Config reloads", reloads)
+        info = [((("version", self.config_version),), self.config_timestamp)]
+        _family(
+            out,
+            "plait_config_info",
+            "gauge",
+            "The active config version (value: load time)",
+            info,
         )
-        info.add_metric([self.config_version], self.config_timestamp)
-        yield info
+        out.append("")
+        return "\n".join(out).encode()
 
 
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(bound)
+Labels = tuple[tuple[str, str], ...]
+"""``(name, value)`` pairs, sorted by name (as prometheus-client writes them)."""
+
+
+def _family(
+    out: list[str], name: str, kind: str, help_: str, samples: Sequence[tuple[Labels, float]]
+) -> None:
+    help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
+    out.append(f"# HELP {name} {help_}")
+    out.append(f"# TYPE {name} {kind}")
+    for labels, value in samples:
+        out.append(_sample(name, labels, value))
+
+
+def _sample(name: str, labels: Labels, value: float) -> str:
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+    return f"{name}{{{inner}}} {_go_float(value)}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _go_float(value: float) -> str:
+    """A float the way Prometheus (Go) writes it: ``1.0``, ``+Inf``, ``1.7e+09``."""
+    d = float(value)
+    if math.isinf(d):
+        return "+Inf" if d > 0 else "-Inf"
+    if math.isnan(d):
+        return "NaN"
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:  # Go switches to an exponent sooner than Python's repr
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return s

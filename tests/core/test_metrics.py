@@ -1,0 +1,71 @@
+"""The sidecar's /metrics text, read back by prometheus-client's own parser.
+
+core/metrics.py renders the Prometheus text format (0.0.4) itself; these tests
+check that what a Prometheus server would read is what was recorded, including
+label values that need escaping.
+"""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from plait.core.metrics import BUCKETS, Stats
+
+
+def _samples(stats: Stats) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(stats.render().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_recorded_requests_and_durations_read_back() -> None:
+    stats = Stats()
+    stats.record("out", 200, 0.002, None)
+    stats.record("out", 200, 0.02, None)
+    stats.record("out", 503, 0.3, "upstream connect failure")
+    samples = _samples(stats)
+    key = ("plait_requests_total", (("code", "200"), ("listener", "out"), ("reason", "")))
+    assert samples[key] == 2
+    failed = ("code", "503"), ("listener", "out"), ("reason", "upstream connect failure")
+    assert samples[("plait_requests_total", failed)] == 1
+    by = (("listener", "out"),)
+    assert samples[("plait_request_duration_seconds_count", by)] == 3
+    assert abs(samples[("plait_request_duration_seconds_sum", by)] - 0.322) < 1e-9
+    buckets = {
+        dict(labels)["le"]: v
+        for (name, labels), v in samples.items()
+        if name == "plait_request_duration_seconds_bucket"
+    }
+    assert len(buckets) == len(BUCKETS) + 1
+    assert buckets["0.001"] == 0 and buckets["0.0025"] == 1 and buckets["0.025"] == 2
+    assert buckets["+Inf"] == 3
+
+
+def test_label_values_are_escaped() -> None:
+    stats = Stats()
+    tricky = 'a "quoted" \\ back\nslash é'
+    stats.record("out", 500, 0.001, tricky)
+    stats.filter_failed(tricky)
+    stats.upstream_added[("c", tricky)] = 4
+    samples = _samples(stats)
+    key = ("code", "500"), ("listener", "out"), ("reason", tricky)
+    assert samples[("plait_requests_total", key)] == 1
+    assert samples[("plait_filter_failures_total", (("filter", tricky),))] == 1
+    assert samples[("plait_upstream_events_total", (("cluster", "c"), ("event", tricky)))] == 4
+
+
+def test_gauges_and_large_values() -> None:
+    stats = Stats()
+    stats.connection_opened("in")
+    stats.connection_opened("in")
+    stats.connection_closed("in")
+    stats.config_version = "v1"
+    stats.config_timestamp = 1.7e9
+    stats.reloads["ok"] = 3
+    samples = _samples(stats)
+    assert samples[("plait_connections_active", (("listener", "in"),))] == 1
+    assert samples[("plait_connections_total", (("listener", "in"),))] == 2
+    assert samples[("plait_config_info", (("version", "v1"),))] == 1.7e9
+    assert samples[("plait_config_reloads_total", (("result", "ok"),))] == 3
