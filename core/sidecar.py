@@ -204,19 +204,27 @@ class Sidecar:
                     self.quit.set()
 
     async def _watch_files(self) -> None:
-        from watchfiles import awatch
+        """Reload when a config file (or a YAML file in a config directory) changes.
 
-        paths = [Path(p).resolve() for p in self.opts.config]
-        files = {p for p in paths if not p.is_dir()}
-        dirs = {p for p in paths if p.is_dir()}
-        watched = sorted({str(p if p.is_dir() else p.parent) for p in paths})
-
-        def ours(_change: object, path: str) -> bool:
-            p = Path(path).resolve()
-            return p in files or (p.parent in dirs and p.suffix in (".yaml", ".yml"))
-
-        async for _ in awatch(*watched, watch_filter=ours, debounce=200, step=50, recursive=False):
-            await self.reload()
+        A stat poll once a second rather than inotify: no watcher thread waking up
+        20 times a second in every idle sidecar, ~1 MB less memory than watchfiles,
+        and it follows what ``stat`` follows (a Kubernetes ConfigMap update swaps a
+        symlink; the path's new target has a new inode and mtime). A change is acted
+        on once two polls agree (a file being written is not read half-way).
+        """
+        paths = [Path(p) for p in self.opts.config]
+        seen = _config_stamp(paths)
+        pending: object = None
+        while True:
+            await anyio.sleep(WATCH_INTERVAL)
+            now = _config_stamp(paths)
+            if now == seen:
+                pending = None
+            elif now != pending:
+                pending = now  # changed: act when the next poll sees the same
+            else:
+                seen, pending = now, None
+                await self.reload()
 
     def config_dump(self) -> dict[str, Any]:
         from .config import dump_config
@@ -266,3 +274,25 @@ async def run_sidecar(opts: SidecarOptions) -> None:
     saved = mode.initial()
     config = saved or MeshConfig(version="", listeners=(), clusters={}, routes={}, admin=admin)
     await Sidecar(opts, types, config, mode, configured=saved is not None).run()
+
+
+WATCH_INTERVAL = 0.5
+"""Seconds between two looks at the config files (a change is applied after two)."""
+
+
+def _config_stamp(paths: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
+    """What identifies the current content of the config files, cheaply."""
+    out: list[tuple[str, int, int, int]] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            files = [path]
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                out.append((str(f), -1, -1, -1))
+                continue
+            out.append((str(f), st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
