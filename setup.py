@@ -8,6 +8,9 @@ from 28 to 23 us in the first measurement (docs/benchmarks.md). The Python
 sources stay the reference: ``PLAIT_COMPILE=0 pip install -e .`` installs them
 uncompiled, and everything behaves the same, only slower.
 
+``PLAIT_OPT`` sets the C optimisation level (default ``3``; ``s`` gives a ~20 % smaller
+extension, measured no faster or slower within this machine's noise).
+
 mypy names a module after its directory, and plait's packages live in
 ``core/``, ``sdk/`` ... (the ``plait.*`` names come from the package-dir
 mapping), so the sources are handed to mypyc through a symlink view
