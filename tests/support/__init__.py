@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,10 +25,38 @@ HERE = Path(__file__).parent
 PY = sys.executable
 
 
+_GIVEN: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, for a process the test starts next.
+
+    Taken below the kernel's ephemeral range: a port from ``bind(0)`` can become the
+    source port of some outgoing connection (an xDS stream, an upstream pool) before
+    the process under test binds it, which failed a test with "address already in
+    use". Never the same port twice in one test session.
+    """
+    high = _ephemeral_low()
+    for _ in range(2000):
+        port = random.randrange(10000, high)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port found in 10000-{high - 1}")
 
 
 def wait_port(
