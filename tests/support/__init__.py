@@ -127,8 +127,13 @@ def start_echo(tmp: Path, name: str = "echo", port: int | None = None) -> Proc:
     port = port or free_port()
     log = tmp / f"echo-{name}-{port}.log"
     p = start([PY, str(HERE / "echo_server.py"), "--port", str(port), "--name", name], log)
-    wait_port(port, proc=p)
-    return Proc(p, log, port=port)
+    proc = Proc(p, log, port=port)
+    try:
+        wait_port(port, proc=p)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
 
 
 def write_config(tmp: Path, text: str, name: str = "plait.yaml") -> Path:
@@ -158,8 +163,18 @@ def start_sidecar(
     p = start(sidecar_cmd(config, *args), log, env)
     proc = Proc(p, log, admin_port=admin_port, config=config)
     if wait:
-        wait_ready(proc)
+        ready_or_stopped(proc)
     return proc
+
+
+def ready_or_stopped(proc: Proc, timeout: float = 15.0) -> None:
+    """:func:`wait_ready`, and a sidecar that does not get ready is stopped before the
+    error propagates (the caller never got it to clean up: it would outlive the test)."""
+    try:
+        wait_ready(proc, timeout)
+    except BaseException:
+        proc.stop()
+        raise
 
 
 def wait_ready(proc: Proc, timeout: float = 15.0) -> None:

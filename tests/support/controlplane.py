@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support import PY, Proc, free_port, http_get, start, wait_port, wait_ready
+from tests.support import PY, Proc, free_port, http_get, ready_or_stopped, start, wait_port
 
 __all__ = [
     "apply",
@@ -38,8 +38,12 @@ def start_control_plane(
     p = start(cmd, log)
     proc = Proc(p, log, port=api_port, extra={"api": api_port, "xds": xds_port})
     proc.config = data_dir
-    wait_port(api_port, timeout=20, proc=p)
-    wait_port(xds_port, timeout=20, proc=p)
+    try:
+        wait_port(api_port, timeout=20, proc=p)
+        wait_port(xds_port, timeout=20, proc=p)
+    except BaseException:
+        proc.stop()  # the caller never got it: it would outlive the test
+        raise
     return proc
 
 
@@ -77,7 +81,7 @@ def start_xds_sidecar(
            "--state-dir", str(tmp / "sidecar-state"), *args]  # fmt: skip
     proc = Proc(start(cmd, log, env), log, admin_port=admin_port)
     if wait:
-        wait_ready(proc, timeout=20)
+        ready_or_stopped(proc, timeout=20)
     return proc
 
 
