@@ -131,14 +131,14 @@ class Stats:
             out.append(_sample(f"{name}_count", by, cumulative))
             out.append(_sample(f"{name}_sum", by, h[-1]))
         listeners = sorted(self.connections_total)
-        active = [((("listener", x),), float(self.connections_active.get(x, 0))) for x in listeners]
+        active = [((("listener", x),), self.connections_active.get(x, 0)) for x in listeners]
         _family(out, "plait_connections_active", "gauge", "Open downstream connections", active)
-        total = [((("listener", x),), float(self.connections_total[x])) for x in listeners]
+        total = [((("listener", x),), self.connections_total[x]) for x in listeners]
         _family(out, "plait_connections_total", "counter", "Accepted downstream connections", total)
-        failures = [((("filter", f),), float(n)) for f, n in sorted(self.filter_failures.items())]
+        failures = [((("filter", f),), n) for f, n in sorted(self.filter_failures.items())]
         _family(out, "plait_filter_failures_total", "counter", "Filter hook failures", failures)
         events = [
-            ((("cluster", c), ("event", e)), float(n))
+            ((("cluster", c), ("event", e)), n)
             for (c, e), n in sorted(self.upstream_events().items())
         ]
         _family(
@@ -148,7 +148,7 @@ class Stats:
             "Upstream layer events by cluster (retries, budget exhaustion, ejections, ...)",
             events,
         )
-        reloads = [((("result", r),), float(n)) for r, n in sorted(self.reloads.items())]
+        reloads = [((("result", r),), n) for r, n in sorted(self.reloads.items())]
         _family(out, "plait_config_reloads_total", "counter", "Config reloads", reloads)
         info = [((("version", self.config_version),), self.config_timestamp)]
         _family(

@@ -165,6 +165,11 @@ def resources_of(parsed: Sequence[ParsedDocument], sources: Sequence[str]) -> Re
     )
 
 
+def config_files(directory: Path) -> list[Path]:
+    """The files a config directory contributes: its ``*.yaml``/``*.yml``, in name order."""
+    return sorted(c for c in directory.iterdir() if c.suffix in (".yaml", ".yml") and c.is_file())
+
+
 def _expand(paths: Sequence[str | Path]) -> list[str]:
     if not paths:
         raise ConfigError("no config files given")
@@ -172,9 +177,7 @@ def _expand(paths: Sequence[str | Path]) -> list[str]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found = sorted(
-                c for c in path.iterdir() if c.suffix in (".yaml", ".yml") and c.is_file()
-            )
+            found = config_files(path)
             if not found:
                 raise ConfigError("directory has no .yaml or .yml files", file=str(p))
             files.extend(str(c) for c in found)

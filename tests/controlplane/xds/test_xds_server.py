@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import anyio
 import grpc
 import pytest
 import trustme
@@ -13,19 +10,7 @@ from plait.controlplane.xds import CLUSTER, AdsServer, MemorySource
 
 from .xds_harness import SotwClient, mesh, names_in, running
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module", autouse=True)
-async def one_event_loop() -> AsyncIterator[None]:
-    """One event loop for the module, drained before it closes (see test_xds_sotw.py)."""
-    yield
-    await anyio.sleep(0.2)
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("one_event_loop")]
 
 
 async def test_serves_over_tls() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
 import anyio
@@ -33,25 +33,7 @@ from .xds_harness import (
     running,
 )
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module", autouse=True)
-async def one_event_loop() -> AsyncIterator[None]:
-    """All tests of the module on one event loop, drained before it closes.
-
-    grpc.aio's completion-queue poller hands each finished operation to the loop the
-    operation was started on; one arriving after that loop closed fails whichever test runs
-    then ("Event loop is closed"). So the module keeps its loop, and gives grpc's last
-    completions (channel and server shutdowns) a moment before the loop goes.
-    """
-    yield
-    await anyio.sleep(0.2)
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("one_event_loop")]
 
 
 NAMES = {CLUSTER: [], ENDPOINT: ["a"], LISTENER: [], ROUTE: ["outbound"]}
