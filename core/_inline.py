@@ -4,15 +4,18 @@ Theory of operation
 -------------------
 :meth:`H1Connection.data_received` offers each whole request to :func:`try_inline`
 when the connection is idle (no request in flight, no events queued). If the
-runtime is not draining and the matched rule's chain is ``chain.fast`` with no
+runtime is not draining and the matched rule's chain is ``chain.inline`` with no
 request/backendRequest timeout on the rule or the listener, the request is
 answered with the :class:`~plait.core.exchange._Exchange` step methods as plain
-calls: request hooks, endpoint pick, ``pool.take()`` of a warm HTTP/1.1
+calls: request hooks, the ``around_upstream`` layers' first halves
+(:class:`~plait.core._layers.LayerPass`, when the chain has layers: all of them
+have the sync fast pair), endpoint pick, ``pool.take()`` of a warm HTTP/1.1
 connection, send. :meth:`Inline.on_upstream` is then that connection's
 ``watcher``: the upstream ``data_received`` that completes the response (a small
 body with a content-length may follow its head in a few reads; the events stay
-queued until the last) runs the response hooks, writes downstream, returns the
-connection to its pool and does the bookkeeping (:meth:`_Exchange.finish`).
+queued until the last) runs the layers' second halves (:meth:`Inline.tried`),
+the response hooks, writes downstream, returns the connection to its pool and
+does the bookkeeping (:meth:`_Exchange.finish`).
 No task, no future.
 
 Anything else is *promoted*: a task (``listener.tg.start_soon``) continues on
@@ -20,7 +23,10 @@ the same ``_Exchange`` with the async code from the step reached: no warm
 connection (``_attempt``), an HTTP/2 upstream (``_send``); a 1xx, a response
 without a content-length ≤ ``_MAX_WHOLE`` that is not whole in one read (its
 head goes out at once), a reset or EOF before the response incl. the stale
-keep-alive retry (``_send(sent=True)`` reads the events still queued). Requests
+keep-alive retry (``_send(sent=True)`` reads the events still queued). With
+layers, the task also finishes their pass (:meth:`Inline._layered`): the try's
+outcome through their second halves, and any layer whose async code must act on
+it (a retry, or one that asked ``RUN_ASYNC``) run there. Requests
 that do not qualify before the match step go to the ``serve`` task, unchanged.
 
 Invariants
@@ -35,6 +41,8 @@ Invariants
   promoted task (its ``finally``, also when cancelled).
 * ``H1Connection.in_flight`` is true from :func:`try_inline` to :meth:`Inline.end`,
   so the idle timer and ``Listener.drain`` see the exchange.
+* Every layer entered is left exactly once (core/_layers.py); :meth:`Inline.end`
+  abandons what is still entered (the client left while we waited).
 * Tasks are only started with ``start_soon`` in the listener's task group.
 """
 
@@ -50,6 +58,7 @@ import anyio
 from plait.sdk import StreamContext, UpstreamRequest, UpstreamResponse
 
 from ._exchange_base import DEADLINE_HEADER
+from ._layers import LayerPass
 from .codec import DataReceived, Event, RequestReceived, ResponseReceived
 from .exchange import _Exchange
 from .upstream._h1 import H1Stream
@@ -91,7 +100,7 @@ def try_inline(conn: H1Connection, ev: RequestReceived) -> bool:
     if ev.head.headers.get_raw(_DEADLINE) is not None:  # the caller's deadline applies
         return False
     chain = lrt.chain_for(rule)
-    if not chain.fast:
+    if not chain.inline:
         return False
     Inline(conn, lrt, ev, rule).start(ev, chain)
     return True
@@ -127,7 +136,17 @@ def _whole(events: deque[Event]) -> ResponseReceived | bool:
 class Inline:
     """One exchange driven by callbacks, until it ends or is promoted to a task."""
 
-    __slots__ = ("cancelled", "conn", "ex", "pool", "request", "scope", "state", "stream")
+    __slots__ = (
+        "cancelled",
+        "conn",
+        "ex",
+        "layers",
+        "pool",
+        "request",
+        "scope",
+        "state",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -152,6 +171,7 @@ class Inline:
         self.request: UpstreamRequest | None = None
         self.scope: anyio.CancelScope | None = None
         self.cancelled = False
+        self.layers: LayerPass | None = None
 
     def start(self, ev: RequestReceived, chain: Chain) -> None:
         ex = self.ex
@@ -159,24 +179,58 @@ class Inline:
         ex.lrt.runtime.stream_started()
         try:
             ex.run_ = run = chain.start(ex.ctx)
-            sending = ex.fast_request(ev, run)
-            if sending is None:
+            request = ex.request_now(ev, run)
+            if request is None:
                 self.end()
                 return
-            pool, request = sending
-            stream = pool.take()
-            if stream is None:
-                self.promote(ex._attempt, pool, request)
-            elif type(stream) is not H1Stream:
-                self.promote(ex._send, pool, stream, request)
+            if chain.layers:
+                ex.ctx.upstream_cluster = ex.cluster_state()
+                self.layers = layers = LayerPass(run, request)
+                if not layers.enter():
+                    self.promote(None)
+                    return
+                try:
+                    pool = ex.pool_for(request)
+                except Exception as exc:
+                    self.tried(None, exc)
+                    return
             else:
-                ex.write_now(stream, request)
-                self.pool, self.stream, self.request = pool, stream, request
-                self.state = _WAITING
-                stream.watch(self.on_upstream)
+                pool = ex.pool_for(request)
+            self.send(pool, request)
         except Exception as exc:
             ex.failed(exc)
             self.end()
+
+    def send(self, pool: Pool, request: UpstreamRequest) -> None:
+        """The try: on a warm HTTP/1.1 connection, sent now and watched; else in a task."""
+        stream = pool.take()
+        if stream is None:
+            self.promote(self.ex._attempt, pool, request)
+        elif type(stream) is not H1Stream:
+            self.promote(self.ex._send, pool, stream, request)
+        else:
+            self.ex.write_now(stream, request)
+            self.pool, self.stream, self.request = pool, stream, request
+            self.state = _WAITING
+            stream.watch(self.on_upstream)
+
+    def tried(self, response: UpstreamResponse | None, error: Exception | None) -> None:
+        """The try's outcome, in a callback: through the layers' second halves, then
+        answered here, unless a layer's async code must act on it (a retry)."""
+        layers, ex = self.layers, self.ex
+        if layers is not None:
+            if not layers.leave(response, error):
+                self.promote(None)
+                return
+            response, error = layers.response, layers.error
+        try:
+            if error is not None:
+                raise error
+            assert response is not None and ex.run_ is not None
+            ex.respond_now(ex.run_, response)  # whole: always written here
+        except Exception as exc:
+            ex.failed(exc)
+        self.end()
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -190,15 +244,12 @@ class Inline:
         stream.watch(None)
         self.state = _BUSY
         if isinstance(ev, ResponseReceived):
-            run = ex.run_
-            assert run is not None
             try:
                 response = ex.received(stream, ev)
-                assert response is not None
-                ex.respond_now(run, response)  # whole: always written here
             except Exception as exc:
-                ex.failed(exc)
-            self.end()
+                self.tried(None, exc)
+                return
+            self.tried(response, None)
             return
         # 1xx, streamed, reset/EOF (maybe a stale keep-alive): the async code reads the queue
         self.promote(self._resume, self.pool, stream, self.request)
@@ -225,15 +276,37 @@ class Inline:
             # pool and watched by another exchange
             self.stream.watch(None)
         self.state = _DONE
+        if self.layers is not None:
+            self.layers.abandon()  # (nothing left to do unless the pass was cut short)
         self.ex.finish()
         self.conn.end_inline(self)
 
     # -- promotion ------------------------------------------------------------------------
 
-    def promote(self, step: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def promote(self, step: Callable[..., Awaitable[Any]] | None, *args: Any) -> None:
+        """Continue in a task from ``step(*args)``; with layers, their pass goes on
+        there too (``step`` ``None``: only the pending layers are left to run)."""
         self.state = _PROMOTED
-        log.debug("stream %s: continues in a task (%s)", self.ex.ctx.stream_id, step.__name__)
+        log.debug("stream %s: continues in a task (%s)", self.ex.ctx.stream_id, step)
+        if self.layers is not None:
+            step, args = self._layered, (step, args)
+        assert step is not None
         self.conn.listener.tg.start_soon(self._promoted, step, args)
+
+    async def _layered(
+        self, step: Callable[..., Awaitable[UpstreamResponse]] | None, args: tuple[Any, ...]
+    ) -> UpstreamResponse:
+        layers = self.layers
+        assert layers is not None
+        if step is not None:  # the try itself, then the layers' second halves
+            response: UpstreamResponse | None = None
+            error: Exception | None = None
+            try:
+                response = await step(*args)
+            except Exception as exc:
+                error = exc
+            layers.leave(response, error)
+        return await layers.finish(self.ex.terminal)
 
     async def _promoted(self, step: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         ex = self.ex

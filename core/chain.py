@@ -99,6 +99,16 @@ def _implemented(cls: type, name: str) -> Callable[..., Any] | None:
     return fn  # type: ignore[no-any-return]
 
 
+def _pairs(
+    layers: tuple[_Hook, ...], before: list[_Hook], after: list[_Hook]
+) -> tuple[tuple[Callable[..., Any], Callable[..., Any]], ...] | None:
+    first = {h.index: h for h in before if not h.is_async}
+    second = {h.index: h for h in after if not h.is_async}
+    if not all(h.index in first and h.index in second for h in layers):
+        return None
+    return tuple((first[h.index].fn, second[h.index].fn) for h in layers)
+
+
 class Chain:
     """An ordered, compiled filter chain (immutable; shared by every stream)."""
 
@@ -128,6 +138,11 @@ class Chain:
         self.response_trailers = tuple(reversed(hooks["on_response_trailers"]))
         self.complete_hooks = tuple(hooks["on_stream_complete"])
         self.layers = tuple(hooks["around_upstream"])
+        self.pairs = _pairs(
+            self.layers, hooks["on_upstream_request"], hooks["on_upstream_response"]
+        )
+        """Per layer (same positions as ``layers``), its sync fast pair
+        (``on_upstream_request``, ``on_upstream_response``), when every layer has one."""
         self._all_shared: list[object] | None = (
             [x for x in self._shared if x is not None]
             if all(e.spec.stream_independent for e in self.entries)
@@ -148,6 +163,9 @@ class Chain:
         self.fast = not self.layers and self.plain_hooks
         """No layers and no async head/data hooks: a whole message can go through the
         chain with plain calls (:meth:`ChainRun.headers_now`, :meth:`ChainRun.body_now`)."""
+        self.inline = self.plain_hooks and (not self.layers or self.pairs is not None)
+        """Plain head/data hooks, and every layer (if any) has its fast pair: a whole
+        request can be answered in callbacks (core/_inline.py, core/_layers.py)."""
 
     @staticmethod
     def _instance_class(entry: FilterEntry, make: Callable[[], object]) -> type:
@@ -343,10 +361,11 @@ class ChainRun:
 
     # -- upstream layers --------------------------------------------------------------------
 
-    def compose(self, terminal: CallNext) -> CallNext:
-        """``terminal`` wrapped by every ``around_upstream`` layer, first filter outermost."""
+    def compose(self, terminal: CallNext, start: int = 0) -> CallNext:
+        """``terminal`` wrapped by every ``around_upstream`` layer, first filter outermost
+        (``start``: only the layers from that position in ``chain.layers`` inwards)."""
         call: CallNext = terminal
-        for h in reversed(self.chain.layers):
+        for h in reversed(self.chain.layers[start:]):
             if self._skipped is not None and h.index in self._skipped:
                 continue
             call = self._layer(h, call)

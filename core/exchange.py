@@ -41,6 +41,7 @@ from plait.sdk import (
     NoHealthyUpstream,
     ResponseHead,
     StreamContext,
+    UpstreamCluster,
     UpstreamRequest,
     UpstreamResponse,
 )
@@ -53,6 +54,7 @@ from ._exchange_base import (
     caller_deadline,
     local_reply_head,
 )
+from ._layers import LayerPass
 from ._streams import Downstream
 from .chain import ChainRun
 from .codec import RequestReceived
@@ -144,28 +146,28 @@ class _Exchange(ExchangeBase):
 
     async def fast_layered(self, ev: RequestReceived, run: ChainRun) -> None:
         """:meth:`fast` for a chain with ``around_upstream`` layers: plain head/data hooks,
-        then the layers around :meth:`terminal`, with no coroutine per phase."""
-        ctx = self.ctx
-        out = run.headers_now(False, ctx.request.headers, not ev.body)
-        if out.reply is not None:
-            self.local_now(out.reply)
+        then the layers around :meth:`terminal` (by their fast pairs when all have one)."""
+        request = self.request_now(ev, run)
+        if request is None:
             return
-        body = ev.body
-        if body and run.chain.request_data:
-            out = run.body_now(False, body)
-            if out.reply is not None:
-                self.local_now(out.reply)
-                return
-            body = out.data
-        crt = self.lrt.snapshot.clusters.get(ctx.cluster) if ctx.cluster else None
-        ctx.upstream_cluster = crt.state if crt is not None else None
-        request = UpstreamRequest(head=ctx.request, body=BufferedBody(body))
-        await self.fast_respond(run, await run.compose(self.terminal)(ctx, request))
+        self.ctx.upstream_cluster = self.cluster_state()
+        if run.chain.pairs is not None:
+            response = await LayerPass(run, request).call(self.terminal)
+        else:
+            response = await run.compose(self.terminal)(self.ctx, request)
+        await self.fast_respond(run, response)
 
     def fast_request(
         self, ev: RequestReceived, run: ChainRun
     ) -> tuple[Pool, UpstreamRequest] | None:
         """Request hooks and endpoint pick, as plain calls; ``None`` once answered locally."""
+        request = self.request_now(ev, run)
+        if request is None:
+            return None
+        return self.pool_for(request), request
+
+    def request_now(self, ev: RequestReceived, run: ChainRun) -> UpstreamRequest | None:
+        """Request hooks over a whole request, as plain calls; ``None`` once answered locally."""
         ctx = self.ctx
         out = run.headers_now(False, ctx.request.headers, not ev.body)
         if out.reply is not None:
@@ -178,14 +180,24 @@ class _Exchange(ExchangeBase):
                 self.local_now(out.reply)
                 return None
             body = out.data
+        return UpstreamRequest(head=ctx.request, body=BufferedBody(body))
+
+    def pool_for(self, request: UpstreamRequest) -> Pool:
+        """The pool of the endpoint a layer chose, or of the next pick (as :meth:`terminal`)."""
+        ctx = self.ctx
         if ctx.cluster is None:
             raise _NoBackend(f"route {ctx.route_name} has no backend")
         crt = self.lrt.snapshot.clusters.get(ctx.cluster)
         if crt is None:
             raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
-        pool = crt.pick()
+        pool = crt.pick_for(request.endpoint, request.exclude)
         ctx.upstream_address = pool.key
-        return pool, UpstreamRequest(head=ctx.request, body=BufferedBody(body))
+        return pool
+
+    def cluster_state(self) -> UpstreamCluster | None:
+        """The chosen cluster's shared state, for ``ctx.upstream_cluster``."""
+        crt = self.lrt.snapshot.clusters.get(self.ctx.cluster) if self.ctx.cluster else None
+        return crt.state if crt is not None else None
 
     async def fast_respond(self, run: ChainRun, response: UpstreamResponse) -> None:
         if not self.respond_now(run, response):
@@ -232,8 +244,7 @@ class _Exchange(ExchangeBase):
             return
         request = UpstreamRequest(head=ctx.request, body=body)
         if run.chain.layers:
-            crt = self.lrt.snapshot.clusters.get(ctx.cluster) if ctx.cluster else None
-            ctx.upstream_cluster = crt.state if crt is not None else None
+            ctx.upstream_cluster = self.cluster_state()
             call = run.compose(self.terminal)
         else:
             call = self.terminal

@@ -66,7 +66,8 @@ class ListenerRuntime:
             table is not None
             and not (t.request or t.backend_request)
             and any(
-                self._chains[id(r)].fast and not (r.timeouts.request or r.timeouts.backend_request)
+                self._chains[id(r)].inline
+                and not (r.timeouts.request or r.timeouts.backend_request)
                 for r in table.rules
             )
         )

@@ -41,12 +41,15 @@ from ._filter import (
     UpstreamResponse,
 )
 from ._headers import Headers
+from ._layers import FIRST_TRY, RUN_ASYNC, UpstreamOutcome, first_try
 from ._results import CONTINUE, Buffer, Continue, FilterResult, LocalReply
 from ._upstream import EndpointInfo, UpstreamCluster
 
 __all__ = [
     "CONTINUE",
+    "FIRST_TRY",
     "HOOK_NAMES",
+    "RUN_ASYNC",
     "BodyTooLarge",
     "Buffer",
     "BufferedBody",
@@ -80,8 +83,10 @@ __all__ = [
     "UpstreamCluster",
     "UpstreamConnectError",
     "UpstreamError",
+    "UpstreamOutcome",
     "UpstreamRequest",
     "UpstreamReset",
     "UpstreamResponse",
     "UpstreamTimeout",
+    "first_try",
 ]

@@ -19,6 +19,8 @@ it is built:
 ``on_response_trailers(ctx, trailers)``     response trailers, reverse order
 ``on_stream_complete(ctx)``                 exactly once per stream, also on errors
 ``around_upstream(ctx, request, call_next)`` wraps the call to the chosen backend
+``on_upstream_request(ctx, request)``        optional sync first half of ``around_upstream``
+``on_upstream_response(ctx, request, out)``  optional sync second half (``_layers.py``)
 =========================================  ==========================================
 
 Request-phase hooks run in list order, response-phase hooks in reverse, and
@@ -60,6 +62,8 @@ HOOK_NAMES = (
     "on_response_trailers",
     "on_stream_complete",
     "around_upstream",
+    "on_upstream_request",
+    "on_upstream_response",
 )
 """Every hook a filter may implement, in contract order."""
 

@@ -43,6 +43,7 @@ __all__ = [
 
 _DATA_HOOKS = ("on_request_data", "on_response_data")
 _BUFFER_HOOKS = ("on_request_headers", "on_response_headers", *_DATA_HOOKS)
+_PAIR = ("on_upstream_request", "on_upstream_response")  # sdk/_layers.py
 
 
 class FilterContractError(AssertionError):
@@ -288,8 +289,10 @@ async def check_filter_async(spec: FilterSpec[Any], raw_config: Any = None) -> N
     empty config, or none for a config-less filter); the instance has no
     ``on_*`` attribute that is not a hook (a typo would never be called);
     every hook accepts the contract's arguments and ``around_upstream`` is
-    ``async``; a GET and a chunked POST run through :func:`drive` with valid
-    results; ``on_stream_complete`` runs and returns ``None``; an instance of a
+    ``async``; the fast pair (``on_upstream_request``/``on_upstream_response``)
+    is plain ``def``, complete, and comes with ``around_upstream``; a GET and a
+    chunked POST run through :func:`drive` with valid results;
+    ``on_stream_complete`` runs and returns ``None``; an instance of a
     ``stream_independent`` spec keeps the same state across streams.
 
     Raises:
@@ -338,6 +341,8 @@ def _check_hooks(name: str, instance: object) -> None:
         "on_response_trailers": (ctx, headers),
         "on_stream_complete": (ctx,),
         "around_upstream": (ctx, None, None),
+        "on_upstream_request": (ctx, None),
+        "on_upstream_response": (ctx, None, None),
     }
     for attr in dir(type(instance)):
         if attr.startswith("on_") and attr not in HOOK_NAMES:
@@ -356,6 +361,13 @@ def _check_hooks(name: str, instance: object) -> None:
             raise FilterContractError(f"{name}: {hook} has the wrong signature: {exc}") from None
         if hook == "around_upstream" and not inspect.iscoroutinefunction(fn):
             raise FilterContractError(f"{name}: around_upstream must be async def")
+        if hook in _PAIR and inspect.iscoroutinefunction(fn):
+            raise FilterContractError(f"{name}: {hook} must be a plain def (not async)")
+    has = [hasattr(instance, hook) for hook in _PAIR]
+    if any(has) and not all(has):
+        raise FilterContractError(f"{name}: implements one of {' and '.join(_PAIR)}, not both")
+    if all(has) and not hasattr(instance, "around_upstream"):
+        raise FilterContractError(f"{name}: {_PAIR[0]}/{_PAIR[1]} need around_upstream")
 
 
 def _state(inst: object) -> object:

@@ -97,6 +97,8 @@ def test_sdk_public_surface_is_pinned() -> None:
         "RequestTimeout", "ResponseHead", "Stash", "StashKey", "StreamContext",
         "UpstreamConnectError", "UpstreamError", "UpstreamRequest", "UpstreamReset",
         "UpstreamResponse", "UpstreamTimeout", "EndpointInfo", "UpstreamCluster",
+        # the layers' fast pair (sdk/_layers.py)
+        "FIRST_TRY", "RUN_ASYNC", "UpstreamOutcome", "first_try",
     }  # fmt: skip
     for name in plait.sdk.__all__:
         assert hasattr(plait.sdk, name)

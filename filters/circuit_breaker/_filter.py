@@ -13,6 +13,10 @@ retry is limited and observed like a first try) and outside the load balancer
 3. call the next layer, then record the outcome for ``ctx.upstream_address``:
    the response status, or a local failure (connect failure, reset, timeout).
 
+Steps 1-2 and the recording in 3 are also the synchronous fast pair
+(sdk/_layers.py); when no slot is free at once, ``on_upstream_request`` asks for
+``around_upstream``, which waits for one (pending requests) or overflows.
+
 State lives in the cluster's shared stash, so it is shared by every stream and
 route to the cluster and survives config reloads while the endpoints are
 unchanged. Per-cluster counters: ``overflow``, ``ejection``, ``readmission``,
@@ -26,12 +30,14 @@ import time
 from dataclasses import dataclass
 
 from plait.sdk import (
+    RUN_ASYNC,
     CallNext,
     NoHealthyUpstream,
     StashKey,
     StreamContext,
     UpstreamCluster,
     UpstreamConnectError,
+    UpstreamOutcome,
     UpstreamRequest,
     UpstreamReset,
     UpstreamResponse,
@@ -73,11 +79,48 @@ def _state(cluster: UpstreamCluster) -> _State:
     return state
 
 
+@dataclass(slots=True)
+class _Try:
+    """One try holding a slot (the fast pair's state)."""
+
+    cluster: UpstreamCluster
+    config: BreakerConfig
+    state: _State
+    probe: str | None = None
+
+
 class CircuitBreaker:
     __slots__ = ("_config",)
 
     def __init__(self, config: CircuitBreakerConfig) -> None:
         self._config = config
+
+    # -- the fast pair (sdk/_layers.py): a slot free at once ----------------------------------
+
+    def on_upstream_request(self, ctx: StreamContext, request: UpstreamRequest) -> object:
+        cluster = ctx.upstream_cluster
+        config = self._config.clusters.get(cluster.name) if cluster is not None else None
+        if cluster is None or config is None:
+            return None
+        state = _state(cluster)
+        if not state.limits.try_acquire(config):
+            return RUN_ASYNC  # wait for a slot (or overflow) in around_upstream
+        one = _Try(cluster, config, state)
+        self._steer(one, request)
+        return one
+
+    def on_upstream_response(
+        self, ctx: StreamContext, request: UpstreamRequest, outcome: UpstreamOutcome
+    ) -> bool:
+        if isinstance(one := outcome.state, _Try):
+            if outcome.response is not None:
+                status = outcome.response.head.status
+            else:
+                status = 0 if isinstance(outcome.error, _LOCAL_FAILURES) else -1
+            _done(one, ctx, status)
+        return True
+
+    # -- the contract ---------------------------------------------------------------------
 
     async def around_upstream(
         self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
@@ -87,17 +130,15 @@ class CircuitBreaker:
         if cluster is None or config is None:
             return await call_next(ctx, request)
         state = _state(cluster)
-        limits, outliers = state.limits, state.outliers
-        if not limits.try_acquire(config):
+        if not state.limits.try_acquire(config):
             try:
-                await limits.acquire(config)
+                await state.limits.acquire(config)
             except Overflow:
                 cluster.count("overflow")
                 raise
-        status, probe = -1, None
+        one, status = _Try(cluster, config, state), -1
+        self._steer(one, request)  # (gives the slot back itself if it raises)
         try:
-            if outliers.out or time.monotonic() >= outliers.next_sweep:
-                probe = _steer(cluster, outliers, request, config)
             response = await call_next(ctx, request)
             status = response.head.status
             return response
@@ -105,16 +146,34 @@ class CircuitBreaker:
             status = 0
             raise
         finally:
-            limits.release()
-            key = ctx.upstream_address
-            if key is not None and status >= 0:
-                outliers.record(key, status, time.monotonic(), config)
-            elif probe is not None:
-                outliers.hosts[probe].probe_in_flight = False  # no outcome: probe again
-            if outliers.events:
-                for event in outliers.events:
-                    cluster.count(event)
-                outliers.events.clear()
+            _done(one, ctx, status)
+
+    @staticmethod
+    def _steer(one: _Try, request: UpstreamRequest) -> None:
+        """Keep the try off ejected endpoints (the slot is given back if that fails)."""
+        outliers = one.state.outliers
+        if outliers.out or time.monotonic() >= outliers.next_sweep:
+            try:
+                one.probe = _steer(one.cluster, outliers, request, one.config)
+            except BaseException:
+                _done(one, None, -1)
+                raise
+
+
+def _done(one: _Try, ctx: StreamContext | None, status: int) -> None:
+    """The try ended: give its slot back, record its outcome (``status``: the response's;
+    0 a local failure; -1 none, e.g. cancelled) for the endpoint it went to."""
+    cluster, outliers = one.cluster, one.state.outliers
+    one.state.limits.release()
+    key = ctx.upstream_address if ctx is not None else None
+    if key is not None and status >= 0:
+        outliers.record(key, status, time.monotonic(), one.config)
+    elif one.probe is not None:
+        outliers.hosts[one.probe].probe_in_flight = False  # no outcome: probe again
+    if outliers.events:
+        for event in outliers.events:
+            cluster.count(event)
+        outliers.events.clear()
 
 
 def _steer(

@@ -7,7 +7,8 @@ unchanged. Per try: unless an outer layer already chose the endpoint (a breaker
 probe), pick one not in ``UpstreamRequest.exclude`` (ejected by the breaker,
 already tried by a retry) and record it in ``UpstreamRequest.endpoint``; the
 core's terminal connects to it. P2C peak-EWMA also times the try, up to the
-response head or the failure, and feeds the estimate.
+response head or the failure, and feeds the estimate. The same steps are the
+synchronous fast pair (sdk/_layers.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from plait.sdk import (
     StashKey,
     StreamContext,
     UpstreamCluster,
+    UpstreamOutcome,
     UpstreamRequest,
     UpstreamResponse,
 )
@@ -48,19 +50,33 @@ def _picker(cluster: UpstreamCluster, config: BalancerConfig) -> _Picker:
     return picker
 
 
+class _Timed:
+    """A P2C peak-EWMA try in flight (the fast pair's state)."""
+
+    __slots__ = ("key", "picker", "start")
+
+    def __init__(self, picker: PeakEwma, key: str, start: float) -> None:
+        self.picker, self.key, self.start = picker, key, start
+
+    def done(self, failed: bool) -> None:
+        now = time.monotonic()
+        self.picker.observe(self.key, now - self.start, now, failed)
+
+
 class LoadBalancer:
     __slots__ = ("_config",)
 
     def __init__(self, config: LoadBalancerConfig) -> None:
         self._config = config
 
-    async def around_upstream(
-        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
-    ) -> UpstreamResponse:
+    # -- the fast pair (sdk/_layers.py) -------------------------------------------------------
+
+    def on_upstream_request(self, ctx: StreamContext, request: UpstreamRequest) -> _Timed | None:
+        """Choose the try's endpoint; a P2C peak-EWMA try is timed (the returned state)."""
         cluster = ctx.upstream_cluster
         config = self._config.clusters.get(cluster.name) if cluster is not None else None
         if cluster is None or config is None or not cluster.endpoints:
-            return await call_next(ctx, request)
+            return None
         picker = _picker(cluster, config)
         if isinstance(picker, PeakEwma):
             start = time.monotonic()
@@ -68,18 +84,35 @@ class LoadBalancer:
             if key is None:
                 key = request.endpoint = picker.pick(request.exclude, start)
             picker.start(key)
-            failed = True
-            try:
-                response = await call_next(ctx, request)
-                failed = response.head.status >= 500
-                return response
-            finally:
-                now = time.monotonic()
-                picker.observe(key, now - start, now, failed)
+            return _Timed(picker, key, start)
         if request.endpoint is None:
             if isinstance(picker, RingHash):
                 value = request.head.headers.get(config.header) if config.header else None
                 request.endpoint = picker.pick(value, request.exclude)
             else:
                 request.endpoint = picker.pick(request.exclude)
-        return await call_next(ctx, request)
+        return None
+
+    def on_upstream_response(
+        self, ctx: StreamContext, request: UpstreamRequest, outcome: UpstreamOutcome
+    ) -> bool:
+        if isinstance(timed := outcome.state, _Timed):
+            response = outcome.response
+            timed.done(response is None or response.head.status >= 500)
+        return True
+
+    # -- the contract ---------------------------------------------------------------------
+
+    async def around_upstream(
+        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
+    ) -> UpstreamResponse:
+        timed = self.on_upstream_request(ctx, request)
+        if timed is None:
+            return await call_next(ctx, request)
+        failed = True
+        try:
+            response = await call_next(ctx, request)
+            failed = response.head.status >= 500
+            return response
+        finally:
+            timed.done(failed)

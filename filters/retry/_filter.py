@@ -26,6 +26,11 @@ had no response, the error is :class:`RetryBudgetExhausted` (503, reason
 response is returned before its body is sent on, so nothing is ever retried
 once the response has started towards the client.
 
+The first try's bookkeeping is also offered as the synchronous fast pair
+(``on_upstream_request``/``on_upstream_response``, sdk/_layers.py): when the
+first try needs no retry the proxy never runs the coroutine, and when it does,
+:meth:`Retry.around_upstream` picks up from the first try's outcome.
+
 Per-cluster counters: ``retry``, ``retry_budget_exhausted``, ``retry_overflow``,
 ``retry_not_replayable``.
 """
@@ -36,6 +41,7 @@ import contextlib
 import math
 import random
 import time
+from dataclasses import dataclass
 
 import anyio
 
@@ -47,10 +53,12 @@ from plait.sdk import (
     UpstreamCluster,
     UpstreamConnectError,
     UpstreamError,
+    UpstreamOutcome,
     UpstreamRequest,
     UpstreamReset,
     UpstreamResponse,
     UpstreamTimeout,
+    first_try,
 )
 
 from ._budget import RetryBudget
@@ -82,39 +90,88 @@ def _budget(cluster: UpstreamCluster, config: RetryConfig) -> RetryBudget:
     return budget
 
 
+@dataclass(slots=True)
+class _First:
+    """What the first try leaves for the retries (the fast pair's state)."""
+
+    cluster: UpstreamCluster
+    budget: RetryBudget
+    replay: Replay
+    endpoint: str | None  # as the request came in: inner layers change them per try
+    exclude: frozenset[str]
+
+
 class Retry:
     __slots__ = ("_config",)
 
     def __init__(self, config: RetryConfig) -> None:
         self._config = config
 
-    async def around_upstream(
-        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
-    ) -> UpstreamResponse:
+    # -- the fast pair (sdk/_layers.py): the first try, when it needs no retry ----------------
+
+    def on_upstream_request(self, ctx: StreamContext, request: UpstreamRequest) -> _First | None:
         config, cluster = self._config, ctx.upstream_cluster
         if cluster is None or config.attempts == 0:
-            return await call_next(ctx, request)
+            return None
         budget = _budget(cluster, config)
         budget.deposit(time.monotonic())
         replay = Replay(request.body, config.max_replay_bytes)
+        first = _First(cluster, budget, replay, request.endpoint, request.exclude)
+        request.body = replay.first()
+        return first
+
+    def on_upstream_response(
+        self, ctx: StreamContext, request: UpstreamRequest, outcome: UpstreamOutcome
+    ) -> bool:
+        """``False`` when the first try failed in a way :meth:`around_upstream` would
+        look at (it then decides whether to retry)."""
+        if outcome.state is None:
+            return True
+        if outcome.response is not None:
+            grpc = request.head.http_version == "2"
+            return not self._retryable_response(outcome.response, grpc)
+        error = outcome.error
+        return not (isinstance(error, UpstreamError) and self._retryable_error(error))
+
+    # -- the contract ---------------------------------------------------------------------
+
+    async def around_upstream(
+        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
+    ) -> UpstreamResponse:
+        pending = first_try(ctx)
+        if pending is None:
+            first = self.on_upstream_request(ctx, request)
+            if first is None:
+                return await call_next(ctx, request)
+        elif pending.state is None:
+            return pending.result()
+        else:
+            assert isinstance(pending.state, _First)
+            first = pending.state
+        config, cluster, budget = self._config, first.cluster, first.budget
         idempotent = config.retry_non_idempotent or request.head.method in IDEMPOTENT
         grpc = request.head.http_version == "2"
         tried: set[str] = set()
-        endpoint, exclude = request.endpoint, request.exclude  # inner layers change them
-        request.body = replay.first()
         attempt, retry = request, 0
         while True:
             failure: UpstreamError | None = None
             response: UpstreamResponse | None = None
-            try:
-                response = await call_next(ctx, attempt)
-            except UpstreamError as exc:
-                if not self._retryable_error(exc):
-                    raise
-                failure = exc
-            finally:
-                if retry:
-                    budget.done()
+            if pending is not None:  # the first try happened already (the fast pair)
+                response, error, pending = pending.response, pending.error, None
+                if error is not None:
+                    if not isinstance(error, UpstreamError) or not self._retryable_error(error):
+                        raise error
+                    failure = error
+            else:
+                try:
+                    response = await call_next(ctx, attempt)
+                except UpstreamError as exc:
+                    if not self._retryable_error(exc):
+                        raise
+                    failure = exc
+                finally:
+                    if retry:
+                        budget.done()
             if response is not None and not self._retryable_response(response, grpc):
                 return response
             if ctx.upstream_address:
@@ -124,7 +181,7 @@ class Retry:
             # whole (Istio retries them by default), so the method does not matter then.
             grpc_failure = grpc and response is not None and response.head.status == 200
             refused = self._refusal(retry, idempotent or never_sent or grpc_failure, response)
-            next_body = None if refused else replay.again(never_sent)
+            next_body = None if refused else first.replay.again(never_sent)
             if next_body is None and not refused:
                 refused = "retry_not_replayable"
             if refused is None:
@@ -136,7 +193,10 @@ class Retry:
             cluster.count("retry")
             assert next_body is not None
             attempt = UpstreamRequest(
-                head=request.head, body=next_body, endpoint=endpoint, exclude=exclude | tried
+                head=request.head,
+                body=next_body,
+                endpoint=first.endpoint,
+                exclude=first.exclude | tried,
             )
             await _discard(response)
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -102,3 +103,30 @@ def test_pending_limit_overflows_the_excess_at_once(tmp_path: Path, procs: list[
         time.sleep(0.1)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert sum(1 for e in lines if e.get("failure_reason") == "overflow") == 35, lines[:3]
+
+
+def test_client_abort_while_waiting_gives_the_slot_back(tmp_path: Path, procs: list[Proc]) -> None:
+    """The resilience layers run by their fast pairs on the inline path: a client that
+    leaves mid-request must not keep its breaker slot or its balancer in-flight count."""
+    slow = start_flaky(tmp_path, delay_ms=400)
+    procs.append(slow)
+    port = sidecar(
+        tmp_path, procs, [slow.port],
+        rule="retry: {codes: [503], attempts: 2}",
+        policy="circuitBreaker: {maxConnections: 1, maxPendingRequests: 0}",
+    )  # fmt: skip
+    admin = admin_port(procs)
+    assert http_get(port, "/warm")[0] == 200  # a pooled connection: the next one goes inline
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()  # RST while the request holds the only slot
+        time.sleep(0.05)
+    state = _dump(admin)["clusterState"]["upstream.default:80"]
+    assert state["limits"] == {"active": 0, "pending": 0}
+    assert {e["pending"] for e in state["loadBalancer"].values()} == {0}
+    status, headers, _ = http_get(port, "/after")  # the one slot is free: served, no overflow
+    assert (status, headers.get("x-plait-reason")) == (200, None)
+    assert metric(admin, "plait_upstream_events_total", event="overflow") == 0

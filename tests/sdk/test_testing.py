@@ -292,6 +292,44 @@ def test_check_filter_rejects_a_sync_around_upstream() -> None:
         check_filter(_spec(Sync))
 
 
+class _Layer(PassThroughFilter):
+    async def around_upstream(
+        self, ctx: StreamContext, request: object, call_next: Callable[..., Awaitable[Any]]
+    ) -> Any:
+        return await call_next(ctx, request)
+
+
+def test_check_filter_rejects_half_a_fast_pair() -> None:
+    class Half(_Layer):
+        def on_upstream_request(self, ctx: StreamContext, request: object) -> None:
+            return None
+
+    with pytest.raises(FilterContractError, match="implements one of on_upstream_request and"):
+        check_filter(_spec(Half))
+
+
+def test_check_filter_rejects_an_async_fast_pair_and_one_without_around_upstream() -> None:
+    class Async(_Layer):
+        async def on_upstream_request(self, ctx: StreamContext, request: object) -> None:
+            return None
+
+        def on_upstream_response(self, ctx: StreamContext, request: object, out: object) -> bool:
+            return True
+
+    with pytest.raises(FilterContractError, match="on_upstream_request must be a plain def"):
+        check_filter(_spec(Async))
+
+    class Alone(PassThroughFilter):
+        def on_upstream_request(self, ctx: StreamContext, request: object) -> None:
+            return None
+
+        def on_upstream_response(self, ctx: StreamContext, request: object, out: object) -> bool:
+            return True
+
+    with pytest.raises(FilterContractError, match="need around_upstream"):
+        check_filter(_spec(Alone))
+
+
 def test_check_filter_rejects_state_in_a_stream_independent_filter() -> None:
     class Counting(PassThroughFilter):
         def __init__(self) -> None:
