@@ -79,14 +79,16 @@ def _state(cluster: UpstreamCluster) -> _State:
     return state
 
 
-@dataclass(slots=True)
 class _Try:
-    """One try holding a slot (the fast pair's state)."""
+    """One try holding a slot (the fast pair's state; a plain class, see retry's ``_First``)."""
 
-    cluster: UpstreamCluster
-    config: BreakerConfig
-    state: _State
-    probe: str | None = None
+    __slots__ = ("cluster", "config", "probe", "state")
+
+    def __init__(self, cluster: UpstreamCluster, config: BreakerConfig, state: _State) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.state = state
+        self.probe: str | None = None
 
 
 class CircuitBreaker:

@@ -41,7 +41,6 @@ import contextlib
 import math
 import random
 import time
-from dataclasses import dataclass
 
 import anyio
 
@@ -90,15 +89,25 @@ def _budget(cluster: UpstreamCluster, config: RetryConfig) -> RetryBudget:
     return budget
 
 
-@dataclass(slots=True)
 class _First:
-    """What the first try leaves for the retries (the fast pair's state)."""
+    """What the first try leaves for the retries (the fast pair's state). A plain class:
+    one per request, and a compiled dataclass keeps an interpreted ``__init__``."""
 
-    cluster: UpstreamCluster
-    budget: RetryBudget
-    replay: Replay
-    endpoint: str | None  # as the request came in: inner layers change them per try
-    exclude: frozenset[str]
+    __slots__ = ("budget", "cluster", "endpoint", "exclude", "replay")
+
+    def __init__(
+        self,
+        cluster: UpstreamCluster,
+        budget: RetryBudget,
+        replay: Replay,
+        endpoint: str | None,
+        exclude: frozenset[str],
+    ) -> None:
+        self.cluster = cluster
+        self.budget = budget
+        self.replay = replay
+        self.endpoint = endpoint  # as the request came in: inner layers change them per try
+        self.exclude = exclude
 
 
 class Retry:
