@@ -99,10 +99,7 @@ class LayerPass:
     def leave(self, response: UpstreamResponse | None, error: Exception | None) -> bool:
         """Leave the entered layers with a try's outcome. ``True``: all left, the result
         is in ``response``/``error``. ``False``: a layer is pending (:meth:`finish`)."""
-        run, states = self.run, self.states
-        chain, ctx, request = run.chain, run.ctx, self.request
-        pairs = chain.pairs
-        assert pairs is not None
+        states = self.states
         while states:
             pos = len(states) - 1
             state = states.pop()
@@ -110,7 +107,7 @@ class LayerPass:
                 continue
             outcome = UpstreamOutcome(response, error, state)
             try:
-                done = pairs[pos][1](run.instances[chain.layers[pos].index], ctx, request, outcome)
+                done = self._second_half(pos, outcome)
             except Exception as exc:
                 response, error = None, exc
                 continue
@@ -119,6 +116,14 @@ class LayerPass:
                 return False
         self.response, self.error = response, error
         return True
+
+    def _second_half(self, pos: int, outcome: UpstreamOutcome) -> bool:
+        run = self.run
+        pairs = run.chain.pairs
+        assert pairs is not None
+        instance = run.instances[run.chain.layers[pos].index]
+        done: bool = pairs[pos][1](instance, run.ctx, self.request, outcome)
+        return done
 
     async def finish(self, terminal: CallNext) -> UpstreamResponse:
         """Run the pending layers (and leave the layers outside them); the result."""
@@ -167,21 +172,13 @@ class LayerPass:
 
     def abandon(self) -> None:
         """Leave every entered layer with a cancellation (results and errors ignored)."""
-        run, states = self.run, self.states
-        if not states:
-            return
-        chain, ctx, request = run.chain, run.ctx, self.request
-        pairs = chain.pairs
-        assert pairs is not None
-        cancelled = asyncio.CancelledError()
+        states = self.states
+        cancelled = asyncio.CancelledError() if states else None
         while states:
-            pos = len(states) - 1
             state = states.pop()
-            if state is _SKIP:
-                continue
-            outcome = UpstreamOutcome(None, cancelled, state)
-            try:
-                pairs[pos][1](run.instances[chain.layers[pos].index], ctx, request, outcome)
-            except Exception:
-                log.exception("stream %s: a layer failed while abandoned", ctx.stream_id)
+            if state is not _SKIP:
+                try:
+                    self._second_half(len(states), UpstreamOutcome(None, cancelled, state))
+                except Exception:
+                    log.exception("stream %s: layer failed on abandon", self.run.ctx.stream_id)
         self.pending = -1

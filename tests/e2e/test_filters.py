@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from tests.support import (
     Proc,
     http_get,
+    send_then_reset,
     start_mesh,
 )
 
@@ -91,11 +91,7 @@ def test_on_stream_complete_exactly_once_including_aborts(
         b"GET /delay/0.5 HTTP/1.1\r\nHost: x\r\n\r\n",
         b"POST /partial HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-some",
     ):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(raw)
-        time.sleep(0.1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        s.close()  # RST
+        send_then_reset(port, raw)
     deadline = time.monotonic() + 5
     while len(_completions(log)) < 22 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -23,6 +23,7 @@ import pytest
 from tests.support import (
     Proc,
     http_get,
+    send_then_reset,
     start_mesh,
 )
 
@@ -105,12 +106,8 @@ def test_client_abort_while_inline_waits_completes_once_and_drains(
 ) -> None:
     port, log, sidecar = _mesh(tmp_path, procs, plugin_env, extra="  drainTimeout: 4s\n")
     assert http_get(port, "/warm")[0] == 200
-    for _ in range(3):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"GET /delay/0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        s.close()  # RST while the exchange waits for the upstream
+    for _ in range(3):  # RST while the exchange waits for the upstream
+        send_then_reset(port, b"GET /delay/0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
     done = _completions(log, 4)
     assert sorted(p for _, p, _ in done) == ["/delay/0.5"] * 3 + ["/warm"]
     assert {calls for calls, _, _ in done} == {"1"}

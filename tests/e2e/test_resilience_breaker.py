@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e._resilience import admin_port, metric, sequential, sidecar
-from tests.support import Proc, control, http_get, start_flaky
+from tests.support import Proc, control, http_get, send_then_reset, start_flaky
 
 pytestmark = pytest.mark.e2e
 
@@ -117,12 +116,8 @@ def test_client_abort_while_waiting_gives_the_slot_back(tmp_path: Path, procs: l
     )  # fmt: skip
     admin = admin_port(procs)
     assert http_get(port, "/warm")[0] == 200  # a pooled connection: the next one goes inline
-    for _ in range(3):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        s.close()  # RST while the request holds the only slot
+    for _ in range(3):  # RST while the request holds the only slot
+        send_then_reset(port, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.05)
     state = _dump(admin)["clusterState"]["upstream.default:80"]
     assert state["limits"] == {"active": 0, "pending": 0}

@@ -89,6 +89,16 @@ def http_get(
         conn.close()
 
 
+def send_then_reset(port: int, raw: bytes, after: float = 0.1) -> None:
+    """A client that sends ``raw``, waits ``after`` seconds and leaves with a TCP RST
+    (SO_LINGER 0), as a client that gave up mid-request does."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(raw)
+    time.sleep(after)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+
+
 @dataclass
 class Proc:
     popen: subprocess.Popen[bytes]
