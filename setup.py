@@ -1,7 +1,8 @@
 """Build step for plait's compiled hot path (everything else is in pyproject.toml).
 
 The modules listed in ``[tool.plait.compiled] modules`` (pyproject.toml) are the
-per-request HTTP/1.1 path: codec, exchange, inline driver, pools, transport glue.
+per-request HTTP/1.1 path (codec, exchange, inline driver, pools, transport glue) and
+the resilience layers that run on every try.
 They are plain, ``mypy --strict`` typed Python, and are also compiled to C
 extensions with mypyc (part of mypy), which took plait's own CPU per request
 from 28 to 23 us in the first measurement (docs/benchmarks.md). The Python

@@ -298,15 +298,9 @@ class Inline:
     ) -> UpstreamResponse:
         layers = self.layers
         assert layers is not None
-        if step is not None:  # the try itself, then the layers' second halves
-            response: UpstreamResponse | None = None
-            error: Exception | None = None
-            try:
-                response = await step(*args)
-            except Exception as exc:
-                error = exc
-            layers.leave(response, error)
-        return await layers.finish(self.ex.terminal)
+        if step is None:  # the try's outcome is in already: only pending layers are left
+            return await layers.finish(self.ex.terminal)
+        return await layers.resume(step(*args), self.ex.terminal)
 
     async def _promoted(self, step: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         ex = self.ex

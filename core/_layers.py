@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Final
 
 from plait.sdk import (
@@ -158,16 +159,24 @@ class LayerPass:
         """The whole pass with ``terminal`` as the try (the task path's equivalent of
         ``run.compose(terminal)(ctx, request)``)."""
         if self.enter():
-            response: UpstreamResponse | None = None
-            error: Exception | None = None
-            try:
-                response = await terminal(self.run.ctx, self.request)
-            except Exception as exc:
-                error = exc
-            except BaseException:
-                self.abandon()
-                raise
-            self.leave(response, error)
+            return await self.resume(terminal(self.run.ctx, self.request), terminal)
+        return await self.finish(terminal)
+
+    async def resume(
+        self, attempt: Awaitable[UpstreamResponse], terminal: CallNext
+    ) -> UpstreamResponse:
+        """Await the try (the layers are entered), leave the layers with its outcome and
+        :meth:`finish`; ``terminal`` makes any further tries."""
+        response: UpstreamResponse | None = None
+        error: Exception | None = None
+        try:
+            response = await attempt
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            self.abandon()
+            raise
+        self.leave(response, error)
         return await self.finish(terminal)
 
     def abandon(self) -> None:

@@ -209,8 +209,7 @@ class Sidecar:
 
         A stat poll every ``WATCH_INTERVAL`` seconds rather than inotify: no watcher
         thread waking up 20 times a second in every idle sidecar, ~1 MB less memory than
-        watchfiles,
-        and it follows what ``stat`` follows (a Kubernetes ConfigMap update swaps a
+        watchfiles, and it follows what ``stat`` follows (a Kubernetes ConfigMap update swaps a
         symlink; the path's new target has a new inode and mtime). A change is acted
         on once two polls agree (a file being written is not read half-way).
         """

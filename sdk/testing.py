@@ -356,14 +356,11 @@ def _check_hooks(name: str, instance: object) -> None:
         if not callable(fn):
             raise FilterContractError(f"{name}: {hook} is not callable")
         try:
-            signature = inspect.signature(fn)
-        except ValueError:  # a mypyc-compiled async method exposes none (its types are checked)
-            signature = None
-        try:
-            if signature is not None:
-                signature.bind(*args)
+            inspect.signature(fn).bind(*args)
         except TypeError as exc:
             raise FilterContractError(f"{name}: {hook} has the wrong signature: {exc}") from None
+        except ValueError:  # a mypyc-compiled async method has no signature (mypy checks it)
+            pass
         if hook == "around_upstream" and not inspect.iscoroutinefunction(fn):
             raise FilterContractError(f"{name}: around_upstream must be async def")
         if hook in _PAIR and inspect.iscoroutinefunction(fn):

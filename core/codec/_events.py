@@ -14,6 +14,10 @@ Server-side codecs emit ``RequestReceived``, ``DataReceived``,
 ``StreamReset``, ``TunnelData`` and ``ConnectionTerminated``.
 Every message ends with exactly one of: an event with ``end_stream=True``,
 a ``TrailersReceived``, or a ``StreamReset``.
+
+The per-request events (``RequestReceived``, ``ResponseReceived``,
+``DataReceived``) define ``__init__`` themselves (the dataclass keeps it): the
+generated one would run interpreted even in the compiled build.
 """
 
 from __future__ import annotations
@@ -57,8 +61,6 @@ class RequestReceived:
     expect_continue: bool = False
     """The client sent ``Expect: 100-continue`` (RFC 9110 §10.1.1)."""
 
-    # An explicit __init__ (dataclass keeps it): the generated one would run interpreted
-    # even in the compiled build, and one of these is made per request.
     def __init__(
         self,
         stream_id: int,
@@ -85,8 +87,6 @@ class ResponseReceived:
     end_stream: bool
     body: bytes = b""
 
-    # An explicit __init__ (dataclass keeps it): the generated one would run interpreted
-    # even in the compiled build, and one of these is made per request.
     def __init__(
         self, stream_id: int, head: ResponseHead, end_stream: bool, body: bytes = b""
     ) -> None:
@@ -110,8 +110,6 @@ class DataReceived:
     data: bytes
     end_stream: bool
 
-    # An explicit __init__ (dataclass keeps it): the generated one would run interpreted
-    # even in the compiled build, and one of these is made per request.
     def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         self.stream_id = stream_id
         self.data = data

@@ -108,7 +108,7 @@ class CircuitBreaker:
         if not state.limits.try_acquire(config):
             return RUN_ASYNC  # wait for a slot (or overflow) in around_upstream
         one = _Try(cluster, config, state)
-        self._steer(one, request)
+        _steer(one, request)
         return one
 
     def on_upstream_response(
@@ -139,7 +139,7 @@ class CircuitBreaker:
                 cluster.count("overflow")
                 raise
         one, status = _Try(cluster, config, state), -1
-        self._steer(one, request)  # (gives the slot back itself if it raises)
+        _steer(one, request)  # (gives the slot back itself if it raises)
         try:
             response = await call_next(ctx, request)
             status = response.head.status
@@ -149,17 +149,6 @@ class CircuitBreaker:
             raise
         finally:
             _done(one, ctx, status)
-
-    @staticmethod
-    def _steer(one: _Try, request: UpstreamRequest) -> None:
-        """Keep the try off ejected endpoints (the slot is given back if that fails)."""
-        outliers = one.state.outliers
-        if outliers.out or time.monotonic() >= outliers.next_sweep:
-            try:
-                one.probe = _steer(one.cluster, outliers, request, one.config)
-            except BaseException:
-                _done(one, None, -1)
-                raise
 
 
 def _done(one: _Try, ctx: StreamContext | None, status: int) -> None:
@@ -178,19 +167,21 @@ def _done(one: _Try, ctx: StreamContext | None, status: int) -> None:
         outliers.events.clear()
 
 
-def _steer(
-    cluster: UpstreamCluster, outliers: Outliers, request: UpstreamRequest, config: BreakerConfig
-) -> str | None:
-    """Keep this try off ejected endpoints; send it as the probe of one whose ejection
-    ended. Returns the probed endpoint, if any."""
-    ejected, probe = outliers.excluded(time.monotonic(), config)
+def _steer(one: _Try, request: UpstreamRequest) -> None:
+    """Keep this try off ejected endpoints; send it as the probe (``one.probe``) of one
+    whose ejection ended. Every endpoint ejected: the slot is given back, ``AllEjected``."""
+    outliers, cluster = one.state.outliers, one.cluster
+    now = time.monotonic()
+    if not outliers.out and now < outliers.next_sweep:
+        return
+    ejected, probe = outliers.excluded(now, one.config)
     if probe is not None and request.endpoint is None and probe not in request.exclude:
         outliers.start_probe(probe)
-        request.endpoint = probe
-        return probe
+        request.endpoint = one.probe = probe
+        return
     if ejected:
         if len(ejected) >= len(cluster.endpoints):
             cluster.count("ejected_all")
+            _done(one, None, -1)
             raise AllEjected(f"every endpoint of {cluster.name} is ejected")
         request.exclude = request.exclude | ejected
-    return None

@@ -147,16 +147,10 @@ class Retry:
     async def around_upstream(
         self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
     ) -> UpstreamResponse:
-        pending = first_try(ctx)
-        if pending is None:
-            first = self.on_upstream_request(ctx, request)
-            if first is None:
-                return await call_next(ctx, request)
-        elif pending.state is None:
-            return pending.result()
-        else:
-            assert isinstance(pending.state, _First)
-            first = pending.state
+        pending = first_try(ctx)  # set: the first try already happened (the fast pair)
+        first = pending.state if pending is not None else self.on_upstream_request(ctx, request)
+        if not isinstance(first, _First):  # no retries for this request
+            return pending.result() if pending is not None else await call_next(ctx, request)
         config, cluster, budget = self._config, first.cluster, first.budget
         idempotent = config.retry_non_idempotent or request.head.method in IDEMPOTENT
         grpc = request.head.http_version == "2"
@@ -165,22 +159,19 @@ class Retry:
         while True:
             failure: UpstreamError | None = None
             response: UpstreamResponse | None = None
-            if pending is not None:  # the first try happened already (the fast pair)
-                response, error, pending = pending.response, pending.error, None
-                if error is not None:
-                    if not isinstance(error, UpstreamError) or not self._retryable_error(error):
-                        raise error
-                    failure = error
-            else:
-                try:
+            try:
+                if pending is not None:
+                    outcome, pending = pending, None
+                    response = outcome.result()  # (raises the first try's error)
+                else:
                     response = await call_next(ctx, attempt)
-                except UpstreamError as exc:
-                    if not self._retryable_error(exc):
-                        raise
-                    failure = exc
-                finally:
-                    if retry:
-                        budget.done()
+            except UpstreamError as exc:
+                if not self._retryable_error(exc):
+                    raise
+                failure = exc
+            finally:
+                if retry:
+                    budget.done()
             if response is not None and not self._retryable_response(response, grpc):
                 return response
             if ctx.upstream_address:

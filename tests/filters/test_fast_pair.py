@@ -126,6 +126,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         lb="RoundRobin",
         expect={"retry", "ejection"},
     ),
+    "every endpoint 500: all ejected": dict(
+        make_script=lambda up: Script(up, 500),
+        n=12,
+        retry={"codes": [500], "attempts": 1},
+        breaker={"consecutive5xx": 1, "maxEjectionPercent": 100},
+        lb="RoundRobin",
+        expect={"ejection", "ejected_all"},
+    ),
     "connect failures, POST": dict(
         make_script=lambda up: ByEndpoint(
             up, lambda key, i: UpstreamConnectError("refused") if key.endswith("1:80") else 201
@@ -171,6 +179,7 @@ def test_fast_pairs_leave_the_same_results_tries_and_state(scenario: str) -> Non
     assert paired[2] == state
     assert isinstance(state, dict)
     assert {name for name, n in state["counters"].items() if n} >= expect  # it did happen
+    assert state["limits"] == {"active": 0, "pending": 0}  # every slot given back
 
 
 def test_a_full_breaker_sends_the_pass_to_around_upstream_which_overflows() -> None:
