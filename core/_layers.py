@@ -101,12 +101,16 @@ class LayerPass:
         """Leave the entered layers with a try's outcome. ``True``: all left, the result
         is in ``response``/``error``. ``False``: a layer is pending (:meth:`finish`)."""
         states = self.states
+        outcome: UpstreamOutcome | None = None  # one per walk, handed from layer to layer
         while states:
             pos = len(states) - 1
             state = states.pop()
             if state is _SKIP:
                 continue
-            outcome = UpstreamOutcome(response, error, state)
+            if outcome is None:
+                outcome = UpstreamOutcome(response, error, state)
+            else:
+                outcome.response, outcome.error, outcome.state = response, error, state
             try:
                 done = self._second_half(pos, outcome)
             except Exception as exc:

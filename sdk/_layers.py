@@ -21,7 +21,9 @@ with no task at all):
     outcome in the stream's stash (:func:`first_try`): the first ``call_next``
     has already happened and ``on_upstream_request`` already did its work for it.
     Also called with a cancellation as ``outcome.error`` when the request is
-    abandoned (the client left); the result is ignored then.
+    abandoned (the client left); the result is ignored then. The outcome object
+    is the layer's for the call only (the proxy hands the same one on to the next
+    layer out): keep what you need from it, not the object.
 
 Per request, a layer sees either the pair, or ``around_upstream``, or the pair's
 first half and then ``around_upstream`` holding the first try: never a call

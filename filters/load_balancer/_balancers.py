@@ -56,29 +56,41 @@ class RoundRobin:
         return eps[best].key
 
 
+class Host:
+    """One endpoint's peak-EWMA state."""
+
+    __slots__ = ("cost", "last", "pending", "weight")
+
+    def __init__(self, weight: int) -> None:
+        self.weight = weight
+        self.cost = -1.0  # no sample yet
+        self.last = 0.0
+        self.pending = 0
+
+
 class PeakEwma:
-    __slots__ = ("_cost", "_decay", "_default", "_endpoints", "_last", "_pending", "_weights")
+    __slots__ = ("_decay", "_default", "_endpoints", "_hosts")
 
     def __init__(
         self, endpoints: Sequence[EndpointInfo], *, default_rtt: float = 0.03, decay: float = 10.0
     ) -> None:
         self._endpoints = tuple(e.key for e in endpoints)
-        self._weights = {e.key: max(e.weight, 1) for e in endpoints}
+        self._hosts = {e.key: Host(max(e.weight, 1)) for e in endpoints}
         self._default = default_rtt
         self._decay = decay
-        self._cost: dict[str, float] = {}
-        self._last: dict[str, float] = {}
-        self._pending = dict.fromkeys(self._endpoints, 0)
 
     def estimate(self, key: str, now: float) -> float:
         """The latency estimate of ``key`` now (decayed since its last sample)."""
-        rtt = self._cost.get(key)
-        if rtt is None:
+        return self._estimate(self._hosts[key], now)
+
+    def _estimate(self, h: Host, now: float) -> float:
+        if h.cost < 0:
             return self._default
-        return rtt * math.exp(-(now - self._last[key]) / self._decay)
+        return h.cost * math.exp(-(now - h.last) / self._decay)
 
     def load(self, key: str, now: float) -> float:
-        return self.estimate(key, now) * (self._pending[key] + 1) / self._weights[key]
+        h = self._hosts[key]
+        return self._estimate(h, now) * (h.pending + 1) / h.weight
 
     def pick(self, exclude: frozenset[str], now: float) -> str:
         keys = self._endpoints
@@ -95,29 +107,35 @@ class PeakEwma:
         a, b = allowed[i], allowed[j]
         return a if self.load(a, now) <= self.load(b, now) else b
 
-    def start(self, key: str) -> None:
-        if key in self._pending:
-            self._pending[key] += 1
+    def start(self, key: str) -> Host | None:
+        """A try to ``key`` starts; its host, to hand to :meth:`observe_host`."""
+        h = self._hosts.get(key)
+        if h is not None:
+            h.pending += 1
+        return h
 
     def observe(self, key: str, rtt: float, now: float, failed: bool) -> None:
         """A try to ``key`` finished after ``rtt`` seconds (response head, or failure)."""
-        if key not in self._pending:
-            return
-        self._pending[key] -= 1
+        h = self._hosts.get(key)
+        if h is not None:
+            self.observe_host(h, rtt, now, failed)
+
+    def observe_host(self, h: Host, rtt: float, now: float, failed: bool) -> None:
+        h.pending -= 1
         if failed:
             rtt = max(rtt, self._default * 10)
-        previous = self._cost.get(key)
-        if previous is None or rtt > previous:
-            self._cost[key] = rtt  # the first sample, or a peak: take it at once
+        previous = h.cost
+        if previous < 0 or rtt > previous:
+            h.cost = rtt  # the first sample, or a peak: take it at once
         else:
-            w = math.exp(-(now - self._last[key]) / self._decay)
-            self._cost[key] = previous * w + rtt * (1 - w)
-        self._last[key] = now
+            w = math.exp(-(now - h.last) / self._decay)
+            h.cost = previous * w + rtt * (1 - w)
+        h.last = now
 
     def describe(self, now: float) -> dict[str, object]:
         return {
-            k: {"ewmaMs": round(self.estimate(k, now) * 1000, 3), "pending": self._pending[k]}
-            for k in self._endpoints
+            k: {"ewmaMs": round(self.estimate(k, now) * 1000, 3), "pending": h.pending}
+            for k, h in self._hosts.items()
         }
 
 

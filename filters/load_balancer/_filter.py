@@ -25,7 +25,7 @@ from plait.sdk import (
     UpstreamResponse,
 )
 
-from ._balancers import PeakEwma, RingHash, RoundRobin
+from ._balancers import Host, PeakEwma, RingHash, RoundRobin
 from ._config import BalancerConfig, LoadBalancerConfig
 
 __all__ = ["LoadBalancer"]
@@ -53,14 +53,14 @@ def _picker(cluster: UpstreamCluster, config: BalancerConfig) -> _Picker:
 class _Timed:
     """A P2C peak-EWMA try in flight (the fast pair's state)."""
 
-    __slots__ = ("key", "picker", "start")
+    __slots__ = ("host", "picker", "start")
 
-    def __init__(self, picker: PeakEwma, key: str, start: float) -> None:
-        self.picker, self.key, self.start = picker, key, start
+    def __init__(self, picker: PeakEwma, host: Host, start: float) -> None:
+        self.picker, self.host, self.start = picker, host, start
 
     def done(self, failed: bool) -> None:
         now = time.monotonic()
-        self.picker.observe(self.key, now - self.start, now, failed)
+        self.picker.observe_host(self.host, now - self.start, now, failed)
 
 
 class LoadBalancer:
@@ -83,8 +83,8 @@ class LoadBalancer:
             key = request.endpoint
             if key is None:
                 key = request.endpoint = picker.pick(request.exclude, start)
-            picker.start(key)
-            return _Timed(picker, key, start)
+            host = picker.start(key)
+            return _Timed(picker, host, start) if host is not None else None
         if request.endpoint is None:
             if isinstance(picker, RingHash):
                 value = request.head.headers.get(config.header) if config.header else None

@@ -70,7 +70,8 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """RFC 9110 §9.2.2 idempotent methods."""
 MAX_RETRY_AFTER = 60.0
 """A ``Retry-After`` longer than this is not waited for (no retry)."""
-_BUDGET: StashKey[RetryBudget] = StashKey("retry.budget")
+_BUDGET: StashKey[tuple[RetryConfig, RetryBudget]] = StashKey("retry.budget")
+"""The cluster's budget, with the route config that last asked for it."""
 _draw = random.random  # module-level so tests can replace it
 
 
@@ -80,12 +81,15 @@ class RetryBudgetExhausted(UpstreamError):
 
 
 def _budget(cluster: UpstreamCluster, config: RetryConfig) -> RetryBudget:
-    budget = cluster.stash.get(_BUDGET, None)
+    found = cluster.stash.get(_BUDGET, None)
+    if found is not None and found[0] is config:
+        return found[1]  # the common case: the same config as the last request
     wanted = config.budget_for(cluster.name)
+    budget = found[1] if found is not None else None
     if budget is None or (budget.config is not wanted and budget.config != wanted):
-        budget = RetryBudget(wanted)
-        cluster.stash[_BUDGET] = budget
-        cluster.reports["retryBudget"] = lambda: budget.describe(time.monotonic())
+        budget = new = RetryBudget(wanted)
+        cluster.reports["retryBudget"] = lambda: new.describe(time.monotonic())
+    cluster.stash[_BUDGET] = (config, budget)
     return budget
 
 
