@@ -41,6 +41,7 @@ import contextlib
 import math
 import random
 import time
+from typing import Final
 
 import anyio
 
@@ -65,6 +66,8 @@ from ._config import RetryConfig
 from ._replay import Replay
 
 __all__ = ["IDEMPOTENT", "Retry", "RetryBudgetExhausted"]
+
+_monotonic: Final = time.monotonic  # compiled: a C static, not a module attribute lookup per call
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """RFC 9110 §9.2.2 idempotent methods."""
@@ -127,7 +130,7 @@ class Retry:
         if cluster is None or config.attempts == 0:
             return None
         budget = _budget(cluster, config)
-        budget.deposit(time.monotonic())
+        budget.deposit(_monotonic())
         replay = Replay(request.body, config.max_replay_bytes)
         first = _First(cluster, budget, replay, request.endpoint, request.exclude)
         request.body = replay.first()
@@ -189,7 +192,7 @@ class Retry:
             if next_body is None and not refused:
                 refused = "retry_not_replayable"
             if refused is None:
-                refused = budget.withdraw(time.monotonic())
+                refused = budget.withdraw(_monotonic())
             if refused is not None:
                 cluster.count(refused)
                 return self._give_up(refused, failure, response)
