@@ -41,7 +41,7 @@ from .codec import InformationalReceived, ResponseReceived, StreamReset
 
 if TYPE_CHECKING:
     from .runtime import ListenerRuntime
-    from .upstream._manager import Pool
+    from .upstream._manager import ClusterRuntime, Pool
 
 __all__ = ["ExchangeBase", "local_reply_head"]
 
@@ -129,15 +129,28 @@ class ExchangeBase:
         ctx.response = head
         down.send_response(head, end_stream=True, body=body)
 
-    async def terminal(self, ctx: StreamContext, request: UpstreamRequest) -> UpstreamResponse:
-        """The innermost upstream call: pick an endpoint, send, await the response head."""
+    def chosen_cluster(self) -> ClusterRuntime:
+        """The cluster the request hooks chose (``ctx.cluster``); raises when there is none."""
+        ctx = self.ctx
         if ctx.cluster is None:  # Gateway API: a rule without backends answers 500
             raise _NoBackend(f"route {ctx.route_name} has no backend")
         crt = self.lrt.snapshot.clusters.get(ctx.cluster)
         if crt is None:
             raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
+        return crt
+
+    def pool_for(self, request: UpstreamRequest, crt: ClusterRuntime | None = None) -> Pool:
+        """The pool of the endpoint a layer chose, or of the cluster's next pick."""
+        if crt is None:
+            crt = self.chosen_cluster()
         pool = crt.pick_for(request.endpoint, request.exclude)
-        ctx.upstream_address = pool.key
+        self.ctx.upstream_address = pool.key
+        return pool
+
+    async def terminal(self, ctx: StreamContext, request: UpstreamRequest) -> UpstreamResponse:
+        """The innermost upstream call: pick an endpoint, send, await the response head."""
+        crt = self.chosen_cluster()
+        pool = self.pool_for(request, crt)
         per_try = self.rule_timeouts.backend_request
         if per_try or self.deadline is not None:
             deadline_header(request, crt.cluster.protocol.value == "grpc", per_try)

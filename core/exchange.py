@@ -38,7 +38,6 @@ from plait.sdk import (
     BufferedBody,
     LocalReply,
     MessageBody,
-    NoHealthyUpstream,
     ResponseHead,
     StreamContext,
     UpstreamCluster,
@@ -49,7 +48,6 @@ from plait.sdk import (
 from ._bodies import BodyStage, RequestBody
 from ._exchange_base import (
     ExchangeBase,
-    _NoBackend,
     _set_length,
     caller_deadline,
     local_reply_head,
@@ -181,18 +179,6 @@ class _Exchange(ExchangeBase):
                 return None
             body = out.data
         return UpstreamRequest(head=ctx.request, body=BufferedBody(body))
-
-    def pool_for(self, request: UpstreamRequest) -> Pool:
-        """The pool of the endpoint a layer chose, or of the next pick (as :meth:`terminal`)."""
-        ctx = self.ctx
-        if ctx.cluster is None:
-            raise _NoBackend(f"route {ctx.route_name} has no backend")
-        crt = self.lrt.snapshot.clusters.get(ctx.cluster)
-        if crt is None:
-            raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
-        pool = crt.pick_for(request.endpoint, request.exclude)
-        ctx.upstream_address = pool.key
-        return pool
 
     def cluster_state(self) -> UpstreamCluster | None:
         """The chosen cluster's shared state, for ``ctx.upstream_cluster``."""

@@ -22,6 +22,13 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Async tests run on asyncio only (the sidecar's loop; uvloop in production).
+    Module scope, as anyio's own fixture: module-scoped async fixtures can use it."""
+    return "asyncio"
+
+
 @pytest.fixture
 def procs() -> Iterator[list[Proc]]:
     """Processes a test starts; all killed at teardown, logs shown if the test failed."""

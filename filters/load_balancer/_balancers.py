@@ -108,19 +108,16 @@ class PeakEwma:
         return a if self.load(a, now) <= self.load(b, now) else b
 
     def start(self, key: str) -> Host | None:
-        """A try to ``key`` starts; its host, to hand to :meth:`observe_host`."""
+        """A try to ``key`` starts; its endpoint's state for :meth:`observe` (``None``:
+        not an endpoint of this cluster, nothing to track)."""
         h = self._hosts.get(key)
         if h is not None:
             h.pending += 1
         return h
 
-    def observe(self, key: str, rtt: float, now: float, failed: bool) -> None:
-        """A try to ``key`` finished after ``rtt`` seconds (response head, or failure)."""
-        h = self._hosts.get(key)
-        if h is not None:
-            self.observe_host(h, rtt, now, failed)
-
-    def observe_host(self, h: Host, rtt: float, now: float, failed: bool) -> None:
+    def observe(self, h: Host, rtt: float, now: float, failed: bool) -> None:
+        """A try that :meth:`start` returned ``h`` for finished after ``rtt`` seconds
+        (response head, or failure)."""
         h.pending -= 1
         if failed:
             rtt = max(rtt, self._default * 10)

@@ -63,7 +63,7 @@ class _Timed:
 
     def done(self, failed: bool) -> None:
         now = _monotonic()
-        self.picker.observe_host(self.host, now - self.start, now, failed)
+        self.picker.observe(self.host, now - self.start, now, failed)
 
 
 class LoadBalancer:

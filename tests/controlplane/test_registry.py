@@ -31,11 +31,6 @@ from plait.controlplane.xds import CLUSTER, ENDPOINT, LISTENER, ROUTE, NodeInfo
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @asynccontextmanager
 async def control_plane(tmp: Path, **extras: Any) -> AsyncIterator[RunningControlPlane]:
     opts = ControlPlaneOptions(data_dir=tmp, api_port=0, xds_port=0)

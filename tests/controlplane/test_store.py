@@ -12,11 +12,6 @@ from plait.controlplane.store import ChangeKind, Compacted, Key, PutResult, Sqli
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def doc(name: str, weight: int = 1) -> dict[str, object]:
     return {"kind": "Service", "metadata": {"name": name}, "spec": {"weight": weight}}
 

@@ -31,11 +31,6 @@ from plait.sdk import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def ctx() -> StreamContext:
     conn = ConnectionContext(peer_address=("127.0.0.1", 1), local_address=("127.0.0.1", 2))
     return StreamContext(connection=conn, request=RequestHead(method="GET", path="/"))

@@ -28,11 +28,6 @@ from tests.core.test_chain import ctx, entry
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _response(status: int) -> UpstreamResponse:
     head = ResponseHead(status=status, headers=Headers())
     return UpstreamResponse(head=head, body=BufferedBody())
@@ -92,9 +87,19 @@ def _chain(log: list[str], **options: dict[str, Any]) -> Chain:
     return Chain([entry(Layer, (n, log, options.get(n, {})), name=n) for n in "abc"])
 
 
-def _pass(chain: Chain) -> LayerPass:
+def _pass(chain: Chain, skipped: set[int] | None = None) -> LayerPass:
+    """A pass over ``chain`` for a new stream; ``skipped``: layers that failed earlier in
+    the stream (FailOpen) and are skipped for it."""
     run = chain.start(ctx())
+    run._skipped = skipped
     return LayerPass(run, UpstreamRequest(head=run.ctx.request, body=BufferedBody()))
+
+
+_ALL_CANCELLED = [
+    "c.resp(CancelledError,state-c)",
+    "b.resp(CancelledError,state-b)",
+    "a.resp(CancelledError,state-a)",
+]
 
 
 async def test_success_path_is_plain_calls_outermost_first_then_innermost_first() -> None:
@@ -196,11 +201,7 @@ async def test_abandon_leaves_every_entered_layer_once_with_a_cancellation() -> 
     assert lp.enter()
     lp.abandon()
     lp.abandon()  # idempotent
-    assert log[3:] == [
-        "c.resp(CancelledError,state-c)",
-        "b.resp(CancelledError,state-b)",
-        "a.resp(CancelledError,state-a)",
-    ]
+    assert log[3:] == _ALL_CANCELLED
 
 
 async def test_cancelled_try_abandons_the_entered_layers() -> None:
@@ -211,19 +212,12 @@ async def test_cancelled_try_abandons_the_entered_layers() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         await _pass(_chain(log)).call(hang)
-    assert log[3:] == [
-        "c.resp(CancelledError,state-c)",
-        "b.resp(CancelledError,state-b)",
-        "a.resp(CancelledError,state-a)",
-    ]
+    assert log[3:] == _ALL_CANCELLED
 
 
 async def test_a_layer_skipped_for_the_stream_is_skipped_by_the_pass() -> None:
     log: list[str] = []
-    chain = _chain(log)
-    run = chain.start(ctx())
-    run._skipped = {1}  # b failed earlier in this stream (FailOpen)
-    lp = LayerPass(run, UpstreamRequest(head=run.ctx.request, body=BufferedBody()))
+    lp = _pass(_chain(log), skipped={1})  # b failed earlier in this stream (FailOpen)
     assert (await lp.call(Terminal(log, 200))).head.status == 200
     assert [x for x in log if x.startswith("b")] == []
     assert log == ["a.req", "c.req", "try(200)", "c.resp(200,state-c)", "a.resp(200,state-a)"]

@@ -9,11 +9,6 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 async def one_event_loop() -> AsyncIterator[None]:
     """All tests of the module on one event loop, drained before it closes.
 

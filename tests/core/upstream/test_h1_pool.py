@@ -20,11 +20,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def server() -> AsyncIterator[tuple[int, list[asyncio.StreamWriter]]]:
     """A TCP server that accepts and holds connections (the pool only needs sockets)."""
     accepted: list[asyncio.StreamWriter] = []

@@ -30,11 +30,6 @@ EXAMPLE = Path(__file__).parents[3] / "examples" / "static" / "grpc.yaml"
 TYPES = load_filter_types()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _source(cfg: MeshConfig) -> MemorySource:
     source = MemorySource()
     for type_url, by_name in encode_mesh(cfg).items():

@@ -10,6 +10,13 @@ from plait.sdk import EndpointInfo
 EPS = tuple(EndpointInfo(key=k, weight=w) for k, w in (("a", 1), ("b", 2), ("c", 1)))
 
 
+def _try(p: PeakEwma, key: str, rtt: float, now: float, *, failed: bool) -> None:
+    """One try to ``key`` that took ``rtt`` seconds, ending at ``now``."""
+    host = p.start(key)
+    assert host is not None
+    p.observe(host, rtt, now, failed)
+
+
 def test_round_robin_is_weighted_and_skips_excluded() -> None:
     rr = RoundRobin(EPS)
     assert Counter(rr.pick(frozenset()) for _ in range(400)) == {"a": 100, "b": 200, "c": 100}
@@ -21,8 +28,8 @@ def test_peak_ewma_prefers_the_fast_endpoint() -> None:
     p = PeakEwma(EPS[:2] + EPS[2:], default_rtt=0.03)
     now = 0.0
     for key, rtt in (("a", 0.001), ("b", 0.050), ("c", 0.001)):
-        p.start(key)
-        p.observe(key, rtt, now, failed=False)
+        _try(p, key, rtt, now, failed=False)
+    assert p.start("x") is None  # not an endpoint: nothing to track
     picks = Counter(p.pick(frozenset(), now) for _ in range(300))
     assert picks["b"] == 0  # b only loses: every pair with b has a cheaper partner
     p.start("a")
@@ -34,13 +41,10 @@ def test_peak_ewma_prefers_the_fast_endpoint() -> None:
 
 def test_peak_ewma_penalises_failures_and_takes_peaks_at_once() -> None:
     p = PeakEwma(EPS)
-    p.start("a")
-    p.observe("a", 0.001, 0.0, failed=True)
+    _try(p, "a", 0.001, 0.0, failed=True)
     assert p.estimate("a", 0.0) >= 0.3
-    p.start("c")
-    p.observe("c", 0.001, 0.0, failed=False)
-    p.start("c")
-    p.observe("c", 0.2, 0.0, failed=False)
+    _try(p, "c", 0.001, 0.0, failed=False)
+    _try(p, "c", 0.2, 0.0, failed=False)
     assert p.estimate("c", 0.0) == 0.2
 
 
