@@ -7,7 +7,12 @@ Theory of operation: one Protocol per HTTP/2 connection feeds the
 acknowledged to the peer (opening its window) when the stream's consumer takes
 it, so a slow upstream throttles a fast client instead of growing our memory.
 Sending never blocks in the codec; :meth:`H2Mux.wait_window` waits while a
-stream has more than ``HIGH_WATER`` bytes queued behind the peer's window.
+stream has more than ``HIGH_WATER`` bytes queued behind the peer's window, or
+while the transport's buffer is over its high-water mark (the peer is not
+reading: a large window it advertised must not make us buffer the body). Writes
+that the transport takes without pausing tell the codec the peer reads
+(:meth:`~plait.core.codec.H2Codec.output_drained`), which bounds the control-frame
+answers a non-reading peer can make us queue.
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ class H2Mux(asyncio.Protocol):
         self._window_waiters: list[asyncio.Future[None]] = []
         self.loop = asyncio.get_running_loop()  # cached: 3.11's lookup costs a syscall
         self._flush_pending = False
+        self.paused = False  # the transport's buffer is over its high-water mark
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -104,10 +110,23 @@ class H2Mux(asyncio.Protocol):
             self.loop.call_soon(self.flush_now)
 
     def flush_now(self) -> None:
+        """Write what the codec framed now (also after :meth:`fail_all`: a GOAWAY the codec
+        queued for a protocol error must still reach the peer before the close)."""
         self._flush_pending = False
         data = self.codec.data_to_send()
-        if data and self.transport is not None and not self.closed:
-            self.transport.write(data)
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+            if not self.paused:
+                self.codec.output_drained()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.codec.output_drained()
+        self.wake_windows()
 
     def wake_windows(self) -> None:
         waiters, self._window_waiters = self._window_waiters, []
@@ -116,7 +135,7 @@ class H2Mux(asyncio.Protocol):
                 w.set_result(None)
 
     async def wait_window(self, stream_id: int) -> None:
-        while not self.closed and self.codec.pending_bytes(stream_id) > HIGH_WATER:
+        while not self.closed and (self.paused or self.codec.pending_bytes(stream_id) > HIGH_WATER):
             w = self.loop.create_future()
             self._window_waiters.append(w)
             await w

@@ -79,6 +79,7 @@ from plait.sdk import Headers, RequestHead, ResponseHead
 from ._http2_conn import CANCEL, DEFAULT_WINDOW, NO_ERROR, make_connection
 from ._http2_flow import StreamRecord
 from ._http2_headers import request_fields, response_fields, trailer_fields
+from ._http2_limits import Clock
 from ._http2_receive import H2Receiver
 
 __all__ = ["H2_PREFACE", "H2Codec", "is_h2_preface"]
@@ -116,6 +117,8 @@ class H2Codec(H2Receiver):
         connection_window_size: our receive window for the whole connection
             (at least ``initial_window_size``); it bounds what the peer may have
             in flight to us, i.e. what the caller may buffer unacknowledged.
+        clock: the rapid-reset budget's clock (``_http2_limits.py``); monotonic
+            seconds, ``time.monotonic`` by default.
     """
 
     def __init__(
@@ -126,12 +129,14 @@ class H2Codec(H2Receiver):
         initial_window_size: int = 1 << 20,
         max_header_list_size: int = 60 * 1024,
         connection_window_size: int = 4 << 20,
+        clock: Clock | None = None,
     ) -> None:
         conn = make_connection(
             client_side=client_side,
             max_concurrent_streams=max_concurrent_streams,
             initial_window_size=initial_window_size,
             max_header_list_size=max_header_list_size,
+            clock=clock,
         )
         super().__init__(conn, client_side=client_side, max_header_list_size=max_header_list_size)
         self._initial_window = initial_window_size
@@ -150,6 +155,12 @@ class H2Codec(H2Receiver):
 
     def data_to_send(self) -> bytes:
         return self._conn.data_to_send()
+
+    def output_drained(self) -> None:
+        """The transport took everything written so far without backing up: the peer
+        reads. Call it after writing while the transport is not paused; control-frame
+        answers produced while it is not called are capped (``_http2_limits.py``)."""
+        self._conn.output_drained()
 
     @property
     def open_streams(self) -> int:

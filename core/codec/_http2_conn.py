@@ -41,11 +41,19 @@ flow-control and HPACK rule to h2.
    refuses new streams after a GOAWAY and stops using the connection after a
    fatal error.
 
+6. **What a peer may make us do is bounded** (``_http2_limits.py``): premature
+   client resets per interval (rapid reset), control-frame answers the peer
+   does not read, and the size of an unterminated header block. Crossing a
+   limit raises h2's ``DenialOfServiceError`` from inside the frame loop, so
+   h2 queues GOAWAY(ENHANCE_YOUR_CALM) and parses nothing more.
+
 Invariant: these overrides are the only places plait reaches into h2's private
-API (``_receive_headers_frame``, ``_receive_data_frame``, ``_open_streams``,
-``_closed_streams``, ``H2ConnectionStateMachine._transitions``,
-``FrameBuffer._data``); ``tests/core/codec/test_http2_frames.py`` pins their
-behaviour, so an h2 upgrade that changes them fails loudly there.
+API (``_receive_headers_frame``, ``_receive_data_frame``,
+``_receive_rst_stream_frame``, ``_receive_ping_frame``,
+``_receive_settings_frame``, ``_open_streams``, ``_closed_streams``,
+``H2ConnectionStateMachine._transitions``, ``FrameBuffer._data``,
+``FrameBuffer._update_header_buffer``); ``tests/core/codec/test_http2_frames.py``
+pins their behaviour, so an h2 upgrade that changes them fails loudly there.
 """
 
 from __future__ import annotations
@@ -60,10 +68,25 @@ from h2.connection import (
 from h2.errors import ErrorCodes
 from h2.events import Event as H2Event
 from h2.events import StreamReset as H2StreamReset
-from h2.exceptions import FrameTooLargeError, InvalidBodyLengthError, ProtocolError
+from h2.exceptions import (
+    DenialOfServiceError,
+    FrameTooLargeError,
+    InvalidBodyLengthError,
+    ProtocolError,
+)
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import DataFrame, Frame, HeadersFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
+
+from ._http2_limits import HEADER_BLOCK_FACTOR, MAX_UNREAD_ANSWERS, Clock, ResetBudget
 
 __all__ = [
     "CANCEL",
@@ -81,11 +104,6 @@ NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x2
 
 DEFAULT_WINDOW = 65535
 """The initial window of every HTTP/2 connection and stream (RFC 9113 §6.9.2)."""
-
-_HPACK_BOMB_FACTOR = 4
-"""Header blocks larger than this many times the advertised limit are a
-connection error (``ENHANCE_YOUR_CALM``); between 1x and this they are only
-refused per stream, which needs the block decoded in full first."""
 
 
 class _GracefulStateMachine(H2ConnectionStateMachine):
@@ -106,7 +124,13 @@ class _GracefulStateMachine(H2ConnectionStateMachine):
 
 
 class _EagerFrameBuffer(FrameBuffer):
-    """h2's frame buffer, checking the frame length before buffering the body (RFC 9113 §4.2)."""
+    """h2's frame buffer, checking the frame length before buffering the body (RFC 9113 §4.2),
+    and the size of a header block before buffering another CONTINUATION of it."""
+
+    def __init__(self, *, server: bool, max_header_block: int) -> None:
+        super().__init__(server=server)
+        self.max_header_block = max_header_block
+        self._block = 0  # bytes of the unterminated header block buffered so far
 
     def __next__(self) -> Frame:
         data = self._data
@@ -114,16 +138,61 @@ class _EagerFrameBuffer(FrameBuffer):
             raise FrameTooLargeError(f"frame of {int.from_bytes(data[:3], 'big')} bytes")
         return super().__next__()
 
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        if isinstance(f, HeadersFrame | ContinuationFrame) and "END_HEADERS" not in f.flags:
+            self._block += len(f.data)
+            if self._block > self.max_header_block:
+                raise DenialOfServiceError(f"header block over {self.max_header_block} bytes")
+        else:
+            self._block = 0
+        return super()._update_header_buffer(f)
+
 
 class PlaitH2Connection(H2Connection):
     """``H2Connection`` with the deviations listed in the module docstring."""
 
-    def __init__(self, config: H2Configuration) -> None:
+    def __init__(
+        self, config: H2Configuration, *, max_header_block: int, clock: Clock | None = None
+    ) -> None:
         super().__init__(config)
         self.state_machine = _GracefulStateMachine()
-        self.incoming_buffer = _EagerFrameBuffer(server=not config.client_side)
+        self.incoming_buffer = _EagerFrameBuffer(
+            server=not config.client_side, max_header_block=max_header_block
+        )
         self._outbound_parity = int(config.client_side)  # clients open odd stream ids
         self._refusing = False
+        self.resets = ResetBudget() if clock is None else ResetBudget(clock=clock)
+        self.unread_answers = 0  # control-frame answers produced since output last drained
+
+    def output_drained(self) -> None:
+        """The transport took everything written so far: the peer is reading."""
+        self.unread_answers = 0
+
+    def _answer(self, frame: PingFrame | SettingsFrame) -> None:
+        if "ACK" not in frame.flags:
+            self.unread_answers += 1
+            if self.unread_answers > MAX_UNREAD_ANSWERS:
+                raise DenialOfServiceError("too many control frames while not reading")
+
+    def _receive_ping_frame(self, frame: PingFrame) -> tuple[list[Frame], list[H2Event]]:
+        self._answer(frame)
+        return super()._receive_ping_frame(frame)
+
+    def _receive_settings_frame(self, frame: SettingsFrame) -> tuple[list[Frame], list[H2Event]]:
+        self._answer(frame)
+        return super()._receive_settings_frame(frame)
+
+    def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list[Frame], list[H2Event]]:
+        stream = self.streams.get(frame.stream_id)
+        if (
+            stream is not None
+            and not stream.closed
+            and frame.stream_id % 2 != self._outbound_parity
+            and not stream.state_machine.headers_sent
+            and self.resets.reset()
+        ):
+            raise DenialOfServiceError("too many streams reset by the client (rapid reset)")
+        return super()._receive_rst_stream_frame(frame)
 
     def forget_stream(self, stream_id: int) -> None:
         """Move a closed stream out of ``streams`` now, as h2 would on its next count."""
@@ -151,6 +220,11 @@ class PlaitH2Connection(H2Connection):
         )
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[H2Event]]:
+        if (
+            frame.stream_id > self.highest_inbound_stream_id
+            and frame.stream_id % 2 != self._outbound_parity
+        ):
+            self.resets.opened()
         refuse = self._over_limit(frame.stream_id)
         self._refusing = refuse
         try:
@@ -197,6 +271,7 @@ def make_connection(
     max_concurrent_streams: int,
     initial_window_size: int,
     max_header_list_size: int,
+    clock: Clock | None = None,
 ) -> PlaitH2Connection:
     """Build a connection whose SETTINGS advertise the given limits (sent by ``initiate``)."""
     config = H2Configuration(
@@ -211,7 +286,8 @@ def make_connection(
         validate_outbound_headers=False,
         normalize_outbound_headers=False,
     )
-    conn = PlaitH2Connection(config)
+    bound = max_header_list_size * HEADER_BLOCK_FACTOR
+    conn = PlaitH2Connection(config, max_header_block=bound, clock=clock)
     values: dict[SettingCodes, int] = {
         SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
         SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
@@ -225,5 +301,5 @@ def make_connection(
         # the default window would be a flow-control error.
         values[SettingCodes.INITIAL_WINDOW_SIZE] = initial_window_size
     conn.local_settings = Settings(client=client_side, initial_values=values)
-    conn.decoder.max_header_list_size = max_header_list_size * _HPACK_BOMB_FACTOR
+    conn.decoder.max_header_list_size = bound
     return conn

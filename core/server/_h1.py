@@ -163,9 +163,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         assert self.transport is not None
         if self._timer is not None:
             self._timer.cancel()
-        h2 = H2Connection(self.listener, self.conn_ctx)
-        if registered:
-            self.listener.connection_closed(self)
+        h2 = H2Connection(self.listener, self.conn_ctx, replaces=self if registered else None)
         self.closed = True
         self.transport.set_protocol(h2)
         h2.connection_made(self.transport)

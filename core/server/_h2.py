@@ -1,11 +1,21 @@
 """A downstream HTTP/2 connection: one task per stream, in the connection's task group.
 
 Reached from :class:`~plait.core.server._h1.H1Connection` when a client sends
-the HTTP/2 preface on a plaintext port (h2c prior knowledge; ALPN ``h2`` over
-TLS arrives with the mTLS work). Each request stream runs
-:func:`~plait.core.exchange.handle` in its own task; the connection's task
-owns them all and ends when the socket closes. Drain sends GOAWAY, lets open
-streams finish and closes once none are left.
+the HTTP/2 preface on a plaintext port (h2c prior knowledge) or negotiates
+``h2`` by ALPN. Each request stream runs :func:`~plait.core.exchange.handle` in
+a task; the connection's task owns them all and ends when the socket closes.
+Drain sends GOAWAY, lets open streams finish and closes once none are left.
+
+Invariants:
+
+* A stream's event queue exists from the moment its ``RequestReceived`` is
+  dispatched, whether or not a task runs it yet: the preface, HEADERS and DATA
+  often arrive in one read, before the connection's own task has started, and
+  every event of the stream must reach its queue.
+* A stream the client resets before a task took it up is dropped unseen (a
+  reset in the same read as the request never reaches the upstream).
+* Tasks are started only for streams waiting with no idle or starting task to
+  take them: a read that opens many streams starts at most that many tasks.
 """
 
 from __future__ import annotations
@@ -43,13 +53,14 @@ _MAX_IDLE = 32
 class _Stream(StreamQueue):
     """The Downstream side of one HTTP/2 stream."""
 
-    __slots__ = ("closing", "conn_ctx", "response_started")
+    __slots__ = ("closing", "conn_ctx", "request", "response_started")
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
         super().__init__(conn, stream_id)
         self.conn_ctx = conn.conn_ctx
         self.response_started = False
         self.closing = False
+        self.request: RequestReceived | None = None  # until a task takes the stream up
 
     def send_response(self, head: ResponseHead, *, end_stream: bool, body: bytes = b"") -> None:
         self.response_started = True
@@ -70,14 +81,27 @@ class _Stream(StreamQueue):
 
 
 class H2Connection(H2Mux):
-    def __init__(self, listener: Listener, conn_ctx: ConnectionContext) -> None:
+    """One downstream HTTP/2 connection.
+
+    Args:
+        listener: the listener that accepted it.
+        conn_ctx: the connection's facts (addresses, TLS, ALPN).
+        replaces: the protocol object that accepted the connection and handed it
+            over (h2c preface on an HTTP/1.1 port): it takes that one's place in
+            the listener's accounting instead of counting a second connection.
+    """
+
+    def __init__(
+        self, listener: Listener, conn_ctx: ConnectionContext, replaces: object = None
+    ) -> None:
         super().__init__(H2Codec(client_side=False))
         self.listener = listener
         self.conn_ctx = conn_ctx
+        self._replaces = replaces
         self.tg: TaskGroup | None = None
-        self._backlog: list[RequestReceived] = []
-        self._pending: deque[tuple[_Stream, RequestReceived]] = deque()
+        self._pending: deque[_Stream] = deque()
         self._idle: list[asyncio.Future[None]] = []
+        self._claimed = 0  # tasks woken or started that have not taken a stream yet
         self._done = asyncio.get_running_loop().create_future()
         self.in_flight = False
         self.closing = False
@@ -87,7 +111,11 @@ class H2Connection(H2Mux):
         super().connection_made(transport)
         self.codec.initiate()
         self.flush()
-        self.listener.connection_opened(self)
+        if self._replaces is None:
+            self.listener.connection_opened(self)
+        else:
+            self.listener.connection_handed_over(self._replaces, self)
+            self._replaces = None
         self.listener.tg.start_soon(self.serve)
 
     def data_received(self, data: bytes) -> None:
@@ -99,10 +127,15 @@ class H2Connection(H2Mux):
         t = type(ev)
         if t is RequestReceived:
             assert isinstance(ev, RequestReceived)
-            if self.tg is None:
-                self._backlog.append(ev)
-            else:
-                self._start(ev)
+            self._start(ev)
+        elif t is StreamReset:
+            assert isinstance(ev, StreamReset)
+            q = self.queues.get(ev.stream_id)
+            if isinstance(q, _Stream) and q.request is not None:  # no task took it up yet
+                q.request = None
+                self._forget(q)
+            elif q is not None:
+                q.push(ev)
         elif t is FlowControlUpdated:
             self.wake_windows()
         elif t is ConnectionTerminated:
@@ -121,29 +154,39 @@ class H2Connection(H2Mux):
                 q.push(ev)
 
     def _start(self, ev: RequestReceived) -> None:
-        """Hand a new stream to an idle stream task, or start one if all are busy.
+        """Register a new stream's queue now, and have a stream task take it up.
 
         Starting an anyio task per stream was ~8% of the proxy's samples (py-spy) at
         100 concurrent streams; tasks are reused instead (all still owned by this connection's
         task group), and at most ``_MAX_IDLE`` wait for work at a time.
         """
-        assert self.tg is not None
         stream = _Stream(self, ev.stream_id)
+        stream.request = ev
         self.queues[ev.stream_id] = stream
         self.in_flight = True
-        self._pending.append((stream, ev))
-        if self._idle:
-            waiter = self._idle.pop()
-            if not waiter.done():
-                waiter.set_result(None)
-        else:
-            self.tg.start_soon(self._stream_worker)
+        self._pending.append(stream)
+        if self.tg is not None:
+            self._wake_workers()
+
+    def _wake_workers(self) -> None:
+        assert self.tg is not None
+        while self._claimed < len(self._pending):
+            self._claimed += 1
+            if self._idle:
+                waiter = self._idle.pop()
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self.tg.start_soon(self._stream_worker)
 
     async def _stream_worker(self) -> None:
+        self._claimed -= 1
         while True:
             while self._pending:
-                stream, ev = self._pending.popleft()
-                await self._run_stream(stream, ev)
+                stream = self._pending.popleft()
+                ev, stream.request = stream.request, None
+                if ev is not None:  # else reset by the client before it started
+                    await self._run_stream(stream, ev)
             if len(self._idle) >= _MAX_IDLE or self.closed:
                 return
             waiter = self.loop.create_future()
@@ -153,6 +196,8 @@ class H2Connection(H2Mux):
             finally:
                 if waiter in self._idle:
                     self._idle.remove(waiter)
+                else:
+                    self._claimed -= 1
 
     async def _run_stream(self, stream: _Stream, ev: RequestReceived) -> None:
         try:
@@ -162,19 +207,20 @@ class H2Connection(H2Mux):
                 return
             await handle(lrt, stream, ev)
         finally:
-            self.queues.pop(stream.stream_id, None)
-            self.in_flight = bool(self.queues)
-            if self.closing and not self.queues:
-                self.close()
+            self._forget(stream)
+
+    def _forget(self, stream: _Stream) -> None:
+        self.queues.pop(stream.stream_id, None)
+        self.in_flight = bool(self.queues)
+        if self.closing and not self.queues:
+            self.close()
 
     async def serve(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 self.tg = tg
                 self._scope = tg.cancel_scope
-                backlog, self._backlog = self._backlog, []
-                for ev in backlog:
-                    self._start(ev)
+                self._wake_workers()  # streams that arrived with the preface
                 await self._done
                 tg.cancel_scope.cancel()
         finally:

@@ -111,6 +111,12 @@ class Listener:
         self.connections.add(conn)
         self.runtime.stats.connection_opened(self.name)
 
+    def connection_handed_over(self, old: Any, new: Any) -> None:
+        """``new`` now serves the connection ``old`` accepted (a protocol switch): the
+        same connection, so it is not counted again."""
+        self.connections.discard(old)
+        self.connections.add(new)
+
     def connection_closed(self, conn: Any) -> None:
         if conn in self.connections:
             self.connections.discard(conn)

@@ -80,9 +80,21 @@ def parse(data: bytes) -> list[Frame]:
     return frames
 
 
-def server(**kwargs: int) -> H2Codec:
+def server(
+    *,
+    max_header_list_size: int = 60 * 1024,
+    initial_window_size: int = 1 << 20,
+    connection_window_size: int = 4 << 20,
+    max_concurrent_streams: int = 1000,
+) -> H2Codec:
     """A server codec that has completed the handshake with a raw client."""
-    codec = H2Codec(client_side=False, **kwargs)
+    codec = H2Codec(
+        client_side=False,
+        max_header_list_size=max_header_list_size,
+        initial_window_size=initial_window_size,
+        connection_window_size=connection_window_size,
+        max_concurrent_streams=max_concurrent_streams,
+    )
     codec.initiate()
     assert codec.receive_data(H2_PREFACE + SettingsFrame(0).serialize()) == []
     parse(codec.data_to_send())
