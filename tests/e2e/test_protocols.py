@@ -14,6 +14,7 @@ from tests.support import (
     free_port,
     simple_config,
     start,
+    start_echo,
     start_sidecar,
     wait_port,
     write_config,
@@ -68,6 +69,54 @@ def test_grpc_unary_and_server_streaming(tmp_path: Path, procs: list[Proc]) -> N
         with pytest.raises(grpc.RpcError) as err:
             missing(b"x", timeout=10)
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_grpc_through_two_sidecars_first_call(tmp_path: Path, procs: list[Proc]) -> None:
+    """client -> outbound sidecar -> inbound sidecar -> server on fresh connections: the
+    outbound sidecar's HTTP/2 client writes preface, SETTINGS, HEADERS and DATA in one
+    segment, and the very first call must be answered."""
+    import grpc
+
+    up = free_port()
+    script = tmp_path / "grpc_server.py"
+    script.write_text(GRPC_SERVER)
+    server = start([PY, str(script), str(up)], tmp_path / "grpc.log")
+    procs.append(Proc(server, tmp_path / "grpc.log"))
+    wait_port(up, proc=server)
+    inbound, in_admin = free_port(), free_port()
+    (tmp_path / "in").mkdir()
+    cfg = write_config(tmp_path / "in", simple_config(up, inbound, in_admin, protocol="grpc"))
+    procs.append(start_sidecar(cfg, in_admin))
+    outbound, out_admin = free_port(), free_port()
+    (tmp_path / "out").mkdir()
+    cfg = write_config(
+        tmp_path / "out", simple_config(inbound, outbound, out_admin, protocol="grpc")
+    )
+    procs.append(start_sidecar(cfg, out_admin))
+    with grpc.insecure_channel(f"127.0.0.1:{outbound}") as channel:
+        unary = channel.unary_unary("/test.Echo/Unary")
+        assert unary(b"first", timeout=5) == b"echo:first:-"
+        assert [unary(b"%d" % i, timeout=5) for i in range(20)] == [
+            b"echo:%d:-" % i for i in range(20)
+        ]
+
+
+def test_h2load_with_request_bodies(tmp_path: Path, procs: list[Proc]) -> None:
+    """h2load (nghttp2) posting bodies over multiplexed h2c connections: every request done."""
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    procs.append(
+        start_sidecar(write_config(tmp_path, simple_config(echo.port, port, admin)), admin)
+    )
+    body = tmp_path / "body"
+    body.write_bytes(b"x" * 3000)
+    out = subprocess.run(
+        ["h2load", "-n", "2000", "-c", "4", "-m", "10", "-d", str(body), "-T", "20",
+         f"http://127.0.0.1:{port}/post"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "2000 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout + out.stderr
 
 
 WS_SERVER = textwrap.dedent("""

@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--name", default="echo")
     args = ap.parse_args()
     Handler.name = args.name
+    ThreadingHTTPServer.request_queue_size = 512  # socketserver's 5 refuses load tests
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     print("ready", flush=True)

@@ -131,6 +131,7 @@ def main() -> None:
         value = getattr(args, key)
         if value is not None:
             STATE[key] = value
+    ThreadingHTTPServer.request_queue_size = 512  # socketserver's 5 refuses load tests
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.request_queue_size = 256
