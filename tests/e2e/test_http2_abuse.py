@@ -179,6 +179,18 @@ def test_request_in_the_first_segment_is_answered(echo_mesh: tuple[Proc, int]) -
     assert json.loads(body)["body"] == "hello"
 
 
+def test_request_written_one_byte_at_a_time(echo_mesh: tuple[Proc, int]) -> None:
+    _, port = echo_mesh
+    conn = _client()
+    _request(conn, 1, body=b"slowly", port=port)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for b in conn.data_to_send():
+            sock.send(bytes([b]))
+        status, body = _exchange(sock, conn, 1)
+    assert status == 200
+    assert json.loads(body)["body"] == "slowly"
+
 def test_large_body_starting_in_the_first_segment(echo_mesh: tuple[Proc, int]) -> None:
     """70 KB: the first write carries the head and the first 64 KiB (the default window);
     the rest follows once the server's SETTINGS and WINDOW_UPDATE arrive."""
