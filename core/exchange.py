@@ -84,6 +84,10 @@ class _Exchange(ExchangeBase):
         lrt, ctx = self.lrt, self.ctx
         lrt.runtime.stream_started()
         try:
+            if ctx.request.method == "CONNECT":  # no route can carry a CONNECT tunnel
+                self.down.closing = True  # what follows a CONNECT is no HTTP request
+                await self.local(LocalReply(501, reason="CONNECT not supported"))
+                return
             rule = lrt.router.match(ctx.request)
             if rule is None:
                 await self.local(LocalReply(404, reason="no route"))
@@ -115,6 +119,9 @@ class _Exchange(ExchangeBase):
                 await self.local(LocalReply(504, reason="request timeout"))
         except Exception as exc:
             self.failed(exc)
+        except BaseException:  # cancelled: the client left, or the drain's grace ran out
+            self.cancelled()
+            raise
         finally:
             self.finish()
 

@@ -242,7 +242,7 @@ class ChunkChecker:
         i = buf.find(b"\r\n")
         if i < 0:
             if len(buf) > self._limit:
-                raise ProtocolError(431 if self._bad == 400 else 502, "chunk line too long")
+                raise ProtocolError(self._bad, "chunk line too long")
             return None
         line = bytes(buf[:i])
         del buf[: i + 2]

@@ -144,6 +144,31 @@ def test_chunked_request_split_and_empty_end(impl: ModuleType) -> None:
     assert s.receive_data(b"\r\n") == [DataReceived(1, b"", True)]
 
 
+MALFORMED_CHUNKED = {
+    "non-hex-size": b"zz\r\nhello\r\n0\r\n\r\n",
+    "negative-size": b"-5\r\nhello\r\n0\r\n\r\n",
+    "17-digit-size": b"1" * 17 + b"\r\nhello\r\n0\r\n\r\n",
+    "space-in-size": b"5 5\r\nhello\r\n0\r\n\r\n",
+    "0x-prefix": b"0x5\r\nhello\r\n0\r\n\r\n",
+    "no-crlf-after-data": b"5\r\nhelloXX0\r\n\r\n",
+    "lf-only-lines": b"5\nhello\n0\n\n",
+    "1mib-extension": b"5;ext=" + b"a" * (1 << 20) + b"\r\nhello\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_CHUNKED.values(), ids=MALFORMED_CHUNKED.keys())
+def test_malformed_chunked_body_fails_with_400_after_the_head(
+    impl: ModuleType, body: bytes
+) -> None:
+    s = server(impl)
+    events = s.receive_data(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for i in range(0, len(body), 65536):  # as a socket delivers it
+        events += s.receive_data(body[i : i + 65536])
+    assert events[0] == req(1, "POST", "/x", end_stream=False)
+    assert type(events[-1]) is ProtocolFailed and events[-1].status_hint == 400, events
+    assert not s.keep_alive
+
+
 def test_pipelined_requests(impl: ModuleType) -> None:
     s = server(impl)
     data = (
