@@ -114,7 +114,9 @@ class ExchangeBase:
         grace ran out. Its access-log line says which (``finish`` still runs)."""
         ctx = self.ctx
         if ctx.failure_reason is None:
-            ctx.failure_reason = "drain grace over" if self.lrt.runtime.draining else "client closed"
+            ctx.failure_reason = (
+                "drain grace over" if self.lrt.runtime.draining else "client closed"
+            )
 
     def finish(self) -> None:
         """The end-of-stream bookkeeping, exactly once per stream (callers own that)."""

@@ -26,7 +26,8 @@ from tests.support import (
 pytestmark = pytest.mark.e2e
 
 GENEROUS_BUDGET = (
-    "retryConstraint: {budget: {percent: 100, interval: 10s}}\noutlierDetection: {consecutive5xx: 0}"
+    "retryConstraint: {budget: {percent: 100, interval: 10s}}\n"
+    "outlierDetection: {consecutive5xx: 0}"
 )
 
 
@@ -83,7 +84,9 @@ def test_http2_body_to_refused_upstream_is_503_after_retries(
         head, _, _ = h2_request(port, [("content-type", "text/plain")], b"hello")
         assert head[":status"] == "503", head
         assert head["x-plait-reason"] == "upstream connect failure"
-        assert metric(admin, "plait_upstream_events_total", event="retry") == 3 * n  # attempts: retries per request
+        assert (
+            metric(admin, "plait_upstream_events_total", event="retry") == 3 * n
+        )  # attempts: retries per request
     assert "Traceback" not in procs[-1].logs()
 
 
@@ -139,9 +142,7 @@ def test_grpc_call_with_no_route_is_unimplemented(tmp_path: Path, procs: list[Pr
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, err.value
 
 
-EXPECT = (
-    b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-)
+EXPECT = b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
 
 
 def test_expect_continue_to_refused_upstream_is_503(tmp_path: Path, procs: list[Proc]) -> None:
