@@ -123,3 +123,31 @@ def test_http2_connect_gets_501_and_no_traceback(tmp_path: Path, procs: list[Pro
     assert status == b"501"
     logs = sidecar.logs()
     assert "Traceback" not in logs and " ERROR " not in logs, logs
+
+
+METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE",
+           b"PATCH", b"PROPFIND", b"FOO"]  # fmt: skip
+UPGRADES = [b"", b"Connection: upgrade\r\nUpgrade: websocket\r\n",
+            b"Connection: upgrade\r\nUpgrade: nosuch\r\n", b"Upgrade: websocket\r\n"]  # fmt: skip
+BODIES = [b"", b"Content-Length: 5\r\n\r\nhello", b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]
+
+
+def test_every_method_upgrade_and_body_combination_is_answered(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    sidecar = start_sidecar(write_config(tmp_path, simple_config(echo.port, port, admin)), admin)
+    procs.append(sidecar)
+    for method in METHODS:
+        target = b"127.0.0.1:9" if method == b"CONNECT" else b"/odd"
+        for upgrade in UPGRADES:
+            for body in BODIES:
+                raw = b"%s %s HTTP/1.1\r\nHost: x\r\n%s" % (method, target, upgrade)
+                raw += body or b"\r\n"
+                status, out = _status(port, raw)
+                assert 200 <= status <= 599, (raw, out[:300])
+                assert b"x-plait-reason: internal error" not in out.lower(), (raw, out[:300])
+    logs = sidecar.logs()
+    assert "Traceback" not in logs and " ERROR " not in logs, logs
