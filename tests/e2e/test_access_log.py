@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e._h2client import h2_request
 from tests.support import (
     Proc,
     free_port,
@@ -91,9 +92,14 @@ def test_every_stream_is_logged_whatever_ends_it(tmp_path: Path, procs: list[Pro
         with contextlib.suppress(OSError, http.client.HTTPException):
             drained.append(http_get(port, path, timeout=10)[0])
 
+    def slow_h2(path: str) -> None:
+        with contextlib.suppress(OSError, AssertionError):
+            drained.append(int(h2_request(port, [], b"", method="GET", path=path)[0][":status"]))
+
     threads = [
         threading.Thread(target=slow, args=(p,)) for p in ("/delay/0.3?quick", "/delay/8?stuck")
     ]
+    threads.append(threading.Thread(target=slow_h2, args=("/delay/8?h2",)))
     for t in threads:
         t.start()
     time.sleep(0.2)
@@ -102,13 +108,15 @@ def test_every_stream_is_logged_whatever_ends_it(tmp_path: Path, procs: list[Pro
     for t in threads:
         t.join(10)
     procs[-1].stop()
-    entries = _lines(log, 4)
+    entries = _lines(log, 5)
     by_path = {e.get("path"): e for e in entries}
-    assert len(by_path) == len(entries) == 4, entries
+    assert len(by_path) == len(entries) == 5, entries
     assert by_path["/delay/5?left"]["status"] == 0
     assert by_path["/delay/5?left"]["failure_reason"] == "client closed"
     assert by_path["/reset"]["status"] == 502
     assert by_path["/reset"]["failure_reason"] == "upstream reset"
     assert by_path["/delay/0.3?quick"]["status"] == 200
-    stuck = by_path["/delay/8?stuck"]
-    assert stuck["status"] == 0 and stuck["failure_reason"] == "drain grace over", stuck
+    for path in ("/delay/8?stuck", "/delay/8?h2"):
+        stuck = by_path[path]
+        assert stuck["status"] == 0 and stuck["failure_reason"] == "drain grace over", stuck
+    assert drained == [200]  # the quick one finished during the drain
