@@ -19,7 +19,6 @@ from tests.support import (
     Proc,
     free_port,
     http_get,
-    start_echo,
     start_sidecar,
     write_config,
 )
@@ -87,19 +86,31 @@ def test_grpcio_client_sees_unavailable_when_the_upstream_is_down(
     assert "Traceback" not in procs[-1].logs()
 
 
-def test_grpc_call_with_no_route_is_unimplemented(tmp_path: Path, procs: list[Proc]) -> None:
+def test_grpc_statuses_of_mesh_errors(tmp_path: Path, procs: list[Proc]) -> None:
+    """No route, a denial and a timeout, as a grpcio client sees them."""
     import grpc
 
-    echo = start_echo(tmp_path)
-    procs.append(echo)
-    port = sidecar(
-        tmp_path, procs, [echo.port], protocol="grpc",
-        rule="matches: [{path: {type: Exact, value: /only/this}}]",
-    )  # fmt: skip
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        with pytest.raises(grpc.RpcError) as err:
-            channel.unary_unary("/test.Echo/Unary")(b"hi", timeout=10)
-        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, err.value
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    silent.bind(("127.0.0.1", free_port()))
+    silent.listen(8)
+    deny = "[{type: path-deny, config: {paths: [{type: Exact, value: /test.Echo/Secret}]}}]"
+    with silent:
+        port = sidecar(
+            tmp_path, procs, [silent.getsockname()[1]], protocol="grpc", filters=deny,
+            rule="matches: [{path: {type: PathPrefix, value: /test.Echo}}]\n"
+            "timeouts: {request: 300ms}",
+        )  # fmt: skip
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for method, code, reason in [
+                ("/other.Svc/Call", grpc.StatusCode.UNIMPLEMENTED, "no route"),
+                ("/test.Echo/Secret", grpc.StatusCode.PERMISSION_DENIED, "denied by path policy"),
+                ("/test.Echo/Unary", grpc.StatusCode.DEADLINE_EXCEEDED, "request timeout"),
+            ]:
+                with pytest.raises(grpc.RpcError) as err:
+                    channel.unary_unary(method)(b"hi", timeout=10)
+                assert err.value.code() == code, err.value
+                assert err.value.details() == reason
+    assert "Traceback" not in procs[-1].logs()
 
 
 EXPECT = b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
