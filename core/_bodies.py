@@ -129,8 +129,9 @@ class RequestBody(MessageBody):
 
 
 def body_error(ev: ProtocolFailed) -> DownstreamProtocolError:
-    """A codec error found in a request body, as the error the exchange answers
-    (413 too large, 431 framing or trailers too large, else 400)."""
+    """A codec error found in a request body (broken chunk framing, a chunk line or
+    trailer section over the limit...) as the error the exchange answers: the codec's
+    status (400; 413 or 431 where a codec says so)."""
     if ev.status_hint == 413:
         return BodyTooLarge(ev.message)
     if ev.status_hint == 431:

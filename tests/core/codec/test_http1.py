@@ -169,6 +169,15 @@ def test_malformed_chunked_body_fails_with_400_after_the_head(
     assert not s.keep_alive
 
 
+def test_trailer_section_over_the_limit_fails_with_400(impl: ModuleType) -> None:
+    s = server(impl)
+    events = s.receive_data(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    body = b"0\r\n" + b"".join(b"x-t%d: %s\r\n" % (i, b"a" * 30) for i in range(2000)) + b"\r\n"
+    for i in range(0, len(body), 65536):
+        events += s.receive_data(body[i : i + 65536])
+    assert type(events[-1]) is ProtocolFailed and events[-1].status_hint == 400, events[-1:]
+
+
 def test_pipelined_requests(impl: ModuleType) -> None:
     s = server(impl)
     data = (
