@@ -32,6 +32,8 @@ class RawUpstream:
     received: list[bytes] = field(default_factory=list)
     closed: list[bool] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    answer: bytes = b""
+    """Sent as soon as a request head arrived (before its body ends), if set."""
 
     def serve(self) -> None:
         while True:
@@ -52,6 +54,10 @@ class RawUpstream:
                 while chunk := conn.recv(65536):
                     with self.lock:
                         self.received[i] += chunk
+                        answer = self.answer if b"\r\n\r\n" in self.received[i] else b""
+                        self.answer = self.answer if not answer else b""
+                    if answer:
+                        conn.sendall(answer)
             except OSError:
                 pass
         with self.lock:
@@ -155,3 +161,29 @@ def test_body_error_after_the_head_went_upstream_aborts_it(
     assert raw_upstream.wait_closed(i), "the upstream still holds the incomplete request"
     assert raw_upstream.received[i].startswith(b"POST /x HTTP/1.1\r\n")
     assert not raw_upstream.received[i].endswith(b"0\r\n\r\n")
+
+
+def test_body_error_after_the_response_started_closes_both_connections(
+    tmp_path: Path, procs: list[Proc], raw_upstream: RawUpstream
+) -> None:
+    """The upstream answers before the body ended; then the body breaks: the client's
+    connection closes without the response's end, the upstream's too."""
+    raw_upstream.answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    port, admin = free_port(), free_port()
+    sidecar = start_sidecar(
+        write_config(tmp_path, simple_config(raw_upstream.port, port, admin)), admin
+    )
+    procs.append(sidecar)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(HEAD + b"5\r\nhello\r\n")
+        out = b""
+        while b"abc" not in out:
+            out += s.recv(65536)
+        i = raw_upstream.wait_request()
+        s.sendall(b"zz\r\nworld\r\n0\r\n\r\n")
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 200 "), out[:300]
+    assert not out.endswith(b"0\r\n\r\n"), out  # the response never ended
+    assert raw_upstream.wait_closed(i), "the upstream still holds the incomplete request"
+    assert "Traceback" not in sidecar.logs()
