@@ -757,6 +757,21 @@ BAD_REQUESTS = [
         b"Content-Length: 1\r\n\r\nx",
         400,
     ),
+    (
+        # HTTP/1.0 ignores the upgrade, but llhttp ends the message at the head: the
+        # body would be read as the next request on a keep-alive connection.
+        "HTTP/1.0 Upgrade with content",
+        b"POST / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive, upgrade\r\n"
+        b"Upgrade: websocket\r\nContent-Length: 30\r\n\r\n"
+        b"GET /smuggled HTTP/1.0\r\nHost: a\r\n\r\n",
+        400,
+    ),
+    (
+        "HTTP/1.0 Upgrade with chunked content",
+        b"POST / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     ("userinfo", b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("scheme digit", b"GET h2p://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
 ]
