@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e._h2client import h2_request
+from tests.e2e._resilience import metric
 from tests.support import (
     Proc,
     free_port,
@@ -102,7 +103,10 @@ def test_every_stream_is_logged_whatever_ends_it(tmp_path: Path, procs: list[Pro
     threads.append(threading.Thread(target=slow_h2, args=("/delay/8?h2",)))
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while metric(admin, "plait_connections_active") < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the three clients are connected (their heads follow at once)
+    time.sleep(0.1)
     sidecar.popen.send_signal(signal.SIGTERM)
     assert sidecar.popen.wait(10) == 0
     for t in threads:
