@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import Final
 
-import anyio
-
 from plait.sdk import LocalReply, PlaitError, RequestHead
 
 from ._bodies import LocalReplyRaised
@@ -53,9 +51,8 @@ def primary(exc: BaseException) -> BaseException:
     for leaf in leaves:
         if isinstance(leaf, PlaitError):
             return leaf
-    cancelled = anyio.get_cancelled_exc_class()
     for leaf in leaves:
-        if not isinstance(leaf, cancelled):
+        if isinstance(leaf, Exception):  # not a cancellation (a BaseException)
             return leaf
     return leaves[0] if leaves else exc
 
