@@ -17,6 +17,7 @@ from plait.sdk import (
     BodyTooLarge,
     DownstreamProtocolError,
     Headers,
+    HeadersTooLarge,
     LocalReply,
     MessageBody,
     UpstreamReset,
@@ -25,12 +26,19 @@ from plait.sdk import (
 
 from ._streams import Downstream, UpstreamStream
 from .chain import PhaseOutcome
-from .codec import DataReceived, ResponseReceived, StreamReset, TrailersReceived
+from .codec import (
+    ConnectionTerminated,
+    DataReceived,
+    ProtocolFailed,
+    ResponseReceived,
+    StreamReset,
+    TrailersReceived,
+)
 
 if TYPE_CHECKING:
     from ._exchange_base import ExchangeBase
 
-__all__ = ["BodyStage", "LocalReplyRaised", "RequestBody", "UpstreamBody"]
+__all__ = ["BodyStage", "LocalReplyRaised", "RequestBody", "UpstreamBody", "body_error"]
 
 DataHooks = Callable[[bytes, bool, int, "int | None"], Awaitable[PhaseOutcome]]
 TrailerHooks = Callable[[Headers], Awaitable[PhaseOutcome]]
@@ -104,6 +112,12 @@ class RequestBody(MessageBody):
             elif isinstance(ev, StreamReset):
                 self._done = True
                 raise DownstreamProtocolError("the client reset the stream")
+            elif isinstance(ev, ProtocolFailed):  # the body's framing is broken
+                self._done = True
+                raise body_error(ev)
+            elif isinstance(ev, ConnectionTerminated):
+                self._done = True
+                raise DownstreamProtocolError("the client closed the connection mid-body")
             else:
                 continue
             if out.reply is not None:
@@ -112,6 +126,17 @@ class RequestBody(MessageBody):
             if out.data:
                 return out.data
         return b""
+
+
+def body_error(ev: ProtocolFailed) -> DownstreamProtocolError:
+    """A codec error found in a request body (broken chunk framing, a chunk line or
+    trailer section over the limit...) as the error the exchange answers: the codec's
+    status (400; 413 or 431 where a codec says so)."""
+    if ev.status_hint == 413:
+        return BodyTooLarge(ev.message)
+    if ev.status_hint == 431:
+        return HeadersTooLarge(ev.message)
+    return DownstreamProtocolError(ev.message)
 
 
 class UpstreamBody(MessageBody):

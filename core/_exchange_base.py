@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 
 from plait.sdk import (
+    DownstreamProtocolError,
     Headers,
     LocalReply,
     MessageBody,
@@ -35,6 +36,7 @@ from plait.sdk import (
 )
 
 from ._bodies import LocalReplyRaised, UpstreamBody
+from ._errors import grpc_reply, is_grpc, primary
 from ._streams import Downstream, UpstreamStream
 from .chain import ChainRun
 from .codec import InformationalReceived, ResponseReceived, StreamReset
@@ -95,15 +97,26 @@ class ExchangeBase:
         """When the request timeout ends (``anyio.current_time()`` clock), if it has one."""
 
     def failed(self, exc: Exception) -> None:
-        """Answer an exception from any step the way :meth:`run` does (a plain call)."""
-        if isinstance(exc, LocalReplyRaised):
-            self.local_now(exc.reply)
-        elif isinstance(exc, PlaitError):
-            log.debug("stream %s: %s: %s", self.ctx.stream_id, exc.reason, exc)
-            self.local_now(self.pending_reply or LocalReply(exc.status_hint, reason=exc.reason))
+        """Answer an exception from any step the way :meth:`run` does (a plain call).
+        An exception group from a task group is answered by its deciding error."""
+        err = primary(exc)
+        if isinstance(err, LocalReplyRaised):
+            self.local_now(err.reply)
+        elif isinstance(err, PlaitError):
+            log.debug("stream %s: %s: %s", self.ctx.stream_id, err.reason, err)
+            self.local_now(self.pending_reply or LocalReply(err.status_hint, reason=err.reason))
         else:
-            log.exception("stream %s failed: %r", self.ctx.stream_id, exc)
+            log.error("stream %s failed: %r", self.ctx.stream_id, err, exc_info=err)
             self.local_now(LocalReply(500, reason="internal error"))
+
+    def cancelled(self) -> None:
+        """The stream is cancelled before it ended: the client left, or the drain's
+        grace ran out. Its access-log line says which (``finish`` still runs)."""
+        ctx = self.ctx
+        if ctx.failure_reason is None:
+            ctx.failure_reason = (
+                "drain grace over" if self.lrt.runtime.draining else "client closed"
+            )
 
     def finish(self) -> None:
         """The end-of-stream bookkeeping, exactly once per stream (callers own that)."""
@@ -120,6 +133,8 @@ class ExchangeBase:
 
     def local_now(self, reply: LocalReply) -> None:
         ctx, down = self.ctx, self.down
+        if is_grpc(ctx.request):
+            reply = grpc_reply(reply)
         if reply.reason and ctx.failure_reason is None:
             ctx.failure_reason = reply.reason
         if down.response_started:
@@ -251,7 +266,13 @@ class ExchangeBase:
         except LocalReplyRaised as exc:
             self.pending_reply = exc.reply
             stream.reset()
-        except PlaitError as err:  # (one name per except type: mypyc types it once)
+        except DownstreamProtocolError as bad:  # (one name per except type: mypyc types it once)
+            # The client broke the body's framing (or left): the upstream request is
+            # aborted, and the answer is the client's error, not the reset that follows.
+            log.debug("stream %s: request body: %s", self.ctx.stream_id, bad)
+            self.pending_reply = LocalReply(bad.status_hint, reason=bad.reason)
+            stream.reset()
+        except PlaitError as err:
             log.debug("stream %s: request body: %s", self.ctx.stream_id, err)
             stream.reset()
 

@@ -260,8 +260,9 @@ class Inline:
         return await self.ex._send(pool, stream, request, sent=True)
 
     def cancel(self) -> None:
-        """The client left (downstream ``connection_lost``)."""
+        """The client left (downstream ``connection_lost``), or the drain aborted it."""
         if self.state == _WAITING:
+            self.ex.cancelled()
             self.end()  # finish() resets the upstream stream
         elif self.state == _PROMOTED:
             self.cancelled = True
@@ -307,15 +308,19 @@ class Inline:
         run = ex.run_
         assert run is not None
         try:
-            if self.cancelled:
-                return
-            with anyio.CancelScope() as self.scope:
-                try:
-                    response = await step(*args)
-                    if isinstance(response, UpstreamResponse):
-                        await ex.fast_respond(run, response)
-                except Exception as exc:
-                    ex.failed(exc)
+            if not self.cancelled:
+                with anyio.CancelScope() as self.scope:
+                    try:
+                        response = await step(*args)
+                        if isinstance(response, UpstreamResponse):
+                            await ex.fast_respond(run, response)
+                    except Exception as exc:
+                        ex.failed(exc)
+            if self.cancelled:  # the client left (cancel())
+                ex.cancelled()
+        except BaseException:  # cancelled from outside (the listener's task group)
+            ex.cancelled()
+            raise
         finally:
             self.scope = None
             self.end()

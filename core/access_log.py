@@ -6,6 +6,12 @@ written when 256 are waiting or one second after the first one waited, so a
 busy proxy does one ``write`` per 256 requests and a quiet one is never more
 than a second behind. The flush timer is a loop timer (this module is event-loop
 glue like ``_transport.py``); :meth:`AccessLog.close` flushes what is left.
+
+Every stream that started gets exactly one line, whatever ended it: a response,
+a mesh error, the client leaving or the drain's grace running out (status 0 when
+no response head went out; ``failure_reason`` ``client closed`` or ``drain grace
+over``). The drain waits for the streams it cancelled to end before the log is
+closed; a line that still comes later is appended on its own.
 """
 
 from __future__ import annotations
@@ -64,6 +70,10 @@ class AccessLog:
         })  # fmt: skip
 
     def _append(self, entry: dict[str, object]) -> None:
+        if self._file.closed:  # a stream that ended after the close: written at once
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            return
         self._lines.append(json.dumps(entry, separators=(",", ":")))
         if len(self._lines) >= _BATCH:
             self.flush()
@@ -80,6 +90,8 @@ class AccessLog:
             self._lines.clear()
 
     def close(self) -> None:
+        if self._file.closed:
+            return
         self.flush()
         if self._file.fileno() > 2:
             self._file.close()

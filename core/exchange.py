@@ -19,10 +19,16 @@ with its head, nothing is streamed: no extra task, one write each way.
 Streaming path: a request-body pump runs in a task group owned by this
 exchange, cancelled when the exchange ends.
 
-Invariants: ``on_stream_complete`` runs exactly once (``finally``); every
+Invariants: ``on_stream_complete`` and the access-log line happen exactly once
+(``finally``; a cancelled stream says why in its failure reason); every
 upstream stream taken is finished or reset before ``handle`` returns; a
 mesh-generated error answers ``status_hint`` with ``x-plait-reason`` while no
-response head went out, and resets the stream after.
+response head went out, and resets the stream after. The answer does not
+depend on where the error was raised: an ``ExceptionGroup`` from the task group
+is answered by its deciding error, a client's broken request body (found by the
+body pump) by 400 rather than by the upstream reset that follows, and a gRPC
+caller gets it as a trailers-only response (``core/_errors.py``). ``CONNECT`` is
+answered 501: plait tunnels only HTTP/1.1 ``Upgrade`` (``core/_tunnel.py``).
 """
 
 from __future__ import annotations
@@ -84,6 +90,10 @@ class _Exchange(ExchangeBase):
         lrt, ctx = self.lrt, self.ctx
         lrt.runtime.stream_started()
         try:
+            if ctx.request.method == "CONNECT":  # no route can carry a CONNECT tunnel
+                self.down.closing = True  # what follows a CONNECT is no HTTP request
+                await self.local(LocalReply(501, reason="CONNECT not supported"))
+                return
             rule = lrt.router.match(ctx.request)
             if rule is None:
                 await self.local(LocalReply(404, reason="no route"))
@@ -115,6 +125,9 @@ class _Exchange(ExchangeBase):
                 await self.local(LocalReply(504, reason="request timeout"))
         except Exception as exc:
             self.failed(exc)
+        except BaseException:  # cancelled: the client left, or the drain's grace ran out
+            self.cancelled()
+            raise
         finally:
             self.finish()
 

@@ -193,6 +193,9 @@ class Sidecar:
             log.warning("drain grace over: cancelling %d streams", rt.active_streams)
         for listener in self.listeners.values():
             listener.abort_all()
+        if rt.active_streams:  # the cancelled streams end (and are logged) before the close
+            with anyio.move_on_after(1.0):
+                await rt.wait_idle()
         rt.close()
 
     async def _signals(self) -> None:

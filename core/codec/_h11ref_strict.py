@@ -242,7 +242,7 @@ class ChunkChecker:
         i = buf.find(b"\r\n")
         if i < 0:
             if len(buf) > self._limit:
-                raise ProtocolError(431 if self._bad == 400 else 502, "chunk line too long")
+                raise ProtocolError(self._bad, "chunk line too long")
             return None
         line = bytes(buf[:i])
         del buf[: i + 2]
@@ -266,7 +266,7 @@ class ChunkChecker:
             return
         self._trailer_bytes += len(line) + 2
         if self._trailer_bytes > self._limit:
-            raise ProtocolError(431 if self._bad == 400 else 502, "trailer section too large")
+            raise ProtocolError(self._bad, "trailer section too large")
         for name, _ in _fields([line], self._bad):
             # RFC 9110 §6.5.1: no framing fields in trailers (llhttp rejects them).
             if name in (b"content-length", b"transfer-encoding"):

@@ -334,7 +334,7 @@ class H1Base:
         # Bound what llhttp buffers for us between body bytes (chunk lines, trailers).
         self._since_body = 0 if len(sink.body) > had_body else self._since_body + len(seg)
         if self._since_body > self._max:
-            raise ProtocolError(self._TOO_LARGE, "chunk framing or trailer section too large")
+            raise ProtocolError(self._BAD, "chunk framing or trailer section too large")
         return stop
 
     def _end_message(self) -> None:

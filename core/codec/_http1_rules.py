@@ -239,13 +239,16 @@ def interpret_head(
     close = b"close" in conn or (not http11 and b"keep-alive" not in conn)
     # RFC 9110 §7.8: Upgrade needs the "upgrade" connection option and is
     # ignored in HTTP/1.0.
-    upgrade = upgrade_value is not None and b"upgrade" in conn and http11 and request
+    asks_upgrade = upgrade_value is not None and b"upgrade" in conn and request
+    upgrade = asks_upgrade and http11
     if upgrade and upgrade_value is not None:
         headers.append((b"upgrade", upgrade_value))
-    if (upgrade or connect) and (chunked or length):
+    if (asks_upgrade or connect) and (chunked or length):
         # Bytes after such a head are held for a tunnel and parsed as the next
         # request if it is refused: a body there would be a smuggling vector.
         # RFC 9110 §9.3.6: CONNECT has no content; §7.8 lets a server refuse.
+        # Also from HTTP/1.0, where the upgrade is ignored: llhttp still ends
+        # the message at the head, so the body would be read as a request.
         raise ProtocolError(400, "Upgrade or CONNECT request with content")
     nominated = [t for t in conn if t not in _CONN_OPTIONS]
     if nominated:

@@ -323,6 +323,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         if (type(ev) is DataReceived and ev.end_stream) or type(ev) in (
             TrailersReceived,
             StreamReset,
+            ProtocolFailed,  # a broken body: nothing more of this request will come
         ):
             self._req_done = True
         return ev

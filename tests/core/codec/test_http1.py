@@ -144,6 +144,40 @@ def test_chunked_request_split_and_empty_end(impl: ModuleType) -> None:
     assert s.receive_data(b"\r\n") == [DataReceived(1, b"", True)]
 
 
+MALFORMED_CHUNKED = {
+    "non-hex-size": b"zz\r\nhello\r\n0\r\n\r\n",
+    "negative-size": b"-5\r\nhello\r\n0\r\n\r\n",
+    "17-digit-size": b"1" * 17 + b"\r\nhello\r\n0\r\n\r\n",
+    "space-in-size": b"5 5\r\nhello\r\n0\r\n\r\n",
+    "0x-prefix": b"0x5\r\nhello\r\n0\r\n\r\n",
+    "no-crlf-after-data": b"5\r\nhelloXX0\r\n\r\n",
+    "lf-only-lines": b"5\nhello\n0\n\n",
+    "1mib-extension": b"5;ext=" + b"a" * (1 << 20) + b"\r\nhello\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_CHUNKED.values(), ids=MALFORMED_CHUNKED.keys())
+def test_malformed_chunked_body_fails_with_400_after_the_head(
+    impl: ModuleType, body: bytes
+) -> None:
+    s = server(impl)
+    events = s.receive_data(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for i in range(0, len(body), 65536):  # as a socket delivers it
+        events += s.receive_data(body[i : i + 65536])
+    assert events[0] == req(1, "POST", "/x", end_stream=False)
+    assert type(events[-1]) is ProtocolFailed and events[-1].status_hint == 400, events
+    assert not s.keep_alive
+
+
+def test_trailer_section_over_the_limit_fails_with_400(impl: ModuleType) -> None:
+    s = server(impl)
+    events = s.receive_data(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    body = b"0\r\n" + b"".join(b"x-t%d: %s\r\n" % (i, b"a" * 30) for i in range(2000)) + b"\r\n"
+    for i in range(0, len(body), 65536):
+        events += s.receive_data(body[i : i + 65536])
+    assert type(events[-1]) is ProtocolFailed and events[-1].status_hint == 400, events[-1:]
+
+
 def test_pipelined_requests(impl: ModuleType) -> None:
     s = server(impl)
     data = (
@@ -721,6 +755,21 @@ BAD_REQUESTS = [
         "Upgrade with content",
         b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
         b"Content-Length: 1\r\n\r\nx",
+        400,
+    ),
+    (
+        # HTTP/1.0 ignores the upgrade, but llhttp ends the message at the head: the
+        # body would be read as the next request on a keep-alive connection.
+        "HTTP/1.0 Upgrade with content",
+        b"POST / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive, upgrade\r\n"
+        b"Upgrade: websocket\r\nContent-Length: 30\r\n\r\n"
+        b"GET /smuggled HTTP/1.0\r\nHost: a\r\n\r\n",
+        400,
+    ),
+    (
+        "HTTP/1.0 Upgrade with chunked content",
+        b"POST / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         400,
     ),
     ("userinfo", b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),

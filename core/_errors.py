@@ -1,0 +1,96 @@
+"""How a failure becomes the answer to the client, the same on every path.
+
+Two rules for mesh-generated errors (local replies and exceptions from any step
+of an exchange):
+
+* **One classification, wherever the error was raised.** An exchange runs steps
+  inside task groups (the request-body pump, a tunnel's relays), and an anyio
+  task group raises an ``ExceptionGroup`` even for one error. :func:`primary`
+  finds the error that decides the answer (a filter's local reply first, then a
+  :class:`~plait.sdk.PlaitError`, then anything else), so an upstream connect
+  failure is a 503 whether or not the request body was streaming.
+* **gRPC callers get gRPC.** A request whose ``content-type`` is
+  ``application/grpc*`` gets an error reply as a trailers-only response (HTTP
+  200, ``grpc-status``, ``grpc-message``; ``x-plait-reason`` kept) with
+  the status a gRPC client acts on (:func:`grpc_reply`): UNAVAILABLE for what a
+  retry elsewhere may fix, DEADLINE_EXCEEDED for timeouts, and so on.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from plait.sdk import LocalReply, PlaitError, RequestHead
+
+from ._bodies import LocalReplyRaised
+
+__all__ = ["grpc_reply", "is_grpc", "primary"]
+
+UNAVAILABLE: Final = 14
+
+_GRPC_STATUS: Final = {
+    503: UNAVAILABLE,  # connect failure, no (healthy) endpoint, overflow, draining
+    429: UNAVAILABLE,
+    504: 4,  # DEADLINE_EXCEEDED: request, per-try and idle timeouts
+    408: 4,
+    403: 7,  # PERMISSION_DENIED: a denial
+    401: 16,  # UNAUTHENTICATED
+    404: 12,  # UNIMPLEMENTED: no route
+}
+"""HTTP status of a mesh-generated error → gRPC status; INTERNAL (13) for the rest."""
+
+
+def primary(exc: BaseException) -> BaseException:
+    """The error that decides the answer: ``exc``, or the deciding one in a group."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = _leaves(exc)
+    for leaf in leaves:
+        if isinstance(leaf, LocalReplyRaised):  # a filter answered while the body streamed
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, PlaitError):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, Exception):  # not a cancellation (a BaseException)
+            return leaf
+    return leaves[0] if leaves else exc
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out += _leaves(exc)
+        else:
+            out.append(exc)
+    return out
+
+
+def is_grpc(request: RequestHead) -> bool:
+    """Is this a gRPC call (``application/grpc``, ``+proto``, ``-web``...)?"""
+    raw = request.headers.get_raw(b"content-type")
+    return raw is not None and raw[:16].lower() == b"application/grpc"
+
+
+def grpc_reply(reply: LocalReply) -> LocalReply:
+    """An error reply as a gRPC trailers-only response (unchanged if it is one already,
+    or not an error)."""
+    if reply.status < 400 or any(name.lower() == "grpc-status" for name, _ in reply.headers):
+        return reply
+    status = _GRPC_STATUS.get(reply.status, 13)
+    message = reply.reason or (reply.body.decode("utf-8", "replace").strip() if reply.body else "")
+    headers = (
+        ("content-type", "application/grpc"),
+        ("grpc-status", str(status)),
+        ("grpc-message", _percent_encode(message or f"HTTP {reply.status}")),
+        *((n, v) for n, v in reply.headers if n.lower() != "content-type"),
+    )
+    return LocalReply(200, b"", headers, reply.reason)
+
+
+def _percent_encode(text: str) -> str:
+    """``grpc-message`` encoding: printable ASCII except ``%`` as is, the rest ``%XX``."""
+    return "".join(
+        chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in text.encode()
+    )
