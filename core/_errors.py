@@ -30,6 +30,7 @@ UNAVAILABLE: Final = 14
 
 _GRPC_STATUS: Final = {
     503: UNAVAILABLE,  # connect failure, no (healthy) endpoint, overflow, draining
+    502: UNAVAILABLE,  # the upstream reset: worth a retry elsewhere (gRPC's HTTP mapping)
     429: UNAVAILABLE,
     504: 4,  # DEADLINE_EXCEEDED: request, per-try and idle timeouts
     408: 4,

@@ -13,7 +13,10 @@ Invariants:
   often arrive in one read, before the connection's own task has started, and
   every event of the stream must reach its queue.
 * A stream the client resets before a task took it up is dropped unseen (a
-  reset in the same read as the request never reaches the upstream).
+  reset in the same read as the request never reaches the upstream); one it
+  resets later has its task's work cancelled (the upstream request is aborted,
+  ``on_stream_complete`` and the access-log line still follow), as a client
+  that closes an HTTP/1.1 connection mid-request.
 * Tasks are started only for streams waiting with no idle or starting task to
   take them: a read that opens many streams starts at most that many tasks.
 """
@@ -53,7 +56,7 @@ _MAX_IDLE = 32
 class _Stream(StreamQueue):
     """The Downstream side of one HTTP/2 stream."""
 
-    __slots__ = ("closing", "conn_ctx", "request", "response_started")
+    __slots__ = ("closing", "conn_ctx", "request", "response_started", "scope")
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
         super().__init__(conn, stream_id)
@@ -61,6 +64,7 @@ class _Stream(StreamQueue):
         self.response_started = False
         self.closing = False
         self.request: RequestReceived | None = None  # until a task takes the stream up
+        self.scope: anyio.CancelScope | None = None  # while a task runs the stream
 
     def send_response(self, head: ResponseHead, *, end_stream: bool, body: bytes = b"") -> None:
         self.response_started = True
@@ -131,11 +135,14 @@ class H2Connection(H2Mux):
         elif t is StreamReset:
             assert isinstance(ev, StreamReset)
             q = self.queues.get(ev.stream_id)
-            if isinstance(q, _Stream) and q.request is not None:  # no task took it up yet
-                q.request = None
-                self._forget(q)
-            elif q is not None:
-                q.push(ev)
+            if isinstance(q, _Stream):
+                if q.request is not None:  # no task took it up yet
+                    q.request = None
+                    self._forget(q)
+                else:
+                    q.push(ev)
+                    if q.scope is not None:
+                        q.scope.cancel()
         elif t is FlowControlUpdated:
             self.wake_windows()
         elif t is ConnectionTerminated:
@@ -205,8 +212,10 @@ class H2Connection(H2Mux):
             if lrt is None:
                 stream.reset()
                 return
-            await handle(lrt, stream, ev)
+            with anyio.CancelScope() as stream.scope:
+                await handle(lrt, stream, ev)
         finally:
+            stream.scope = None
             self._forget(stream)
 
     def _forget(self, stream: _Stream) -> None:

@@ -191,6 +191,7 @@ def test_request_written_one_byte_at_a_time(echo_mesh: tuple[Proc, int]) -> None
     assert status == 200
     assert json.loads(body)["body"] == "slowly"
 
+
 def test_large_body_starting_in_the_first_segment(echo_mesh: tuple[Proc, int]) -> None:
     """70 KB: the first write carries the head and the first 64 KiB (the default window);
     the rest follows once the server's SETTINGS and WINDOW_UPDATE arrive."""
@@ -239,6 +240,36 @@ def test_nghttp_post_with_body(echo_mesh: tuple[Proc, int], tmp_path: Path) -> N
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert ":status: 200" in out.stdout
+
+
+def test_client_reset_aborts_the_upstream_request(tmp_path: Path, procs: list[Proc]) -> None:
+    """RST_STREAM from the client while the upstream has not answered: the upstream request
+    is aborted (its connection closed) and the stream gets its access-log line."""
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(4)
+    upstream.settimeout(10)
+    log = tmp_path / "access.log"
+    port, admin = free_port(), free_port()
+    text = simple_config(upstream.getsockname()[1], port, admin) + f"  accessLog: {{path: {log}}}\n"
+    procs.append(start_sidecar(write_config(tmp_path, text), admin))
+    conn = _client()
+    _request(conn, 1, port=port)
+    with upstream, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(conn.data_to_send())
+        accepted, _ = upstream.accept()
+        with accepted:
+            accepted.settimeout(5)
+            assert accepted.recv(65536).startswith(b"GET /abuse HTTP/1.1")
+            conn.reset_stream(1)
+            sock.sendall(conn.data_to_send())
+            assert accepted.recv(65536) == b""  # the sidecar closed the upstream request
+    deadline = time.monotonic() + 5
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (entry,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["path"] == "/abuse" and entry["status"] == 0
+    assert entry["failure_reason"] == "client closed"
 
 
 # -- counting ---------------------------------------------------------------------------------
