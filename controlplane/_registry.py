@@ -277,7 +277,9 @@ class Registry:
         return None
 
     def check(self) -> list[Mapping[str, Any]]:
-        rows = [self._row(n) for n in sorted(self.nodes.values(), key=lambda n: n.node_id)]
+        rows: list[Mapping[str, Any]] = [
+            self._row(n) for n in sorted(self.nodes.values(), key=lambda n: n.node_id)
+        ]
         registered = {n.workload for n in self.nodes.values()}
         for key in sorted(self._targets.keys() - registered):
             row = self._hand_row(key)

@@ -31,8 +31,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait.controlplane._kinds import normalize_kind
 from plait.controlplane.store import Key, StoredResource
-from plait.core.config import KINDS, ParsedDocument, parse_text, resources_of, translate
+from plait.core.config import ParsedDocument, parse_text, resources_of, translate
 from plait.sdk import ConfigError, FilterSpec
 
 __all__ = [
@@ -49,8 +50,8 @@ __all__ = [
 
 
 def canonical_kind(text: str) -> str | None:
-    """``Service`` for ``service`` or ``SERVICE``; ``None`` for an unknown kind."""
-    return next((k for k in KINDS if k.lower() == text.lower()), None)
+    """``Service`` for ``service``, ``SERVICE`` or ``svc`` (``_kinds``); ``None`` if unknown."""
+    return normalize_kind(text)
 
 
 def key_of(doc: ParsedDocument) -> Key:

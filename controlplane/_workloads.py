@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from plait.core.config import Direction, parse_stored
-
 from plait.sdk import ConfigError
 
 from .store import Key, Store, StoredResource

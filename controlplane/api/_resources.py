@@ -28,8 +28,9 @@ from typing import Any
 import anyio
 
 from plait.controlplane import _validate as v
+from plait.controlplane._kinds import kinds_help
 from plait.controlplane.store import Key, Store, StoredResource
-from plait.core.config import KINDS, ParsedDocument, parse_stored, parse_text
+from plait.core.config import ParsedDocument, parse_stored, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
 from ._http import HttpError, Request, Response
@@ -262,7 +263,7 @@ def _result(key: Key, result: str) -> dict[str, str]:
 def _kind(text: str) -> str:
     kind = v.canonical_kind(text)
     if kind is None:
-        raise HttpError(400, f"unknown kind {text!r} (known: {', '.join(KINDS)})")
+        raise HttpError(400, f"unknown kind {text!r} (known: {kinds_help()})")
     return kind
 
 

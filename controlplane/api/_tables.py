@@ -67,12 +67,18 @@ def _workload(doc: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _policy(doc: Mapping[str, Any]) -> list[str]:
+    targets = ",".join(str(t.get("name")) for t in _spec(doc).get("targetRefs", []))
+    return [targets or "-"]
+
+
 _COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
     "Service": (("PORTS", "ENDPOINTS"), _service),
     "HTTPRoute": (("PARENTS", "RULES"), _route),
     "Filter": (("TYPE",), _filter),
     "Sidecar": (("EGRESS", "INGRESS", "PORTS"), _sidecar),
     "Workload": (("SERVICE", "ADDRESS", "CONNECTED", "HEALTHY", "ACKED", "LAST-NACK"), _workload),
+    "BackendTrafficPolicy": (("TARGETS",), _policy),
 }
 
 

@@ -3,15 +3,17 @@
 Theory of operation: the store holds config resources (Kubernetes-style
 documents) keyed by ``(kind, namespace, name)``. Every change (create, update,
 delete, or one atomic write of several) gets the next value of one store-wide,
-monotonically increasing **revision**, as etcd does (a transaction); a resource remembers the revision that created it
-and the one that last modified it. Watchers ask for "every change after
+monotonically increasing **revision**, as etcd does (a transaction); a
+resource remembers the revision that created it and the one that last
+modified it. Watchers ask for "every change after
 revision R" and are woken by revision, so a watcher that falls behind or
 reconnects resumes exactly where it left off (or learns that history was
 compacted and must re-list).
 
 The interface is deliberately narrow (get, list, put, delete, an atomic write of
-several puts and deletes, changes since, wait for a revision) so an etcd backend can implement it without callers
-changing. Writes that change nothing (same document) do not take a revision.
+several puts and deletes, changes since, wait for a revision) so an etcd
+backend can implement it without callers changing. Writes that change nothing
+(same document) do not take a revision.
 """
 
 from __future__ import annotations

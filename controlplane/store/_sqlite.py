@@ -7,8 +7,9 @@ changed resource, several rows per revision when one write changed several);
 backwards, even when the last change was a delete. Every write, however many
 resources it changes, is one SQLite transaction and one revision (WAL mode,
 ``synchronous=NORMAL``: a crash loses at most the last few commits, never
-consistency, and never part of a write). Blocking SQLite calls run in a worker thread (``anyio.to_thread``)
-behind one lock, so the event loop never waits on the disk.
+consistency, and never part of a write). Blocking SQLite calls run in a
+worker thread (``anyio.to_thread``) behind one lock, so the event loop never
+waits on the disk.
 
 The change log is compacted to the last ``keep_changes`` entries; a watcher
 asking for older history gets :class:`Compacted` and re-lists.
