@@ -28,8 +28,11 @@ sidecar has not connected yet, as disconnected at that moment, so a sidecar
 that went away while the control plane was down loses its Workload one grace
 period after the start, and ``plait check`` shows it disconnected meanwhile. ACKs and
 NACKs are kept per node and type: ``plait get workloads`` shows the version
-each sidecar runs and its last NACK with the reason; ``plait check`` fails
-while any sidecar is disconnected or NACKs its current config.
+each sidecar runs and its last NACK with the reason, until a later ACK of the
+same type; ``plait check`` fails while any sidecar is disconnected or NACKs its
+current config. A node that is not a plait sidecar (a proxyless gRPC client,
+an Envoy) is forgotten when its last stream ends: it registered nothing, and
+closing a channel is not a failure.
 
 The store writes happen in :meth:`run` (observer callbacks are synchronous),
 which owns them; nothing else writes ``Workload`` resources it registered.
@@ -141,6 +144,8 @@ class Registry:
         if node is not None:
             node.acked[type_url] = version
             node.nacking.discard(short_name(type_url))
+            if node.last_nack is not None and node.last_nack["type"] == short_name(type_url):
+                node.last_nack = None  # a later config of that type was applied
 
     def nacked(self, stream: StreamInfo, type_url: str, version: str, message: str) -> None:
         node = self.nodes.get(stream.node.id)
@@ -157,6 +162,10 @@ class Registry:
                 node.streams = 0
                 node.connected_since = None
                 node.disconnected_at = time.time()
+                if not node.sidecar and node.workload is None:
+                    # not a plait sidecar (a proxyless gRPC client, an Envoy) and nothing
+                    # registered: a client that closed its channel is simply gone
+                    del self.nodes[node.node_id]
 
     # -- the store side ---------------------------------------------------------------------
 

@@ -56,14 +56,15 @@ def _workload(doc: Mapping[str, Any]) -> list[str]:
     connected = status.get("connected")
     healthy = status.get("healthy")
     nack = status.get("lastNack")
-    last = f"{nack.get('version')}: {nack.get('message')}" if isinstance(nack, Mapping) else "-"
+    # the type and the whole reason (its cause is at the end), not the version hash
+    last = f"{nack.get('type')}: {nack.get('message')}" if isinstance(nack, Mapping) else "-"
     return [
         str(s.get("service", "-")),
         str(s.get("address", "-")),
         "-" if connected is None else ("yes" if connected else "no"),
         "-" if healthy is None else ("yes" if healthy else "no"),
         acked_version(status) if status else "-",
-        last if len(last) <= 60 else last[:57] + "...",
+        last,
     ]
 
 

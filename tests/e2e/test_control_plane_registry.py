@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -139,4 +140,45 @@ def test_a_workload_applied_by_hand_is_health_checked(tmp_path: Path, procs: lis
     again = start_echo(tmp_path, "web-app", port=app.port)
     procs.append(again)
     wait_for(lambda: len(_endpoints(caller)) == 1, timeout=10)
+    assert plait(cp, "check", check=False).returncode == 0
+
+
+def test_a_listener_that_cannot_bind_is_nacked_by_name_and_the_nack_clears_after_a_fix(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    app = start_echo(tmp_path, "web-app")
+    procs.append(app)
+    cp = start_control_plane(tmp_path)
+    procs.append(cp)
+    good = _mesh(app.port, free_port())
+    apply(cp, tmp_path, good)
+    web = start_xds_sidecar(tmp_path, cp, "web", "--service", "web", node_id="web-1")
+    procs.append(web)
+    wait_for(lambda: (_workloads(cp).get("web-1") or {}).get("ackedVersion"))
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        egress = f"  egress:\n  - port: {{number: {port}, protocol: http}}\n    service: web\n"
+        apply(cp, tmp_path, good + egress, name="busy.yaml")
+
+        def nack() -> Any:
+            return (_workloads(cp).get("web-1") or {}).get("lastNack")
+
+        wait_for(nack)
+        message = nack()["message"]
+        assert f"127.0.0.1:{port}" in message and "listener " in message, message
+        assert "Address already in use" in message, message
+        row = next(line for line in plait(cp, "get", "workloads").stdout.splitlines()
+                   if line.startswith("web-1 "))  # fmt: skip
+        assert row.rstrip().endswith("Address already in use"), row
+        assert plait(cp, "check", check=False).returncode != 0
+
+    apply(cp, tmp_path, good, name="fixed.yaml")
+    wait_for(lambda: nack() is None)
+    row = next(line for line in plait(cp, "get", "workloads").stdout.splitlines()
+               if line.startswith("web-1 "))  # fmt: skip
+    assert row.split()[-1] == "-", row
+    assert config_dump(web)["xds"]["last_nack"] is None
     assert plait(cp, "check", check=False).returncode == 0

@@ -18,7 +18,7 @@ import pytest
 
 from plait.controlplane.api import APIClient
 from tests.support import PY, Proc, free_port, start, wait_port
-from tests.support.controlplane import apply, start_control_plane
+from tests.support.controlplane import apply, plait, start_control_plane
 
 pytestmark = pytest.mark.e2e
 
@@ -316,3 +316,20 @@ def test_grpc_client_loses_no_call_when_the_old_service_is_deleted_right_after_a
     errors = {k: v for k, v in counts.items() if k.startswith("error")}
     assert not errors, counts
     assert counts.get("a", 0) > 0 and counts.get("b", 0) > 0, counts
+
+
+def test_check_stays_ok_when_a_proxyless_client_closes_its_channel(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """A gRPC client registered nothing: closing its channel is not a problem to report."""
+    ports, cp = _backends_and_control_plane(tmp_path, procs)
+    apply(cp, tmp_path, _mesh(*ports, 100, 0))
+    client = _Client(tmp_path, cp.extra["xds"])
+    try:
+        assert client.count(3) == {"v1": 3}, client.log.read_text()[-2000:]
+        assert plait(cp, "check", check=False).returncode == 0
+    finally:
+        client.close()
+    time.sleep(1.0)  # the control plane has seen the stream end
+    r = plait(cp, "check", check=False)
+    assert r.returncode == 0, r.stdout
