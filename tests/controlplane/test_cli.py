@@ -228,3 +228,45 @@ def test_every_kind_apply_stores_can_be_listed_got_and_deleted_by_name(
         assert (r.returncode, r.stdout) == (0, f"{kind.name.lower()}/allkinds deleted\n"), r.stderr
     r = cli(cp, "get", "gateway")
     assert r.returncode == 2 and "backendtrafficpolicy" in r.stderr
+
+
+GRPC_ROUTE = """\
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {name: %(name)s}
+spec:
+  ports: [{name: grpc, port: 50051, protocol: %(protocol)s}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: %(name)s}
+spec:
+  parentRefs: [{kind: Service, name: %(name)s, port: 50051}]
+  rules:
+  - matches: [{headers: [{name: x-dark, value: "1"}]}]
+    backendRefs: [{name: %(name)s, port: 50051, weight: 0}]
+  - backendRefs: [{name: %(name)s, port: 50051}]
+    retry: {attempts: %(attempts)s, codes: [503]}
+"""
+
+
+def test_apply_warns_where_a_client_will_not_do_what_was_written(cp: Proc, tmp_path: Path) -> None:
+    f = write(tmp_path, "g.yaml", GRPC_ROUTE % {"name": "greet", "protocol": "grpc",
+                                               "attempts": 10})  # fmt: skip
+    r = cli(cp, "apply", "-f", str(f))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "service/greet created\nhttproute/greet created\n"
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, r.stderr
+    zero, attempts = warnings
+    assert "HTTPRoute/default/greet: spec.rules[0]" in zero and "weight 0" in zero
+    assert "503" in zero and "NACK" in zero
+    assert "spec.rules[1].retry.attempts: 10" in attempts and "at most 4" in attempts
+    # within what gRPC honours, or not a gRPC port: only the weight warning
+    for name, protocol, n in (("greet", "grpc", 4), ("web", "http", 10)):
+        f = write(tmp_path, f"{name}.yaml", GRPC_ROUTE % {"name": name, "protocol": protocol,
+                                                         "attempts": n})  # fmt: skip
+        r = cli(cp, "apply", "-f", str(f))
+        assert r.returncode == 0, r.stderr
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "weight 0" in warnings[0], r.stderr
