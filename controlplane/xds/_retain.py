@@ -43,6 +43,8 @@ from ._source import Message
 __all__ = ["ROUTE_TYPES", "Retention", "clusters_named"]
 
 ROUTE_TYPES = frozenset({LISTENER, ROUTE})
+_MAX_PENDING = 16
+"""UnACKed route responses recorded one by one, per type."""
 """Types whose resources name clusters."""
 
 
@@ -102,7 +104,12 @@ class Retention:
         """A response went out; ``resources`` is the client's whole set of the type after it."""
         if type_url in ROUTE_TYPES:
             entry = (nonce, clusters_named(type_url, resources.values()))
-            self._routes.setdefault(type_url, []).append(entry)
+            entries = self._routes.setdefault(type_url, [])
+            entries.append(entry)
+            if len(entries) > _MAX_PENDING:
+                # A client that never ACKs must not grow this without bound: fold the
+                # unACKed responses into the latest (only its ACK lets their clusters go).
+                entries[1:] = [(nonce, frozenset().union(*(c for _, c in entries[1:])))]
         elif type_url in self._sent:
             self._sent[type_url] = dict(resources)
 

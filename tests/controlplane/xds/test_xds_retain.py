@@ -96,3 +96,16 @@ async def test_delta_named_cluster_is_not_reported_removed_while_a_route_names_i
         await client.ack(rds)
         cds = await client.recv()
         assert cds.type_url == CLUSTER and list(cds.removed_resources) == ["old"]
+
+
+def test_a_client_that_never_acks_keeps_every_named_cluster_in_bounded_state() -> None:
+    from plait.controlplane.xds._retain import Retention
+
+    retain = Retention()
+    retain.sent(ROUTE, "n0", {"outbound": to("outbound", "c0")})
+    retain.acked(ROUTE, "n0")
+    for i in range(1, 100):
+        retain.sent(ROUTE, f"n{i}", {"outbound": to("outbound", f"c{i}")})
+    assert retain.referenced() == {f"c{i}" for i in range(100)}
+    assert len(retain._routes[ROUTE]) <= 17
+    assert retain.acked(ROUTE, "n99") and retain.referenced() == {"c99"}
