@@ -15,11 +15,16 @@ So each stream keeps a :class:`Retention`:
   response, so the records before it are dropped; a NACK drops nothing (the client keeps what
   it ran before, still recorded);
 * the clusters named by what remains (the ACKed response and every one sent after it) are
-  *referenced*. A referenced cluster, and its endpoints, that the client subscribes to (by name
-  or through the wildcard) but that left the source is still sent, as it was last sent on this
-  stream;
-* after an ACK of a route type the stream recomputes CDS and EDS, which then drop what no
-  route references any more (the stream does that, ``_stream.py``).
+  *referenced*. A referenced cluster, and its endpoints, that the client subscribes to through
+  the wildcard (a plait sidecar, an Envoy) but that left the source is still sent, as it was
+  last sent on this stream; after an ACK of a route type the stream recomputes CDS and EDS,
+  which then drop what no route references any more (the stream does that, ``_stream.py``);
+* a client that subscribes by name (gRPC) says itself what it still uses: it names a cluster
+  until neither its running config nor a call in flight needs it, which lasts past its ACK of
+  the new route (it switches only once the new route's clusters and endpoints arrived). A
+  cluster that left the source is sent, as last sent, while the client names it, if a route
+  sent on this stream ever named it (a name no route of ours gave it gets the usual "does
+  not exist").
 
 EDS ``ClusterLoadAssignment`` names are the clusters' names (``eds_cluster_config.service_name``
 is the cluster's name, ``_encode_cluster``), so the same referenced names keep both.
@@ -99,6 +104,7 @@ class Retention:
         # the response the client last ACKed (or the first one sent)
         self._routes: dict[str, list[tuple[str, frozenset[str]]]] = {}
         self._sent: dict[str, dict[str, Message]] = {CLUSTER: {}, ENDPOINT: {}}
+        self._ever: set[str] = set()  # every cluster a route sent on this stream named
 
     def sent(self, type_url: str, nonce: str, resources: Mapping[str, Message]) -> None:
         """A response went out; ``resources`` is the client's whole set of the type after it."""
@@ -106,6 +112,7 @@ class Retention:
             entry = (nonce, clusters_named(type_url, resources.values()))
             entries = self._routes.setdefault(type_url, [])
             entries.append(entry)
+            self._ever |= entry[1]
             if len(entries) > _MAX_PENDING:
                 # A client that never ACKs must not grow this without bound: fold the
                 # unACKed responses into the latest (only its ACK lets their clusters go).
@@ -138,14 +145,15 @@ class Retention:
         wildcard: bool,
         names: frozenset[str] | set[str],
     ) -> dict[str, Message]:
-        """``resources`` plus the subscribed, referenced clusters (or their endpoints) that
-        left the source, as last sent on this stream."""
+        """``resources`` plus, as last sent on this stream, the clusters (or their endpoints)
+        that left the source but that the client still needs: through the wildcard, those a
+        route it may run names; by name, those it still names that a route sent on this
+        stream named."""
         last = self._sent.get(type_url)
         if not last:
             return resources
-        kept = {
-            name: last[name]
-            for name in self.referenced()
-            if name not in resources and name in last and (wildcard or name in names)
-        }
-        return {**resources, **kept} if kept else resources
+        gone = last.keys() - resources.keys()
+        if not gone:
+            return resources
+        keep = (gone & names & self._ever) | (gone & self.referenced() if wildcard else set())
+        return {**resources, **{name: last[name] for name in keep}} if keep else resources

@@ -81,7 +81,7 @@ async def test_sotw_a_nack_of_the_new_route_keeps_the_old_cluster() -> None:
         assert names_in(cds) == ["new"]
 
 
-async def test_delta_named_cluster_is_not_reported_removed_while_a_route_names_it() -> None:
+async def test_delta_named_cluster_is_not_reported_removed_while_the_client_names_it() -> None:
     source = _source("old")
     async with running(source, debounce=0.01) as target, DeltaClient(target) as client:
         await client.send(CLUSTER, ["old"])
@@ -94,8 +94,38 @@ async def test_delta_named_cluster_is_not_reported_removed_while_a_route_names_i
         rds = await client.recv()  # no CDS first: "old" is not reported removed
         assert rds.type_url == ROUTE
         await client.ack(rds)
+        await client.recv_none(0.2)  # still named: still served
+        await client.send(CLUSTER, ["new"], ["old"])  # the client moved on
         cds = await client.recv()
-        assert cds.type_url == CLUSTER and list(cds.removed_resources) == ["old"]
+        assert [r.name for r in cds.resources] == ["new"] and list(cds.removed_resources) == []
+
+
+async def test_sotw_named_cluster_stays_while_named_and_only_if_a_route_named_it() -> None:
+    """A gRPC client: it names the clusters it uses, past its ACK of the new route."""
+    source = _source("old")
+    async with running(source, debounce=0.01) as target, SotwClient(target) as client:
+        cds = await client.get(CLUSTER, ["old"])
+        await client.get(LISTENER, ["outbound"])
+        await client.get(ROUTE, ["outbound"])
+        _rename(source)
+        rds = await client.recv()  # no CDS: named "old" is still served as it was
+        assert rds.type_url == ROUTE
+        await client.ack(rds, ["outbound"])
+        await client.send(CLUSTER, ["old", "new"], nonce=cds.nonce, version=cds.version_info)
+        both = await client.recv()
+        assert names_in(both) == ["new", "old"]
+        await client.ack(both, ["new"])
+        assert names_in(await client.recv()) == ["new"]
+
+
+async def test_a_named_cluster_no_route_named_goes_when_it_leaves_the_source() -> None:
+    source = _source("old", "side")
+    async with running(source, debounce=0.01) as target, SotwClient(target) as client:
+        assert names_in(await client.get(CLUSTER, ["old", "side"])) == ["old", "side"]
+        await client.get(ROUTE, ["outbound"])  # names "old" only
+        source.set(CLUSTER, {"old": cluster("old")})
+        cds = await client.recv()
+        assert names_in(cds) == ["old"]  # "side": does not exist
 
 
 def test_a_client_that_never_acks_keeps_every_named_cluster_in_bounded_state() -> None:
