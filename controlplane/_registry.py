@@ -26,8 +26,9 @@ holds across a control-plane restart: at start the registry adopts every
 stored Workload it registered (annotation ``plait.dev/registered-by``) whose
 sidecar has not connected yet, as disconnected at that moment, so a sidecar
 that went away while the control plane was down loses its Workload one grace
-period after the start, and ``plait check`` shows it disconnected meanwhile. ACKs and
-NACKs are kept per node and type: ``plait get workloads`` shows the version
+period after the start, and ``plait check`` shows it disconnected meanwhile.
+
+ACKs and NACKs are kept per node and type: ``plait get workloads`` shows the version
 each sidecar runs and its last NACK with the reason, until a later ACK of the
 same type; ``plait check`` fails while any sidecar is disconnected or NACKs its
 current config. A node that is not a plait sidecar (a proxyless gRPC client,
@@ -54,6 +55,7 @@ from plait.core.xds._client import combined_version
 from plait.core.xds._types import ORDER, short_name
 from plait.sdk import ConfigError
 
+from ._health import HealthChecks
 from ._workloads import (
     REGISTERED,
     registered_by,
@@ -114,8 +116,7 @@ class Registry:
         self.health_interval = health_interval
         self.unhealthy_after = unhealthy_after
         self.on_health = on_health
-        self._failures: dict[str, int] = {}
-        self.unhealthy: frozenset[str] = frozenset()
+        self._health = HealthChecks(unhealthy_after)
         self.nodes: dict[str, _Node] = {}
         self._send: MemoryObjectSendStream[tuple[str, str]]
         self._recv: MemoryObjectReceiveStream[tuple[str, str]]
@@ -237,40 +238,22 @@ class Registry:
                 del self.nodes[node.node_id]
 
     async def _health_checks(self) -> None:
-        """TCP-connect every registered endpoint each interval; ``unhealthy_after`` failures
-        in a row take it out of EDS, one success brings it back (Envoy's TCP health check)."""
+        """Each interval, probe every registered endpoint and every stored Workload's; tell
+        ``on_health`` when the unhealthy set changed (``_health.HealthChecks``)."""
         while True:
             await anyio.sleep(self.health_interval)
             self._targets = workload_targets(list(await self.store.list(kind=None)))
             targets = {ep for node in self.nodes.values() for ep in node.endpoints}
             targets |= {ep for eps in self._targets.values() for ep in eps}
-            results: dict[str, bool] = {}
-            async with anyio.create_task_group() as tg:
-                for host, port in targets:
-                    tg.start_soon(self._probe, host, port, results)
-            for key, ok in results.items():
-                self._failures[key] = 0 if ok else self._failures.get(key, 0) + 1
-            live = {f"{h}:{p}" for h, p in targets}
-            self._failures = {k: v for k, v in self._failures.items() if k in live}
-            bad = frozenset(k for k, n in self._failures.items() if n >= self.unhealthy_after)
-            if bad != self.unhealthy:
+            if await self._health.round(targets):
+                bad = self._health.unhealthy
                 log.warning("health checks: unhealthy endpoints now %s", sorted(bad) or "none")
-                self.unhealthy = bad
                 if self.on_health is not None:
                     await self.on_health(bad)
 
-    @staticmethod
-    async def _probe(host: str, port: int, results: dict[str, bool]) -> None:
-        ok = False
-        with anyio.move_on_after(1.0):
-            try:
-                stream = await anyio.connect_tcp(host, port)
-            except OSError:
-                pass
-            else:
-                await stream.aclose()
-                ok = True
-        results[f"{host}:{port}"] = ok
+    @property
+    def unhealthy(self) -> frozenset[str]:
+        return self._health.unhealthy
 
     # -- what the API shows (RegistryView) --------------------------------------------------
 
