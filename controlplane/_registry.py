@@ -11,17 +11,29 @@ ingress listeners: the n-th ingress listener serves the n-th Service port of
 a matching protocol family, so
 peers reach the instance through its sidecar's inbound chain.
 
-Health: every ``health_interval`` the registry TCP-connects each registered
-endpoint (the sidecar's inbound listener); ``unhealthy_after`` failures in a
-row leave it out of every EDS (:meth:`MeshSource.set_unhealthy`), one success
-brings it back — the resource itself is not touched.
+Health: every ``health_interval`` the registry TCP-connects the endpoints of
+every Workload in the store, registered or applied by hand (``address`` and
+each ``targetPort``: the sidecar's inbound listener, or the app itself);
+``unhealthy_after`` failures in a row leave it out of every EDS
+(:meth:`MeshSource.set_unhealthy`), one success brings it back — the resource
+itself is not touched. Endpoints a Service lists itself (``spec.endpoints``)
+are not Workloads and are not checked.
 
 On disconnect the Workload stays for a **grace period** (a restart or a
 control-plane failover must not empty the endpoint set), then it is deleted;
-a sidecar that comes back within the grace period simply keeps it. ACKs and
-NACKs are kept per node and type: ``plait get workloads`` shows the version
-each sidecar runs and its last NACK with the reason; ``plait check`` fails
-while any sidecar is disconnected or NACKs its current config.
+a sidecar that comes back within the grace period simply keeps it. The same
+holds across a control-plane restart: at start the registry adopts every
+stored Workload it registered (annotation ``plait.dev/registered-by``) whose
+sidecar has not connected yet, as disconnected at that moment, so a sidecar
+that went away while the control plane was down loses its Workload one grace
+period after the start, and ``plait check`` shows it disconnected meanwhile.
+
+ACKs and NACKs are kept per node and type: ``plait get workloads`` shows the version
+each sidecar runs and its last NACK with the reason, until a later ACK of the
+same type; ``plait check`` fails while any sidecar is disconnected or NACKs its
+current config. A node that is not a plait sidecar (a proxyless gRPC client,
+an Envoy) is forgotten when its last stream ends: it registered nothing, and
+closing a channel is not a failure.
 
 The store writes happen in :meth:`run` (observer callbacks are synchronous),
 which owns them; nothing else writes ``Workload`` resources it registered.
@@ -43,7 +55,14 @@ from plait.core.xds._client import combined_version
 from plait.core.xds._types import ORDER, short_name
 from plait.sdk import ConfigError
 
-from ._workloads import REGISTERED, workload_document, workload_name
+from ._health import HealthChecks
+from ._workloads import (
+    REGISTERED,
+    registered_by,
+    workload_document,
+    workload_name,
+    workload_targets,
+)
 from .store import Key, Store
 from .xds import StreamInfo
 
@@ -97,13 +116,14 @@ class Registry:
         self.health_interval = health_interval
         self.unhealthy_after = unhealthy_after
         self.on_health = on_health
-        self._failures: dict[str, int] = {}
-        self.unhealthy: frozenset[str] = frozenset()
+        self._health = HealthChecks(unhealthy_after)
         self.nodes: dict[str, _Node] = {}
         self._send: MemoryObjectSendStream[tuple[str, str]]
         self._recv: MemoryObjectReceiveStream[tuple[str, str]]
         self._send, self._recv = anyio.create_memory_object_stream[tuple[str, str]](math.inf)
         self._pending: dict[str, dict[str, Any]] = {}
+        self._targets: dict[Key, tuple[tuple[str, int], ...]] = {}
+        """Every stored Workload → the endpoints its health checks probe."""
 
     # -- XdsObserver --------------------------------------------------------------------------
 
@@ -125,6 +145,8 @@ class Registry:
         if node is not None:
             node.acked[type_url] = version
             node.nacking.discard(short_name(type_url))
+            if node.last_nack is not None and node.last_nack["type"] == short_name(type_url):
+                node.last_nack = None  # a later config of that type was applied
 
     def nacked(self, stream: StreamInfo, type_url: str, version: str, message: str) -> None:
         node = self.nodes.get(stream.node.id)
@@ -141,10 +163,15 @@ class Registry:
                 node.streams = 0
                 node.connected_since = None
                 node.disconnected_at = time.time()
+                if not node.sidecar and node.workload is None:
+                    # not a plait sidecar (a proxyless gRPC client, an Envoy) and nothing
+                    # registered: a client that closed its channel is simply gone
+                    del self.nodes[node.node_id]
 
     # -- the store side ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self._adopt()
         async with self._send, self._recv, anyio.create_task_group() as tg:
             tg.start_soon(self._sweep)
             if self.health_interval > 0:
@@ -153,6 +180,28 @@ class Registry:
                 meta = self._pending.pop(node_id, None)
                 if op == "register" and meta is not None:
                     await self._register(node_id, meta)
+
+    async def _adopt(self) -> None:
+        """Take over the Workloads an earlier run registered: a node not connected (yet) is
+        disconnected as of now, so the grace period runs from this start."""
+        now = time.time()
+        for r in await self.store.list(kind="Workload"):
+            node_id = registered_by(r.document)
+            if node_id is None:
+                continue
+            node = self.nodes.get(node_id)
+            if node is None:
+                node = self.nodes[node_id] = _Node(node_id, disconnected_at=now)
+                log.info("workload %s: registered by %s, which has not connected since the "
+                         "start; removed after %.0fs unless it does", r.key, node_id,
+                         self.grace)  # fmt: skip
+            if node.workload is None:
+                node.workload = r.key
+                spec = r.document.get("spec") or {}
+                node.endpoints = tuple(
+                    (str(spec.get("address")), int(p.get("targetPort") or p["port"]))
+                    for p in spec.get("ports") or ()
+                )
 
     async def _register(self, node_id: str, meta: Mapping[str, Any]) -> None:
         node = self.nodes.get(node_id)
@@ -189,51 +238,56 @@ class Registry:
                 del self.nodes[node.node_id]
 
     async def _health_checks(self) -> None:
-        """TCP-connect every registered endpoint each interval; ``unhealthy_after`` failures
-        in a row take it out of EDS, one success brings it back (Envoy's TCP health check)."""
+        """Each interval, probe every registered endpoint and every stored Workload's; tell
+        ``on_health`` when the unhealthy set changed (``_health.HealthChecks``)."""
         while True:
             await anyio.sleep(self.health_interval)
+            self._targets = workload_targets(list(await self.store.list(kind=None)))
             targets = {ep for node in self.nodes.values() for ep in node.endpoints}
-            results: dict[str, bool] = {}
-            async with anyio.create_task_group() as tg:
-                for host, port in targets:
-                    tg.start_soon(self._probe, host, port, results)
-            for key, ok in results.items():
-                self._failures[key] = 0 if ok else self._failures.get(key, 0) + 1
-            live = {f"{h}:{p}" for h, p in targets}
-            self._failures = {k: v for k, v in self._failures.items() if k in live}
-            bad = frozenset(k for k, n in self._failures.items() if n >= self.unhealthy_after)
-            if bad != self.unhealthy:
+            targets |= {ep for eps in self._targets.values() for ep in eps}
+            if await self._health.round(targets):
+                bad = self._health.unhealthy
                 log.warning("health checks: unhealthy endpoints now %s", sorted(bad) or "none")
-                self.unhealthy = bad
                 if self.on_health is not None:
                     await self.on_health(bad)
 
-    @staticmethod
-    async def _probe(host: str, port: int, results: dict[str, bool]) -> None:
-        ok = False
-        with anyio.move_on_after(1.0):
-            try:
-                stream = await anyio.connect_tcp(host, port)
-            except OSError:
-                pass
-            else:
-                await stream.aclose()
-                ok = True
-        results[f"{host}:{port}"] = ok
+    @property
+    def unhealthy(self) -> frozenset[str]:
+        return self._health.unhealthy
 
     # -- what the API shows (RegistryView) --------------------------------------------------
 
     def status(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        key = Key("Workload", namespace, name)
         for node in self.nodes.values():
-            if node.workload == Key("Workload", namespace, name) or (
+            if node.workload == key or (
                 node.workload is None and workload_name(node.node_id) == name
             ):
                 return self._row(node)
+        if key in self._targets:
+            return self._hand_row(key)
         return None
 
     def check(self) -> list[Mapping[str, Any]]:
-        return [self._row(n) for n in sorted(self.nodes.values(), key=lambda n: n.node_id)]
+        rows: list[Mapping[str, Any]] = [
+            self._row(n) for n in sorted(self.nodes.values(), key=lambda n: n.node_id)
+        ]
+        registered = {n.workload for n in self.nodes.values()}
+        for key in sorted(self._targets.keys() - registered):
+            row = self._hand_row(key)
+            if row["problems"]:  # a hand-applied Workload is listed when it fails
+                rows.append(row)
+        return rows
+
+    def _failing(self, endpoints: tuple[tuple[str, int], ...]) -> list[str]:
+        return [f"{h}:{p}" for h, p in endpoints if f"{h}:{p}" in self.unhealthy]
+
+    def _hand_row(self, key: Key) -> dict[str, Any]:
+        """A Workload applied by hand: no sidecar connection, only its health checks."""
+        failing = self._failing(self._targets[key])
+        problems = ["failing health checks: " + ", ".join(failing)] if failing else []
+        return {"workload": str(key), "registered": False, "healthy": not failing,
+                "ok": not problems, "problems": problems}  # fmt: skip
 
     def _row(self, node: _Node) -> dict[str, Any]:
         problems = []
@@ -243,7 +297,7 @@ class Registry:
             problems.append("NACKs " + ", ".join(sorted(node.nacking)))
         if node.error:
             problems.append(node.error)
-        failing = [f"{h}:{p}" for h, p in node.endpoints if f"{h}:{p}" in self.unhealthy]
+        failing = self._failing(node.endpoints)
         if failing:
             problems.append("failing health checks: " + ", ".join(failing))
         return {

@@ -31,8 +31,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait.controlplane._kinds import normalize_kind
+from plait.controlplane._warnings import client_warnings
 from plait.controlplane.store import Key, StoredResource
-from plait.core.config import KINDS, ParsedDocument, parse_text, resources_of, translate
+from plait.core.config import ParsedDocument, parse_text, resources_of, translate
 from plait.sdk import ConfigError, FilterSpec
 
 __all__ = [
@@ -49,8 +51,8 @@ __all__ = [
 
 
 def canonical_kind(text: str) -> str | None:
-    """``Service`` for ``service`` or ``SERVICE``; ``None`` for an unknown kind."""
-    return next((k for k in KINDS if k.lower() == text.lower()), None)
+    """``Service`` for ``service``, ``SERVICE`` or ``svc`` (``_kinds``); ``None`` if unknown."""
+    return normalize_kind(text)
 
 
 def key_of(doc: ParsedDocument) -> Key:
@@ -88,12 +90,14 @@ def plan(
     """
     _check_duplicates(puts)
     current = {r.key: r for r in stored}
-    validate(candidate_set(stored, puts, deletes), filter_types)
+    candidate = candidate_set(stored, puts, deletes)
+    validate(candidate, filter_types)
+    warnings = unknown_filter_warnings(puts, filter_types) + client_warnings(puts, candidate)
     return Plan(
         puts=tuple(puts),
         deletes=tuple(k for k in deletes if k in current),
         missing=tuple(k for k in deletes if k not in current),
-        warnings=tuple(unknown_filter_warnings(puts, filter_types)),
+        warnings=tuple(warnings),
     )
 
 

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from plait.core.config import Direction, parse_stored
+from plait.sdk import ConfigError
 
-from .store import Key, Store
+from .store import Key, Store, StoredResource
 
-__all__ = ["REGISTERED", "workload_document", "workload_name"]
+__all__ = ["REGISTERED", "registered_by", "workload_document", "workload_name", "workload_targets"]
 
 REGISTERED = "plait.dev/registered-by"
 """Annotation on the Workloads the registry wrote (value: the node id)."""
@@ -80,3 +81,38 @@ async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any])
         },
         "spec": spec,
     }
+
+
+def registered_by(doc: Mapping[str, Any]) -> str | None:
+    """The node id that registered a stored Workload, ``None`` for a hand-applied one."""
+    meta = doc.get("metadata")
+    notes = meta.get("annotations") if isinstance(meta, Mapping) else None
+    node = notes.get(REGISTERED) if isinstance(notes, Mapping) else None
+    return node if isinstance(node, str) and node else None
+
+
+def workload_targets(
+    stored: list[StoredResource],
+) -> dict[Key, tuple[tuple[str, int], ...]]:
+    """Every stored Workload → where it accepts traffic (``address``, ``targetPort`` of each
+    port; without ``ports``: every port of its Service, on the same number), what the
+    registry's health checks probe."""
+    services = {r.key: r for r in stored if r.key.kind == "Service"}
+    out: dict[Key, tuple[tuple[str, int], ...]] = {}
+    for r in stored:
+        if r.key.kind != "Workload":
+            continue
+        try:
+            wl = parse_stored(r.document, f"store:{r.key}", order=0).resource
+            if wl.ports:
+                ports = [p.target_port for p in wl.ports]
+            else:
+                svc = services.get(Key("Service", r.key.namespace, wl.service))
+                if svc is None:
+                    continue
+                parsed = parse_stored(svc.document, f"store:{svc.key}", order=0).resource
+                ports = [p.port for p in parsed.ports]
+        except ConfigError:  # stored before a schema change: the mesh skips it too
+            continue
+        out[r.key] = tuple((wl.address, port) for port in ports)
+    return out

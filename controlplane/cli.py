@@ -13,8 +13,8 @@ heavy at the top: the API client, YAML and anyio load inside the commands.
 Client settings: ``--server`` (else ``$PLAIT_SERVER``, else
 ``http://127.0.0.1:15014``) and ``--token`` (else ``$PLAIT_TOKEN``, else the
 token file of ``--data-dir`` / ``$PLAIT_DATA_DIR`` / ``~/.plait``).
-Kinds are accepted in any case, singular or plural, with the short names
-``svc``, ``route``/``routes`` and ``wl``.
+Kinds are accepted in any case, singular or plural, and by their short names
+(one table, ``_kinds.py``).
 """
 
 from __future__ import annotations
@@ -26,21 +26,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ._kinds import KIND_ALIASES, kinds_help, normalize_kind
+
 __all__ = ["KIND_ALIASES", "normalize_kind", "register"]
-
-KIND_ALIASES = {
-    "service": "Service", "services": "Service", "svc": "Service",
-    "workload": "Workload", "workloads": "Workload", "wl": "Workload",
-    "httproute": "HTTPRoute", "httproutes": "HTTPRoute", "route": "HTTPRoute",
-    "routes": "HTTPRoute",
-    "filter": "Filter", "filters": "Filter",
-    "sidecar": "Sidecar", "sidecars": "Sidecar",
-}  # fmt: skip
-
-
-def normalize_kind(text: str) -> str | None:
-    """``HTTPRoute`` for ``httproutes``, ``Service`` for ``svc``; ``None`` if unknown."""
-    return KIND_ALIASES.get(text.lower())
 
 
 def register(sub: Any) -> None:
@@ -72,14 +60,14 @@ def register(sub: Any) -> None:
     a.set_defaults(func=_apply)
 
     g = sub.add_parser("get", parents=[client], help="show resources")
-    g.add_argument("kind", help="service, workload, httproute, filter, sidecar (or plurals)")
+    g.add_argument("kind", help=kinds_help())
     g.add_argument("name", nargs="?")
     g.add_argument("-n", "--namespace", help="default: all (with NAME: default)")
     g.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
     g.set_defaults(func=_get)
 
     d = sub.add_parser("delete", parents=[client], help="delete resources")
-    d.add_argument("kind", nargs="?")
+    d.add_argument("kind", nargs="?", help=kinds_help())
     d.add_argument("name", nargs="?")
     d.add_argument("-n", "--namespace", default="default")
     d.add_argument("-f", "--filename", action="append", help="delete what these files define")
@@ -165,7 +153,7 @@ def _get(args: argparse.Namespace) -> int:
 
     kind = normalize_kind(args.kind)
     if kind is None:
-        return _fail(f"unknown kind {args.kind!r} (known: {', '.join(sorted(KIND_ALIASES))})", 2)
+        return _fail(f"unknown kind {args.kind!r} (known: {kinds_help()})", 2)
     api = _client(args)
     if args.name:
         ns = args.namespace or "default"
@@ -198,6 +186,8 @@ def _delete(args: argparse.Namespace) -> int:
         call: Any = lambda: api.delete_documents(files)  # noqa: E731
     else:
         kind = normalize_kind(args.kind or "")
+        if args.kind and kind is None:
+            return _fail(f"unknown kind {args.kind!r} (known: {kinds_help()})", 2)
         if kind is None or not args.name:
             return _fail("usage: plait delete KIND NAME [-n NS]  |  plait delete -f FILE", 2)
         call = lambda: api.delete(kind, args.namespace, args.name)  # noqa: E731

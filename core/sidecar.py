@@ -145,7 +145,11 @@ class Sidecar:
         for name, lc in wanted.items():
             if name not in self.listeners:
                 listener = Listener(self.runtime, lc, reuse_port=self.opts.reuse_port)
-                await self.tg.start(listener.serve)
+                try:
+                    await self.tg.start(listener.serve)
+                except OSError as exc:  # the reason (a NACK, last_error) names what failed
+                    raise OSError(exc.errno, f"listener {name} cannot bind {lc.bind}:{lc.port}: "
+                                  f"{exc.strerror or exc}") from exc  # fmt: skip
                 self.listeners[name] = listener
             else:
                 self.listeners[name].timeouts = lc.timeouts

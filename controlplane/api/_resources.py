@@ -7,7 +7,9 @@ token (compared in constant time); then the path picks the endpoint.
 Writes (apply, delete) hold one lock from validation to the last store call:
 all documents are parsed and the resulting config is translated first
 (``controlplane/_validate.py``), and only if everything is valid is anything
-put or deleted, so a bad request stores nothing. Apply is idempotent: the
+put or deleted, so a bad request stores nothing. A request's writes are one
+store transaction and one revision (``Store.write``): a crash mid-request
+leaves all of them stored or none, and watchers see them as one change. Apply is idempotent: the
 store reports ``unchanged`` for an identical document and takes no revision.
 
 Kinds are matched case-insensitively (``httproute`` is ``HTTPRoute``).
@@ -26,8 +28,9 @@ from typing import Any
 import anyio
 
 from plait.controlplane import _validate as v
+from plait.controlplane._kinds import kinds_help
 from plait.controlplane.store import Key, Store, StoredResource
-from plait.core.config import KINDS, ParsedDocument, parse_stored, parse_text
+from plait.core.config import ParsedDocument, parse_stored, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
 from ._http import HttpError, Request, Response
@@ -96,10 +99,11 @@ class ResourceAPI:
         docs = await _parse_body(req, source)
         async with self._write:
             plan = await self._plan(puts=docs)
+            written = await self.store.write([(v.key_of(d), d.document) for d in plan.puts])
             results = []
-            for doc in plan.puts:
-                _, result = await self.store.put(v.key_of(doc), doc.document)
-                results.append(_result(v.key_of(doc), result.value))
+            for doc, out in zip(plan.puts, written, strict=True):
+                assert out is not None
+                results.append(_result(v.key_of(doc), out[1].value))
         log.info("apply %s: %s", source, ", ".join(f"{r['kind']}/{r['name']} {r['result']}"
                                                    for r in results))  # fmt: skip
         return self._written(results, plan.warnings)
@@ -121,8 +125,7 @@ class ResourceAPI:
         """Delete ``key`` if the rest stays valid (the registry's expired Workloads)."""
         async with self._write:
             plan = v.plan(await self.store.list(), self.filter_types, deletes=[key])
-            for k in plan.deletes:
-                await self.store.delete(k)
+            await self.store.write([(k, None) for k in plan.deletes])
         return bool(plan.deletes)
 
     async def delete_documents(self, req: Request) -> Response:
@@ -137,8 +140,7 @@ class ResourceAPI:
     async def _delete(self, keys: Sequence[Key]) -> Response:
         async with self._write:
             plan = await self._plan(deletes=keys, refused=409)
-            for key in plan.deletes:
-                await self.store.delete(key)
+            await self.store.write([(k, None) for k in plan.deletes])
         results = [_result(k, "deleted" if k in plan.deletes else "not found") for k in keys]
         return self._written(results, plan.warnings)
 
@@ -261,7 +263,7 @@ def _result(key: Key, result: str) -> dict[str, str]:
 def _kind(text: str) -> str:
     kind = v.canonical_kind(text)
     if kind is None:
-        raise HttpError(400, f"unknown kind {text!r} (known: {', '.join(KINDS)})")
+        raise HttpError(400, f"unknown kind {text!r} (known: {kinds_help()})")
     return kind
 
 

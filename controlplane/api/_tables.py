@@ -2,8 +2,8 @@
 
 Pure functions from decoded JSON to text, so they are tested without a server.
 Each kind has its own columns (NAME and NAMESPACE first, as kubectl does);
-Workloads show the registry's status (CONNECTED, ACKED, LAST-NACK), ``-`` when
-no registry reported one.
+Workloads show the registry's status (CONNECTED, HEALTHY, ACKED, LAST-NACK),
+``-`` when no registry reported one.
 """
 
 from __future__ import annotations
@@ -54,15 +54,23 @@ def _workload(doc: Mapping[str, Any]) -> list[str]:
     status = doc.get("status") if isinstance(doc.get("status"), Mapping) else {}
     assert isinstance(status, Mapping)
     connected = status.get("connected")
+    healthy = status.get("healthy")
     nack = status.get("lastNack")
-    last = f"{nack.get('version')}: {nack.get('message')}" if isinstance(nack, Mapping) else "-"
+    # the type and the whole reason (its cause is at the end), not the version hash
+    last = f"{nack.get('type')}: {nack.get('message')}" if isinstance(nack, Mapping) else "-"
     return [
         str(s.get("service", "-")),
         str(s.get("address", "-")),
         "-" if connected is None else ("yes" if connected else "no"),
+        "-" if healthy is None else ("yes" if healthy else "no"),
         acked_version(status) if status else "-",
-        last if len(last) <= 60 else last[:57] + "...",
+        last,
     ]
+
+
+def _policy(doc: Mapping[str, Any]) -> list[str]:
+    targets = ",".join(str(t.get("name")) for t in _spec(doc).get("targetRefs", []))
+    return [targets or "-"]
 
 
 _COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
@@ -70,7 +78,8 @@ _COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
     "HTTPRoute": (("PARENTS", "RULES"), _route),
     "Filter": (("TYPE",), _filter),
     "Sidecar": (("EGRESS", "INGRESS", "PORTS"), _sidecar),
-    "Workload": (("SERVICE", "ADDRESS", "CONNECTED", "ACKED", "LAST-NACK"), _workload),
+    "Workload": (("SERVICE", "ADDRESS", "CONNECTED", "HEALTHY", "ACKED", "LAST-NACK"), _workload),
+    "BackendTrafficPolicy": (("TARGETS",), _policy),
 }
 
 
@@ -117,7 +126,7 @@ def render_check(body: Mapping[str, Any]) -> str:
     if sidecars:
         rows = [["SIDECAR", "CONNECTED", "ACKED", "PROBLEMS"]]
         for s in sidecars:
-            connected = "yes" if s.get("connected") else "no"
+            connected = "-" if s.get("connected") is None else "yes" if s["connected"] else "no"
             problems = "; ".join(sidecar_problems(s)) or "-"
             rows.append([sidecar_name(s), connected, acked_version(s), problems])
         out.append(_align(rows).rstrip("\n"))

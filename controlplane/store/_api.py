@@ -2,16 +2,18 @@
 
 Theory of operation: the store holds config resources (Kubernetes-style
 documents) keyed by ``(kind, namespace, name)``. Every change (create, update,
-delete) gets the next value of one store-wide, monotonically increasing
-**revision**, as etcd does; a resource remembers the revision that created it
-and the one that last modified it. Watchers ask for "every change after
+delete, or one atomic write of several) gets the next value of one store-wide,
+monotonically increasing **revision**, as etcd does (a transaction); a
+resource remembers the revision that created it and the one that last
+modified it. Watchers ask for "every change after
 revision R" and are woken by revision, so a watcher that falls behind or
 reconnects resumes exactly where it left off (or learns that history was
 compacted and must re-list).
 
-The interface is deliberately narrow (get, list, put, delete, changes since,
-wait for a revision) so an etcd backend can implement it without callers
-changing. Writes that change nothing (same document) do not take a revision.
+The interface is deliberately narrow (get, list, put, delete, an atomic write of
+several puts and deletes, changes since, wait for a revision) so an etcd
+backend can implement it without callers changing. Writes that change nothing
+(same document) do not take a revision.
 """
 
 from __future__ import annotations
@@ -92,6 +94,14 @@ class Store(Protocol):
 
     async def delete(self, key: Key) -> StoredResource | None:
         """The deleted resource, or ``None`` if there was none (no revision taken)."""
+
+    async def write(
+        self, writes: Sequence[tuple[Key, Mapping[str, Any] | None]]
+    ) -> Sequence[tuple[StoredResource, PutResult] | None]:
+        """Puts (a document) and deletes (``None``) as one atomic change with one revision:
+        a crash leaves all of them stored or none. Per write: ``(resource, result)`` for a
+        put, ``(old resource, CONFIGURED)`` for a delete that removed something, ``None``
+        for a delete of nothing."""
 
     async def changes_since(self, revision: int) -> Sequence[Change]:
         """Every change with a revision greater than ``revision``, in order.

@@ -1,12 +1,15 @@
 """The embedded SQLite store (the default: a file in the data directory, no set-up).
 
 Schema: ``resources`` holds the live documents with their create/mod
-revisions; ``changes`` is the revision log that watches read; ``meta`` holds
-the current revision, so it survives restarts and never goes backwards, even
-when the last change was a delete. Every write is one transaction (WAL mode,
+revisions; ``change_log`` is the revision log that watches read (one row per
+changed resource, several rows per revision when one write changed several);
+``meta`` holds the current revision, so it survives restarts and never goes
+backwards, even when the last change was a delete. Every write, however many
+resources it changes, is one SQLite transaction and one revision (WAL mode,
 ``synchronous=NORMAL``: a crash loses at most the last few commits, never
-consistency). Blocking SQLite calls run in a worker thread (``anyio.to_thread``)
-behind one lock, so the event loop never waits on the disk.
+consistency, and never part of a write). Blocking SQLite calls run in a
+worker thread (``anyio.to_thread``) behind one lock, so the event loop never
+waits on the disk.
 
 The change log is compacted to the last ``keep_changes`` entries; a watcher
 asking for older history gets :class:`Compacted` and re-lists.
@@ -34,13 +37,26 @@ CREATE TABLE IF NOT EXISTS resources (
     document TEXT NOT NULL, create_revision INTEGER NOT NULL, mod_revision INTEGER NOT NULL,
     PRIMARY KEY (kind, namespace, name)
 );
-CREATE TABLE IF NOT EXISTS changes (
-    revision INTEGER PRIMARY KEY, op TEXT NOT NULL,
-    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, document TEXT
+CREATE TABLE IF NOT EXISTS change_log (
+    revision INTEGER NOT NULL, seq INTEGER NOT NULL, op TEXT NOT NULL,
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, document TEXT,
+    PRIMARY KEY (revision, seq)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
 """
+
+# A store written before change_log existed kept one change per revision in ``changes``.
+_MIGRATE = """
+BEGIN IMMEDIATE;
+INSERT OR IGNORE INTO change_log
+    SELECT revision, 0, op, kind, namespace, name, document FROM changes;
+DROP TABLE changes;
+COMMIT;
+"""
+
+Write = tuple[Key, "Mapping[str, Any] | None"]
+"""One resource of a :meth:`SqliteStore.write`: its new document, or ``None`` to delete it."""
 
 
 def _dumps(document: Mapping[str, Any]) -> str:
@@ -53,6 +69,9 @@ class SqliteStore:
         self.keep_changes = keep_changes
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + _SCHEMA)
+        old_log = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='changes'"
+        if self._db.execute(old_log).fetchone():
+            self._db.executescript(_MIGRATE)
         self._lock = threading.Lock()
         self._revision = self._read_revision()
         self._changed: anyio.Event | None = None  # made on first wait (needs a running loop)
@@ -130,12 +149,12 @@ class SqliteStore:
         """``(oldest kept revision, [])`` if history after ``revision`` is gone, else the rows."""
         if revision >= self._read_revision():
             return None, []
-        oldest = self._db.execute("SELECT MIN(revision) FROM changes").fetchone()[0]
+        oldest = self._db.execute("SELECT MIN(revision) FROM change_log").fetchone()[0]
         if oldest is None or revision + 1 < oldest:
             return int(oldest or self._read_revision() + 1), []
         rows = self._db.execute(
-            "SELECT revision, op, kind, namespace, name, document FROM changes "
-            "WHERE revision > ? ORDER BY revision",
+            "SELECT revision, op, kind, namespace, name, document FROM change_log "
+            "WHERE revision > ? ORDER BY revision, seq",
             (revision,),
         ).fetchall()
         return None, rows
@@ -150,58 +169,79 @@ class SqliteStore:
     # -- writes ------------------------------------------------------------------------------
 
     async def put(self, key: Key, document: Mapping[str, Any]) -> tuple[StoredResource, PutResult]:
-        text = _dumps(document)
-        row, result, revision = await self._run(self._put, key, text)
-        self._notify(revision)
-        return _resource(key, row), result
-
-    def _put(self, key: Key, text: str) -> tuple[tuple[str, int, int], PutResult, int]:
-        old = self._get(key)
-        if old is not None and old[0] == text:
-            return old, PutResult.UNCHANGED, 0
-        with self._db:  # one transaction
-            self._db.execute("BEGIN IMMEDIATE")
-            rev = self._bump()
-            created = old[1] if old is not None else rev
-            self._db.execute(
-                "INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?, ?, ?)",
-                (key.kind, key.namespace, key.name, text, created, rev),
-            )
-            op = ChangeKind.UPDATED if old is not None else ChangeKind.CREATED
-            self._log(rev, op, key, text)
-        result = PutResult.CONFIGURED if old is not None else PutResult.CREATED
-        return (text, created, rev), result, rev
+        (result,) = await self.write([(key, document)])
+        assert result is not None
+        return result
 
     async def delete(self, key: Key) -> StoredResource | None:
-        old, revision = await self._run(self._delete, key)
-        self._notify(revision)
-        return None if old is None else _resource(key, old)
+        (result,) = await self.write([(key, None)])
+        return None if result is None else result[0]
 
-    def _delete(self, key: Key) -> tuple[tuple[str, int, int] | None, int]:
-        old = self._get(key)
-        if old is None:
-            return None, 0
-        with self._db:
+    async def write(
+        self, writes: Sequence[Write]
+    ) -> builtins.list[tuple[StoredResource, PutResult] | None]:
+        """Put and delete several resources as one transaction and one revision: after a
+        crash either all of them are stored or none. Per write, in order: ``(resource,
+        result)`` for a put, ``(old resource, PutResult.CONFIGURED)`` for a delete that
+        removed something, ``None`` for a delete of nothing. Unchanged puts and deletes of
+        nothing take no revision (a write that changes nothing takes none at all)."""
+        texts = [(key, None if doc is None else _dumps(doc)) for key, doc in writes]
+        rows, revision = await self._run(self._write, texts)
+        self._notify(revision)
+        out: builtins.list[tuple[StoredResource, PutResult] | None] = []
+        for (key, _), row in zip(texts, rows, strict=True):
+            out.append(None if row is None else (_resource(key, row[0]), row[1]))
+        return out
+
+    def _write(
+        self, writes: Sequence[tuple[Key, str | None]]
+    ) -> tuple[builtins.list[tuple[tuple[str, int, int], PutResult] | None], int]:
+        rows: builtins.list[tuple[tuple[str, int, int], PutResult] | None] = []
+        rev = 0
+        with self._db:  # one transaction: commits at the end, rolls back on any error
             self._db.execute("BEGIN IMMEDIATE")
-            rev = self._bump()
-            self._db.execute(
-                "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?",
-                (key.kind, key.namespace, key.name),
-            )
-            self._log(rev, ChangeKind.DELETED, key, None)
-        return old, rev
+            for seq, (key, text) in enumerate(writes):
+                old = self._get(key)
+                if text is None:
+                    if old is None:
+                        rows.append(None)
+                        continue
+                    rev = rev or self._bump()
+                    self._db.execute(
+                        "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?",
+                        (key.kind, key.namespace, key.name),
+                    )
+                    self._log(rev, seq, ChangeKind.DELETED, key, None)
+                    rows.append((old, PutResult.CONFIGURED))
+                    continue
+                if old is not None and old[0] == text:
+                    rows.append((old, PutResult.UNCHANGED))
+                    continue
+                rev = rev or self._bump()
+                created = old[1] if old is not None else rev
+                self._db.execute(
+                    "INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?, ?, ?)",
+                    (key.kind, key.namespace, key.name, text, created, rev),
+                )
+                op = ChangeKind.UPDATED if old is not None else ChangeKind.CREATED
+                self._log(rev, seq, op, key, text)
+                result = PutResult.CONFIGURED if old is not None else PutResult.CREATED
+                rows.append(((text, created, rev), result))
+            if rev and rev % 100 == 0:  # compact now and then, not on every write
+                self._db.execute(
+                    "DELETE FROM change_log WHERE revision <= ?", (rev - self.keep_changes,)
+                )
+        return rows, rev
 
     def _bump(self) -> int:
         self._db.execute("UPDATE meta SET value = value + 1 WHERE key='revision'")
         return self._read_revision()
 
-    def _log(self, rev: int, op: ChangeKind, key: Key, text: str | None) -> None:
+    def _log(self, rev: int, seq: int, op: ChangeKind, key: Key, text: str | None) -> None:
         self._db.execute(
-            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?)",
-            (rev, op.value, key.kind, key.namespace, key.name, text),
+            "INSERT INTO change_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rev, seq, op.value, key.kind, key.namespace, key.name, text),
         )
-        if rev % 100 == 0:  # compact now and then, not on every write
-            self._db.execute("DELETE FROM changes WHERE revision <= ?", (rev - self.keep_changes,))
 
     async def aclose(self) -> None:
         await self._run(self._db.close)

@@ -25,6 +25,7 @@ Theory of operation (Envoy's "xDS REST and gRPC protocol", section "Incremental 
 * On a NACK ``known`` is kept as if applied: nothing is resent for the same content, and the
   next change of a rejected resource gets it a new version, so it is sent again.
 * Pipelining as in SotW: changes are pushed without waiting for the previous ACK.
+* Clusters kept for routes the client may still run: as in SotW (``_retain``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from plait.core.xds._types import ORDER, WILDCARD_TYPES
 
 from ._content import Encoder
 from ._machine import Fetch, Nonces, Outcome, subscribed
+from ._retain import Retention
 from ._source import Message
 
 
@@ -80,6 +82,7 @@ class DeltaMachine:
         self._encoder = encoder
         self._nonces = Nonces()
         self._types: dict[str, _TypeState] = {}
+        self._retain = Retention()
 
     def on_request(self, request: Message) -> Outcome:
         type_url: str = request.type_url
@@ -102,12 +105,26 @@ class DeltaMachine:
                 nacked = (state.version, str(request.error_detail.message))
             else:
                 acked = state.version
+        recheck = (
+            bool(request.response_nonce)
+            and not request.HasField("error_detail")
+            and self._retain.acked(type_url, request.response_nonce)
+        )
         new = state.update(subscribe, unsubscribe)
-        return Outcome(type_url=type_url, stale=stale, acked=acked, nacked=nacked, respond=new)
+        return Outcome(
+            type_url=type_url,
+            stale=stale,
+            acked=acked,
+            nacked=nacked,
+            respond=new,
+            recheck=recheck,
+        )
 
     def response(self, type_url: str, fetch: Fetch, *, force: bool) -> Message | None:
         state = self._types[type_url]
-        encoded_set = self._encoder.encode_set(state.resources(type_url, fetch))
+        found = state.resources(type_url, fetch)
+        found = self._retain.fill(type_url, found, state.wildcard, state.names)
+        encoded_set = self._encoder.encode_set(found)
         encoded = encoded_set.items
         changed = [n for n in sorted(encoded) if state.known.get(n) != encoded[n].version]
         removed = sorted((state.known.keys() | state.asked) - encoded.keys())
@@ -120,6 +137,7 @@ class DeltaMachine:
             state.known[name] = encoded[name].version
         state.version = encoded_set.version
         state.nonce = self._nonces()
+        self._retain.sent(type_url, state.nonce, found)
         return discovery_pb2.DeltaDiscoveryResponse(
             system_version_info=state.version,
             resources=[

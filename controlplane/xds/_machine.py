@@ -47,6 +47,8 @@ class Outcome:
         respond: A response is due now (first request of a type, or a subscription change).
         force: Respond even if nothing differs from what was last sent (first request: the
             client waits for an answer, possibly empty, to finish its initial fetch).
+        recheck: The client applied routes that no longer name a cluster kept for it
+            (``_retain``): recompute CDS and EDS.
     """
 
     type_url: str
@@ -56,6 +58,7 @@ class Outcome:
     nacked: tuple[str, str] | None = None
     respond: bool = False
     force: bool = False
+    recheck: bool = False
 
 
 class Machine(Protocol):

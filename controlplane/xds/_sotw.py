@@ -23,6 +23,8 @@ return"):
   spec allows it, the client then sees only the latest state, and the ACK of the earlier
   response becomes stale. Holding pushes back until the ACK would delay convergence behind a
   slow client for no gain in correctness, since each response is a complete state.
+* Clusters and their endpoints that left the source stay in the CDS/EDS sets while a route
+  the client may still run names them (``_retain``, make-before-break).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from plait.core.xds._types import ORDER, WILDCARD_TYPES
 
 from ._content import Encoder
 from ._machine import Fetch, Nonces, Outcome, subscribed
+from ._retain import Retention
 from ._source import Message
 
 
@@ -68,6 +71,7 @@ class SotwMachine:
         self._encoder = encoder
         self._nonces = Nonces()
         self._types: dict[str, _TypeState] = {}
+        self._retain = Retention()
 
     def on_request(self, request: Message) -> Outcome:
         type_url: str = request.type_url
@@ -79,8 +83,12 @@ class SotwMachine:
             state = self._types[type_url] = _TypeState()
             state.subscribe(type_url, requested)
             return Outcome(type_url=type_url, respond=True, force=True)
+        # Any ACK, the latest or not, says which routes the client runs.
+        recheck = not request.HasField("error_detail") and self._retain.acked(
+            type_url, request.response_nonce
+        )
         if request.response_nonce != state.nonce or state.version is None:
-            return Outcome(type_url=type_url, stale=True)
+            return Outcome(type_url=type_url, stale=True, recheck=recheck)
         acked, nacked = None, None
         if request.HasField("error_detail"):
             nacked = (state.version, str(request.error_detail.message))
@@ -90,15 +98,23 @@ class SotwMachine:
         # A changed subscription is always answered, even when the content hash is the same (a
         # newly named resource that does not exist): the client learns it was heard.
         return Outcome(
-            type_url=type_url, acked=acked, nacked=nacked, respond=changed, force=changed
+            type_url=type_url,
+            acked=acked,
+            nacked=nacked,
+            respond=changed,
+            force=changed,
+            recheck=recheck,
         )
 
     def response(self, type_url: str, fetch: Fetch, *, force: bool) -> Message | None:
         state = self._types[type_url]
-        encoded = self._encoder.encode_set(state.resources(type_url, fetch))
+        found = state.resources(type_url, fetch)
+        found = self._retain.fill(type_url, found, state.wildcard, state.names)
+        encoded = self._encoder.encode_set(found)
         if encoded.version == state.version and not force:
             return None
         state.version, state.nonce = encoded.version, self._nonces()
+        self._retain.sent(type_url, state.nonce, found)
         return discovery_pb2.DiscoveryResponse(
             version_info=encoded.version,
             resources=encoded.packed,

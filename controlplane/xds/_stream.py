@@ -30,6 +30,8 @@ from typing import Any
 import anyio
 import grpc
 
+from plait.core.xds._types import CLUSTER, ENDPOINT
+
 from ._machine import Machine, Outcome
 from ._source import Flavor, Message, NodeInfo, StreamInfo, XdsObserver, XdsSource
 
@@ -125,6 +127,10 @@ class StreamHandler:
         self._report(info, outcome)
         if outcome.respond:
             await self._send(outcome.type_url, force=outcome.force)
+        if outcome.recheck:  # a cluster kept for routes the client no longer runs may go
+            for type_url in self._machine.subscribed():
+                if type_url in (CLUSTER, ENDPOINT):
+                    await self._send(type_url, force=False)
 
     def _report(self, info: StreamInfo, outcome: Outcome) -> None:
         t = outcome.type_url

@@ -88,6 +88,8 @@ class XdsStatus:
     connected_at: float | None = None
     last_error: str | None = None
     last_nack: str | None = None
+    """The latest NACK (``TYPE VERSION: reason``) until a later ACK of that type."""
+    last_nack_type: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     reconnects: int = 0
 
@@ -207,12 +209,15 @@ class XdsClient:
         self.view = candidate
         st.version = response.version_info
         self.status.versions = versions
+        if self.status.last_nack_type == type_url:  # that type is fine again
+            self.status.last_nack = self.status.last_nack_type = None
         await call.write(self._request(type_url))
         await self._resubscribe(call)
         return activated
 
     async def _nack(self, call: Any, type_url: str, version: str, reason: str) -> bool:
         self.status.last_nack = f"{short_name(type_url)} {version}: {reason}"
+        self.status.last_nack_type = type_url
         log.error("NACK %s version %s: %s", short_name(type_url), version, reason)
         await call.write(self._request(type_url, error=reason))
         return False

@@ -2,7 +2,8 @@
 
 Weights follow the Gateway API ``backendRefs[].weight``: default 1, range
 0..1,000,000, proportional (not percentages); a 0 weight gets no traffic. If
-every weight is 0 the filter answers 500, as the Gateway API requires.
+every weight is 0 the filter answers 503 (reason ``no backend``), as Envoy answers
+a request its route gives no upstream; ``plait apply`` warns about such a rule.
 The translator appends this filter to every route rule, built from the rule's
 ``backendRefs``; it may also be configured by hand on a listener.
 """

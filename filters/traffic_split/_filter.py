@@ -15,8 +15,10 @@ from ._config import WeightedSplitConfig
 
 __all__ = ["NO_BACKEND", "WeightedSplit"]
 
-NO_BACKEND = LocalReply(500, b"no backend with a nonzero weight\n", reason="no backend")
-"""Gateway API: a rule whose backends all have weight 0 answers 500."""
+NO_BACKEND = LocalReply(503, b"no backend with a nonzero weight\n", reason="no backend")
+"""A rule whose backends all have weight 0 answers 503, as Envoy does when a route leaves it
+no upstream ("no healthy upstream"): a gRPC client sees UNAVAILABLE, which is also what a
+proxyless gRPC client that got the same route fails its calls with."""
 
 _draw = random.random  # module-level so tests can replace it
 

@@ -162,3 +162,111 @@ def test_a_token_file_others_can_read_stops_the_start(tmp_path: Path) -> None:
            "--api-port", str(free_port()), "--xds-port", str(free_port())]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     assert r.returncode == 1 and "chmod 600" in r.stderr
+
+
+# One document of every kind, each depending only on those before it (deleted in reverse).
+EVERY_KIND = {
+    "Service": SERVICE % {"name": "allkinds"},
+    "HTTPRoute": ROUTE % {"name": "allkinds", "weight": 1},
+    "Filter": """\
+apiVersion: plait.dev/v1alpha1
+kind: Filter
+metadata: {name: allkinds}
+spec:
+  python: {type: path-deny}
+  config: {paths: [{type: PathPrefix, value: /admin}], status: 403}
+""",
+    "Sidecar": """\
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {name: allkinds}
+spec:
+  egress: [{port: {number: 18080, protocol: http}, service: allkinds}]
+""",
+    "Workload": """\
+apiVersion: plait.dev/v1alpha1
+kind: Workload
+metadata: {name: allkinds}
+spec: {service: allkinds, address: 127.0.0.1}
+""",
+    "BackendTrafficPolicy": """\
+apiVersion: plait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: allkinds}
+spec:
+  targetRefs: [{name: allkinds}]
+  timeouts: {connect: 2s}
+""",
+}
+
+
+def test_every_kind_apply_stores_can_be_listed_got_and_deleted_by_name(
+    cp: Proc, tmp_path: Path
+) -> None:
+    """The kinds the CLI names are the kinds apply stores (one table), each reachable by
+    singular, plural and any case, and each named in ``--help`` and the docs."""
+    from plait.controlplane._kinds import KINDS
+    from plait.core.config import KINDS as PARSED
+
+    assert {k.name for k in KINDS} == set(PARSED) == set(EVERY_KIND)
+    for kind in KINDS:
+        r = cli(cp, "apply", "-f", str(write(tmp_path, f"{kind.name}.yaml", EVERY_KIND[kind.name])))
+        assert r.returncode == 0, r.stderr
+    docs = (Path(__file__).parents[2] / "docs" / "control-plane.md").read_text()
+    for kind in KINDS:
+        for spelling in (kind.name.lower(), kind.plural, kind.name.upper(), *kind.short):
+            r = cli(cp, "get", spelling)
+            assert r.returncode == 0, (spelling, r.stderr)
+            assert "allkinds" in r.stdout, (spelling, r.stdout)
+        got = json.loads(cli(cp, "get", kind.name.lower(), "allkinds", "-o", "json").stdout)
+        assert got["kind"] == kind.name
+        assert f"| {kind.name} |" in docs, f"docs/control-plane.md: no table row for {kind.name}"
+        for command in ("get", "delete"):
+            assert kind.name.lower() in cli(None, command, "--help").stdout
+    for kind in reversed(KINDS):
+        r = cli(cp, "delete", kind.name.lower(), "allkinds")
+        assert (r.returncode, r.stdout) == (0, f"{kind.name.lower()}/allkinds deleted\n"), r.stderr
+    r = cli(cp, "get", "gateway")
+    assert r.returncode == 2 and "backendtrafficpolicy" in r.stderr
+
+
+GRPC_ROUTE = """\
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {name: %(name)s}
+spec:
+  ports: [{name: grpc, port: 50051, protocol: %(protocol)s}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: %(name)s}
+spec:
+  parentRefs: [{kind: Service, name: %(name)s, port: 50051}]
+  rules:
+  - matches: [{headers: [{name: x-dark, value: "1"}]}]
+    backendRefs: [{name: %(name)s, port: 50051, weight: 0}]
+  - backendRefs: [{name: %(name)s, port: 50051}]
+    retry: {attempts: %(attempts)s, codes: [503]}
+"""
+
+
+def test_apply_warns_where_a_client_will_not_do_what_was_written(cp: Proc, tmp_path: Path) -> None:
+    f = write(tmp_path, "g.yaml", GRPC_ROUTE % {"name": "greet", "protocol": "grpc",
+                                               "attempts": 10})  # fmt: skip
+    r = cli(cp, "apply", "-f", str(f))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "service/greet created\nhttproute/greet created\n"
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, r.stderr
+    zero, attempts = warnings
+    assert "HTTPRoute/default/greet: spec.rules[0]" in zero and "weight 0" in zero
+    assert "503" in zero and "NACK" in zero
+    assert "spec.rules[1].retry.attempts: 10" in attempts and "at most 4" in attempts
+    # within what gRPC honours, or not a gRPC port: only the weight warning
+    for name, protocol, n in (("greet", "grpc", 4), ("web", "http", 10)):
+        f = write(tmp_path, f"{name}.yaml", GRPC_ROUTE % {"name": name, "protocol": protocol,
+                                                         "attempts": n})  # fmt: skip
+        r = cli(cp, "apply", "-f", str(f))
+        assert r.returncode == 0, r.stderr
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "weight 0" in warnings[0], r.stderr

@@ -113,3 +113,43 @@ async def test_concurrent_writers_get_distinct_ordered_revisions(tmp_path: Path)
     latest = {str(r.key): r.mod_revision for r in await store.list()}
     assert max(latest.values()) == 100 and store.revision == 100
     await store.aclose()
+
+
+async def test_a_write_of_several_is_one_revision_and_one_change(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "plait.db")
+    await store.put(KEY, doc("echo"))
+    other = Key("Service", "default", "other")
+    out = await store.write([(other, doc("other")), (KEY, None), (Key("Service", "x", "y"), None)])
+    assert store.revision == 2
+    assert out[0] is not None and out[0][1] is PutResult.CREATED and out[0][0].mod_revision == 2
+    assert out[1] is not None and out[1][0].key == KEY
+    assert out[2] is None
+    changes = await store.changes_since(1)
+    assert [(c.revision, c.kind, c.key) for c in changes] == [
+        (2, ChangeKind.CREATED, other),
+        (2, ChangeKind.DELETED, KEY),
+    ]
+    assert await store.write([(other, doc("other"))]) and store.revision == 2  # unchanged
+    await store.aclose()
+
+
+async def test_a_store_with_the_older_change_log_is_carried_over(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "plait.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE changes (revision INTEGER PRIMARY KEY, op TEXT NOT NULL, kind TEXT NOT NULL,"
+        " namespace TEXT NOT NULL, name TEXT NOT NULL, document TEXT);"
+        "INSERT INTO changes VALUES (1, 'created', 'Service', 'default', 'echo', '{}');"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        "INSERT INTO meta VALUES ('revision', 1);"
+    )
+    db.close()
+    store = SqliteStore(path)
+    assert store.revision == 1
+    (change,) = await store.changes_since(0)
+    assert change.key == KEY and change.kind is ChangeKind.CREATED
+    await store.put(Key("Service", "default", "b"), doc("b"))
+    assert [c.revision for c in await store.changes_since(0)] == [1, 2]
+    await store.aclose()

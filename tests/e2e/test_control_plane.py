@@ -272,3 +272,21 @@ def test_static_stability_control_plane_down_under_load_then_back(
     procs.append(restarted)
     assert not config_dump(restarted)["xds"]["connected"]
     assert sequential(listen, 50).servers == Counter({"v1": 50})
+
+
+def test_a_rule_whose_backends_all_have_weight_0_answers_503_and_apply_warns(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    v1 = start_echo(tmp_path, "v1")
+    procs.append(v1)
+    cp = start_control_plane(tmp_path)
+    procs.append(cp)
+    listen = free_port()
+    path = _write(tmp_path, _mesh(v1.port, v1.port, listen, 0, 0))
+    r = plait(cp, "apply", "-f", str(path))
+    assert r.returncode == 0 and "every backendRef has weight 0" in r.stderr, r.stderr
+    sidecar = start_xds_sidecar(tmp_path, cp, "client")
+    procs.append(sidecar)
+    status, headers, body = http_get(listen, "/")
+    assert status == 503, (status, body)
+    assert headers.get("x-plait-reason") == "no backend", headers

@@ -3,6 +3,8 @@
     python grpc_who.py serve PORT NAME
     python grpc_who.py client TARGET      (reads "N [header=value]" lines on stdin,
                                            answers one JSON line of counts per line)
+    python grpc_who.py flood TARGET N     (N callers, each calling in a loop until stdin
+                                           closes, then one JSON line of counts)
 
 The client is gRPC's own xDS client: run it with ``GRPC_XDS_BOOTSTRAP`` naming
 a bootstrap file that points at plait's control plane and a target
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections import Counter
 from concurrent import futures
 
@@ -55,8 +58,41 @@ def client(target: str) -> None:
             print(json.dumps(counts), flush=True)
 
 
+def flood(target: str, callers: int) -> None:
+    """Calls always in flight: ``callers`` threads call without ``wait_for_ready`` (a call
+    fails at once when the client has no usable route or cluster for it)."""
+    stop = threading.Event()
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(METHOD)
+        # one call that waits: the client has its config before the callers start
+        counts[call(b"", timeout=10, wait_for_ready=True).decode()] += 1
+        print("ready", flush=True)
+
+        def caller() -> None:
+            while not stop.is_set():
+                try:
+                    key = call(b"", timeout=5).decode()
+                except grpc.RpcError as exc:
+                    key = f"error {exc.code().name}: {exc.details()}"
+                with lock:
+                    counts[key] += 1
+
+        threads = [threading.Thread(target=caller) for _ in range(callers)]
+        for t in threads:
+            t.start()
+        sys.stdin.read()
+        stop.set()
+        for t in threads:
+            t.join()
+    print(json.dumps(counts), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "flood":
+        flood(sys.argv[2], int(sys.argv[3]))
     else:
         client(sys.argv[2])

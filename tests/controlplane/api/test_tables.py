@@ -22,19 +22,22 @@ def _workload(name: str, status: dict[str, object] | None = None) -> dict[str, o
 
 
 def test_workload_table_shows_the_registry_status() -> None:
-    nack = {"version": "v3", "message": "bad filter", "at": 1.0}
+    nack = {"type": "Listener", "version": "v3", "message": "bad filter", "at": 1.0}
     text = render_table("Workload", [
         _workload("web-1", {"connected": True, "ackedVersions": {"Listener": "v2",
                                                                  "Cluster": "v2"}}),
-        _workload("web-2", {"connected": False, "ackedVersion": "v1", "lastNack": nack}),
+        _workload("web-2", {"connected": False, "healthy": False, "ackedVersion": "v1",
+                            "lastNack": nack}),
         _workload("web-3"),
+        _workload("by-hand", {"registered": False, "healthy": True}),
     ])  # fmt: skip
     lines = text.splitlines()
-    assert lines[0].split() == ["NAME", "NAMESPACE", "SERVICE", "ADDRESS", "CONNECTED", "ACKED",
-                                "LAST-NACK"]  # fmt: skip
-    assert lines[1].split() == ["web-1", "shop", "web", "10.0.0.7", "yes", "v2", "-"]
-    assert lines[2].split()[4:] == ["no", "v1", "v3:", "bad", "filter"]
-    assert lines[3].split()[4:] == ["-", "-", "-"]
+    assert lines[0].split() == ["NAME", "NAMESPACE", "SERVICE", "ADDRESS", "CONNECTED", "HEALTHY",
+                                "ACKED", "LAST-NACK"]  # fmt: skip
+    assert lines[1].split() == ["web-1", "shop", "web", "10.0.0.7", "yes", "-", "v2", "-"]
+    assert lines[2].split()[4:] == ["no", "no", "v1", "Listener:", "bad", "filter"]
+    assert lines[3].split()[4:] == ["-", "-", "-", "-"]
+    assert lines[4].split()[4:] == ["-", "yes", "-", "-"]
 
 
 def test_results_and_documents() -> None:

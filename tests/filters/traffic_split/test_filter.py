@@ -46,10 +46,10 @@ def test_an_earlier_choice_stands() -> None:
     assert _chosen(f, cluster="pinned") == "pinned"
 
 
-def test_all_zero_weights_answer_500() -> None:
+def test_all_zero_weights_answer_503() -> None:
     f = WeightedSplit(parse_weighted_split({"backends": [{"cluster": "a", "weight": 0}]}))
     res = anyio.run(lambda: drive(f, request_head=make_request()))
-    assert res.status == 500 and res.local_reply is not None and not res.upstream_called
+    assert res.status == 503 and res.local_reply is not None and not res.upstream_called
     assert res.ctx.cluster is None
 
 
