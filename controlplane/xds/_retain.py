@@ -48,9 +48,9 @@ from ._source import Message
 __all__ = ["ROUTE_TYPES", "Retention", "clusters_named"]
 
 ROUTE_TYPES = frozenset({LISTENER, ROUTE})
+"""Types whose resources name clusters."""
 _MAX_PENDING = 16
 """UnACKed route responses recorded one by one, per type."""
-"""Types whose resources name clusters."""
 
 
 def clusters_named(type_url: str, resources: Iterable[Message]) -> frozenset[str]:
