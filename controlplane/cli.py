@@ -128,10 +128,18 @@ def _control_plane(args: argparse.Namespace) -> int:
                             "health_interval": args.health_interval}),
             backend_options=_backend_options(),
         )  # fmt: skip
-    except TokenError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"cannot start the control plane: {exc}")
+    except BaseException as exc:  # the task tree reports its errors in groups
+        cause = exc
+        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+            cause = cause.exceptions[0]
+        if isinstance(cause, TokenError):
+            return _fail(str(cause))
+        if isinstance(cause, OSError):
+            why = cause.strerror if cause.strerror and cause.filename is None else cause
+            return _fail(f"cannot start the control plane: {why}")
+        if isinstance(cause, KeyboardInterrupt):
+            return 130
+        raise
     return 0
 
 

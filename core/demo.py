@@ -10,7 +10,7 @@ What runs (ports from ``examples/demo/mesh.yaml``)::
 The apps are tiny standard-library HTTP servers in this process; the sidecars
 are real ``plait sidecar`` processes. The demo sends requests through the whole
 path and prints what each hop added, then stops everything (or keeps running
-with ``--keep-running`` until Ctrl-C).
+with ``--keep-running`` until Ctrl-C or SIGTERM, which stop everything the same way).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +28,17 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["apps", "get", "hold", "run_demo", "split", "tour", "wait_ready"]
+__all__ = [
+    "Stopped",
+    "apps",
+    "get",
+    "hold",
+    "run_demo",
+    "split",
+    "stop_on_signals",
+    "tour",
+    "wait_ready",
+]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo" / "mesh.yaml"
 
@@ -154,22 +165,47 @@ def split(requests: int) -> Counter[str]:
     return seen
 
 
-def hold(keep_running: bool) -> None:
-    """``--keep-running``: wait for Ctrl-C."""
-    if keep_running:
-        print("\nrunning; Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(1)
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwind like Ctrl-C, so every process the demo started is stopped."""
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP stop the demo as Ctrl-C does (each ``with`` cleans up)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def hold(keep_running: bool, where: str) -> None:
+    """``--keep-running``: say where to look and wait for Ctrl-C or SIGTERM; else say it stops."""
+    if not keep_running:
+        print("\ndone: stopping the mesh (run with --keep-running to keep it up and explore)")
+        return
+    print(f"\nrunning; {where}\nCtrl-C (or SIGTERM) stops everything")
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(1)
 
 
 def run_demo(*, requests: int = 20, keep_running: bool = False) -> int:
     print(f"plait demo: config {EXAMPLES}")
-    with apps(), _sidecars():
-        print("sidecars ready: frontend (admin http://127.0.0.1:15000), "
-              "backend (admin http://127.0.0.1:15100)\n")  # fmt: skip
-        tour(requests)
-        hold(keep_running)
+    try:
+        with stop_on_signals(), apps(), _sidecars():
+            print("sidecars ready: frontend (admin :15000), backend (admin :15100)\n")
+            tour(requests)
+            hold(keep_running, "try http://127.0.0.1:18080/hello, admin http://127.0.0.1:15000/"
+                 "config_dump and /metrics (backend: 15100)")  # fmt: skip
+    except KeyboardInterrupt as exc:
+        print(f"stopped ({exc or 'Ctrl-C'}): every demo process ended", file=sys.stderr)
+        return 130
     return 0
 
 

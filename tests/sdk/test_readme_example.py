@@ -1,0 +1,80 @@
+"""The README's "Writing a filter" example, taken from README.md itself (so they cannot drift):
+it passes the conformance check, and a real sidecar runs it from a plugin module."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from plait.plugins import load_filter_types
+from plait.sdk.testing import check_filter, drive, make_request
+from tests.support import Proc, free_port, http_get, simple_config, start_echo, start_sidecar
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _block(language: str, section: str) -> str:
+    found = re.search(rf"```{language}\n(.*?)```", section, re.S)
+    assert found is not None, f"no ```{language} block in the README section"
+    return found[1]
+
+
+def _example_module() -> ModuleType:
+    module = ModuleType("readme_filter")
+    exec(compile(_block("python", _section("Writing a filter")), str(README), "exec"), vars(module))
+    return module
+
+
+def test_the_readme_filter_passes_check_filter() -> None:
+    types = load_filter_types(_example_module(), entry_points=False)
+    spec = types["add-hello"]
+    check_filter(spec)  # as the README says to
+
+    async def run() -> None:
+        res = await drive(spec.factory(None)(), request_head=make_request())
+        assert res.request_head is not None
+        assert res.request_head.headers.get("x-hello") == "world"
+
+    import anyio
+
+    anyio.run(run)
+
+
+def test_the_readme_pyproject_snippet_declares_the_entry_point() -> None:
+    snippet = tomllib.loads(_block("toml", _section("Writing a filter")))
+    group = snippet["project"]["entry-points"]["plait.filters"]
+    assert group, "the snippet declares no plait.filters entry point"
+
+
+@pytest.mark.e2e
+def test_a_sidecar_runs_the_readme_filter(tmp_path: Path, procs: list[Proc]) -> None:
+    (tmp_path / "readme_filter.py").write_text(_block("python", _section("Writing a filter")))
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    cfg = tmp_path / "plait.yaml"
+    cfg.write_text(simple_config(echo.port, port, admin, filters="[{type: add-hello}]"))
+    sidecar = start_sidecar(
+        cfg, admin, "--plugin", "readme_filter", env={"PYTHONPATH": _pythonpath(tmp_path)}
+    )
+    procs.append(sidecar)
+    status, _, body = http_get(port, "/")
+    assert status == 200
+    assert json.loads(body)["headers"].get("x-hello") == "world", body
+
+
+def _pythonpath(extra: Path) -> str:
+    return ":".join([str(extra), *[p for p in sys.path if p]])
