@@ -189,8 +189,8 @@ def hold(keep_running: bool, where: str) -> None:
     if not keep_running:
         print("\ndone: stopping the mesh (run with --keep-running to keep it up and explore)")
         return
-    print(f"\nrunning; {where}\nCtrl-C (or SIGTERM) stops everything")
     with contextlib.suppress(KeyboardInterrupt):
+        print(f"\nrunning; {where}\nCtrl-C (or SIGTERM) stops everything", flush=True)
         while True:
             time.sleep(1)
 

@@ -114,7 +114,7 @@ def test_sigterm_to_a_demo_kept_running_stops_every_process(command: str) -> Non
         assert demo.stdout is not None
         for line in demo.stdout:
             lines.append(line)
-            if "stops everything" in line:
+            if line.startswith("running;"):
                 running.set()
 
     reader = threading.Thread(target=read, daemon=True)
@@ -142,6 +142,9 @@ def test_sigterm_to_a_demo_kept_running_stops_every_process(command: str) -> Non
         if data is not None:
             assert not data.exists()
     finally:
-        if demo.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # whatever of its session is left
             os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait(10)
+        demo.wait(10)
+        reader.join(5)
+        assert demo.stdout is not None
+        demo.stdout.close()
