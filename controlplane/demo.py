@@ -33,7 +33,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from plait.core.demo import apps, get, hold, split, stop_on_signals, tour, wait_ready
+from plait.core.demo import (
+    apps,
+    failed,
+    get,
+    hold,
+    split,
+    stop_on_signals,
+    tour,
+    wait_ready,
+)
 
 __all__ = ["run_demo"]
 
@@ -119,6 +128,8 @@ def run_demo(*, requests: int = 200, keep_running: bool = False) -> int:
     except KeyboardInterrupt as exc:
         print(f"stopped ({exc or 'Ctrl-C'}): every demo process ended", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        return failed(exc)
     return 0
 
 

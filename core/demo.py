@@ -31,6 +31,7 @@ from pathlib import Path
 __all__ = [
     "Stopped",
     "apps",
+    "failed",
     "get",
     "hold",
     "run_demo",
@@ -102,7 +103,14 @@ def apps() -> Iterator[None]:
     servers = []
     for name, port in (("frontend", 18081), ("backend-v1", 18091), ("backend-v2", 18092)):
         handler = type(f"App_{port}", (_App,), {"name": name})
-        server = _AppServer(("127.0.0.1", port), handler)
+        try:
+            server = _AppServer(("127.0.0.1", port), handler)
+        except OSError as exc:
+            for started in servers:
+                started.shutdown()
+                started.server_close()
+            raise OSError(exc.errno, f"the {name} app cannot listen on 127.0.0.1:{port}: "
+                          f"{exc.strerror} (is a demo already running?)") from exc  # fmt: skip
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -111,6 +119,7 @@ def apps() -> Iterator[None]:
     finally:
         for server in servers:
             server.shutdown()
+            server.server_close()
 
 
 @contextlib.contextmanager
@@ -140,7 +149,11 @@ def _sidecars() -> Iterator[None]:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
 
 
 def wait_ready(port: int, procs: list[subprocess.Popen[bytes]], path: str = "/ready") -> None:
@@ -148,7 +161,7 @@ def wait_ready(port: int, procs: list[subprocess.Popen[bytes]], path: str = "/re
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
-            raise RuntimeError("a demo process exited during start-up (see its log)")
+            raise RuntimeError("a demo process exited during start-up (its output is above)")
         with contextlib.suppress(OSError):
             if get(port, path)[0] == 200:
                 return
@@ -206,7 +219,16 @@ def run_demo(*, requests: int = 20, keep_running: bool = False) -> int:
     except KeyboardInterrupt as exc:
         print(f"stopped ({exc or 'Ctrl-C'}): every demo process ended", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        return failed(exc)
     return 0
+
+
+def failed(exc: BaseException) -> int:
+    """A demo that could not run: one line saying why (the processes' log is above)."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    print(f"plait demo: {why}", file=sys.stderr)
+    return 1
 
 
 def tour(requests: int) -> None:
