@@ -100,7 +100,7 @@ class _AppServer(ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def apps() -> Iterator[None]:
-    servers = []
+    servers: list[_AppServer] = []
     for name, port in (("frontend", 18081), ("backend-v1", 18091), ("backend-v2", 18092)):
         handler = type(f"App_{port}", (_App,), {"name": name})
         try:
