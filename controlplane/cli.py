@@ -52,8 +52,9 @@ def register(sub: Any) -> None:
     client.add_argument("--data-dir", help="where the token file is ($PLAIT_DATA_DIR, ~/.plait)")
 
     demo = sub.add_parser("demo", help="the demo mesh: a control plane, three sidecars, apps")
-    demo.add_argument("--requests", type=int, default=200)
-    demo.add_argument("--keep-running", action="store_true")
+    demo.add_argument("--requests", type=int, default=200, help="requests per step (200)")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="keep the mesh up afterwards until Ctrl-C or SIGTERM")  # fmt: skip
     demo.set_defaults(func=_demo)
 
     cp = sub.add_parser("control-plane", help="run the control plane (store, API, xDS)")

@@ -109,8 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("filters", help="list the filter types this installation knows")
 
     d = sub.add_parser("demo-static", help="two demo services behind sidecars, static config")
-    d.add_argument("--requests", type=int, default=20)
-    d.add_argument("--keep-running", action="store_true")
+    d.add_argument("--requests", type=int, default=20, help="requests of the split step (20)")
+    d.add_argument("--keep-running", action="store_true",
+                   help="keep the mesh up afterwards until Ctrl-C or SIGTERM")  # fmt: skip
     for ep in entry_points(group="plait.commands"):
         ep.load()(sub)
     return p

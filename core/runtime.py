@@ -166,7 +166,7 @@ class Runtime:
         self.stats.reloads["failure"] = self.stats.reloads.get("failure", 0) + 1
         self.last_error = error
         self.last_error_at = time.time()
-        log.error("config rejected, keeping %s: %s", self.snapshot.version or "none", error)
+        log.error("config rejected, keeping %s: %s", self.snapshot.version or "no config", error)
 
     def listener(self, name: str) -> ListenerRuntime | None:
         return self.snapshot.listeners.get(name)

@@ -273,3 +273,22 @@ def test_a_reload_whose_new_listener_cannot_bind_keeps_the_old_config_whole(
     assert http_get(port, "/")[1]["x-config"] == "v2"
     assert http_get(taken, "/")[0] == 200
     assert f"second 127.0.0.1:{taken}" in _reload_lines(sidecar)[-1]
+
+
+def test_a_watched_file_emptied_in_place_is_refused(tmp_path: Path, procs: list[Proc]) -> None:
+    """The file watcher goes through the same reload: an emptied file takes nothing down."""
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    good = _versioned(echo.port, port, admin, "v1")
+    cfg = write_config(tmp_path, good)
+    sidecar = start_sidecar(cfg, admin)  # watching the file (the default)
+    procs.append(sidecar)
+    with cfg.open("w"):  # `: > cfg.yaml`
+        pass
+    _until(lambda: _dump(admin)["last_error"])
+    assert "empty file" in _dump(admin)["last_error"]
+    assert http_get(port, "/")[1]["x-config"] == "v1"
+    cfg.write_text(good)
+    _until(lambda: _dump(admin)["last_error"] is None)
+    assert http_get(port, "/")[1]["x-config"] == "v1"
