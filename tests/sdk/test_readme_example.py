@@ -1,12 +1,14 @@
 """The README's "Writing a filter" example, taken from README.md itself (so they cannot drift):
-it passes the conformance check, and a real sidecar runs it from a plugin module."""
+it passes the conformance check, its pyproject.toml snippet makes a package whose filter
+``plait filters`` finds, and a real sidecar runs it from a plugin module."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -14,7 +16,7 @@ import pytest
 
 from plait.plugins import load_filter_types
 from plait.sdk.testing import check_filter, drive, make_request
-from tests.support import Proc, free_port, http_get, simple_config, start_echo, start_sidecar
+from tests.support import PY, Proc, free_port, http_get, simple_config, start_echo, start_sidecar
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -53,10 +55,27 @@ def test_the_readme_filter_passes_check_filter() -> None:
     anyio.run(run)
 
 
-def test_the_readme_pyproject_snippet_declares_the_entry_point() -> None:
-    snippet = tomllib.loads(_block("toml", _section("Writing a filter")))
-    group = snippet["project"]["entry-points"]["plait.filters"]
-    assert group, "the snippet declares no plait.filters entry point"
+@pytest.mark.e2e
+def test_the_readme_package_installs_and_plait_finds_its_filter(tmp_path: Path) -> None:
+    """The example and the pyproject.toml snippet, built as a package (pip, into a directory
+    of its own): ``plait filters`` lists the filter through the entry point."""
+    section = _section("Writing a filter")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "add_hello.py").write_text(_block("python", section))
+    (project / "pyproject.toml").write_text(_block("toml", section))
+    site = tmp_path / "site"
+    pip = [PY, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "--target", str(site), str(project)], check=True, timeout=120)
+    r = subprocess.run(
+        [PY, "-m", "plait.core.cli", "filters"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={**os.environ, "PYTHONPATH": _pythonpath(site)},
+    )
+    assert re.search(r"^add-hello\s.*\(add_hello\)$", r.stdout, re.M), r.stdout
 
 
 @pytest.mark.e2e
