@@ -34,10 +34,18 @@ def _block(language: str, section: str) -> str:
     return found[1]
 
 
-def _example_module() -> ModuleType:
-    module = ModuleType("readme_filter")
-    exec(compile(_block("python", _section("Writing a filter")), str(README), "exec"), vars(module))
+def _blocks(language: str, section: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+
+
+def _module(name: str, code: str) -> ModuleType:
+    module = ModuleType(name)
+    exec(compile(code, str(README), "exec"), vars(module))
     return module
+
+
+def _example_module() -> ModuleType:
+    return _module("add_hello", _block("python", _section("Writing a filter")))
 
 
 def test_the_readme_filter_passes_check_filter() -> None:
@@ -53,6 +61,14 @@ def test_the_readme_filter_passes_check_filter() -> None:
     import anyio
 
     anyio.run(run)
+
+
+def test_the_readme_check_filter_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's pytest example, against the README's filter as ``add_hello``."""
+    example, test_code = _blocks("python", _section("Writing a filter"))[:2]
+    monkeypatch.setitem(sys.modules, "add_hello", _module("add_hello", example))
+    tests = _module("test_readme", test_code)
+    tests.test_add_hello()
 
 
 @pytest.mark.e2e
