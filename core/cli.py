@@ -5,6 +5,11 @@ Sub-commands that live outside the core (``control-plane``, ``apply``, ``get``,
 ``plait.commands``: each entry point is a function ``register(subparsers)``
 that adds its parsers and sets ``func`` (``args -> exit code``) on them. The
 core names none of them, as it names no filter.
+
+Every command's parser takes ``--log-level`` (so it is shown in each command's
+help and may come before or after the command). Usage errors exit 2 and name what
+is valid (the commands, the log levels); a failure to start (a config error, a port
+in use) is one line on stderr and exit 1, not a traceback.
 """
 
 from __future__ import annotations
