@@ -6,7 +6,7 @@ Task tree::
     ├── Listener.serve            one per listener; each owns its connections' tasks
     ├── serve_admin               /ready /metrics /config_dump /quitquitquit
     ├── _signals                  SIGTERM/SIGINT → drain; SIGHUP → reload
-    ├── _watch_files              config file changed → reload (static mode)
+    ├── watch_files               config file changed → reload (static mode)
     └── XdsMode.run               ADS stream to the control plane (control-plane mode)
 
 Reload: the config is loaded and validated completely, then compiled into a
@@ -35,7 +35,6 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -45,8 +44,8 @@ from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
 
 from .admin import SidecarAdmin, serve_http
-from .config._load import config_files
 from .config._model import AdminConfig, MeshConfig
+from .config._watch import watch_files
 from .runtime import Runtime
 from .server._listener import Listener
 
@@ -122,7 +121,7 @@ class Sidecar:
             if self.xds is not None:
                 tg.start_soon(self.xds.run, self.install)
             elif self.opts.watch:
-                tg.start_soon(self._watch_files)
+                tg.start_soon(watch_files, self.opts.config, self.reload)
             _tune_gc()
             self.ready = True
             if self.is_ready():
@@ -260,29 +259,6 @@ class Sidecar:
                     log.info("signal %s: draining", signal.Signals(signum).name)
                     self.quit.set()
 
-    async def _watch_files(self) -> None:
-        """Reload when a config file (or a YAML file in a config directory) changes.
-
-        A stat poll every ``WATCH_INTERVAL`` seconds rather than inotify: no watcher
-        thread waking up 20 times a second in every idle sidecar, ~1 MB less memory than
-        watchfiles, and it follows what ``stat`` follows (a Kubernetes ConfigMap update swaps a
-        symlink; the path's new target has a new inode and mtime). A change is acted
-        on once two polls agree (a file being written is not read half-way).
-        """
-        paths = [Path(p) for p in self.opts.config]
-        seen = _config_stamp(paths)
-        pending: object = None
-        while True:
-            await anyio.sleep(WATCH_INTERVAL)
-            now = _config_stamp(paths)
-            if now == seen:
-                pending = None
-            elif now != pending:
-                pending = now  # changed: act when the next poll sees the same
-            else:
-                seen, pending = now, None
-                await self.reload()
-
     def config_dump(self) -> dict[str, Any]:
         from .config import dump_config
 
@@ -354,21 +330,3 @@ async def run_sidecar(opts: SidecarOptions) -> None:
     saved = mode.initial()
     config = saved or MeshConfig(version="", listeners=(), clusters={}, routes={}, admin=admin)
     await Sidecar(opts, types, config, mode, configured=saved is not None).run()
-
-
-WATCH_INTERVAL = 0.5
-"""Seconds between two looks at the config files (a change is applied after two)."""
-
-
-def _config_stamp(paths: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
-    """What identifies the current content of the config files, cheaply."""
-    out: list[tuple[str, int, int, int]] = []
-    for path in paths:
-        for f in config_files(path) if path.is_dir() else [path]:
-            try:
-                st = f.stat()
-            except OSError:
-                out.append((str(f), -1, -1, -1))
-                continue
-            out.append((str(f), st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)
