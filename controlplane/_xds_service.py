@@ -10,6 +10,7 @@ workloads`` and ``plait check`` see connection state from the first request.
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -42,7 +43,11 @@ async def xds_service(
     async with anyio.create_task_group() as tg:
         await tg.start(source.run)
         tg.start_soon(registry.run)
-        port = await tg.start(server.serve, opts.xds_bind, opts.xds_port)
+        try:
+            port = await tg.start(server.serve, opts.xds_bind, opts.xds_port)
+        except RuntimeError as exc:  # grpc says only that it could not bind
+            where = f"{opts.xds_bind}:{opts.xds_port}"
+            raise OSError(errno.EADDRINUSE, f"xDS cannot listen on {where}: in use?") from exc
         ctx.api.registry = registry
         ctx.extras.update(source=source, registry=registry, xds_port=port)
         log.info("plait control plane: xDS (ADS) on %s:%d", opts.xds_bind, port)

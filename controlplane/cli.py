@@ -40,8 +40,9 @@ def register(sub: Any) -> None:
     client.add_argument("--data-dir", help="where the token file is ($PLAIT_DATA_DIR, ~/.plait)")
 
     demo = sub.add_parser("demo", help="the demo mesh: a control plane, three sidecars, apps")
-    demo.add_argument("--requests", type=int, default=200)
-    demo.add_argument("--keep-running", action="store_true")
+    demo.add_argument("--requests", type=int, default=200, help="requests per step (200)")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="keep the mesh up afterwards until Ctrl-C or SIGTERM")  # fmt: skip
     demo.set_defaults(func=_demo)
 
     cp = sub.add_parser("control-plane", help="run the control plane (store, API, xDS)")
@@ -116,10 +117,18 @@ def _control_plane(args: argparse.Namespace) -> int:
                             "health_interval": args.health_interval}),
             backend_options=_backend_options(),
         )  # fmt: skip
-    except TokenError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"cannot start the control plane: {exc}")
+    except BaseException as exc:  # the task tree reports its errors in groups
+        cause = exc
+        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+            cause = cause.exceptions[0]
+        if isinstance(cause, TokenError):
+            return _fail(str(cause))
+        if isinstance(cause, OSError):
+            why = cause.strerror if cause.strerror and cause.filename is None else cause
+            return _fail(f"cannot start the control plane: {why}")
+        if isinstance(cause, KeyboardInterrupt):
+            return 130
+        raise
     return 0
 
 

@@ -12,6 +12,8 @@ The demo applies the config with ``plait apply``, starts the sidecars in
 control-plane mode (they register their Workloads and receive their config
 over xDS), sends requests through the mesh, then changes the split to 50/50
 with another ``plait apply`` and shows the sidecars follow without a restart.
+Then it stops every process and removes its data directory; with
+``--keep-running`` it first waits for Ctrl-C or SIGTERM (either stops all).
 The control plane and the sidecars are real ``plait`` processes; this module
 only orchestrates them, as an operator would.
 """
@@ -22,14 +24,25 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from plait.core.demo import apps, get, hold, split, tour, wait_ready
+from plait.core.demo import (
+    apps,
+    failed,
+    get,
+    hold,
+    split,
+    stop_on_signals,
+    tour,
+    wait_ready,
+)
 
 __all__ = ["run_demo"]
 
@@ -48,24 +61,44 @@ def _plait(*args: str, quiet: bool = False) -> list[str]:
 
 
 @contextlib.contextmanager
-def _processes(data: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+def _processes(data: Path) -> Iterator[tuple[list[subprocess.Popen[bytes]], BinaryIO]]:
+    """The demo's processes (the control plane first) and the one log they all append to.
+
+    On the way out (also on Ctrl-C and SIGTERM) every process is stopped, newest first.
+    """
     procs: list[subprocess.Popen[bytes]] = []
-    log = (data / "processes.log").open("wb")
+    with (data / "processes.log").open("ab") as log:
+        try:
+            procs.append(subprocess.Popen(
+                _plait("control-plane", "--data-dir", str(data), "--api-port", str(API),
+                       "--xds-port", str(XDS)),
+                stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+            yield procs, log
+        finally:
+            for p in reversed(procs):
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+
+
+@contextlib.contextmanager
+def _data_dir() -> Iterator[Path]:
+    """A fresh data directory, removed at the end; if the demo failed, the log's tail is shown."""
+    data = Path(tempfile.mkdtemp(prefix="plait-demo-"))
     try:
-        procs.append(subprocess.Popen(
-            _plait("control-plane", "--data-dir", str(data), "--api-port", str(API),
-                   "--xds-port", str(XDS)),
-            stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
-        yield procs
+        yield data
+    except Exception:
+        log = data / "processes.log"
+        if log.exists():
+            tail = log.read_text(errors="replace").splitlines()[-40:]
+            print("last lines of the processes' log:\n  " + "\n  ".join(tail), file=sys.stderr)
+        raise
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        log.close()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def _cli(data: Path, *args: str) -> str:
@@ -77,25 +110,35 @@ def _cli(data: Path, *args: str) -> str:
     return r.stdout + r.stderr
 
 
-def _wait_split(want: set[str], data: Path) -> None:
+def _wait_split(want: set[str]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
             if set(split(40)) >= want:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"the mesh did not converge (logs: {data / 'processes.log'})")
+    raise TimeoutError("the mesh did not converge within 20 s")
 
 
 def run_demo(*, requests: int = 200, keep_running: bool = False) -> int:
-    data = Path(tempfile.mkdtemp(prefix="plait-demo-"))
-    print(f"plait demo: control plane data in {data}")
-    with apps(), _processes(data) as procs:
+    try:
+        with stop_on_signals(), _data_dir() as data:
+            print(f"plait demo: control plane data in {data} (removed at the end)")
+            _run(data, requests, keep_running)
+    except KeyboardInterrupt as exc:
+        print(f"stopped ({exc or 'Ctrl-C'}): every demo process ended", file=sys.stderr)
+        return 130
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        return failed(exc)
+    return 0
+
+
+def _run(data: Path, requests: int, keep_running: bool) -> None:
+    with apps(), _processes(data) as (procs, log):
         wait_ready(API, procs, "/healthz")
         print(f"control plane: API http://127.0.0.1:{API}, xDS 127.0.0.1:{XDS}\n")
         print(f"$ plait apply -f {EXAMPLE.relative_to(EXAMPLE.parents[2])}")
         print(re.sub(r"(?m)^", "  ", _cli(data, "apply", "-f", str(EXAMPLE)).rstrip()) + "\n")
-        log = (data / "processes.log").open("ab")
         for name, admin, flags in SIDECARS:
             procs.append(subprocess.Popen(
                 _plait("sidecar", "--control-plane", f"127.0.0.1:{XDS}", "--sidecar", name,
@@ -104,7 +147,7 @@ def run_demo(*, requests: int = 200, keep_running: bool = False) -> int:
                 stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
         for _, admin, _ in SIDECARS:
             wait_ready(admin, procs)
-        _wait_split({"backend-v1", "backend-v2"}, data)
+        _wait_split({"backend-v1", "backend-v2"})
         print("$ plait get workloads   (each sidecar registered itself)")
         print(re.sub(r"(?m)^", "  ", _cli(data, "get", "workloads").rstrip()) + "\n")
         tour(requests)
@@ -119,13 +162,10 @@ def run_demo(*, requests: int = 200, keep_running: bool = False) -> int:
         took = time.monotonic() - started
         print(f"5. after the change ({took:.2f}s incl. the CLI), {requests} requests: "
               f"{dict(split(requests))}  — no sidecar restarted")  # fmt: skip
-        print(
-            "\nwhere to look: http://127.0.0.1:15000/config_dump (frontend sidecar), "
-            "/metrics on admin ports 15000/15101/15102, `plait get workloads`, `plait check`"
-        )
-        log.close()
-        hold(keep_running)
-    return 0
+        hold(keep_running,
+             f"where to look: http://127.0.0.1:15000/config_dump (frontend sidecar), /metrics on "
+             f"admin ports 15000/15101/15102, the processes' log {data / 'processes.log'}, and "
+             f"with PLAIT_DATA_DIR={data}: `plait get workloads`, `plait check`")  # fmt: skip
 
 
 def _wait_until_even() -> None:

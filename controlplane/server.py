@@ -129,9 +129,13 @@ async def run_control_plane(
         ctx = ControlPlaneContext(
             options=opts, store=store, filter_types=types, api=api, extras=dict(extras or {})
         )
-        listener = await anyio.create_tcp_listener(
-            local_host=opts.api_bind, local_port=opts.api_port
-        )
+        try:
+            listener = await anyio.create_tcp_listener(
+                local_host=opts.api_bind, local_port=opts.api_port
+            )
+        except OSError as exc:
+            where = f"{opts.api_bind}:{opts.api_port}"
+            raise OSError(exc.errno, f"API cannot listen on {where}: {exc.strerror}") from exc
         port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
         async with listener, anyio.create_task_group() as tg:
             if handle_signals:

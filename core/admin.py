@@ -139,7 +139,12 @@ async def serve_http(
         listener = await anyio.create_unix_listener(unix_path)
         bound = 0
     else:
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        try:
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"admin cannot listen on {host}:{port}: {exc.strerror}"
+            ) from exc
         bound = listener.extra(anyio.abc.SocketAttribute.local_port)
     log.info("admin on %s", unix_path or f"{host}:{bound}")
     task_status.started(bound)

@@ -27,7 +27,6 @@ Invariants:
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -85,11 +84,8 @@ _PASS: Final = PhaseOutcome()
 
 
 def _maker(entry: FilterEntry) -> Callable[[], object]:
-    """``make(config)``, or ``make()`` for a filter that takes no config."""
-    make, config = entry.spec.make, entry.config
-    if entry.spec.parse_config is None and config is None:
-        return make  # type: ignore[return-value]
-    return functools.partial(make, config)
+    """How the spec makes an instance for this entry's config (``FilterSpec.factory``)."""
+    return entry.spec.factory(entry.config)
 
 
 def _implemented(cls: type, name: str) -> Callable[..., Any] | None:

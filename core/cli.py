@@ -5,6 +5,11 @@ Sub-commands that live outside the core (``control-plane``, ``apply``, ``get``,
 ``plait.commands``: each entry point is a function ``register(subparsers)``
 that adds its parsers and sets ``func`` (``args -> exit code``) on them. The
 core names none of them, as it names no filter.
+
+Every command's parser takes ``--log-level`` (so it is shown in each command's
+help and may come before or after the command). Usage errors exit 2 and name what
+is valid (the commands, the log levels); a failure to start (a config error, a port
+in use) is one line on stderr and exit 1, not a traceback.
 """
 
 from __future__ import annotations
@@ -15,15 +20,66 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["main"]
+__all__ = ["main", "only_error"]
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(LOG_LEVELS)})"
+        )
+    return text.lower()
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=argparse.SUPPRESS,  # a command's own default must not hide `plait --log-level`
+        metavar="{" + ",".join(LOG_LEVELS) + "}",
+        help="log verbosity (default: $PLAIT_LOG_LEVEL, else info)",
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """``plait``: a missing command is answered with the list of commands."""
+
+    def error(self, message: str) -> NoReturn:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and "required: COMMAND" in message:
+                message += f"\ncommands: {', '.join(action.choices)} (plait COMMAND --help)"
+        super().error(message)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """Every command's parser, also an entry point's: each takes (and shows) ``--log-level``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_log_level(self)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("plait")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="plait", description="plait service mesh")
-    p.add_argument("--log-level", default=os.environ.get("PLAIT_LOG_LEVEL", "info"))
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="plait", description="plait service mesh")
+    _add_log_level(p)
+    p.add_argument("--version", action="version", version=f"plait {_version()}")
+    sub = p.add_subparsers(
+        dest="cmd", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
 
     s = sub.add_parser("sidecar", help="run a sidecar proxy")
     s.add_argument("--config", "-c", action="append", help="YAML file or dir (static mode)")
@@ -58,15 +114,22 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("filters", help="list the filter types this installation knows")
 
     d = sub.add_parser("demo-static", help="two demo services behind sidecars, static config")
-    d.add_argument("--requests", type=int, default=20)
-    d.add_argument("--keep-running", action="store_true")
+    d.add_argument("--requests", type=int, default=20, help="requests of the split step (20)")
+    d.add_argument("--keep-running", action="store_true",
+                   help="keep the mesh up afterwards until Ctrl-C or SIGTERM")  # fmt: skip
     for ep in entry_points(group="plait.commands"):
         ep.load()(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "log_level"):
+        try:
+            args.log_level = _log_level(os.environ.get("PLAIT_LOG_LEVEL", "info"))
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"PLAIT_LOG_LEVEL: {exc}")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -101,10 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_sidecar(args: argparse.Namespace) -> int:
-    import anyio
-
-    from plait.sdk import ConfigError
-
     from .sidecar import SidecarOptions, run_sidecar
 
     opts = SidecarOptions(
@@ -118,17 +177,41 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         plugins=args.plugin,
         xds=_xds_options(args) if args.control_plane else None,
     )
+    return _run_async(run_sidecar, opts)
+
+
+def _run_async(func: Any, *args: Any) -> int:
+    """``anyio.run(func, *args)``: its exit code, and its start-up errors as one line each."""
+    import anyio
+
+    from plait.sdk import ConfigError
+
     try:
-        anyio.run(run_sidecar, opts, backend_options={"use_uvloop": _has_uvloop()})
-    except ConfigError as exc:
-        print(f"plait: invalid config: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"plait: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        result = anyio.run(func, *args, backend_options={"use_uvloop": _has_uvloop()})
+    except BaseException as exc:  # the task tree reports its errors in groups
+        cause = only_error(exc)
+        if isinstance(cause, ConfigError):
+            print(f"plait: invalid config: {cause}", file=sys.stderr)
+            return 1
+        if isinstance(cause, OSError):
+            why = cause.strerror if cause.strerror and cause.filename is None else cause
+            print(f"plait sidecar: {why}", file=sys.stderr)
+            return 1
+        if isinstance(cause, KeyboardInterrupt):
+            return 130
+        raise
+    return int(result or 0)
+
+
+def only_error(exc: BaseException) -> BaseException:
+    """The one error inside (nested) exception groups of one error each, else ``exc``.
+
+    A task group reports a failed start-up (a port in use) as a group of one; the
+    operator wants the one line that says what failed, not the tree of tasks.
+    """
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _xds_options(args: argparse.Namespace) -> Any:
@@ -186,8 +269,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _supervise(args: argparse.Namespace) -> int:
     """``--workers N``: N sidecar processes sharing each port (see core/supervisor.py)."""
-    import anyio
-
     from plait.sdk import ConfigError
 
     from .config import load_config
@@ -209,8 +290,7 @@ def _supervise(args: argparse.Namespace) -> int:
     if args.no_watch:
         base += ["--no-watch"]
     port = args.admin_port if args.admin_port is not None else cfg.admin.port
-    return anyio.run(supervise, base, args.workers, cfg.admin.bind, port,
-                     backend_options={"use_uvloop": _has_uvloop()})  # fmt: skip
+    return _run_async(supervise, base, args.workers, cfg.admin.bind, port)
 
 
 if __name__ == "__main__":

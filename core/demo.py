@@ -10,7 +10,7 @@ What runs (ports from ``examples/demo/mesh.yaml``)::
 The apps are tiny standard-library HTTP servers in this process; the sidecars
 are real ``plait sidecar`` processes. The demo sends requests through the whole
 path and prints what each hop added, then stops everything (or keeps running
-with ``--keep-running`` until Ctrl-C).
+with ``--keep-running`` until Ctrl-C or SIGTERM, which stop everything the same way).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +28,18 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["apps", "get", "hold", "run_demo", "split", "tour", "wait_ready"]
+__all__ = [
+    "Stopped",
+    "apps",
+    "failed",
+    "get",
+    "hold",
+    "run_demo",
+    "split",
+    "stop_on_signals",
+    "tour",
+    "wait_ready",
+]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo" / "mesh.yaml"
 
@@ -88,10 +100,17 @@ class _AppServer(ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def apps() -> Iterator[None]:
-    servers = []
+    servers: list[_AppServer] = []
     for name, port in (("frontend", 18081), ("backend-v1", 18091), ("backend-v2", 18092)):
         handler = type(f"App_{port}", (_App,), {"name": name})
-        server = _AppServer(("127.0.0.1", port), handler)
+        try:
+            server = _AppServer(("127.0.0.1", port), handler)
+        except OSError as exc:
+            for started in servers:
+                started.shutdown()
+                started.server_close()
+            raise OSError(exc.errno, f"the {name} app cannot listen on 127.0.0.1:{port}: "
+                          f"{exc.strerror} (is a demo already running?)") from exc  # fmt: skip
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -100,6 +119,7 @@ def apps() -> Iterator[None]:
     finally:
         for server in servers:
             server.shutdown()
+            server.server_close()
 
 
 @contextlib.contextmanager
@@ -129,7 +149,11 @@ def _sidecars() -> Iterator[None]:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
 
 
 def wait_ready(port: int, procs: list[subprocess.Popen[bytes]], path: str = "/ready") -> None:
@@ -137,7 +161,7 @@ def wait_ready(port: int, procs: list[subprocess.Popen[bytes]], path: str = "/re
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
-            raise RuntimeError("a demo process exited during start-up (see its log)")
+            raise RuntimeError("a demo process exited during start-up (its output is above)")
         with contextlib.suppress(OSError):
             if get(port, path)[0] == 200:
                 return
@@ -154,23 +178,57 @@ def split(requests: int) -> Counter[str]:
     return seen
 
 
-def hold(keep_running: bool) -> None:
-    """``--keep-running``: wait for Ctrl-C."""
-    if keep_running:
-        print("\nrunning; Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(1)
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwind like Ctrl-C, so every process the demo started is stopped."""
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP stop the demo as Ctrl-C does (each ``with`` cleans up)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def hold(keep_running: bool, where: str) -> None:
+    """``--keep-running``: say where to look and wait for Ctrl-C or SIGTERM; else say it stops."""
+    if not keep_running:
+        print("\ndone: stopping the mesh (run with --keep-running to keep it up and explore)")
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        print(f"\nrunning; {where}\nCtrl-C (or SIGTERM) stops everything", flush=True)
+        while True:
+            time.sleep(1)
 
 
 def run_demo(*, requests: int = 20, keep_running: bool = False) -> int:
     print(f"plait demo: config {EXAMPLES}")
-    with apps(), _sidecars():
-        print("sidecars ready: frontend (admin http://127.0.0.1:15000), "
-              "backend (admin http://127.0.0.1:15100)\n")  # fmt: skip
-        tour(requests)
-        hold(keep_running)
+    try:
+        with stop_on_signals(), apps(), _sidecars():
+            print("sidecars ready: frontend (admin :15000), backend (admin :15100)\n")
+            tour(requests)
+            hold(keep_running, "try http://127.0.0.1:18080/hello, admin http://127.0.0.1:15000/"
+                 "config_dump and /metrics (backend: 15100)")  # fmt: skip
+    except KeyboardInterrupt as exc:
+        print(f"stopped ({exc or 'Ctrl-C'}): every demo process ended", file=sys.stderr)
+        return 130
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        return failed(exc)
     return 0
+
+
+def failed(exc: BaseException) -> int:
+    """A demo that could not run: one line saying why (the processes' log is above)."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    print(f"plait demo: {why}", file=sys.stderr)
+    return 1
 
 
 def tour(requests: int) -> None:

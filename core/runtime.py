@@ -142,18 +142,31 @@ class Runtime:
         self.upstreams.close()
 
     def apply(self, config: MeshConfig) -> Snapshot:
-        """Compile ``config`` and swap it in; raises (keeping the old one) if it fails."""
-        snap = self._swap(config)
+        """Compile ``config`` and swap it in; raises (keeping the old one) if it fails.
+
+        The sidecar then binds the config's listeners and reports the outcome:
+        :meth:`activated`, or :meth:`reject` after swapping the previous config back.
+        """
+        return self._swap(config)
+
+    def activated(self, what: str) -> None:
+        """The swapped-in config serves (``what`` describes it for the log)."""
         self.stats.reloads["success"] = self.stats.reloads.get("success", 0) + 1
         self.last_error = None
-        log.info("config %s active", snap.version)
-        return snap
+        self.last_error_at = None
+        log.info("config active: %s", what)
+
+    def unchanged(self) -> None:
+        """A reload found the active config again: any earlier refusal is over."""
+        self.last_error = None
+        self.last_error_at = None
+        log.info("config %s unchanged", self.snapshot.version)
 
     def reject(self, error: str) -> None:
         self.stats.reloads["failure"] = self.stats.reloads.get("failure", 0) + 1
         self.last_error = error
         self.last_error_at = time.time()
-        log.error("config rejected, keeping %s: %s", self.snapshot.version, error)
+        log.error("config rejected, keeping %s: %s", self.snapshot.version or "no config", error)
 
     def listener(self, name: str) -> ListenerRuntime | None:
         return self.snapshot.listeners.get(name)

@@ -6,13 +6,21 @@ Task tree::
     ├── Listener.serve            one per listener; each owns its connections' tasks
     ├── serve_admin               /ready /metrics /config_dump /quitquitquit
     ├── _signals                  SIGTERM/SIGINT → drain; SIGHUP → reload
-    ├── _watch_files              config file changed → reload (static mode)
+    ├── watch_files               config file changed → reload (static mode)
     └── XdsMode.run               ADS stream to the control plane (control-plane mode)
 
 Reload: the config is loaded and validated completely, then compiled into a
 new snapshot and swapped in (:meth:`Runtime.apply`); listeners are added or
 removed to match. Any error rejects the whole new config: the previous
-snapshot keeps serving, the error is logged and shown in ``/config_dump``.
+snapshot (and its listeners) keeps serving, the error is logged and shown as
+``last_error`` in ``/config_dump``. A listener that cannot bind rejects the
+config too (the previous one is swapped back). In static mode, a file that
+would leave a serving sidecar without any listener (an empty or half-written
+file, far more likely than intent) is refused the same way. Every reload logs
+one line: the config that is now active, or why it was refused.
+
+``/ready`` answers 200 once a config is active and its listeners are bound,
+never while the sidecar has no listener.
 
 Drain (SIGTERM, ``/quitquitquit``): stop accepting, close idle connections,
 let in-flight streams finish for up to ``drainTimeout``, then cancel the rest.
@@ -27,7 +35,6 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -37,15 +44,15 @@ from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
 
 from .admin import SidecarAdmin, serve_http
-from .config._load import config_files
 from .config._model import AdminConfig, MeshConfig
+from .config._watch import watch_files
 from .runtime import Runtime
 from .server._listener import Listener
 
 if TYPE_CHECKING:  # imported only in control-plane mode: grpc costs ~10 MB of RSS
     from .xds._mode import XdsMode, XdsOptions
 
-__all__ = ["SidecarOptions", "load_plugins", "run_sidecar"]
+__all__ = ["ListenerError", "SidecarOptions", "load_plugins", "run_sidecar"]
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +121,13 @@ class Sidecar:
             if self.xds is not None:
                 tg.start_soon(self.xds.run, self.install)
             elif self.opts.watch:
-                tg.start_soon(self._watch_files)
+                tg.start_soon(watch_files, self.opts.config, self.reload)
             _tune_gc()
             self.ready = True
-            log.info("sidecar ready (config %s)", self.runtime.snapshot.version)
+            if self.is_ready():
+                log.info("sidecar ready: %s", self._describe())
+            else:
+                log.info("sidecar started; not ready until the control plane sends a config")
             await self.quit.wait()
             await self.drain()
             tg.cancel_scope.cancel()
@@ -127,14 +137,29 @@ class Sidecar:
             self.runtime,
             dump=self.config_dump,
             on_quit=self.quit.set,
-            is_ready=lambda: self.ready and self.configured,
+            is_ready=self.is_ready,
         )
         if self.opts.admin_socket:
             await serve_http(handler, unix_path=self.opts.admin_socket, task_status=task_status)
         else:
             await serve_http(handler, host=admin.bind, port=admin.port, task_status=task_status)
 
+    def is_ready(self) -> bool:
+        """Started, a config active, and at least one listener bound (all of the config's)."""
+        return self.ready and self.configured and bool(self.listeners)
+
+    def _describe(self) -> str:
+        listeners = ", ".join(
+            f"{name} {lis.config.bind}:{lis.config.port}" for name, lis in self.listeners.items()
+        )
+        return f"config {self.runtime.snapshot.version}, listeners: {listeners or 'none'}"
+
     async def _sync_listeners(self, config: MeshConfig) -> None:
+        """Stop the listeners ``config`` drops or moves, start the ones it adds.
+
+        Raises:
+            ListenerError: a listener cannot bind (named, with its address).
+        """
         wanted = {lc.name: lc for lc in config.listeners}
         for name, listener in list(self.listeners.items()):
             lc = wanted.get(name)
@@ -147,9 +172,8 @@ class Sidecar:
                 listener = Listener(self.runtime, lc, reuse_port=self.opts.reuse_port)
                 try:
                     await self.tg.start(listener.serve)
-                except OSError as exc:  # the reason (a NACK, last_error) names what failed
-                    raise OSError(exc.errno, f"listener {name} cannot bind {lc.bind}:{lc.port}: "
-                                  f"{exc.strerror or exc}") from exc  # fmt: skip
+                except OSError as exc:
+                    raise ListenerError(name, lc.bind, lc.port, exc) from exc
                 self.listeners[name] = listener
             else:
                 self.listeners[name].timeouts = lc.timeouts
@@ -157,28 +181,55 @@ class Sidecar:
     async def reload(self) -> bool:
         """Load, validate and swap the config files; keep the old snapshot on any error."""
         if self.xds is not None:
-            log.info("control-plane mode: config comes over xDS, not from files")
+            log.info("reload: control-plane mode, the config comes over xDS, not from files")
             return True
         try:
             config = _load(self.opts, self.types)
         except ConfigError as exc:
             self.runtime.reject(str(exc))
             return False
+        if not config.listeners and self.listeners:
+            self.runtime.reject(
+                f"{', '.join(config.sources)}: the new config has no listeners and would take "
+                f"down all {len(self.listeners)} serving (an empty or partly written file?); "
+                "refused: a sidecar needs at least one listener"
+            )
+            return False
         return await self.install(config) is None
 
     async def install(self, config: MeshConfig) -> str | None:
-        """Swap ``config`` in and bind its listeners; the reason it was refused, or ``None``."""
+        """Swap ``config`` in and bind its listeners; the reason it was refused, or ``None``.
+
+        All or nothing: if a listener cannot bind, the previous config and its
+        listeners are put back before the refusal is reported.
+        """
         if config.version == self.runtime.snapshot.version and self.configured:
+            self.runtime.unchanged()
             return None
+        previous = self.runtime.snapshot.config
         try:
             self.runtime.apply(config)
             await self._sync_listeners(config)
         except (OSError, ConfigError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, ListenerError) else f"{type(exc).__name__}: {exc}"
+            await self._restore(previous)
             self.runtime.reject(reason)
             return reason
+        was_ready = self.is_ready()
         self.configured = True
+        self.runtime.activated(self._describe())
+        if self.ready and not was_ready and self.is_ready():
+            log.info("sidecar ready: %s", self._describe())
         return None
+
+    async def _restore(self, previous: MeshConfig) -> None:
+        """Put ``previous`` back after a refused config: its snapshot and its listeners."""
+        if self.runtime.snapshot.config is not previous:
+            self.runtime.apply(previous)
+        try:
+            await self._sync_listeners(previous)
+        except OSError as exc:  # its port was taken meanwhile: serve what can be served
+            log.error("cannot restore a listener of config %s: %s", previous.version, exc)
 
     async def drain(self) -> None:
         rt = self.runtime
@@ -211,29 +262,6 @@ class Sidecar:
                     log.info("signal %s: draining", signal.Signals(signum).name)
                     self.quit.set()
 
-    async def _watch_files(self) -> None:
-        """Reload when a config file (or a YAML file in a config directory) changes.
-
-        A stat poll every ``WATCH_INTERVAL`` seconds rather than inotify: no watcher
-        thread waking up 20 times a second in every idle sidecar, ~1 MB less memory than
-        watchfiles, and it follows what ``stat`` follows (a Kubernetes ConfigMap update swaps a
-        symlink; the path's new target has a new inode and mtime). A change is acted
-        on once two polls agree (a file being written is not read half-way).
-        """
-        paths = [Path(p) for p in self.opts.config]
-        seen = _config_stamp(paths)
-        pending: object = None
-        while True:
-            await anyio.sleep(WATCH_INTERVAL)
-            now = _config_stamp(paths)
-            if now == seen:
-                pending = None
-            elif now != pending:
-                pending = now  # changed: act when the next poll sees the same
-            else:
-                seen, pending = now, None
-                await self.reload()
-
     def config_dump(self) -> dict[str, Any]:
         from .config import dump_config
 
@@ -255,6 +283,17 @@ class Sidecar:
         }
 
 
+class ListenerError(OSError):
+    """A listener cannot be bound: names the listener, its address and the cause."""
+
+    def __init__(self, name: str, bind: str, port: int, cause: OSError) -> None:
+        why = cause.strerror or str(cause)
+        super().__init__(cause.errno, f"listener {name!r} cannot listen on {bind}:{port}: {why}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def _tune_gc() -> None:
     """Move the start-up heap out of the collector's sight and collect young objects less often.
 
@@ -270,10 +309,22 @@ def _tune_gc() -> None:
 
 
 async def run_sidecar(opts: SidecarOptions) -> None:
-    """Run until drained. Raises :class:`ConfigError` if the initial config is invalid."""
+    """Run until drained.
+
+    Raises:
+        ConfigError: the initial config is invalid (or, in static mode, has no listener).
+        ListenerError: a listener of the initial config cannot bind.
+    """
     types = load_plugins(opts.plugins)
     if opts.xds is None:
-        await Sidecar(opts, types, _load(opts, types)).run()
+        config = _load(opts, types)
+        if not config.listeners:
+            raise ConfigError(
+                "no listeners: a sidecar needs a Sidecar resource with at least one ingress "
+                "or egress listener (is the file empty?)",
+                file=", ".join(config.sources),
+            )
+        await Sidecar(opts, types, config).run()
         return
     from .xds._mode import XdsMode
 
@@ -282,21 +333,3 @@ async def run_sidecar(opts: SidecarOptions) -> None:
     saved = mode.initial()
     config = saved or MeshConfig(version="", listeners=(), clusters={}, routes={}, admin=admin)
     await Sidecar(opts, types, config, mode, configured=saved is not None).run()
-
-
-WATCH_INTERVAL = 0.5
-"""Seconds between two looks at the config files (a change is applied after two)."""
-
-
-def _config_stamp(paths: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
-    """What identifies the current content of the config files, cheaply."""
-    out: list[tuple[str, int, int, int]] = []
-    for path in paths:
-        for f in config_files(path) if path.is_dir() else [path]:
-            try:
-                st = f.stat()
-            except OSError:
-                out.append((str(f), -1, -1, -1))
-                continue
-            out.append((str(f), st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)

@@ -1,9 +1,38 @@
 #!/usr/bin/env bash
 # Installs everything plait's demo and tests need on a fresh Debian machine:
 # Debian packages (only those missing), a virtualenv in .venv, plait (editable)
-# with its test extras. Safe to run again; fast when nothing is missing.
+# with its test extras, and the compiled hot path. Safe to run again; fast when nothing is
+# missing. Each step says what it does, and a long one shows every 10 s how far it is (the
+# latest line of its output); a failing step prints its whole output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+STEPS=4
+step() { echo "setup [$1/$STEPS] $2"; }
+# run WHAT CMD...: say WHAT, run CMD with its output in a log
+run() {
+  local what=$1 log pid t=0
+  shift
+  echo "  $what"
+  log=$(mktemp)
+  "$@" >"$log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    t=$((t + 1))
+    if ((t % 10 == 0)); then
+      echo "  ... ${t}s: $(tail -n 1 "$log" | tr -d '\r' | cut -c 1-110)"
+    fi
+  done
+  if ! wait "$pid"; then
+    cat "$log" >&2
+    echo "setup: failed (${t}s): $*" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+  echo "  done (${t}s)"
+}
 
 DEBS=(nginx-light haproxy wrk nghttp2-client redis-server redis-tools curl iproute2 iptables procps)
 missing=()
@@ -12,36 +41,46 @@ for p in "${DEBS[@]}"; do
 done
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
-    echo "setup: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    echo "setup [1/$STEPS] missing Debian packages: ${missing[*]} (run as root to install them)" >&2
   else
-    echo "setup: installing ${missing[*]}"
+    step 1 "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    run "apt-get update" apt-get update
+    run "apt-get install (${#missing[@]} packages)" apt-get install -y --no-install-recommends "${missing[@]}"
     # The Debian packages start their daemons; plait's tests start their own.
     for svc in nginx haproxy redis-server; do
       (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop 2>/dev/null || true
     done
   fi
+else
+  step 1 "Debian packages: all present"
 fi
 
 PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
-  "$PY" -m venv .venv
+  step 2 "creating the virtualenv .venv"
+  run "$PY -m venv .venv" "$PY" -m venv .venv
+else
+  step 2 "virtualenv .venv: present"
 fi
 stamp=.venv/.plait-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp || scripts/setup.sh -nt $stamp ]]; then
-  log=$(mktemp)
-  .venv/bin/python -m pip install -q --upgrade pip >"$log" 2>&1 || { cat "$log"; exit 1; }
-  .venv/bin/python -m pip install -q -e '.[test]' >"$log" 2>&1 || { cat "$log"; exit 1; }
+  step 3 "installing plait and its test tools into .venv"
+  run "pip: upgrading pip" .venv/bin/python -m pip install --upgrade pip
+  run "pip: plait and its test dependencies (building plait compiles its hot path: ~2 min)" \
+    .venv/bin/python -m pip install -e '.[test]'
   # Test-only fixture package: a third-party filter found through the entry point.
-  .venv/bin/python -m pip install -q -e tests/fixtures/thirdparty_filter >"$log" 2>&1 || { cat "$log"; exit 1; }
+  run "pip: the test fixture filter package" .venv/bin/python -m pip install -e tests/fixtures/thirdparty_filter
   touch "$stamp"
+else
+  step 3 "plait in .venv: installed"
 fi
 # The hot path is compiled with mypyc in place (setup.py): rebuild it when one of its
 # sources changed since (PLAIT_COMPILE=0: uncompiled, nothing to do).
-if [[ -n $(.venv/bin/python scripts/stale_compiled.py) ]]; then
-  echo "setup: compiling the hot-path modules (mypyc, ~1 min)"
-  log=$(mktemp)
-  .venv/bin/python setup.py build_ext --inplace >"$log" 2>&1 || { cat "$log"; exit 1; }
+stale=$(.venv/bin/python scripts/stale_compiled.py)
+if [[ -n $stale ]]; then
+  step 4 "compiling the hot-path modules with mypyc ($(wc -l <<<"$stale") changed, ~1 min)"
+  run "setup.py build_ext --inplace" .venv/bin/python setup.py build_ext --inplace
+else
+  step 4 "compiled hot path: up to date"
 fi

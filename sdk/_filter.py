@@ -29,6 +29,7 @@ Request-phase hooks run in list order, response-phase hooks in reverse, and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -138,6 +139,14 @@ class FilterSpec(Generic[C]):
     description: str = ""
     stream_independent: bool = field(default=False)
     """True when instances keep no per-stream state, so one may serve all streams."""
+
+    def factory(self, config: C | None) -> Callable[[], object]:
+        """What makes one instance: ``make(config)``, or ``make()`` for a filter that takes
+        no config. The one place that decides it: the chain and ``plait.sdk.testing`` call it.
+        """
+        if self.parse_config is None and config is None:
+            return self.make  # type: ignore[return-value]
+        return functools.partial(self.make, config)  # type: ignore[arg-type]
 
 
 class FilterRegistry(Protocol):

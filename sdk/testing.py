@@ -306,7 +306,8 @@ async def check_filter_async(spec: FilterSpec[Any], raw_config: Any = None) -> N
         config = None
     else:
         config = spec.parse_config({} if raw_config is None else raw_config)
-    instance = spec.make(config)
+    make = spec.factory(config)  # exactly as the chain makes its instances
+    instance = make()
     _check_hooks(spec.name, instance)
     exchanges: list[dict[str, Any]] = [
         {"request_head": make_request()},
@@ -317,7 +318,7 @@ async def check_filter_async(spec: FilterSpec[Any], raw_config: Any = None) -> N
         },
     ]
     for kw in exchanges:
-        inst = instance if spec.stream_independent else spec.make(config)
+        inst = instance if spec.stream_independent else make()
         before = _state(inst)
         res = await drive(inst, **kw)
         if hasattr(inst, "on_stream_complete") and res.calls.count("on_stream_complete") != 1:

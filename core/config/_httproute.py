@@ -1,6 +1,6 @@
 """The ``HTTPRoute`` kind (Gateway API ``gateway.networking.k8s.io/v1``, GAMMA binding).
 
-Only the mesh-relevant subset is accepted (anchors.md §4b); a field that plait
+Only the subset a mesh uses is accepted; a field that plait
 does not implement yet is rejected, never ignored. Limits follow the Gateway
 API CRD: 16 rules, 64 matches per rule and 128 in total, 16 headers or query
 params per match, 16 filters and 16 backendRefs per rule.

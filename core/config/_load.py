@@ -110,7 +110,14 @@ def load_documents(paths: Sequence[str | Path]) -> Resources:
     files = _expand(paths)
     parsed: list[ParsedDocument] = []
     for file in files:
-        parsed += parse_text(_read(file), file, order=len(parsed))
+        found = parse_text(_read(file), file, order=len(parsed))
+        if not found:
+            raise ConfigError(
+                "expected at least one resource (apiVersion, kind, metadata, spec), got an empty "
+                "file",
+                file=file,
+            )
+        parsed += found
     return resources_of(parsed, files)
 
 

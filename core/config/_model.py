@@ -1,7 +1,7 @@
 """The validated, frozen config model that the runtime snapshot is built from.
 
 The loader (``_load.py``) turns YAML resources (Service, HTTPRoute, Sidecar,
-Filter; architecture.md §4) into one :class:`MeshConfig`. Everything here is
+Filter, Workload, BackendTrafficPolicy) into one :class:`MeshConfig`. Everything here is
 immutable: a reload builds a new ``MeshConfig`` and the runtime swaps it in
 atomically; in-flight streams keep the one they started with.
 

@@ -9,7 +9,7 @@ The rule's ``retry`` (GEP-1731: ``codes``, ``attempts``, ``backoff``) holds what
 is per route; plait's own additions live under ``retry.plait`` so they cannot
 collide with future Gateway API fields.
 
-Defaults follow anchors.md §1c-1e: budget 20% over 10 s with a floor of 10
+Defaults follow what the established meshes use: budget 20% over 10 s with a floor of 10
 retries per 1 s (Linkerd, GEP-3388); backoff 25 ms → 250 ms with full jitter
 (Envoy); limits 1024 connections / pending / requests and 3 concurrent retries
 (Envoy); outlier detection 5 consecutive 5xx, 10 s interval, 30 s base ejection

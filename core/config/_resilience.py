@@ -1,7 +1,7 @@
 """Resilience config → filter entries: the translator's half of ``_policy.py``.
 
 Retries, circuit breaking and load balancing are ``around_upstream`` layers
-(architecture.md §3), registered filters like any other; the core never calls
+(docs/resilience.md), registered filters like any other; the core never calls
 them by name. This module is the only place that maps config onto their
 registry types, the way the translator maps ``backendRefs`` onto
 ``weighted-split``. Per rule, after the split filter, it appends (outermost

@@ -6,10 +6,13 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,3 +165,130 @@ def test_file_change_alone_reloads(tmp_path: Path, procs: list[Proc]) -> None:
     while http_get(port, "/")[1].get("x-config") != "v2" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert http_get(port, "/")[1]["x-config"] == "v2"
+
+
+def _dump(admin: int) -> dict[str, Any]:
+    return dict(json.loads(http_get(admin, "/config_dump")[2]))
+
+
+def _until(check: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _reload_lines(sidecar: Proc) -> list[str]:
+    return [
+        ln
+        for ln in sidecar.logs().splitlines()
+        if "config active" in ln or "unchanged" in ln or "config rejected" in ln
+    ]
+
+
+@pytest.mark.parametrize("broken", ["empty", "blank", "half-written"])
+def test_a_reload_that_would_remove_every_listener_is_refused(
+    tmp_path: Path, procs: list[Proc], broken: str
+) -> None:
+    """``: > cfg.yaml; kill -HUP PID``: the sidecar keeps serving and says why it refused."""
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    good = _versioned(echo.port, port, admin, "v1")
+    cfg = write_config(tmp_path, good)
+    sidecar = start_sidecar(cfg, admin, "--no-watch")
+    procs.append(sidecar)
+    version = _dump(admin)["version"]
+    lines_before = len(_reload_lines(sidecar))
+    text = {"empty": "", "blank": "\n# nothing yet\n", "half-written": good.split("---")[0]}
+    cfg.write_text(text[broken])  # in place, as `: > cfg.yaml` or an editor mid-save does
+    sidecar.popen.send_signal(signal.SIGHUP)
+    _until(lambda: _dump(admin)["last_error"])
+    dump = _dump(admin)
+    assert "plait.yaml" in dump["last_error"]
+    assert ("empty file" if broken != "half-written" else "no listeners") in dump["last_error"]
+    assert dump["version"] == version
+    assert http_get(port, "/")[1]["x-config"] == "v1"  # still serving the last good config
+    assert len(dump["config"]["listeners"]) == 1
+    _until(lambda: len(_reload_lines(sidecar)) == lines_before + 1)
+    assert "config rejected, keeping" in _reload_lines(sidecar)[-1]
+    # The file fixed back to the same content: the refusal is over, and the reload says so.
+    cfg.write_text(good)
+    sidecar.popen.send_signal(signal.SIGHUP)
+    _until(lambda: _dump(admin)["last_error"] is None)
+    _until(lambda: len(_reload_lines(sidecar)) == lines_before + 2)
+    assert f"config {version} unchanged" in _reload_lines(sidecar)[-1]
+    assert http_get(port, "/")[1]["x-config"] == "v1"
+
+
+def test_an_empty_config_file_at_start_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "", "empty.yaml")
+    r = subprocess.run(
+        [PY, "-m", "plait.core.cli", "sidecar", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert "empty.yaml" in r.stderr and "empty file" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_reload_whose_new_listener_cannot_bind_keeps_the_old_config_whole(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """All or nothing: the old snapshot and its listeners stay; one log line; ready stays 200."""
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    cfg = write_config(tmp_path, _versioned(echo.port, port, admin, "v1"))
+    sidecar = start_sidecar(cfg, admin, "--no-watch")
+    procs.append(sidecar)
+    version = _dump(admin)["version"]
+    taken = free_port()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", taken))
+    busy.listen()
+    extra = f"""\
+  - name: second
+    port: {{number: {taken}, protocol: http}}
+    service: upstream
+"""
+    try:
+        _swap(cfg, _versioned(echo.port, port, admin, "v2") + extra)
+        sidecar.popen.send_signal(signal.SIGHUP)
+        _until(lambda: _dump(admin)["last_error"])
+        dump = _dump(admin)
+        assert f"listener 'second' cannot listen on 127.0.0.1:{taken}" in dump["last_error"]
+        assert dump["version"] == version
+        assert http_get(port, "/")[1]["x-config"] == "v1"  # the old chain, not v2's
+        assert "config active" not in sidecar.logs().split("config rejected")[-1]
+        assert http_get(admin, "/ready")[0] == 200
+    finally:
+        busy.close()
+    # The port is free now: the same file reloads.
+    sidecar.popen.send_signal(signal.SIGHUP)
+    _until(lambda: _dump(admin)["last_error"] is None)
+    assert http_get(port, "/")[1]["x-config"] == "v2"
+    assert http_get(taken, "/")[0] == 200
+    assert f"second 127.0.0.1:{taken}" in _reload_lines(sidecar)[-1]
+
+
+def test_a_watched_file_emptied_in_place_is_refused(tmp_path: Path, procs: list[Proc]) -> None:
+    """The file watcher goes through the same reload: an emptied file takes nothing down."""
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    good = _versioned(echo.port, port, admin, "v1")
+    cfg = write_config(tmp_path, good)
+    sidecar = start_sidecar(cfg, admin)  # watching the file (the default)
+    procs.append(sidecar)
+    with cfg.open("w"):  # `: > cfg.yaml`
+        pass
+    _until(lambda: _dump(admin)["last_error"])
+    assert "empty file" in _dump(admin)["last_error"]
+    assert http_get(port, "/")[1]["x-config"] == "v1"
+    cfg.write_text(good)
+    _until(lambda: _dump(admin)["last_error"] is None)
+    assert http_get(port, "/")[1]["x-config"] == "v1"

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import socket
 import subprocess
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +61,90 @@ def test_control_plane_demo_registers_workloads_and_follows_an_apply() -> None:
     v2_after = int(re.search(r"'backend-v2': (\d+)", after[1])[1])  # type: ignore[index]
     assert 5 <= v2_before <= 40, out  # 10% of 200
     assert 70 <= v2_after <= 130, out  # 50% of 200
+    # it stopped everything: no URL of the stopped mesh, but how to keep it up
+    assert "where to look" not in out and "http://127.0.0.1:15000" not in out
+    assert "--keep-running" in out
+
+
+DEMO_PORTS = {
+    "demo": (15014, 15012, 15000, 15101, 15102, 18080, 18081, 18091, 18092, 18100, 18201, 18202),
+    "demo-static": (15000, 15100, 18080, 18081, 18091, 18092, 18100, 18201, 18202),
+}
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                kids = {int(k) for k in (task / "children").read_text().split()}
+                todo += list(kids - found)
+                found |= kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("command", ["demo", "demo-static"])
+def test_sigterm_to_a_demo_kept_running_stops_every_process(command: str) -> None:
+    demo = subprocess.Popen(
+        [PY, "-m", "plait.core.cli", command, "--keep-running", "--requests", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    running = threading.Event()
+
+    def read() -> None:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("running;"):
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert running.wait(90), "".join(lines)
+        out = "".join(lines)
+        children = _descendants(demo.pid)
+        assert len(children) >= (4 if command == "demo" else 2), children
+        data = None
+        if command == "demo":
+            found = re.search(r"control plane data in (\S+)", out)
+            assert found is not None, out
+            data = Path(found[1])
+            log = (data / "processes.log").read_text()
+            # one log for all: the control plane's lines and every sidecar's
+            assert "plait.controlplane" in log
+            assert log.count("sidecar ready: config") == 3, log
+            assert "http://127.0.0.1:15000/config_dump" in out  # alive: kept running
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(30) == 0  # the way a kept-running demo is meant to end
+        reader.join(5)
+        assert not [pid for pid in children if _alive(pid)], "".join(lines)
+        assert not [port for port in DEMO_PORTS[command] if _listening(port)]
+        if data is not None:
+            assert not data.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever of its session is left
+            os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait(10)
+        reader.join(5)
+        assert demo.stdout is not None
+        demo.stdout.close()

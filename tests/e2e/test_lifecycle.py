@@ -1,4 +1,4 @@
-"""Graceful drain on SIGTERM, admin endpoints, and --workers."""
+"""Graceful drain on SIGTERM, admin endpoints, --workers, and a port in use at start."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import contextlib
 import json
 import signal
 import socket
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import (
+    PY,
     Proc,
     free_port,
     http_get,
@@ -121,3 +124,52 @@ def test_two_workers_share_the_port_and_report_summed_metrics(
     assert 'plait_request_duration_seconds_count{listener="out"} 50.0' in metrics
     sidecar.popen.send_signal(signal.SIGTERM)
     assert sidecar.popen.wait(15) == 0
+
+
+@contextlib.contextmanager
+def _held_port() -> Iterator[int]:
+    """A loopback port something else listens on."""
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        yield port
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "ExceptionGroup" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith(("plait", "error:"))]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("which", ["listener", "admin"])
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path, which: str) -> None:
+    with _held_port() as taken:
+        port, admin = (taken, free_port()) if which == "listener" else (free_port(), taken)
+        cfg = write_config(tmp_path, simple_config(free_port(), port, admin))
+        r = subprocess.run(
+            [PY, "-m", "plait.core.cli", "sidecar", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    line = _one_line_error(r)
+    assert f"127.0.0.1:{taken}" in line and "in use" in line, line
+    assert ("listener 'out'" if which == "listener" else "admin") in line
+
+
+@pytest.mark.parametrize("which", ["api", "xds"])
+def test_a_control_plane_port_in_use_is_one_line_naming_it(tmp_path: Path, which: str) -> None:
+    with _held_port() as taken:
+        api, xds = (taken, free_port()) if which == "api" else (free_port(), taken)
+        r = subprocess.run(
+            [PY, "-m", "plait.core.cli", "control-plane", "--data-dir", str(tmp_path / "cp"),
+             "--api-port", str(api), "--xds-port", str(xds)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    line = _one_line_error(r)
+    assert f"127.0.0.1:{taken}" in line and "in use" in line, line
+    assert ("API" if which == "api" else "xDS") in line

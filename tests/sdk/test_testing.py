@@ -241,7 +241,7 @@ class _Cfg:
 def _spec(cls: type, *, independent: bool = False, parse: bool = True) -> FilterSpec[Any]:
     return FilterSpec(
         name="t",
-        make=lambda cfg: cls(),
+        make=(lambda cfg: cls()) if parse else cls,  # a config-less filter: make()
         parse_config=(lambda raw: _Cfg(**raw)) if parse else None,
         stream_independent=independent,
     )
