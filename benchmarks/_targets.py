@@ -30,6 +30,10 @@ class TargetSpec:
     filters: int = 0
     resilience: bool = False
     """An HTTPRoute with ``retry`` and a BackendTrafficPolicy: retry + breaker + P2C-EWMA."""
+    checkout: Path = REPO
+    """The plait checkout whose build runs (its ``.venv``): another one, e.g. a git
+    worktree of the commit before a change set up with ``scripts/setup.sh``, measures
+    that build against this one."""
 
 
 TARGETS: dict[str, TargetSpec] = {
@@ -108,15 +112,16 @@ def _start_plait(
     conf.write_text(
         _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience)
     )
-    plait = Path(sys.executable).parent / "plait"
+    own = spec.checkout == REPO
+    plait = Path(sys.executable).parent / "plait" if own else spec.checkout / ".venv/bin/plait"
     argv = [str(plait), "sidecar", "--config", str(conf)]
     if spec.workers != 1:
         argv += ["--workers", str(spec.workers)]
     env = dict(os.environ)
     # The console script's sys.path starts at .venv/bin: put the repo on it for benchmarks.*.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(spec.checkout), env.get("PYTHONPATH")]))
     env["PLAIT_PLUGINS"] = "benchmarks.passthrough_filter"
-    proc = Proc(spec.name, argv, PROXY_CORE, d / "stdout.log", env=env, cwd=REPO).start()
+    proc = Proc(spec.name, argv, PROXY_CORE, d / "stdout.log", env=env, cwd=spec.checkout).start()
     wait_http_ok(admin, proc, timeout, path="/ready")
     return proc
 

@@ -2,6 +2,11 @@
 
     .venv/bin/python -m benchmarks.ab plait plait-res [--pairs 12] [--secs 3] [-c 64]
     .venv/bin/python -m benchmarks.ab nginx plait --rate 1000 [--pairs 6] [--secs 8]
+    .venv/bin/python -m benchmarks.ab plait plait --b-checkout ../base   # two builds
+
+``--b-checkout DIR`` runs target B from another plait checkout's build (its
+``.venv``; e.g. ``git worktree add ../base HEAD~3 && bash ../base/scripts/setup.sh``),
+so a change is measured against the commit before it in the same run.
 
 Why, next to ``benchmarks.run``: on this VM the speed of the same build drifts by
 ±25 % within minutes (docs/benchmarks.md), and ``run`` measures each target for a
@@ -22,6 +27,7 @@ Placement as in ``run``: load and upstream on core 0, proxies on core 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -86,23 +92,33 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--secs", type=float, default=3.0, help="seconds per burst (3)")
     p.add_argument("-c", "--connections", type=int, default=64, help="wrk connections (64)")
     p.add_argument("--rate", type=int, default=0, help="open loop at this req/s instead of wrk")
+    p.add_argument("--b-checkout", type=Path, help="run B from this plait checkout's build")
     args = p.parse_args(argv)
-    if args.a == args.b:
-        p.error("give two different targets")
+    spec_a, spec_b = TARGETS[args.a], TARGETS[args.b]
+    if args.b_checkout is not None:
+        if spec_b.kind != "plait" or not (args.b_checkout / ".venv/bin/plait").exists():
+            p.error("--b-checkout needs a plait target B and a checkout with .venv/bin/plait")
+        checkout = args.b_checkout.resolve()
+        spec_b = dataclasses.replace(
+            spec_b, name=f"{spec_b.name}@{checkout.name}", checkout=checkout
+        )
+    if spec_a.name == spec_b.name:
+        p.error("give two different targets (or --b-checkout)")
     require_tools(["nginx", "wrk", "taskset", "cc"])
     burst = _open(args.rate, args.secs) if args.rate else _closed(args.connections, args.secs)
     base = Path(tempfile.mkdtemp(prefix="plait-ab-"))
     upstream = start_upstream(base, 10.0)
+    a, b = spec_a.name, spec_b.name
     started: dict[str, Running] = {}
     try:
-        for name in (args.a, args.b):
-            started[name] = start_target(base, TARGETS[name], upstream, 20.0)
-        runs: dict[str, list[dict[str, float]]] = {args.a: [], args.b: []}
+        for spec in (spec_a, spec_b):
+            started[spec.name] = start_target(base, spec, upstream, 20.0)
+        runs: dict[str, list[dict[str, float]]] = {a: [], b: []}
         for i in range(args.pairs):
-            for name in (args.a, args.b) if i % 2 == 0 else (args.b, args.a):
+            for name in (a, b) if i % 2 == 0 else (b, a):
                 runs[name].append(_measure(started[name], burst))
             print(f"pair {i + 1}/{args.pairs}", flush=True)
-        print(_summary(args.a, args.b, runs))
+        print(_summary(a, b, runs))
     finally:
         for run in started.values():
             run.stop()

@@ -39,6 +39,7 @@ from plait.core.demo import (
     get,
     hold,
     split,
+    stop_all,
     stop_on_signals,
     tour,
     wait_ready,
@@ -75,14 +76,7 @@ def _processes(data: Path) -> Iterator[tuple[list[subprocess.Popen[bytes]], Bina
                 stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
             yield procs, log
         finally:
-            for p in reversed(procs):
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            stop_all(procs)
 
 
 @contextlib.contextmanager

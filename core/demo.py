@@ -36,6 +36,7 @@ __all__ = [
     "hold",
     "run_demo",
     "split",
+    "stop_all",
     "stop_on_signals",
     "tour",
     "wait_ready",
@@ -146,14 +147,19 @@ def _sidecars() -> Iterator[None]:
             wait_ready(admin, procs)
         yield
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_all(procs)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate ``procs`` newest first, then wait for each (killed after 10 s)."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
 
 
 def wait_ready(port: int, procs: list[subprocess.Popen[bytes]], path: str = "/ready") -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,21 @@ def _two_backends(tmp: Path, procs: list[Proc]) -> tuple[int, int]:
     return ports
 
 
+def _no_call_fails(tmp: Path, cp: Proc, changes: Callable[[], None]) -> None:
+    """Run ``changes`` while a proxyless client keeps calls in flight: not one may fail,
+    and both backends must have answered."""
+    flood = _Flood(tmp, cp.extra["xds"])
+    try:
+        changes()
+        time.sleep(1.5)
+        counts = flood.finish()
+    finally:
+        flood.close()
+    errors = {k: v for k, v in counts.items() if k.startswith("error")}
+    assert not errors, counts
+    assert counts.get("a", 0) > 0 and counts.get("b", 0) > 0, counts
+
+
 def test_grpc_client_loses_no_call_when_an_apply_renames_the_cluster(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
@@ -272,18 +288,13 @@ def test_grpc_client_loses_no_call_when_an_apply_renames_the_cluster(
     cp = start_control_plane(tmp_path)
     procs.append(cp)
     apply(cp, tmp_path, _rename_mesh("echo-x", 50051, a))
-    flood = _Flood(tmp_path, cp.extra["xds"])
-    try:
+
+    def renames() -> None:
         for i, (port, target) in enumerate(((50052, b), (50053, a), (50054, b))):
             time.sleep(0.5)
             apply(cp, tmp_path, _rename_mesh("echo-x", port, target), name=f"rename-{i}.yaml")
-        time.sleep(1.5)
-        counts = flood.finish()
-    finally:
-        flood.close()
-    errors = {k: v for k, v in counts.items() if k.startswith("error")}
-    assert not errors, counts
-    assert counts.get("a", 0) > 0 and counts.get("b", 0) > 0, counts
+
+    _no_call_fails(tmp_path, cp, renames)
 
 
 def test_grpc_client_loses_no_call_when_the_old_service_is_deleted_right_after_a_move(
@@ -298,8 +309,8 @@ def test_grpc_client_loses_no_call_when_the_old_service_is_deleted_right_after_a
     api = APIClient(f"http://127.0.0.1:{cp.extra['api']}", token)
     old, port = "greeter-0", 50051
     api.apply([("old.yaml", _rename_mesh(old, port, a))])
-    flood = _Flood(tmp_path, cp.extra["xds"])
-    try:
+
+    def moves_then_deletes(old: str = old) -> None:
         # the delete lands in the same debounce window as the move, or just after its push
         for i, delay in enumerate((0.1, 0.02, 0.06, 0.14, 0.1, 0.2), start=1):
             time.sleep(0.5)
@@ -309,13 +320,8 @@ def test_grpc_client_loses_no_call_when_the_old_service_is_deleted_right_after_a
             gone = _rename_mesh(old, port, a).split("---\n")[1:3]  # its Service and Workload
             api.delete_documents([(f"{old}.yaml", "---\n".join(gone))])
             old = new
-        time.sleep(1.5)
-        counts = flood.finish()
-    finally:
-        flood.close()
-    errors = {k: v for k, v in counts.items() if k.startswith("error")}
-    assert not errors, counts
-    assert counts.get("a", 0) > 0 and counts.get("b", 0) > 0, counts
+
+    _no_call_fails(tmp_path, cp, moves_then_deletes)
 
 
 def test_check_stays_ok_when_a_proxyless_client_closes_its_channel(

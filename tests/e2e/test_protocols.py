@@ -47,15 +47,21 @@ GRPC_SERVER = textwrap.dedent("""
 """)
 
 
+def _grpc_server(tmp: Path, procs: list[Proc]) -> int:
+    """Start :data:`GRPC_SERVER`; its port."""
+    up = free_port()
+    script = tmp / "grpc_server.py"
+    script.write_text(GRPC_SERVER)
+    server = start([PY, str(script), str(up)], tmp / "grpc.log")
+    procs.append(Proc(server, tmp / "grpc.log"))
+    wait_port(up, proc=server)
+    return up
+
+
 def test_grpc_unary_and_server_streaming(tmp_path: Path, procs: list[Proc]) -> None:
     import grpc
 
-    up = free_port()
-    script = tmp_path / "grpc_server.py"
-    script.write_text(GRPC_SERVER)
-    server = start([PY, str(script), str(up)], tmp_path / "grpc.log")
-    procs.append(Proc(server, tmp_path / "grpc.log"))
-    wait_port(up, proc=server)
+    up = _grpc_server(tmp_path, procs)
     port, admin = free_port(), free_port()
     filters = "[{type: request-header-modifier, config: {set: [{name: x-mesh, value: plait}]}}]"
     cfg = write_config(tmp_path, simple_config(up, port, admin, protocol="grpc", filters=filters))
@@ -77,12 +83,7 @@ def test_grpc_through_two_sidecars_first_call(tmp_path: Path, procs: list[Proc])
     segment, and the very first call must be answered."""
     import grpc
 
-    up = free_port()
-    script = tmp_path / "grpc_server.py"
-    script.write_text(GRPC_SERVER)
-    server = start([PY, str(script), str(up)], tmp_path / "grpc.log")
-    procs.append(Proc(server, tmp_path / "grpc.log"))
-    wait_port(up, proc=server)
+    up = _grpc_server(tmp_path, procs)
     inbound, in_admin = free_port(), free_port()
     (tmp_path / "in").mkdir()
     cfg = write_config(tmp_path / "in", simple_config(up, inbound, in_admin, protocol="grpc"))
