@@ -64,7 +64,7 @@ class _Stream(StreamQueue):
         self.response_started = False
         self.closing = False
         self.request: RequestReceived | None = None  # until a task takes the stream up
-        self.scope: anyio.CancelScope | None = None  # while a task runs the stream
+        self.scope: anyio.CancelScope | None = None  # its worker's, while one runs it
 
     def send_response(self, head: ResponseHead, *, end_stream: bool, body: bytes = b"") -> None:
         self.response_started = True
@@ -187,12 +187,28 @@ class H2Connection(H2Mux):
                 self.tg.start_soon(self._stream_worker)
 
     async def _stream_worker(self) -> None:
+        """Run waiting streams one after another, then wait idle for more.
+
+        The worker's cancel scope serves each stream it runs: a client reset cancels it,
+        which ends that stream's work and this worker (a cancelled scope cannot be used
+        again; a replacement starts if streams are waiting). One scope per worker instead
+        of one per stream: entering a scope costs ~3 µs, resets are rare.
+        """
         self._claimed -= 1
+        try:
+            with anyio.CancelScope() as scope:
+                await self._serve_streams(scope)
+        finally:
+            if self.tg is not None and not self.closed and self._pending:
+                self._wake_workers()
+
+    async def _serve_streams(self, scope: anyio.CancelScope) -> None:
         while True:
             while self._pending:
                 stream = self._pending.popleft()
                 ev, stream.request = stream.request, None
                 if ev is not None:  # else reset by the client before it started
+                    stream.scope = scope
                     await self._run_stream(stream, ev)
             if len(self._idle) >= _MAX_IDLE or self.closed:
                 return
@@ -212,8 +228,7 @@ class H2Connection(H2Mux):
             if lrt is None:
                 stream.reset()
                 return
-            with anyio.CancelScope() as stream.scope:
-                await handle(lrt, stream, ev)
+            await handle(lrt, stream, ev)
         finally:
             stream.scope = None
             self._forget(stream)
