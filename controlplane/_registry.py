@@ -87,8 +87,6 @@ class _Node:
     nacking: set[str] = field(default_factory=set)
     """Types whose latest response was NACKed (cleared by an ACK of that type)."""
     error: str | None = None
-    endpoints: tuple[tuple[str, int], ...] = ()
-    """Where the registered Workload accepts traffic (what the health check probes)."""
 
 
 class Writer(Protocol):
@@ -197,11 +195,6 @@ class Registry:
                          self.grace)  # fmt: skip
             if node.workload is None:
                 node.workload = r.key
-                spec = r.document.get("spec") or {}
-                node.endpoints = tuple(
-                    (str(spec.get("address")), int(p.get("targetPort") or p["port"]))
-                    for p in spec.get("ports") or ()
-                )
 
     async def _register(self, node_id: str, meta: Mapping[str, Any]) -> None:
         node = self.nodes.get(node_id)
@@ -211,8 +204,6 @@ class Registry:
             doc = await workload_document(self.store, node_id, meta)
             await self.writer.write(doc, f"registration of {node_id}")
             node.workload = Key("Workload", doc["metadata"]["namespace"], doc["metadata"]["name"])
-            spec = doc["spec"]
-            node.endpoints = tuple((spec["address"], p["targetPort"]) for p in spec["ports"])
             node.error = None
         except (ValueError, ConfigError) as exc:
             node.error = str(exc)
@@ -238,13 +229,12 @@ class Registry:
                 del self.nodes[node.node_id]
 
     async def _health_checks(self) -> None:
-        """Each interval, probe every registered endpoint and every stored Workload's; tell
+        """Each interval, probe the endpoints of every stored Workload (registered or applied); tell
         ``on_health`` when the unhealthy set changed (``_health.HealthChecks``)."""
         while True:
             await anyio.sleep(self.health_interval)
             self._targets = workload_targets(list(await self.store.list(kind=None)))
-            targets = {ep for node in self.nodes.values() for ep in node.endpoints}
-            targets |= {ep for eps in self._targets.values() for ep in eps}
+            targets = {ep for eps in self._targets.values() for ep in eps}
             if await self._health.round(targets):
                 bad = self._health.unhealthy
                 log.warning("health checks: unhealthy endpoints now %s", sorted(bad) or "none")
@@ -297,7 +287,7 @@ class Registry:
             problems.append("NACKs " + ", ".join(sorted(node.nacking)))
         if node.error:
             problems.append(node.error)
-        failing = self._failing(node.endpoints)
+        failing = self._failing(self._targets.get(node.workload, ()) if node.workload else ())
         if failing:
             problems.append("failing health checks: " + ", ".join(failing))
         return {

@@ -17,7 +17,6 @@ from plait.sdk import (
     BodyTooLarge,
     DownstreamProtocolError,
     Headers,
-    HeadersTooLarge,
     LocalReply,
     MessageBody,
     UpstreamReset,
@@ -38,7 +37,7 @@ from .codec import (
 if TYPE_CHECKING:
     from ._exchange_base import ExchangeBase
 
-__all__ = ["BodyStage", "LocalReplyRaised", "RequestBody", "UpstreamBody", "body_error"]
+__all__ = ["BodyStage", "ClientLeft", "LocalReplyRaised", "RequestBody", "UpstreamBody"]
 
 DataHooks = Callable[[bytes, bool, int, "int | None"], Awaitable[PhaseOutcome]]
 TrailerHooks = Callable[[Headers], Awaitable[PhaseOutcome]]
@@ -111,13 +110,13 @@ class RequestBody(MessageBody):
                 self.trailers = ev.trailers
             elif isinstance(ev, StreamReset):
                 self._done = True
-                raise DownstreamProtocolError("the client reset the stream")
+                raise ClientLeft("the client reset the stream")
             elif isinstance(ev, ProtocolFailed):  # the body's framing is broken
                 self._done = True
-                raise body_error(ev)
+                raise DownstreamProtocolError(ev.message)
             elif isinstance(ev, ConnectionTerminated):
                 self._done = True
-                raise DownstreamProtocolError("the client closed the connection mid-body")
+                raise ClientLeft("the client closed the connection mid-body")
             else:
                 continue
             if out.reply is not None:
@@ -128,15 +127,12 @@ class RequestBody(MessageBody):
         return b""
 
 
-def body_error(ev: ProtocolFailed) -> DownstreamProtocolError:
-    """A codec error found in a request body (broken chunk framing, a chunk line or
-    trailer section over the limit...) as the error the exchange answers: the codec's
-    status (400; 413 or 431 where a codec says so)."""
-    if ev.status_hint == 413:
-        return BodyTooLarge(ev.message)
-    if ev.status_hint == 431:
-        return HeadersTooLarge(ev.message)
-    return DownstreamProtocolError(ev.message)
+class ClientLeft(DownstreamProtocolError):
+    """The client reset the stream or closed the connection mid-body: nobody is left to
+    answer (the stream's cancellation records why it ended). Any other error from
+    :meth:`RequestBody.read` (broken framing, a buffer limit) is answered."""
+
+    reason = "client closed"
 
 
 class UpstreamBody(MessageBody):

@@ -26,19 +26,28 @@ from ._bodies import LocalReplyRaised
 
 __all__ = ["grpc_reply", "is_grpc", "primary"]
 
+# gRPC status codes (grpc/doc/statuscodes.md)
+DEADLINE_EXCEEDED: Final = 4
+PERMISSION_DENIED: Final = 7
+UNIMPLEMENTED: Final = 12
+INTERNAL: Final = 13
 UNAVAILABLE: Final = 14
+UNAUTHENTICATED: Final = 16
 
 _GRPC_STATUS: Final = {
     503: UNAVAILABLE,  # connect failure, no (healthy) endpoint, overflow, draining
-    502: UNAVAILABLE,  # the upstream reset: worth a retry elsewhere (gRPC's HTTP mapping)
+    502: UNAVAILABLE,  # the upstream reset: worth a retry elsewhere
     429: UNAVAILABLE,
-    504: 4,  # DEADLINE_EXCEEDED: request, per-try and idle timeouts
-    408: 4,
-    403: 7,  # PERMISSION_DENIED: a denial
-    401: 16,  # UNAUTHENTICATED
-    404: 12,  # UNIMPLEMENTED: no route
+    # gRPC's HTTP mapping (doc/http-grpc-status-mapping.md) says UNAVAILABLE for 504 too;
+    # a mesh timeout is the caller's deadline or the route's, which a client acts on as
+    # DEADLINE_EXCEEDED (not retried as if another endpoint could answer in time).
+    504: DEADLINE_EXCEEDED,  # request, per-try and idle timeouts
+    408: DEADLINE_EXCEEDED,
+    403: PERMISSION_DENIED,  # a denial
+    401: UNAUTHENTICATED,
+    404: UNIMPLEMENTED,  # no route
 }
-"""HTTP status of a mesh-generated error → gRPC status; INTERNAL (13) for the rest."""
+"""HTTP status of a mesh-generated error → gRPC status; INTERNAL for the rest."""
 
 
 def primary(exc: BaseException) -> BaseException:
@@ -79,7 +88,7 @@ def grpc_reply(reply: LocalReply) -> LocalReply:
     or not an error)."""
     if reply.status < 400 or any(name.lower() == "grpc-status" for name, _ in reply.headers):
         return reply
-    status = _GRPC_STATUS.get(reply.status, 13)
+    status = _GRPC_STATUS.get(reply.status, INTERNAL)
     message = reply.reason or (reply.body.decode("utf-8", "replace").strip() if reply.body else "")
     headers = (
         ("content-type", "application/grpc"),

@@ -35,7 +35,7 @@ from plait.sdk import (
     UpstreamTimeout,
 )
 
-from ._bodies import LocalReplyRaised, UpstreamBody
+from ._bodies import ClientLeft, LocalReplyRaised, UpstreamBody
 from ._errors import grpc_reply, is_grpc, primary
 from ._streams import Downstream, UpstreamStream
 from .chain import ChainRun
@@ -266,9 +266,12 @@ class ExchangeBase:
         except LocalReplyRaised as exc:
             self.pending_reply = exc.reply
             stream.reset()
-        except DownstreamProtocolError as bad:  # (one name per except type: mypyc types it once)
-            # The client broke the body's framing (or left): the upstream request is
-            # aborted, and the answer is the client's error, not the reset that follows.
+        except ClientLeft as gone:  # (one name per except type: mypyc types it once)
+            log.debug("stream %s: request body: %s", self.ctx.stream_id, gone)
+            stream.reset()  # the stream's cancellation follows
+        except DownstreamProtocolError as bad:
+            # Broken framing or a buffer limit: the upstream request is aborted, and the
+            # answer is the client's error, not the upstream reset that follows.
             log.debug("stream %s: request body: %s", self.ctx.stream_id, bad)
             self.pending_reply = LocalReply(bad.status_hint, reason=bad.reason)
             stream.reset()

@@ -14,7 +14,8 @@ new snapshot and swapped in (:meth:`Runtime.apply`); listeners are added or
 removed to match. Any error rejects the whole new config: the previous
 snapshot (and its listeners) keeps serving, the error is logged and shown as
 ``last_error`` in ``/config_dump``. A listener that cannot bind rejects the
-config too (the previous one is swapped back). In static mode, a file that
+config too: the previous one is swapped back and its listeners restarted
+(:meth:`Sidecar.install` says what that does not undo). In static mode, a file that
 would leave a serving sidecar without any listener (an empty or half-written
 file, far more likely than intent) is refused the same way. Every reload logs
 one line: the config that is now active, or why it was refused.
@@ -154,11 +155,12 @@ class Sidecar:
         )
         return f"config {self.runtime.snapshot.version}, listeners: {listeners or 'none'}"
 
-    async def _sync_listeners(self, config: MeshConfig) -> None:
+    async def _sync_listeners(self, config: MeshConfig, *, strict: bool = True) -> None:
         """Stop the listeners ``config`` drops or moves, start the ones it adds.
 
         Raises:
-            ListenerError: a listener cannot bind (named, with its address).
+            ListenerError: a listener cannot bind (named, with its address); with
+                ``strict=False`` it is logged and the other listeners are still started.
         """
         wanted = {lc.name: lc for lc in config.listeners}
         for name, listener in list(self.listeners.items()):
@@ -173,7 +175,10 @@ class Sidecar:
                 try:
                     await self.tg.start(listener.serve)
                 except OSError as exc:
-                    raise ListenerError(name, lc.bind, lc.port, exc) from exc
+                    if strict:
+                        raise ListenerError(name, lc.bind, lc.port, exc) from exc
+                    log.error("%s", ListenerError(name, lc.bind, lc.port, exc))
+                    continue
                 self.listeners[name] = listener
             else:
                 self.listeners[name].timeouts = lc.timeouts
@@ -200,8 +205,10 @@ class Sidecar:
     async def install(self, config: MeshConfig) -> str | None:
         """Swap ``config`` in and bind its listeners; the reason it was refused, or ``None``.
 
-        All or nothing: if a listener cannot bind, the previous config and its
-        listeners are put back before the refusal is reported.
+        If a listener cannot bind, the previous config is compiled and swapped back and
+        its listeners restarted before the refusal is reported. What that does not undo:
+        connections of listeners the refused config moved or dropped were drained, and
+        pooled upstream connections and breaker state of clusters it dropped are gone.
         """
         if config.version == self.runtime.snapshot.version and self.configured:
             self.runtime.unchanged()
@@ -226,10 +233,8 @@ class Sidecar:
         """Put ``previous`` back after a refused config: its snapshot and its listeners."""
         if self.runtime.snapshot.config is not previous:
             self.runtime.apply(previous)
-        try:
-            await self._sync_listeners(previous)
-        except OSError as exc:  # its port was taken meanwhile: serve what can be served
-            log.error("cannot restore a listener of config %s: %s", previous.version, exc)
+        # A port of the previous config taken meanwhile: serve what can be served.
+        await self._sync_listeners(previous, strict=False)
 
     async def drain(self) -> None:
         rt = self.runtime

@@ -18,7 +18,9 @@ from ._retry import RetryPolicy, parse_retry
 
 __all__ = ["BackendRef", "HTTPRouteRes", "ParentRef", "RuleRes", "parse_httproute"]
 
-_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+# Gateway API's methods but CONNECT: no route carries a CONNECT tunnel (answered 501 before
+# routing), so a match on it is refused rather than accepted and never matched.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 §5.1 field-name
 _CORE_GROUP = ("", "core")
 _TYPES = {t.value: t for t in MatchType}

@@ -210,6 +210,9 @@ class H2Connection(H2Mux):
                 if ev is not None:  # else reset by the client before it started
                     stream.scope = scope
                     await self._run_stream(stream, ev)
+                    if scope.cancel_called:  # a reset that came as the stream ended
+                        return  # must not cancel the next stream
+
             if len(self._idle) >= _MAX_IDLE or self.closed:
                 return
             waiter = self.loop.create_future()

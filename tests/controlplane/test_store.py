@@ -129,7 +129,9 @@ async def test_a_write_of_several_is_one_revision_and_one_change(tmp_path: Path)
         (2, ChangeKind.CREATED, other),
         (2, ChangeKind.DELETED, KEY),
     ]
-    assert await store.write([(other, doc("other"))]) and store.revision == 2  # unchanged
+    (again,) = await store.write([(other, doc("other"))])
+    assert again is not None and again[1] is PutResult.UNCHANGED
+    assert store.revision == 2  # an unchanged write takes no revision
     await store.aclose()
 
 

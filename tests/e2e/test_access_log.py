@@ -124,3 +124,20 @@ def test_every_stream_is_logged_whatever_ends_it(tmp_path: Path, procs: list[Pro
         stuck = by_path[path]
         assert stuck["status"] == 0 and stuck["failure_reason"] == "drain grace over", stuck
     assert drained == [200]  # the quick one finished during the drain
+
+
+def test_a_client_that_leaves_mid_body_is_logged_as_closed(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """Not as a bad request: the body was well framed, the client just went away."""
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    log = tmp_path / "access.log"
+    port, admin = free_port(), free_port()
+    text = simple_config(echo.port, port, admin) + f"  accessLog: {{path: {log}}}\n"
+    procs.append(start_sidecar(write_config(tmp_path, text), admin))
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    send_then_reset(port, head + b"x" * 1000, after=0.3)
+    (entry,) = _lines(log, 1)
+    assert entry["path"] == "/upload" and entry["status"] == 0, entry
+    assert entry["failure_reason"] == "client closed", entry

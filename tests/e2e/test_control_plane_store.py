@@ -83,20 +83,3 @@ def test_sigkill_as_soon_as_the_first_document_is_stored_leaves_all_of_them(
     items = json.loads(plait(again, "get", "services", "-o", "json").stdout)
     names = {i["metadata"]["name"] for i in items.get("items", items)}
     assert names == {f"svc-{i}" for i in range(N)}
-
-
-@pytest.mark.parametrize("delay", [0.15, 0.3, 0.45])
-def test_sigkill_mid_apply_leaves_all_or_none(
-    tmp_path: Path, procs: list[Proc], delay: float
-) -> None:
-    data = tmp_path / "cp-data"
-    cp = start_control_plane(tmp_path, data_dir=data)
-    procs.append(cp)
-    path = tmp_path / "many.yaml"
-    path.write_text(_services(N))
-    cli = _apply_in_background(cp, path)
-    time.sleep(delay)
-    cp.popen.send_signal(signal.SIGKILL)
-    cp.popen.wait(10)
-    cli.communicate(timeout=30)
-    assert _stored(data / "plait.db") in (0, N)
