@@ -45,9 +45,13 @@ async def xds_service(
         tg.start_soon(registry.run)
         try:
             port = await tg.start(server.serve, opts.xds_bind, opts.xds_port)
-        except RuntimeError as exc:  # grpc says only that it could not bind
+        except RuntimeError as exc:  # grpc says only that it could not bind, not why
             where = f"{opts.xds_bind}:{opts.xds_port}"
-            raise OSError(errno.EADDRINUSE, f"xDS cannot listen on {where}: in use?") from exc
+            raise OSError(
+                errno.EADDRINUSE,
+                f"xDS cannot listen on {where}: gRPC could not bind it "
+                "(in use, or not an address of this host)",
+            ) from exc
         ctx.api.registry = registry
         ctx.extras.update(source=source, registry=registry, xds_port=port)
         log.info("plait control plane: xDS (ADS) on %s:%d", opts.xds_bind, port)
