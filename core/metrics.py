@@ -36,6 +36,8 @@ class Stats:
         self.connections_active: dict[str, int] = {}
         self.connections_total: dict[str, int] = {}
         self.reloads: dict[str, int] = {}
+        self.http2_errors: dict[str, int] = {}
+        """Downstream HTTP/2 connections closed for a connection error, by reason."""
         self.config_version = ""
         self.config_timestamp = 0.0
         self.upstream_source: Callable[[], dict[str, dict[str, int]]] | None = None
@@ -71,6 +73,9 @@ class Stats:
     def connection_closed(self, listener: str) -> None:
         self.connections_active[listener] -= 1
 
+    def http2_error(self, reason: str) -> None:
+        self.http2_errors[reason] = self.http2_errors.get(reason, 0) + 1
+
     def to_json(self) -> dict[str, Any]:
         """The raw counters, for a ``--workers`` supervisor to sum (:meth:`add_json`)."""
         return {
@@ -80,6 +85,7 @@ class Stats:
             "connections_active": self.connections_active,
             "connections_total": self.connections_total,
             "reloads": self.reloads,
+            "http2_errors": self.http2_errors,
             "config_version": self.config_version,
             "config_timestamp": self.config_timestamp,
             "upstream_events": [[c, e, n] for (c, e), n in self.upstream_events().items()],
@@ -94,9 +100,15 @@ class Stats:
             mine = self.hist.setdefault(listener, [0.0] * (len(BUCKETS) + 2))
             for i, v in enumerate(buckets):
                 mine[i] += v
-        for field in ("filter_failures", "connections_active", "connections_total", "reloads"):
+        for field in (
+            "filter_failures",
+            "connections_active",
+            "connections_total",
+            "reloads",
+            "http2_errors",
+        ):
             mine_d: dict[str, int] = getattr(self, field)
-            for name, n in data[field].items():
+            for name, n in data.get(field, {}).items():
                 mine_d[name] = mine_d.get(name, 0) + n
         for cluster, event, n in data.get("upstream_events", ()):
             ukey = (str(cluster), str(event))
@@ -135,6 +147,14 @@ class Stats:
         _family(out, "plait_connections_active", "gauge", "Open downstream connections", active)
         total = [((("listener", x),), self.connections_total[x]) for x in listeners]
         _family(out, "plait_connections_total", "counter", "Accepted downstream connections", total)
+        h2 = [((("reason", r),), n) for r, n in sorted(self.http2_errors.items())]
+        _family(
+            out,
+            "plait_http2_connection_errors_total",
+            "counter",
+            "Downstream HTTP/2 connections closed with GOAWAY for the peer's error, by reason",
+            h2,
+        )
         failures = [((("filter", f),), n) for f, n in sorted(self.filter_failures.items())]
         _family(out, "plait_filter_failures_total", "counter", "Filter hook failures", failures)
         events = [

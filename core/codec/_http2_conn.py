@@ -44,8 +44,9 @@ flow-control and HPACK rule to h2.
 6. **What a peer may make us do is bounded** (``_http2_limits.py``): premature
    client resets per interval (rapid reset), control-frame answers the peer
    does not read, and the size of an unterminated header block. Crossing a
-   limit raises h2's ``DenialOfServiceError`` from inside the frame loop, so
-   h2 queues GOAWAY(ENHANCE_YOUR_CALM) and parses nothing more.
+   limit raises :class:`~._http2_limits.Abuse` (h2's ``DenialOfServiceError``)
+   from inside the frame loop, so h2 queues GOAWAY(ENHANCE_YOUR_CALM) and parses
+   nothing more.
 
 Invariant: these overrides are the only places plait reaches into h2's private
 API (``_receive_headers_frame``, ``_receive_data_frame``,
@@ -69,7 +70,6 @@ from h2.errors import ErrorCodes
 from h2.events import Event as H2Event
 from h2.events import StreamReset as H2StreamReset
 from h2.exceptions import (
-    DenialOfServiceError,
     FrameTooLargeError,
     InvalidBodyLengthError,
     ProtocolError,
@@ -86,7 +86,7 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from ._http2_limits import HEADER_BLOCK_FACTOR, MAX_UNREAD_ANSWERS, Clock, ResetBudget
+from ._http2_limits import HEADER_BLOCK_FACTOR, MAX_UNREAD_ANSWERS, Abuse, Clock, ResetBudget
 
 __all__ = [
     "CANCEL",
@@ -142,7 +142,7 @@ class _EagerFrameBuffer(FrameBuffer):
         if isinstance(f, HeadersFrame | ContinuationFrame) and "END_HEADERS" not in f.flags:
             self._block += len(f.data)
             if self._block > self.max_header_block:
-                raise DenialOfServiceError(f"header block over {self.max_header_block} bytes")
+                raise Abuse("header_block", f"header block over {self.max_header_block} bytes")
         else:
             self._block = 0
         return super()._update_header_buffer(f)
@@ -172,7 +172,7 @@ class PlaitH2Connection(H2Connection):
         if "ACK" not in frame.flags:
             self.unread_answers += 1
             if self.unread_answers > MAX_UNREAD_ANSWERS:
-                raise DenialOfServiceError("too many control frames while not reading")
+                raise Abuse("control_flood", "too many control frames while not reading")
 
     def _receive_ping_frame(self, frame: PingFrame) -> tuple[list[Frame], list[H2Event]]:
         self._answer(frame)
@@ -191,7 +191,7 @@ class PlaitH2Connection(H2Connection):
             and not stream.state_machine.headers_sent
             and self.resets.reset()
         ):
-            raise DenialOfServiceError("too many streams reset by the client (rapid reset)")
+            raise Abuse("rapid_reset", "too many streams reset by the client (rapid reset)")
         return super()._receive_rst_stream_frame(frame)
 
     def forget_stream(self, stream_id: int) -> None:

@@ -34,11 +34,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from h2.exceptions import DenialOfServiceError
+
 __all__ = [
     "HEADER_BLOCK_FACTOR",
     "MAX_UNREAD_ANSWERS",
     "RESET_INTERVAL",
     "RESET_LIMIT",
+    "Abuse",
     "Clock",
     "ResetBudget",
 ]
@@ -49,6 +52,15 @@ RESET_LIMIT = 200
 RESET_INTERVAL = 10.0
 MAX_UNREAD_ANSWERS = 1000
 HEADER_BLOCK_FACTOR = 4
+
+
+class Abuse(DenialOfServiceError):
+    """A limit of this module was crossed; ``reason`` names which (``rapid_reset``,
+    ``control_flood``, ``header_block``), for the sidecar's connection-error counter."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ResetBudget:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from h2 import events as h2e
+from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
 from plait.sdk import Headers
@@ -44,6 +45,14 @@ __all__ = ["H2Receiver"]
 logger = logging.getLogger(__name__)
 
 
+def _code_name(code: int) -> str:
+    """``flow_control_error`` for 0x3 (RFC 9113 §7), ``error_0x..`` for an unknown code."""
+    try:
+        return ErrorCodes(code).name.lower()
+    except ValueError:
+        return f"error_{code:#x}"
+
+
 class H2Receiver(CodecCore):
     """Translates h2 events; see the module docstring."""
 
@@ -52,6 +61,9 @@ class H2Receiver(CodecCore):
     ) -> None:
         super().__init__(conn, client_side=client_side)
         self._max_header_list_size = max_header_list_size
+        self.error_reason: str | None = None
+        """Why the peer's input ended the connection (``rapid_reset``, ``flow_control_error``,
+        ...), once it did; ``None`` otherwise (also after EOF or the peer's own GOAWAY)."""
         self._dispatch: dict[type[h2e.Event], Callable[[Any, list[Event]], None]] = {
             h2e.DataReceived: self._on_data,
             h2e.RequestReceived: self._on_request,
@@ -90,9 +102,11 @@ class H2Receiver(CodecCore):
             h2_events = self._conn.receive_data(data)
         except ProtocolError as exc:  # h2 has queued GOAWAY with exc.error_code
             logger.debug("HTTP/2 connection error from peer: %s", exc)
+            self.error_reason = getattr(exc, "reason", None) or _code_name(int(exc.error_code))
             return self._fail([], int(exc.error_code), goaway_queued=True)
         except Exception:  # h2 must not take the connection task down with it
             logger.warning("HTTP/2 codec: h2 raised on peer input", exc_info=True)
+            self.error_reason = "protocol_error"
             return self._fail([], PROTOCOL_ERROR, goaway_queued=False)
         out: list[Event] = []
         try:

@@ -148,6 +148,8 @@ class H2Connection(H2Mux):
         elif t is ConnectionTerminated:
             assert isinstance(ev, ConnectionTerminated)
             if ev.error_code:  # a protocol error: the codec has reset every stream already
+                if self.codec.error_reason is not None:  # ours, not the client's GOAWAY
+                    self.listener.runtime.stats.http2_error(self.codec.error_reason)
                 self.fail_all()
                 self.close()
             else:  # the client's graceful GOAWAY (or EOF): finish what is open, then close

@@ -69,3 +69,15 @@ def test_gauges_and_large_values() -> None:
     assert samples[("plait_connections_total", (("listener", "in"),))] == 2
     assert samples[("plait_config_info", (("version", "v1"),))] == 1.7e9
     assert samples[("plait_config_reloads_total", (("result", "ok"),))] == 3
+
+
+def test_http2_connection_errors_are_counted_and_summed_across_workers() -> None:
+    one, two = Stats(), Stats()
+    one.http2_error("rapid_reset")
+    two.http2_error("rapid_reset")
+    two.http2_error("flow_control_error")
+    one.add_json(two.to_json())
+    samples = _samples(one)
+    name = "plait_http2_connection_errors_total"
+    assert samples[(name, (("reason", "rapid_reset"),))] == 2
+    assert samples[(name, (("reason", "flow_control_error"),))] == 1

@@ -21,6 +21,7 @@ import h2.events
 import pytest
 
 from plait.core.codec._http2_limits import RESET_LIMIT
+from tests.e2e._resilience import metric
 from tests.support import (
     Proc,
     control,
@@ -123,6 +124,18 @@ def _goaway_code(sock: socket.socket, timeout: float = 5.0) -> int | None:
                 return None
             buf += data
     return None
+
+
+def _http2_errors(sidecar: Proc, reason: str) -> float:
+    """``plait_http2_connection_errors_total`` for ``reason``, once the close is counted."""
+    deadline = time.monotonic() + 2
+    while (
+        n := metric(sidecar.admin_port, "plait_http2_connection_errors_total", reason=reason)
+    ) < 1:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return n
 
 
 def _rss_kib(pid: int) -> int:
@@ -318,6 +331,7 @@ def test_rapid_reset_in_one_write_is_cut_off(flaky_mesh: tuple[Proc, int, int]) 
             code = _goaway_code(sock, timeout=10)
         time.sleep(0.5)
     assert code == ENHANCE_YOUR_CALM
+    assert _http2_errors(sidecar, "rapid_reset") == 1
     # Streams reset in the same read never reach the upstream.
     assert control(up)["requests"] == prober_count(prober)
     assert not prober.failures
@@ -347,6 +361,7 @@ def test_rapid_reset_spread_over_writes_is_cut_off(flaky_mesh: tuple[Proc, int, 
             pass  # the sidecar closed the connection
         code = _goaway_code(sock, timeout=10)
     assert code == ENHANCE_YOUR_CALM
+    assert _http2_errors(sidecar, "rapid_reset") == 1
     assert control(up)["requests"] <= 300  # the cap, not the 5,000 the client sent
     assert _rss_kib(sidecar.popen.pid) - rss_before < 10 * 1024
 
@@ -411,6 +426,7 @@ def test_control_frame_flood_from_a_non_reader_is_closed(
         sent, _ = _flood(port, frame, 1_000_000)
         time.sleep(0.3)
     assert sent < 1_000_000, "the sidecar kept answering a client that never reads"
+    assert _http2_errors(sidecar, "control_flood") == 1
     assert not prober.failures
     assert max(prober.latencies) < 1.0, max(prober.latencies)
     assert _rss_kib(sidecar.popen.pid) - rss_before < 10 * 1024
@@ -426,6 +442,7 @@ def test_flow_control_violation_gets_goaway(echo_mesh: tuple[Proc, int]) -> None
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(conn.data_to_send() + overflow + overflow)
         assert _goaway_code(sock) == FLOW_CONTROL_ERROR
+    assert _http2_errors(echo_mesh[0], "flow_control_error") == 1
 
 
 def test_unterminated_header_block_is_bounded(echo_mesh: tuple[Proc, int]) -> None:
@@ -439,3 +456,4 @@ def test_unterminated_header_block_is_bounded(echo_mesh: tuple[Proc, int]) -> No
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(conn.data_to_send() + headers + cont * 17)  # 288 KiB
         assert _goaway_code(sock) == ENHANCE_YOUR_CALM
+    assert _http2_errors(echo_mesh[0], "header_block") == 1
