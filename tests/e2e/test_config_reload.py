@@ -238,7 +238,7 @@ def test_an_empty_config_file_at_start_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_reload_whose_new_listener_cannot_bind_keeps_the_old_config_whole(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
-    """All or nothing: the old snapshot and its listeners stay; one log line; ready stays 200."""
+    """The old config and its listeners stay in service; one log line; ready stays 200."""
     echo = start_echo(tmp_path)
     procs.append(echo)
     port, admin = free_port(), free_port()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.core.codec.test_http1 import MALFORMED_CHUNKED
 from tests.support import Proc, free_port, simple_config, start_sidecar, write_config
 
 pytestmark = pytest.mark.e2e
@@ -109,16 +110,7 @@ def _exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, bool
         return out, True
 
 
-MALFORMED = {
-    "non-hex-size": b"zz\r\nhello\r\n0\r\n\r\n",
-    "negative-size": b"-5\r\nhello\r\n0\r\n\r\n",
-    "17-digit-size": b"1" * 17 + b"\r\nhello\r\n0\r\n\r\n",
-    "space-in-size": b"5 5\r\nhello\r\n0\r\n\r\n",
-    "0x-prefix": b"0x5\r\nhello\r\n0\r\n\r\n",
-    "no-crlf-after-data": b"5\r\nhelloXX0\r\n\r\n",
-    "lf-only-lines": b"5\nhello\n0\n\n",
-    "1mib-extension": b"5;ext=" + b"a" * (1 << 20) + b"\r\nhello\r\n0\r\n\r\n",
-}
+MALFORMED = MALFORMED_CHUNKED  # the codec tests' cases, here through a real sidecar
 
 
 @pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
