@@ -4,7 +4,7 @@ Theory of operation: a :class:`Snapshot` is compiled from a validated
 :class:`MeshConfig` (routers, one chain per listener x route rule, cluster
 pickers) and never changes afterwards. :meth:`Runtime.apply` compiles a new
 one completely, then replaces ``Runtime.snapshot`` with a single assignment, so
-a stream that has pinned the old snapshot (:func:`plait.core.exchange.handle`
+a stream that has pinned the old snapshot (:meth:`plait.core.exchange.machine.Exchange.begin`
 reads it once, at the start) finishes on it, and every new stream sees the new
 one. A config that fails to compile is rejected whole; the previous snapshot
 stays and the error is kept for ``/config_dump`` and the logs.
@@ -21,8 +21,8 @@ import anyio
 from plait.sdk import StreamContext
 
 from .access_log import AccessLog
-from .chain import Chain
 from .config._model import ListenerConfig, MeshConfig, RouteRule
+from .exchange import Chain
 from .metrics import Stats
 from .router import Router
 from .upstream._manager import ClusterRuntime, Upstreams
@@ -61,18 +61,6 @@ class ListenerRuntime:
                 )
         self._stats = runtime.stats
         self._access = runtime.access_log
-        t = config.timeouts
-        self.inline_possible = (
-            table is not None
-            and not (t.request or t.backend_request)
-            and any(
-                self._chains[id(r)].inline
-                and not (r.timeouts.request or r.timeouts.backend_request)
-                for r in table.rules
-            )
-        )
-        """Some request on this listener may be answered inline (core/_inline.py); when
-        none can, requests skip the inline check and are routed once, in the task."""
 
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]

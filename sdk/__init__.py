@@ -41,15 +41,14 @@ from ._filter import (
     UpstreamResponse,
 )
 from ._headers import Headers
-from ._layers import FIRST_TRY, RUN_ASYNC, UpstreamOutcome, first_try
+from ._hooks import HookResult
+from ._policy import Pending, TryAgain, TryOutcome
 from ._results import CONTINUE, Buffer, Continue, FilterResult, LocalReply
 from ._upstream import EndpointInfo, UpstreamCluster
 
 __all__ = [
     "CONTINUE",
-    "FIRST_TRY",
     "HOOK_NAMES",
-    "RUN_ASYNC",
     "BodyTooLarge",
     "Buffer",
     "BufferedBody",
@@ -66,6 +65,7 @@ __all__ = [
     "FilterSpec",
     "Headers",
     "HeadersTooLarge",
+    "HookResult",
     "HttpFilter",
     "LocalReply",
     "MessageBody",
@@ -73,6 +73,7 @@ __all__ = [
     "NoRoute",
     "PassThroughFilter",
     "PeerIdentity",
+    "Pending",
     "PlaitError",
     "RequestHead",
     "RequestTimeout",
@@ -80,13 +81,13 @@ __all__ = [
     "Stash",
     "StashKey",
     "StreamContext",
+    "TryAgain",
+    "TryOutcome",
     "UpstreamCluster",
     "UpstreamConnectError",
     "UpstreamError",
-    "UpstreamOutcome",
     "UpstreamRequest",
     "UpstreamReset",
     "UpstreamResponse",
     "UpstreamTimeout",
-    "first_try",
 ]

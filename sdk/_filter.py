@@ -1,44 +1,39 @@
-"""The filter contract.
+"""The filter contract: how a filter is registered, and which hooks it may have.
 
 A filter is registered under a name as a :class:`FilterSpec`: a config parser,
 run once per config snapshot (validated, frozen: anything shared between
-streams, such as metric instruments, lives on the config object), and a class
-instantiated once per stream with that config (so ``self.`` state is per
-request).
+streams, such as metric instruments, lives on the config object), and a
+factory called once per stream with that config (so ``self.`` state is per
+request). The instance subclasses :class:`~plait.sdk.HttpFilter` (sdk/_hooks.py)
+and overrides the hooks it needs:
 
-Hooks, all optional (a :class:`PassThroughFilter` subclass overrides only what
-it needs); each may be ``def`` or ``async def``, the chain decides once, when
-it is built:
+=============================================  ==========================================
+``on_request_headers(ctx, headers, end)``       request head arrived (``ctx.request``)
+``on_request_data(ctx, chunk, end)``            a request body chunk
+``on_request_trailers(ctx, trailers)``          request trailers
+``on_response_headers(ctx, headers, end)``      response head; filters run in reverse order
+``on_response_data(ctx, chunk, end)``           a response body chunk, reverse order
+``on_response_trailers(ctx, trailers)``         response trailers, reverse order
+``on_stream_complete(ctx)``                     exactly once per stream, also on errors
+``before_try(ctx, request)``                    before each upstream try (sdk/_policy.py)
+``after_try(ctx, request, outcome)``            after it: done, or ``TryAgain``
+``around_upstream(ctx, request, call_next)``    the escape hatch around the try (slower)
+=============================================  ==========================================
 
-=========================================  ==========================================
-``on_request_headers(ctx, headers, end)``   request head arrived (``ctx.request``)
-``on_request_data(ctx, chunk, end)``        a request body chunk
-``on_request_trailers(ctx, trailers)``      request trailers
-``on_response_headers(ctx, headers, end)``  response head; filters run in reverse order
-``on_response_data(ctx, chunk, end)``       a response body chunk, reverse order
-``on_response_trailers(ctx, trailers)``     response trailers, reverse order
-``on_stream_complete(ctx)``                 exactly once per stream, also on errors
-``around_upstream(ctx, request, call_next)`` wraps the call to the chosen backend
-``on_upstream_request(ctx, request)``        optional sync first half of ``around_upstream``
-``on_upstream_response(ctx, request, out)``  optional sync second half (``_layers.py``)
-=========================================  ==========================================
-
-Request-phase hooks run in list order, response-phase hooks in reverse, and
-``around_upstream`` layers are composed with the first filter outermost.
+Request-phase hooks run in list order, response-phase hooks in reverse; of the
+upstream layers, the first filter is the outermost.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar
 
-from ._context import StreamContext
-from ._headers import Headers
+from ._hooks import CallNext, HttpFilter
 from ._messages import UpstreamRequest, UpstreamResponse
-from ._results import FilterResult
 
 __all__ = [
     "HOOK_NAMES",
@@ -62,52 +57,14 @@ HOOK_NAMES = (
     "on_response_data",
     "on_response_trailers",
     "on_stream_complete",
+    "before_try",
+    "after_try",
     "around_upstream",
-    "on_upstream_request",
-    "on_upstream_response",
 )
 """Every hook a filter may implement, in contract order."""
 
-
-CallNext = Callable[[StreamContext, UpstreamRequest], Awaitable[UpstreamResponse]]
-
-
-@runtime_checkable
-class HttpFilter(Protocol):
-    """The per-stream filter instance. Every hook is optional."""
-
-
-class PassThroughFilter:
-    """A filter that does nothing; subclass it and override the hooks you need.
-
-    The chain skips hooks a subclass does not override, so an unused hook costs
-    nothing per request.
-    """
-
-    def on_request_headers(
-        self, ctx: StreamContext, headers: Headers, end_stream: bool
-    ) -> FilterResult:
-        return None
-
-    def on_request_data(self, ctx: StreamContext, chunk: bytes, end_stream: bool) -> FilterResult:
-        return None
-
-    def on_request_trailers(self, ctx: StreamContext, trailers: Headers) -> FilterResult:
-        return None
-
-    def on_response_headers(
-        self, ctx: StreamContext, headers: Headers, end_stream: bool
-    ) -> FilterResult:
-        return None
-
-    def on_response_data(self, ctx: StreamContext, chunk: bytes, end_stream: bool) -> FilterResult:
-        return None
-
-    def on_response_trailers(self, ctx: StreamContext, trailers: Headers) -> FilterResult:
-        return None
-
-    def on_stream_complete(self, ctx: StreamContext) -> None:
-        return None
+PassThroughFilter = HttpFilter
+"""The same class as :class:`HttpFilter` (a filter that overrides nothing passes everything)."""
 
 
 class FailStrategy(Enum):
@@ -134,19 +91,19 @@ class FilterSpec(Generic[C]):
     """
 
     name: str
-    make: Callable[[C], object]
+    make: Callable[[C], HttpFilter] | Callable[[], HttpFilter]
     parse_config: Callable[[Mapping[str, Any]], C] | None = None
     description: str = ""
     stream_independent: bool = field(default=False)
     """True when instances keep no per-stream state, so one may serve all streams."""
 
-    def factory(self, config: C | None) -> Callable[[], object]:
+    def factory(self, config: C | None) -> Callable[[], HttpFilter]:
         """What makes one instance: ``make(config)``, or ``make()`` for a filter that takes
-        no config. The one place that decides it: the chain and ``plait.sdk.testing`` call it.
-        """
+        no config. The one place that decides it: the chain and ``plait.sdk.testing`` call it."""
+        make: Callable[..., HttpFilter] = self.make
         if self.parse_config is None and config is None:
-            return self.make  # type: ignore[return-value]
-        return functools.partial(self.make, config)  # type: ignore[arg-type]
+            return make
+        return functools.partial(make, config)
 
 
 class FilterRegistry(Protocol):

@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from plait.sdk import ConfigError, FilterSpec
+from plait.sdk import ConfigError, FilterSpec, HttpFilter
 
 from ._fields import Loc
 from ._load import Resources
@@ -73,7 +73,7 @@ def translate(
     return _Translator(res, filter_types, unknown_filters).build(sidecar, listeners=listeners)
 
 
-def _opaque_make(config: object) -> object:
+def _opaque_make(config: object) -> HttpFilter:
     raise ConfigError("filter type not installed here (a placeholder from the control plane)")
 
 

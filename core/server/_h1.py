@@ -6,7 +6,10 @@ protocol: an HTTP/2 connection preface (h2c prior knowledge) hands the socket
 to :class:`~plait.core.server._h2.H2Connection`; anything else starts
 :meth:`H1Connection.serve` in the listener's task group. ``serve`` takes one
 request at a time (pipelined requests wait their turn in the event queue),
-runs :func:`~plait.core.exchange.handle`, and loops while keep-alive holds.
+runs :func:`~plait.core.exchange.driver.serve`, and loops while keep-alive holds.
+A whole request on an idle connection is instead started in ``data_received``
+(:class:`~plait.core.exchange.driver.Inline`): the same exchange machine, driven
+from callbacks for as long as it needs no task.
 
 Timeouts without per-request timer churn: one loop timer per connection
 checks (a) a request head that started arriving but is not complete after
@@ -27,7 +30,6 @@ import anyio
 
 from plait.sdk import ConnectionContext, Headers, ResponseHead
 
-from .._inline import try_inline
 from .._transport import EventProtocol
 from ..codec import (
     DataReceived,
@@ -39,10 +41,9 @@ from ..codec import (
     TrailersReceived,
     is_h2_preface,
 )
-from ..exchange import handle
+from ..exchange.driver import Inline, serve
 
 if TYPE_CHECKING:
-    from .._inline import Inline
     from ._listener import Listener
 
 __all__ = ["H1Connection"]
@@ -108,18 +109,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
                 self._switch_to_h2(data)
                 return None
         events = self.codec.receive_data(data)
-        if (
-            events
-            and type(ev := events[0]) is RequestReceived
-            and ev.end_stream
-            and not ev.upgrade
-            and self._inline_ex is None
-            and not self.in_flight
-            and not self._events
-            and not self.closing
-            and not self._stop
-            and try_inline(self, ev)
-        ):
+        if events and type(ev := events[0]) is RequestReceived and self._start_inline(ev):
             del events[0]
         self._push(events)
         if not self._started:
@@ -211,15 +201,37 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             return None
         return await super().next_event()
 
-    def begin_inline(self, inline: Inline, ev: RequestReceived) -> None:
-        """What :meth:`_one` sets up, for an exchange answered in callbacks."""
+    def _start_inline(self, ev: RequestReceived) -> bool:
+        """Start a whole request on an idle connection in this callback; ``False`` (nothing
+        done) when the request loop must take it: the request streams or upgrades,
+        requests are queued or in flight, or the listener is gone."""
+        if (
+            not ev.end_stream
+            or ev.upgrade
+            or self.in_flight
+            or self._events
+            or self.closing
+            or self._stop
+        ):
+            return False
+        lrt = self.listener.runtime.listener(self.listener.name)
+        if lrt is None:
+            return False
+        self._begin(ev)
+        self._inline_ex = inline = Inline(self, lrt, ev)
+        inline.start()
+        return True
+
+    def _begin(self, ev: RequestReceived) -> None:
+        """Per-request connection state, whichever driver runs the exchange."""
         self._head_since = None
         self.response_started = False
-        self._req_done = True
-        self._upgrade_pending = False
+        self._req_done = ev.end_stream and not ev.upgrade  # a tunnel keeps reading
+        self._upgrade_pending = ev.upgrade
         self._stream_id = ev.stream_id
         self.in_flight = True
-        self._inline_ex = inline
+        if self.listener.runtime.draining:
+            self.closing = True
 
     def end_inline(self, inline: Inline) -> None:
         """The inline exchange ended: close like :meth:`_one`'s caller would, or let
@@ -260,22 +272,14 @@ class H1Connection(EventProtocol[H1ServerCodec]):
 
     async def _one(self, ev: RequestReceived) -> bool:
         """Serve one request; whether the connection may carry another."""
-        self._head_since = None
-        self.response_started = False
-        self._req_done = ev.end_stream and not ev.upgrade  # a tunnel keeps reading
-        self._upgrade_pending = ev.upgrade
-        self._stream_id = ev.stream_id
-        runtime = self.listener.runtime
-        lrt = runtime.listener(self.listener.name)
-        if runtime.draining:
-            self.closing = True
+        lrt = self.listener.runtime.listener(self.listener.name)
         if lrt is None:
             self.closing = True
             self._fail(503, "listener removed", "listener draining")
             return False
-        self.in_flight = True
+        self._begin(ev)
         try:
-            await handle(lrt, self, ev)
+            await serve(lrt, self, ev)
         finally:
             self.in_flight = False
             self._last_activity = self._loop.time()

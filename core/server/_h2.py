@@ -2,7 +2,7 @@
 
 Reached from :class:`~plait.core.server._h1.H1Connection` when a client sends
 the HTTP/2 preface on a plaintext port (h2c prior knowledge) or negotiates
-``h2`` by ALPN. Each request stream runs :func:`~plait.core.exchange.handle` in
+``h2`` by ALPN. Each request stream runs :func:`~plait.core.exchange.driver.serve` in
 a task; the connection's task owns them all and ends when the socket closes.
 Drain sends GOAWAY, lets open streams finish and closes once none are left.
 
@@ -42,7 +42,7 @@ from ..codec import (
     RequestReceived,
     StreamReset,
 )
-from ..exchange import handle
+from ..exchange.driver import serve
 
 if TYPE_CHECKING:
     from ._listener import Listener
@@ -233,7 +233,7 @@ class H2Connection(H2Mux):
             if lrt is None:
                 stream.reset()
                 return
-            await handle(lrt, stream, ev)
+            await serve(lrt, stream, ev)
         finally:
             stream.scope = None
             self._forget(stream)

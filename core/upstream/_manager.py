@@ -21,8 +21,8 @@ from typing import Protocol
 
 from plait.sdk import EndpointInfo, NoHealthyUpstream, UpstreamCluster
 
-from .._streams import UpstreamStream
 from ..config._model import Cluster, Endpoint
+from ..exchange.streams import UpstreamStream
 from ._h1 import H1Pool
 
 __all__ = ["ClusterRuntime", "Pool", "Upstreams"]

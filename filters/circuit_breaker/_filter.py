@@ -13,9 +13,9 @@ retry is limited and observed like a first try) and outside the load balancer
 3. call the next layer, then record the outcome for ``ctx.upstream_address``:
    the response status, or a local failure (connect failure, reset, timeout).
 
-Steps 1-2 and the recording in 3 are also the synchronous fast pair
-(sdk/_layers.py); when no slot is free at once, ``on_upstream_request`` asks for
-``around_upstream``, which waits for one (pending requests) or overflows.
+A policy (sdk/_policy.py): steps 1-2 are ``before_try``, the recording in 3 is
+``after_try``. When no slot is free, the try waits for one as pending: the
+policy answers ``Pending`` and the core awaits the slot.
 
 State lives in the cluster's shared stash, so it is shared by every stream and
 route to the cluster and survives config reloads while the endpoints are
@@ -30,18 +30,19 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+import anyio
+
 from plait.sdk import (
-    RUN_ASYNC,
-    CallNext,
+    HttpFilter,
     NoHealthyUpstream,
+    Pending,
     StashKey,
     StreamContext,
+    TryOutcome,
     UpstreamCluster,
     UpstreamConnectError,
-    UpstreamOutcome,
     UpstreamRequest,
     UpstreamReset,
-    UpstreamResponse,
     UpstreamTimeout,
 )
 
@@ -83,7 +84,7 @@ def _state(cluster: UpstreamCluster) -> _State:
 
 
 class _Try:
-    """One try holding a slot (the fast pair's state; a plain class, see retry's ``_First``)."""
+    """One try holding a slot (the policy's state; a plain class, see retry's ``_First``)."""
 
     __slots__ = ("cluster", "config", "probe", "state")
 
@@ -94,64 +95,47 @@ class _Try:
         self.probe: str | None = None
 
 
-class CircuitBreaker:
+class CircuitBreaker(HttpFilter):
     __slots__ = ("_config",)
 
     def __init__(self, config: CircuitBreakerConfig) -> None:
         self._config = config
 
-    # -- the fast pair (sdk/_layers.py): a slot free at once ----------------------------------
-
-    def on_upstream_request(self, ctx: StreamContext, request: UpstreamRequest) -> object:
+    def before_try(
+        self, ctx: StreamContext, request: UpstreamRequest
+    ) -> _Try | Pending[_Try] | None:
         cluster = ctx.upstream_cluster
         config = self._config.clusters.get(cluster.name) if cluster is not None else None
         if cluster is None or config is None:
             return None
         state = _state(cluster)
-        if not state.limits.try_acquire(config):
-            return RUN_ASYNC  # wait for a slot (or overflow) in around_upstream
         one = _Try(cluster, config, state)
+        if not state.limits.try_acquire(config):
+            try:
+                waiter = state.limits.enqueue(config)
+            except Overflow:
+                cluster.count("overflow")
+                raise
+            return Pending(_queued(one, waiter, request))
         _steer(one, request)
         return one
 
-    def on_upstream_response(
-        self, ctx: StreamContext, request: UpstreamRequest, outcome: UpstreamOutcome
-    ) -> bool:
-        if isinstance(one := outcome.state, _Try):
+    def after_try(
+        self, ctx: StreamContext, request: UpstreamRequest, outcome: TryOutcome[_Try | None]
+    ) -> None:
+        if (one := outcome.state) is not None:
             if outcome.response is not None:
                 status = outcome.response.head.status
             else:
                 status = 0 if isinstance(outcome.error, _LOCAL_FAILURES) else -1
             _done(one, ctx, status)
-        return True
 
-    # -- the contract ---------------------------------------------------------------------
 
-    async def around_upstream(
-        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
-    ) -> UpstreamResponse:
-        cluster = ctx.upstream_cluster
-        config = self._config.clusters.get(cluster.name) if cluster is not None else None
-        if cluster is None or config is None:
-            return await call_next(ctx, request)
-        state = _state(cluster)
-        if not state.limits.try_acquire(config):
-            try:
-                await state.limits.acquire(config)
-            except Overflow:
-                cluster.count("overflow")
-                raise
-        one, status = _Try(cluster, config, state), -1
-        _steer(one, request)  # (gives the slot back itself if it raises)
-        try:
-            response = await call_next(ctx, request)
-            status = response.head.status
-            return response
-        except _LOCAL_FAILURES:
-            status = 0
-            raise
-        finally:
-            _done(one, ctx, status)
+async def _queued(one: _Try, waiter: anyio.Event, request: UpstreamRequest) -> _Try:
+    """The try waits as pending for a slot; then it is steered like any other."""
+    await one.state.limits.wait(waiter)
+    _steer(one, request)  # (gives the slot back itself if it raises)
+    return one
 
 
 def _done(one: _Try, ctx: StreamContext | None, status: int) -> None:

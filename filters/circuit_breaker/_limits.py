@@ -45,13 +45,11 @@ class Limits:
             return True
         return False
 
-    async def acquire(self, config: BreakerConfig) -> None:
-        """Take a slot, waiting as pending if needed; raises :class:`Overflow`."""
+    def enqueue(self, config: BreakerConfig) -> anyio.Event:
+        """No slot is free: join the pending queue (wait on the event with :meth:`wait`);
+        raises :class:`Overflow` when the limits allow no waiting."""
         if self.active >= config.max_requests:
             raise Overflow(f"{self.active} requests in flight (maxRequests {config.max_requests})")
-        if self.active < config.max_connections and not self.waiters:
-            self.active += 1
-            return
         if len(self.waiters) >= config.max_pending_requests:
             raise Overflow(
                 f"{len(self.waiters)} requests pending (maxPendingRequests "
@@ -59,6 +57,10 @@ class Limits:
             )
         event = anyio.Event()
         self.waiters.append(event)
+        return event
+
+    async def wait(self, event: anyio.Event) -> None:
+        """Wait until a released slot is handed to ``event`` (see :meth:`enqueue`)."""
         try:
             await event.wait()
         except BaseException:

@@ -72,7 +72,7 @@ class Fault(PassThroughFilter):
     def __init__(self, config: FaultConfig) -> None:
         self._config = config
 
-    async def on_request_headers(  # type: ignore[override]
+    async def on_request_headers(
         self, ctx: StreamContext, headers: Headers, end_stream: bool
     ) -> FilterResult:
         config = self._config

@@ -7,8 +7,8 @@ unchanged. Per try: unless an outer layer already chose the endpoint (a breaker
 probe), pick one not in ``UpstreamRequest.exclude`` (ejected by the breaker,
 already tried by a retry) and record it in ``UpstreamRequest.endpoint``; the
 core's terminal connects to it. P2C peak-EWMA also times the try, up to the
-response head or the failure, and feeds the estimate. The same steps are the
-synchronous fast pair (sdk/_layers.py).
+response head or the failure, and feeds the estimate. A policy
+(``before_try``/``after_try``, sdk/_policy.py): plain calls on every try.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import time
 from typing import Final
 
 from plait.sdk import (
-    CallNext,
+    HttpFilter,
     StashKey,
     StreamContext,
+    TryOutcome,
     UpstreamCluster,
-    UpstreamOutcome,
     UpstreamRequest,
-    UpstreamResponse,
 )
 
 from ._balancers import Host, PeakEwma, RingHash, RoundRobin
@@ -54,7 +53,7 @@ def _picker(cluster: UpstreamCluster, config: BalancerConfig) -> _Picker:
 
 
 class _Timed:
-    """A P2C peak-EWMA try in flight (the fast pair's state)."""
+    """A P2C peak-EWMA try in flight (the policy's state for the try)."""
 
     __slots__ = ("host", "picker", "start")
 
@@ -66,15 +65,13 @@ class _Timed:
         self.picker.observe(self.host, now - self.start, now, failed)
 
 
-class LoadBalancer:
+class LoadBalancer(HttpFilter):
     __slots__ = ("_config",)
 
     def __init__(self, config: LoadBalancerConfig) -> None:
         self._config = config
 
-    # -- the fast pair (sdk/_layers.py) -------------------------------------------------------
-
-    def on_upstream_request(self, ctx: StreamContext, request: UpstreamRequest) -> _Timed | None:
+    def before_try(self, ctx: StreamContext, request: UpstreamRequest) -> _Timed | None:
         """Choose the try's endpoint; a P2C peak-EWMA try is timed (the returned state)."""
         cluster = ctx.upstream_cluster
         config = self._config.clusters.get(cluster.name) if cluster is not None else None
@@ -96,26 +93,9 @@ class LoadBalancer:
                 request.endpoint = picker.pick(request.exclude)
         return None
 
-    def on_upstream_response(
-        self, ctx: StreamContext, request: UpstreamRequest, outcome: UpstreamOutcome
-    ) -> bool:
-        if isinstance(timed := outcome.state, _Timed):
+    def after_try(
+        self, ctx: StreamContext, request: UpstreamRequest, outcome: TryOutcome[_Timed | None]
+    ) -> None:
+        if (timed := outcome.state) is not None:
             response = outcome.response
             timed.done(response is None or response.head.status >= 500)
-        return True
-
-    # -- the contract ---------------------------------------------------------------------
-
-    async def around_upstream(
-        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
-    ) -> UpstreamResponse:
-        timed = self.on_upstream_request(ctx, request)
-        if timed is None:
-            return await call_next(ctx, request)
-        failed = True
-        try:
-            response = await call_next(ctx, request)
-            failed = response.head.status >= 500
-            return response
-        finally:
-            timed.done(failed)

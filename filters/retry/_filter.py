@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-An ``around_upstream`` layer, outermost of the resilience layers: each
-``call_next`` is one try, and inner layers (circuit breaker, load balancer, the
-core's per-try timeout) act per try. For each request:
+A policy (sdk/_policy.py), outermost of the resilience layers: its
+``before_try`` runs once per request, its ``after_try`` after each try, and a
+``TryAgain`` makes the core wait the backoff and try again through the inner
+layers (circuit breaker, load balancer, the core's per-try timeout), which act
+per try. For each request:
 
 1. the first try deposits into the cluster's :class:`RetryBudget`;
 2. a try that fails with a retryable condition (connect failure, reset before
@@ -26,39 +28,30 @@ had no response, the error is :class:`RetryBudgetExhausted` (503, reason
 response is returned before its body is sent on, so nothing is ever retried
 once the response has started towards the client.
 
-The first try's bookkeeping is also offered as the synchronous fast pair
-(``on_upstream_request``/``on_upstream_response``, sdk/_layers.py): when the
-first try needs no retry the proxy never runs the coroutine, and when it does,
-:meth:`Retry.around_upstream` picks up from the first try's outcome.
-
 Per-cluster counters: ``retry``, ``retry_budget_exhausted``, ``retry_overflow``,
 ``retry_not_replayable``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
 from typing import Final
 
-import anyio
-
 from plait.sdk import (
-    CallNext,
-    PlaitError,
+    HttpFilter,
     StashKey,
     StreamContext,
+    TryAgain,
+    TryOutcome,
     UpstreamCluster,
     UpstreamConnectError,
     UpstreamError,
-    UpstreamOutcome,
     UpstreamRequest,
     UpstreamReset,
     UpstreamResponse,
     UpstreamTimeout,
-    first_try,
 )
 
 from ._budget import RetryBudget
@@ -97,10 +90,10 @@ def _budget(cluster: UpstreamCluster, config: RetryConfig) -> RetryBudget:
 
 
 class _First:
-    """What the first try leaves for the retries (the fast pair's state). A plain class:
-    one per request, and a compiled dataclass keeps an interpreted ``__init__``."""
+    """What one request's retries share (the policy's state). A plain class: one per
+    request, and a compiled dataclass keeps an interpreted ``__init__``."""
 
-    __slots__ = ("budget", "cluster", "endpoint", "exclude", "replay")
+    __slots__ = ("budget", "cluster", "endpoint", "exclude", "replay", "retries", "tried")
 
     def __init__(
         self,
@@ -115,17 +108,17 @@ class _First:
         self.replay = replay
         self.endpoint = endpoint  # as the request came in: inner layers change them per try
         self.exclude = exclude
+        self.retries = 0
+        self.tried: set[str] = set()
 
 
-class Retry:
+class Retry(HttpFilter):
     __slots__ = ("_config",)
 
     def __init__(self, config: RetryConfig) -> None:
         self._config = config
 
-    # -- the fast pair (sdk/_layers.py): the first try, when it needs no retry ----------------
-
-    def on_upstream_request(self, ctx: StreamContext, request: UpstreamRequest) -> _First | None:
+    def before_try(self, ctx: StreamContext, request: UpstreamRequest) -> _First | None:
         config, cluster = self._config, ctx.upstream_cluster
         if cluster is None or config.attempts == 0:
             return None
@@ -136,81 +129,51 @@ class Retry:
         request.body = replay.first()
         return first
 
-    def on_upstream_response(
-        self, ctx: StreamContext, request: UpstreamRequest, outcome: UpstreamOutcome
-    ) -> bool:
-        """``False`` when the first try failed in a way :meth:`around_upstream` would
-        look at (it then decides whether to retry)."""
-        if outcome.state is None:
-            return True
-        if outcome.response is not None:
-            grpc = request.head.http_version == "2"
-            return not self._retryable_response(outcome.response, grpc)
-        error = outcome.error
-        return not (isinstance(error, UpstreamError) and self._retryable_error(error))
-
-    # -- the contract ---------------------------------------------------------------------
-
-    async def around_upstream(
-        self, ctx: StreamContext, request: UpstreamRequest, call_next: CallNext
-    ) -> UpstreamResponse:
-        pending = first_try(ctx)  # set: the first try already happened (the fast pair)
-        first = pending.state if pending is not None else self.on_upstream_request(ctx, request)
-        if not isinstance(first, _First):  # no retries for this request
-            return pending.result() if pending is not None else await call_next(ctx, request)
-        config, cluster, budget = self._config, first.cluster, first.budget
-        idempotent = config.retry_non_idempotent or request.head.method in IDEMPOTENT
+    def after_try(
+        self, ctx: StreamContext, request: UpstreamRequest, outcome: TryOutcome[_First | None]
+    ) -> TryAgain | None:
+        """Another try when this one failed in a retryable way and nothing refuses it."""
+        first = outcome.state
+        if first is None:
+            return None
+        if first.retries:
+            first.budget.done()  # the retry in flight ended
+        response, error = outcome.response, outcome.error
         grpc = request.head.http_version == "2"
-        tried: set[str] = set()
-        attempt, retry = request, 0
-        while True:
-            failure: UpstreamError | None = None
-            response: UpstreamResponse | None = None
-            try:
-                if pending is not None:
-                    outcome, pending = pending, None
-                    response = outcome.result()  # (raises the first try's error)
-                else:
-                    response = await call_next(ctx, attempt)
-            except UpstreamError as exc:
-                if not self._retryable_error(exc):
-                    raise
-                failure = exc
-            finally:
-                if retry:
-                    budget.done()
-            if response is not None and not self._retryable_response(response, grpc):
-                return response
-            if ctx.upstream_address:
-                tried.add(ctx.upstream_address)
-            never_sent = isinstance(failure, UpstreamConnectError)
-            # gRPC calls are all POST; a retryable grpc-status means the call failed as a
-            # whole (Istio retries them by default), so the method does not matter then.
-            grpc_failure = grpc and response is not None and response.head.status == 200
-            refused = self._refusal(retry, idempotent or never_sent or grpc_failure, response)
-            next_body = None if refused else first.replay.again(never_sent)
-            if next_body is None and not refused:
-                refused = "retry_not_replayable"
-            if refused is None:
-                refused = budget.withdraw(_monotonic())
-            if refused is not None:
-                cluster.count(refused)
-                return self._give_up(refused, failure, response)
-            retry += 1
-            cluster.count("retry")
-            assert next_body is not None
-            attempt = UpstreamRequest(
-                head=request.head,
-                body=next_body,
-                endpoint=first.endpoint,
-                exclude=first.exclude | tried,
-            )
-            await _discard(response)
-            try:
-                await anyio.sleep(self._delay(retry, response))
-            except BaseException:
-                budget.done()
-                raise
+        if response is None:
+            if not (isinstance(error, UpstreamError) and self._retryable_error(error)):
+                return None  # not retryable (or cancelled): the outcome stands
+        elif not self._retryable_response(response, grpc):
+            return None
+        if ctx.upstream_address:
+            first.tried.add(ctx.upstream_address)
+        never_sent = isinstance(error, UpstreamConnectError)
+        # gRPC calls are all POST; a retryable grpc-status means the call failed as a
+        # whole (Istio retries them by default), so the method does not matter then.
+        grpc_failure = grpc and response is not None and response.head.status == 200
+        safe = self._config.retry_non_idempotent or request.head.method in IDEMPOTENT
+        left = outcome.time_left
+        refused = self._refusal(first.retries, safe or never_sent or grpc_failure, response, left)
+        next_body = None if refused else first.replay.again(never_sent)
+        if next_body is None and not refused:
+            refused = "retry_not_replayable"
+        if refused is None:
+            refused = first.budget.withdraw(_monotonic())
+        if refused is not None:
+            first.cluster.count(refused)
+            if response is None and refused == "retry_budget_exhausted":
+                raise RetryBudgetExhausted(f"retry budget exhausted after: {error}") from error
+            return None  # the caller gets the last try's outcome
+        first.retries += 1
+        first.cluster.count("retry")
+        assert next_body is not None
+        again = UpstreamRequest(
+            head=request.head,
+            body=next_body,
+            endpoint=first.endpoint,
+            exclude=first.exclude | first.tried,
+        )
+        return TryAgain(again, after=self._delay(first.retries, response, left))
 
     def _retryable_error(self, exc: UpstreamError) -> bool:
         c = self._config
@@ -234,13 +197,14 @@ class Retry:
             return raw is not None and raw.decode("latin-1") in c.grpc_statuses
         return False
 
-    def _refusal(self, retry: int, safe: bool, response: UpstreamResponse | None) -> str | None:
+    def _refusal(
+        self, retry: int, safe: bool, response: UpstreamResponse | None, left: float
+    ) -> str | None:
         """Why no retry may follow (a counter name), before the budget is asked."""
         if retry >= self._config.attempts:
             return "retry_attempts_exhausted"
         if not safe:
             return "retry_not_idempotent"
-        left = anyio.current_effective_deadline() - anyio.current_time()
         wait = _retry_after(response)
         if wait is not None and (wait > MAX_RETRY_AFTER or wait >= left):
             return "retry_after_too_long"
@@ -248,25 +212,13 @@ class Retry:
             return "retry_no_time_left"
         return None
 
-    def _delay(self, retry: int, response: UpstreamResponse | None) -> float:
+    def _delay(self, retry: int, response: UpstreamResponse | None, left: float) -> float:
         c = self._config
         delay: float = _draw() * min(c.max_backoff, c.backoff * 2 ** (retry - 1))
         wait = _retry_after(response)
         if wait is not None and wait > delay:
             delay = wait
-        left = anyio.current_effective_deadline() - anyio.current_time()
         return min(delay, max(left - 0.001, 0.0)) if left != math.inf else delay
-
-    @staticmethod
-    def _give_up(
-        refused: str, failure: UpstreamError | None, response: UpstreamResponse | None
-    ) -> UpstreamResponse:
-        if response is not None:
-            return response
-        assert failure is not None
-        if refused == "retry_budget_exhausted":
-            raise RetryBudgetExhausted(f"retry budget exhausted after: {failure}") from failure
-        raise failure
 
 
 def _retry_after(response: UpstreamResponse | None) -> float | None:
@@ -277,13 +229,3 @@ def _retry_after(response: UpstreamResponse | None) -> float | None:
     if value is None or not value.strip().isdigit():
         return None
     return float(value.strip())
-
-
-async def _discard(response: UpstreamResponse | None) -> None:
-    """Read a retried response's (small) body so its connection can be reused; a big or
-    slow one is left to the core, which resets it when the stream ends."""
-    if response is None or response.body.whole is not None:
-        return
-    with anyio.move_on_after(1.0):
-        with contextlib.suppress(PlaitError):
-            await response.body.read_all(64 * 1024)

@@ -1,7 +1,7 @@
 """The two sides of one exchange, as the version-independent proxy logic sees them.
 
 HTTP/1.1 and HTTP/2 connections (downstream in ``core/server``, upstream in
-``core/upstream``) implement these; :mod:`plait.core.exchange` uses nothing
+``core/upstream``) implement these; the exchange machine uses nothing
 else, so it never knows which HTTP version either side speaks.
 """
 
@@ -11,7 +11,7 @@ from typing import Protocol
 
 from plait.sdk import ConnectionContext, Headers, RequestHead, ResponseHead
 
-from .codec import Event
+from ..codec import Event
 
 __all__ = ["Downstream", "UpstreamStream"]
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from plait.sdk import LocalReply, PlaitError, RequestHead
+from plait.sdk import Headers, LocalReply, PlaitError, RequestHead, ResponseHead
 
-from ._bodies import LocalReplyRaised
+from .bodies import LocalReplyRaised
 
-__all__ = ["grpc_reply", "is_grpc", "primary"]
+__all__ = ["grpc_reply", "is_grpc", "local_reply_head", "primary"]
 
 # gRPC status codes (grpc/doc/statuscodes.md)
 DEADLINE_EXCEEDED: Final = 4
@@ -104,3 +104,22 @@ def _percent_encode(text: str) -> str:
     return "".join(
         chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in text.encode()
     )
+
+
+def local_reply_head(reply: LocalReply) -> tuple[ResponseHead, bytes]:
+    """The head and body of a local reply. A reply with ``grpc-status`` is a gRPC
+    trailers-only response: no body (the reason is in the header); a ``content-type``
+    among the reply's headers replaces ``text/plain``."""
+    grpc = any(name.lower() == "grpc-status" for name, _ in reply.headers)
+    body = reply.body or (f"{reply.reason}\n".encode() if reply.reason and not grpc else b"")
+    headers = Headers.from_lowercase_pairs(
+        [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    )
+    for name, value in reply.headers:
+        if name.lower() == "content-type":
+            headers.set(name, value)
+        else:
+            headers.add(name, value)
+    if reply.reason:
+        headers.set("x-plait-reason", reply.reason)
+    return ResponseHead(status=reply.status, headers=headers), body

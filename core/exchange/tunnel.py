@@ -16,17 +16,19 @@ import anyio
 
 from plait.sdk import NoHealthyUpstream, UpstreamReset
 
-from ._streams import Downstream, UpstreamStream
-from .codec import InformationalReceived, RequestReceived, ResponseReceived, TunnelData
+from ..codec import InformationalReceived, RequestReceived, ResponseReceived, TunnelData
+from .bodies import UpstreamBody
+from .chain import settle
+from .streams import Downstream, UpstreamStream
 
 if TYPE_CHECKING:
-    from ._exchange_base import ExchangeBase
+    from .machine import Exchange
 
 __all__ = ["run_upgrade"]
 
 
-async def run_upgrade(ex: ExchangeBase, ev: RequestReceived) -> None:
-    ctx, run = ex.ctx, ex.run_
+async def run_upgrade(ex: Exchange, ev: RequestReceived) -> None:
+    ctx, run = ex.ctx, ex.run
     assert run is not None
     if ctx.cluster is None or (crt := ex.lrt.snapshot.clusters.get(ctx.cluster)) is None:
         raise NoHealthyUpstream("no backend selected for the route")
@@ -41,9 +43,9 @@ async def run_upgrade(ex: ExchangeBase, ev: RequestReceived) -> None:
     if not isinstance(resp, ResponseReceived):
         raise UpstreamReset("upstream closed the connection before responding to the upgrade")
     ctx.response = resp.head
-    out = await run.response_headers(resp.head.headers, resp.end_stream)
+    out = await settle(run.heads(run.chain.response_headers, resp.head.headers, resp.end_stream))
     if out.reply is not None:
-        await ex.local(out.reply)
+        ex.local_now(out.reply)
         return
     if resp.head.status != 101:
         await _plain_response(ex, stream, resp)
@@ -74,9 +76,7 @@ async def _relay_down(stream: UpstreamStream, down: Downstream, scope: anyio.Can
     scope.cancel()
 
 
-async def _plain_response(ex: ExchangeBase, stream: UpstreamStream, resp: ResponseReceived) -> None:
-    from ._bodies import UpstreamBody
-
+async def _plain_response(ex: Exchange, stream: UpstreamStream, resp: ResponseReceived) -> None:
     body = UpstreamBody(ex, stream, resp)
     data = await body.read_all()
     if resp.end_stream:

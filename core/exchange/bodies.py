@@ -8,7 +8,6 @@ one chunk with ``end_stream=True``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -23,9 +22,7 @@ from plait.sdk import (
     UpstreamTimeout,
 )
 
-from ._streams import Downstream, UpstreamStream
-from .chain import PhaseOutcome
-from .codec import (
+from ..codec import (
     ConnectionTerminated,
     DataReceived,
     ProtocolFailed,
@@ -33,14 +30,14 @@ from .codec import (
     StreamReset,
     TrailersReceived,
 )
+from .chain import ChainRun, Hook, PhaseOutcome, settle
+from .streams import Downstream, UpstreamStream
 
 if TYPE_CHECKING:
-    from ._exchange_base import ExchangeBase
+    from .machine import Exchange
 
 __all__ = ["BodyStage", "ClientLeft", "LocalReplyRaised", "RequestBody", "UpstreamBody"]
 
-DataHooks = Callable[[bytes, bool, int, "int | None"], Awaitable[PhaseOutcome]]
-TrailerHooks = Callable[[Headers], Awaitable[PhaseOutcome]]
 _EMPTY: Final = PhaseOutcome()
 
 
@@ -53,25 +50,33 @@ class LocalReplyRaised(DownstreamProtocolError):
 
 
 class BodyStage:
-    __slots__ = ("_barrier", "_buf", "_data", "_limit", "_trailers")
+    """One direction's data and trailer hooks over a streamed body."""
 
-    def __init__(self, data_hooks: DataHooks, trailer_hooks: TrailerHooks) -> None:
+    __slots__ = ("_barrier", "_buf", "_data", "_limit", "_run", "_trailers")
+
+    def __init__(
+        self, run: ChainRun, data_hooks: tuple[Hook, ...], trailer_hooks: tuple[Hook, ...]
+    ) -> None:
+        self._run = run
         self._data = data_hooks
         self._trailers = trailer_hooks
         self._barrier: int | None = None
         self._limit = 0
         self._buf = bytearray()
 
+    async def _walk(self, data: bytes, end_stream: bool, start: int, stop: int) -> PhaseOutcome:
+        return await settle(self._run.data(self._data, data, end_stream, start, stop))
+
     async def push(self, data: bytes, end_stream: bool) -> PhaseOutcome:
         """The chunk to pass on (``.data``), or a reply."""
         if self._barrier is None:
-            out = await self._data(data, end_stream, 0, None)
+            out = await self._walk(data, end_stream, 0, -1)
             if out.buffer_from is None:
                 return out
             self._barrier, self._limit = out.buffer_from, out.buffer_limit
             self._buf += out.data
             return _EMPTY
-        out = await self._data(data, end_stream, 0, self._barrier)
+        out = await self._walk(data, end_stream, 0, self._barrier)
         if out.reply is not None:
             return out
         self._buf += out.data
@@ -79,14 +84,14 @@ class BodyStage:
             raise BodyTooLarge(f"body exceeds the {self._limit}-byte buffer limit of a filter")
         if not end_stream:
             return _EMPTY
-        return await self._data(bytes(self._buf), True, self._barrier, None)
+        return await self._walk(bytes(self._buf), True, self._barrier, -1)
 
     async def trailers(self, trailers: Headers) -> PhaseOutcome:
         if self._barrier is not None and self._buf:
-            out = await self._data(bytes(self._buf), True, self._barrier, None)
+            out = await self._walk(bytes(self._buf), True, self._barrier, -1)
             if out.reply is not None:
                 return out
-        return await self._trailers(trailers)
+        return await settle(self._run.trailers(self._trailers, trailers))
 
 
 class RequestBody(MessageBody):
@@ -138,7 +143,7 @@ class ClientLeft(DownstreamProtocolError):
 class UpstreamBody(MessageBody):
     """The upstream response body; gives the connection back to its pool at the end."""
 
-    def __init__(self, ex: ExchangeBase, stream: UpstreamStream, ev: ResponseReceived) -> None:
+    def __init__(self, ex: Exchange, stream: UpstreamStream, ev: ResponseReceived) -> None:
         self._ex = ex
         self._stream = stream
         self._done = ev.end_stream

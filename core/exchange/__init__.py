@@ -1,0 +1,28 @@
+"""One request/response exchange: the machine, its driver, the chain and the bodies.
+
+Read in this order: ``machine.py`` (the stream's life as a generator that yields
+every wait), ``actions.py`` (what it yields), ``driver.py`` (who performs the
+actions: a task, or HTTP/1.1 callbacks), ``chain.py`` (the filter hooks),
+``tries.py`` (the upstream layers' policies around each try), ``upstream.py``
+(one try), ``bodies.py``, ``tunnel.py``, ``errors.py``. docs/data-path.md walks
+one request through them. The connections import the drivers from
+``driver.py`` (this package's ``__init__`` stays below the connection modules:
+``upstream`` imports :class:`UpstreamStream` from here).
+"""
+
+from .chain import Chain, ChainRun, FilterFailureCounter, PhaseOutcome
+from .errors import grpc_reply, is_grpc, local_reply_head, primary
+from .streams import Downstream, UpstreamStream
+
+__all__ = [
+    "Chain",
+    "ChainRun",
+    "Downstream",
+    "FilterFailureCounter",
+    "PhaseOutcome",
+    "UpstreamStream",
+    "grpc_reply",
+    "is_grpc",
+    "local_reply_head",
+    "primary",
+]

@@ -1,0 +1,371 @@
+"""The filter chain: compiled once per config snapshot, walked once per message.
+
+Theory of operation
+-------------------
+A :class:`Chain` is compiled from an ordered list of :class:`FilterEntry`. It
+decides, per filter and per hook, whether the hook is implemented at all (a hook
+inherited unchanged from :class:`~plait.sdk.HttpFilter` is skipped, so unused
+hooks cost nothing) and whether it is ``async`` (decided once, here).
+
+Per stream, :meth:`Chain.start` makes a :class:`ChainRun`: one filter instance
+per entry (or the shared instance of a ``stream_independent`` filter).
+Request-phase hooks run in list order, response-phase hooks in reverse order;
+of the upstream layers (``before_try``/``after_try``, or ``around_upstream``),
+the first filter is the outermost (their walk: ``tries.py``).
+
+One walk per phase, for sync and async hooks alike: :meth:`ChainRun.heads`,
+:meth:`ChainRun.data` and :meth:`ChainRun.trailers` call the hooks in order and
+return the phase's :class:`PhaseOutcome`; at an ``async`` hook they return a
+:class:`Suspended` instead, which holds the hook's awaitable and the place to
+resume from. Whoever awaits it (the exchange's driver, through :func:`settled`)
+resumes the same walk with the result.
+
+Invariants:
+  * ``on_stream_complete`` runs exactly once per instance (:meth:`ChainRun.complete`).
+  * A hook that raises is contained: FailClosed → ``LocalReply(500)``; FailOpen →
+    the filter is skipped for the rest of the stream. Either way the failure is
+    logged with the filter's name and counted. Cancellation is never swallowed.
+  * ``Buffer`` from a data hook stops the walk with ``buffer_from``: the caller
+    collects the whole body (bounded by the limit) and walks again from that
+    filter with the whole body and ``end_stream=True`` (``bodies.py``). From a
+    head hook it sets ``buffer_limit``: the body is collected before the data hooks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from plait.sdk import (
+    HOOK_NAMES,
+    Buffer,
+    Continue,
+    FailStrategy,
+    Headers,
+    HttpFilter,
+    LocalReply,
+    StreamContext,
+)
+
+from ..config import FilterEntry
+from .actions import drive
+
+__all__ = [
+    "Chain",
+    "ChainRun",
+    "FilterFailureCounter",
+    "PhaseOutcome",
+    "Suspended",
+    "settle",
+    "settled",
+]
+
+log = logging.getLogger(__name__)
+
+FilterFailureCounter = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    index: int
+    fn: Callable[..., Any]
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """An upstream layer: its policy hooks, or its ``around_upstream`` (the escape hatch)."""
+
+    index: int
+    before: Callable[..., Any] | None
+    after: Callable[..., Any] | None
+    around: Callable[..., Any] | None
+
+
+@dataclass(slots=True)
+class PhaseOutcome:
+    """What a phase's walk decided.
+
+    ``reply`` set: answer locally. ``buffer_from`` set: collect the whole body, then
+    walk the data hooks again from there. ``buffer_limit``: a head hook asked for the
+    whole body first. ``data``: the (possibly rewritten) chunk to pass on.
+    """
+
+    reply: LocalReply | None = None
+    buffer_from: int | None = None
+    buffer_limit: int = 0
+    data: bytes = b""
+
+
+_PASS: Final = PhaseOutcome()
+_NOTHING: Final = object()  # no awaited result to resume with
+
+
+class _Raised:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+async def _guard(awaitable: Awaitable[Any]) -> Any:
+    """An async hook's result, or what it raised (contained by the walk it resumes)."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        return _Raised(exc)
+
+
+class Suspended:
+    """A walk stopped at an async hook: await ``awaitable``, then :meth:`resume`."""
+
+    __slots__ = ("_args", "_walk", "awaitable")
+
+    def __init__(self, awaitable: Awaitable[Any], walk: Callable[..., Any], args: tuple[Any, ...]):
+        self.awaitable = _guard(awaitable)
+        self._walk = walk
+        self._args = args
+
+    def resume(self, result: object) -> PhaseOutcome | Suspended:
+        """The same walk, from the async hook, with its awaited result."""
+        outcome: PhaseOutcome | Suspended = self._walk(*self._args, result)
+        return outcome
+
+
+def settled(out: PhaseOutcome | Suspended) -> Generator[Awaitable[Any], Any, PhaseOutcome]:
+    """A phase's outcome, yielding each async hook's awaitable to the driver."""
+    while type(out) is Suspended:
+        out = out.resume((yield out.awaitable))
+    assert type(out) is PhaseOutcome
+    return out
+
+
+async def settle(out: PhaseOutcome | Suspended) -> PhaseOutcome:
+    """A walk's outcome in async code (a body, a tunnel): its async hooks awaited."""
+    if type(out) is PhaseOutcome:
+        return out
+    settled_out: PhaseOutcome = await drive(settled(out))
+    return settled_out
+
+
+def _implemented(cls: type, name: str) -> Callable[..., Any] | None:
+    fn = getattr(cls, name, None)
+    if fn is None or fn is getattr(HttpFilter, name, None):
+        return None
+    return fn  # type: ignore[no-any-return]
+
+
+class Chain:
+    """An ordered, compiled filter chain (immutable; shared by every stream)."""
+
+    def __init__(
+        self, entries: Sequence[FilterEntry], on_failure: FilterFailureCounter | None = None
+    ) -> None:
+        self.entries = tuple(entries)
+        self._on_failure = on_failure
+        self._makers = [e.spec.factory(e.config) for e in self.entries]
+        self._shared: list[object | None] = []
+        hooks: dict[str, list[Hook]] = {h: [] for h in HOOK_NAMES}
+        layers: list[Layer] = []
+        for i, entry in enumerate(self.entries):
+            make = self._makers[i]
+            cls = entry.spec.make if isinstance(entry.spec.make, type) else type(make())
+            self._shared.append(make() if entry.spec.stream_independent else None)
+            found = {name: _implemented(cls, name) for name in HOOK_NAMES}
+            for name, fn in found.items():
+                if fn is not None:
+                    hooks[name].append(Hook(i, fn, inspect.iscoroutinefunction(fn)))
+            before, after, around = (
+                found["before_try"],
+                found["after_try"],
+                found["around_upstream"],
+            )
+            if around is not None:
+                layers.append(Layer(i, None, None, around))
+            elif before is not None or after is not None:
+                layers.append(Layer(i, before, after, None))
+        self.request_headers = tuple(hooks["on_request_headers"])
+        self.request_data = tuple(hooks["on_request_data"])
+        self.request_trailers = tuple(hooks["on_request_trailers"])
+        self.response_headers = tuple(reversed(hooks["on_response_headers"]))
+        self.response_data = tuple(reversed(hooks["on_response_data"]))
+        self.response_trailers = tuple(reversed(hooks["on_response_trailers"]))
+        self.complete_hooks = tuple(hooks["on_stream_complete"])
+        self.layers = tuple(layers)
+        """The upstream layers, outermost first."""
+        self._all_shared: list[object] | None = (
+            [x for x in self._shared if x is not None]
+            if all(e.spec.stream_independent for e in self.entries)
+            else None
+        )
+
+    def start(self, ctx: StreamContext) -> ChainRun:
+        """Make the per-stream instances (none for filters that keep no per-stream state)."""
+        if self._all_shared is not None:
+            return ChainRun(self, ctx, self._all_shared)
+        instances = [
+            shared if shared is not None else make()
+            for make, shared in zip(self._makers, self._shared, strict=True)
+        ]
+        return ChainRun(self, ctx, instances)
+
+    def failed(self, index: int, hook: str, exc: BaseException) -> None:
+        name = self.entries[index].name
+        log.error("filter %s failed in %s: %r", name, hook, exc, exc_info=exc)
+        if self._on_failure is not None:
+            self._on_failure(name)
+
+
+class ChainRun:
+    """One stream's pass through a :class:`Chain`."""
+
+    __slots__ = ("_completed", "chain", "ctx", "instances", "skipped")
+
+    def __init__(self, chain: Chain, ctx: StreamContext, instances: list[object]) -> None:
+        self.chain = chain
+        self.ctx = ctx
+        self.instances = instances
+        self.skipped: set[int] | None = None
+        """Filters skipped for the rest of the stream (FailOpen filters that failed)."""
+        self._completed = False
+
+    def heads(
+        self,
+        hooks: tuple[Hook, ...],
+        headers: Headers,
+        end_stream: bool,
+        start: int = 0,
+        limit: int = 0,
+        awaited: object = _NOTHING,
+    ) -> PhaseOutcome | Suspended:
+        """Walk head hooks (``chain.request_headers`` or ``response_headers``). A ``Buffer``
+        does not stop the walk: the smallest limit asked is the outcome's ``buffer_limit``."""
+        ctx, skipped = self.ctx, self.skipped
+        for pos in range(start, len(hooks)):
+            h = hooks[pos]
+            if skipped is not None and h.index in skipped:
+                continue
+            if awaited is not _NOTHING:
+                res, awaited = awaited, _NOTHING
+            else:
+                try:
+                    res = h.fn(self.instances[h.index], ctx, headers, end_stream)
+                except Exception as exc:
+                    res = _Raised(exc)
+                else:
+                    if h.is_async:
+                        args = (hooks, headers, end_stream, pos, limit)
+                        return Suspended(res, self.heads, args)
+            if res is None or type(res) is Continue:
+                continue
+            if type(res) is _Raised:
+                res = self._contain(h.index, "headers", res.exc)
+                if res is None:
+                    continue
+            if isinstance(res, LocalReply):
+                return PhaseOutcome(reply=res)
+            if isinstance(res, Buffer):
+                if not end_stream:
+                    limit = res.limit if not limit else min(limit, res.limit)
+            elif not isinstance(res, Continue):
+                return PhaseOutcome(reply=self._bad_result(h.index, res))
+        return PhaseOutcome(buffer_limit=limit) if limit else _PASS
+
+    def data(
+        self,
+        hooks: tuple[Hook, ...],
+        data: bytes,
+        end_stream: bool,
+        start: int = 0,
+        stop: int = -1,
+        awaited: object = _NOTHING,
+    ) -> PhaseOutcome | Suspended:
+        """Walk data hooks ``start..stop`` (positions in the phase's order; -1: to the end)."""
+        ctx, skipped = self.ctx, self.skipped
+        for pos in range(start, len(hooks) if stop < 0 else stop):
+            h = hooks[pos]
+            if skipped is not None and h.index in skipped:
+                continue
+            if awaited is not _NOTHING:
+                res, awaited = awaited, _NOTHING
+            else:
+                try:
+                    res = h.fn(self.instances[h.index], ctx, data, end_stream)
+                except Exception as exc:
+                    res = _Raised(exc)
+                else:
+                    if h.is_async:
+                        return Suspended(res, self.data, (hooks, data, end_stream, pos, stop))
+            if res is None:
+                continue
+            if type(res) is _Raised:
+                reply = self._contain(h.index, "data", res.exc)
+                if reply is not None:
+                    return PhaseOutcome(reply=reply)
+                continue
+            if isinstance(res, Continue):
+                if res.data is not None:
+                    data = res.data
+                continue
+            if isinstance(res, LocalReply):
+                return PhaseOutcome(reply=res)
+            if isinstance(res, Buffer):
+                if end_stream:
+                    continue  # the whole body is here already
+                return PhaseOutcome(buffer_from=pos, buffer_limit=res.limit, data=data)
+            return PhaseOutcome(reply=self._bad_result(h.index, res))
+        return PhaseOutcome(data=data)
+
+    def trailers(
+        self, hooks: tuple[Hook, ...], trailers: Headers, start: int = 0, awaited: object = _NOTHING
+    ) -> PhaseOutcome | Suspended:
+        """Walk trailer hooks; only a ``LocalReply`` (or a failure) changes anything."""
+        for pos in range(start, len(hooks)):
+            h = hooks[pos]
+            if self.skipped is not None and h.index in self.skipped:
+                continue
+            if awaited is not _NOTHING:
+                res, awaited = awaited, _NOTHING
+            else:
+                try:
+                    res = h.fn(self.instances[h.index], self.ctx, trailers)
+                except Exception as exc:
+                    res = _Raised(exc)
+                else:
+                    if h.is_async:
+                        return Suspended(res, self.trailers, (hooks, trailers, pos))
+            if type(res) is _Raised:
+                res = self._contain(h.index, "trailers", res.exc)
+            if isinstance(res, LocalReply):
+                return PhaseOutcome(reply=res)
+        return _PASS
+
+    def complete(self) -> None:
+        """Run every ``on_stream_complete`` hook, exactly once; never raises."""
+        if self._completed:
+            return
+        self._completed = True
+        for h in self.chain.complete_hooks:
+            try:
+                h.fn(self.instances[h.index], self.ctx)
+            except Exception as exc:
+                self.chain.failed(h.index, "on_stream_complete", exc)
+
+    def _contain(self, index: int, hook: str, exc: Exception) -> LocalReply | None:
+        chain = self.chain
+        chain.failed(index, hook, exc)
+        entry = chain.entries[index]
+        if entry.fail_strategy is FailStrategy.FAIL_OPEN:
+            if self.skipped is None:
+                self.skipped = set()
+            self.skipped.add(index)
+            return None
+        return LocalReply(500, b"filter failed\n", reason=f"filter {entry.name} failed")
+
+    def _bad_result(self, index: int, res: object) -> LocalReply:
+        exc = TypeError(f"hook returned {res!r}, expected Continue, Buffer, LocalReply or None")
+        reply = self._contain(index, "result", exc)
+        return reply or LocalReply(500, reason=f"filter {self.chain.entries[index].name} failed")

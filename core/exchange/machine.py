@@ -1,0 +1,333 @@
+"""One request/response exchange, whatever HTTP version either side speaks: the machine.
+
+Theory of operation
+-------------------
+An :class:`Exchange` is one stream's life. :meth:`Exchange.begin` (plain calls)
+pins the listener's current snapshot (a reload mid-stream changes nothing for
+this stream), matches the route rule and starts the rule's chain.
+:meth:`Exchange.steps` is the rest, as a generator that never waits: it yields
+every wait as an action (``actions.py``) and the driver (``driver.py``) sends
+back the result:
+
+1. request phase in list order: a ``LocalReply`` answers from the proxy, a
+   ``Buffer`` makes the request body be collected whole first;
+2. the upstream tries: the layers' policies around :func:`~.upstream.attempt`
+   (``tries.py``), which picks an endpoint of ``ctx.cluster`` (set by the
+   split filter), takes a pooled stream, sends and waits for the head;
+3. response phase in reverse order, then the response goes to the client:
+   whole in one write when it arrived whole, else streamed chunk by chunk.
+
+A whole request, sync hooks, sync layer policies and a warm HTTP/1.1 connection
+need only :class:`~.actions.WaitHead`, which the HTTP/1.1 driver serves from
+protocol callbacks: no task at all. Any other action moves the same machine
+into a task. There is no second implementation of any step.
+
+Invariants: ``on_stream_complete`` and the access-log line happen exactly once
+(:meth:`Exchange.finish`, called by the driver; a cancelled stream says why in
+its failure reason); every upstream stream taken is finished or reset by then; a
+mesh-generated error answers ``status_hint`` with ``x-plait-reason`` while no
+response head went out, and resets the stream after, whatever step raised it
+(``errors.py``: an exception group is answered by its deciding error, a gRPC
+caller gets a trailers-only response). ``CONNECT`` is answered 501: plait
+tunnels only HTTP/1.1 ``Upgrade`` (``tunnel.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Final
+
+from plait.sdk import (
+    BodyTooLarge,
+    BufferedBody,
+    LocalReply,
+    MessageBody,
+    NoHealthyUpstream,
+    PlaitError,
+    ResponseHead,
+    StreamContext,
+    UpstreamCluster,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+
+from ..codec import RequestReceived
+from .actions import Steps, drive
+from .bodies import BodyStage, LocalReplyRaised, RequestBody
+from .chain import ChainRun, Suspended, settled
+from .errors import grpc_reply, is_grpc, local_reply_head, primary
+from .streams import Downstream, UpstreamStream
+from .tries import tries
+from .tunnel import run_upgrade
+from .upstream import attempt, caller_deadline, set_length
+
+if TYPE_CHECKING:
+    import anyio.abc
+
+    from ..runtime import ListenerRuntime
+    from ..upstream._manager import ClusterRuntime
+
+__all__ = ["Exchange"]
+
+_monotonic: Final = time.monotonic
+log = logging.getLogger(__name__)
+
+
+class Exchange:
+    """One stream: what it knows, and the machine (:meth:`steps`) that proxies it."""
+
+    __slots__ = (
+        "_ended",
+        "ctx",
+        "deadline",
+        "down",
+        "ev",
+        "lrt",
+        "pending_reply",
+        "rule_timeouts",
+        "run",
+        "tg",
+        "upstreams",
+    )
+
+    def __init__(self, lrt: ListenerRuntime, down: Downstream, ev: RequestReceived) -> None:
+        self.lrt = lrt
+        self.down = down
+        self.ev = ev
+        self.ctx = StreamContext(
+            connection=down.conn_ctx,
+            request=ev.head,
+            stream_id=ev.stream_id,
+            snapshot_version=lrt.snapshot.version,
+        )
+        self.upstreams: list[UpstreamStream] = []
+        self.tg: anyio.abc.TaskGroup | None = None
+        """The driver's task group for a streamed request's body pump."""
+        self.run: ChainRun | None = None
+        self.pending_reply: LocalReply | None = None
+        self.rule_timeouts = lrt.config.timeouts
+        self.deadline: float | None = None
+        """When the request's timeout ends (monotonic clock), if it has one."""
+        self._ended = False
+        lrt.runtime.stream_started()
+
+    # -- the machine -----------------------------------------------------------------------
+
+    def begin(self) -> bool:
+        """Route the request and start its chain; ``False`` once answered locally."""
+        lrt, ctx = self.lrt, self.ctx
+        try:
+            if ctx.request.method == "CONNECT":  # no route can carry a CONNECT tunnel
+                self.down.closing = True  # what follows a CONNECT is no HTTP request
+                self.local_now(LocalReply(501, reason="CONNECT not supported"))
+                return False
+            rule = lrt.router.match(ctx.request)
+            if rule is None:
+                self.local_now(LocalReply(404, reason="no route"))
+                return False
+            ctx.route_name = rule.name
+            self.rule_timeouts = rule.timeouts
+            self.run = lrt.chain_for(rule).start(ctx)
+            timeout = rule.timeouts.request or lrt.config.timeouts.request
+            if (left := caller_deadline(ctx.request.headers)) is not None:
+                timeout = min(timeout, left) if timeout else left  # the caller's deadline
+            if timeout:
+                self.deadline = _monotonic() + timeout
+            return True
+        except Exception as exc:
+            self.failed(exc)
+            return False
+
+    def steps(self) -> Steps:
+        """The rest of the stream's life after :meth:`begin`; never raises but to close."""
+        try:
+            yield from self._proxy()
+        except Exception as exc:
+            self.failed(exc)
+
+    def _proxy(self) -> Steps:
+        run, ctx, ev = self.run, self.ctx, self.ev
+        assert run is not None
+        chain = run.chain
+        out = run.heads(chain.request_headers, ctx.request.headers, ev.end_stream)
+        if isinstance(out, Suspended):
+            out = yield from settled(out)
+        if out.reply is not None:
+            self.local_now(out.reply)
+            return
+        if ev.upgrade:
+            yield run_upgrade(self, ev)
+            return
+        body: MessageBody | None
+        if ev.end_stream:
+            data = ev.body
+            if data and chain.request_data:
+                out = run.data(chain.request_data, data, True)
+                if isinstance(out, Suspended):
+                    out = yield from settled(out)
+                if out.reply is not None:
+                    self.local_now(out.reply)
+                    return
+                data = out.data
+            body = BufferedBody(data)
+        else:
+            body = yield from self._streamed_body(run, out.buffer_limit)
+            if body is None:
+                return
+        request = UpstreamRequest(head=ctx.request, body=body)
+        if chain.layers:
+            ctx.upstream_cluster = self.cluster_state()
+            deadline = self.deadline if self.deadline is not None else math.inf
+            response = yield from tries(run, request, self.attempt, drive, deadline)
+        else:
+            response = yield from attempt(self, request)
+        yield from self._respond(run, response)
+
+    def attempt(self, request: UpstreamRequest) -> Steps:
+        """The layers' terminal: one try (``upstream.py``)."""
+        return attempt(self, request)
+
+    def _streamed_body(self, run: ChainRun, buffer_limit: int) -> Steps:
+        """The request body as it streams in (``None``: answered locally)."""
+        if self.ev.expect_continue:
+            self.down.send_informational(ResponseHead(status=100))
+        chain = run.chain
+        body = RequestBody(self.down, BodyStage(run, chain.request_data, chain.request_trailers))
+        if not buffer_limit:
+            return body
+        try:
+            whole = yield body.read_all(buffer_limit)
+        except BodyTooLarge:
+            self.local_now(LocalReply(413, reason="request body too large"))
+            return None
+        return BufferedBody(whole, body.trailers)
+
+    def _respond(self, run: ChainRun, response: UpstreamResponse) -> Steps:
+        chain, down, head, body = run.chain, self.down, response.head, response.body
+        self.ctx.response = head
+        whole = body.whole
+        end = whole is not None and body.trailers is None
+        out = run.heads(chain.response_headers, head.headers, end and not whole)
+        if isinstance(out, Suspended):
+            out = yield from settled(out)
+        if out.reply is not None:
+            self.local_now(out.reply)
+            return
+        if whole is None and out.buffer_limit:
+            try:
+                whole = yield body.read_all(out.buffer_limit)
+            except BodyTooLarge:
+                self.local_now(LocalReply(500, reason="response body too large for a filter"))
+                return
+        if whole is None or body.trailers is not None:
+            yield from self._stream_response(run, body, head)
+            return
+        data = whole
+        if chain.response_data:
+            out = run.data(chain.response_data, whole, True)
+            if isinstance(out, Suspended):
+                out = yield from settled(out)
+            if out.reply is not None:
+                self.local_now(out.reply)
+                return
+            data = out.data
+        if data is not whole or whole:
+            set_length(head.headers, len(data))
+        down.send_response(head, end_stream=True, body=data)
+
+    def _stream_response(self, run: ChainRun, body: MessageBody, head: ResponseHead) -> Steps:
+        chain, down = run.chain, self.down
+        if chain.response_data:
+            head.headers.remove("content-length")  # filters may change the length
+        down.send_response(head, end_stream=False)
+        stage = BodyStage(run, chain.response_data, chain.response_trailers)
+        while chunk := (yield body.read()):
+            out = yield stage.push(chunk, False)
+            if out.reply is not None:
+                down.reset()
+                return
+            if out.data:
+                yield down.send_data(out.data, end_stream=False)
+        if body.trailers is not None:
+            out = yield stage.trailers(body.trailers)
+            if out.reply is not None:
+                down.reset()
+                return
+            down.send_trailers(body.trailers)
+            return
+        out = yield stage.push(b"", True)
+        if out.reply is not None:
+            down.reset()
+            return
+        yield down.send_data(out.data, end_stream=True)
+
+    # -- answers and bookkeeping -----------------------------------------------------------
+
+    def failed(self, exc: Exception) -> None:
+        """Answer an exception from any step (an exception group by its deciding error)."""
+        err = primary(exc)
+        if isinstance(err, LocalReplyRaised):
+            self.local_now(err.reply)
+        elif isinstance(err, PlaitError):
+            log.debug("stream %s: %s: %s", self.ctx.stream_id, err.reason, err)
+            self.local_now(self.pending_reply or LocalReply(err.status_hint, reason=err.reason))
+        else:
+            log.error("stream %s failed: %r", self.ctx.stream_id, err, exc_info=err)
+            self.local_now(LocalReply(500, reason="internal error"))
+
+    def local_now(self, reply: LocalReply) -> None:
+        ctx, down = self.ctx, self.down
+        if is_grpc(ctx.request):
+            reply = grpc_reply(reply)
+        if reply.reason and ctx.failure_reason is None:
+            ctx.failure_reason = reply.reason
+        if down.response_started:
+            down.reset()
+            return
+        head, body = local_reply_head(reply)
+        ctx.response = head
+        down.send_response(head, end_stream=True, body=body)
+
+    def cancelled(self) -> None:
+        """The stream is cancelled before it ended: the client left, or the drain's
+        grace ran out. Its access-log line says which (``finish`` still runs)."""
+        ctx = self.ctx
+        if ctx.failure_reason is None:
+            ctx.failure_reason = (
+                "drain grace over" if self.lrt.runtime.draining else "client closed"
+            )
+
+    def finish(self) -> None:
+        """The end-of-stream bookkeeping; exactly once, whoever calls it."""
+        if self._ended:
+            return
+        self._ended = True
+        lrt, ctx = self.lrt, self.ctx
+        for up in self.upstreams:
+            up.reset()
+        if self.run is not None:
+            self.run.complete()
+        lrt.record(ctx, _monotonic() - ctx.started_at)
+        lrt.runtime.stream_ended()
+
+    def chosen_cluster(self) -> ClusterRuntime:
+        """The cluster the request hooks chose (``ctx.cluster``); raises when there is none."""
+        ctx = self.ctx
+        if ctx.cluster is None:  # Gateway API: a rule without backends answers 500
+            raise _NoBackend(f"route {ctx.route_name} has no backend")
+        crt = self.lrt.snapshot.clusters.get(ctx.cluster)
+        if crt is None:
+            raise NoHealthyUpstream(f"unknown backend {ctx.cluster}")
+        return crt
+
+    def cluster_state(self) -> UpstreamCluster | None:
+        """The chosen cluster's shared state, for ``ctx.upstream_cluster``."""
+        crt = self.lrt.snapshot.clusters.get(self.ctx.cluster) if self.ctx.cluster else None
+        return crt.state if crt is not None else None
+
+
+class _NoBackend(PlaitError):
+    status_hint = 500
+    reason = "no backend for route"
