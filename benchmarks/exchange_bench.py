@@ -1,6 +1,6 @@
 """Micro benchmark: CPU cost of one exchange through the core, with no sockets.
 
-Drives ``plait.core.exchange.handle`` with an in-memory downstream and an
+Drives ``plait.core.exchange.driver.serve`` with an in-memory downstream and an
 upstream pool whose stream answers at once, so the figure is plait's own
 per-request Python cost (chain driver, router, exchange, both codecs), the
 part that decides throughput on the hot path. Run by hand:
@@ -27,7 +27,7 @@ from plait.core.codec import (
     ResponseReceived,
 )
 from plait.core.config import load_config
-from plait.core.exchange import handle
+from plait.core.exchange.driver import serve
 from plait.core.runtime import Runtime
 from plait.plugins import load_filter_types
 from plait.sdk import ConnectionContext, Headers, ResponseHead
@@ -135,7 +135,7 @@ async def _run(n_filters: int, n: int, resilience: bool = False) -> float:
     for _ in range(n):
         (ev,) = server.receive_data(REQUEST)
         assert isinstance(ev, RequestReceived)
-        await handle(lrt, down, ev)  # type: ignore[arg-type]
+        await serve(lrt, down, ev)  # type: ignore[arg-type]
     elapsed = time.process_time() - t0
     assert down.out.startswith(b"HTTP/1.1 200"), down.out
     _ = Headers

@@ -21,6 +21,9 @@ A layer (retry, circuit breaker, load balancer, or your own) implements two plai
     every layer still waiting for an outcome gets one whose ``error`` is a
     cancellation; what it returns then is ignored.
 
+The outcome object is the layer's for the call only (the proxy hands the same
+one on to the next layer out): keep what you need from it, not the object.
+
 Per request, a layer's ``before_try`` runs once for each try that reaches it
 and its ``after_try`` once for each of those, also on failures and
 cancellation. The proxy owns every wait: the backoff of a ``TryAgain``, the

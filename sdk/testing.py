@@ -28,6 +28,7 @@ from typing import Any
 from ._context import ConnectionContext, RequestHead, ResponseHead, StreamContext
 from ._filter import HOOK_NAMES, FilterSpec
 from ._headers import Headers
+from ._hooks import HttpFilter
 from ._results import Buffer, Continue, LocalReply
 
 __all__ = [
@@ -43,7 +44,8 @@ __all__ = [
 
 _DATA_HOOKS = ("on_request_data", "on_response_data")
 _BUFFER_HOOKS = ("on_request_headers", "on_response_headers", *_DATA_HOOKS)
-_PAIR = ("on_upstream_request", "on_upstream_response")  # sdk/_layers.py
+_POLICY = ("before_try", "after_try")  # sdk/_policy.py
+_PREFIXES = ("on_", "before_", "after_", "around_")
 
 
 class FilterContractError(AssertionError):
@@ -247,8 +249,8 @@ def _too_large(result: DriveResult, phase: str) -> None:
 
 async def _call(inst: object, name: str, result: DriveResult, *args: Any) -> object:
     fn = getattr(inst, name, None)
-    if fn is None:
-        return None
+    if fn is None or not _overrides(inst, name):
+        return None  # (as the chain: a hook the class does not override is never called)
     result.calls.append(name)
     res = fn(*args)
     if inspect.isawaitable(res):
@@ -288,9 +290,9 @@ async def check_filter_async(spec: FilterSpec[Any], raw_config: Any = None) -> N
     Checks: the spec is well formed; ``raw_config`` parses (``None`` means an
     empty config, or none for a config-less filter); the instance has no
     ``on_*`` attribute that is not a hook (a typo would never be called);
-    every hook accepts the contract's arguments and ``around_upstream`` is
-    ``async``; the fast pair (``on_upstream_request``/``on_upstream_response``)
-    is plain ``def``, complete, and comes with ``around_upstream``; a GET and a
+    every hook accepts the contract's arguments; ``around_upstream`` is
+    ``async``; the policy hooks (``before_try``/``after_try``) are plain ``def``
+    and not mixed with ``around_upstream``; a GET and a
     chunked POST run through :func:`drive` with valid results;
     ``on_stream_complete`` runs and returns ``None``; an instance of a
     ``stream_independent`` spec keeps the same state across streams.
@@ -321,7 +323,7 @@ async def check_filter_async(spec: FilterSpec[Any], raw_config: Any = None) -> N
         inst = instance if spec.stream_independent else make()
         before = _state(inst)
         res = await drive(inst, **kw)
-        if hasattr(inst, "on_stream_complete") and res.calls.count("on_stream_complete") != 1:
+        if _overrides(inst, "on_stream_complete") and res.calls.count("on_stream_complete") != 1:
             raise FilterContractError(
                 f"{spec.name}: on_stream_complete ran {res.calls.count('on_stream_complete')} times"
             )
@@ -341,19 +343,19 @@ def _check_hooks(name: str, instance: object) -> None:
         "on_response_data": (ctx, b"", True),
         "on_response_trailers": (ctx, headers),
         "on_stream_complete": (ctx,),
+        "before_try": (ctx, None),
+        "after_try": (ctx, None, None),
         "around_upstream": (ctx, None, None),
-        "on_upstream_request": (ctx, None),
-        "on_upstream_response": (ctx, None, None),
     }
     for attr in dir(type(instance)):
-        if attr.startswith("on_") and attr not in HOOK_NAMES:
+        if attr.startswith(_PREFIXES) and attr not in HOOK_NAMES:
             close = difflib.get_close_matches(attr, HOOK_NAMES, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise FilterContractError(f"{name}: {attr} is not a filter hook{hint}")
-    for hook, args in arguments.items():
-        fn = getattr(instance, hook, None)
-        if fn is None:
-            continue
+    overridden = [h for h in arguments if _overrides(instance, h)]
+    for hook in overridden:
+        args = arguments[hook]
+        fn = getattr(instance, hook)
         if not callable(fn):
             raise FilterContractError(f"{name}: {hook} is not callable")
         try:
@@ -364,13 +366,20 @@ def _check_hooks(name: str, instance: object) -> None:
             pass
         if hook == "around_upstream" and not inspect.iscoroutinefunction(fn):
             raise FilterContractError(f"{name}: around_upstream must be async def")
-        if hook in _PAIR and inspect.iscoroutinefunction(fn):
-            raise FilterContractError(f"{name}: {hook} must be a plain def (not async)")
-    has = [hasattr(instance, hook) for hook in _PAIR]
-    if any(has) and not all(has):
-        raise FilterContractError(f"{name}: implements one of {' and '.join(_PAIR)}, not both")
-    if all(has) and not hasattr(instance, "around_upstream"):
-        raise FilterContractError(f"{name}: {_PAIR[0]}/{_PAIR[1]} need around_upstream")
+        if hook in _POLICY and inspect.iscoroutinefunction(fn):
+            raise FilterContractError(
+                f"{name}: {hook} must be a plain def (return Pending to wait for something)"
+            )
+    if "around_upstream" in overridden and any(h in overridden for h in _POLICY):
+        raise FilterContractError(
+            f"{name}: around_upstream replaces before_try/after_try: implement one or the other"
+        )
+
+
+def _overrides(instance: object, hook: str) -> bool:
+    """The instance's class has ``hook`` and it is not :class:`HttpFilter`'s do-nothing one."""
+    fn = getattr(type(instance), hook, None)
+    return fn is not None and fn is not getattr(HttpFilter, hook)
 
 
 def _state(inst: object) -> object:

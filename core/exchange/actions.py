@@ -20,7 +20,7 @@ holds it, and closes the machine when it passes.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, Final
 
 import anyio
@@ -28,11 +28,25 @@ import anyio
 from ..codec import Event, InformationalReceived
 from .streams import UpstreamStream
 
-__all__ = ["NONE", "Backoff", "Steps", "WaitHead", "Within", "drive", "perform"]
+__all__ = [
+    "DONE",
+    "NONE",
+    "Backoff",
+    "Steps",
+    "WaitHead",
+    "Within",
+    "close_action",
+    "drive",
+    "perform",
+]
 
 Steps = Generator[Any, Any, Any]
 """A machine, or a part of one: yields actions, receives their results."""
 NONE: Final = object()  # no action to perform first
+DONE: Final = object()
+"""The machine's last action on its common path: the stream is over (yielded rather
+than returned: a generator's return raises ``StopIteration`` in its driver, which
+costs 0.35 µs per stream here)."""
 _monotonic: Final = time.monotonic
 
 
@@ -86,6 +100,13 @@ async def perform(action: object) -> Any:
     return await action  # type: ignore[misc]
 
 
+def close_action(action: object) -> None:
+    """Drop an action that will not be performed (a coroutine is closed, not leaked)."""
+    awaitable = action.awaitable if isinstance(action, Within) else action
+    if isinstance(awaitable, Coroutine):
+        awaitable.close()
+
+
 async def _head(stream: UpstreamStream) -> Event:
     ev = await stream.read_event()
     while type(ev) is InformationalReceived:
@@ -106,6 +127,8 @@ async def drive(steps: Steps, action: object = NONE) -> Any:
                     action = steps.send(value) if error is None else steps.throw(error)
                 except StopIteration as stop:
                     return stop.value
+                if action is DONE:
+                    return None
             try:
                 value, error = await perform(action), None
             except Exception as exc:

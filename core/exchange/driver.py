@@ -44,7 +44,7 @@ from plait.sdk import LocalReply
 
 from ..codec import DataReceived, Event, RequestReceived, ResponseReceived
 from ..upstream._h1 import H1Stream
-from .actions import NONE, Steps, WaitHead, drive
+from .actions import DONE, NONE, Steps, WaitHead, close_action, drive
 from .machine import Exchange
 from .streams import Downstream
 
@@ -150,7 +150,9 @@ class Inline:
         assert self.steps is not None
         try:
             action = self.steps.send(value)
-        except StopIteration:
+        except StopIteration:  # (returned after a local reply)
+            action = DONE
+        if action is DONE:
             self.end()
             return
         if type(action) is WaitHead and action.deadline is None:
@@ -185,7 +187,9 @@ class Inline:
             if not self.cancelled:
                 with anyio.CancelScope() as self.scope:
                     await run(self.ex, self.steps, action)
-            if self.cancelled:  # the client left before or while the task ran
+            else:
+                close_action(action)  # the client left before the task ran
+            if self.cancelled:
                 self.ex.cancelled()
         finally:
             self.scope = None

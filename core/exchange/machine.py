@@ -54,7 +54,7 @@ from plait.sdk import (
 )
 
 from ..codec import RequestReceived
-from .actions import Steps, drive
+from .actions import DONE, Steps, drive
 from .bodies import BodyStage, LocalReplyRaised, RequestBody
 from .chain import ChainRun, Suspended, settled
 from .errors import grpc_reply, is_grpc, local_reply_head, primary
@@ -141,49 +141,84 @@ class Exchange:
             return False
 
     def steps(self) -> Steps:
-        """The rest of the stream's life after :meth:`begin`; never raises but to close."""
+        """The rest of the stream's life after :meth:`begin`. Its last action is ``DONE``
+        (or it returns, after a local reply); it never raises but to be closed."""
         try:
-            yield from self._proxy()
+            run, ctx, ev = self.run, self.ctx, self.ev
+            assert run is not None
+            chain = run.chain
+            out = run.heads(chain.request_headers, ctx.request.headers, ev.end_stream)
+            if isinstance(out, Suspended):
+                out = yield from settled(out)
+            if out.reply is not None:
+                self.local_now(out.reply)
+                return
+            if ev.upgrade:
+                yield run_upgrade(self, ev)
+                return
+            body: MessageBody | None
+            if ev.end_stream:
+                data = ev.body
+                if data and chain.request_data:
+                    out = run.data(chain.request_data, data, True)
+                    if isinstance(out, Suspended):
+                        out = yield from settled(out)
+                    if out.reply is not None:
+                        self.local_now(out.reply)
+                        return
+                    data = out.data
+                body = BufferedBody(data)
+            else:
+                body = yield from self._streamed_body(run, out.buffer_limit)
+                if body is None:
+                    return
+            request = UpstreamRequest(head=ctx.request, body=body)
+            if chain.layers:
+                ctx.upstream_cluster = self.cluster_state()
+                deadline = self.deadline if self.deadline is not None else math.inf
+                response = yield from tries(run, request, self.attempt, drive, deadline)
+            else:
+                response = yield from attempt(self, request)
+            yield from self._respond(run, response)
         except Exception as exc:
             self.failed(exc)
+            return
+        yield DONE
 
-    def _proxy(self) -> Steps:
-        run, ctx, ev = self.run, self.ctx, self.ev
-        assert run is not None
-        chain = run.chain
-        out = run.heads(chain.request_headers, ctx.request.headers, ev.end_stream)
+    def _respond(self, run: ChainRun, response: UpstreamResponse) -> Steps:
+        """The response phase, then the response to the client (whole, or streamed)."""
+        chain, ctx = run.chain, self.ctx
+        down, head, rbody = self.down, response.head, response.body
+        ctx.response = head
+        whole = rbody.whole
+        end = whole is not None and rbody.trailers is None
+        out = run.heads(chain.response_headers, head.headers, end and not whole)
         if isinstance(out, Suspended):
             out = yield from settled(out)
         if out.reply is not None:
             self.local_now(out.reply)
             return
-        if ev.upgrade:
-            yield run_upgrade(self, ev)
-            return
-        body: MessageBody | None
-        if ev.end_stream:
-            data = ev.body
-            if data and chain.request_data:
-                out = run.data(chain.request_data, data, True)
-                if isinstance(out, Suspended):
-                    out = yield from settled(out)
-                if out.reply is not None:
-                    self.local_now(out.reply)
-                    return
-                data = out.data
-            body = BufferedBody(data)
-        else:
-            body = yield from self._streamed_body(run, out.buffer_limit)
-            if body is None:
+        if whole is None and out.buffer_limit:
+            try:
+                whole = yield rbody.read_all(out.buffer_limit)
+            except BodyTooLarge:
+                self.local_now(LocalReply(500, reason="response body too large for a filter"))
                 return
-        request = UpstreamRequest(head=ctx.request, body=body)
-        if chain.layers:
-            ctx.upstream_cluster = self.cluster_state()
-            deadline = self.deadline if self.deadline is not None else math.inf
-            response = yield from tries(run, request, self.attempt, drive, deadline)
-        else:
-            response = yield from attempt(self, request)
-        yield from self._respond(run, response)
+        if whole is None or rbody.trailers is not None:
+            yield from self._stream_response(run, rbody, head)
+            return
+        data = whole
+        if chain.response_data:
+            out = run.data(chain.response_data, whole, True)
+            if isinstance(out, Suspended):
+                out = yield from settled(out)
+            if out.reply is not None:
+                self.local_now(out.reply)
+                return
+            data = out.data
+        if data is not whole:  # a filter rewrote it (else the codec frames it as it came)
+            set_length(head.headers, len(data))
+        down.send_response(head, end_stream=True, body=data)
 
     def attempt(self, request: UpstreamRequest) -> Steps:
         """The layers' terminal: one try (``upstream.py``)."""
@@ -203,39 +238,6 @@ class Exchange:
             self.local_now(LocalReply(413, reason="request body too large"))
             return None
         return BufferedBody(whole, body.trailers)
-
-    def _respond(self, run: ChainRun, response: UpstreamResponse) -> Steps:
-        chain, down, head, body = run.chain, self.down, response.head, response.body
-        self.ctx.response = head
-        whole = body.whole
-        end = whole is not None and body.trailers is None
-        out = run.heads(chain.response_headers, head.headers, end and not whole)
-        if isinstance(out, Suspended):
-            out = yield from settled(out)
-        if out.reply is not None:
-            self.local_now(out.reply)
-            return
-        if whole is None and out.buffer_limit:
-            try:
-                whole = yield body.read_all(out.buffer_limit)
-            except BodyTooLarge:
-                self.local_now(LocalReply(500, reason="response body too large for a filter"))
-                return
-        if whole is None or body.trailers is not None:
-            yield from self._stream_response(run, body, head)
-            return
-        data = whole
-        if chain.response_data:
-            out = run.data(chain.response_data, whole, True)
-            if isinstance(out, Suspended):
-                out = yield from settled(out)
-            if out.reply is not None:
-                self.local_now(out.reply)
-                return
-            data = out.data
-        if data is not whole or whole:
-            set_length(head.headers, len(data))
-        down.send_response(head, end_stream=True, body=data)
 
     def _stream_response(self, run: ChainRun, body: MessageBody, head: ResponseHead) -> Steps:
         chain, down = run.chain, self.down

@@ -46,7 +46,7 @@ from plait.sdk import (
 )
 
 from .actions import Backoff
-from .chain import ChainRun
+from .chain import ChainRun, Layer
 
 __all__ = ["Steps", "Terminal", "tries"]
 
@@ -60,10 +60,14 @@ Drive = Callable[[Steps], Awaitable[UpstreamResponse]]
 class _Entered:
     """A layer entered for the try in progress: its state and the request it saw."""
 
-    __slots__ = ("pos", "request", "state", "tries")
+    __slots__ = ("after", "instance", "pos", "request", "state", "tries")
 
-    def __init__(self, pos: int, state: object, request: UpstreamRequest) -> None:
+    def __init__(
+        self, pos: int, layer: Layer, instance: object, state: object, request: UpstreamRequest
+    ) -> None:
         self.pos = pos
+        self.after = layer.after
+        self.instance = instance
         self.state = state
         self.request = request
         self.tries = 0
@@ -108,7 +112,7 @@ def tries(
                     except Exception as exc:
                         error = exc
                         break
-                entered.append(_Entered(pos, state, request))
+                entered.append(_Entered(pos, layer, instance, state, request))
                 pos += 1
             else:  # 2. the try
                 try:
@@ -116,12 +120,19 @@ def tries(
                 except Exception as exc:
                     error = exc
             again: TryAgain | None = None
+            outcome: TryOutcome[Any] | None = None  # one per walk, handed from layer to layer
             while entered:  # 3. leave
                 one = entered.pop()
                 one.tries += 1
-                try:
+                if one.after is None:
+                    continue
+                if outcome is None:
                     outcome = TryOutcome(response, error, one.state, one.tries, deadline)
-                    again = _after(run, one, outcome)
+                else:
+                    outcome.response, outcome.error = response, error
+                    outcome.state, outcome.tries = one.state, one.tries
+                try:
+                    again = one.after(one.instance, ctx, one.request, outcome)
                 except Exception as exc:
                     response, error = None, exc
                     continue
@@ -143,20 +154,15 @@ def tries(
         raise
 
 
-def _after(run: ChainRun, one: _Entered, outcome: TryOutcome[Any]) -> TryAgain | None:
-    layer = run.chain.layers[one.pos]
-    if layer.after is None:
-        return None
-    again: TryAgain | None = layer.after(run.instances[layer.index], run.ctx, one.request, outcome)
-    return again
-
-
 def _abandon(run: ChainRun, entered: list[_Entered], deadline: float) -> None:
     cancelled = asyncio.CancelledError()
     while entered:
         one = entered.pop()
+        if one.after is None:
+            continue
         try:
-            _after(run, one, TryOutcome(None, cancelled, one.state, one.tries + 1, deadline))
+            outcome = TryOutcome(None, cancelled, one.state, one.tries + 1, deadline)
+            one.after(one.instance, run.ctx, one.request, outcome)
         except Exception:
             log.exception("stream %s: layer failed on abandon", run.ctx.stream_id)
 

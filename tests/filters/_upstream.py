@@ -1,11 +1,26 @@
-"""A scripted upstream for ``around_upstream`` unit tests: no sockets, real layer code."""
+"""A scripted upstream for upstream-layer unit tests: no sockets, real layer code.
+
+:func:`through` runs the layers as the proxy does (the core's walk of their
+policies, ``core/exchange/tries.py``, performed by the core's driver), with
+:class:`Script` as the try.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from plait.core.config import FilterEntry
+from plait.core.exchange.actions import Steps, drive
+from plait.core.exchange.chain import Chain
+from plait.core.exchange.tries import tries
 from plait.sdk import (
     BufferedBody,
     EndpointInfo,
+    FilterSpec,
     Headers,
+    HttpFilter,
     ResponseHead,
     StreamContext,
     UpstreamCluster,
@@ -58,3 +73,32 @@ def context(upstream: UpstreamCluster, method: str = "GET", h2: bool = False) ->
 
 def request(ctx: StreamContext, body: bytes = b"") -> UpstreamRequest:
     return UpstreamRequest(head=ctx.request, body=BufferedBody(body))
+
+
+async def through(
+    layers: Sequence[HttpFilter],
+    ctx: StreamContext,
+    request: UpstreamRequest,
+    script: Script,
+    timeout: float | None = None,
+) -> UpstreamResponse:
+    """The response after ``layers`` (outermost first) and their tries on ``script``,
+    within the request's ``timeout`` seconds."""
+    specs = [FilterSpec(name=f"layer{i}", make=_maker(layer)) for i, layer in enumerate(layers)]
+    entries = [FilterEntry(name=spec.name, spec=spec, config=None) for spec in specs]
+    run = Chain(entries).start(ctx)
+
+    def terminal(request: UpstreamRequest) -> Steps:
+        response: UpstreamResponse = yield script(ctx, request)
+        return response
+
+    deadline = time.monotonic() + timeout if timeout is not None else math.inf
+    response: UpstreamResponse = await drive(tries(run, request, terminal, drive, deadline))
+    return response
+
+
+def _maker(layer: HttpFilter) -> Callable[[], HttpFilter]:
+    def make() -> HttpFilter:
+        return layer
+
+    return make

@@ -299,35 +299,40 @@ class _Layer(PassThroughFilter):
         return await call_next(ctx, request)
 
 
-def test_check_filter_rejects_half_a_fast_pair() -> None:
-    class Half(_Layer):
-        def on_upstream_request(self, ctx: StreamContext, request: object) -> None:
+def test_check_filter_rejects_an_async_policy_hook() -> None:
+    class Async(PassThroughFilter):
+        async def before_try(self, ctx: StreamContext, request: object) -> None:  # type: ignore[override]
             return None
 
-    with pytest.raises(FilterContractError, match="implements one of on_upstream_request and"):
-        check_filter(_spec(Half))
-
-
-def test_check_filter_rejects_an_async_fast_pair_and_one_without_around_upstream() -> None:
-    class Async(_Layer):
-        async def on_upstream_request(self, ctx: StreamContext, request: object) -> None:
-            return None
-
-        def on_upstream_response(self, ctx: StreamContext, request: object, out: object) -> bool:
-            return True
-
-    with pytest.raises(FilterContractError, match="on_upstream_request must be a plain def"):
+    with pytest.raises(FilterContractError, match="before_try must be a plain def"):
         check_filter(_spec(Async))
 
-    class Alone(PassThroughFilter):
+
+def test_check_filter_rejects_a_policy_mixed_with_around_upstream() -> None:
+    class Both(_Layer):
+        def after_try(self, ctx: StreamContext, request: object, outcome: object) -> None:  # type: ignore[override]
+            return None
+
+    with pytest.raises(FilterContractError, match="around_upstream replaces before_try/after_try"):
+        check_filter(_spec(Both))
+
+
+def test_check_filter_names_a_misspelt_policy_hook() -> None:
+    class Typo(PassThroughFilter):
+        def before_tries(self, ctx: StreamContext, request: object) -> None:
+            return None
+
+    with pytest.raises(FilterContractError, match="before_tries is not a filter hook"):
+        check_filter(_spec(Typo))
+
+
+def test_the_old_fast_pair_names_are_not_hooks() -> None:
+    class Old(PassThroughFilter):
         def on_upstream_request(self, ctx: StreamContext, request: object) -> None:
             return None
 
-        def on_upstream_response(self, ctx: StreamContext, request: object, out: object) -> bool:
-            return True
-
-    with pytest.raises(FilterContractError, match="need around_upstream"):
-        check_filter(_spec(Alone))
+    with pytest.raises(FilterContractError, match="on_upstream_request is not a filter hook"):
+        check_filter(_spec(Old))
 
 
 def test_check_filter_rejects_state_in_a_stream_independent_filter() -> None:

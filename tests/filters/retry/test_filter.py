@@ -9,7 +9,7 @@ from plait.filters.retry import RETRY, Retry, RetryBudgetExhausted, parse_retry
 from plait.filters.retry import _filter as retry_module
 from plait.sdk import MessageBody, UpstreamConnectError, UpstreamRequest, UpstreamReset
 from plait.sdk.testing import check_filter
-from tests.filters._upstream import Script, cluster, context, request
+from tests.filters._upstream import Script, cluster, context, request, through
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def _run(
     ctx = context(script.upstream, method, h2)
 
     async def go() -> int:
-        response = await retry.around_upstream(ctx, request(ctx, body), script)
+        response = await through([retry], ctx, request(ctx, body), script)
         return response.head.status
 
     return anyio.run(go)
@@ -95,7 +95,7 @@ def test_streaming_body_is_replayed_from_its_copy() -> None:
 
     async def go() -> int:
         req = UpstreamRequest(head=ctx.request, body=Chunks())
-        return (await Retry(parse_retry({})).around_upstream(ctx, req, script)).head.status
+        return (await through([Retry(parse_retry({}))], ctx, req, script)).head.status
 
     assert anyio.run(go) == 200
     assert script.bodies == [b"ab", b"ab"]
@@ -121,8 +121,7 @@ def test_retry_after_longer_than_the_deadline_is_not_waited_for() -> None:
     ctx = context(script.upstream)
 
     async def go() -> int:
-        with anyio.fail_after(1):
-            return (await retry.around_upstream(ctx, request(ctx), script)).head.status
+        return (await through([retry], ctx, request(ctx), script, timeout=1)).head.status
 
     assert anyio.run(go) == 503
     assert script.upstream.counters["retry_after_too_long"] == 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from plait.core._bodies import LocalReplyRaised
-from plait.core._errors import grpc_reply, is_grpc, primary
+from plait.core.exchange.bodies import LocalReplyRaised
+from plait.core.exchange.errors import grpc_reply, is_grpc, primary
 from plait.sdk import (
     Headers,
     LocalReply,

@@ -1,15 +1,17 @@
-"""The chain driver: order, sync/async, results, containment, completion, buffering."""
+"""The chain's walks: order, sync/async, results, containment, completion, buffering."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
 from typing import Any
 
 import pytest
 
-from plait.core._bodies import BodyStage
-from plait.core.chain import Chain
-from plait.core.config._model import FilterEntry
+from plait.core.config import FilterEntry
+from plait.core.exchange.actions import Steps, drive
+from plait.core.exchange.bodies import BodyStage
+from plait.core.exchange.chain import Chain, ChainRun, PhaseOutcome, settle
+from plait.core.exchange.tries import tries
 from plait.sdk import (
     Buffer,
     BufferedBody,
@@ -45,7 +47,7 @@ class Recorder(PassThroughFilter):
         headers.add("x-order", self.name)
         return None
 
-    async def on_response_headers(  # type: ignore[override]
+    async def on_response_headers(
         self, ctx: StreamContext, headers: Headers, end: bool
     ) -> FilterResult:
         self.log.append(f"{self.name}.resp")
@@ -61,6 +63,10 @@ class Recorder(PassThroughFilter):
 
     def on_stream_complete(self, ctx: StreamContext) -> None:
         self.log.append(f"{self.name}.done")
+
+
+async def request_headers(run: ChainRun, headers: Headers) -> PhaseOutcome:
+    return await settle(run.heads(run.chain.request_headers, headers, True))
 
 
 def entry(
@@ -79,15 +85,17 @@ async def test_order_request_forward_response_reverse_layers_outermost_first() -
     chain = Chain([entry(Recorder, ("a", log)), entry(Recorder, ("b", log))])
     run = chain.start(ctx())
     headers = Headers()
-    assert (await run.request_headers(headers, True)).reply is None
+    assert (await request_headers(run, headers)).reply is None
     assert headers.get_all("x-order") == ["a", "b"]
 
-    async def terminal(c: StreamContext, r: UpstreamRequest) -> UpstreamResponse:
+    def terminal(r: UpstreamRequest) -> Steps:
         log.append("upstream")
         return UpstreamResponse(head=ResponseHead(status=200), body=BufferedBody())
+        yield  # (a generator: the try is part of the machine)
 
-    await run.compose(terminal)(run.ctx, UpstreamRequest(head=run.ctx.request, body=BufferedBody()))
-    await run.response_headers(Headers(), True)
+    request = UpstreamRequest(head=run.ctx.request, body=BufferedBody())
+    await drive(tries(run, request, terminal, drive, math.inf))
+    await settle(run.heads(chain.response_headers, Headers(), True))
     run.complete()
     run.complete()  # idempotent: exactly once
     assert log == [
@@ -113,7 +121,7 @@ class Deny(PassThroughFilter):
 async def test_local_reply_stops_the_chain() -> None:
     log: list[str] = []
     chain = Chain([entry(Deny), entry(Recorder, ("after", log))])
-    out = await chain.start(ctx()).request_headers(Headers(), True)
+    out = await request_headers(chain.start(ctx()), Headers())
     assert out.reply == LocalReply(403, b"no", reason="denied")
     assert log == []
 
@@ -131,7 +139,7 @@ async def test_fail_closed_contains_and_counts() -> None:
     log: list[str] = []
     chain = Chain([entry(Boom, name="boom"), entry(Recorder, ("r", log))], on_failure=failed.append)
     run = chain.start(ctx())
-    out = await run.request_headers(Headers(), True)
+    out = await request_headers(run, Headers())
     assert out.reply is not None and out.reply.status == 500
     assert out.reply.reason == "filter boom failed"
     run.complete()  # the raising completion hook does not stop the next one
@@ -143,7 +151,7 @@ async def test_fail_open_skips_the_filter_for_the_rest_of_the_stream() -> None:
     log: list[str] = []
     chain = Chain([entry(Boom, fail=FailStrategy.FAIL_OPEN), entry(Recorder, ("r", log))])
     run = chain.start(ctx())
-    assert (await run.request_headers(Headers(), True)).reply is None
+    assert (await request_headers(run, Headers())).reply is None
     assert log == ["r.req"]
 
 
@@ -153,7 +161,7 @@ class BadResult(PassThroughFilter):
 
 
 async def test_a_hook_returning_garbage_is_a_filter_failure() -> None:
-    out = await Chain([entry(BadResult)]).start(ctx()).request_headers(Headers(), True)
+    out = await request_headers(Chain([entry(BadResult)]).start(ctx()), Headers())
     assert out.reply is not None and out.reply.status == 500
 
 
@@ -183,7 +191,7 @@ async def test_buffer_in_a_data_hook_delivers_the_whole_body_once() -> None:
     after: list[tuple[bytes, bool]] = []
     chain = Chain([entry(Upper), entry(WholeBody, seen), entry(WholeBody, after)])
     run = chain.start(ctx())
-    stage = BodyStage(run.request_data, run.request_trailers)
+    stage = BodyStage(run, chain.request_data, chain.request_trailers)
     outs = [
         await stage.push(b"ab", False),
         await stage.push(b"cd", False),
@@ -198,7 +206,7 @@ async def test_buffer_past_its_limit_raises_body_too_large() -> None:
     from plait.sdk import BodyTooLarge
 
     chain = Chain([entry(WholeBody, [])])
-    stage = BodyStage(chain.start(ctx()).request_data, chain.start(ctx()).request_trailers)
+    stage = BodyStage(chain.start(ctx()), chain.request_data, chain.request_trailers)
     await stage.push(b"x" * 60, False)
     with pytest.raises(BodyTooLarge):
         await stage.push(b"x" * 60, False)
@@ -223,6 +231,3 @@ async def test_stream_independent_filters_share_one_instance() -> None:
         chain.start(ctx())
     assert Counter.made == 5
 
-
-def _unused(_: Mapping[str, Any]) -> None:
-    return None
