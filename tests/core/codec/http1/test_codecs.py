@@ -26,13 +26,13 @@ from plait.core.codec import (
     StreamReset,
     TrailersReceived,
     TunnelData,
-    _h11ref,
-    _http1,
+    h11ref,
+    http1,
 )
 from plait.sdk import Headers, RequestHead, ResponseHead
 
 
-@pytest.fixture(params=[_http1, _h11ref], ids=["llhttp", "h11ref"])
+@pytest.fixture(params=[http1, h11ref], ids=["llhttp", "h11ref"])
 def impl(request: pytest.FixtureRequest) -> ModuleType:
     mod: ModuleType = request.param
     return mod
@@ -269,7 +269,7 @@ def test_chunked_response_with_trailers(impl: ModuleType) -> None:
 
 
 def test_response_framing_exact_bytes() -> None:
-    s = _http1.H1ServerCodec()
+    s = http1.H1ServerCodec()
     s.receive_data(GET)
     head = resp_head(200, ("content-type", "text/plain"), ("transfer-encoding", "gzip"))
     s.send_response(head, end_stream=True, body=b"hi")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plait.core.codec._http1_rules import (
+from plait.core.codec.http1.rules import (
     ProtocolError,
     check_host,
     interpret_head,

@@ -14,14 +14,14 @@ from hyperframe.frame import (
 )
 
 from plait.core.codec import H2_PREFACE, ConnectionTerminated, H2Codec, RequestReceived, StreamReset
-from plait.core.codec._http2_limits import (
+from plait.core.codec.http2.limits import (
     MAX_UNREAD_ANSWERS,
     RESET_INTERVAL,
     RESET_LIMIT,
     ResetBudget,
 )
 from plait.sdk import ResponseHead
-from tests.core.codec.test_http2_frames import (
+from tests.core.codec.http2.test_frames import (
     ENHANCE_YOUR_CALM,
     GET,
     RawPeer,

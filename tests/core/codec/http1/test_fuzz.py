@@ -26,8 +26,8 @@ from plait.core.codec import (
     StreamReset,
     TrailersReceived,
     TunnelData,
-    _h11ref,
-    _http1,
+    h11ref,
+    http1,
 )
 from plait.sdk import RequestHead
 
@@ -139,7 +139,7 @@ def requests_of(events: list[Event]) -> list[dict[str, Any]]:
     return out
 
 
-IMPLS = pytest.mark.parametrize("impl", [_http1, _h11ref], ids=["llhttp", "h11ref"])
+IMPLS = pytest.mark.parametrize("impl", [http1, h11ref], ids=["llhttp", "h11ref"])
 
 
 @IMPLS

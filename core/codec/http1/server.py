@@ -1,6 +1,6 @@
 """Fast HTTP/1.1 server codec (downstream side): parses requests, frames responses.
 
-Theory of operation: :class:`~._http1_base.H1Base` cuts the input into head
+Theory of operation: :class:`~.base.H1Base` cuts the input into head
 and body segments for llhttp; this module turns a completed request head into
 a :class:`RequestReceived` (after the checks llhttp does not make, listed
 below) and frames responses.
@@ -31,8 +31,8 @@ from httptools import HttpRequestParser
 
 from plait.sdk import Headers, RequestHead, ResponseHead
 
-from ._events import ConnectionTerminated, Event, RequestReceived, StreamReset, TunnelData
-from ._http1_base import (
+from .._events import ConnectionTerminated, Event, RequestReceived, StreamReset, TunnelData
+from .base import (
     R_CHUNKED,
     R_CLOSED,
     R_DOOMED,
@@ -50,7 +50,7 @@ from ._http1_base import (
     H1Base,
     check_lines,
 )
-from ._http1_rules import (
+from .rules import (
     HTTP_METHODS,
     SEND_SPECIAL,
     STATUS_LINES,

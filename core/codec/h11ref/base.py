@@ -5,7 +5,7 @@ Theory of operation: h11 keeps one request/response cycle per
 so the reference codec uses a *fresh* ``h11.Connection`` per message it reads
 (and, on the server, per response it writes). It cuts each head out of the
 input itself (so it can count head bytes for 431 and apply the strict raw
-checks of ``_h11ref_strict``), hands the head and the bytes after it to that
+checks of ``strict``), hands the head and the bytes after it to that
 message's h11 connection, turns h11's events into plait events, and takes
 ``trailing_data`` back when the message ends.
 
@@ -24,9 +24,9 @@ import h11
 from plait.sdk import Headers
 from plait.sdk._headers import HeaderPairs
 
-from ._events import DataReceived, Event, ProtocolFailed, TrailersReceived, TunnelData
-from ._h11ref_strict import ChunkChecker, check_partial_head, head_end
-from ._http1_rules import SPECIAL, ProtocolError
+from .._events import DataReceived, Event, ProtocolFailed, TrailersReceived, TunnelData
+from ..http1.rules import SPECIAL, ProtocolError
+from .strict import ChunkChecker, check_partial_head, head_end
 
 __all__ = [
     "BIG",

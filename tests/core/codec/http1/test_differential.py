@@ -6,7 +6,7 @@ body chunking is normalised, and the same accept/reject decision; same calls
 normalised (h11 title-cases and moves the framing fields it rewrites).
 
 Where the two *parsers* differ from RFC 9112 the codecs follow the RFC (or
-the stricter of the two), see ``_h11ref_strict`` and ``_http1_rules``:
+the stricter of the two), see ``h11ref.strict`` and ``http1.rules``:
   * h11 accepts bare LF, obs-fold, control characters in values, repeated
     identical Content-Length and any method token; the reference rejects them
     with llhttp (400, or 501 for an unknown method);
@@ -44,8 +44,8 @@ from plait.core.codec import (
     ResponseReceived,
     TrailersReceived,
     TunnelData,
-    _h11ref,
-    _http1,
+    h11ref,
+    http1,
 )
 from plait.sdk import Headers, RequestHead, ResponseHead
 
@@ -168,11 +168,11 @@ BAD = [
 
 @pytest.mark.parametrize("data", REQUESTS + BAD)
 def test_same_events_whole_and_byte_by_byte(data: bytes) -> None:
-    expected = serve(_http1, [data])
-    assert serve(_h11ref, [data]) == expected
+    expected = serve(http1, [data])
+    assert serve(h11ref, [data]) == expected
     one_by_one = [data[i : i + 1] for i in range(len(data))]
-    assert serve(_http1, one_by_one) == expected
-    assert serve(_h11ref, one_by_one) == expected
+    assert serve(http1, one_by_one) == expected
+    assert serve(h11ref, one_by_one) == expected
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -181,7 +181,7 @@ def test_same_events_whole_and_byte_by_byte(data: bytes) -> None:
 )
 def test_same_events_random_splits(data: bytes, cuts: list[int]) -> None:
     chunks = splits(data, cuts)
-    assert serve(_http1, chunks) == serve(_h11ref, chunks) == serve(_http1, [data])
+    assert serve(http1, chunks) == serve(h11ref, chunks) == serve(http1, [data])
 
 
 # -- mutated input: same decision --------------------------------------------------------
@@ -229,7 +229,7 @@ def _agree(a: Canon, b: Canon) -> bool:
 )
 def test_same_decision_on_mutated_input(data: bytes, ops: list[tuple[int, int, int]]) -> None:
     mutated = _mutate(data, ops)
-    fast, ref = serve(_http1, [mutated]), serve(_h11ref, [mutated])
+    fast, ref = serve(http1, [mutated]), serve(h11ref, [mutated])
     assert _agree(fast, ref), (mutated, fast, ref)
 
 
@@ -244,7 +244,7 @@ def test_splitting_never_changes_the_outcome(
 ) -> None:
     """Each codec on its own: how the input is split never changes events or status."""
     mutated = _mutate(data, ops)
-    for impl in (_http1, _h11ref):
+    for impl in (http1, h11ref):
         assert serve(impl, splits(mutated, cuts)) == serve(impl, [mutated]), (impl, mutated)
 
 
@@ -289,9 +289,9 @@ def fetch(impl: ModuleType, method: bytes, chunks: list[bytes]) -> tuple[Canon, 
 
 @pytest.mark.parametrize(("method", "data"), RESPONSES)
 def test_client_same_events(method: bytes, data: bytes) -> None:
-    expected = fetch(_http1, method, [data])
-    assert fetch(_h11ref, method, [data]) == expected
-    assert fetch(_http1, method, [data[i : i + 1] for i in range(len(data))]) == expected
+    expected = fetch(http1, method, [data])
+    assert fetch(h11ref, method, [data]) == expected
+    assert fetch(http1, method, [data[i : i + 1] for i in range(len(data))]) == expected
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -309,8 +309,8 @@ def test_client_same_decision_on_mutated_input(
 ) -> None:
     method, data = case
     mutated = _mutate(data, ops)
-    fast = fetch(_http1, method, splits(mutated, cuts))
-    ref = fetch(_h11ref, method, [mutated])
+    fast = fetch(http1, method, splits(mutated, cuts))
+    ref = fetch(h11ref, method, [mutated])
     assert _agree(fast[0], ref[0]), (mutated, fast, ref)
     assert fast[0] != ref[0] or fast[1:] == ref[1:]
 
@@ -402,7 +402,7 @@ def run_server(impl: ModuleType, data: bytes, calls: list[tuple[str, Any]]) -> t
 
 @pytest.mark.parametrize(("data", "calls"), SCENARIOS)
 def test_same_bytes_out_server(data: bytes, calls: list[tuple[str, Any]]) -> None:
-    assert run_server(_http1, data, calls) == run_server(_h11ref, data, calls)
+    assert run_server(http1, data, calls) == run_server(h11ref, data, calls)
 
 
 CLIENT_SCENARIOS: list[tuple[RequestHead, bool, bytes, bool, list[tuple[bytes, bool]]]] = [
@@ -468,6 +468,6 @@ def run_client(
 def test_same_bytes_out_client(
     head: RequestHead, end: bool, body: bytes, upgrade: bool, more: list[tuple[bytes, bool]]
 ) -> None:
-    assert run_client(_http1, head, end, body, upgrade, more) == run_client(
-        _h11ref, head, end, body, upgrade, more
+    assert run_client(http1, head, end, body, upgrade, more) == run_client(
+        h11ref, head, end, body, upgrade, more
     )

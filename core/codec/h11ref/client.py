@@ -4,7 +4,7 @@ Theory of operation: one ``h11.Connection(CLIENT)`` per request frames the
 request (with framing fields decided here and written explicitly) and parses
 its response; h11 knows the request method, so HEAD, CONNECT and 101 need no
 special casing beyond taking ``trailing_data`` into the tunnel. Each response
-head is cut out and checked by ``_h11ref_strict.parse_response_head`` before
+head is cut out and checked by ``strict.parse_response_head`` before
 h11 sees it. Every upstream failure is ``ProtocolFailed(502)``.
 """
 
@@ -15,7 +15,7 @@ import h11
 from plait.sdk import Headers, RequestHead, ResponseHead
 from plait.sdk._headers import HeaderPairs
 
-from ._events import (
+from .._events import (
     ConnectionTerminated,
     Event,
     InformationalReceived,
@@ -23,7 +23,8 @@ from ._events import (
     StreamReset,
     TunnelData,
 )
-from ._h11ref_base import (
+from ..http1.rules import SEND_SPECIAL, ProtocolError, comma_tokens, interpret_head, reason_ok
+from .base import (
     BIG,
     BODY,
     CLOSED,
@@ -37,8 +38,7 @@ from ._h11ref_base import (
     RefBase,
     fields_of,
 )
-from ._h11ref_strict import ChunkChecker, parse_response_head
-from ._http1_rules import SEND_SPECIAL, ProtocolError, comma_tokens, interpret_head, reason_ok
+from .strict import ChunkChecker, parse_response_head
 
 __all__ = ["H1ClientCodec"]
 

@@ -20,7 +20,7 @@ from h2.exceptions import ProtocolError
 
 from plait.sdk import Headers
 
-from ._events import (
+from .._events import (
     ConnectionTerminated,
     DataReceived,
     Event,
@@ -30,15 +30,15 @@ from ._events import (
     StreamReset,
     TrailersReceived,
 )
-from ._http2_conn import (
+from .conn import (
     INTERNAL_ERROR,
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
     PlaitH2Connection,
 )
-from ._http2_flow import CodecCore, StreamRecord
-from ._http2_headers import expects_continue, header_list_size, request_head, response_head
+from .flow import CodecCore, StreamRecord
+from .headers import expects_continue, header_list_size, request_head, response_head
 
 __all__ = ["H2Receiver"]
 

@@ -20,9 +20,9 @@ from contextlib import suppress
 
 from h2.exceptions import StreamClosedError
 
-from ._events import Event, FlowControlUpdated
-from ._http2_conn import PlaitH2Connection
-from ._http2_headers import Fields
+from .._events import Event, FlowControlUpdated
+from .conn import PlaitH2Connection
+from .headers import Fields
 
 __all__ = ["CodecCore", "StreamRecord"]
 

@@ -18,7 +18,7 @@ here, and only then gives it to h11. What this module adds to h11:
   anything after ``;``), mirroring llhttp's grammar.
 
 Invariants: every check raises :class:`ProtocolError`; nothing here decides
-framing (that is ``_http1_rules``, shared with the fast codec).
+framing (that is ``http1.rules``, shared with the fast codec).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import re
 
 from plait.sdk._headers import HeaderPairs
 
-from ._http1_rules import HTTP_METHODS, SPECIAL, ProtocolError, unknown_method_status
+from ..http1.rules import HTTP_METHODS, SPECIAL, ProtocolError, unknown_method_status
 
 __all__ = [
     "ChunkChecker",

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 The connection layer owns the socket; :class:`H2Codec` owns one
-``h2.H2Connection`` (``_http2_conn.py``) and the per-stream bookkeeping h2 does
+``h2.H2Connection`` (``conn.py``) and the per-stream bookkeeping h2 does
 not do: the send queue and the receive-credit account. Bytes go in through
-:meth:`H2Codec.receive_data`, which returns plait events (``_events.py``);
+:meth:`H2Codec.receive_data`, which returns plait events (``codec/_events.py``);
 commands go in through the ``send_*`` methods; everything to write comes out
 of :meth:`H2Codec.data_to_send`. Nothing here blocks, sleeps or raises on
 input from the peer.
@@ -64,9 +64,9 @@ Driving it from a connection layer:
    (``error_code=0``) the streams up to ``last_stream_id`` may still finish.
    To drain, call ``close()`` and wait the same way.
 
-Module layout: ``_http2_conn.py`` (the h2 connection and where it departs from stock h2),
-``_http2_headers.py`` (head <-> field list), ``_http2_flow.py`` (stream records,
-send queue), ``_http2_receive.py`` (h2 events -> plait events), and this module
+Module layout: ``conn.py`` (the h2 connection and where it departs from stock h2),
+``headers.py`` (head <-> field list), ``flow.py`` (stream records,
+send queue), ``receive.py`` (h2 events -> plait events), and this module
 (the public class: connection lifecycle and the ``send_*`` commands).
 """
 
@@ -76,11 +76,11 @@ from h2.settings import SettingCodes
 
 from plait.sdk import Headers, RequestHead, ResponseHead
 
-from ._http2_conn import CANCEL, DEFAULT_WINDOW, NO_ERROR, make_connection
-from ._http2_flow import StreamRecord
-from ._http2_headers import request_fields, response_fields, trailer_fields
-from ._http2_limits import Clock
-from ._http2_receive import H2Receiver
+from .conn import CANCEL, DEFAULT_WINDOW, NO_ERROR, make_connection
+from .flow import StreamRecord
+from .headers import request_fields, response_fields, trailer_fields
+from .limits import Clock
+from .receive import H2Receiver
 
 __all__ = ["H2_PREFACE", "H2Codec", "is_h2_preface"]
 
@@ -117,7 +117,7 @@ class H2Codec(H2Receiver):
         connection_window_size: our receive window for the whole connection
             (at least ``initial_window_size``); it bounds what the peer may have
             in flight to us, i.e. what the caller may buffer unacknowledged.
-        clock: the rapid-reset budget's clock (``_http2_limits.py``); monotonic
+        clock: the rapid-reset budget's clock (``limits.py``); monotonic
             seconds, ``time.monotonic`` by default.
     """
 
@@ -159,7 +159,7 @@ class H2Codec(H2Receiver):
     def output_drained(self) -> None:
         """The transport took everything written so far without backing up: the peer
         reads. Call it after writing while the transport is not paused; control-frame
-        answers produced while it is not called are capped (``_http2_limits.py``)."""
+        answers produced while it is not called are capped (``limits.py``)."""
         self._conn.output_drained()
 
     @property

@@ -3,7 +3,7 @@
 Theory of operation: an HTTP/2 peer can make a server work or buffer without
 asking for anything a proxy would forward. Each limit below bounds one such
 lever; crossing it is a connection error of type ``ENHANCE_YOUR_CALM`` (RFC 9113
-§7), raised from inside h2's frame loop (:class:`~._http2_conn.PlaitH2Connection`)
+§7), raised from inside h2's frame loop (:class:`~.conn.PlaitH2Connection`)
 so that the rest of the peer's input is never parsed: h2 queues the GOAWAY and
 the codec resets every stream the caller knows.
 

@@ -40,8 +40,8 @@ from httptools import HttpParserError, HttpParserUpgrade
 from plait.sdk import Headers
 from plait.sdk._headers import HeaderPairs
 
-from ._events import DataReceived, Event, ProtocolFailed, TrailersReceived, TunnelData
-from ._http1_rules import SPECIAL, ProtocolError
+from .._events import DataReceived, Event, ProtocolFailed, TrailersReceived, TunnelData
+from .rules import SPECIAL, ProtocolError
 
 __all__ = [
     "R_CHUNKED",

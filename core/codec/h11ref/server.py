@@ -1,7 +1,7 @@
 """Reference HTTP/1.1 server codec on h11: same interface and semantics as the fast one.
 
-Theory of operation: see ``_h11ref_base``. Per request: the head is cut out,
-checked by ``_h11ref_strict.parse_request_head``, parsed by a fresh
+Theory of operation: see ``base``. Per request: the head is cut out,
+checked by ``strict.parse_request_head``, parsed by a fresh
 ``h11.Connection(SERVER)``, and interpreted by the rules shared with the fast
 codec. Per response: a fresh ``h11.Connection(SERVER)`` is primed with a
 synthetic request that has the properties the framing depends on (HEAD,
@@ -21,8 +21,9 @@ import h11
 from plait.sdk import Headers, RequestHead, ResponseHead
 from plait.sdk._headers import HeaderPairs
 
-from ._events import ConnectionTerminated, Event, RequestReceived, StreamReset, TunnelData
-from ._h11ref_base import (
+from .._events import ConnectionTerminated, Event, RequestReceived, StreamReset, TunnelData
+from ..http1.rules import SEND_SPECIAL, check_target, comma_tokens, interpret_head, reason_phrase
+from .base import (
     BIG,
     BODY,
     CLOSED,
@@ -37,8 +38,7 @@ from ._h11ref_base import (
     RefBase,
     fields_of,
 )
-from ._h11ref_strict import ChunkChecker, parse_request_head
-from ._http1_rules import SEND_SPECIAL, check_target, comma_tokens, interpret_head, reason_phrase
+from .strict import ChunkChecker, parse_request_head
 
 __all__ = ["H1ServerCodec"]
 

@@ -41,10 +41,10 @@ flow-control and HPACK rule to h2.
    refuses new streams after a GOAWAY and stops using the connection after a
    fatal error.
 
-6. **What a peer may make us do is bounded** (``_http2_limits.py``): premature
+6. **What a peer may make us do is bounded** (``limits.py``): premature
    client resets per interval (rapid reset), control-frame answers the peer
    does not read, and the size of an unterminated header block. Crossing a
-   limit raises :class:`~._http2_limits.Abuse` (h2's ``DenialOfServiceError``)
+   limit raises :class:`~.limits.Abuse` (h2's ``DenialOfServiceError``)
    from inside the frame loop, so h2 queues GOAWAY(ENHANCE_YOUR_CALM) and parses
    nothing more.
 
@@ -53,7 +53,7 @@ API (``_receive_headers_frame``, ``_receive_data_frame``,
 ``_receive_rst_stream_frame``, ``_receive_ping_frame``,
 ``_receive_settings_frame``, ``_open_streams``, ``_closed_streams``,
 ``H2ConnectionStateMachine._transitions``, ``FrameBuffer._data``,
-``FrameBuffer._update_header_buffer``); ``tests/core/codec/test_http2_frames.py``
+``FrameBuffer._update_header_buffer``); ``tests/core/codec/http2/test_frames.py``
 pins their behaviour, so an h2 upgrade that changes them fails loudly there.
 """
 
@@ -86,7 +86,7 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from ._http2_limits import HEADER_BLOCK_FACTOR, MAX_UNREAD_ANSWERS, Abuse, Clock, ResetBudget
+from .limits import HEADER_BLOCK_FACTOR, MAX_UNREAD_ANSWERS, Abuse, Clock, ResetBudget
 
 __all__ = [
     "CANCEL",
@@ -281,7 +281,7 @@ def make_connection(
         normalize_inbound_headers=True,
         # The codec builds outbound header lists itself, already lower-case and
         # without connection-specific fields, and marks sensitive fields
-        # never-indexed (_http2_headers.py): h2's generator pipeline would
+        # never-indexed (headers.py): h2's generator pipeline would
         # only repeat that work per request.
         validate_outbound_headers=False,
         normalize_outbound_headers=False,

@@ -2,7 +2,7 @@
 
 Theory of operation: one request at a time (no pipelining upstream: a pool
 uses more connections instead). ``send_request`` writes the head and moves
-the reader from idle to expecting a response; :class:`~._http1_base.H1Base`
+the reader from idle to expecting a response; :class:`~.base.H1Base`
 cuts the response into segments for llhttp, and this module decides what the
 response head means: 1xx other than 101 are ``InformationalReceived`` and the
 real response follows; a 101 to an Upgrade request, or a 2xx to CONNECT,
@@ -25,7 +25,7 @@ from httptools import HttpResponseParser
 
 from plait.sdk import Headers, RequestHead, ResponseHead
 
-from ._events import (
+from .._events import (
     ConnectionTerminated,
     DataReceived,
     Event,
@@ -34,7 +34,7 @@ from ._events import (
     StreamReset,
     TunnelData,
 )
-from ._http1_base import (
+from .base import (
     R_CHUNKED,
     R_CLOSED,
     R_EOF_BODY,
@@ -49,7 +49,7 @@ from ._http1_base import (
     W_RAW,
     H1Base,
 )
-from ._http1_rules import (
+from .rules import (
     HTTP_METHODS,
     SEND_SPECIAL,
     STATUS_REASONS,
