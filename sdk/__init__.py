@@ -40,7 +40,7 @@ from ._filter import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from ._headers import Headers
+from ._headers import HeaderPairs, Headers
 from ._layers import FIRST_TRY, RUN_ASYNC, UpstreamOutcome, first_try
 from ._results import CONTINUE, Buffer, Continue, FilterResult, LocalReply
 from ._upstream import EndpointInfo, UpstreamCluster
@@ -64,6 +64,7 @@ __all__ = [
     "FilterRegistry",
     "FilterResult",
     "FilterSpec",
+    "HeaderPairs",
     "Headers",
     "HeadersTooLarge",
     "HttpFilter",

@@ -21,8 +21,7 @@ from typing import Any
 
 import h11
 
-from plait.sdk import Headers
-from plait.sdk._headers import HeaderPairs
+from plait.sdk import HeaderPairs, Headers
 
 from .._events import DataReceived, Event, ProtocolFailed, TrailersReceived, TunnelData
 from ..http1.rules import SPECIAL, ProtocolError

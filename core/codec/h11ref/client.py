@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import h11
 
-from plait.sdk import Headers, RequestHead, ResponseHead
-from plait.sdk._headers import HeaderPairs
+from plait.sdk import HeaderPairs, Headers, RequestHead, ResponseHead
 
 from .._events import (
     ConnectionTerminated,

@@ -18,8 +18,7 @@ from collections import deque
 
 import h11
 
-from plait.sdk import Headers, RequestHead, ResponseHead
-from plait.sdk._headers import HeaderPairs
+from plait.sdk import HeaderPairs, Headers, RequestHead, ResponseHead
 
 from .._events import ConnectionTerminated, Event, RequestReceived, StreamReset, TunnelData
 from ..http1.rules import SEND_SPECIAL, check_target, comma_tokens, interpret_head, reason_phrase

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from plait.sdk._headers import HeaderPairs
+from plait.sdk import HeaderPairs
 
 from ..http1.rules import HTTP_METHODS, SPECIAL, ProtocolError, unknown_method_status
 

@@ -37,8 +37,7 @@ from typing import Any, Final
 
 from httptools import HttpParserError, HttpParserUpgrade
 
-from plait.sdk import Headers
-from plait.sdk._headers import HeaderPairs
+from plait.sdk import HeaderPairs, Headers
 
 from .._events import DataReceived, Event, ProtocolFailed, TrailersReceived, TunnelData
 from .rules import SPECIAL, ProtocolError

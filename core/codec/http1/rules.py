@@ -23,7 +23,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Final
 
-from plait.sdk._headers import HeaderPairs
+from plait.sdk import HeaderPairs
 
 __all__ = [
     "HTTP_METHODS",
