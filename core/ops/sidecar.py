@@ -44,14 +44,14 @@ from anyio.abc import TaskGroup
 from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
 
+from ..config._model import AdminConfig, MeshConfig
+from ..config._watch import watch_files
+from ..runtime import Runtime
+from ..server._listener import Listener
 from .admin import SidecarAdmin, serve_http
-from .config._model import AdminConfig, MeshConfig
-from .config._watch import watch_files
-from .runtime import Runtime
-from .server._listener import Listener
 
 if TYPE_CHECKING:  # imported only in control-plane mode: grpc costs ~10 MB of RSS
-    from .xds._mode import XdsMode, XdsOptions
+    from ..xds._mode import XdsMode, XdsOptions
 
 __all__ = ["ListenerError", "SidecarOptions", "load_plugins", "run_sidecar"]
 
@@ -83,7 +83,7 @@ def load_plugins(names: Sequence[str]) -> FilterTypes:
 
 
 def _load(opts: SidecarOptions, types: FilterTypes) -> MeshConfig:
-    from .config import load_config
+    from ..config import load_config
 
     return load_config(opts.config, types, sidecar=opts.sidecar)
 
@@ -268,7 +268,7 @@ class Sidecar:
                     self.quit.set()
 
     def config_dump(self) -> dict[str, Any]:
-        from .config import dump_config
+        from ..config import dump_config
 
         snap = self.runtime.snapshot
         return {
@@ -331,7 +331,7 @@ async def run_sidecar(opts: SidecarOptions) -> None:
             )
         await Sidecar(opts, types, config).run()
         return
-    from .xds._mode import XdsMode
+    from ..xds._mode import XdsMode
 
     admin = AdminConfig(port=opts.admin_port if opts.admin_port is not None else 15000)
     mode = XdsMode(opts.xds, types, admin)

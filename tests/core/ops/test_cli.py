@@ -14,7 +14,7 @@ COMMANDS = ("sidecar", "validate", "filters", "control-plane", "apply", "get", "
 
 def _plait(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PY, "-m", "plait.core.cli", *args],
+        [PY, "-m", "plait.core.ops.cli", *args],
         capture_output=True,
         text=True,
         timeout=30,

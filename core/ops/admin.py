@@ -21,8 +21,8 @@ import anyio
 import h11
 from anyio.abc import ByteStream, Listener, TaskStatus
 
-from .metrics import Stats
-from .runtime import Runtime
+from ..metrics import Stats
+from ..runtime import Runtime
 
 __all__ = ["Reply", "SidecarAdmin", "metrics_text", "serve_http"]
 

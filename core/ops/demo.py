@@ -130,7 +130,7 @@ def _sidecars() -> Iterator[None]:
             [
                 sys.executable,
                 "-m",
-                "plait.core.cli",
+                "plait.core.ops.cli",
                 "--log-level",
                 "warning",
                 "sidecar",

@@ -26,8 +26,8 @@ from pathlib import Path
 import anyio
 from anyio.abc import Process
 
+from ..metrics import Stats
 from .admin import NOT_FOUND, Reply, json_reply, metrics_text, serve_http
-from .metrics import Stats
 
 __all__ = ["supervise"]
 

@@ -218,7 +218,7 @@ def _xds_options(args: argparse.Namespace) -> Any:
     import socket
     from pathlib import Path
 
-    from .xds._mode import XdsOptions
+    from ..xds._mode import XdsOptions
 
     sidecar = args.sidecar or "default"
     # Stable across restarts (the saved config and the registered Workload are keyed by it)
@@ -255,7 +255,7 @@ def _has_uvloop() -> bool:
 def _validate(args: argparse.Namespace) -> int:
     from plait.sdk import ConfigError
 
-    from .config import load_config
+    from ..config import load_config
     from .sidecar import load_plugins
 
     try:
@@ -268,10 +268,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    """``--workers N``: N sidecar processes sharing each port (see core/supervisor.py)."""
+    """``--workers N``: N sidecar processes sharing each port (see ``supervisor``)."""
     from plait.sdk import ConfigError
 
-    from .config import load_config
+    from ..config import load_config
     from .sidecar import load_plugins
     from .supervisor import supervise
 
@@ -280,7 +280,7 @@ def _supervise(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"plait: invalid config: {exc}", file=sys.stderr)
         return 1
-    base = [sys.executable, "-m", "plait.core.cli", "--log-level", args.log_level, "sidecar"]
+    base = [sys.executable, "-m", "plait.core.ops.cli", "--log-level", args.log_level, "sidecar"]
     for c in args.config:
         base += ["--config", c]
     for plugin in args.plugin:
