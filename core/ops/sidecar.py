@@ -44,7 +44,7 @@ from anyio.abc import TaskGroup
 from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
 
-from ..config._model import AdminConfig, MeshConfig
+from ..config import AdminConfig, MeshConfig, dump_config, load_config
 from ..config._watch import watch_files
 from ..runtime import Runtime
 from ..server._listener import Listener
@@ -83,8 +83,6 @@ def load_plugins(names: Sequence[str]) -> FilterTypes:
 
 
 def _load(opts: SidecarOptions, types: FilterTypes) -> MeshConfig:
-    from ..config import load_config
-
     return load_config(opts.config, types, sidecar=opts.sidecar)
 
 
@@ -268,8 +266,6 @@ class Sidecar:
                     self.quit.set()
 
     def config_dump(self) -> dict[str, Any]:
-        from ..config import dump_config
-
         snap = self.runtime.snapshot
         return {
             "version": snap.version,
