@@ -32,7 +32,7 @@ from types import ModuleType
 
 import httptools
 
-from plait.core.codec import _h11ref, _http1
+from plait.core.codec import h11ref, http1
 from plait.sdk import Headers, RequestHead, ResponseHead
 
 ROUNDS = 20_000
@@ -185,8 +185,8 @@ def main() -> None:
     ]
     print(f"  {'':<44} {'llhttp':>7} {'h11ref':>7} {'ratio':>6}")
     for name, make in rows:
-        fast = _measure(make(_http1), rounds)
-        ref = _measure(make(_h11ref), max(1, rounds // 10))
+        fast = _measure(make(http1), rounds)
+        ref = _measure(make(h11ref), max(1, rounds // 10))
         print(f"  {name:<44} {fast:7.2f} {ref:7.2f} {ref / fast:5.1f}x")
 
 

@@ -85,7 +85,7 @@ def proc_stat(pid: int) -> tuple[float, int]:
 async def main_async(args: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="plait-bench-"))
     api, xds = free_port(), free_port()
-    cmd = [sys.executable, "-m", "plait.core.cli", "--log-level", "warning", "control-plane",
+    cmd = [sys.executable, "-m", "plait.core.ops.cli", "--log-level", "warning", "control-plane",
            "--data-dir", str(data), "--api-port", str(api), "--xds-port", str(xds),
            "--health-interval", "0"]  # fmt: skip
     with subprocess.Popen(cmd) as cp:

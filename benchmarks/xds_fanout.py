@@ -50,7 +50,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2  # type: ignor
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2  # type: ignore[import-untyped]
 
 from plait.controlplane.xds import AdsServer, MemorySource, NodeInfo
-from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 
 @dataclass

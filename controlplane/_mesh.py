@@ -42,7 +42,7 @@ from plait.core.config import (
     resources_of,
     translate,
 )
-from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from plait.sdk import ConfigError, FilterSpec
 
 from .store import Store

@@ -51,8 +51,7 @@ from typing import Any, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from plait.core.xds._client import combined_version
-from plait.core.xds._types import ORDER, short_name
+from plait.core.xds.wire import ORDER, combined_version, short_name
 from plait.sdk import ConfigError
 
 from ._health import HealthChecks

@@ -6,7 +6,7 @@ What runs (``examples/control-plane/mesh.yaml``)::
     frontend sidecar               admin :15000   (Sidecar "frontend", Workload of frontend)
     backend-v1 sidecar             admin :15101   (Workload of backend-v1, version=v1)
     backend-v2 sidecar             admin :15102   (Workload of backend-v2, version=v2)
-    three demo apps                in this process (core/demo.py)
+    three demo apps                in this process (core/ops/demo.py)
 
 The demo applies the config with ``plait apply``, starts the sidecars in
 control-plane mode (they register their Workloads and receive their config
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from plait.core.demo import (
+from plait.core.ops.demo import (
     apps,
     failed,
     get,
@@ -57,7 +57,7 @@ SIDECARS = (  # Sidecar resource, admin port, extra flags
 
 
 def _plait(*args: str, quiet: bool = False) -> list[str]:
-    return [sys.executable, "-m", "plait.core.cli", "--log-level",
+    return [sys.executable, "-m", "plait.core.ops.cli", "--log-level",
             "warning" if quiet else "info", *args]  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ruff + mypy --strict over plait and its tests.
+# ruff, import-linter (the layout's dependency contracts in pyproject.toml) and mypy --strict
+# over plait and its tests.
 # mypy cannot follow setuptools' editable finder for the package-dir mapping
 # (plait.core -> core/ ...), so it checks a symlink view build/typecheck/plait/.
 set -euo pipefail
@@ -11,6 +12,8 @@ ln -s ../../tests build/typecheck/tests
 .venv/bin/ruff check core filters plugins controlplane sdk tests benchmarks
 .venv/bin/ruff format --check core filters plugins controlplane sdk >/dev/null || {
   echo "lint: ruff format would change files (run: .venv/bin/ruff format core filters plugins controlplane sdk)"; exit 1; }
+imports=$(.venv/bin/lint-imports --no-cache 2>&1) || {
+  echo "$imports"; echo "lint: an import breaks a dependency contract (pyproject.toml [tool.importlinter])"; exit 1; }
 cd build/typecheck
 MYPYPATH=. ../../.venv/bin/mypy --config-file ../../pyproject.toml -p plait "$@"
 # The tests are typed too (anyio/trio style): every file under tests/.

@@ -40,7 +40,7 @@ from ._filter import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from ._headers import Headers
+from ._headers import HeaderPairs, Headers
 from ._hooks import HookResult
 from ._policy import Pending, TryAgain, TryOutcome
 from ._results import CONTINUE, Buffer, Continue, FilterResult, LocalReply
@@ -63,6 +63,7 @@ __all__ = [
     "FilterRegistry",
     "FilterResult",
     "FilterSpec",
+    "HeaderPairs",
     "Headers",
     "HeadersTooLarge",
     "HookResult",

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 __all__ = ["HeaderPairs", "Headers"]
 
 HeaderPairs = list[tuple[bytes, bytes]]
+"""A header section as ``(lower-case name, value)`` byte pairs, in order: what
+:attr:`Headers.raw` exposes and codecs parse into and serialize from."""
 
 
 def _b(value: str | bytes) -> bytes:

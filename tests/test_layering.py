@@ -4,12 +4,18 @@ plait.sdk           depends on no other plait package
 plait.plugins       depends on plait.sdk only
 plait.core          depends on plait.sdk and plait.plugins; never names a filter
 plait.filters       depends on plait.sdk and plait.plugins (registration) only
-plait.controlplane  reaches core only through its config model and the xDS wire contract
+plait.controlplane  reaches core only through its config model (plait.core.config) and the
+                    xDS wire contract (plait.core.xds.wire)
+
+No package imports another package's private (``_name``) module. The import-linter contracts
+in pyproject.toml (run by scripts/lint.sh) state the same layers and add the finer rules
+(the core's sub-packages, no cycles); the last test here keeps the two tables in step.
 """
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,7 +33,7 @@ ALLOWED = {
         "plait.plugins",
         "plait.controlplane",
         "plait.core.config",
-        "plait.core.xds",
+        "plait.core.xds.wire",
     },
 }
 
@@ -60,7 +66,7 @@ def _files() -> list[tuple[str, Path]]:
 
 
 # ``plait demo`` runs everything (architecture.md §1): it may reuse the static demo's apps.
-EXCEPTIONS = {"plait.controlplane.demo": {"plait.core.demo"}}
+EXCEPTIONS = {"plait.controlplane.demo": {"plait.core.ops.demo"}}
 
 
 @pytest.mark.parametrize(("top", "path"), _files(), ids=lambda v: str(v).replace(str(ROOT), ""))
@@ -71,6 +77,17 @@ def test_imports_follow_the_dependency_direction(top: str, path: Path) -> None:
         assert any(imported == a or imported.startswith(a + ".") for a in ALLOWED[package]), (
             f"{module} imports {imported}; {package} may import only {sorted(ALLOWED[package])}"
         )
+
+
+@pytest.mark.parametrize(("top", "path"), _files(), ids=lambda v: str(v).replace(str(ROOT), ""))
+def test_no_private_module_of_another_package_is_imported(top: str, path: Path) -> None:
+    package = PACKAGES[top]
+    module = _module_name(path, top)
+    for imported in _imports(path, module) - EXCEPTIONS.get(module, set()):
+        if imported == package or imported.startswith(package + "."):
+            continue
+        private = [part for part in imported.split(".") if part.startswith("_")]
+        assert not private, f"{module} imports {imported}, a private module of another package"
 
 
 def test_the_core_never_names_a_builtin_filter() -> None:
@@ -91,14 +108,31 @@ def test_sdk_public_surface_is_pinned() -> None:
         "CONTINUE", "HOOK_NAMES", "BodyTooLarge", "Buffer", "BufferedBody", "CallNext",
         "ConfigError",
         "ConnectionContext", "Continue", "DownstreamProtocolError", "FailStrategy",
-        "FilterError", "FilterRegistry", "FilterResult", "FilterSpec", "Headers",
+        "FilterError", "FilterRegistry", "FilterResult", "FilterSpec", "HeaderPairs", "Headers",
         "HeadersTooLarge", "HttpFilter", "LocalReply", "MessageBody", "NoHealthyUpstream",
         "NoRoute", "PassThroughFilter", "PeerIdentity", "PlaitError", "RequestHead",
         "RequestTimeout", "ResponseHead", "Stash", "StashKey", "StreamContext",
         "UpstreamConnectError", "UpstreamError", "UpstreamRequest", "UpstreamReset",
         "UpstreamResponse", "UpstreamTimeout", "EndpointInfo", "UpstreamCluster",
-        # the layers' fast pair (sdk/_layers.py)
-        "FIRST_TRY", "RUN_ASYNC", "UpstreamOutcome", "first_try",
+        "HookResult",
+        # upstream layers as policies (sdk/_policy.py)
+        "Pending", "TryAgain", "TryOutcome",
     }  # fmt: skip
     for name in plait.sdk.__all__:
         assert hasattr(plait.sdk, name)
+
+
+def test_the_import_linter_layers_are_this_table() -> None:
+    """pyproject's top-level layers contract says what ALLOWED says: a package may import
+    only packages of lower layers, never one of its own layer or above."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert sorted(config["root_packages"]) == sorted(PACKAGES.values())
+    (layers,) = [
+        c["layers"] for c in config["contracts"] if c["type"] == "layers" and "containers" not in c
+    ]
+    layer_of = {p.strip(): i for i, layer in enumerate(layers) for p in layer.split("|")}
+    assert sorted(layer_of) == sorted(PACKAGES.values())
+    for package, allowed in ALLOWED.items():
+        for other in allowed - {package}:
+            top = next(p for p in PACKAGES.values() if other == p or other.startswith(p + "."))
+            assert layer_of[top] > layer_of[package], f"{package} may import {other}"

@@ -10,11 +10,11 @@ node-agnostic source for tests, benchmarks and static setups. Use inside a task 
 Layout: ``_source`` (the interface to the rest of the control plane), ``_content`` (content
 hash versions, encoding once per resource), ``_machine`` / ``_sotw`` / ``_delta`` (sans-I/O
 per-stream protocol state), ``_stream`` (one stream's tasks), ``_server`` (gRPC server and the
-debounced fan-out). The type URLs live in :mod:`plait.core.xds._types`, shared with the
+debounced fan-out). The type URLs live in :mod:`plait.core.xds.wire`, shared with the
 sidecar's client.
 """
 
-from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, WILDCARD_TYPES
+from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, WILDCARD_TYPES
 
 from ._memory import MemorySource
 from ._server import DEFAULT_OPTIONS, AdsServer

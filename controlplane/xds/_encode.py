@@ -8,7 +8,7 @@ EDS from ``cfg.clusters`` (``_encode_cluster``). The sidecar's
 :func:`plait.core.xds._decode.decode_mesh` is the inverse: decoding what this module
 produces gives back the same listeners, routes and clusters (the round-trip tests pin that).
 Envoy and gRPC's proxyless clients read the standard fields; what only plait has travels in
-``metadata["plait"]`` and in ``TypedStruct`` filter configs (``plait.core.xds._wire``).
+``metadata["plait"]`` and in ``TypedStruct`` filter configs (``plait.core.xds.wire``).
 
 Not encoded: ``MeshConfig.version`` (the ADS server versions content by hash), ``sources``,
 ``admin`` (the sidecar's own), and a route rule without matches (it can never be selected).
@@ -20,7 +20,7 @@ Every call builds fresh messages, never mutated afterwards (the ``XdsSource`` co
 from __future__ import annotations
 
 from plait.core.config import MeshConfig
-from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 from ._encode_base import Message
 from ._encode_cluster import encode_cluster, encode_endpoints
@@ -33,7 +33,7 @@ __all__ = ["encode_api_listener", "encode_mesh"]
 def encode_mesh(cfg: MeshConfig) -> dict[str, dict[str, Message]]:
     """The xDS resources of ``cfg``: ``type_url → resource name → message``.
 
-    Every type URL of :data:`~plait.core.xds._types.ORDER` is present (possibly empty), so a
+    Every type URL of :data:`~plait.core.xds.wire.ORDER` is present (possibly empty), so a
     caller can serve "no listeners" as readily as some.
 
     Raises:

@@ -18,7 +18,7 @@ from envoy.extensions.access_loggers.file.v3 import file_pb2  # type: ignore[imp
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
 from plait.core.config import FilterEntry
-from plait.core.xds._wire import ACCESS_LOG_FILE, METADATA_KEY, to_struct, to_value
+from plait.core.xds.wire import ACCESS_LOG_FILE, METADATA_KEY, to_struct, to_value
 from plait.sdk import ConfigError
 
 __all__ = ["ads_source", "file_access_log", "filter_fields", "metadata", "pack"]

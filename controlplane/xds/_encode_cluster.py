@@ -9,7 +9,7 @@ says which HTTP the endpoints speak (``explicit_http_config``: ``http2_protocol_
 and ``http2``, ``tcp`` and ``http``, look alike on the wire), ``maxIdlePerEndpoint``, the
 ``timeouts`` no standard field carries (a tcp cluster's ``idle``, ``streamIdle``), and
 ``policy`` (the BackendTrafficPolicy as YAML would write it), whose limits are mirrored in
-``circuit_breakers`` (``core.xds._resilience``).
+``circuit_breakers`` (``core.xds.wire``).
 
 ClusterLoadAssignment: one ``LocalityLbEndpoints`` with ``load_balancing_weight: 1`` (gRPC
 ignores a locality without a weight) and an empty but present ``locality`` (gRPC NACKs an
@@ -41,8 +41,13 @@ from envoy.extensions.upstreams.http.v3 import (  # type: ignore[import-untyped]
 )
 
 from plait.core.config import Cluster, Endpoint, Protocol
-from plait.core.xds._resilience import circuit_breakers, policy_facts
-from plait.core.xds._wire import HTTP_PROTOCOL_OPTIONS, duration, timeouts_extra
+from plait.core.xds.wire import (
+    HTTP_PROTOCOL_OPTIONS,
+    circuit_breakers,
+    duration,
+    policy_facts,
+    timeouts_extra,
+)
 from plait.sdk import ConfigError
 
 from ._encode_base import Message, ads_source, metadata, pack

@@ -6,7 +6,7 @@ filter chain with one network filter:
 * HTTP (``http``/``http2``/``grpc``): an ``HttpConnectionManager`` whose routes come over RDS
   (``rds.route_config_name`` = ``ListenerConfig.route_table``, ADS config source), codec
   ``AUTO``, and ``http_filters`` = the listener's plait filters (``TypedStruct`` of type
-  :data:`~plait.core.xds._wire.FILTER_TYPE_URL`) followed by the terminal Envoy router.
+  :data:`~plait.core.xds.wire.FILTER_TYPE_URL`) followed by the terminal Envoy router.
   Timeouts: ``request`` → ``request_timeout`` (absent: none, Envoy's default too),
   ``request_headers`` → ``request_headers_timeout``, ``idle`` →
   ``common_http_protocol_options.idle_timeout`` and ``stream_idle_timeout`` (Envoy's 5 min
@@ -52,11 +52,11 @@ from plait.core.config import (
     Direction,
     FilterEntry,
     ListenerConfig,
+    ListenerTLS,
     MeshConfig,
     Protocol,
 )
-from plait.core.config._model import ListenerTLS
-from plait.core.xds._wire import (
+from plait.core.xds.wire import (
     ALPN,
     FILTER_TYPE_URL,
     HCM,

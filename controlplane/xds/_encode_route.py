@@ -18,7 +18,7 @@ translator already sorted by Gateway API precedence, and Envoy/gRPC take the fir
   ``timeouts.request``, always set because Envoy's default is 15 s and plait's is none
   (``0s``). ``timeouts.backend_request`` → ``retry_policy.per_try_timeout`` (Envoy applies it
   to the first try too). The rule's ``retry`` is mirrored in ``retry_policy`` (``num_retries``,
-  ``retry_on``, ``retriable_status_codes``, ``retry_back_off``; ``core.xds._resilience``);
+  ``retry_on``, ``retriable_status_codes``, ``retry_back_off``; ``core.xds.wire``);
   without one there is no ``retry_on`` and nothing is retried.
 
 ``metadata["plait"]`` on every Route: ``rule`` (the rule's index in the table) and ``match``
@@ -51,8 +51,7 @@ from plait.core.config import (
     RouteRule,
     RouteTable,
 )
-from plait.core.xds._resilience import retry_facts, retry_policy
-from plait.core.xds._wire import duration, timeouts_extra
+from plait.core.xds.wire import duration, retry_facts, retry_policy, timeouts_extra
 from plait.sdk import ConfigError
 
 from ._encode_base import Message, filter_fields, metadata

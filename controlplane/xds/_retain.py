@@ -41,7 +41,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import (  # type: ignore[impo
     tcp_proxy_pb2,
 )
 
-from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 from ._source import Message
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from envoy.service.discovery.v3 import discovery_pb2  # type: ignore[import-untyped]
 
-from plait.core.xds._types import ORDER, WILDCARD_TYPES
+from plait.core.xds.wire import ORDER, WILDCARD_TYPES
 
 from ._content import Encoder
 from ._machine import Fetch, Nonces, Outcome, subscribed

@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import grpc
 
-from plait.core.xds._types import CLUSTER, ENDPOINT
+from plait.core.xds.wire import CLUSTER, ENDPOINT
 
 from ._machine import Machine, Outcome
 from ._source import Flavor, Message, NodeInfo, StreamInfo, XdsObserver, XdsSource

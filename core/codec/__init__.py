@@ -1,6 +1,9 @@
 """Sans-I/O HTTP codecs: bytes in, version-independent events out, and back.
 
-This package imports no anyio, asyncio or socket module.
+One sub-package per codec, all speaking the events of ``_events``: ``http1`` (the fast
+HTTP/1.1 codecs on llhttp, the data path), ``h11ref`` (the strict HTTP/1.1 reference codecs
+on h11, the differential tests' oracle) and ``http2`` (on h2). This package imports no anyio,
+asyncio or socket module.
 """
 
 from ._events import (
@@ -16,10 +19,10 @@ from ._events import (
     TrailersReceived,
     TunnelData,
 )
-from ._h11ref import H1ClientCodec as H11RefClientCodec
-from ._h11ref import H1ServerCodec as H11RefServerCodec
-from ._http1 import H1ClientCodec, H1ServerCodec
-from ._http2 import H2_PREFACE, H2Codec, is_h2_preface
+from .h11ref import H1ClientCodec as H11RefClientCodec
+from .h11ref import H1ServerCodec as H11RefServerCodec
+from .http1 import H1ClientCodec, H1ServerCodec
+from .http2 import H2_PREFACE, H2Codec, is_h2_preface
 
 __all__ = [
     "H2_PREFACE",

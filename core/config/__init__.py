@@ -10,7 +10,6 @@ from ._dump import dump_config
 from ._load import (
     KINDS,
     ParsedDocument,
-    Resources,
     load_config,
     load_documents,
     parse_stored,
@@ -25,6 +24,7 @@ from ._model import (
     FilterEntry,
     HeaderMatch,
     ListenerConfig,
+    ListenerTLS,
     MatchType,
     MeshConfig,
     PathMatch,
@@ -35,6 +35,7 @@ from ._model import (
     Timeouts,
     WeightedBackend,
 )
+from ._resource_set import Resources
 from ._translate import WEIGHTED_SPLIT, split_entry, translate
 from ._workload import WorkloadPort, WorkloadRes
 
@@ -48,6 +49,7 @@ __all__ = [
     "FilterEntry",
     "HeaderMatch",
     "ListenerConfig",
+    "ListenerTLS",
     "MatchType",
     "MeshConfig",
     "ParsedDocument",

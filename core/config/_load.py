@@ -24,29 +24,27 @@ from typing import Any
 from plait.sdk import ConfigError, FilterSpec
 
 from ._fields import Fields, Loc
-from ._httproute import HTTPRouteRes, parse_httproute
+from ._httproute import parse_httproute
 from ._model import MeshConfig
-from ._policy import PolicyRes, parse_backend_traffic_policy
+from ._policy import parse_backend_traffic_policy
+from ._resource_set import Resources
 from ._resources import (
     LABEL,
     LABEL_HINT,
     SUBDOMAIN,
     SUBDOMAIN_HINT,
-    FilterRes,
     Meta,
-    ServiceRes,
-    SidecarRes,
     parse_filter,
     parse_service,
     parse_sidecar,
 )
-from ._workload import WorkloadRes, parse_workload
+from ._translate import translate
+from ._workload import parse_workload
 from ._yaml import load_yaml_documents
 
 __all__ = [
     "KINDS",
     "ParsedDocument",
-    "Resources",
     "load_config",
     "load_documents",
     "parse_stored",
@@ -68,21 +66,6 @@ _KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
 KINDS = tuple(_KINDS)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Resources:
-    """Every resource of a config, by kind, each in creation order."""
-
-    services: tuple[ServiceRes, ...] = ()
-    routes: tuple[HTTPRouteRes, ...] = ()
-    filters: tuple[FilterRes, ...] = ()
-    sidecars: tuple[SidecarRes, ...] = ()
-    workloads: tuple[WorkloadRes, ...] = ()
-    policies: tuple[PolicyRes, ...] = ()
-    sources: tuple[str, ...] = ()
-    digest: str = ""
-    """sha256 of the normalized documents (key order and formatting do not count)."""
-
-
 def load_config(
     paths: Sequence[str | Path],
     filter_types: Mapping[str, FilterSpec[Any]],
@@ -100,8 +83,6 @@ def load_config(
     Raises:
         ConfigError: anything invalid, naming the file, resource, field and expectation.
     """
-    from ._translate import translate
-
     return translate(load_documents(paths), filter_types, sidecar=sidecar)
 
 

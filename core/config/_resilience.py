@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from plait.sdk import FilterSpec
 
 from ._fields import Loc
+from ._filter_config import parse_filter_config
 from ._model import Cluster, FilterEntry, Timeouts, WeightedBackend
 from ._policy import PolicyRes, TrafficPolicy
 from ._retry import RetryPolicy
@@ -84,8 +85,6 @@ def resilience_entries(
     loc: Loc,
 ) -> tuple[FilterEntry, ...]:
     """The layers a rule with ``backends`` and ``retry`` needs (none when unconfigured)."""
-    from ._translate import parse_filter_config
-
     policies = {
         b.cluster: p for b in backends if (p := _policy(clusters.get(b.cluster))) is not None
     }

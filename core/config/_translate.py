@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from plait.sdk import ConfigError, FilterSpec, HttpFilter
 
 from ._fields import Loc
-from ._load import Resources
+from ._filter_config import parse_filter_config
 from ._model import (
     AdminConfig,
     Cluster,
@@ -39,6 +39,7 @@ from ._model import (
     WeightedBackend,
 )
 from ._resilience import apply_policies, resilience_entries
+from ._resource_set import Resources
 from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, SidecarRes
 from ._retry import RetryPolicy
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
@@ -328,21 +329,3 @@ class _Translator:
                 f"listener (ports: {ports_text(svc)})"
             )
         return (same or fits)[0]
-
-
-def parse_filter_config(spec: FilterSpec[Any], raw: object, loc: Loc) -> object:
-    """``spec.parse_config(raw)``, with its errors located at ``loc``."""
-    if spec.parse_config is None:
-        if raw not in (None, {}):
-            raise loc.error(f"filter type {spec.name!r} takes no config")
-        return None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise loc.expected("a mapping", raw)
-    try:
-        return spec.parse_config(raw)
-    except ConfigError as err:
-        raise loc.relocate(err) from None
-    except Exception as exc:  # a third-party parser that raises something else
-        raise loc.error(f"invalid config for {spec.name!r}: {exc!r}") from exc

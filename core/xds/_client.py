@@ -29,7 +29,6 @@ to 30 s; reset once a stream has delivered a config) and re-subscribes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -48,9 +47,9 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 from plait.sdk import ConfigError
 
 from ._decode import MESSAGES, resource_name
-from ._types import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, short_name
+from .wire import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, short_name
 
-__all__ = ["Applier", "XdsClient", "XdsStatus", "combined_version", "make_node"]
+__all__ = ["Applier", "XdsClient", "XdsStatus", "make_node"]
 
 log = logging.getLogger("plait.xds")
 
@@ -230,8 +229,3 @@ class XdsClient:
             if names != st.names:  # a new stream starts with no names: re-subscribes
                 st.names = names
                 await call.write(self._request(type_url))
-
-
-def combined_version(versions: Mapping[str, str]) -> str:
-    blob = "|".join(versions.get(t, "") for t in ORDER)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -49,7 +49,7 @@ from ._decode_base import Incomplete, Message, at, unpack
 from ._decode_cluster import decode_cluster, decode_endpoints
 from ._decode_listener import Decoded, decode_listener
 from ._decode_route import decode_route_config
-from ._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from .wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 __all__ = ["MESSAGES", "Incomplete", "decode_mesh", "referenced_names", "resource_name"]
 

@@ -22,11 +22,10 @@ from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
 from plait.core.config import FilterEntry, Timeouts
 from plait.core.config._fields import Loc
-from plait.core.config._translate import parse_filter_config
+from plait.core.config._filter_config import parse_filter_config
 from plait.sdk import FailStrategy, FilterSpec
 
-from ._types import short_name
-from ._wire import METADATA_KEY, TIMEOUT_KEYS, from_struct
+from .wire import METADATA_KEY, TIMEOUT_KEYS, from_struct, short_name
 
 __all__ = [
     "Incomplete",

@@ -43,7 +43,7 @@ from ._decode_base import (
     unpack,
 )
 from ._resilience import circuit_breakers, policy_from_facts
-from ._wire import HTTP_PROTOCOL_OPTIONS, seconds
+from .wire import HTTP_PROTOCOL_OPTIONS, seconds
 
 __all__ = ["ClusterHead", "decode_cluster", "decode_endpoints"]
 

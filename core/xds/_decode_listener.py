@@ -32,9 +32,8 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import (  # type: ignore[impo
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # type: ignore[import-untyped]
 from xds.type.v3 import typed_struct_pb2  # type: ignore[import-untyped]
 
-from plait.core.config import Direction, FilterEntry, ListenerConfig, Protocol
+from plait.core.config import Direction, FilterEntry, ListenerConfig, ListenerTLS, Protocol
 from plait.core.config._fields import Loc
-from plait.core.config._model import ListenerTLS
 from plait.sdk import FilterSpec
 
 from ._decode_base import (
@@ -50,8 +49,8 @@ from ._decode_base import (
     timeouts,
     unpack,
 )
-from ._wire import ALPN, FILTER_TYPE_URL, from_struct
-from ._wire import seconds as seconds_of
+from .wire import ALPN, FILTER_TYPE_URL, from_struct
+from .wire import seconds as seconds_of
 
 __all__ = ["Decoded", "decode_listener"]
 

@@ -40,7 +40,7 @@ from plait.sdk import FilterSpec
 
 from ._decode_base import Message, at, decode_filter, fact, facts_of, only, sub, timeouts
 from ._resilience import retry_from_facts, retry_policy
-from ._wire import seconds
+from .wire import seconds
 
 __all__ = ["decode_route_config"]
 

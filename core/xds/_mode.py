@@ -21,10 +21,11 @@ from typing import Any
 
 from plait.sdk import ConfigError, FilterSpec
 
-from ..config._model import AdminConfig, MeshConfig
-from ._client import Resources, XdsClient, combined_version, make_node
+from ..config import AdminConfig, MeshConfig
+from ._client import Resources, XdsClient, make_node
 from ._decode import Incomplete, decode_mesh, referenced_names
 from ._state import load_state, save_state
+from .wire import combined_version
 
 __all__ = ["XdsMode", "XdsOptions"]
 

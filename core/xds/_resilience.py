@@ -47,7 +47,7 @@ from plait.core.config._policy import TrafficPolicy, parse_traffic_policy
 from plait.core.config._retry import DEFAULT_RETRY_ON, RetryPolicy, parse_retry
 from plait.sdk import ConfigError
 
-from ._wire import duration
+from ._convert import duration
 
 __all__ = [
     "circuit_breakers",

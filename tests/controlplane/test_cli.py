@@ -47,7 +47,7 @@ def cli(cp: Proc | None, *args: str, env: dict[str, str] | None = None,
         assert cp.config is not None
         base["PLAIT_SERVER"] = f"http://127.0.0.1:{cp.extra['api']}"
         base["PLAIT_DATA_DIR"] = str(cp.config if token else cp.config / "elsewhere")
-    cmd = [PY, "-m", "plait.core.cli", *args]
+    cmd = [PY, "-m", "plait.core.ops.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30,
                           env={**base, **(env or {})}, check=False)  # fmt: skip
 
@@ -158,7 +158,7 @@ def test_a_token_file_others_can_read_stops_the_start(tmp_path: Path) -> None:
     data.mkdir(mode=0o700)
     (data / "admin-token").write_text("secret\n")
     (data / "admin-token").chmod(0o640)
-    cmd = [PY, "-m", "plait.core.cli", "control-plane", "--data-dir", str(data),
+    cmd = [PY, "-m", "plait.core.ops.cli", "control-plane", "--data-dir", str(data),
            "--api-port", str(free_port()), "--xds-port", str(free_port())]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     assert r.returncode == 1 and "chmod 600" in r.stderr

@@ -34,7 +34,7 @@ def test_invalid_config_exits_nonzero_naming_file_and_field(tmp_path: Path) -> N
     text = simple_config(9, free_port(), free_port()).replace("port: 80,", "port: -80,")
     cfg = write_config(tmp_path, text, "broken.yaml")
     r = subprocess.run(
-        [PY, "-m", "plait.core.cli", "sidecar", "--config", str(cfg)],
+        [PY, "-m", "plait.core.ops.cli", "sidecar", "--config", str(cfg)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -224,7 +224,7 @@ def test_a_reload_that_would_remove_every_listener_is_refused(
 def test_an_empty_config_file_at_start_is_a_clear_error(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, "", "empty.yaml")
     r = subprocess.run(
-        [PY, "-m", "plait.core.cli", "sidecar", "--config", str(cfg)],
+        [PY, "-m", "plait.core.ops.cli", "sidecar", "--config", str(cfg)],
         capture_output=True,
         text=True,
         timeout=30,

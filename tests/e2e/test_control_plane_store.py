@@ -51,7 +51,7 @@ def _apply_in_background(cp: Proc, path: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PLAIT_SERVER": f"http://127.0.0.1:{cp.extra['api']}",
            "PLAIT_TOKEN": token}  # fmt: skip
     return subprocess.Popen(
-        [sys.executable, "-m", "plait.core.cli", "apply", "-f", str(path)],
+        [sys.executable, "-m", "plait.core.ops.cli", "apply", "-f", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
 

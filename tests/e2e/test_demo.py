@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 def _run(command: str) -> str:
     """``plait COMMAND --requests 200``: its output, after checking it exited 0."""
     r = subprocess.run(
-        [PY, "-m", "plait.core.cli", command, "--requests", "200"],
+        [PY, "-m", "plait.core.ops.cli", command, "--requests", "200"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -101,7 +101,7 @@ def _listening(port: int) -> bool:
 @pytest.mark.parametrize("command", ["demo", "demo-static"])
 def test_sigterm_to_a_demo_kept_running_stops_every_process(command: str) -> None:
     demo = subprocess.Popen(
-        [PY, "-m", "plait.core.cli", command, "--keep-running", "--requests", "20"],
+        [PY, "-m", "plait.core.ops.cli", command, "--keep-running", "--requests", "20"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

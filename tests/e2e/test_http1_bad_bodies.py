@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.codec.test_http1 import MALFORMED_CHUNKED
+from tests.core.codec.http1.test_codecs import MALFORMED_CHUNKED
 from tests.support import Proc, free_port, simple_config, start_sidecar, write_config
 
 pytestmark = pytest.mark.e2e

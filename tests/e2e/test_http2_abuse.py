@@ -20,7 +20,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from plait.core.codec._http2_limits import RESET_LIMIT
+from plait.core.codec.http2.limits import RESET_LIMIT
 from tests.e2e._resilience import metric
 from tests.support import (
     Proc,

@@ -150,7 +150,7 @@ def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path, which: str) -> None
         port, admin = (taken, free_port()) if which == "listener" else (free_port(), taken)
         cfg = write_config(tmp_path, simple_config(free_port(), port, admin))
         r = subprocess.run(
-            [PY, "-m", "plait.core.cli", "sidecar", "--config", str(cfg)],
+            [PY, "-m", "plait.core.ops.cli", "sidecar", "--config", str(cfg)],
             capture_output=True,
             text=True,
             timeout=30,
@@ -166,7 +166,7 @@ def test_a_control_plane_port_in_use_is_one_line_naming_it(tmp_path: Path, which
     with _held_port() as taken:
         api, xds = (taken, free_port()) if which == "api" else (free_port(), taken)
         r = subprocess.run(
-            [PY, "-m", "plait.core.cli", "control-plane", "--data-dir", str(tmp_path / "cp"),
+            [PY, "-m", "plait.core.ops.cli", "control-plane", "--data-dir", str(tmp_path / "cp"),
              "--api-port", str(api), "--xds-port", str(xds)],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip

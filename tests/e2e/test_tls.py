@@ -72,7 +72,7 @@ def test_unreadable_certificate_is_a_config_error(tmp_path: Path) -> None:
     )
     cfg = write_config(tmp_path, text, "tls.yaml")
     r = subprocess.run(
-        [PY, "-m", "plait.core.cli", "validate", "--config", str(cfg)],
+        [PY, "-m", "plait.core.ops.cli", "validate", "--config", str(cfg)],
         capture_output=True,
         text=True,
         timeout=30,

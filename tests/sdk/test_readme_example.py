@@ -84,7 +84,7 @@ def test_the_readme_package_installs_and_plait_finds_its_filter(tmp_path: Path) 
     pip = [PY, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run([*pip, "--target", str(site), str(project)], check=True, timeout=120)
     r = subprocess.run(
-        [PY, "-m", "plait.core.cli", "filters"],
+        [PY, "-m", "plait.core.ops.cli", "filters"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -156,7 +156,7 @@ def sidecar_cmd(config: Path, *args: str) -> list[str]:
     return [
         PY,
         "-m",
-        "plait.core.cli",
+        "plait.core.ops.cli",
         "--log-level",
         "info",
         "sidecar",

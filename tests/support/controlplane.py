@@ -32,7 +32,7 @@ def start_control_plane(
     api_port = api_port or free_port()
     xds_port = xds_port or free_port()
     log = tmp / f"control-plane-{api_port}.log"
-    cmd = [PY, "-m", "plait.core.cli", "--log-level", "info", "control-plane",
+    cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info", "control-plane",
            "--data-dir", str(data_dir), "--api-port", str(api_port),
            "--xds-port", str(xds_port), *extra]  # fmt: skip
     p = start(cmd, log)
@@ -52,7 +52,7 @@ def plait(cp: Proc, *args: str, stdin: str | None = None, check: bool = True,
     """Run the ``plait`` CLI against ``cp``."""
     assert cp.config is not None
     token = (cp.config / "admin-token").read_text().strip()
-    cmd = [PY, "-m", "plait.core.cli", *args]
+    cmd = [PY, "-m", "plait.core.ops.cli", *args]
     env = {**os.environ, "PLAIT_SERVER": f"http://127.0.0.1:{cp.extra['api']}",
            "PLAIT_TOKEN": token}  # fmt: skip
     r = subprocess.run(cmd, check=False, input=stdin, capture_output=True, text=True,
@@ -75,7 +75,7 @@ def start_xds_sidecar(
     admin_port = admin_port or free_port()
     node_id = node_id or f"{sidecar}-{admin_port}"
     log = tmp / f"sidecar-{node_id}.log"
-    cmd = [PY, "-m", "plait.core.cli", "--log-level", "info", "sidecar",
+    cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info", "sidecar",
            "--control-plane", f"127.0.0.1:{cp.extra['xds']}", "--sidecar", sidecar,
            "--node-id", node_id, "--admin-port", str(admin_port),
            "--state-dir", str(tmp / "sidecar-state"), *args]  # fmt: skip

@@ -24,10 +24,17 @@ from envoy.extensions.upstreams.http.v3 import (  # type: ignore[import-untyped]
 from xds.type.v3 import typed_struct_pb2  # type: ignore[import-untyped]
 
 from plait.controlplane.xds._encode import encode_api_listener, encode_mesh
-from plait.core.config import Endpoint, MeshConfig
-from plait.core.config._model import ListenerTLS
-from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE
-from plait.core.xds._wire import FILTER_TYPE_URL, HTTP_PROTOCOL_OPTIONS, from_struct
+from plait.core.config import Endpoint, ListenerTLS, MeshConfig
+from plait.core.xds.wire import (
+    CLUSTER,
+    ENDPOINT,
+    FILTER_TYPE_URL,
+    HTTP_PROTOCOL_OPTIONS,
+    LISTENER,
+    ORDER,
+    ROUTE,
+    from_struct,
+)
 from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
 from tests.core.xds.xds_cases import RICH, Resources, mesh

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from plait.controlplane import xds
-from plait.core.xds import _types
+from plait.core.xds import wire
 
 
 def test_public_names() -> None:
@@ -18,7 +18,7 @@ def test_public_names() -> None:
 def test_type_urls_are_the_clients() -> None:
     """The server and the sidecar's client share one definition of the type URLs."""
     assert (xds.LISTENER, xds.ROUTE, xds.CLUSTER, xds.ENDPOINT, xds.ORDER) == (
-        _types.LISTENER, _types.ROUTE, _types.CLUSTER, _types.ENDPOINT, _types.ORDER)  # fmt: skip
+        wire.LISTENER, wire.ROUTE, wire.CLUSTER, wire.ENDPOINT, wire.ORDER)  # fmt: skip
     assert xds.ORDER == (
         "type.googleapis.com/envoy.config.cluster.v3.Cluster",
         "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",

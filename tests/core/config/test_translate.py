@@ -373,7 +373,8 @@ def test_public_api() -> None:
     assert sorted(config.__all__) == sorted(
         [
             "WEIGHTED_SPLIT", "AdminConfig", "Cluster", "Direction", "Endpoint", "FilterEntry",
-            "HeaderMatch", "ListenerConfig", "MatchType", "MeshConfig", "PathMatch", "Protocol",
+            "HeaderMatch", "ListenerConfig", "ListenerTLS", "MatchType", "MeshConfig", "PathMatch",
+            "Protocol",
             "Resources", "RouteMatch", "RouteRule", "RouteTable", "Timeouts", "WeightedBackend",
             "dump_config", "load_config", "load_documents", "translate",
             "KINDS", "ParsedDocument", "parse_stored", "WorkloadPort", "WorkloadRes", "parse_text",

@@ -17,9 +17,10 @@ import pytest
 from plait.controlplane.xds import CLUSTER, ENDPOINT, LISTENER, ROUTE, AdsServer, MemorySource
 from plait.controlplane.xds._encode import encode_mesh
 from plait.core.config import AdminConfig, MeshConfig, load_config
-from plait.core.xds._client import XdsClient, combined_version, make_node
+from plait.core.xds._client import XdsClient, make_node
 from plait.core.xds._decode import Incomplete, decode_mesh, referenced_names
 from plait.core.xds._state import load_state, save_state
+from plait.core.xds.wire import combined_version
 from plait.plugins import load_filter_types
 from tests.controlplane.xds.xds_harness import Recorder, running
 from tests.support import free_port

@@ -17,7 +17,7 @@ from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
 from plait.controlplane.xds._encode import encode_mesh
 from plait.core.xds._decode import Incomplete, decode_mesh, referenced_names
-from plait.core.xds._types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
 

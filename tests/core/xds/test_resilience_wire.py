@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plait.core.config._fields import parse_duration
-from plait.core.xds._resilience import duration_text
+from plait.core.xds.wire import duration_text
 
 _UNITS = ("h", "m", "s", "ms")
 

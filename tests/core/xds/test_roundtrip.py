@@ -11,6 +11,7 @@ from plait.core.config import (
     WEIGHTED_SPLIT,
     FilterEntry,
     ListenerConfig,
+    ListenerTLS,
     MatchType,
     MeshConfig,
     PathMatch,
@@ -21,7 +22,6 @@ from plait.core.config import (
     load_config,
     load_documents,
 )
-from plait.core.config._model import ListenerTLS
 from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import FailStrategy, FilterSpec
 
@@ -99,7 +99,7 @@ def test_rich_config_round_trips(types: FilterTypes) -> None:
 def test_listeners_keep_their_order_whatever_order_lds_delivers(types: FilterTypes) -> None:
     from plait.controlplane.xds._encode import encode_mesh
     from plait.core.xds._decode import decode_mesh
-    from plait.core.xds._types import LISTENER
+    from plait.core.xds.wire import LISTENER
 
     cfg = mesh(types)
     res = encode_mesh(cfg)
@@ -254,7 +254,7 @@ def test_resilience_round_trips(types: FilterTypes) -> None:
 def test_resilience_standard_fields(types: FilterTypes) -> None:
     """What Envoy and gRPC read: retry_policy on the Route, circuit_breakers on the Cluster."""
     from plait.controlplane.xds._encode import encode_mesh
-    from plait.core.xds._types import CLUSTER, ROUTE
+    from plait.core.xds.wire import CLUSTER, ROUTE
 
     res = over_the_wire(encode_mesh(mesh(types, RESILIENT)))
     routes = {r.name: r for r in res[ROUTE]["api.default:8080"].virtual_hosts[0].routes}
@@ -286,8 +286,7 @@ def test_resilience_standard_fields(types: FilterTypes) -> None:
 def test_resilience_mismatches_are_refused(types: FilterTypes) -> None:
     from plait.controlplane.xds._encode import encode_mesh
     from plait.core.xds._decode import decode_mesh
-    from plait.core.xds._types import CLUSTER, ROUTE
-    from plait.core.xds._wire import METADATA_KEY
+    from plait.core.xds.wire import CLUSTER, METADATA_KEY, ROUTE
     from plait.sdk import ConfigError
 
     cfg = mesh(types, RESILIENT)

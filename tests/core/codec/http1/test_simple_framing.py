@@ -1,0 +1,74 @@
+"""``simple_framing`` (the fast codec's shortcut) agrees with ``interpret_head``.
+
+Whenever the shortcut accepts a set of framing fields, it must return the
+same host, length and close decision and leave the same pass-through header
+list as the full rules; when it declines, it must not have touched the list.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plait.core.codec.http1.rules import (
+    ProtocolError,
+    check_host,
+    interpret_head,
+    simple_framing,
+)
+
+NAMES = st.sampled_from(
+    [b"host", b"content-length", b"connection", b"transfer-encoding", b"te", b"expect"]
+)
+VALUES = st.sampled_from(
+    [
+        *(b"a.example:80", b"", b"0", b"12", b"1x", b"0" * 19, b"close", b"keep-alive"),
+        *(b"Keep-Alive", b"CLOSE", b"close, te", b"upgrade", b"chunked", b"trailers"),
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.tuples(NAMES, VALUES), max_size=4),
+    st.booleans(),
+    st.booleans(),
+)
+def test_simple_framing_matches_interpret_head(
+    specials: list[tuple[bytes, bytes]], http11: bool, request: bool
+) -> None:
+    fast_headers: list[tuple[bytes, bytes]] = [(b"accept", b"*/*")]
+    full_headers = list(fast_headers)
+    facts = simple_framing(specials, fast_headers, http11, request)
+    if facts is None:
+        assert fast_headers == full_headers
+        return
+    try:
+        host, length, chunked, close, upgrade, expect = interpret_head(
+            specials, full_headers, http11=http11, request=request
+        )
+    except ProtocolError:
+        # Only the Host value check, which the caller makes, may refuse it.
+        assert request
+        with pytest.raises(ProtocolError):
+            check_host(facts[0])
+        return
+    assert facts == (host, length, close)
+    assert not (chunked or upgrade or expect)
+    assert fast_headers == full_headers
+
+
+def test_simple_framing_declines_what_interpret_head_refuses() -> None:
+    for specials in (
+        [(b"content-length", b"1"), (b"content-length", b"1")],
+        [(b"content-length", b"1x")],
+        [(b"host", b"a"), (b"host", b"b")],
+    ):
+        assert simple_framing(specials, [], True, True) is None
+        try:
+            interpret_head(specials, [], http11=True, request=True)
+        except ProtocolError:
+            pass
+        else:
+            raise AssertionError(specials)
