@@ -5,14 +5,14 @@ every wait), ``actions.py`` (what it yields), ``driver.py`` (who performs the
 actions: a task, or HTTP/1.1 callbacks), ``chain.py`` (the filter hooks),
 ``tries.py`` (the upstream layers' policies around each try), ``upstream.py``
 (one try), ``bodies.py``, ``tunnel.py``, ``errors.py``. docs/data-path.md walks
-one request through them. The connections import the drivers from
-``driver.py`` (this package's ``__init__`` stays below the connection modules:
-``upstream`` imports :class:`UpstreamStream` from here).
+one request through them. The exchange sits between the downstream
+connections (``core/server``, which implement :class:`Downstream` and call the
+drivers) and the upstream pools (``core/upstream``, whose streams it uses).
 """
 
 from .chain import Chain, ChainRun, FilterFailureCounter, PhaseOutcome
 from .errors import grpc_reply, is_grpc, local_reply_head, primary
-from .streams import Downstream, UpstreamStream
+from .streams import Downstream
 
 __all__ = [
     "Chain",
@@ -20,7 +20,6 @@ __all__ = [
     "Downstream",
     "FilterFailureCounter",
     "PhaseOutcome",
-    "UpstreamStream",
     "grpc_reply",
     "is_grpc",
     "local_reply_head",

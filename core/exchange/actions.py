@@ -26,7 +26,7 @@ from typing import Any, Final
 import anyio
 
 from ..codec import Event, InformationalReceived
-from .streams import UpstreamStream
+from ..upstream.stream import UpstreamStream
 
 __all__ = [
     "DONE",

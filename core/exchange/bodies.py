@@ -30,8 +30,9 @@ from ..codec import (
     StreamReset,
     TrailersReceived,
 )
+from ..upstream.stream import UpstreamStream
 from .chain import ChainRun, Hook, PhaseOutcome, settle
-from .streams import Downstream, UpstreamStream
+from .streams import Downstream
 
 if TYPE_CHECKING:
     from .machine import Exchange

@@ -54,11 +54,12 @@ from plait.sdk import (
 )
 
 from ..codec import RequestReceived
+from ..upstream.stream import UpstreamStream
 from .actions import DONE, Steps, drive
 from .bodies import BodyStage, LocalReplyRaised, RequestBody
 from .chain import ChainRun, Suspended, settled
 from .errors import grpc_reply, is_grpc, local_reply_head, primary
-from .streams import Downstream, UpstreamStream
+from .streams import Downstream
 from .tries import tries
 from .tunnel import run_upgrade
 from .upstream import attempt, caller_deadline, set_length

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from plait.sdk import ConnectionContext, Headers, RequestHead, ResponseHead
+from plait.sdk import ConnectionContext, Headers, ResponseHead
 
 from ..codec import Event
 
-__all__ = ["Downstream", "UpstreamStream"]
+__all__ = ["Downstream"]
 
 
 class Downstream(Protocol):
@@ -44,29 +44,3 @@ class Downstream(Protocol):
 
     def reset(self) -> None:
         """Abort the stream (the response cannot be completed)."""
-
-
-class UpstreamStream(Protocol):
-    """The server side of one stream, taken from a connection pool."""
-
-    reused: bool
-    """The connection served earlier requests (an early reset may be a stale keep-alive)."""
-
-    def send_head(
-        self, head: RequestHead, *, end_stream: bool, body: bytes = b"", upgrade: bool = False
-    ) -> None: ...
-
-    async def send_data(self, data: bytes, *, end_stream: bool) -> None: ...
-
-    def send_trailers(self, trailers: Headers) -> None: ...
-
-    def send_raw(self, data: bytes) -> None: ...
-
-    async def read_event(self) -> Event:
-        """The next response event; ``StreamReset`` if the upstream went away."""
-        ...
-
-    def finish(self, complete: bool) -> None:
-        """Return the connection to its pool (``complete``) or close it; idempotent."""
-
-    def reset(self) -> None: ...

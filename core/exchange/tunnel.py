@@ -17,9 +17,10 @@ import anyio
 from plait.sdk import NoHealthyUpstream, UpstreamReset
 
 from ..codec import InformationalReceived, RequestReceived, ResponseReceived, TunnelData
+from ..upstream.stream import UpstreamStream
 from .bodies import UpstreamBody
 from .chain import settle
-from .streams import Downstream, UpstreamStream
+from .streams import Downstream
 
 if TYPE_CHECKING:
     from .machine import Exchange

@@ -31,9 +31,9 @@ from plait.sdk import (
 )
 
 from ..codec import ResponseReceived, StreamReset
+from ..upstream.stream import UpstreamStream
 from .actions import Steps, WaitHead, Within
 from .bodies import ClientLeft, LocalReplyRaised, UpstreamBody
-from .streams import UpstreamStream
 
 if TYPE_CHECKING:
     from .machine import Exchange

@@ -22,8 +22,8 @@ from typing import Protocol
 from plait.sdk import EndpointInfo, NoHealthyUpstream, UpstreamCluster
 
 from ..config._model import Cluster, Endpoint
-from ..exchange.streams import UpstreamStream
 from ._h1 import H1Pool
+from .stream import UpstreamStream
 
 __all__ = ["ClusterRuntime", "Pool", "Upstreams"]
 

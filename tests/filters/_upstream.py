@@ -84,7 +84,9 @@ async def through(
 ) -> UpstreamResponse:
     """The response after ``layers`` (outermost first) and their tries on ``script``,
     within the request's ``timeout`` seconds."""
-    specs = [FilterSpec(name=f"layer{i}", make=_maker(layer)) for i, layer in enumerate(layers)]
+    specs: list[FilterSpec[None]] = [
+        FilterSpec(name=f"layer{i}", make=_maker(layer)) for i, layer in enumerate(layers)
+    ]
     entries = [FilterEntry(name=spec.name, spec=spec, config=None) for spec in specs]
     run = Chain(entries).start(ctx)
 

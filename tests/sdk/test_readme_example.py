@@ -65,10 +65,31 @@ def test_the_readme_filter_passes_check_filter() -> None:
 
 def test_the_readme_check_filter_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's pytest example, against the README's filter as ``add_hello``."""
-    example, test_code = _blocks("python", _section("Writing a filter"))[:2]
+    blocks = _blocks("python", _section("Writing a filter"))
+    example = blocks[0]
+    test_code = next(b for b in blocks if "def test_" in b)
     monkeypatch.setitem(sys.modules, "add_hello", _module("add_hello", example))
     tests = _module("test_readme", test_code)
     tests.test_add_hello()
+
+
+def test_the_readme_policy_tries_again_on_429_through_the_core() -> None:
+    """The README's upstream-layer example, run by the proxy's own walk of the layers."""
+    from tests.filters._upstream import Script, cluster, context, request, through
+
+    code = next(b for b in _blocks("python", _section("Writing a filter")) if "TryAgain" in b)
+    policy = _module("retry_on_429", code).RetryOn429()
+    upstream = cluster()
+    script = Script(upstream, (429, {}), 200)
+    ctx = context(upstream)
+
+    async def run() -> int:
+        return (await through([policy], ctx, request(ctx), script)).head.status
+
+    import anyio
+
+    assert anyio.run(run) == 200
+    assert len(script.tries) == 2
 
 
 @pytest.mark.e2e

@@ -178,7 +178,7 @@ def test_continue_with_data_rewrites_the_chunk() -> None:
 
 def test_async_hooks_are_awaited() -> None:
     class Async(PassThroughFilter):
-        async def on_request_headers(  # type: ignore[override]
+        async def on_request_headers(
             self, ctx: StreamContext, headers: Headers, end_stream: bool
         ) -> FilterResult:
             await anyio.sleep(0)
@@ -283,7 +283,7 @@ def test_check_filter_rejects_a_wrong_signature() -> None:
 
 def test_check_filter_rejects_a_sync_around_upstream() -> None:
     class Sync(PassThroughFilter):
-        def around_upstream(
+        def around_upstream(  # type: ignore[override]
             self, ctx: StreamContext, request: object, call_next: Callable[..., Awaitable[Any]]
         ) -> None:
             pass
@@ -301,7 +301,7 @@ class _Layer(PassThroughFilter):
 
 def test_check_filter_rejects_an_async_policy_hook() -> None:
     class Async(PassThroughFilter):
-        async def before_try(self, ctx: StreamContext, request: object) -> None:  # type: ignore[override]
+        async def before_try(self, ctx: StreamContext, request: object) -> None:
             return None
 
     with pytest.raises(FilterContractError, match="before_try must be a plain def"):
@@ -310,7 +310,7 @@ def test_check_filter_rejects_an_async_policy_hook() -> None:
 
 def test_check_filter_rejects_a_policy_mixed_with_around_upstream() -> None:
     class Both(_Layer):
-        def after_try(self, ctx: StreamContext, request: object, outcome: object) -> None:  # type: ignore[override]
+        def after_try(self, ctx: StreamContext, request: object, outcome: object) -> None:
             return None
 
     with pytest.raises(FilterContractError, match="around_upstream replaces before_try/after_try"):

@@ -92,7 +92,7 @@ class Slow(PassThroughFilter):
     def __init__(self, config: SlowConfig) -> None:
         self.config = config
 
-    async def on_request_headers(  # type: ignore[override]
+    async def on_request_headers(
         self, ctx: StreamContext, headers: Headers, end_stream: bool
     ) -> FilterResult:
         await anyio.sleep(self.config.seconds)

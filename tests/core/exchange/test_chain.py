@@ -230,4 +230,3 @@ async def test_stream_independent_filters_share_one_instance() -> None:
     for _ in range(5):
         chain.start(ctx())
     assert Counter.made == 5
-

@@ -7,6 +7,7 @@ yields is what the driver would wait for), or run it with the core's driver.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import anyio
 import pytest
 
 from plait.core.config import FilterEntry
-from plait.core.exchange.actions import Backoff, Steps, drive
+from plait.core.exchange.actions import Backoff, Steps, Within, drive
 from plait.core.exchange.chain import Chain, ChainRun
 from plait.core.exchange.tries import tries
 from plait.sdk import (
@@ -31,6 +32,7 @@ from plait.sdk import (
     UpstreamConnectError,
     UpstreamRequest,
     UpstreamResponse,
+    UpstreamTimeout,
 )
 from plait.sdk.testing import make_context
 
@@ -259,3 +261,37 @@ def test_the_outcome_carries_the_requests_deadline() -> None:
     with pytest.raises(StopIteration):
         next(steps)
     assert 0 < seen[0] <= anyio_deadline
+
+
+def test_the_driver_serves_the_per_try_timeout_and_the_backoff() -> None:
+    """A try that hangs past its deadline fails with the timeout the driver raised in
+    it; the policy's ``TryAgain(after=…)`` is slept by the driver, then the next try."""
+    log: Log = []
+
+    class OnTimeout(HttpFilter):
+        def after_try(
+            self, ctx: StreamContext, request: UpstreamRequest, outcome: TryOutcome[Any]
+        ) -> TryAgain | None:
+            log.append(type(outcome.error).__name__ if outcome.error else "200")
+            if isinstance(outcome.error, UpstreamTimeout) and outcome.tries == 1:
+                return TryAgain(request, after=0.2)
+            return None
+
+    tries_made: list[float] = []
+
+    def terminal(request: UpstreamRequest) -> Steps:
+        tries_made.append(time.monotonic())
+        try:
+            if len(tries_made) == 1:
+                yield Within(anyio.sleep(10), time.monotonic() + 0.1)  # hangs
+        except TimeoutError:
+            raise UpstreamTimeout("no response in 0.1s") from None
+        return UpstreamResponse(head=ResponseHead(status=200), body=BufferedBody())
+
+    run = chain_run(OnTimeout())
+    started = time.monotonic()
+    response = anyio.run(drive, tries(run, request(run), terminal, drive, math.inf))
+    assert response.head.status == 200
+    assert log == ["UpstreamTimeout", "200"]
+    assert 0.1 <= tries_made[1] - started < 5  # the first try ended at its deadline
+    assert tries_made[1] - tries_made[0] >= 0.3  # its 0.1 s, then the 0.2 s backoff
