@@ -1,9 +1,9 @@
-"""The callback-driven (inline) HTTP/1.1 path: order, completion, promotion, drain.
+"""The exchange driven from HTTP/1.1 callbacks: order, completion, hand-over, drain.
 
-Every request here that finds a warm upstream connection is answered inline
-(``core/_inline.py``); the first on a cold pool, and anything the inline path
-cannot finish in callbacks, is promoted to a task. The tests pin the invariants
-of that module's docstring on a real sidecar.
+Every request here that finds a warm upstream connection is answered in callbacks
+(``core/exchange/driver.py``: ``Inline``); the first on a cold pool, and anything
+that must be awaited, is handed over to a task. The tests pin the invariants of
+that module's docstring on a real sidecar.
 """
 
 from __future__ import annotations
