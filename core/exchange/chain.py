@@ -54,6 +54,7 @@ from ..config import FilterEntry
 from .actions import drive
 
 __all__ = [
+    "PASS",
     "Chain",
     "ChainRun",
     "FilterFailureCounter",
@@ -100,7 +101,8 @@ class PhaseOutcome:
     data: bytes = b""
 
 
-_PASS: Final = PhaseOutcome()
+PASS: Final = PhaseOutcome()
+"""A phase that changed nothing (also what a phase without hooks gives, unwalked)."""
 _NOTHING: Final = object()  # no awaited result to resume with
 
 
@@ -272,7 +274,7 @@ class ChainRun:
                     limit = res.limit if not limit else min(limit, res.limit)
             elif not isinstance(res, Continue):
                 return PhaseOutcome(reply=self._bad_result(h.index, res))
-        return PhaseOutcome(buffer_limit=limit) if limit else _PASS
+        return PhaseOutcome(buffer_limit=limit) if limit else PASS
 
     def data(
         self,
@@ -341,7 +343,7 @@ class ChainRun:
                 res = self._contain(h.index, "trailers", res.exc)
             if isinstance(res, LocalReply):
                 return PhaseOutcome(reply=res)
-        return _PASS
+        return PASS
 
     def complete(self) -> None:
         """Run every ``on_stream_complete`` hook, exactly once; never raises."""

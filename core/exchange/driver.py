@@ -10,15 +10,16 @@ request whose body streams, a task group owning the body pump.
 
 :class:`Inline` drives the same machine from callbacks, for a whole HTTP/1.1
 request on an idle connection (``H1Connection.data_received``): the machine runs
-in the callback until its first action. A :class:`~.actions.WaitHead` on a warm
-HTTP/1.1 upstream connection with no per-try deadline is served by watching that
-connection: its ``data_received`` sends the whole response (a small body may
-come in a few reads; the events stay queued until the last) back into the
-machine, which answers the client in that callback. Any other action (an async
-hook, a connect, a backoff, a streamed or 1xx response, a reset) *hands the
-machine over* to a task in the listener's task group, which performs that
-action and drives the rest exactly as :func:`serve` does. A request with a
-deadline is handed over right after :meth:`Exchange.begin`.
+in the callback until its first action. :meth:`Inline.step` is the one place that
+decides what may wait without a task: a :class:`~.actions.WaitHead` on a warm
+HTTP/1.1 upstream connection, when neither the try nor the request has a
+deadline. It is served by watching that connection: its ``data_received`` sends
+the whole response (a small body may come in a few reads; the events stay queued
+until the last) back into the machine, which answers the client in that callback.
+Any other action (an async hook, a connect, a backoff, a streamed or 1xx
+response, a reset) *hands the machine over* to a task in the listener's task
+group, which performs that action and drives the rest exactly as :func:`serve`
+does, within what is left of the request's deadline.
 
 Invariants
 ----------
@@ -140,10 +141,7 @@ class Inline:
             self.end()
             return
         self.steps = ex.steps()
-        if ex.deadline is not None:
-            self.hand_over(NONE)  # the deadline's cancel scope lives in a task
-        else:
-            self.step(None)
+        self.step(None)
 
     def step(self, value: object) -> None:
         """Run the machine with ``value`` until it ends or asks for an action."""
@@ -155,7 +153,10 @@ class Inline:
         if action is DONE:
             self.end()
             return
-        if type(action) is WaitHead and action.deadline is None:
+        # What may wait in a callback, decided here only: the response head of a try on
+        # an HTTP/1.1 connection (which can watch it), with no deadline to enforce (the
+        # task driver's cancel scope and the try's timer enforce those).
+        if type(action) is WaitHead and action.deadline is None and self.ex.deadline is None:
             stream = action.stream
             if type(stream) is H1Stream:
                 self.stream = stream

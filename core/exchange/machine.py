@@ -57,7 +57,7 @@ from ..codec import RequestReceived
 from ..upstream.stream import UpstreamStream
 from .actions import DONE, Steps, drive
 from .bodies import BodyStage, LocalReplyRaised, RequestBody
-from .chain import ChainRun, Suspended, settled
+from .chain import PASS, ChainRun, Hook, Suspended, settled
 from .errors import grpc_reply, is_grpc, local_reply_head, primary
 from .streams import Downstream
 from .tries import tries
@@ -148,7 +148,8 @@ class Exchange:
             run, ctx, ev = self.run, self.ctx, self.ev
             assert run is not None
             chain = run.chain
-            out = run.heads(chain.request_headers, ctx.request.headers, ev.end_stream)
+            hooks = chain.request_headers
+            out = run.heads(hooks, ctx.request.headers, ev.end_stream) if hooks else PASS
             if isinstance(out, Suspended):
                 out = yield from settled(out)
             if out.reply is not None:
@@ -161,13 +162,9 @@ class Exchange:
             if ev.end_stream:
                 data = ev.body
                 if data and chain.request_data:
-                    out = run.data(chain.request_data, data, True)
-                    if isinstance(out, Suspended):
-                        out = yield from settled(out)
-                    if out.reply is not None:
-                        self.local_now(out.reply)
+                    data = yield from self._whole_body(run, chain.request_data, data)
+                    if data is None:
                         return
-                    data = out.data
                 body = BufferedBody(data)
             else:
                 body = yield from self._streamed_body(run, out.buffer_limit)
@@ -193,7 +190,8 @@ class Exchange:
         ctx.response = head
         whole = rbody.whole
         end = whole is not None and rbody.trailers is None
-        out = run.heads(chain.response_headers, head.headers, end and not whole)
+        hooks = chain.response_headers
+        out = run.heads(hooks, head.headers, end and not whole) if hooks else PASS
         if isinstance(out, Suspended):
             out = yield from settled(out)
         if out.reply is not None:
@@ -210,16 +208,24 @@ class Exchange:
             return
         data = whole
         if chain.response_data:
-            out = run.data(chain.response_data, whole, True)
-            if isinstance(out, Suspended):
-                out = yield from settled(out)
-            if out.reply is not None:
-                self.local_now(out.reply)
+            rewritten: bytes | None = yield from self._whole_body(run, chain.response_data, whole)
+            if rewritten is None:
                 return
-            data = out.data
+            data = rewritten
         if data is not whole:  # a filter rewrote it (else the codec frames it as it came)
             set_length(head.headers, len(data))
         down.send_response(head, end_stream=True, body=data)
+
+    def _whole_body(self, run: ChainRun, hooks: tuple[Hook, ...], data: bytes) -> Steps:
+        """A whole body through one direction's data hooks: what to send on, or ``None``
+        once a hook answered locally."""
+        out = run.data(hooks, data, True)
+        if isinstance(out, Suspended):
+            out = yield from settled(out)
+        if out.reply is not None:
+            self.local_now(out.reply)
+            return None
+        return out.data
 
     def attempt(self, request: UpstreamRequest) -> Steps:
         """The layers' terminal: one try (``upstream.py``)."""

@@ -15,18 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    Proc,
-    control,
-    free_port,
-    http_get,
-    send_then_reset,
-    simple_config,
-    start_echo,
-    start_flaky,
-    start_sidecar,
-    write_config,
-)
+from tests.support import Proc, control, http_get, send_then_reset, start_flaky, start_mesh
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +31,14 @@ def _mesh(
 ) -> tuple[int, Path, Proc]:
     log = tmp_path / "complete.log"
     chain = ", ".join([f"{{type: test-complete, config: {{path: '{log}'}}}}", *filters])
-    if upstream is None:
-        echo = start_echo(tmp_path)
-        procs.append(echo)
-        upstream = echo.port
-    port, admin = free_port(), free_port()
-    config = write_config(tmp_path, simple_config(upstream, port, admin, filters=f"[{chain}]"))
-    sidecar = start_sidecar(config, admin, "--log-level", "debug", env=plugin_env)
-    procs.append(sidecar)
+    port, sidecar = start_mesh(
+        tmp_path,
+        procs,
+        filters=f"[{chain}]",
+        env=plugin_env,
+        upstream=upstream,
+        args=("--log-level", "debug"),
+    )
     return port, log, sidecar
 
 

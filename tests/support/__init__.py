@@ -248,8 +248,10 @@ def start_mesh(
     env: dict[str, str] | None = None,
     upstream: int | None = None,
     extra: str = "",
+    args: tuple[str, ...] = (),
 ) -> tuple[int, Proc]:
-    """An echo upstream (unless ``upstream`` is given) behind one sidecar listener.
+    """An echo upstream (unless ``upstream`` is given) behind one sidecar listener
+    (``args``: more command-line arguments for the sidecar).
 
     Returns the listener's port and the sidecar; both processes go into ``procs``.
     """
@@ -259,7 +261,7 @@ def start_mesh(
         upstream = echo.port
     port, admin = free_port(), free_port()
     text = simple_config(upstream, port, admin, filters=filters) + extra
-    sidecar = start_sidecar(write_config(tmp, text), admin, env=env)
+    sidecar = start_sidecar(write_config(tmp, text), admin, *args, env=env)
     procs.append(sidecar)
     return port, sidecar
 

@@ -14,9 +14,9 @@ from plait.filters.circuit_breaker import (
     Overflow,
     parse_circuit_breaker,
 )
-from plait.sdk import StreamContext, UpstreamRequest, UpstreamResponse
+from plait.sdk import StreamContext, UpstreamCluster, UpstreamRequest, UpstreamResponse
 from plait.sdk.testing import check_filter
-from tests.filters._upstream import Script, cluster, context, request, through
+from tests.filters._upstream import Outcome, Script, cluster, context, request, through
 
 
 def test_conformance() -> None:
@@ -73,6 +73,18 @@ def test_ejected_endpoint_is_excluded_then_all_ejected_is_503() -> None:
     assert isinstance(outlier, dict) and outlier["10.0.0.0:80"]["state"] == "ejected"
 
 
+class Held(Script):
+    """Answers once ``gate`` is set."""
+
+    def __init__(self, upstream: UpstreamCluster, gate: anyio.Event, *outcomes: Outcome) -> None:
+        super().__init__(upstream, *outcomes)
+        self.gate = gate
+
+    async def __call__(self, ctx: StreamContext, request: UpstreamRequest) -> UpstreamResponse:
+        await self.gate.wait()
+        return await super().__call__(ctx, request)
+
+
 def test_a_try_waits_as_pending_for_a_slot_and_past_the_queue_overflows() -> None:
     upstream = cluster(1)
     raw = {upstream.name: {"maxConnections": 1, "maxPendingRequests": 1}}
@@ -80,12 +92,7 @@ def test_a_try_waits_as_pending_for_a_slot_and_past_the_queue_overflows() -> Non
     gate = anyio.Event()
     statuses: list[int] = []
 
-    class Held(Script):
-        async def __call__(self, ctx: StreamContext, request: UpstreamRequest) -> UpstreamResponse:
-            await gate.wait()
-            return await super().__call__(ctx, request)
-
-    script = Held(upstream, 200)
+    script = Held(upstream, gate, 200)
 
     async def one() -> None:
         ctx = context(upstream)
@@ -113,12 +120,7 @@ def test_a_pending_try_cancelled_leaves_no_slot_taken() -> None:
     breaker = CircuitBreaker(parse_circuit_breaker({"clusters": raw}))
     gate = anyio.Event()
 
-    class Held(Script):
-        async def __call__(self, ctx: StreamContext, request: UpstreamRequest) -> UpstreamResponse:
-            await gate.wait()
-            return await super().__call__(ctx, request)
-
-    script = Held(upstream, 200)
+    script = Held(upstream, gate, 200)
 
     async def one() -> None:
         ctx = context(upstream)
