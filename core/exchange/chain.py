@@ -113,26 +113,19 @@ class _Raised:
         self.exc = exc
 
 
-async def _guard(awaitable: Awaitable[Any]) -> Any:
-    """An async hook's result, or what it raised (contained by the walk it resumes)."""
-    try:
-        return await awaitable
-    except Exception as exc:
-        return _Raised(exc)
-
-
 class Suspended:
     """A walk stopped at an async hook: await ``awaitable``, then :meth:`resume`."""
 
     __slots__ = ("_args", "_walk", "awaitable")
 
     def __init__(self, awaitable: Awaitable[Any], walk: Callable[..., Any], args: tuple[Any, ...]):
-        self.awaitable = _guard(awaitable)
+        self.awaitable = awaitable
         self._walk = walk
         self._args = args
 
     def resume(self, result: object) -> PhaseOutcome | Suspended:
-        """The same walk, from the async hook, with its awaited result."""
+        """The same walk, from the async hook, with its awaited result (a ``_Raised``:
+        what it raised, contained as a sync hook's failure would be)."""
         outcome: PhaseOutcome | Suspended = self._walk(*self._args, result)
         return outcome
 
@@ -140,7 +133,11 @@ class Suspended:
 def settled(out: PhaseOutcome | Suspended) -> Generator[Awaitable[Any], Any, PhaseOutcome]:
     """A phase's outcome, yielding each async hook's awaitable to the driver."""
     while type(out) is Suspended:
-        out = out.resume((yield out.awaitable))
+        try:
+            result = yield out.awaitable
+        except Exception as exc:
+            result = _Raised(exc)
+        out = out.resume(result)
     assert type(out) is PhaseOutcome
     return out
 

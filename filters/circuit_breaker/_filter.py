@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-import anyio
-
 from plait.sdk import (
     HttpFilter,
     NoHealthyUpstream,
@@ -111,12 +109,7 @@ class CircuitBreaker(HttpFilter):
         state = _state(cluster)
         one = _Try(cluster, config, state)
         if not state.limits.try_acquire(config):
-            try:
-                waiter = state.limits.enqueue(config)
-            except Overflow:
-                cluster.count("overflow")
-                raise
-            return Pending(_queued(one, waiter, request))
+            return Pending(_queued(one, request))  # (it may also overflow at once)
         _steer(one, request)
         return one
 
@@ -131,9 +124,17 @@ class CircuitBreaker(HttpFilter):
             _done(one, ctx, status)
 
 
-async def _queued(one: _Try, waiter: anyio.Event, request: UpstreamRequest) -> _Try:
-    """The try waits as pending for a slot; then it is steered like any other."""
-    await one.state.limits.wait(waiter)
+async def _queued(one: _Try, request: UpstreamRequest) -> _Try:
+    """No slot was free: the try waits as pending for one (or overflows), then it is
+    steered like any other. Queued only once awaited, so a request abandoned before
+    leaves nothing in the queue."""
+    limits = one.state.limits
+    try:
+        waiter = limits.enqueue(one.config)
+    except Overflow:
+        one.cluster.count("overflow")
+        raise
+    await limits.wait(waiter)
     _steer(one, request)  # (gives the slot back itself if it raises)
     return one
 

@@ -230,3 +230,22 @@ async def test_stream_independent_filters_share_one_instance() -> None:
     for _ in range(5):
         chain.start(ctx())
     assert Counter.made == 5
+
+
+class AsyncBoom(PassThroughFilter):
+    async def on_request_headers(
+        self, ctx: StreamContext, headers: Headers, end: bool
+    ) -> FilterResult:
+        raise ValueError("boom, after an await")
+
+
+async def test_an_async_hook_that_raises_is_contained_like_a_sync_one() -> None:
+    failed: list[str] = []
+    log: list[str] = []
+    chain = Chain([entry(AsyncBoom, name="aboom"), entry(Recorder, ("r", log))], failed.append)
+    out = await request_headers(chain.start(ctx()), Headers())
+    assert out.reply is not None and out.reply.reason == "filter aboom failed"
+    assert failed == ["aboom"] and log == []
+    chain = Chain([entry(AsyncBoom, fail=FailStrategy.FAIL_OPEN), entry(Recorder, ("r", log))])
+    assert (await request_headers(chain.start(ctx()), Headers())).reply is None
+    assert log == ["r.req"]  # the walk resumed after the failed async hook
