@@ -50,7 +50,6 @@ from plait.sdk import (
     StreamContext,
     UpstreamCluster,
     UpstreamRequest,
-    UpstreamResponse,
 )
 
 from ..codec import RequestReceived
@@ -177,44 +176,41 @@ class Exchange:
                 response = yield from tries(run, request, self.attempt, drive, deadline)
             else:
                 response = yield from attempt(self, request)
-            yield from self._respond(run, response)
+            # the response phase, then the response to the client (whole, or streamed)
+            down, head, rbody = self.down, response.head, response.body
+            ctx.response = head
+            whole = rbody.whole
+            end = whole is not None and rbody.trailers is None
+            hooks = chain.response_headers
+            out = run.heads(hooks, head.headers, end and not whole) if hooks else PASS
+            if isinstance(out, Suspended):
+                out = yield from settled(out)
+            if out.reply is not None:
+                self.local_now(out.reply)
+                return
+            if whole is None and out.buffer_limit:
+                try:
+                    whole = yield rbody.read_all(out.buffer_limit)
+                except BodyTooLarge:
+                    self.local_now(LocalReply(500, reason="response body too large for a filter"))
+                    return
+            if whole is None or rbody.trailers is not None:
+                yield from self._stream_response(run, rbody, head)
+                return
+            data = whole
+            if chain.response_data:
+                hooks = chain.response_data
+                rewritten: bytes | None = yield from self._whole_body(run, hooks, whole)
+                if rewritten is None:
+                    return
+                data = rewritten
+            if data is not whole:  # a filter rewrote it (else the codec frames it as it came)
+                set_length(head.headers, len(data))
+            down.send_response(head, end_stream=True, body=data)
         except Exception as exc:
             self.failed(exc)
             return
         yield DONE
-
-    def _respond(self, run: ChainRun, response: UpstreamResponse) -> Steps:
-        """The response phase, then the response to the client (whole, or streamed)."""
-        chain, ctx = run.chain, self.ctx
-        down, head, rbody = self.down, response.head, response.body
-        ctx.response = head
-        whole = rbody.whole
-        end = whole is not None and rbody.trailers is None
-        hooks = chain.response_headers
-        out = run.heads(hooks, head.headers, end and not whole) if hooks else PASS
-        if isinstance(out, Suspended):
-            out = yield from settled(out)
-        if out.reply is not None:
-            self.local_now(out.reply)
-            return
-        if whole is None and out.buffer_limit:
-            try:
-                whole = yield rbody.read_all(out.buffer_limit)
-            except BodyTooLarge:
-                self.local_now(LocalReply(500, reason="response body too large for a filter"))
-                return
-        if whole is None or rbody.trailers is not None:
-            yield from self._stream_response(run, rbody, head)
-            return
-        data = whole
-        if chain.response_data:
-            rewritten: bytes | None = yield from self._whole_body(run, chain.response_data, whole)
-            if rewritten is None:
-                return
-            data = rewritten
-        if data is not whole:  # a filter rewrote it (else the codec frames it as it came)
-            set_length(head.headers, len(data))
-        down.send_response(head, end_stream=True, body=data)
 
     def _whole_body(self, run: ChainRun, hooks: tuple[Hook, ...], data: bytes) -> Steps:
         """A whole body through one direction's data hooks: what to send on, or ``None``
