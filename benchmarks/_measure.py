@@ -110,7 +110,7 @@ def measure_target(
         _run_phase(res, settings, f"c{conns}", pgid, wrk(conns, settings.duration))
     for rate in settings.rates:
         _run_phase(res, settings, f"ol{rate}", pgid, openloop(rate))
-    if settings.h2:
+    if settings.h2 and run.spec.h2:
         _run_phase(res, settings, "h2", pgid, h2)
     _memory(res, pgid, "load")
     foreign = [v for k, v in res.figures.items() if k.endswith("_foreign_pct")]

@@ -1,8 +1,9 @@
 """Summaries across rounds, the printed tables, and the JSON file.
 
 Every figure is summarized over rounds as median [min..max]. Ratios are taken
-*within a round* (target / nginx and target / no proxy measured minutes apart on
-this drifting VM would mean little), then summarized the same way.
+*within a round* (target / nginx, target / reference proxy and target / no proxy
+measured minutes apart on this drifting VM would mean little), then summarized the
+same way.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def summarize(rounds: Rounds, targets: Sequence[str]) -> dict[str, dict[str, Any
             per[k] = {
                 **(_stats(vals) or {}),
                 "x_nginx": _stats(_ratios(rounds, t, "nginx", k)),
+                "x_reference": _stats(_ratios(rounds, t, "reference", k)),
                 "x_direct": _stats(_ratios(rounds, t, "direct", k)),
             }
         summary[t] = per
@@ -90,8 +92,10 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([title, sep, line(header), sep, *map(line, rows), ""])
 
 
-# (column header, figure key, what to show: "v" value, "n" ratio to nginx, "d" ratio to no proxy)
+# (column header, figure key, what to show: "v" value, or the ratio to "n" nginx,
+# "r" the reference proxy, "d" no proxy)
 Column = tuple[str, str, str]
+_RATIO = {"n": "x_nginx", "r": "x_reference", "d": "x_direct"}
 
 
 def _rows(
@@ -109,7 +113,7 @@ def _rows(
             elif show == "v":
                 row.append(_cell(st))
             else:
-                row.append(_cell(st["x_nginx" if show == "n" else "x_direct"], _ratio))
+                row.append(_cell(st.get(_RATIO[show]), _ratio))
         rows.append(row)
     return rows
 
@@ -129,13 +133,15 @@ def format_tables(
 ) -> str:
     """The human-readable report: one table per question."""
     out = [
-        f"Figures: median [min..max] over {rounds} round(s). Columns '/nginx' and '/direct' are "
-        "ratios to nginx and to no proxy, "
-        "taken within each round, then summarized.\n"
+        f"Figures: median [min..max] over {rounds} round(s). Columns '/nginx', '/ref' and "
+        "'/direct' are ratios to nginx, to the reference proxy (the CPython limit of a "
+        "featureless proxy) and to no proxy, taken within each round, then summarized.\n"
     ]
     out.append(_section("Throughput, HTTP/1.1 keep-alive (wrk -t1), req/s", summary, labels, [
-        ("c16", "c16_rps", "v"), ("/nginx", "c16_rps", "n"), ("/direct", "c16_rps", "d"),
-        ("c64", "c64_rps", "v"), ("/nginx", "c64_rps", "n"), ("/direct", "c64_rps", "d"),
+        ("c16", "c16_rps", "v"), ("/nginx", "c16_rps", "n"), ("/ref", "c16_rps", "r"),
+        ("/direct", "c16_rps", "d"),
+        ("c64", "c64_rps", "v"), ("/nginx", "c64_rps", "n"), ("/ref", "c64_rps", "r"),
+        ("/direct", "c64_rps", "d"),
         ("errors", "c64_errors", "v"),
     ]))  # fmt: skip
     for r in rates:
@@ -147,7 +153,8 @@ def format_tables(
                 ("p50", f"{k}_p50_us", "v"), ("p99", f"{k}_p99_us", "v"),
                 ("max", f"{k}_max_us", "v"), ("send p50", f"{k}_send_p50_us", "v"),
                 ("send p99", f"{k}_send_p99_us", "v"), ("p50 /nginx", f"{k}_p50_us", "n"),
-                ("p99 /nginx", f"{k}_p99_us", "n"), ("p99 /direct", f"{k}_p99_us", "d"),
+                ("p99 /nginx", f"{k}_p99_us", "n"), ("p99 /ref", f"{k}_p99_us", "r"),
+                ("p99 /direct", f"{k}_p99_us", "d"),
                 ("errors", f"{k}_errors", "v"),
             ],
         ))  # fmt: skip
@@ -164,6 +171,7 @@ def format_tables(
         "proxy's CPU us per request", summary, labels, [
             ("c64 core0%", "c64_core0_busy", "v"), ("c64 core1%", "c64_core1_busy", "v"),
             ("c64 us/req", "c64_proxy_cpu_us", "v"), ("/nginx", "c64_proxy_cpu_us", "n"),
+            ("/ref", "c64_proxy_cpu_us", "r"),
             ("h2 core1%", "h2_core1_busy", "v"), ("h2 us/req", "h2_proxy_cpu_us", "v"),
             (f"{rates[-1]}/s us/req" if rates else "-",
              f"ol{rates[-1]}_proxy_cpu_us" if rates else "-", "v"),

@@ -25,11 +25,13 @@ REPO = Path(__file__).resolve().parent.parent
 class TargetSpec:
     name: str
     label: str
-    kind: str  # "direct" | "nginx" | "haproxy" | "plait"
+    kind: str  # "direct" | "nginx" | "haproxy" | "reference" | "plait"
     workers: int = 1
     filters: int = 0
     resilience: bool = False
     """An HTTPRoute with ``retry`` and a BackendTrafficPolicy: retry + breaker + P2C-EWMA."""
+    h2: bool = True
+    """Serves h2c on its second port (the h2load phase is skipped otherwise)."""
     checkout: Path = REPO
     """The plait checkout whose build runs (its ``.venv``): another one, e.g. a git
     worktree of the commit before a change set up with ``scripts/setup.sh``, measures
@@ -42,6 +44,7 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("direct", "no proxy", "direct"),
         TargetSpec("nginx", "nginx (1 worker)", "nginx"),
         TargetSpec("haproxy", "HAProxy (1 thread)", "haproxy"),
+        TargetSpec("reference", "reference (minimal Python)", "reference", h2=False),
         TargetSpec("plait", "plait 1w", "plait"),
         TargetSpec("plait-5f", "plait 1w, 5 filters", "plait", filters=5),
         TargetSpec("plait-res", "plait 1w, retry+breaker+P2C", "plait", resilience=True),
@@ -126,6 +129,14 @@ def _start_plait(
     return proc
 
 
+def _start_reference(base: Path, spec: TargetSpec, port: int, upstream_port: int) -> Proc:
+    """``benchmarks/reference_proxy.py`` on this checkout's interpreter (HTTP/1.1 only)."""
+    d = _workdir(base, spec.name)
+    argv = [sys.executable, "-m", "benchmarks.reference_proxy", "--listen", f"127.0.0.1:{port}"]
+    argv += ["--upstream", f"127.0.0.1:{upstream_port}"]
+    return Proc(spec.name, argv, PROXY_CORE, d / "stdout.log", cwd=REPO).start()
+
+
 def start_target(base: Path, spec: TargetSpec, upstream: Upstream, ready_timeout: float) -> Running:
     """Start ``spec`` (its files in a new directory under ``base``); check a request through it.
 
@@ -147,6 +158,8 @@ def start_target(base: Path, spec: TargetSpec, upstream: Upstream, ready_timeout
             )
             argv = ["haproxy", "-db", "-f", str(d / "haproxy.cfg")]
             proc = Proc(spec.name, argv, PROXY_CORE, d / "stdout.log").start()
+        elif spec.kind == "reference":
+            proc = _start_reference(base, spec, ports[0], upstream.h1_port)
         elif spec.kind == "plait":
             proc = _start_plait(base, spec, ports, upstream.h1_port, ready_timeout)
         else:

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.ab plait plait-res [--pairs 12] [--secs 3] [-c 64]
     .venv/bin/python -m benchmarks.ab nginx plait --rate 1000 [--pairs 6] [--secs 8]
+    .venv/bin/python -m benchmarks.ab reference plait   # plait / the reference proxy
     .venv/bin/python -m benchmarks.ab plait plait --b-checkout ../base   # two builds
 
 ``--b-checkout DIR`` runs target B from another plait checkout's build (its

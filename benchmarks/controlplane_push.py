@@ -90,8 +90,8 @@ async def main_async(args: argparse.Namespace) -> None:
            "--health-interval", "0"]  # fmt: skip
     with subprocess.Popen(cmd) as cp:
         try:
-            wait_port(api, timeout=20, proc=cp)  # type: ignore[arg-type]
-            wait_port(xds, timeout=20, proc=cp)  # type: ignore[arg-type]
+            wait_port(api, timeout=20, proc=cp)
+            wait_port(xds, timeout=20, proc=cp)
             token = (data / "admin-token").read_text().strip()
             apply(api, token, mesh(args.services, 90, 10))
             meta = struct_pb2.Struct()

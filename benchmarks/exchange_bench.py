@@ -127,7 +127,7 @@ async def _run(n_filters: int, n: int, resilience: bool = False) -> float:
     lrt = runtime.snapshot.listeners["outbound|18080"]
     for crt in runtime.snapshot.clusters.values():
         crt.pools = [_Pool(p.endpoint) for p in crt.pools]  # type: ignore[misc]
-        crt._next = lambda c=crt: c.pools[0]  # type: ignore[misc]
+        crt._next = lambda c=crt: c.pools[0]
         crt.by_key = {p.key: p for p in crt.pools}
     down = _Down()
     server = down.codec

@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.run [--duration 10] [--rounds 3] [--targets a,b] [--quick]
 
 Targets (``--targets``, comma-separated, in this order): direct (no proxy),
-nginx, haproxy, plait, plait-5f, plait-2w. A target that does not start or
+nginx, haproxy, reference (benchmarks/reference_proxy.py), plait, plait-5f,
+plait-res, plait-2w. A target that does not start or
 does not relay a request is reported as unavailable and skipped in later rounds.
 
 Placement: load generators and the upstream on core 0, the proxy on core 1.
