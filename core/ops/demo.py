@@ -42,7 +42,7 @@ __all__ = [
     "wait_ready",
 ]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo" / "mesh.yaml"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo" / "mesh.yaml"
 
 
 class _App(BaseHTTPRequestHandler):
