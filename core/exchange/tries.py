@@ -48,9 +48,9 @@ from plait.sdk import (
 from .actions import Backoff
 from .chain import ChainRun, Layer
 
-__all__ = ["Steps", "Terminal", "tries"]
-
 log = logging.getLogger(__name__)
+
+__all__ = ["Steps", "Terminal", "tries"]
 
 Steps = Generator[Any, Any, UpstreamResponse]
 Terminal = Callable[[UpstreamRequest], Steps]
@@ -73,6 +73,96 @@ class _Entered:
         self.tries = 0
 
 
+class _Walk:
+    """One request's pass through the layers, kept between the generator's yields.
+    Entering and leaving are plain methods: only the waits are the generator's."""
+
+    __slots__ = ("ctx", "deadline", "entered", "error", "pending", "response", "run")
+
+    def __init__(self, run: ChainRun, deadline: float) -> None:
+        self.run = run
+        self.ctx = run.ctx
+        self.deadline = deadline
+        self.entered: list[_Entered] = []
+        self.response: UpstreamResponse | None = None
+        self.error: BaseException | None = None
+        self.pending: Awaitable[Any] | None = None
+
+    def reset(self) -> None:
+        """A new try: no outcome yet. (A method, not assignments at the call site: mypy
+        would narrow the attributes to ``None`` there, and mypyc compile that in.)"""
+        self.response = None
+        self.error = None
+
+    def enter(self, request: UpstreamRequest, pos: int) -> int:
+        """Enter the layers from ``pos`` inwards; where it stopped: ``len(layers)`` (make
+        the try), or a layer that needs the driver (``around_upstream``, or ``pending``
+        set), or one whose ``before_try`` raised (``error`` set)."""
+        run, ctx, entered = self.run, self.ctx, self.entered
+        layers, skipped, instances = run.chain.layers, run.skipped, run.instances
+        while pos < len(layers):
+            layer = layers[pos]
+            if skipped is not None and layer.index in skipped:
+                pos += 1
+                continue
+            if layer.around is not None:
+                return pos
+            instance = instances[layer.index]
+            state: object = None
+            if layer.before is not None:
+                try:
+                    state = layer.before(instance, ctx, request)
+                except Exception as exc:
+                    self.error = exc
+                    return pos
+                if type(state) is Pending:
+                    self.pending = state.ready
+                    return pos
+            entered.append(_Entered(pos, layer, instance, state, request))
+            pos += 1
+        return pos
+
+    def entered_with(self, pos: int, state: object, request: UpstreamRequest) -> None:
+        """The layer at ``pos`` entered with a ``Pending``'s result as its state."""
+        layer = self.run.chain.layers[pos]
+        instance = self.run.instances[layer.index]
+        self.entered.append(_Entered(pos, layer, instance, state, request))
+
+    def leave(self, abandoning: bool = False) -> TryAgain | None:
+        """Leave the entered layers, innermost first, with the try's outcome; a layer's
+        ``TryAgain`` (that layer stays entered), or ``None`` when all are left (always,
+        ``abandoning``)."""
+        entered, ctx = self.entered, self.ctx
+        outcome: TryOutcome[Any] | None = None  # one per walk, handed from layer to layer
+        while entered:
+            one = entered.pop()
+            one.tries += 1
+            if one.after is None:
+                continue
+            if outcome is None:
+                outcome = TryOutcome(self.response, self.error, one.state, one.tries, self.deadline)
+            else:
+                outcome.response, outcome.error = self.response, self.error
+                outcome.state, outcome.tries = one.state, one.tries
+            try:
+                again: TryAgain | None = one.after(one.instance, ctx, one.request, outcome)
+            except Exception as exc:
+                if abandoning:
+                    log.exception("stream %s: layer failed on abandon", ctx.stream_id)
+                else:
+                    self.response, self.error = None, exc
+                continue
+            if again is not None and not abandoning:
+                entered.append(one)
+                return again
+        return None
+
+    def abandon(self) -> None:
+        """Leave every entered layer with a cancellation (results and errors ignored)."""
+        self.response, self.error = None, asyncio.CancelledError()
+        self.leave(abandoning=True)
+
+
 def tries(
     run: ChainRun,
     request: UpstreamRequest,
@@ -83,88 +173,51 @@ def tries(
 ) -> Steps:
     """The layers from ``start`` inwards around ``terminal``; the final response (or raise).
     ``drive`` runs a nested walk for ``around_upstream``'s ``call_next``."""
-    layers, instances, ctx = run.chain.layers, run.instances, run.ctx
-    entered: list[_Entered] = []
+    walk = _Walk(run, deadline)
+    layers = run.chain.layers
     pos = start
     try:
         while True:
-            response: UpstreamResponse | None = None
-            error: Exception | None = None
-            while pos < len(layers):  # 1. enter
+            walk.reset()
+            pos = walk.enter(request, pos)  # 1. enter
+            while pos < len(layers) and walk.error is None:
                 layer = layers[pos]
-                if run.skipped is not None and layer.index in run.skipped:
-                    pos += 1
-                    continue
-                instance = instances[layer.index]
                 if layer.around is not None:
                     inner = _call_next(run, terminal, drive, deadline, pos + 1)
+                    instance = run.instances[layer.index]
                     try:
-                        response = yield layer.around(instance, ctx, request, inner)
+                        walk.response = yield layer.around(instance, walk.ctx, request, inner)
                     except Exception as exc:
-                        error = exc
+                        walk.error = exc
                     break
-                state: object = None
-                if layer.before is not None:
-                    try:
-                        state = layer.before(instance, ctx, request)
-                        if type(state) is Pending:
-                            state = yield state.ready
-                    except Exception as exc:
-                        error = exc
-                        break
-                entered.append(_Entered(pos, layer, instance, state, request))
-                pos += 1
-            else:  # 2. the try
+                ready, walk.pending = walk.pending, None
                 try:
-                    response = yield from terminal(request)
+                    state = yield ready  # a Pending: its result is the layer's state
                 except Exception as exc:
-                    error = exc
-            again: TryAgain | None = None
-            outcome: TryOutcome[Any] | None = None  # one per walk, handed from layer to layer
-            while entered:  # 3. leave
-                one = entered.pop()
-                one.tries += 1
-                if one.after is None:
-                    continue
-                if outcome is None:
-                    outcome = TryOutcome(response, error, one.state, one.tries, deadline)
-                else:
-                    outcome.response, outcome.error = response, error
-                    outcome.state, outcome.tries = one.state, one.tries
-                try:
-                    again = one.after(one.instance, ctx, one.request, outcome)
-                except Exception as exc:
-                    response, error = None, exc
-                    continue
-                if again is not None:
-                    entered.append(one)
+                    walk.error = exc
                     break
+                walk.entered_with(pos, state, request)
+                pos = walk.enter(request, pos + 1)
+            if pos == len(layers) and walk.error is None:  # 2. the try
+                try:
+                    walk.response = yield from terminal(request)
+                except Exception as exc:
+                    walk.error = exc
+            again = walk.leave()  # 3. leave
             if again is None:
-                if error is not None:
-                    raise error
-                assert response is not None
-                return response
+                if walk.error is not None:
+                    raise walk.error
+                assert walk.response is not None
+                return walk.response
+            response = walk.response
             if response is not None and response.body.whole is None:
                 yield _discard(response)
             if again.after > 0:
                 yield Backoff(again.after)
-            request, pos = again.request, entered[-1].pos + 1
+            request, pos = again.request, walk.entered[-1].pos + 1
     except BaseException:  # closed (cancelled) mid-walk: leave what is entered
-        _abandon(run, entered, deadline)
+        walk.abandon()
         raise
-
-
-def _abandon(run: ChainRun, entered: list[_Entered], deadline: float) -> None:
-    cancelled = asyncio.CancelledError()
-    while entered:
-        one = entered.pop()
-        if one.after is None:
-            continue
-        try:
-            outcome = TryOutcome(None, cancelled, one.state, one.tries + 1, deadline)
-            one.after(one.instance, run.ctx, one.request, outcome)
-        except Exception:
-            log.exception("stream %s: layer failed on abandon", run.ctx.stream_id)
 
 
 async def _discard(response: UpstreamResponse) -> None:
