@@ -38,14 +38,35 @@ def test_listed_modules_are_loaded_from_their_c_extensions() -> None:
 
 
 def test_filters_can_still_subclass_the_sdk_base_classes() -> None:
-    """Native (compiled) classes cannot be subclassed by interpreted code: the SDK's
-    base classes for filters and bodies must stay subclassable."""
+    """Native (compiled) classes cannot be subclassed by interpreted code unless they
+    allow it: the SDK's filter base (compiled, ``allow_interpreted_subclasses``) and its
+    body bases (interpreted) must stay subclassable, with state and async hooks."""
     import anyio
 
-    from plait.sdk import BufferedBody, MessageBody, PassThroughFilter
+    from plait.sdk import (
+        BufferedBody,
+        FilterResult,
+        Headers,
+        HttpFilter,
+        MessageBody,
+        PassThroughFilter,
+        StreamContext,
+    )
+    from plait.sdk.testing import make_context
 
     class MyFilter(PassThroughFilter):
-        pass
+        def __init__(self) -> None:
+            self.seen = 0
+
+        async def on_request_headers(
+            self, ctx: StreamContext, headers: Headers, end_stream: bool
+        ) -> FilterResult:
+            self.seen += 1
+            return None
+
+    mine, ctx = MyFilter(), make_context()
+    assert anyio.run(mine.on_request_headers, ctx, ctx.request.headers, True) is None
+    assert mine.seen == 1 and isinstance(mine, HttpFilter)
 
     class MyBody(MessageBody):
         async def read(self) -> bytes:
