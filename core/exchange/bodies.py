@@ -31,7 +31,8 @@ from ..codec import (
     TrailersReceived,
 )
 from ..upstream.stream import UpstreamStream
-from .chain import ChainRun, Hook, PhaseOutcome, settle
+from .chain import ChainRun, Hook
+from .phase import PhaseOutcome, settle
 from .streams import Downstream
 
 if TYPE_CHECKING:

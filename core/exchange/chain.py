@@ -17,8 +17,8 @@ One walk per phase, for sync and async hooks alike: :meth:`ChainRun.heads`,
 :meth:`ChainRun.data` and :meth:`ChainRun.trailers` call the hooks in order and
 return the phase's :class:`PhaseOutcome`; at an ``async`` hook they return a
 :class:`Suspended` instead, which holds the hook's awaitable and the place to
-resume from. Whoever awaits it (the exchange's driver, through :func:`settled`)
-resumes the same walk with the result.
+resume from (``phase.py``). Whoever awaits it (the exchange's driver, through
+``settled``) resumes the same walk with the result.
 
 Invariants:
   * ``on_stream_complete`` runs exactly once per instance (:meth:`ChainRun.complete`).
@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from plait.sdk import (
     HOOK_NAMES,
@@ -51,18 +51,9 @@ from plait.sdk import (
 )
 
 from ..config import FilterEntry
-from .actions import drive
+from .phase import NOTHING, PASS, PhaseOutcome, Raised, Suspended
 
-__all__ = [
-    "PASS",
-    "Chain",
-    "ChainRun",
-    "FilterFailureCounter",
-    "PhaseOutcome",
-    "Suspended",
-    "settle",
-    "settled",
-]
+__all__ = ["Chain", "ChainRun", "FilterFailureCounter", "Hook", "Layer"]
 
 log = logging.getLogger(__name__)
 
@@ -84,70 +75,6 @@ class Layer:
     before: Callable[..., Any] | None
     after: Callable[..., Any] | None
     around: Callable[..., Any] | None
-
-
-@dataclass(slots=True)
-class PhaseOutcome:
-    """What a phase's walk decided.
-
-    ``reply`` set: answer locally. ``buffer_from`` set: collect the whole body, then
-    walk the data hooks again from there. ``buffer_limit``: a head hook asked for the
-    whole body first. ``data``: the (possibly rewritten) chunk to pass on.
-    """
-
-    reply: LocalReply | None = None
-    buffer_from: int | None = None
-    buffer_limit: int = 0
-    data: bytes = b""
-
-
-PASS: Final = PhaseOutcome()
-"""A phase that changed nothing (also what a phase without hooks gives, unwalked)."""
-_NOTHING: Final = object()  # no awaited result to resume with
-
-
-class _Raised:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
-
-
-class Suspended:
-    """A walk stopped at an async hook: await ``awaitable``, then :meth:`resume`."""
-
-    __slots__ = ("_args", "_walk", "awaitable")
-
-    def __init__(self, awaitable: Awaitable[Any], walk: Callable[..., Any], args: tuple[Any, ...]):
-        self.awaitable = awaitable
-        self._walk = walk
-        self._args = args
-
-    def resume(self, result: object) -> PhaseOutcome | Suspended:
-        """The same walk, from the async hook, with its awaited result (a ``_Raised``:
-        what it raised, contained as a sync hook's failure would be)."""
-        outcome: PhaseOutcome | Suspended = self._walk(*self._args, result)
-        return outcome
-
-
-def settled(out: PhaseOutcome | Suspended) -> Generator[Awaitable[Any], Any, PhaseOutcome]:
-    """A phase's outcome, yielding each async hook's awaitable to the driver."""
-    while type(out) is Suspended:
-        try:
-            result = yield out.awaitable
-        except Exception as exc:
-            result = _Raised(exc)
-        out = out.resume(result)
-    assert type(out) is PhaseOutcome
-    return out
-
-
-async def settle(out: PhaseOutcome | Suspended) -> PhaseOutcome:
-    """A walk's outcome in async code (a body, a tunnel): its async hooks awaited."""
-    if type(out) is PhaseOutcome:
-        return out
-    settled_out: PhaseOutcome = await drive(settled(out))
-    return settled_out
 
 
 def _implemented(cls: type, name: str) -> Callable[..., Any] | None:
@@ -238,7 +165,7 @@ class ChainRun:
         end_stream: bool,
         start: int = 0,
         limit: int = 0,
-        awaited: object = _NOTHING,
+        awaited: object = NOTHING,
     ) -> PhaseOutcome | Suspended:
         """Walk head hooks (``chain.request_headers`` or ``response_headers``). A ``Buffer``
         does not stop the walk: the smallest limit asked is the outcome's ``buffer_limit``."""
@@ -247,20 +174,20 @@ class ChainRun:
             h = hooks[pos]
             if skipped is not None and h.index in skipped:
                 continue
-            if awaited is not _NOTHING:
-                res, awaited = awaited, _NOTHING
+            if awaited is not NOTHING:
+                res, awaited = awaited, NOTHING
             else:
                 try:
                     res = h.fn(self.instances[h.index], ctx, headers, end_stream)
                 except Exception as exc:
-                    res = _Raised(exc)
+                    res = Raised(exc)
                 else:
                     if h.is_async:
                         args = (hooks, headers, end_stream, pos, limit)
                         return Suspended(res, self.heads, args)
             if res is None or type(res) is Continue:
                 continue
-            if type(res) is _Raised:
+            if type(res) is Raised:
                 res = self._contain(h.index, "headers", res.exc)
                 if res is None:
                     continue
@@ -280,7 +207,7 @@ class ChainRun:
         end_stream: bool,
         start: int = 0,
         stop: int = -1,
-        awaited: object = _NOTHING,
+        awaited: object = NOTHING,
     ) -> PhaseOutcome | Suspended:
         """Walk data hooks ``start..stop`` (positions in the phase's order; -1: to the end)."""
         ctx, skipped = self.ctx, self.skipped
@@ -288,19 +215,19 @@ class ChainRun:
             h = hooks[pos]
             if skipped is not None and h.index in skipped:
                 continue
-            if awaited is not _NOTHING:
-                res, awaited = awaited, _NOTHING
+            if awaited is not NOTHING:
+                res, awaited = awaited, NOTHING
             else:
                 try:
                     res = h.fn(self.instances[h.index], ctx, data, end_stream)
                 except Exception as exc:
-                    res = _Raised(exc)
+                    res = Raised(exc)
                 else:
                     if h.is_async:
                         return Suspended(res, self.data, (hooks, data, end_stream, pos, stop))
             if res is None:
                 continue
-            if type(res) is _Raised:
+            if type(res) is Raised:
                 reply = self._contain(h.index, "data", res.exc)
                 if reply is not None:
                     return PhaseOutcome(reply=reply)
@@ -319,24 +246,24 @@ class ChainRun:
         return PhaseOutcome(data=data)
 
     def trailers(
-        self, hooks: tuple[Hook, ...], trailers: Headers, start: int = 0, awaited: object = _NOTHING
+        self, hooks: tuple[Hook, ...], trailers: Headers, start: int = 0, awaited: object = NOTHING
     ) -> PhaseOutcome | Suspended:
         """Walk trailer hooks; only a ``LocalReply`` (or a failure) changes anything."""
         for pos in range(start, len(hooks)):
             h = hooks[pos]
             if self.skipped is not None and h.index in self.skipped:
                 continue
-            if awaited is not _NOTHING:
-                res, awaited = awaited, _NOTHING
+            if awaited is not NOTHING:
+                res, awaited = awaited, NOTHING
             else:
                 try:
                     res = h.fn(self.instances[h.index], self.ctx, trailers)
                 except Exception as exc:
-                    res = _Raised(exc)
+                    res = Raised(exc)
                 else:
                     if h.is_async:
                         return Suspended(res, self.trailers, (hooks, trailers, pos))
-            if type(res) is _Raised:
+            if type(res) is Raised:
                 res = self._contain(h.index, "trailers", res.exc)
             if isinstance(res, LocalReply):
                 return PhaseOutcome(reply=res)

@@ -56,8 +56,9 @@ from ..codec import RequestReceived
 from ..upstream.stream import UpstreamStream
 from .actions import DONE, Steps, drive
 from .bodies import BodyStage, LocalReplyRaised, RequestBody
-from .chain import PASS, ChainRun, Hook, Suspended, settled
+from .chain import ChainRun, Hook
 from .errors import grpc_reply, is_grpc, local_reply_head, primary
+from .phase import PASS, Suspended, settled
 from .streams import Downstream
 from .tries import tries
 from .tunnel import run_upgrade

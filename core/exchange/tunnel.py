@@ -19,7 +19,7 @@ from plait.sdk import NoHealthyUpstream, UpstreamReset
 from ..codec import InformationalReceived, RequestReceived, ResponseReceived, TunnelData
 from ..upstream.stream import UpstreamStream
 from .bodies import UpstreamBody
-from .chain import settle
+from .phase import settle
 from .streams import Downstream
 
 if TYPE_CHECKING:

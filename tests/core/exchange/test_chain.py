@@ -10,7 +10,8 @@ import pytest
 from plait.core.config import FilterEntry
 from plait.core.exchange.actions import Steps, drive
 from plait.core.exchange.bodies import BodyStage
-from plait.core.exchange.chain import Chain, ChainRun, PhaseOutcome, settle
+from plait.core.exchange.chain import Chain, ChainRun
+from plait.core.exchange.phase import PhaseOutcome, settle
 from plait.core.exchange.tries import tries
 from plait.sdk import (
     Buffer,
