@@ -92,7 +92,7 @@ def _runtime(n_filters: int, resilience: bool) -> Runtime:
 
 async def _one(down: H1Connection, down_t: _Transport) -> None:
     """One request in; returns once its response went out (the upstream answer runs as
-    a loop callback; a chain with layers continues in the connection's task)."""
+    a loop callback, with or without upstream layers: their policies are plain calls)."""
     done = down_t.writes + 1
     down.data_received(REQUEST)
     while down_t.writes < done:

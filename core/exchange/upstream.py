@@ -36,6 +36,7 @@ from .actions import Steps, WaitHead, Within
 from .bodies import ClientLeft, LocalReplyRaised, UpstreamBody
 
 if TYPE_CHECKING:
+    from ..upstream._manager import ClusterRuntime
     from .machine import Exchange
 
 __all__ = ["DEADLINE_HEADER", "attempt", "caller_deadline", "received", "set_length"]
@@ -63,7 +64,7 @@ def attempt(ex: Exchange, request: UpstreamRequest) -> Steps:
             if not write_now(ex, stream, request):
                 yield from _write_streamed(ex, stream, request)
             ev = yield WaitHead(stream, deadline)
-            response = received(ex, stream, ev)
+            response = received(ex, stream, ev, crt)
             if response is not None:
                 return response
             if fresh or not stream.reused or request.body.whole is None:
@@ -106,7 +107,9 @@ def _write_streamed(ex: Exchange, stream: UpstreamStream, request: UpstreamReque
     ex.tg.start_soon(pump_request, ex, body, stream)
 
 
-def received(ex: Exchange, stream: UpstreamStream, ev: object) -> UpstreamResponse | None:
+def received(
+    ex: Exchange, stream: UpstreamStream, ev: object, crt: ClusterRuntime
+) -> UpstreamResponse | None:
     """The response for the first final event on ``stream``; ``None`` (the stream is
     reset and dropped) when the upstream did not answer."""
     if type(ev) is ResponseReceived:
@@ -114,9 +117,8 @@ def received(ex: Exchange, stream: UpstreamStream, ev: object) -> UpstreamRespon
             stream.finish(True)
             ex.upstreams.remove(stream)
         body = UpstreamBody(ex, stream, ev)
-        if not ev.end_stream and ex.ctx.cluster is not None:
-            crt = ex.lrt.snapshot.clusters.get(ex.ctx.cluster)
-            body.idle_timeout = crt.cluster.timeouts.stream_idle if crt is not None else None
+        if not ev.end_stream:
+            body.idle_timeout = crt.cluster.timeouts.stream_idle
         return UpstreamResponse(head=ev.head, body=body)
     stream.reset()
     ex.upstreams.remove(stream)

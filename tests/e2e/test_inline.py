@@ -221,3 +221,46 @@ def test_stale_pooled_connection_is_retried_and_dead_upstream_is_502(
     assert sorted(p for _, p, _ in done) == sorted(paths)
     assert {calls for calls, _, _ in done} == {"1"}
     assert [s for _, p, s in done if p == "/die"] == [502]
+
+
+def test_whole_streamed_and_whole_requests_in_one_segment_answered_in_order(
+    tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str]
+) -> None:
+    """A whole GET (answered in callbacks), a chunked POST (its body streams, so the
+    request loop takes it) and another GET, pipelined in one write."""
+    port, log, _ = _mesh(tmp_path, procs, plugin_env)
+    assert http_get(port, "/warm")[0] == 200
+    raw = (
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /two HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        b"GET /three HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(raw)
+        got = _read_responses(s, 3)
+    echoed = [json.loads(body) for _, body in got]
+    assert [status for status, _ in got] == [200] * 3
+    assert [e["path"] for e in echoed] == ["/one", "/two", "/three"]
+    assert echoed[1]["body"] == "hello world"
+    assert len(_completions(log, 4)) == 4
+
+
+def test_requests_written_one_byte_at_a_time(
+    tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str]
+) -> None:
+    """The request that completes in its last byte's callback is answered there; the
+    next one, also a byte at a time, on the same connection."""
+    port, log, _ = _mesh(tmp_path, procs, plugin_env)
+    assert http_get(port, "/warm")[0] == 200
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        got = []
+        for path in ("/first", "/second"):
+            for byte in f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode():
+                s.sendall(bytes([byte]))
+                time.sleep(0.001)
+            got += _read_responses(s, 1)
+    assert [status for status, _ in got] == [200, 200]
+    assert [json.loads(body)["path"] for _, body in got] == ["/first", "/second"]
+    assert len(_completions(log, 3)) == 3
