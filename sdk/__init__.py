@@ -44,10 +44,12 @@ from ._headers import HeaderPairs, Headers
 from ._hooks import HookResult
 from ._policy import Pending, TryAgain, TryOutcome
 from ._results import CONTINUE, Buffer, Continue, FilterResult, LocalReply
+from ._spiffe import DEFAULT_TRUST_DOMAIN, InvalidSpiffeId, SpiffeId
 from ._upstream import EndpointInfo, UpstreamCluster
 
 __all__ = [
     "CONTINUE",
+    "DEFAULT_TRUST_DOMAIN",
     "HOOK_NAMES",
     "BodyTooLarge",
     "Buffer",
@@ -68,6 +70,7 @@ __all__ = [
     "HeadersTooLarge",
     "HookResult",
     "HttpFilter",
+    "InvalidSpiffeId",
     "LocalReply",
     "MessageBody",
     "NoHealthyUpstream",
@@ -79,6 +82,7 @@ __all__ = [
     "RequestHead",
     "RequestTimeout",
     "ResponseHead",
+    "SpiffeId",
     "Stash",
     "StashKey",
     "StreamContext",

@@ -1,0 +1,165 @@
+"""A sidecar's mesh identity: its current certificate, key and trust bundle, as TLS contexts.
+
+Theory of operation: the identity agent calls :meth:`CertStore.update` with each new
+leaf (chain, key) and each new trust bundle. An update builds fresh
+:class:`ssl.SSLContext` objects and swaps them in one assignment; nothing that holds
+a connection is touched, so open connections finish on the certificate they
+negotiated while every new handshake uses the new one.
+
+* **Outbound** connections ask :meth:`client_context` at connect time, so they always
+  get the current one.
+* **Inbound** listeners are created once with :meth:`listener_context`, a fixed
+  *front* context whose ``sni_callback`` moves each accepted connection onto the
+  current server context before the certificate is chosen (OpenSSL calls it for
+  every ClientHello, with or without SNI). Certificate, key and the store that verifies
+  the client all come from the context the connection was moved to, so a rotated
+  leaf or a bundle that dropped an old root takes effect for the next handshake
+  without restarting the listener.
+
+Both directions require and verify the peer's certificate against the bundle
+(mTLS), offer ALPN ``h2`` then ``http/1.1``, prefer TLS 1.3 and accept 1.2 at
+least. Which SPIFFE IDs are acceptable is not decided here: the inbound side reads
+the peer's ID with :func:`peer_spiffe_id` and policy decides; the outbound side
+checks it against the destination's expected IDs.
+
+``ssl`` loads keys only from files: each update writes the key to a file of mode
+0600 in a private directory of mode 0700, loads it and removes it at once.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+
+from plait.sdk import InvalidSpiffeId, SpiffeId
+
+__all__ = ["ALPN", "CertStore", "Leaf", "peer_spiffe_id", "spiffe_ids_of"]
+
+ALPN = ("h2", "http/1.1")
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """What the store holds now: who we are and until when."""
+
+    spiffe_id: SpiffeId
+    not_before: datetime
+    not_after: datetime
+    serial: int
+
+
+class CertStore:
+    """The current identity of one sidecar; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._server: ssl.SSLContext | None = None
+        self._client: ssl.SSLContext | None = None
+        self.leaf: Leaf | None = None
+        self.bundle_pem: bytes = b""
+        self.chain_pem: bytes = b""
+        self.generation = 0
+        """Incremented by every update (metrics and ``/certs`` show it)."""
+
+    @property
+    def ready(self) -> bool:
+        return self.leaf is not None
+
+    def update(self, *, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes) -> Leaf:
+        """Take a new leaf chain (leaf first), its key and the trust bundle.
+
+        Raises ``ValueError`` (and keeps the current identity) if the chain has no
+        SPIFFE ID or the key does not match the leaf.
+        """
+        cert = x509.load_pem_x509_certificate(chain_pem)
+        ids = spiffe_ids_of(cert)
+        if len(ids) != 1:
+            raise ValueError(f"the leaf carries {len(ids)} SPIFFE IDs (expected exactly one)")
+        server = _context(ssl.Purpose.CLIENT_AUTH, chain_pem, key_pem, bundle_pem)
+        client = _context(ssl.Purpose.SERVER_AUTH, chain_pem, key_pem, bundle_pem)
+        leaf = Leaf(
+            spiffe_id=ids[0],
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            serial=cert.serial_number,
+        )
+        self._server, self._client = server, client
+        self.leaf, self.chain_pem, self.bundle_pem = leaf, chain_pem, bundle_pem
+        self.generation += 1
+        return leaf
+
+    def client_context(self) -> ssl.SSLContext:
+        """The context for a new outbound mTLS connection (the current leaf)."""
+        if self._client is None:
+            raise RuntimeError("no workload certificate yet")
+        return self._client
+
+    def listener_context(self) -> ssl.SSLContext:
+        """A front context for a listener; each handshake moves onto the current one."""
+        front = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        front.minimum_version = ssl.TLSVersion.TLSv1_2
+        front.verify_mode = ssl.CERT_REQUIRED
+        front.set_alpn_protocols(list(ALPN))
+        front.sni_callback = self._choose
+        return front
+
+    def _choose(self, sslobj: Any, server_name: str | None, front: ssl.SSLContext) -> None:
+        if self._server is not None:
+            sslobj.context = self._server
+        # No identity yet: the front context has no certificate and the handshake fails.
+
+    def seconds_left(self, now: datetime | None = None) -> float:
+        if self.leaf is None:
+            return 0.0
+        return (self.leaf.not_after - (now or datetime.now(UTC))).total_seconds()
+
+
+def _context(
+    purpose: ssl.Purpose, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(
+        ssl.PROTOCOL_TLS_SERVER if purpose is ssl.Purpose.CLIENT_AUTH else ssl.PROTOCOL_TLS_CLIENT
+    )
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False  # peers are checked by SPIFFE ID, not by host name
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols(list(ALPN))
+    ctx.load_verify_locations(cadata=bundle_pem.decode("ascii"))
+    with tempfile.TemporaryDirectory(prefix="plait-id-") as tmp:  # mode 0700
+        chain_file = os.path.join(tmp, "chain.pem")
+        key_file = os.path.join(tmp, "key.pem")
+        for name, data in ((chain_file, chain_pem), (key_file, key_pem)):
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        ctx.load_cert_chain(chain_file, key_file)
+    return ctx
+
+
+def spiffe_ids_of(cert: x509.Certificate) -> list[SpiffeId]:
+    """The valid ``spiffe://`` URI SANs of a certificate."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    ids = []
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        try:
+            ids.append(SpiffeId.parse(uri))
+        except InvalidSpiffeId:
+            continue
+    return ids
+
+
+def peer_spiffe_id(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> SpiffeId | None:
+    """The verified peer's SPIFFE ID (exactly one URI SAN), else ``None``."""
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    ids = spiffe_ids_of(x509.load_der_x509_certificate(der))
+    return ids[0] if len(ids) == 1 else None
