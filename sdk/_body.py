@@ -8,12 +8,15 @@ streaming implementation; filters that make a body of their own use
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 from ._exceptions import BodyTooLarge
 from ._headers import Headers
 
 __all__ = ["BufferedBody", "MessageBody"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MessageBody:
     """A body that can be read once. Subclasses implement :meth:`read`."""
 
@@ -40,6 +43,7 @@ class MessageBody:
         return b"".join(parts)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class BufferedBody(MessageBody):
     """A body already in memory."""
 
