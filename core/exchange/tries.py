@@ -46,7 +46,7 @@ from plait.sdk import (
 )
 
 from .actions import Backoff
-from .chain import ChainRun, Layer
+from .chain import ChainRun
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +57,24 @@ Terminal = Callable[[UpstreamRequest], Steps]
 Drive = Callable[[Steps], Awaitable[UpstreamResponse]]
 
 
-class _Entered:
-    """A layer entered for the try in progress: its state and the request it saw."""
-
-    __slots__ = ("after", "instance", "pos", "request", "state", "tries")
-
-    def __init__(
-        self, pos: int, layer: Layer, instance: object, state: object, request: UpstreamRequest
-    ) -> None:
-        self.pos = pos
-        self.after = layer.after
-        self.instance = instance
-        self.state = state
-        self.request = request
-        self.tries = 0
-
-
 class _Walk:
     """One request's pass through the layers, kept between the generator's yields.
-    Entering and leaving are plain methods: only the waits are the generator's."""
+    Entering and leaving are plain methods: only the waits are the generator's.
 
-    __slots__ = ("ctx", "deadline", "entered", "error", "pending", "response", "run")
+    The entered layers are those from ``start`` up to ``top`` (exclusive) that the
+    request does not skip: entering goes inwards and leaving outwards, so they are
+    always that range. What each one entered with lives in ``slots``, three per
+    position: its state, the request it saw and the tries it has seen since."""
 
-    def __init__(self, run: ChainRun, deadline: float) -> None:
+    __slots__ = ("ctx", "deadline", "error", "pending", "response", "run", "slots", "start", "top")
+
+    def __init__(self, run: ChainRun, deadline: float, start: int) -> None:
         self.run = run
         self.ctx = run.ctx
         self.deadline = deadline
-        self.entered: list[_Entered] = []
+        self.slots: list[Any] = [None, None, 0] * len(run.chain.layers)
+        self.start = start
+        self.top = start
         self.response: UpstreamResponse | None = None
         self.error: BaseException | None = None
         self.pending: Awaitable[Any] | None = None
@@ -98,7 +89,7 @@ class _Walk:
         """Enter the layers from ``pos`` inwards; where it stopped: ``len(layers)`` (make
         the try), or a layer that needs the driver (``around_upstream``, or ``pending``
         set), or one whose ``before_try`` raised (``error`` set)."""
-        run, ctx, entered = self.run, self.ctx, self.entered
+        run, ctx, slots = self.run, self.ctx, self.slots
         layers, skipped, instances = run.chain.layers, run.skipped, run.instances
         while pos < len(layers):
             layer = layers[pos]
@@ -106,46 +97,59 @@ class _Walk:
                 pos += 1
                 continue
             if layer.around is not None:
-                return pos
-            instance = instances[layer.index]
+                break
             state: object = None
             if layer.before is not None:
                 try:
-                    state = layer.before(instance, ctx, request)
+                    state = layer.before(instances[layer.index], ctx, request)
                 except Exception as exc:
                     self.error = exc
-                    return pos
+                    break
                 if type(state) is Pending:
                     self.pending = state.ready
-                    return pos
-            entered.append(_Entered(pos, layer, instance, state, request))
+                    break
+            i = 3 * pos
+            slots[i] = state
+            slots[i + 1] = request
+            slots[i + 2] = 0
             pos += 1
+        self.top = pos
         return pos
 
     def entered_with(self, pos: int, state: object, request: UpstreamRequest) -> None:
         """The layer at ``pos`` entered with a ``Pending``'s result as its state."""
-        layer = self.run.chain.layers[pos]
-        instance = self.run.instances[layer.index]
-        self.entered.append(_Entered(pos, layer, instance, state, request))
+        i = 3 * pos
+        self.slots[i] = state
+        self.slots[i + 1] = request
+        self.slots[i + 2] = 0
+        self.top = pos + 1
 
     def leave(self, abandoning: bool = False) -> TryAgain | None:
         """Leave the entered layers, innermost first, with the try's outcome; a layer's
         ``TryAgain`` (that layer stays entered), or ``None`` when all are left (always,
         ``abandoning``)."""
-        entered, ctx = self.entered, self.ctx
+        run, ctx, slots = self.run, self.ctx, self.slots
+        layers, skipped, instances = run.chain.layers, run.skipped, run.instances
         outcome: TryOutcome[Any] | None = None  # one per walk, handed from layer to layer
-        while entered:
-            one = entered.pop()
-            one.tries += 1
-            if one.after is None:
+        pos = self.top
+        while pos > self.start:
+            pos -= 1
+            layer = layers[pos]
+            if skipped is not None and layer.index in skipped:
+                continue
+            i = 3 * pos
+            tries: int = slots[i + 2] + 1
+            slots[i + 2] = tries
+            after = layer.after
+            if after is None:
                 continue
             if outcome is None:
-                outcome = TryOutcome(self.response, self.error, one.state, one.tries, self.deadline)
+                outcome = TryOutcome(self.response, self.error, slots[i], tries, self.deadline)
             else:
                 outcome.response, outcome.error = self.response, self.error
-                outcome.state, outcome.tries = one.state, one.tries
+                outcome.state, outcome.tries = slots[i], tries
             try:
-                again: TryAgain | None = one.after(one.instance, ctx, one.request, outcome)
+                again: TryAgain | None = after(instances[layer.index], ctx, slots[i + 1], outcome)
             except Exception as exc:
                 if abandoning:
                     log.exception("stream %s: layer failed on abandon", ctx.stream_id)
@@ -153,8 +157,9 @@ class _Walk:
                     self.response, self.error = None, exc
                 continue
             if again is not None and not abandoning:
-                entered.append(one)
+                self.top = pos + 1
                 return again
+        self.top = self.start
         return None
 
     def abandon(self) -> None:
@@ -173,7 +178,7 @@ def tries(
 ) -> Steps:
     """The layers from ``start`` inwards around ``terminal``; the final response (or raise).
     ``drive`` runs a nested walk for ``around_upstream``'s ``call_next``."""
-    walk = _Walk(run, deadline)
+    walk = _Walk(run, deadline, start)
     layers = run.chain.layers
     pos = start
     try:
@@ -214,7 +219,7 @@ def tries(
                 yield _discard(response)
             if again.after > 0:
                 yield Backoff(again.after)
-            request, pos = again.request, walk.entered[-1].pos + 1
+            request, pos = again.request, walk.top
     except BaseException:  # closed (cancelled) mid-walk: leave what is entered
         walk.abandon()
         raise
