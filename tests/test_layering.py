@@ -117,6 +117,8 @@ def test_sdk_public_surface_is_pinned() -> None:
         "HookResult",
         # upstream layers as policies (sdk/_policy.py)
         "Pending", "TryAgain", "TryOutcome",
+        # workload identities (sdk/_spiffe.py)
+        "SpiffeId", "InvalidSpiffeId", "DEFAULT_TRUST_DOMAIN",
     }  # fmt: skip
     for name in plait.sdk.__all__:
         assert hasattr(plait.sdk, name)
