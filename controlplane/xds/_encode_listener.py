@@ -15,8 +15,7 @@ filter chain with one network filter:
 * ``tcp``: a ``TcpProxy`` to ``ListenerConfig.tcp_cluster``; ``idle`` → ``idle_timeout``.
 * TLS: the chain's ``transport_socket`` is a ``DownstreamTlsContext`` with the certificate and
   key as file names and ALPN ``h2, http/1.1``.
-* Inbound peer authentication (``ListenerConfig.mtls``): ``_encode_mtls`` (the shapes are in
-  :mod:`plait.core.xds.mtls_wire`).
+* Inbound peer authentication (``ListenerConfig.mtls``): ``_encode_mtls``.
 
 ``metadata["plait"]``: ``protocol`` (``http2`` and ``grpc`` look alike on the wire), ``order``
 (the listener's index, so the decoded tuple keeps its order whatever order LDS delivers

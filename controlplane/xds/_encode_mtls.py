@@ -1,11 +1,26 @@
-"""Inbound peer authentication → filter chains (see :mod:`plait.core.xds.mtls_wire`)."""
+"""Inbound peer authentication → filter chains, the way Envoy and Istio carry it.
+
+* ``STRICT``: the one filter chain's ``transport_socket`` is a ``DownstreamTlsContext`` with
+  ``require_client_certificate: true`` whose certificate and validation context are SDS
+  secrets over ADS named ``default`` and ``ROOTCA`` (Istio's names; ``wire.SDS_CERT`` and
+  ``wire.SDS_ROOTS``): the sidecar's own identity, not files.
+* ``PERMISSIVE``: two filter chains with the same network filter, matched on
+  ``filter_chain_match.transport_protocol``: ``tls`` (with that socket) and ``raw_buffer``
+  (without), and the ``envoy.filters.listener.tls_inspector`` listener filter that tells
+  them apart. This is Envoy's own way to serve both on one port, so the LDS plait sends
+  means the same thing to an Envoy; plait metadata would have been shorter but private.
+* ``DISABLE``: one plaintext chain, and ``metadata.plait.mtls: DISABLE``. Envoy's shape
+  cannot tell "plaintext because a policy says so" from "no policy" (which a plait sidecar
+  turns into PERMISSIVE once it has an identity): the one case plait metadata carries.
+
+No ``PeerAuthentication`` at all is a plaintext chain without that metadata.
+"""
 
 from __future__ import annotations
 
 from envoy.config.core.v3 import base_pb2  # type: ignore[import-untyped]
 from envoy.config.listener.v3 import (  # type: ignore[import-untyped]
     listener_components_pb2,
-    listener_pb2,
 )
 from envoy.extensions.filters.listener.tls_inspector.v3 import (  # type: ignore[import-untyped]
     tls_inspector_pb2,
@@ -16,15 +31,16 @@ from envoy.extensions.transport_sockets.tls.v3 import (  # type: ignore[import-u
 )
 
 from plait.core.config import MtlsMode
-from plait.core.xds.mtls_wire import (
+from plait.core.xds.wire import (
+    ALPN,
     MTLS_FACT,
     SDS_CERT,
     SDS_ROOTS,
     TLS_INSPECTOR,
+    TLS_SOCKET,
     TRANSPORT_RAW,
     TRANSPORT_TLS,
 )
-from plait.core.xds.wire import ALPN, TLS_SOCKET
 
 from ._encode_base import Message, ads_source, pack
 
@@ -59,7 +75,7 @@ def mtls_chains(
         tls.filter_chain_match.transport_protocol = TRANSPORT_TLS
         tls.transport_socket.CopyFrom(mtls_socket(http))
         chain.filter_chain_match.transport_protocol = TRANSPORT_RAW
-        inspector = listener_pb2.ListenerFilter(
+        inspector = listener_components_pb2.ListenerFilter(
             name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())
         )
         return [tls, chain], [inspector]

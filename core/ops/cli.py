@@ -307,6 +307,11 @@ def _supervise(args: argparse.Namespace) -> int:
         base += ["--sidecar", args.sidecar]
     if args.no_watch:
         base += ["--no-watch"]
+    for flag, value in (("--identity-cert", args.identity_cert),
+                        ("--identity-key", args.identity_key),
+                        ("--trust-bundle", args.trust_bundle)):  # fmt: skip
+        if value:
+            base += [flag, value]
     port = args.admin_port if args.admin_port is not None else cfg.admin.port
     return _run_async(supervise, base, args.workers, cfg.admin.bind, port)
 

@@ -1,12 +1,11 @@
 """Filter chains → the plaintext chain and the inbound peer-authentication mode.
 
-The inverse of the control plane's ``_encode_mtls`` (the shapes are described in
-:mod:`.mtls_wire`): one chain whose socket is an SDS ``DownstreamTlsContext`` requiring a
-client certificate is STRICT; a ``tls`` and a ``raw_buffer`` chain with the same network
-filters and the TLS inspector is PERMISSIVE; ``metadata.plait.mtls: DISABLE`` on a
-plaintext chain is DISABLE; a plaintext chain alone is "no policy". Anything else
-(other matches, other secret names, files in an mTLS context, ...) is refused, naming
-the field.
+The inverse of the control plane's ``_encode_mtls`` (whose docstring gives the shapes and
+why): one chain whose socket is an SDS ``DownstreamTlsContext`` requiring a client
+certificate is STRICT; a ``tls`` and a ``raw_buffer`` chain with the same network filters
+and the TLS inspector is PERMISSIVE; ``metadata.plait.mtls: DISABLE`` on a plaintext chain
+is DISABLE; a plaintext chain alone is "no policy". Anything else (other matches, other
+secret names, a second chain that differs, ...) is refused, naming the field.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ from plait.core.config import MtlsMode
 from plait.core.config._fields import Loc
 
 from ._decode_base import Message, fact, is_ads, only, sub, unpack
-from .mtls_wire import (
+from .wire import (
+    ALPN,
     MTLS_FACT,
     SDS_CERT,
     SDS_ROOTS,
@@ -31,7 +31,6 @@ from .mtls_wire import (
     TRANSPORT_RAW,
     TRANSPORT_TLS,
 )
-from .wire import ALPN
 
 __all__ = ["decode_chains", "is_mtls_socket"]
 
