@@ -20,7 +20,7 @@ identity"). Paths are matched normalized (``plait.filters._paths``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from plait.filters._validate import ConfigReader
@@ -56,12 +56,6 @@ class Values:
         self.prefixes = tuple(p[:-1] for p in pats if p.endswith("*") and p != "*")
         self.suffixes = tuple(p[1:] for p in pats if p.startswith("*") and p != "*")
 
-    def __eq__(self, other: object) -> bool:  # configs compare by what they say
-        return isinstance(other, Values) and other.patterns == self.patterns
-
-    def __hash__(self) -> int:
-        return hash(self.patterns)
-
     def __call__(self, value: str | None) -> bool:
         if value is None:
             return False
@@ -93,21 +87,23 @@ _FIELD = {  # field → (request attribute, negated, normalization)
 }
 
 
+@dataclass(frozen=True, slots=True)
 class Clause:
     """One ``source`` or ``operation``: every field it sets must match."""
 
-    __slots__ = ("checks",)
+    fields: Mapping[str, tuple[str, ...]]
+    """As configured (what ``/config_dump`` shows and equality compares)."""
+    checks: tuple[tuple[str, bool, Values], ...] = field(init=False, repr=False, compare=False)
 
-    def __init__(self, fields: Mapping[str, list[str]]) -> None:
-        self.checks = tuple(
-            (_FIELD[k][0], _FIELD[k][1], Values(v, _FIELD[k][2])) for k, v in fields.items()
+    def __post_init__(self) -> None:
+        checks = tuple(
+            (_FIELD[k][0], _FIELD[k][1], Values(list(v), _FIELD[k][2]))
+            for k, v in self.fields.items()
         )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Clause) and other.checks == self.checks
+        object.__setattr__(self, "checks", checks)
 
     def __hash__(self) -> int:
-        return hash(self.checks)
+        return hash(tuple(self.fields.items()))
 
     def __call__(self, req: Request) -> bool:
         return all(values(getattr(req, attr)) != negated for attr, negated, values in self.checks)
@@ -157,14 +153,14 @@ def _clauses(r: ConfigReader, key: str, names: tuple[str, ...]) -> tuple[Clause,
         return None
     out = []
     for c in r.maps(key, max_items=64):
-        fields: dict[str, list[str]] = {}
+        fields: dict[str, tuple[str, ...]] = {}
         for name in names:
             raw = c.value(name, None)
             if raw is None:
                 continue
             if not isinstance(raw, list) or not raw:
                 raise ConfigError(f"expected a non-empty list, got {raw!r}", field=c.at(name))
-            fields[name] = [_pattern(v, f"{c.at(name)}[{i}]") for i, v in enumerate(raw)]
+            fields[name] = tuple(_pattern(v, f"{c.at(name)}[{i}]") for i, v in enumerate(raw))
         c.done()
         out.append(Clause(fields))
     return tuple(out)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.support import PY, Proc, free_port, http_get, write_config
 from tests.support.mtls import (
@@ -158,3 +161,96 @@ def test_unreadable_identity_file_stops_the_start_naming_the_flag(tmp_path: Path
     )  # fmt: skip
     assert r.returncode != 0
     assert "missing.key" in r.stderr and "--identity-key" in r.stderr
+
+
+def test_a_strict_tcp_listener_relays_only_for_mtls_peers(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    port, sidecar = start_web(tmp_path, pki, procs, peer_auth("STRICT"), protocol="tcp")
+    good = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        good.wrap_socket(raw) as tls,
+    ):
+        tls.sendall(b"GET /over-tcp HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        got = b""
+        while chunk := tls.recv(65536):
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 200") and b'"path": "/over-tcp"' in got
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+        assert plain.recv(100) == b""  # closed without an answer
+    assert wait_count(sidecar.admin_port, "plaintext", 1) == 1
+
+
+def _server_serial(port: int, ctx: ssl.SSLContext) -> int:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_identity_files_are_reloaded_when_they_change(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    port, sidecar = start_web(tmp_path, pki, procs, peer_auth("STRICT"))
+    good = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    first = _server_serial(port, good)
+    chain, key = pki.root.leaf(WEB)
+    pki.files("web", chain, key)  # the files the sidecar was started with
+    want = x509.load_pem_x509_certificate(chain).serial_number
+    deadline = time.monotonic() + 10
+    while (serial := _server_serial(port, good)) == first and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert serial == want
+    # A broken key file: the current identity stays, and the log says why.
+    (tmp_path / "web.key").write_text("not a key")
+    deadline = time.monotonic() + 10
+    while "identity files not reloaded" not in sidecar.logs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "identity files not reloaded" in sidecar.logs()
+    assert _server_serial(port, good) == want
+    assert mtls_get(port, good)[0] == 200
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_http2_by_alpn_carries_the_verified_identity(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    only_client = """---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: client-only, namespace: default}
+spec:
+  rules: [{from: [{source: {principals: ["plait.local/ns/default/sa/client"]}}]}]
+"""
+    port, _ = start_web(tmp_path, pki, procs, peer_auth("STRICT") + only_client)
+    for name, spiffe, want in (
+        ("client", CLIENT, "HTTP/2 200"),
+        ("other", "spiffe://plait.local/ns/default/sa/other", "HTTP/2 403"),
+    ):
+        cert, key = pki.files(name, *pki.root.leaf(spiffe))
+        r = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-i",
+                "--http2",
+                "-k",
+                "--cert",
+                str(cert),
+                "--key",
+                str(key),
+                "--max-time",
+                "10",
+                f"https://127.0.0.1:{port}/h2",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip  (-k: the server certificate names a SPIFFE ID, not 127.0.0.1)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(want), (name, r.stdout[:200])

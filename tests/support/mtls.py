@@ -33,11 +33,19 @@ class Pki:
     @property
     def bundle(self) -> Path:
         path = self.dir / "bundle.pem"
-        path.write_bytes(self.root.pem)
+        if not path.exists():
+            path.write_bytes(self.root.pem)
         return path
 
 
-def mesh(app: int, port: int, admin: int, extra: str = "", labels: str = "{app: web}") -> str:
+def mesh(
+    app: int,
+    port: int,
+    admin: int,
+    extra: str = "",
+    labels: str = "{app: web}",
+    protocol: str = "http",
+) -> str:
     return f"""\
 apiVersion: plait.dev/v1alpha1
 kind: Sidecar
@@ -46,7 +54,7 @@ spec:
   admin: {{port: {admin}}}
   ingress:
   - name: in
-    port: {{number: {port}, protocol: http}}
+    port: {{number: {port}, protocol: {protocol}}}
     defaultEndpoint: 127.0.0.1:{app}
 {extra}"""
 
@@ -61,11 +69,13 @@ spec:
 """
 
 
-def start_web(tmp: Path, pki: Pki, procs: list[Proc], extra: str) -> tuple[int, Proc]:
+def start_web(
+    tmp: Path, pki: Pki, procs: list[Proc], extra: str, protocol: str = "http"
+) -> tuple[int, Proc]:
     app = start_echo(tmp, "web-app")
     procs.append(app)
     port, admin = free_port(), free_port()
-    cfg = write_config(tmp, mesh(app.port, port, admin, extra))
+    cfg = write_config(tmp, mesh(app.port, port, admin, extra, protocol=protocol))
     cert, key = pki.files("web", *pki.root.leaf(WEB))
     flags = ("--identity-cert", str(cert), "--identity-key", str(key))
     sidecar = start_sidecar(cfg, admin, *flags, "--trust-bundle", str(pki.bundle))
