@@ -62,6 +62,8 @@ class Listener:
         self.takes_mtls = config.direction is Direction.INBOUND and config.tls is None
         self._mtls_ctx: ssl.SSLContext | None = None
         self._refusals = _mtls.make_refusals(self)
+        self.verified: tuple[ssl.SSLObject, PeerIdentity] | None = None
+        """The identity the mTLS gate just checked, while it hands the connection over."""
 
     @property
     def key(self) -> tuple[str, int, Protocol]:
@@ -112,6 +114,8 @@ class Listener:
 
     def peer_identity(self, tls: ssl.SSLObject) -> PeerIdentity | None:
         """The verified identity of a TLS peer (``None`` without a client certificate)."""
+        if self.verified is not None and self.verified[0] is tls:
+            return self.verified[1]  # parsed once, by the mTLS gate
         return _mtls.peer_identity(tls)
 
     def make_app_protocol(self) -> asyncio.Protocol:

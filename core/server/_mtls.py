@@ -229,7 +229,11 @@ class Gate(asyncio.Protocol):
         self.listener.runtime.stats.inbound_accepted(self.listener.name, "mtls")
         app = self.listener.make_app_protocol()
         transport.set_protocol(app)
-        app.connection_made(transport)
+        self.listener.verified = (tls, ident)  # read back by the app's connection_made
+        try:
+            app.connection_made(transport)
+        finally:
+            self.listener.verified = None
 
     def data_received(self, data: bytes) -> None:  # pragma: no cover - swapped out first
         pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -85,6 +86,8 @@ def test_strict_serves_a_valid_peer_and_refuses_each_bad_one_by_reason(
     assert status == 0  # plaintext is refused on a STRICT port
     assert wait_count(admin, "plaintext", 1) == 1
     assert metric(admin, "plait_inbound_connections_total", listener="in", transport="mtls") == 1
+    # Seven refusals, one info line (a summary at most once a minute; details at debug).
+    assert sidecar.logs().count("inbound mTLS refused connections") == 1
 
 
 def http_get_or_zero(port: int) -> tuple[int, dict[str, str], bytes]:
@@ -214,6 +217,22 @@ def test_identity_files_are_reloaded_when_they_change(
     assert "identity files not reloaded" in sidecar.logs()
     assert _server_serial(port, good) == want
     assert mtls_get(port, good)[0] == 200
+
+
+def test_sighup_reloads_the_identity_files(tmp_path: Path, pki: Pki, procs: list[Proc]) -> None:
+    port, sidecar = start_web(tmp_path, pki, procs, peer_auth("STRICT"), "http", "--no-watch")
+    good = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    first = _server_serial(port, good)
+    chain, key = pki.root.leaf(WEB)
+    pki.files("web", chain, key)
+    time.sleep(1.5)  # no watcher: nothing changes by itself
+    assert _server_serial(port, good) == first
+    sidecar.popen.send_signal(signal.SIGHUP)
+    want = x509.load_pem_x509_certificate(chain).serial_number
+    deadline = time.monotonic() + 10
+    while (serial := _server_serial(port, good)) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert serial == want
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")

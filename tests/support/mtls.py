@@ -33,8 +33,8 @@ class Pki:
     @property
     def bundle(self) -> Path:
         path = self.dir / "bundle.pem"
-        if not path.exists():
-            path.write_bytes(self.root.pem)
+        if not path.exists() or path.read_bytes() != self.root.pem:
+            path.write_bytes(self.root.pem)  # once: a rewrite would look like a rotation
         return path
 
 
@@ -70,7 +70,7 @@ spec:
 
 
 def start_web(
-    tmp: Path, pki: Pki, procs: list[Proc], extra: str, protocol: str = "http"
+    tmp: Path, pki: Pki, procs: list[Proc], extra: str, protocol: str = "http", *args: str
 ) -> tuple[int, Proc]:
     app = start_echo(tmp, "web-app")
     procs.append(app)
@@ -78,7 +78,7 @@ def start_web(
     cfg = write_config(tmp, mesh(app.port, port, admin, extra, protocol=protocol))
     cert, key = pki.files("web", *pki.root.leaf(WEB))
     flags = ("--identity-cert", str(cert), "--identity-key", str(key))
-    sidecar = start_sidecar(cfg, admin, *flags, "--trust-bundle", str(pki.bundle))
+    sidecar = start_sidecar(cfg, admin, *flags, "--trust-bundle", str(pki.bundle), *args)
     procs.append(sidecar)
     return port, sidecar
 
