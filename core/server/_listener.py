@@ -61,7 +61,7 @@ class Listener:
         self._stopped = anyio.Event()
         self.takes_mtls = config.direction is Direction.INBOUND and config.tls is None
         self._mtls_ctx: ssl.SSLContext | None = None
-        self._refusals = _mtls.make_refusals(self)
+        self._refusals = _mtls.Refusals(self)
         self.verified: tuple[ssl.SSLObject, PeerIdentity] | None = None
         """The identity the mTLS gate just checked, while it hands the connection over."""
 

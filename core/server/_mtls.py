@@ -34,7 +34,6 @@ import math
 import ssl
 import time
 from asyncio import sslproto
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -47,7 +46,7 @@ from ..identity.store import spiffe_ids_of
 if TYPE_CHECKING:
     from ._listener import Listener
 
-__all__ = ["Sniff", "effective_mode", "peer_identity", "refusal_reason"]
+__all__ = ["Gate", "Refusals", "Sniff", "effective_mode", "peer_identity", "refusal_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ def peer_identity(tls: ssl.SSLObject) -> PeerIdentity | None:
     )
 
 
-class _Refusals:
+class Refusals:
     """Counts a listener's refusals and logs them without flooding."""
 
     def __init__(self, listener: Listener) -> None:
@@ -126,7 +125,7 @@ class _Refusals:
 class Sniff(asyncio.Protocol):
     """The first protocol of a connection on an mTLS-capable inbound listener."""
 
-    def __init__(self, listener: Listener, mode: MtlsMode, refusals: _Refusals) -> None:
+    def __init__(self, listener: Listener, mode: MtlsMode, refusals: Refusals) -> None:
         self.listener = listener
         self.mode = mode
         self.refusals = refusals
@@ -208,7 +207,7 @@ def _feed(proto: Any, data: bytes) -> None:
 class Gate(asyncio.Protocol):
     """Receives the TLS transport after a verified handshake; checks the peer's SPIFFE ID."""
 
-    def __init__(self, listener: Listener, refusals: _Refusals) -> None:
+    def __init__(self, listener: Listener, refusals: Refusals) -> None:
         self.listener = listener
         self.refusals = refusals
 
@@ -237,10 +236,3 @@ class Gate(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:  # pragma: no cover - swapped out first
         pass
-
-
-def make_refusals(listener: Listener) -> _Refusals:
-    return _Refusals(listener)
-
-
-ProtocolFactory = Callable[[], asyncio.Protocol]
