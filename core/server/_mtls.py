@@ -80,8 +80,6 @@ def refusal_reason(exc: BaseException | None) -> str:
             return "unknown_ca"
         if "EXPIRED" in text:
             return "expired"
-        if "NO_SHARED_CIPHER" in text or "NO_CERTIFICATE" in text:
-            return "no_identity"  # this sidecar has no certificate to present yet
         if "CERTIFICATE" in text:
             return "bad_certificate"
     if isinstance(exc, TimeoutError | ConnectionAbortedError):
@@ -190,7 +188,10 @@ class Sniff(asyncio.Protocol):
     def _handshake_done(self, fut: asyncio.Future[None], peer: object) -> None:
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:
-            self.refusals.refuse(refusal_reason(exc), peer, exc)
+            # Without a certificate of its own the sidecar cannot complete any handshake
+            # (OpenSSL words that differently from version to version).
+            ready = self.listener.runtime.identity.ready
+            self.refusals.refuse(refusal_reason(exc) if ready else "no_identity", peer, exc)
 
 
 def _feed(proto: Any, data: bytes) -> None:

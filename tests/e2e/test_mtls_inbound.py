@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.support import PY, Proc, free_port, http_get, write_config
+from tests.support import PY, Proc, free_port, http_get, start_echo, start_sidecar, write_config
 from tests.support.mtls import (
     CLIENT,
     WEB,
@@ -273,3 +273,18 @@ spec:
         )  # fmt: skip  (-k: the server certificate names a SPIFFE ID, not 127.0.0.1)
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(want), (name, r.stdout[:200])
+
+
+def test_strict_without_an_identity_refuses_tls_as_no_identity(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    app = start_echo(tmp_path, "web-app")
+    procs.append(app)
+    port, admin = free_port(), free_port()
+    sidecar = start_sidecar(
+        write_config(tmp_path, mesh(app.port, port, admin, peer_auth("STRICT"))), admin
+    )
+    procs.append(sidecar)
+    good = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    assert refused(port, good)
+    assert wait_count(admin, "no_identity", 1) == 1
