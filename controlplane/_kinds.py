@@ -27,6 +27,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("Sidecar", "sidecars"),
     Kind("Workload", "workloads", ("wl",)),
     Kind("BackendTrafficPolicy", "backendtrafficpolicies", ("btp",)),
+    Kind("PeerAuthentication", "peerauthentications", ("pa",)),
+    Kind("AuthorizationPolicy", "authorizationpolicies", ("ap",)),
 )
 
 KIND_ALIASES: dict[str, str] = {

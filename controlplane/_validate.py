@@ -157,7 +157,7 @@ def _filter_uses(resource: Any) -> list[Any]:
     for listener in getattr(resource, "listeners", ()):
         uses += listener.filters
     for rule in getattr(resource, "rules", ()):
-        uses += rule.filters
+        uses += getattr(rule, "filters", ())  # an AuthorizationPolicy's rules hold none
     return uses
 
 

@@ -38,6 +38,11 @@ class Stats:
         self.reloads: dict[str, int] = {}
         self.http2_errors: dict[str, int] = {}
         """Downstream HTTP/2 connections closed for a connection error, by reason."""
+        self.inbound_transport: dict[tuple[str, str], int] = {}
+        """Connections accepted on mTLS-capable inbound listeners, by (listener, transport):
+        ``mtls`` or ``plaintext``."""
+        self.inbound_refused: dict[tuple[str, str], int] = {}
+        """Connections refused by inbound mTLS, by (listener, reason)."""
         self.config_version = ""
         self.config_timestamp = 0.0
         self.upstream_source: Callable[[], dict[str, dict[str, int]]] | None = None
@@ -76,6 +81,14 @@ class Stats:
     def http2_error(self, reason: str) -> None:
         self.http2_errors[reason] = self.http2_errors.get(reason, 0) + 1
 
+    def inbound_accepted(self, listener: str, transport: str) -> None:
+        key = (listener, transport)
+        self.inbound_transport[key] = self.inbound_transport.get(key, 0) + 1
+
+    def inbound_refusal(self, listener: str, reason: str) -> None:
+        key = (listener, reason)
+        self.inbound_refused[key] = self.inbound_refused.get(key, 0) + 1
+
     def to_json(self) -> dict[str, Any]:
         """The raw counters, for a ``--workers`` supervisor to sum (:meth:`add_json`)."""
         return {
@@ -89,6 +102,8 @@ class Stats:
             "config_version": self.config_version,
             "config_timestamp": self.config_timestamp,
             "upstream_events": [[c, e, n] for (c, e), n in self.upstream_events().items()],
+            "inbound_transport": [[x, t, n] for (x, t), n in self.inbound_transport.items()],
+            "inbound_refused": [[x, r, n] for (x, r), n in self.inbound_refused.items()],
         }
 
     def add_json(self, data: dict[str, Any]) -> None:
@@ -113,6 +128,11 @@ class Stats:
         for cluster, event, n in data.get("upstream_events", ()):
             ukey = (str(cluster), str(event))
             self.upstream_added[ukey] = self.upstream_added.get(ukey, 0) + int(n)
+        for attr in ("inbound_transport", "inbound_refused"):
+            pairs: dict[tuple[str, str], int] = getattr(self, attr)
+            for a, b, n in data.get(attr, ()):
+                pkey = (str(a), str(b))
+                pairs[pkey] = pairs.get(pkey, 0) + int(n)
         if data["config_timestamp"] >= self.config_timestamp:
             self.config_version = data["config_version"]
             self.config_timestamp = data["config_timestamp"]
@@ -154,6 +174,28 @@ class Stats:
             "counter",
             "Downstream HTTP/2 connections closed with GOAWAY for the peer's error, by reason",
             h2,
+        )
+        accepted = [
+            ((("listener", x), ("transport", t)), n)
+            for (x, t), n in sorted(self.inbound_transport.items())
+        ]
+        _family(
+            out,
+            "plait_inbound_connections_total",
+            "counter",
+            "Connections accepted on inbound listeners that take mTLS, by transport",
+            accepted,
+        )
+        refused = [
+            ((("listener", x), ("reason", r)), n)
+            for (x, r), n in sorted(self.inbound_refused.items())
+        ]
+        _family(
+            out,
+            "plait_inbound_mtls_refused_total",
+            "counter",
+            "Inbound connections refused by mTLS (peer authentication), by reason",
+            refused,
         )
         failures = [((("filter", f),), n) for f, n in sorted(self.filter_failures.items())]
         _family(out, "plait_filter_failures_total", "counter", "Filter hook failures", failures)

@@ -9,6 +9,7 @@ from typing import Any
 from plait.plugins import hookimpl
 from plait.sdk import FilterRegistry, FilterSpec
 
+from .authz import AUTHORIZATION
 from .circuit_breaker import CIRCUIT_BREAKER
 from .fault import FAULT
 from .header_modifier import REQUEST_HEADER_MODIFIER, RESPONSE_HEADER_MODIFIER
@@ -28,6 +29,7 @@ BUILTIN_FILTERS: tuple[FilterSpec[Any], ...] = (
     CIRCUIT_BREAKER,
     LOAD_BALANCER,
     FAULT,
+    AUTHORIZATION,
 )
 
 

@@ -73,6 +73,25 @@ def _policy(doc: Mapping[str, Any]) -> list[str]:
     return [targets or "-"]
 
 
+def _selector(doc: Mapping[str, Any]) -> str:
+    sel = _spec(doc).get("selector")
+    labels = sel.get("matchLabels") if isinstance(sel, Mapping) else None
+    if not isinstance(labels, Mapping) or not labels:
+        return "-"
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def _peer_auth(doc: Mapping[str, Any]) -> list[str]:
+    mtls = _spec(doc).get("mtls")
+    mode = mtls.get("mode", "UNSET") if isinstance(mtls, Mapping) else "UNSET"
+    return [_selector(doc), str(mode)]
+
+
+def _authz(doc: Mapping[str, Any]) -> list[str]:
+    s = _spec(doc)
+    return [_selector(doc), str(s.get("action", "ALLOW")), str(len(s.get("rules") or []))]
+
+
 _COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
     "Service": (("PORTS", "ENDPOINTS"), _service),
     "HTTPRoute": (("PARENTS", "RULES"), _route),
@@ -80,6 +99,8 @@ _COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
     "Sidecar": (("EGRESS", "INGRESS", "PORTS"), _sidecar),
     "Workload": (("SERVICE", "ADDRESS", "CONNECTED", "HEALTHY", "ACKED", "LAST-NACK"), _workload),
     "BackendTrafficPolicy": (("TARGETS",), _policy),
+    "PeerAuthentication": (("SELECTOR", "MODE"), _peer_auth),
+    "AuthorizationPolicy": (("SELECTOR", "ACTION", "RULES"), _authz),
 }
 
 

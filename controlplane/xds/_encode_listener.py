@@ -15,6 +15,7 @@ filter chain with one network filter:
 * ``tcp``: a ``TcpProxy`` to ``ListenerConfig.tcp_cluster``; ``idle`` → ``idle_timeout``.
 * TLS: the chain's ``transport_socket`` is a ``DownstreamTlsContext`` with the certificate and
   key as file names and ALPN ``h2, http/1.1``.
+* Inbound peer authentication (``ListenerConfig.mtls``): ``_encode_mtls``.
 
 ``metadata["plait"]``: ``protocol`` (``http2`` and ``grpc`` look alike on the wire), ``order``
 (the listener's index, so the decoded tuple keeps its order whatever order LDS delivers
@@ -69,6 +70,7 @@ from plait.core.xds.wire import (
 )
 
 from ._encode_base import Message, ads_source, file_access_log, filter_fields, metadata, pack
+from ._encode_mtls import mtls_chains
 
 __all__ = ["encode_api_listener", "encode_listener"]
 
@@ -95,13 +97,15 @@ def encode_listener(lis: ListenerConfig, cfg: MeshConfig, order: int) -> Message
     chain = listener_components_pb2.FilterChain(filters=[network_filter])
     if lis.tls is not None:
         chain.transport_socket.CopyFrom(_tls_socket(lis.tls))
+    chains, listener_filters = mtls_chains(lis.mtls, chain, not tcp, facts)
     return listener_pb2.Listener(
         name=lis.name,
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address=lis.bind, port_value=lis.port)
         ),
         traffic_direction=_DIRECTION[lis.direction],
-        filter_chains=[chain],
+        filter_chains=chains,
+        listener_filters=listener_filters,
         metadata=metadata(facts, where),
     )
 

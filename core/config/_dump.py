@@ -78,6 +78,7 @@ def _listener(lis: ListenerConfig) -> dict[str, Any]:
         "tls": None
         if lis.tls is None
         else {"certFile": lis.tls.cert_file, "keyFile": lis.tls.key_file},
+        "mtls": None if lis.mtls is None else lis.mtls.value,
         "filters": [_filter(f) for f in lis.filters],
         "timeouts": _timeouts(lis.timeouts),
     }

@@ -38,6 +38,7 @@ from ._resources import (
     parse_service,
     parse_sidecar,
 )
+from ._security import parse_authorization_policy, parse_peer_authentication
 from ._translate import translate
 from ._workload import parse_workload
 from ._yaml import load_yaml_documents
@@ -55,6 +56,7 @@ __all__ = [
 _PLAIT = ("plait.dev/v1alpha1",)
 _GATEWAY = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
 _POLICY = ("plait.dev/v1alpha1", "gateway.networking.x-k8s.io/v1alpha1")
+_SECURITY = ("security.istio.io/v1", "security.istio.io/v1beta1", "plait.dev/v1alpha1")
 _KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
     "Service": (_PLAIT, parse_service),
     "HTTPRoute": (_GATEWAY, parse_httproute),
@@ -62,6 +64,8 @@ _KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
     "Sidecar": (_PLAIT, parse_sidecar),
     "Workload": (_PLAIT, parse_workload),
     "BackendTrafficPolicy": (_POLICY, parse_backend_traffic_policy),
+    "PeerAuthentication": (_SECURITY, parse_peer_authentication),
+    "AuthorizationPolicy": (_SECURITY, parse_authorization_policy),
 }
 KINDS = tuple(_KINDS)
 
@@ -148,6 +152,8 @@ def resources_of(parsed: Sequence[ParsedDocument], sources: Sequence[str]) -> Re
         sidecars=tuple(by_kind["Sidecar"]),
         workloads=tuple(by_kind["Workload"]),
         policies=tuple(by_kind["BackendTrafficPolicy"]),
+        peer_authentications=tuple(by_kind["PeerAuthentication"]),
+        authorization_policies=tuple(by_kind["AuthorizationPolicy"]),
         sources=tuple(sources),
         digest=hashlib.sha256(blob.encode()).hexdigest(),
     )
@@ -214,8 +220,15 @@ def _parse_meta(top: Fields, kind: str, order: int) -> Meta:
         what=LABEL_HINT if is_label else SUBDOMAIN_HINT,
     )
     namespace = m.text("namespace", "default", pattern=LABEL, what=LABEL_HINT)
-    m.labels("labels")
+    labels = m.labels("labels")
     m.labels("annotations")
     m.done()
     loc = Loc(top.loc.file, top.loc.line, f"{kind}/{name}")
-    return Meta(kind=kind, name=name, namespace=namespace, loc=loc, order=order)
+    return Meta(
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        loc=loc,
+        order=order,
+        labels=tuple(sorted(labels.items())),
+    )

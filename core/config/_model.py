@@ -34,6 +34,7 @@ __all__ = [
     "ListenerTLS",
     "MatchType",
     "MeshConfig",
+    "MtlsMode",
     "PathMatch",
     "Protocol",
     "RouteMatch",
@@ -62,6 +63,14 @@ class Protocol(Enum):
 class Direction(Enum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+
+
+class MtlsMode(Enum):
+    """Peer authentication of an inbound listener (Istio's ``PeerAuthentication`` modes)."""
+
+    STRICT = "STRICT"  # mTLS only; plaintext is refused
+    PERMISSIVE = "PERMISSIVE"  # mTLS and plaintext on the same port (the first bytes decide)
+    DISABLE = "DISABLE"  # plaintext only
 
 
 class MatchType(Enum):
@@ -213,6 +222,9 @@ class ListenerConfig:
     tcp_cluster: str | None = None
     """For ``protocol: tcp`` listeners: the cluster bytes are relayed to."""
     tls: ListenerTLS | None = None
+    mtls: MtlsMode | None = None
+    """Inbound peer authentication; ``None``: no PeerAuthentication applies, so PERMISSIVE
+    while the sidecar has an identity and plaintext while it has none."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ._httproute import HTTPRouteRes
 from ._policy import PolicyRes
 from ._resources import FilterRes, ServiceRes, SidecarRes
+from ._security import AuthzRes, PeerAuthRes
 from ._workload import WorkloadRes
 
 __all__ = ["Resources"]
@@ -27,6 +28,8 @@ class Resources:
     sidecars: tuple[SidecarRes, ...] = ()
     workloads: tuple[WorkloadRes, ...] = ()
     policies: tuple[PolicyRes, ...] = ()
+    peer_authentications: tuple[PeerAuthRes, ...] = ()
+    authorization_policies: tuple[AuthzRes, ...] = ()
     sources: tuple[str, ...] = ()
     digest: str = ""
     """sha256 of the normalized documents (key order and formatting do not count)."""

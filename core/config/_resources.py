@@ -62,6 +62,8 @@ class Meta:
     """The document itself (``file:line``, ``Kind/name``)."""
     order: int
     """Creation order: position among all documents (file order, then document order)."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """``metadata.labels`` (what policy selectors match, for a ``Sidecar``)."""
 
     @property
     def key(self) -> tuple[str, str]:

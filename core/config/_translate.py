@@ -10,10 +10,14 @@ Theory of operation:
   port (``_routes.py`` orders them by Gateway API precedence). A Service that
   an egress listener targets and no route attaches to gets a pass-through table
   (GAMMA: "no Routes, no mesh").
-* The selected ``Sidecar`` gives the listeners, each with its chain.
+* The selected ``Sidecar`` gives the listeners, each with its chain. Its inbound
+  listeners get their peer-authentication mode from the ``PeerAuthentication``s that
+  apply, and, when ``AuthorizationPolicy``s apply to it, the built-in ``authorization``
+  filter first in their chain (``_security.py``).
 
 The core routes only by rule; the translator appends the ``weighted-split``
-filter, built through the registry like any other filter, to pick the backend.
+filter, built through the registry like any other filter, to pick the backend, and
+puts the ``authorization`` filter in front of inbound chains the same way.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from ._resource_set import Resources
 from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, SidecarRes
 from ._retry import RetryPolicy
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
+from ._security import secure_listeners
 from ._workload import WorkloadRes, workload_endpoints
 
 __all__ = ["WEIGHTED_SPLIT", "split_entry", "translate"]
@@ -140,6 +145,8 @@ class _Translator:
             for p in s.ports
         }
         _index(res.policies, lambda p: p.meta)
+        _index(res.peer_authentications, lambda p: p.meta)
+        _index(res.authorization_policies, lambda p: p.meta)
         apply_policies(res.policies, self.service, self.clusters)
 
     # -- lookups ----------------------------------------------------------------------------
@@ -272,7 +279,7 @@ class _Translator:
                 raise lis.loc.error(f"duplicate listener name {lis.name!r}")
             seen[lis.port] = lis
             out.append(self.listener(lis, sidecar.meta.namespace, routes))
-        return out
+        return secure_listeners(self.res, sidecar, out, self.entry)
 
     def listener(
         self, lis: ListenerRes, namespace: str, routes: dict[str, RouteTable]

@@ -99,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)"
     )
+    i = s.add_argument_group("identity from files (your own PKI; reloaded on change and SIGHUP)")
+    i.add_argument("--identity-cert", metavar="PEM", help="workload certificate chain, leaf first")
+    i.add_argument("--identity-key", metavar="PEM", help="its private key")
+    i.add_argument("--trust-bundle", metavar="PEM", help="the roots peers' chains lead to")
     s.add_argument("--plugin", action="append", default=[], help="extra plugin module to load")
     s.add_argument("--admin-port", type=int, help="override the admin port")
     s.add_argument("--no-watch", action="store_true", help="reload on SIGHUP only")
@@ -176,8 +180,22 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         watch=not args.no_watch,
         plugins=args.plugin,
         xds=_xds_options(args) if args.control_plane else None,
+        identity=_identity_files(args),
     )
     return _run_async(run_sidecar, opts)
+
+
+def _identity_files(args: argparse.Namespace) -> Any:
+    files = (args.identity_cert, args.identity_key, args.trust_bundle)
+    if not any(files):
+        return None
+    if not all(files):
+        raise SystemExit(
+            "plait sidecar: --identity-cert, --identity-key and --trust-bundle go together"
+        )
+    from ..identity.files import IdentityFiles
+
+    return IdentityFiles(*files)
 
 
 def _run_async(func: Any, *args: Any) -> int:
@@ -289,6 +307,11 @@ def _supervise(args: argparse.Namespace) -> int:
         base += ["--sidecar", args.sidecar]
     if args.no_watch:
         base += ["--no-watch"]
+    for flag, value in (("--identity-cert", args.identity_cert),
+                        ("--identity-key", args.identity_key),
+                        ("--trust-bundle", args.trust_bundle)):  # fmt: skip
+        if value:
+            base += [flag, value]
     port = args.admin_port if args.admin_port is not None else cfg.admin.port
     return _run_async(supervise, base, args.workers, cfg.admin.bind, port)
 

@@ -7,6 +7,7 @@ Task tree::
     ├── serve_admin               /ready /metrics /config_dump /quitquitquit
     ├── _signals                  SIGTERM/SIGINT → drain; SIGHUP → reload
     ├── watch_files               config file changed → reload (static mode)
+    ├── watch_files               identity files changed → reload the identity (--identity-*)
     └── XdsMode.run               ADS stream to the control plane (control-plane mode)
 
 Reload: the config is loaded and validated completely, then compiled into a
@@ -46,6 +47,7 @@ from plait.sdk import ConfigError
 
 from ..config import AdminConfig, MeshConfig, dump_config, load_config
 from ..config._watch import watch_files
+from ..identity.files import IdentityFiles
 from ..runtime import Runtime
 from ..server._listener import Listener
 from .admin import SidecarAdmin, serve_http
@@ -72,6 +74,8 @@ class SidecarOptions:
     plugins: Sequence[str] = field(default_factory=tuple)
     xds: XdsOptions | None = None
     """Control-plane mode: config over xDS instead of ``config`` files."""
+    identity: IdentityFiles | None = None
+    """The workload certificate, key and trust bundle from files (``--identity-*``)."""
 
 
 def load_plugins(names: Sequence[str]) -> FilterTypes:
@@ -99,6 +103,8 @@ class Sidecar:
         self.opts = opts
         self.types = types
         self.runtime = Runtime(config)
+        if opts.identity is not None:
+            opts.identity.load(self.runtime.identity)  # ConfigError names the flag
         self.listeners: dict[str, Listener] = {}
         self.quit = anyio.Event()
         self.ready = False
@@ -121,6 +127,8 @@ class Sidecar:
                 tg.start_soon(self.xds.run, self.install)
             elif self.opts.watch:
                 tg.start_soon(watch_files, self.opts.config, self.reload)
+            if self.opts.identity is not None and self.opts.watch:
+                tg.start_soon(watch_files, self.opts.identity.paths, self.reload_identity)
             _tune_gc()
             self.ready = True
             if self.is_ready():
@@ -179,7 +187,13 @@ class Sidecar:
                     continue
                 self.listeners[name] = listener
             else:
-                self.listeners[name].timeouts = lc.timeouts
+                self.listeners[name].reconfigure(lc)
+
+    async def reload_identity(self) -> bool:
+        """Read the identity files again (``--identity-*``); keep the current one on error."""
+        if self.opts.identity is None:
+            return True
+        return self.opts.identity.reload(self.runtime.identity)
 
     async def reload(self) -> bool:
         """Load, validate and swap the config files; keep the old snapshot on any error."""
@@ -260,6 +274,7 @@ class Sidecar:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
+                    await self.reload_identity()
                     await self.reload()
                 else:
                     log.info("signal %s: draining", signal.Signals(signum).name)

@@ -89,6 +89,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             tls=tls is not None,
             alpn=alpn,
             sni=getattr(tls, "server_hostname", None) if tls is not None else None,
+            peer_identity=self.listener.peer_identity(tls) if tls is not None else None,
         )
         if alpn == "h2":  # negotiated by ALPN: no preface sniffing needed
             self._sniffing = False

@@ -2,7 +2,9 @@
 
 Task tree (style rule 12): the sidecar's task group owns one :meth:`Listener.serve`
 task per listener; each listener owns a task group in which every connection's
-task runs (started from the accepting Protocol with ``start_soon``). Stopping a
+task runs (started from the accepting Protocol with ``start_soon``). Inbound
+listeners without TLS files of their own authenticate peers with mTLS as their
+PeerAuthentication mode says (``_mtls``: sniffing, handshake, refusals). Stopping a
 listener closes its socket (no new connections); draining then closes idle
 keep-alive connections and asks busy ones to close after their response.
 """
@@ -17,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ..config._model import ListenerConfig, Protocol, Timeouts
+from plait.sdk import PeerIdentity
+
+from ..config._model import Direction, ListenerConfig, MtlsMode, Protocol, Timeouts
+from . import _mtls
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -54,6 +59,11 @@ class Listener:
         self.tg: TaskGroup
         self._server: asyncio.AbstractServer | None = None
         self._stopped = anyio.Event()
+        self.takes_mtls = config.direction is Direction.INBOUND and config.tls is None
+        self._mtls_ctx: ssl.SSLContext | None = None
+        self._refusals = _mtls.Refusals(self)
+        self.verified: tuple[ssl.SSLObject, PeerIdentity] | None = None
+        """The identity the mTLS gate just checked, while it hands the connection over."""
 
     @property
     def key(self) -> tuple[str, int, Protocol]:
@@ -83,7 +93,33 @@ class Listener:
             ctx.set_alpn_protocols(["h2", "http/1.1"])
         return ctx
 
+    def reconfigure(self, config: ListenerConfig) -> None:
+        """A new config for the same address and protocol: new connections follow it."""
+        self.config = config
+        self.timeouts = config.timeouts
+        self.takes_mtls = config.direction is Direction.INBOUND and config.tls is None
+
     def _make_protocol(self) -> asyncio.Protocol:
+        if self.takes_mtls:
+            mode = _mtls.effective_mode(self.config.mtls, self.runtime.identity.ready)
+            if mode is not MtlsMode.DISABLE:
+                return _mtls.Sniff(self, mode, self._refusals)
+        return self.make_app_protocol()
+
+    def mtls_context(self) -> ssl.SSLContext:
+        """The front context of inbound mTLS (each handshake moves onto the current leaf)."""
+        if self._mtls_ctx is None:
+            self._mtls_ctx = self.runtime.identity.listener_context()
+        return self._mtls_ctx
+
+    def peer_identity(self, tls: ssl.SSLObject) -> PeerIdentity | None:
+        """The verified identity of a TLS peer (``None`` without a client certificate)."""
+        if self.verified is not None and self.verified[0] is tls:
+            return self.verified[1]  # parsed once, by the mTLS gate
+        return _mtls.peer_identity(tls)
+
+    def make_app_protocol(self) -> asyncio.Protocol:
+        """The connection protocol (HTTP or TCP relay), for an accepted or authenticated one."""
         if self.config.protocol is Protocol.TCP:
             from ._tcp import TcpRelay
 

@@ -3,7 +3,9 @@
 Two Protocols, one per socket, write each other's bytes with no task per read
 and no copy beyond the kernel's. Backpressure both ways: when one side's write
 buffer fills (``pause_writing``) the other side stops reading until it drains.
-Half-close is forwarded (EOF becomes ``write_eof``). One task per connection
+Half-close is forwarded (EOF becomes ``write_eof``); a side that cannot half-close (a
+TLS transport: asyncio's has no ``write_eof``) is closed instead, after its buffered
+bytes are written, so the peer still sees the end of the stream. One task per connection
 (in the listener's task group) connects upstream and then waits for both sides
 to close, so the connection has an owner and a drain can see it.
 """
@@ -55,8 +57,10 @@ class _Side(asyncio.Protocol):
         if peer is None:
             return True  # forwarded once the peer exists
         if peer is not None and peer.transport is not None and not peer.transport.is_closing():
-            if peer.transport.can_write_eof():
-                peer.transport.write_eof()
+            if not peer.transport.can_write_eof():
+                peer.transport.close()  # TLS: no half-close; close() flushes first
+                return False
+            peer.transport.write_eof()
             if peer.eof:
                 peer.transport.close()
                 return False

@@ -49,6 +49,7 @@ from ._decode_base import (
     timeouts,
     unpack,
 )
+from ._decode_mtls import decode_chains
 from .wire import ALPN, FILTER_TYPE_URL, from_struct
 from .wire import seconds as seconds_of
 
@@ -74,16 +75,20 @@ class Decoded:
 def decode_listener(msg: Message, filter_types: Mapping[str, FilterSpec[Any]]) -> Decoded:
     """Raises ``ConfigError`` naming the Listener and the field plait cannot honour."""
     loc = at(f"Listener {msg.name}")
-    only(msg, ("name", "address", "traffic_direction", "filter_chains", "metadata"), loc)
+    only(
+        msg,
+        ("name", "address", "traffic_direction", "filter_chains", "listener_filters", "metadata"),
+        loc,
+    )
     facts = facts_of(msg, loc)
     direction = _DIRECTION.get(msg.traffic_direction)
     if direction is None:
         raise sub(loc, "traffic_direction").expected("INBOUND or OUTBOUND", "UNSPECIFIED")
     only(msg.address, ("socket_address",), sub(loc, "address"))
     bind, port = ip_address(msg.address.socket_address, sub(loc, "address.socket_address"))
-    if len(msg.filter_chains) != 1:
-        raise sub(loc, "filter_chains").expected("one filter chain", len(msg.filter_chains))
-    chain = msg.filter_chains[0]
+    chain, mtls = decode_chains(msg, facts, loc)
+    if mtls is not None and direction is not Direction.INBOUND:
+        raise sub(loc, "filter_chains").error("peer authentication is for inbound listeners")
     cloc = sub(loc, "filter_chains[0]")
     only(chain, ("filters", "transport_socket"), cloc)
     if len(chain.filters) != 1:
@@ -94,7 +99,14 @@ def decode_listener(msg: Message, filter_types: Mapping[str, FilterSpec[Any]]) -
     tls = None
     if chain.HasField("transport_socket"):
         tls = _tls(chain.transport_socket, sub(cloc, "transport_socket"))
-    common = {"name": msg.name, "direction": direction, "bind": bind, "port": port, "tls": tls}
+    common = {
+        "name": msg.name,
+        "direction": direction,
+        "bind": bind,
+        "port": port,
+        "tls": tls,
+        "mtls": mtls,
+    }
     kind = network.typed_config.TypeName()
     if kind == _HCM_TYPE:
         hcm = unpack(network.typed_config, hcm_pb2.HttpConnectionManager, nloc)

@@ -67,12 +67,18 @@ __all__ = [
     "HTTP_PROTOCOL_OPTIONS",
     "LISTENER",
     "METADATA_KEY",
+    "MTLS_FACT",
     "ORDER",
     "ROUTE",
     "ROUTER",
+    "SDS_CERT",
+    "SDS_ROOTS",
     "TCP_PROXY",
     "TIMEOUT_KEYS",
+    "TLS_INSPECTOR",
     "TLS_SOCKET",
+    "TRANSPORT_RAW",
+    "TRANSPORT_TLS",
     "WILDCARD_TYPES",
     "circuit_breakers",
     "combined_version",
@@ -163,3 +169,18 @@ def timeouts_extra(t: Timeouts, carried: frozenset[str]) -> dict[str, float | No
         if f.name not in carried and value != getattr(default, f.name):
             out[TIMEOUT_KEYS[f.name]] = value
     return out
+
+
+# -- inbound peer authentication (LDS) ----------------------------------------------------------
+# STRICT: one chain whose socket is a DownstreamTlsContext requiring a client certificate, with
+# the SDS secrets SDS_CERT and SDS_ROOTS over ADS (Istio's names: the sidecar's own identity).
+# PERMISSIVE: a "tls" and a "raw_buffer" chain (filter_chain_match.transport_protocol) with the
+# same network filters, and the TLS inspector listener filter. DISABLE: one plaintext chain and
+# metadata.plait.mtls = "DISABLE" (Envoy's shape cannot tell it from "no policy").
+
+SDS_CERT: Final = "default"
+SDS_ROOTS: Final = "ROOTCA"
+TLS_INSPECTOR: Final = "envoy.filters.listener.tls_inspector"
+TRANSPORT_TLS: Final = "tls"
+TRANSPORT_RAW: Final = "raw_buffer"
+MTLS_FACT: Final = "mtls"

@@ -197,6 +197,20 @@ spec:
   targetRefs: [{name: allkinds}]
   timeouts: {connect: 2s}
 """,
+    "PeerAuthentication": """\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: allkinds}
+spec: {mtls: {mode: STRICT}}
+""",
+    "AuthorizationPolicy": """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allkinds}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: [/admin*]}}]}]
+""",
 }
 
 

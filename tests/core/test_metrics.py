@@ -81,3 +81,21 @@ def test_http2_connection_errors_are_counted_and_summed_across_workers() -> None
     name = "plait_http2_connection_errors_total"
     assert samples[(name, (("reason", "rapid_reset"),))] == 2
     assert samples[(name, (("reason", "flow_control_error"),))] == 1
+
+
+def test_inbound_transports_and_refusals_are_counted_and_summed_across_workers() -> None:
+    one, two = Stats(), Stats()
+    one.inbound_accepted("in", "mtls")
+    two.inbound_accepted("in", "mtls")
+    two.inbound_accepted("in", "plaintext")
+    one.inbound_refusal("in", "unknown_ca")
+    two.inbound_refusal("in", "unknown_ca")
+    two.inbound_refusal("in", "plaintext")
+    one.add_json(two.to_json())
+    samples = _samples(one)
+    accepted = "plait_inbound_connections_total"
+    assert samples[(accepted, (("listener", "in"), ("transport", "mtls")))] == 2
+    assert samples[(accepted, (("listener", "in"), ("transport", "plaintext")))] == 1
+    refused = "plait_inbound_mtls_refused_total"
+    assert samples[(refused, (("listener", "in"), ("reason", "unknown_ca")))] == 2
+    assert samples[(refused, (("listener", "in"), ("reason", "plaintext")))] == 1

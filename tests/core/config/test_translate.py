@@ -374,7 +374,7 @@ def test_public_api() -> None:
         [
             "WEIGHTED_SPLIT", "AdminConfig", "Cluster", "Direction", "Endpoint", "FilterEntry",
             "HeaderMatch", "ListenerConfig", "ListenerTLS", "MatchType", "MeshConfig", "PathMatch",
-            "Protocol",
+            "MtlsMode", "Protocol",
             "Resources", "RouteMatch", "RouteRule", "RouteTable", "Timeouts", "WeightedBackend",
             "dump_config", "load_config", "load_documents", "translate",
             "KINDS", "ParsedDocument", "parse_stored", "WorkloadPort", "WorkloadRes", "parse_text",

@@ -1,0 +1,28 @@
+"""``authorization``: Istio-style AuthorizationPolicy enforcement on inbound requests.
+
+The translator puts it first in the chains of inbound listeners of the sidecars that
+policies select (the core never names it); its config lists those policies. See
+``_config.py`` for matching and ``_filter.py`` for the decision.
+"""
+
+from plait.sdk import FilterSpec
+
+from ._config import AuthzConfig, Policy, parse_authz
+from ._filter import DENIED_HEADER, Authorization
+
+__all__ = [
+    "AUTHORIZATION",
+    "DENIED_HEADER",
+    "Authorization",
+    "AuthzConfig",
+    "Policy",
+    "parse_authz",
+]
+
+AUTHORIZATION = FilterSpec(
+    name="authorization",
+    make=Authorization,
+    parse_config=parse_authz,
+    description="allow, deny or audit requests by the caller's verified identity, path, method",
+    stream_independent=True,
+)
