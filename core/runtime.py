@@ -23,6 +23,7 @@ from plait.sdk import StreamContext
 from .access_log import AccessLog
 from .config._model import ListenerConfig, MeshConfig, RouteRule
 from .exchange import Chain
+from .identity import CertStore
 from .metrics import Stats
 from .router import Router
 from .upstream._manager import ClusterRuntime, Upstreams
@@ -92,7 +93,8 @@ class Runtime:
 
     def __init__(self, config: MeshConfig, stats: Stats | None = None) -> None:
         self.stats = stats or Stats()
-        self.upstreams = Upstreams()
+        self.identity = CertStore()
+        self.upstreams = Upstreams(self.identity)
         self.stats.upstream_source = self._upstream_counters
         self.active_streams = 0
         self.draining = False
@@ -103,7 +105,7 @@ class Runtime:
         self.snapshot = self._swap(config)
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:
-        return {name: dict(s.counters) for name, s in self.upstreams.states().items()}
+        return self.upstreams.counters()
 
     def _swap(self, config: MeshConfig) -> Snapshot:
         self._open_access_log(config.access_log)
