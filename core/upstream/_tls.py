@@ -197,7 +197,10 @@ async def connect(
     except ssl.SSLError as exc:
         assert origin is not None
         origin.count("tls_handshake_failures")
-        why = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = f"certificate verify failed: {exc.verify_message}"
+        else:
+            why = exc.reason or str(exc)
         err = UpstreamTlsError(f"tls handshake with {key} failed: {why}")
         log.warning("%s", err)
         raise err from None

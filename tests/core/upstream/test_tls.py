@@ -20,7 +20,7 @@ import h2.events
 import pytest
 from cryptography import x509
 
-from plait.core.codec import ResponseReceived
+from plait.core.codec import DataReceived, ResponseReceived
 from plait.core.config._model import Cluster, Endpoint, Protocol
 from plait.core.config._policy import TrafficPolicy
 from plait.core.identity import CertStore, peer_spiffe_id
@@ -139,10 +139,11 @@ async def get(ups: Upstreams, c: Cluster, ep: Endpoint, *, fresh: bool = False) 
                      end_stream=True)  # fmt: skip
     ev = await stream.read_event()
     assert isinstance(ev, ResponseReceived), ev
-    body = ev.body
-    while not ev.end_stream:
-        ev = await stream.read_event()
-        body += getattr(ev, "data", b"")
+    body, end = ev.body, ev.end_stream
+    while not end:
+        data = await stream.read_event()
+        assert isinstance(data, DataReceived), data
+        body, end = body + data.data, data.end_stream
     stream.finish(True)
     return body.decode()
 

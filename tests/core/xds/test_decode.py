@@ -239,7 +239,7 @@ def test_referenced_names(res: Resources) -> None:
 
 
 def test_an_endpoint_identity_must_be_a_spiffe_id(res: Resources, types: Any) -> None:
-    from google.protobuf import struct_pb2  # type: ignore[import-untyped]
+    from google.protobuf import struct_pb2
 
     lb = res[ENDPOINT]["web.default:8080"].endpoints[0].lb_endpoints[0]
     facts = struct_pb2.Struct()
