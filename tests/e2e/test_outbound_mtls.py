@@ -30,6 +30,7 @@ from tests.support import (
     wait_port,
     write_config,
 )
+from tests.support.controlplane import apply, config_dump, start_control_plane
 from tests.support.pki import Authority
 
 pytestmark = pytest.mark.e2e
@@ -55,10 +56,11 @@ def serial_of(where: Path) -> str:
     return str(x509.load_pem_x509_certificate((where / "chain.pem").read_bytes()).serial_number)
 
 
-def start_mtls_server(tmp: Path, where: Path) -> Proc:
+def start_mtls_server(tmp: Path, where: Path, *, h2: bool = False) -> Proc:
     port = free_port()
     log = tmp / f"mtls-{port}.log"
-    p = start([PY, str(HERE / "mtls_server.py"), "--port", str(port), "--dir", str(where)], log)
+    cmd = [PY, str(HERE / "mtls_server.py"), "--port", str(port), "--dir", str(where)]
+    p = start(cmd + (["--h2"] if h2 else []), log)
     proc = Proc(p, log, port=port)
     try:
         wait_port(port, proc=p)
@@ -68,13 +70,15 @@ def start_mtls_server(tmp: Path, where: Path) -> Proc:
     return proc
 
 
-def config(upstream_port: int, listen: int, admin: int, access_log: Path, tls: str) -> str:
+def config(
+    upstream_port: int, listen: int, admin: int, access_log: Path, tls: str, protocol: str
+) -> str:
     return f"""\
 apiVersion: plait.dev/v1alpha1
 kind: Service
 metadata: {{name: upstream}}
 spec:
-  ports: [{{name: main, port: 80}}]
+  ports: [{{name: main, port: 80, protocol: {protocol}}}]
 ---
 apiVersion: plait.dev/v1alpha1
 kind: Workload
@@ -107,9 +111,12 @@ class Mesh:
         self.client_dir = identity_dir(tmp, "client", self.ca, CLIENT, self.ca.pem)
         self.access_log = tmp / "access.log"
 
-    def sidecar(self, upstream_port: int, tls: str = "  tlsMode: mutual") -> Proc:
+    def sidecar(
+        self, upstream_port: int, tls: str = "  tlsMode: mutual", protocol: str = "http"
+    ) -> Proc:
         listen, admin = free_port(), free_port()
-        path = write_config(self.tmp, config(upstream_port, listen, admin, self.access_log, tls))
+        text = config(upstream_port, listen, admin, self.access_log, tls, protocol)
+        path = write_config(self.tmp, text)
         cmd = [
             PY,
             str(HERE / "identity_sidecar.py"),
@@ -126,10 +133,12 @@ class Mesh:
         ready_or_stopped(proc)
         return proc
 
-    def upstream(self, spiffe_id: str = SERVER, ca: Authority | None = None) -> Proc:
+    def upstream(
+        self, spiffe_id: str = SERVER, ca: Authority | None = None, *, h2: bool = False
+    ) -> Proc:
         ca = ca or self.ca
         where = identity_dir(self.tmp, f"server-{free_port()}", ca, spiffe_id, self.ca.pem)
-        proc = start_mtls_server(self.tmp, where)
+        proc = start_mtls_server(self.tmp, where, h2=h2)
         self.procs.append(proc)
         return proc
 
@@ -163,7 +172,9 @@ def test_the_upstream_sees_the_sidecars_spiffe_id(mesh: Mesh) -> None:
     sidecar = mesh.sidecar(up.port)
     status, _, body = http_get(sidecar.port, "/")
     assert status == 200, body
-    assert json.loads(body) == {"peer": CLIENT, "serial": serial_of(mesh.client_dir)}
+    assert json.loads(body) == {
+        "peer": CLIENT, "serial": serial_of(mesh.client_dir), "alpn": "http/1.1"
+    }  # fmt: skip
     text = metrics(sidecar.admin_port)
     assert (
         'plait_upstream_events_total{cluster="upstream.default:80",event="tls_handshakes_ok"} 1'
@@ -225,3 +236,78 @@ def test_a_plaintext_endpoint_still_works(mesh: Mesh) -> None:
     status, headers, _ = http_get(sidecar.port, "/")
     assert status == 200
     assert headers["x-served-by"] == "echo"
+
+
+def test_an_http2_cluster_negotiates_h2_by_alpn(mesh: Mesh) -> None:
+    up = mesh.upstream(h2=True)  # an HTTP/2-only mTLS server
+    sidecar = mesh.sidecar(up.port, protocol="http2")
+    for _ in range(3):  # one connection, multiplexed
+        status, _, body = http_get(sidecar.port, "/")
+        assert status == 200, body
+        assert json.loads(body) == {
+            "peer": CLIENT, "serial": serial_of(mesh.client_dir), "alpn": "h2"
+        }  # fmt: skip
+    text = metrics(sidecar.admin_port)
+    assert 'cluster="upstream.default:80",event="tls_handshakes_ok"} 1' in text
+
+
+def test_control_plane_mode_carries_each_endpoints_identity(mesh: Mesh) -> None:
+    """Config over xDS: the same checks as static YAML (the IDs travel in EDS metadata)."""
+    cp = start_control_plane(mesh.tmp)
+    mesh.procs.append(cp)
+    good, impostor = mesh.upstream(), mesh.upstream(OTHER)
+    ok_port, bad_port, admin = free_port(), free_port(), free_port()
+    apply(cp, mesh.tmp, f"""\
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {{name: good}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {{name: bad}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: plait.dev/v1alpha1
+kind: Workload
+metadata: {{name: good-1}}
+spec:
+  service: good
+  serviceAccount: server
+  address: 127.0.0.1
+  tlsMode: mutual
+  ports: [{{port: 80, targetPort: {good.port}}}]
+---
+apiVersion: plait.dev/v1alpha1
+kind: Workload
+metadata: {{name: bad-1}}
+spec:
+  service: bad
+  serviceAccount: server
+  address: 127.0.0.1
+  tlsMode: mutual
+  ports: [{{port: 80, targetPort: {impostor.port}}}]
+---
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {{name: client}}
+spec:
+  egress:
+  - {{name: good, port: {{number: {ok_port}, protocol: http}}, service: good}}
+  - {{name: bad, port: {{number: {bad_port}, protocol: http}}, service: bad}}
+""")  # fmt: skip
+    cmd = [PY, str(HERE / "identity_sidecar.py"), str(mesh.client_dir), "--log-level", "info",
+           "sidecar", "--control-plane", f"127.0.0.1:{cp.extra['xds']}", "--sidecar", "client",
+           "--node-id", "client-1", "--admin-port", str(admin),
+           "--state-dir", str(mesh.tmp / "sidecar-state")]  # fmt: skip
+    log = mesh.tmp / "sidecar-xds.log"
+    sidecar = Proc(start(cmd, log), log, admin_port=admin)
+    mesh.procs.append(sidecar)
+    ready_or_stopped(sidecar, timeout=20)
+    endpoint = config_dump(sidecar)["config"]["clusters"]["good.default:80"]["endpoints"][0]
+    assert (endpoint["identity"], endpoint["mtls"]) == (SERVER, True)
+    status, _, body = http_get(ok_port, "/")
+    assert status == 200, body
+    assert json.loads(body)["peer"] == CLIENT
+    status, headers, _ = http_get(bad_port, "/")
+    assert (status, headers["x-plait-reason"]) == (503, "tls: unexpected peer identity")
