@@ -26,7 +26,8 @@ chain from another CA, an expired certificate, the server refusing our certifica
 with :class:`UpstreamTlsError`. Both are ``UpstreamConnectError``: retries and outlier
 detection treat them as any connect failure. Their ``reason`` is a fixed text
 (``x-plait-reason``, the access log, the requests metric; a label an attacker's
-certificate cannot multiply); the IDs are in the message, logged as a warning. Each
+certificate cannot multiply); the IDs are in the message, logged as a warning (at most
+one per pool every ``WARN_EVERY`` seconds, the rest at debug level). Each
 handshake is counted per cluster (``tls_handshakes_ok``, ``tls_handshake_failures``,
 ``tls_peer_identity_mismatches``) in the upstream event counters of ``/metrics``.
 
@@ -40,6 +41,7 @@ import asyncio
 import errno
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
+WARN_EVERY: Final = 10.0
 _H1: Final = ("http/1.1",)
 _UNREACHABLE: Final = frozenset(
     {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
@@ -96,7 +99,7 @@ def plan(cluster: Cluster, endpoint: Endpoint) -> tuple[bool, str | None] | None
 class Origination:
     """How one pool reaches its endpoint over mTLS; see the module docstring."""
 
-    __slots__ = ("alpn", "counters", "expected", "required", "store")
+    __slots__ = ("_warned", "alpn", "counters", "expected", "required", "store")
 
     def __init__(
         self,
@@ -112,6 +115,7 @@ class Origination:
         self.expected = expected
         self.alpn = ("h2",) if h2 else _H1
         self.counters = counters
+        self._warned = -WARN_EVERY
 
     def context(self, key: str) -> ssl.SSLContext | None:
         """The client context for a new connection; ``None``: plaintext (auto, no identity)."""
@@ -131,6 +135,15 @@ class Origination:
 
     def count(self, event: str) -> None:
         self.counters[event] = self.counters.get(event, 0) + 1
+
+    def warn(self, err: UpstreamConnectError) -> None:
+        """Log a refused connection: a warning, unless this pool warned recently."""
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            log.warning("%s", err)
+        else:
+            log.debug("%s", err)
 
 
 class _Gate(asyncio.Protocol):
@@ -202,7 +215,7 @@ async def connect(
         else:
             why = exc.reason or str(exc)
         err = UpstreamTlsError(f"tls handshake with {key} failed: {why}")
-        log.warning("%s", err)
+        origin.warn(err)
         raise err from None
     except OSError as exc:
         why = (exc.strerror or str(exc) or type(exc).__name__).lower()
@@ -210,14 +223,14 @@ async def connect(
             raise UpstreamConnectError(f"connect failure to {key}: {why}") from None
         origin.count("tls_handshake_failures")
         err = UpstreamTlsError(f"tls handshake with {key} failed: {why}")
-        log.warning("%s", err)
+        origin.warn(err)
         raise err from None
     if gate is None:
         return proto, False
     assert origin is not None
     if gate.inner is None:
         refused = gate.refused or UpstreamTlsError(f"tls with {key}: closed in the handshake")
-        log.warning("%s", refused)
+        origin.warn(refused)
         raise refused
     origin.count("tls_handshakes_ok")
     return gate.inner, True  # type: ignore[return-value]
