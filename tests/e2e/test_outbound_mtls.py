@@ -115,8 +115,12 @@ class Mesh:
         self, upstream_port: int, tls: str = "  tlsMode: mutual", protocol: str = "http"
     ) -> Proc:
         listen, admin = free_port(), free_port()
-        text = config(upstream_port, listen, admin, self.access_log, tls, protocol)
-        path = write_config(self.tmp, text)
+        return self.run(config(upstream_port, listen, admin, self.access_log, tls, protocol),
+                        listen, admin)  # fmt: skip
+
+    def run(self, text: str, listen: int, admin: int) -> Proc:
+        """The sidecar with this identity, on the static config ``text``."""
+        path = write_config(self.tmp, text, f"plait-{admin}.yaml")
         cmd = [
             PY,
             str(HERE / "identity_sidecar.py"),
@@ -311,3 +315,67 @@ spec:
     assert json.loads(body)["peer"] == CLIENT
     status, headers, _ = http_get(bad_port, "/")
     assert (status, headers["x-plait-reason"]) == (503, "tls: unexpected peer identity")
+
+
+def test_retries_and_outlier_detection_route_around_an_impostor(mesh: Mesh) -> None:
+    """A refused identity is a connect failure: retried elsewhere, and the endpoint ejected."""
+    good, impostor = mesh.upstream(), mesh.upstream(OTHER)
+    listen, admin = free_port(), free_port()
+    workloads = "".join(f"""\
+---
+apiVersion: plait.dev/v1alpha1
+kind: Workload
+metadata: {{name: upstream-{i}}}
+spec:
+  service: upstream
+  serviceAccount: server
+  address: 127.0.0.1
+  tlsMode: mutual
+  ports: [{{port: 80, targetPort: {port}}}]
+""" for i, port in enumerate((good.port, impostor.port)))  # fmt: skip
+    sidecar = mesh.run(f"""\
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {{name: upstream}}
+spec: {{ports: [{{port: 80}}]}}
+{workloads}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: upstream}}
+spec:
+  parentRefs: [{{name: upstream, port: 80}}]
+  rules:
+  - backendRefs: [{{name: upstream, port: 80}}]
+    retry: {{attempts: 2, backoff: 1ms}}
+---
+apiVersion: plait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{name: upstream}}
+spec:
+  targetRefs: [{{name: upstream}}]
+  retryConstraint: {{budget: {{percent: 100, interval: 10s}}}}
+  outlierDetection: {{consecutive5xx: 1, baseEjectionTime: 60s}}
+  loadBalancer: {{type: RoundRobin}}
+---
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {{name: client}}
+spec:
+  admin: {{port: {admin}}}
+  egress:
+  - {{name: out, port: {{number: {listen}, protocol: http}}, service: upstream}}
+""", listen, admin)  # fmt: skip
+    peers = []
+    for _ in range(20):
+        status, _, body = http_get(sidecar.port, "/")
+        assert status == 200, body
+        peers.append(json.loads(body)["peer"])
+    assert set(peers) == {CLIENT}
+    events = {
+        line.split('event="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics(admin).splitlines()
+        if line.startswith("plait_upstream_events_total{")
+    }
+    assert events["retry"] >= 1
+    assert events["ejection"] == 1
+    assert events["tls_peer_identity_mismatches"] == 1  # ejected: never tried again
