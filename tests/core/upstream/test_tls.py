@@ -120,13 +120,9 @@ def ca() -> Authority:
 
 
 def cluster(
-    port: int,
-    *,
-    identity: str | None = SERVER,
-    mtls: bool = True,
-    protocol: Protocol = Protocol.HTTP,
-    mode: str | None = None,
-) -> tuple[Cluster, Endpoint]:
+    port: int, *, identity: str | None = SERVER, mtls: bool = True,
+    protocol: Protocol = Protocol.HTTP, mode: str | None = None,
+) -> tuple[Cluster, Endpoint]:  # fmt: skip
     ep = Endpoint(address="127.0.0.1", port=port, identity=identity, mtls=mtls)
     policy = TrafficPolicy(name="default/p", tls_mode=mode) if mode else None
     return Cluster(name="svc.default:80", protocol=protocol, endpoints=(ep,), policy=policy), ep
@@ -150,9 +146,8 @@ async def get(ups: Upstreams, c: Cluster, ep: Endpoint, *, fresh: bool = False) 
 
 def server_context(ca: Authority, spiffe_id: str, alpn: list[str], tmp: Path) -> ssl.SSLContext:
     """A plain ``ssl`` mTLS server context (not the store's) offering ``alpn``."""
-    chain, key = ca.leaf(spiffe_id)
-    (tmp / "chain.pem").write_bytes(chain)
-    (tmp / "key.pem").write_bytes(key)
+    for name, data in zip(("chain.pem", "key.pem"), ca.leaf(spiffe_id), strict=True):
+        (tmp / name).write_bytes(data)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(tmp / "chain.pem", tmp / "key.pem")
     ctx.load_verify_locations(cadata=ca.pem.decode())
