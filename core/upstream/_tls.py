@@ -22,8 +22,9 @@ No byte goes to a server before its identity is checked: the protocol factory re
 the server's SPIFFE ID from its verified certificate and, only if it is the endpoint's
 expected ID, hands the transport to the real connection protocol. Otherwise the transport
 is aborted and the try fails with :class:`UpstreamIdentityError`; a failed handshake (a
-chain from another CA, an expired certificate, the server refusing our certificate)
-with :class:`UpstreamTlsError`. Both are ``UpstreamConnectError``: retries and outlier
+chain from another CA, an expired certificate; the server refusing our certificate under
+TLS 1.2 -- under TLS 1.3 that refusal comes after the handshake, as a reset) with
+:class:`UpstreamTlsError`. Both are ``UpstreamConnectError``: retries and outlier
 detection treat them as any connect failure. Their ``reason`` is a fixed text
 (``x-plait-reason``, the access log, the requests metric; a label an attacker's
 certificate cannot multiply); the IDs are in the message, logged as a warning (at most
