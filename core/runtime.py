@@ -23,7 +23,7 @@ from plait.sdk import StreamContext
 from .access_log import AccessLog
 from .config._model import ListenerConfig, MeshConfig, RouteRule
 from .exchange import Chain
-from .identity.store import CertStore
+from .identity import CertStore
 from .metrics import Stats
 from .router import Router
 from .upstream._manager import ClusterRuntime, Upstreams
@@ -93,7 +93,9 @@ class Runtime:
 
     def __init__(self, config: MeshConfig, stats: Stats | None = None) -> None:
         self.stats = stats or Stats()
-        self.upstreams = Upstreams()
+        self.identity = CertStore()
+        """This sidecar's mesh identity (certificate, key, trust bundle); empty until filled."""
+        self.upstreams = Upstreams(self.identity)
         self.stats.upstream_source = self._upstream_counters
         self.active_streams = 0
         self.draining = False
@@ -101,12 +103,10 @@ class Runtime:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.access_log: AccessLog | None = None
-        self.identity = CertStore()
-        """This sidecar's mesh identity (certificate, key, trust bundle); empty until filled."""
         self.snapshot = self._swap(config)
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:
-        return {name: dict(s.counters) for name, s in self.upstreams.states().items()}
+        return self.upstreams.counters()
 
     def _swap(self, config: MeshConfig) -> Snapshot:
         self._open_access_log(config.access_log)

@@ -15,7 +15,12 @@ ClusterLoadAssignment: one ``LocalityLbEndpoints`` with ``load_balancing_weight:
 ignores a locality without a weight) and an empty but present ``locality`` (gRPC NACKs an
 assignment without one), holding every endpoint as an ``LbEndpoint``: socket address,
 ``load_balancing_weight`` = the endpoint weight, ``health_status: HEALTHY`` (plait's static and
-registered endpoints have no health checking yet), labels in ``metadata["plait"]["labels"]``. A
+registered endpoints have no health checking yet), labels in ``metadata["plait"]["labels"]``,
+the endpoint's SPIFFE ID in ``metadata["plait"]["identity"]`` and ``"mtls": true`` when it
+accepts mesh mTLS. Envoy's ``UpstreamTlsContext`` (a ``transport_socket``) names one SAN list
+per cluster, the union of the Service's accounts; plait checks each endpoint against its own
+workload's ID, a narrower check, so the ID travels per endpoint in metadata and the cluster's
+``tls.mode`` override rides in its ``policy``. A
 cluster without endpoints gets an assignment without localities, so the client knows the set is
 empty rather than still coming. EDS endpoints must be IP addresses (Envoy and gRPC do not
 resolve names in EDS): an endpoint with a DNS name is refused here, naming the cluster.
@@ -133,6 +138,13 @@ def _lb_endpoint(ep: Endpoint, where: str) -> Message:
         health_status=health_check_pb2.HEALTHY,
     )
     out.load_balancing_weight.value = ep.weight
+    facts: dict[str, object] = {}
     if ep.labels:
-        out.metadata.CopyFrom(metadata({"labels": dict(ep.labels)}, where))
+        facts["labels"] = dict(ep.labels)
+    if ep.identity is not None:
+        facts["identity"] = ep.identity
+    if ep.mtls:
+        facts["mtls"] = True
+    if facts:
+        out.metadata.CopyFrom(metadata(facts, where))
     return out

@@ -17,6 +17,7 @@ from typing import Any
 
 from ._model import (
     Cluster,
+    Endpoint,
     FilterEntry,
     ListenerConfig,
     MeshConfig,
@@ -87,14 +88,22 @@ def _listener(lis: ListenerConfig) -> dict[str, Any]:
 def _cluster(c: Cluster) -> dict[str, Any]:
     return {
         "protocol": c.protocol.value,
-        "endpoints": [
-            {"address": e.address, "port": e.port, "weight": e.weight, "labels": dict(e.labels)}
-            for e in c.endpoints
-        ],
+        "endpoints": [_endpoint(e) for e in c.endpoints],
         "timeouts": _timeouts(c.timeouts),
         "maxIdlePerEndpoint": c.max_idle_per_endpoint,
         "policy": jsonable(c.policy),
     }
+
+
+def _endpoint(e: Endpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "address": e.address, "port": e.port, "weight": e.weight, "labels": dict(e.labels)
+    }  # fmt: skip
+    if e.identity is not None:
+        out["identity"] = e.identity
+    if e.mtls:
+        out["mtls"] = True
+    return out
 
 
 def _match(m: RouteMatch) -> dict[str, Any]:

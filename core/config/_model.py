@@ -106,6 +106,13 @@ class Endpoint:
     port: int
     weight: int = 1
     labels: Mapping[str, str] = field(default_factory=dict)
+    identity: str | None = None
+    """The SPIFFE ID the endpoint's certificate must carry (a Workload's
+    ``spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount>``); ``None`` for static
+    Service endpoints, which have no mesh identity."""
+    mtls: bool = False
+    """The endpoint accepts mesh mTLS (its Workload says ``tlsMode: mutual``): auto mTLS
+    originates TLS to it when the sidecar has an identity (``core/upstream/_tls.py``)."""
 
     @property
     def key(self) -> str:

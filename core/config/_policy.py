@@ -4,7 +4,9 @@
 experimental ``gateway.networking.x-k8s.io/v1alpha1`` is accepted too, GEP-3388)
 attaches to Services through ``targetRefs`` and holds what is per destination:
 the retry budget (``retryConstraint``, GEP-3388 field names), circuit-breaker
-limits, outlier detection, the load balancer and connect/idle timeouts.
+limits, outlier detection, the load balancer, connect/idle timeouts and ``tls.mode``,
+which overrides auto mTLS for the destination (``ISTIO_MUTUAL``: always mesh mTLS,
+``DISABLE``: always plaintext; absent: auto, see ``core/upstream/_tls.py``).
 The rule's ``retry`` (GEP-1731: ``codes``, ``attempts``, ``backoff``) holds what
 is per route; plait's own additions live under ``retry.plait`` so they cannot
 collide with future Gateway API fields.
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 LB_TYPES = ("LeastRequest", "RoundRobin", "RingHash")
+TLS_MODES = ("ISTIO_MUTUAL", "DISABLE")
 _BIG = 1_000_000_000
 
 
@@ -95,6 +98,8 @@ class TrafficPolicy:
     connect_timeout: float | None = None
     idle_timeout: float | None = None
     stream_idle_timeout: float | None = None
+    tls_mode: str | None = None
+    """``tls.mode``: ``ISTIO_MUTUAL`` or ``DISABLE``; ``None`` is auto mTLS."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +141,7 @@ def parse_traffic_policy(name: str, spec: Fields) -> TrafficPolicy:
         outlier=_outlier(spec.sub("outlierDetection")),
         load_balancer=_balancer(spec.sub("loadBalancer")),
         **_timeouts(spec.sub("timeouts")),
+        tls_mode=_tls(spec.sub("tls")),
     )
     spec.done()
     return policy
@@ -249,3 +255,11 @@ def _timeouts(f: Fields | None) -> dict[str, float | None]:
     }
     f.done()
     return out
+
+
+def _tls(f: Fields | None) -> str | None:
+    if f is None:
+        return None
+    mode = f.text("mode", choices=TLS_MODES)
+    f.done()
+    return mode

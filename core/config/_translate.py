@@ -2,7 +2,8 @@
 
 Theory of operation:
 
-* Each ``Service`` port becomes a ``Cluster`` ``"<name>.<ns>:<port>"``.
+* Each ``Service`` port becomes a ``Cluster`` ``"<name>.<ns>:<port>"``; its Workloads'
+  endpoints carry their SPIFFE IDs in ``trust_domain`` (``_workload.py``).
 * ``Filter`` resources and every listener/rule filter are checked against the
   registry here: the type must exist and ``spec.parse_config`` must accept the
   config; a :class:`ConfigError` it raises is re-located under the YAML field.
@@ -27,7 +28,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from plait.sdk import ConfigError, FilterSpec, HttpFilter
+from plait.sdk import DEFAULT_TRUST_DOMAIN, ConfigError, FilterSpec, HttpFilter
 
 from ._fields import Loc
 from ._filter_config import parse_filter_config
@@ -65,6 +66,7 @@ def translate(
     sidecar: str | None = None,
     unknown_filters: bool = False,
     listeners: bool = True,
+    trust_domain: str = DEFAULT_TRUST_DOMAIN,
 ) -> MeshConfig:
     """Build the frozen config; raises :class:`ConfigError` for any invalid reference.
 
@@ -74,9 +76,12 @@ def translate(
     decide; known types are still checked here. ``listeners=False`` builds the mesh-wide
     part only (clusters and route tables; no Sidecar is selected), with a pass-through
     table for every HTTP Service port no HTTPRoute attaches to (what a gRPC proxyless
-    client asking for that Service gets; GAMMA: no routes, no mesh).
+    client asking for that Service gets; GAMMA: no routes, no mesh). ``trust_domain`` is
+    the mesh's: Workload endpoints expect ``spiffe://<trust_domain>/ns/<ns>/sa/<sa>``.
     """
-    return _Translator(res, filter_types, unknown_filters).build(sidecar, listeners=listeners)
+    return _Translator(res, filter_types, unknown_filters, trust_domain).build(
+        sidecar, listeners=listeners
+    )
 
 
 def _opaque_make(config: object) -> HttpFilter:
@@ -122,7 +127,11 @@ def _index(items: Iterable[R], meta_of: Any) -> dict[tuple[str, str], R]:
 
 class _Translator:
     def __init__(
-        self, res: Resources, filter_types: Mapping[str, FilterSpec[Any]], unknown: bool = False
+        self,
+        res: Resources,
+        filter_types: Mapping[str, FilterSpec[Any]],
+        unknown: bool = False,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
     ) -> None:
         self.res = res
         self.filter_types = filter_types
@@ -139,7 +148,7 @@ class _Translator:
             cluster_name(s, p): Cluster(
                 name=cluster_name(s, p),
                 protocol=p.protocol,
-                endpoints=(*s.endpoints, *workload_endpoints(s, p.port, workloads)),
+                endpoints=(*s.endpoints, *workload_endpoints(s, p.port, workloads, trust_domain)),
             )
             for s in res.services
             for p in s.ports

@@ -7,6 +7,14 @@ run no sidecar (a VM, a database), like Istio's ``WorkloadEntry``. Either way
 its endpoints join the clusters of its Service: for each Service port the
 workload serves, ``address:targetPort`` with the workload's labels and weight.
 
+Each endpoint also carries the workload's identity,
+``spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount>``: the SPIFFE ID a sidecar
+calling it requires in the server certificate when it originates mTLS. ``tlsMode``
+says whether the workload accepts mesh mTLS at all (like Istio's
+``security.istio.io/tlsMode`` label): ``mutual`` for a workload behind a sidecar that
+terminates mTLS, ``disabled`` (the default) for an instance without one, which callers
+reach in plaintext unless a BackendTrafficPolicy's ``tls.mode`` says otherwise.
+
     kind: Workload
     metadata: {name: web-7f9c, namespace: default}
     spec:
@@ -15,6 +23,7 @@ workload serves, ``address:targetPort`` with the workload's labels and weight.
       address: 10.0.0.7
       labels: {version: v2}
       weight: 1
+      tlsMode: mutual              # its sidecar accepts mesh mTLS (default "disabled")
       ports:                       # omitted: every Service port, targetPort = port
       - {port: 8080, targetPort: 15006}
 """
@@ -23,11 +32,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plait.sdk import SpiffeId
+
 from ._fields import Fields
 from ._model import Endpoint
 from ._resources import LABEL, LABEL_HINT, Meta, ServiceRes, parse_host
 
-__all__ = ["WorkloadPort", "WorkloadRes", "parse_workload", "workload_endpoints"]
+__all__ = ["TLS_MODES", "WorkloadPort", "WorkloadRes", "parse_workload", "workload_endpoints"]
+
+TLS_MODES = ("disabled", "mutual")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +61,8 @@ class WorkloadRes:
     weight: int
     ports: tuple[WorkloadPort, ...]
     """Empty: every port of the Service, on the same port number."""
+    mtls: bool = False
+    """``tlsMode: mutual``: the workload accepts mesh mTLS."""
 
 
 def parse_workload(meta: Meta, spec: Fields) -> WorkloadRes:
@@ -68,6 +83,7 @@ def parse_workload(meta: Meta, spec: Fields) -> WorkloadRes:
         labels=dict(spec.labels("labels")),
         weight=spec.integer("weight", 1, lo=1, hi=1_000_000),
         ports=tuple(ports),
+        mtls=spec.text("tlsMode", "disabled", choices=TLS_MODES) == "mutual",
     )
     if not address:
         raise spec.loc.error("missing required field 'address'")
@@ -75,8 +91,11 @@ def parse_workload(meta: Meta, spec: Fields) -> WorkloadRes:
     return res
 
 
-def workload_endpoints(svc: ServiceRes, port: int, workloads: list[WorkloadRes]) -> list[Endpoint]:
-    """The endpoints that ``workloads`` of ``svc`` add to the cluster of Service port ``port``."""
+def workload_endpoints(
+    svc: ServiceRes, port: int, workloads: list[WorkloadRes], trust_domain: str
+) -> list[Endpoint]:
+    """The endpoints that ``workloads`` of ``svc`` add to the cluster of Service port ``port``,
+    each with its workload's SPIFFE ID in ``trust_domain``."""
     out: list[Endpoint] = []
     for w in workloads:
         if w.service != svc.meta.name or w.meta.namespace != svc.meta.namespace:
@@ -86,5 +105,15 @@ def workload_endpoints(svc: ServiceRes, port: int, workloads: list[WorkloadRes])
         else:
             target = next((p.target_port for p in w.ports if p.port == port), None)
         if target is not None:
-            out.append(Endpoint(address=w.address, port=target, weight=w.weight, labels=w.labels))
+            identity = SpiffeId.for_workload(trust_domain, w.meta.namespace, w.service_account)
+            out.append(
+                Endpoint(
+                    address=w.address,
+                    port=target,
+                    weight=w.weight,
+                    labels=w.labels,
+                    identity=str(identity),
+                    mtls=w.mtls,
+                )
+            )
     return out

@@ -7,7 +7,9 @@ a connection is touched, so open connections finish on the certificate they
 negotiated while every new handshake uses the new one.
 
 * **Outbound** connections ask :meth:`client_context` at connect time, so they always
-  get the current one.
+  get the current one. It takes the ALPN list to offer: a pool offers only the HTTP
+  versions it speaks (an HTTP/1.1 pool ``http/1.1``, an HTTP/2 pool ``h2``), so one
+  client context per offer is built with each update.
 * **Inbound** listeners are created once with :meth:`listener_context`, a fixed
   *front* context whose ``sni_callback`` moves each accepted connection onto the
   current server context before the certificate is chosen (OpenSSL calls it for
@@ -42,6 +44,7 @@ from plait.sdk import InvalidSpiffeId, SpiffeId
 __all__ = ["ALPN", "CertStore", "Leaf", "peer_spiffe_id", "spiffe_ids_of"]
 
 ALPN = ("h2", "http/1.1")
+_CLIENT_OFFERS: tuple[tuple[str, ...], ...] = (ALPN, ("h2",), ("http/1.1",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ class CertStore:
 
     def __init__(self) -> None:
         self._server: ssl.SSLContext | None = None
-        self._client: ssl.SSLContext | None = None
+        self._clients: dict[tuple[str, ...], ssl.SSLContext] = {}
         self.leaf: Leaf | None = None
         self.bundle_pem: bytes = b""
         self.chain_pem: bytes = b""
@@ -81,23 +84,30 @@ class CertStore:
         if len(ids) != 1:
             raise ValueError(f"the leaf carries {len(ids)} SPIFFE IDs (expected exactly one)")
         server = _context(ssl.Purpose.CLIENT_AUTH, chain_pem, key_pem, bundle_pem)
-        client = _context(ssl.Purpose.SERVER_AUTH, chain_pem, key_pem, bundle_pem)
+        clients = {
+            alpn: _context(ssl.Purpose.SERVER_AUTH, chain_pem, key_pem, bundle_pem, alpn)
+            for alpn in _CLIENT_OFFERS
+        }
         leaf = Leaf(
             spiffe_id=ids[0],
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             serial=cert.serial_number,
         )
-        self._server, self._client = server, client
+        self._server, self._clients = server, clients
         self.leaf, self.chain_pem, self.bundle_pem = leaf, chain_pem, bundle_pem
         self.generation += 1
         return leaf
 
-    def client_context(self) -> ssl.SSLContext:
-        """The context for a new outbound mTLS connection (the current leaf)."""
-        if self._client is None:
-            raise RuntimeError("no workload certificate yet")
-        return self._client
+    def client_context(self, alpn: tuple[str, ...] = ALPN) -> ssl.SSLContext:
+        """The context for a new outbound mTLS connection (the current leaf), offering
+        ``alpn`` (one of ``ALPN``, ``("h2",)``, ``("http/1.1",)``)."""
+        client = self._clients.get(alpn)
+        if client is None:
+            if not self._clients:
+                raise RuntimeError("no workload certificate yet")
+            raise ValueError(f"no client context offers ALPN {alpn!r}")
+        return client
 
     def listener_context(self) -> ssl.SSLContext:
         """A front context for a listener; each handshake moves onto the current one."""
@@ -120,7 +130,11 @@ class CertStore:
 
 
 def _context(
-    purpose: ssl.Purpose, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes
+    purpose: ssl.Purpose,
+    chain_pem: bytes,
+    key_pem: bytes,
+    bundle_pem: bytes,
+    alpn: tuple[str, ...] = ALPN,
 ) -> ssl.SSLContext:
     ctx = ssl.SSLContext(
         ssl.PROTOCOL_TLS_SERVER if purpose is ssl.Purpose.CLIENT_AUTH else ssl.PROTOCOL_TLS_CLIENT
@@ -128,7 +142,7 @@ def _context(
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False  # peers are checked by SPIFFE ID, not by host name
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.set_alpn_protocols(list(ALPN))
+    ctx.set_alpn_protocols(list(alpn))
     ctx.load_verify_locations(cadata=bundle_pem.decode("ascii"))
     with tempfile.TemporaryDirectory(prefix="plait-id-") as tmp:  # mode 0700
         chain_file = os.path.join(tmp, "chain.pem")

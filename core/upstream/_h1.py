@@ -10,7 +10,9 @@ idle connection is closed after ``idle_timeout``: the idle list is ordered by
 release time (pushed at the end, reused from the end), and one timer per pool
 (armed while it has idle connections) closes the expired ones from the front,
 so a request costs no timer. A connection the peer closed while idle is noticed
-(``closed``) and dropped when popped.
+(``closed``) and dropped when popped. With an :class:`~._tls.Origination` the pool
+connects over mTLS (``_tls.py``) and drops idle connections it made in plaintext
+before the sidecar had an identity.
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-import anyio
-
-from plait.sdk import Headers, RequestHead, UpstreamConnectError
+from plait.sdk import Headers, RequestHead
 
 from .._transport import EventProtocol
 from ..codec import Event, H1ClientCodec, StreamReset
 from ..config._model import Endpoint
+from ._tls import Origination, connect
 
 __all__ = ["H1Pool", "H1Stream"]
 
@@ -37,6 +38,8 @@ class _Conn(EventProtocol[H1ClientCodec]):
     idle_since = 0.0
     """When it went back to the pool (loop clock)."""
     reused = False
+    secured = False
+    """Opened over mTLS."""
     watcher: Callable[[], None] | None = None
     """Set by a callback-driven (inline) exchange instead of awaiting :meth:`next_event`:
     called on every wake-up (new events, or the connection closed)."""
@@ -125,8 +128,10 @@ class H1Pool:
         idle_timeout: float,
         max_idle: int,
         max_header_bytes: int = 60 * 1024,
+        origin: Origination | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.origin = origin
         self.key = endpoint.key
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
@@ -151,31 +156,28 @@ class H1Pool:
     def take(self) -> H1Stream | None:
         """A stream on a live idle connection, without waiting; ``None`` if there is none."""
         idle = self._idle
+        origin = self.origin
         while idle:
             conn = idle.pop()
-            if conn.closed or conn.pending_events():
+            if (
+                conn.closed
+                or conn.pending_events()
+                or (origin is not None and origin.stale(conn.secured))
+            ):
                 conn.abort()
                 continue
             return H1Stream(self, conn, reused=True)
         return None
 
     async def _connect(self) -> _Conn:
-        loop = asyncio.get_running_loop()
-        ep = self.endpoint
-        try:
-            with anyio.fail_after(self.connect_timeout):
-                _, proto = await loop.create_connection(
-                    lambda: _Conn(H1ClientCodec(max_header_bytes=self.max_header_bytes)),
-                    ep.address,
-                    ep.port,
-                )
-        except TimeoutError:
-            raise UpstreamConnectError(
-                f"connect timeout to {ep.key} after {self.connect_timeout}s"
-            ) from None
-        except OSError as exc:
-            why = (exc.strerror or str(exc)).lower()
-            raise UpstreamConnectError(f"connect failure to {ep.key}: {why}") from None
+        """Raises ``UpstreamConnectError`` (``_tls.connect``)."""
+        proto, secured = await connect(
+            lambda: _Conn(H1ClientCodec(max_header_bytes=self.max_header_bytes)),
+            self.endpoint,
+            self.connect_timeout,
+            self.origin,
+        )
+        proto.secured = secured
         return proto
 
     def release(self, conn: _Conn) -> None:

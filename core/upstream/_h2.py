@@ -5,7 +5,10 @@ connection that can open another stream (below the peer's
 ``MAX_CONCURRENT_STREAMS``, no GOAWAY received), else connects a new one;
 concurrent callers share one in-progress connect instead of racing. A
 connection with no open streams for ``idle_timeout`` is closed by a lazy loop
-timer (one per connection, re-armed only when it fires).
+timer (one per connection, re-armed only when it fires). With an
+:class:`~._tls.Origination` the pool connects over mTLS offering ALPN ``h2``
+(``_tls.py``); a connection made in plaintext before the sidecar had an identity
+takes no new streams once it has one and closes when its streams are done.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import anyio
-
 from plait.sdk import RequestHead, UpstreamConnectError
 
 from .._h2mux import H2Mux, StreamQueue
 from ..codec import ConnectionTerminated, FlowControlUpdated, H2Codec, StreamReset
 from ..config._model import Endpoint
+from ._tls import Origination, connect
 
 __all__ = ["H2Pool"]
 
@@ -67,6 +69,7 @@ class _H2Client(H2Mux):
         self.pool = pool
         self.served = 0
         self.goaway = False
+        self.secured = False
         self._loop = asyncio.get_running_loop()
         self._last_used = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
@@ -131,8 +134,16 @@ class _H2Client(H2Mux):
 
 
 class H2Pool:
-    def __init__(self, endpoint: Endpoint, *, connect_timeout: float, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        connect_timeout: float,
+        idle_timeout: float,
+        origin: Origination | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self.origin = origin
         self.key = endpoint.key
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
@@ -141,7 +152,13 @@ class H2Pool:
 
     def take(self) -> _UpStream | None:
         """A stream on a live connection with room, without waiting; else ``None``."""
+        origin = self.origin
         for conn in self._conns:
+            if origin is not None and not conn.goaway and origin.stale(conn.secured):
+                conn.goaway = True  # made before the identity: no new streams
+                if not conn.queues:
+                    conn.close()
+                continue
             if conn.usable:
                 return conn.new_stream()
         return None
@@ -159,23 +176,18 @@ class H2Pool:
     async def _connect(self) -> _H2Client:
         loop = asyncio.get_running_loop()
         self._connecting = fut = loop.create_future()
-        ep = self.endpoint
         try:
-            with anyio.fail_after(self.connect_timeout):
-                _, conn = await loop.create_connection(lambda: _H2Client(self), ep.address, ep.port)
-        except TimeoutError:
-            err = UpstreamConnectError(f"connect timeout to {ep.key} after {self.connect_timeout}s")
+            conn, secured = await connect(
+                lambda: _H2Client(self), self.endpoint, self.connect_timeout, self.origin
+            )
+        except UpstreamConnectError as err:
             fut.set_exception(err)
             fut.exception()  # consumed here; waiters get it through shield
-            raise err from None
-        except OSError as exc:
-            err = UpstreamConnectError(f"connect failure to {ep.key}: {(exc.strerror or exc)}")
-            fut.set_exception(err)
-            fut.exception()
-            raise err from None
+            raise
         finally:
             if self._connecting is fut:
                 self._connecting = None
+        conn.secured = secured
         self._conns.append(conn)
         fut.set_result(conn)
         return conn

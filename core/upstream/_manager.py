@@ -1,8 +1,12 @@
 """Upstream pools by endpoint, kept across config swaps; per-cluster endpoint picking.
 
-Pools are keyed by ``(protocol family, address, port)`` and survive snapshot
+Pools are keyed by ``(protocol family, address, port, tls)`` and survive snapshot
 swaps, so a reload never drops warm keep-alive connections. After a swap,
 pools of endpoints no snapshot names any more are closed (:meth:`Upstreams.prune`).
+``tls`` is empty for a plaintext-only pool; a pool that may originate mTLS
+(``_tls.plan``) is keyed by its cluster, whether mTLS is required and the SPIFFE ID
+expected, so a changed identity or mode gets a new pool and the old one is closed.
+Its handshakes are counted per cluster (:meth:`Upstreams.counters`).
 
 Each cluster name also has one :class:`~plait.sdk.UpstreamCluster`: the state
 ``around_upstream`` layers share across streams (budgets, ejections, latency
@@ -22,10 +26,20 @@ from typing import Protocol
 from plait.sdk import EndpointInfo, NoHealthyUpstream, UpstreamCluster
 
 from ..config._model import Cluster, Endpoint
+from ..identity.store import CertStore
 from ._h1 import H1Pool
+from ._tls import Origination, plan
 from .stream import UpstreamStream
 
-__all__ = ["ClusterRuntime", "Pool", "Upstreams"]
+__all__ = ["ClusterRuntime", "Pool", "Upstreams", "pool_key"]
+
+PoolKey = tuple[bool, str, int, str]
+
+
+def pool_key(cluster: Cluster, endpoint: Endpoint) -> PoolKey:
+    tls = plan(cluster, endpoint)
+    tag = "" if tls is None else f"{cluster.name} {tls[0]} {tls[1]}"
+    return (cluster.protocol.upstream_h2, endpoint.address, endpoint.port, tag)
 
 
 class Pool(Protocol):
@@ -41,9 +55,12 @@ class Pool(Protocol):
 
 
 class Upstreams:
-    def __init__(self) -> None:
-        self._pools: dict[tuple[bool, str, int], Pool] = {}
+    def __init__(self, identity: CertStore | None = None) -> None:
+        self._pools: dict[PoolKey, Pool] = {}
         self._states: dict[str, UpstreamCluster] = {}
+        self.identity = identity if identity is not None else CertStore()
+        self.tls_counters: dict[str, dict[str, int]] = {}
+        """Per cluster: outbound mTLS handshakes by result (``_tls.py``)."""
 
     def cluster_state(self, cluster: Cluster) -> UpstreamCluster:
         """The shared state of ``cluster``: the same object while its endpoints are unchanged."""
@@ -58,32 +75,53 @@ class Upstreams:
     def states(self) -> dict[str, UpstreamCluster]:
         return dict(self._states)
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per cluster: the layers' event counters and the mTLS handshake counters."""
+        out = {name: dict(s.counters) for name, s in self._states.items()}
+        for name, tls in self.tls_counters.items():
+            out.setdefault(name, {}).update(tls)
+        return out
+
     def prune_states(self, live: Iterable[str]) -> None:
         keep = set(live)
         for name in [n for n in self._states if n not in keep]:
             del self._states[name]
+        for name in [n for n in self.tls_counters if n not in keep]:
+            del self.tls_counters[name]
 
     def pool(self, cluster: Cluster, endpoint: Endpoint) -> Pool:
-        h2 = cluster.protocol.upstream_h2
-        key = (h2, endpoint.address, endpoint.port)
+        key = pool_key(cluster, endpoint)
         pool = self._pools.get(key)
         if pool is None:
             t = cluster.timeouts
-            if h2:
+            tls = plan(cluster, endpoint)
+            origin = None
+            if tls is not None:
+                origin = Origination(
+                    self.identity,
+                    required=tls[0],
+                    expected=tls[1],
+                    h2=key[0],
+                    counters=self.tls_counters.setdefault(cluster.name, {}),
+                )
+            if key[0]:
                 from ._h2 import H2Pool
 
-                pool = H2Pool(endpoint, connect_timeout=t.connect, idle_timeout=t.idle)
+                pool = H2Pool(
+                    endpoint, connect_timeout=t.connect, idle_timeout=t.idle, origin=origin
+                )
             else:
                 pool = H1Pool(
                     endpoint,
                     connect_timeout=t.connect,
                     idle_timeout=t.idle,
                     max_idle=cluster.max_idle_per_endpoint,
+                    origin=origin,
                 )
             self._pools[key] = pool
         return pool
 
-    def prune(self, live: Iterable[tuple[bool, str, int]]) -> None:
+    def prune(self, live: Iterable[PoolKey]) -> None:
         keep = set(live)
         for key in [k for k in self._pools if k not in keep]:
             self._pools.pop(key).close()
@@ -100,9 +138,7 @@ class ClusterRuntime:
         self.state = upstreams.cluster_state(cluster)
         self.pools = [upstreams.pool(cluster, ep) for ep in cluster.endpoints]
         self.by_key = {p.key: p for p in self.pools}
-        self.keys = [
-            (cluster.protocol.upstream_h2, ep.address, ep.port) for ep in cluster.endpoints
-        ]
+        self.keys = [pool_key(cluster, ep) for ep in cluster.endpoints]
         weights = [max(ep.weight, 0) for ep in cluster.endpoints]
         self._next: Callable[[], Pool] | None = None
         if not self.pools or (sum(weights) == 0 and len(set(weights)) > 1):

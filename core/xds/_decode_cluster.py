@@ -12,7 +12,9 @@ Endpoints: at most one locality (plait has no locality-aware balancing). An ``Lb
 whose ``health_status`` is neither ``HEALTHY`` nor ``UNKNOWN`` is left out: plait sends
 nothing to an endpoint the control plane says is unhealthy or draining. Addresses must be IP
 addresses; ``load_balancing_weight`` (default 1) is the endpoint weight; labels come from
-``metadata.plait.labels``.
+``metadata.plait.labels``, the SPIFFE ID the endpoint must present from
+``metadata.plait.identity`` (checked as a SPIFFE ID) and whether it accepts mesh mTLS from
+``metadata.plait.mtls``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from envoy.extensions.upstreams.http.v3 import (  # type: ignore[import-untyped]
 from plait.core.config import Cluster, Endpoint, Protocol, Timeouts
 from plait.core.config._fields import Loc
 from plait.core.config._policy import TrafficPolicy
+from plait.sdk import InvalidSpiffeId, SpiffeId
 
 from ._decode_base import (
     Message,
@@ -189,7 +192,19 @@ def _endpoint(lb: Message, loc: Loc) -> Endpoint | None:
     weight = lb.load_balancing_weight.value if lb.HasField("load_balancing_weight") else 1
     if weight < 1:
         raise sub(loc, "load_balancing_weight").expected("a weight of at least 1", weight)
-    labels = fact(facts_of(lb, loc), "labels", dict, {}, loc)
+    facts = facts_of(lb, loc)
+    labels = fact(facts, "labels", dict, {}, loc)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         raise sub(loc, "metadata.plait.labels").expected("string labels", labels)
-    return Endpoint(address=address, port=port, weight=weight, labels=labels)
+    identity = fact(facts, "identity", str, "", loc) or None
+    if identity is not None:
+        try:
+            identity = str(SpiffeId.parse(identity))
+        except InvalidSpiffeId as exc:
+            raise sub(loc, "metadata.plait.identity").error(
+                f"expected a SPIFFE ID: {exc}"
+            ) from None
+    mtls = fact(facts, "mtls", bool, False, loc)
+    return Endpoint(
+        address=address, port=port, weight=weight, labels=labels, identity=identity, mtls=mtls
+    )

@@ -241,6 +241,8 @@ def _policy_spec(p: TrafficPolicy) -> dict[str, Any]:
     }
     if timeouts:
         spec["timeouts"] = timeouts
+    if p.tls_mode is not None:
+        spec["tls"] = {"mode": p.tls_mode}
     return spec
 
 

@@ -105,6 +105,8 @@ def test_retry_and_policy_become_layers_in_order(tmp_path: Path, types: FilterTy
         ("", "loadBalancer: {type: RingHash}", "loadBalancer", "needs ringHash.header"),
         ("", "circuitBreaker: {maxConnection: 3}", "circuitBreaker.maxConnection",
          "unknown field"),
+        ("", "tls: {mode: SIMPLE}", "tls.mode", "expected one of ISTIO_MUTUAL, DISABLE"),
+        ("", "tls: {}", "tls", "mode"),
     ],
 )  # fmt: skip
 def test_invalid_config_is_rejected_clearly(
@@ -128,3 +130,14 @@ def test_a_policy_must_target_an_existing_service(tmp_path: Path, types: FilterT
         ConfigError, match=r"mesh.yaml:\d+: BackendTrafficPolicy/p: .*unknown Service"
     ):
         load_config([path], types)
+
+
+def test_the_tls_mode_overrides_auto_mtls_per_service(tmp_path: Path, types: FilterTypes) -> None:
+    assert _load(tmp_path, types).clusters["echo.default:8080"].policy is None  # auto
+    for mode in ("ISTIO_MUTUAL", "DISABLE"):
+        policy = (
+            _load(tmp_path, types, policy=f"tls: {{mode: {mode}}}")
+            .clusters["echo.default:8080"]
+            .policy
+        )
+        assert policy is not None and policy.tls_mode == mode

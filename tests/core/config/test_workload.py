@@ -108,3 +108,32 @@ def test_parse_text_keeps_plain_documents_and_creation_order() -> None:
     assert [(p.meta.kind, p.meta.order) for p in parsed] == [("Service", 5), ("Sidecar", 6)]
     assert type(parsed[0].document) is dict
     assert parsed[0].document["spec"]["ports"][0] == {"port": 8080}
+
+
+def test_workload_endpoints_carry_their_spiffe_id_and_tls_mode() -> None:
+    text = _workload(
+        "{service: web, serviceAccount: web-sa, address: 10.0.0.7, tlsMode: mutual}"
+    ) + (
+        "---\napiVersion: plait.dev/v1alpha1\nkind: Workload\n"
+        "metadata: {name: vm-1, namespace: default}\n"
+        "spec: {service: web, address: 10.0.0.8}\n"
+    )
+    parsed = parse_text(text, "mem.yaml")
+    cfg = translate(
+        resources_of(parsed, ["mem.yaml"]), load_filter_types(), trust_domain="corp.example"
+    )
+    eps = cfg.clusters["web.default:8080"].endpoints
+    assert [(e.address, e.identity, e.mtls) for e in eps] == [
+        ("127.0.0.1", None, False),  # a static Service endpoint has no mesh identity
+        ("10.0.0.7", "spiffe://corp.example/ns/default/sa/web-sa", True),
+        ("10.0.0.8", "spiffe://corp.example/ns/default/sa/default", False),
+    ]
+    default_domain = _translate(_workload("{service: web, address: 10.0.0.7}"))
+    ep = default_domain.clusters["web.default:8080"].endpoints[-1]  # type: ignore[attr-defined]
+    assert ep.identity == "spiffe://plait.local/ns/default/sa/default"
+
+
+def test_an_unknown_tls_mode_is_rejected_naming_the_field() -> None:
+    with pytest.raises(ConfigError) as err:
+        _translate(_workload("{service: web, address: 10.0.0.7, tlsMode: strict}"))
+    assert "spec.tlsMode: expected one of disabled, mutual, got 'strict'" in str(err.value)

@@ -236,3 +236,18 @@ def test_referenced_names(res: Resources) -> None:
         ENDPOINT: set(res[CLUSTER]),
     }
     assert referenced_names({}) == {ROUTE: set(), ENDPOINT: set()}
+
+
+def test_an_endpoint_identity_must_be_a_spiffe_id(res: Resources, types: Any) -> None:
+    from google.protobuf import struct_pb2
+
+    lb = res[ENDPOINT]["web.default:8080"].endpoints[0].lb_endpoints[0]
+    facts = struct_pb2.Struct()
+    facts.update({"identity": "spiffe://UPPER/ns/a/sa/b"})
+    lb.metadata.filter_metadata["plait"].CopyFrom(facts)
+    with pytest.raises(ConfigError) as err:
+        decode(res, types)
+    assert str(err.value).startswith(
+        "ClusterLoadAssignment web.default:8080: endpoints[0].lb_endpoints[0]."
+        "metadata.plait.identity: expected a SPIFFE ID: "
+    )

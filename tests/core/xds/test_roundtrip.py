@@ -344,3 +344,23 @@ def test_split_position_is_explicit(types: FilterTypes) -> None:
     moved = dataclasses.replace(rule, filters=(rule.filters[-1], *rule.filters[:-1]))
     cfg = _with_rules(cfg, key, (moved,))
     assert round_trip(cfg, types).routes[key].rules == (moved,)
+
+
+def test_endpoint_identities_and_the_tls_mode_round_trip(types: FilterTypes) -> None:
+    text = RESILIENT.replace(
+        "  timeouts: {connect: 250ms", "  tls: {mode: ISTIO_MUTUAL}\n  timeouts: {connect: 250ms"
+    ) + (
+        "---\napiVersion: plait.dev/v1alpha1\nkind: Workload\nmetadata: {name: api-1}\n"
+        "spec: {service: api, serviceAccount: api, address: 10.0.2.1, tlsMode: mutual}\n"
+        "---\napiVersion: plait.dev/v1alpha1\nkind: Workload\nmetadata: {name: api-2}\n"
+        "spec: {service: api, address: 10.0.2.2}\n"
+    )
+    cfg = mesh(types, text, trust_domain="corp.example")
+    got = round_trip(cfg, types)
+    assert_same(got, cfg)
+    api = got.clusters["api.default:8080"]
+    assert api.policy is not None and api.policy.tls_mode == "ISTIO_MUTUAL"
+    assert [(e.address, e.identity, e.mtls) for e in api.endpoints][2:] == [
+        ("10.0.2.1", "spiffe://corp.example/ns/default/sa/api", True),
+        ("10.0.2.2", "spiffe://corp.example/ns/default/sa/default", False),
+    ]

@@ -1,0 +1,110 @@
+"""Outbound mTLS through a real sidecar process: identity checked, rotation, plaintext kept.
+
+See ``_mtls.py`` for the sidecar with an identity and the mTLS upstream.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import Proc, http_get, start_echo
+from tests.support.pki import Authority
+
+from ._mtls import CLIENT, OTHER, SERVER, Mesh, identity_dir, metrics, serial_of
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def mesh(tmp_path: Path, procs: list[Proc]) -> Mesh:
+    return Mesh(tmp_path, procs)
+
+
+def test_the_upstream_sees_the_sidecars_spiffe_id(mesh: Mesh) -> None:
+    up = mesh.upstream()
+    sidecar = mesh.sidecar(up.port)
+    status, _, body = http_get(sidecar.port, "/")
+    assert status == 200, body
+    assert json.loads(body) == {
+        "peer": CLIENT, "serial": serial_of(mesh.client_dir), "alpn": "http/1.1"
+    }  # fmt: skip
+    text = metrics(sidecar.admin_port)
+    assert (
+        'plait_upstream_events_total{cluster="upstream.default:80",event="tls_handshakes_ok"} 1'
+        in text
+    )
+
+
+def test_an_upstream_with_an_unexpected_spiffe_id_is_refused(mesh: Mesh) -> None:
+    impostor = mesh.upstream(OTHER)  # same CA, valid chain, wrong identity
+    sidecar = mesh.sidecar(impostor.port)
+    status, headers, _ = http_get(sidecar.port, "/")
+    assert status == 503
+    assert headers["x-plait-reason"] == "tls: unexpected peer identity"
+    assert mesh.access()[-1]["failure_reason"] == "tls: unexpected peer identity"
+    text = metrics(sidecar.admin_port)
+    assert 'reason="tls: unexpected peer identity"' in text
+    assert 'event="tls_peer_identity_mismatches"' in text
+    assert OTHER in sidecar.logs() and SERVER in sidecar.logs()  # the IDs, for the operator
+
+
+def test_an_upstream_certificate_from_another_ca_is_refused(mesh: Mesh) -> None:
+    rogue = mesh.upstream(SERVER, ca=Authority.create("rogue"))  # the right SAN, wrong root
+    sidecar = mesh.sidecar(rogue.port)
+    status, headers, _ = http_get(sidecar.port, "/")
+    assert status == 503
+    assert headers["x-plait-reason"] == "tls: handshake failed"
+    assert 'event="tls_handshake_failures"' in metrics(sidecar.admin_port)
+    assert "certificate verify failed" in sidecar.logs()
+
+
+def test_after_a_rotation_new_connections_present_the_new_certificate(mesh: Mesh) -> None:
+    up = mesh.upstream()
+    sidecar = mesh.sidecar(up.port)
+    old = serial_of(mesh.client_dir)
+    client = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=10)
+
+    def get(path: str = "/") -> str:
+        client.request("GET", path)
+        r = client.getresponse()
+        assert r.status == 200
+        return str(json.loads(r.read())["serial"])
+
+    assert get() == old
+    identity_dir(mesh.tmp, "client", mesh.ca, CLIENT, mesh.ca.pem)  # a new leaf in place
+    new = serial_of(mesh.client_dir)
+    assert new != old
+    sidecar.popen.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    assert get() == old  # the pooled upstream connection keeps working
+    assert get("/close") == old  # ... until the upstream closes it
+    assert get() == new  # the next handshake presents the new leaf
+    client.close()
+
+
+def test_a_plaintext_endpoint_still_works(mesh: Mesh) -> None:
+    echo = start_echo(mesh.tmp)
+    mesh.procs.append(echo)
+    sidecar = mesh.sidecar(echo.port, tls="")  # a Workload without tlsMode: mutual
+    status, headers, _ = http_get(sidecar.port, "/")
+    assert status == 200
+    assert headers["x-served-by"] == "echo"
+
+
+def test_an_http2_cluster_negotiates_h2_by_alpn(mesh: Mesh) -> None:
+    up = mesh.upstream(h2=True)  # an HTTP/2-only mTLS server
+    sidecar = mesh.sidecar(up.port, protocol="http2")
+    for _ in range(3):  # one connection, multiplexed
+        status, _, body = http_get(sidecar.port, "/")
+        assert status == 200, body
+        assert json.loads(body) == {
+            "peer": CLIENT, "serial": serial_of(mesh.client_dir), "alpn": "h2"
+        }  # fmt: skip
+    text = metrics(sidecar.admin_port)
+    assert 'cluster="upstream.default:80",event="tls_handshakes_ok"} 1' in text
