@@ -257,6 +257,15 @@ def test_check_filter_passes_every_builtin_and_the_third_party_filter() -> None:
         "circuit-breaker": {"clusters": {"a": {"maxConnections": 4}}},
         "load-balancer": {"clusters": {"a": {"type": "RoundRobin"}}},
         "fault": {"delay": {"fixedDelay": "1ms", "percentage": 50}, "abort": {"httpStatus": 503}},
+        "authorization": {
+            "policies": [
+                {
+                    "name": "shop/allow-web",
+                    "action": "ALLOW",
+                    "rules": [{"from": [{"principals": ["plait.local/ns/shop/*"]}]}],
+                }
+            ]
+        },
     }
     for spec in BUILTIN_FILTERS:
         check_filter(spec, raw[spec.name])
