@@ -12,6 +12,7 @@ import functools
 
 import anyio.abc
 
+from ._ca import CAEndpoints
 from ._client import APIClient, APIError
 from ._http import MAX_BODY, HttpError, Request, Response, serve_connection
 from ._registry_view import RegistryView
@@ -20,6 +21,7 @@ from ._resources import ResourceAPI
 __all__ = [
     "MAX_BODY",
     "APIClient",
+    "CAEndpoints",
     "APIError",
     "HttpError",
     "RegistryView",

@@ -1,0 +1,274 @@
+"""The certificate authority: issuance, renewal checks, root rotation and status.
+
+Theory of operation: :meth:`CertificateAuthority.open` loads ``<data-dir>/ca/`` or, at
+the first start, creates a root (ECDSA P-256, 10 years, pathlen 1) and an intermediate
+(signed by the root, pathlen 0, 1 year), or imports the operator's (:class:`Provided`).
+Leaves are signed by the current intermediate; every issuance is recorded in the ledger
+with the fingerprint of the root it chains to.
+
+Root rotation (:meth:`rotate`) makes a new generation (root + intermediate) and a
+cross-signed certificate (the new root's key and subject, issued by the old root).
+While the previous root is kept, the trust bundle holds both roots and every chain
+handed out is ``leaf, new intermediate, cross-signed root``: a peer that still trusts
+only the old root verifies it through the cross-signed certificate, a peer with the new
+bundle through the new root. The rotation ends by itself (checked on every issuance and
+status read) once the ledger has no unexpired leaf chaining to the old root; the bundle
+then holds the new root alone. The clock is injectable (``clock``) so tests can move
+time instead of waiting for certificates to expire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ._files import CAFileError
+from ._ledger import Ledger
+from ._state import Generation, State, ec_key, load_state, save_state, write_generation
+from ._x509 import ca_cert, cross_sign, fingerprint, leaf_cert, pem
+
+__all__ = ["CertificateAuthority", "Issued", "Provided", "RotationRefused"]
+
+log = logging.getLogger(__name__)
+
+ROOT_LIFETIME = dt.timedelta(days=3650)
+INTERMEDIATE_LIFETIME = dt.timedelta(days=365)
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class RotationRefused(Exception):
+    """A rotation cannot start (one is in progress, or the root key is not here)."""
+
+
+@dataclass(frozen=True)
+class Provided:
+    """Operator-provided CA files (imported into the data directory at the first start)."""
+
+    root_cert: Path
+    root_key: Path | None = None
+    intermediate_cert: Path | None = None
+    intermediate_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    leaf: x509.Certificate
+    chain_pem: bytes
+    bundle_pem: bytes
+    spiffe_id: str
+
+
+class CertificateAuthority:
+    def __init__(self, directory: Path, state: State, ledger: Ledger, trust_domain: str,
+                 clock: Clock) -> None:  # fmt: skip
+        self.directory = directory
+        self.state = state
+        self.ledger = ledger
+        self.trust_domain = trust_domain
+        self.clock = clock
+        self.issued = {"first": 0, "renewal": 0}
+        self._finish_check_at = 0.0
+
+    @classmethod
+    def open(cls, directory: Path, *, trust_domain: str, provided: Provided | None = None,
+             clock: Clock = _utcnow) -> CertificateAuthority:  # fmt: skip
+        """Load the CA in ``directory`` (``<data-dir>/ca``), creating it at the first start."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state = load_state(directory)
+        if state is None:
+            state = State(_first_generation(directory, trust_domain, provided, clock()))
+            save_state(directory, state)
+            log.info("CA: created root %s in %s", state.current.fingerprint[:16], directory)
+        elif provided is not None:
+            given = x509.load_pem_x509_certificate(provided.root_cert.read_bytes())
+            if fingerprint(given) not in {fingerprint(state.current.root)} | (
+                {fingerprint(state.previous.root)} if state.previous else set()
+            ):
+                raise CAFileError(
+                    f"{provided.root_cert}: {directory} already holds a CA with another root "
+                    f"({state.current.fingerprint[:16]}); drop the CA flags or use a new --data-dir"
+                )
+        ledger = Ledger(directory / "ledger.db")
+        return cls(directory, state, ledger, trust_domain, clock)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    # -- issuance ---------------------------------------------------------------------------
+
+    def bundle_pem(self) -> bytes:
+        self._maybe_finish()
+        roots = [self.state.current.root]
+        if self.state.previous is not None:
+            roots.append(self.state.previous.root)
+        return b"".join(pem(r) for r in roots)
+
+    def chain_tail(self) -> list[x509.Certificate]:
+        """What follows a new leaf in its chain: the intermediate (and the cross-signed root)."""
+        tail = [self.state.current.intermediate]
+        if self.state.cross is not None:
+            tail.append(self.state.cross)
+        return tail
+
+    def issue(self, csr: x509.CertificateSigningRequest, spiffe_id: str, ttl: dt.timedelta,
+              *, renewal: bool = False) -> Issued:  # fmt: skip
+        now = self.clock()
+        gen = self.state.current
+        leaf = leaf_cert(csr=csr, spiffe_id=spiffe_id, issuer=gen.intermediate,
+                         issuer_key=gen.intermediate_key, now=now, ttl=ttl)  # fmt: skip
+        self.ledger.record_leaf(leaf.serial_number, spiffe_id,
+                                leaf.not_valid_after_utc.timestamp(), gen.fingerprint,
+                                now.timestamp())  # fmt: skip
+        self.issued["renewal" if renewal else "first"] += 1
+        chain = pem(leaf) + b"".join(pem(c) for c in self.chain_tail())
+        return Issued(leaf, chain, self.bundle_pem(), spiffe_id)
+
+    def issuer_of(self, leaf: x509.Certificate) -> Generation | None:
+        """The generation whose intermediate signed ``leaf``, if any."""
+        gens = [self.state.current] + ([self.state.previous] if self.state.previous else [])
+        for gen in gens:
+            try:
+                leaf.verify_directly_issued_by(gen.intermediate)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return gen
+        return None
+
+    # -- rotation ---------------------------------------------------------------------------
+
+    def rotate(self) -> dict[str, Any]:
+        """Start a root rotation; its status. :class:`RotationRefused` if it cannot start."""
+        self._maybe_finish(force=True)
+        old = self.state.current
+        if self.state.previous is not None:
+            raise RotationRefused(f"a root rotation is in progress: {self._rotation_line()}")
+        if old.root_key is None:
+            raise RotationRefused(
+                "the root key is not in the data directory (the operator keeps it): rotate "
+                "offline and restart with the new root"
+            )
+        now = self.clock()
+        root_key = ec.generate_private_key(ec.SECP256R1())
+        stamp = now.strftime("%Y%m%dT%H%M%SZ")
+        root = ca_cert(key=root_key, common_name=f"plait root {stamp}", now=now, path_length=1,
+                       trust_domain=self.trust_domain, lifetime=ROOT_LIFETIME)  # fmt: skip
+        inter_key = ec.generate_private_key(ec.SECP256R1())
+        inter = ca_cert(key=inter_key, common_name=f"plait intermediate {stamp}", now=now,
+                        path_length=0, trust_domain=self.trust_domain,
+                        lifetime=INTERMEDIATE_LIFETIME, issuer=(root, root_key))  # fmt: skip
+        index = int(old.name.split("-")[1]) + 1
+        gen = write_generation(self.directory, index, root, root_key, inter, inter_key)
+        state = State(gen, previous=old, cross=cross_sign(root, old.root, old.root_key))
+        save_state(self.directory, state)
+        self.state = state
+        log.info("CA: root rotation started: new root %s cross-signed by %s",
+                 gen.fingerprint[:16], old.fingerprint[:16])  # fmt: skip
+        return self.status()
+
+    def _maybe_finish(self, force: bool = False) -> None:
+        prev = self.state.previous
+        if prev is None:
+            return
+        now = self.clock().timestamp()
+        if not force and now < self._finish_check_at:
+            return
+        self._finish_check_at = now + 1.0  # at most one ledger query a second
+        live, _ = self.ledger.live_on_root(prev.fingerprint, now)
+        if live == 0:
+            self.state = replace(self.state, previous=None, cross=None)
+            save_state(self.directory, self.state)
+            log.info("CA: root rotation done: no leaf chains to the old root %s any more; "
+                     "the bundle holds %s alone", prev.fingerprint[:16],
+                     self.state.current.fingerprint[:16])  # fmt: skip
+
+    def _rotation_line(self) -> str:
+        prev = self.state.previous
+        assert prev is not None
+        live, last = self.ledger.live_on_root(prev.fingerprint, self.clock().timestamp())
+        when = dt.datetime.fromtimestamp(last, dt.UTC).isoformat() if last else "now"
+        return f"{live} leaves still on the old root, old root droppable after {when}"
+
+    def status(self) -> dict[str, Any]:
+        self._maybe_finish(force=True)
+        now = self.clock().timestamp()
+
+        def root(gen: Generation, role: str) -> dict[str, Any]:
+            return {"role": role, "fingerprint": gen.fingerprint,
+                    "subject": gen.root.subject.rfc4514_string(),
+                    "notAfter": gen.root.not_valid_after_utc.isoformat(),
+                    "intermediateNotAfter": gen.intermediate.not_valid_after_utc.isoformat()}  # fmt: skip
+
+        roots = [root(self.state.current, "current")]
+        out: dict[str, Any] = {"trustDomain": self.trust_domain, "phase": "stable", "roots": roots}
+        if self.state.previous is not None:
+            roots.append(root(self.state.previous, "previous"))
+            live, last = self.ledger.live_on_root(self.state.previous.fingerprint, now)
+            out["phase"] = "rotating"
+            out["leavesOnOldRoot"] = live
+            out["oldRootDroppableAfter"] = (
+                dt.datetime.fromtimestamp(last, dt.UTC).isoformat() if last else None
+            )
+        out["issued"] = {**self.issued, **self.ledger.counts(now)}
+        return out
+
+
+def _first_generation(directory: Path, trust_domain: str, provided: Provided | None,
+                      now: dt.datetime) -> Generation:  # fmt: skip
+    if provided is None:
+        root_key = ec.generate_private_key(ec.SECP256R1())
+        root = ca_cert(key=root_key, common_name="plait root", trust_domain=trust_domain,
+                       now=now, lifetime=ROOT_LIFETIME, path_length=1)  # fmt: skip
+        inter_key = ec.generate_private_key(ec.SECP256R1())
+        inter = ca_cert(key=inter_key, common_name="plait intermediate", now=now, path_length=0,
+                        trust_domain=trust_domain, lifetime=INTERMEDIATE_LIFETIME,
+                        issuer=(root, root_key))  # fmt: skip
+        return write_generation(directory, 1, root, root_key, inter, inter_key)
+    return write_generation(directory, 1, *_provided(provided, trust_domain, now))
+
+
+def _provided(p: Provided, trust_domain: str, now: dt.datetime) -> tuple[Any, ...]:
+    def cert(path: Path) -> x509.Certificate:
+        try:
+            return x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CAFileError(f"{path}: cannot read a PEM certificate ({exc})") from None
+
+    root = cert(p.root_cert)
+    root_key = ec_key(p.root_key) if p.root_key else None
+    if root_key is not None and root_key.public_key() != root.public_key():
+        raise CAFileError(f"{p.root_key}: this key does not belong to {p.root_cert}")
+    if p.intermediate_cert is None or p.intermediate_key is None:
+        if root_key is None:
+            raise CAFileError(
+                f"{p.root_cert}: give the root's key (--ca-root-key) or an intermediate "
+                "certificate and key (--ca-intermediate-cert, --ca-intermediate-key)"
+            )
+        inter_key = ec.generate_private_key(ec.SECP256R1())
+        inter = ca_cert(key=inter_key, common_name="plait intermediate", now=now, path_length=0,
+                        trust_domain=trust_domain, lifetime=INTERMEDIATE_LIFETIME,
+                        issuer=(root, root_key))  # fmt: skip
+        return root, root_key, inter, inter_key
+    inter = cert(p.intermediate_cert)
+    inter_key = ec_key(p.intermediate_key)
+    if inter_key.public_key() != inter.public_key():
+        raise CAFileError(f"{p.intermediate_key}: this key does not belong to {p.intermediate_cert}")
+    try:
+        inter.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise CAFileError(f"{p.intermediate_cert}: not issued by {p.root_cert} ({exc})") from None
+    constraints = inter.extensions.get_extension_for_class(x509.BasicConstraints).value
+    if not constraints.ca:
+        raise CAFileError(f"{p.intermediate_cert}: not a CA certificate (basicConstraints)")
+    return root, root_key, inter, inter_key
