@@ -1,7 +1,7 @@
 """The certificate authority: issuance, renewal checks, root rotation and status.
 
 Theory of operation: :meth:`CertificateAuthority.open` loads ``<data-dir>/ca/`` or, at
-the first start, creates a root (ECDSA P-256, 10 years, pathlen 1) and an intermediate
+the first start, creates a root (ECDSA P-256, 10 years, pathlen 2) and an intermediate
 (signed by the root, pathlen 0, 1 year), or imports the operator's (:class:`Provided`).
 Leaves are signed by the current intermediate; every issuance is recorded in the ledger
 with the fingerprint of the root it chains to.
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 ROOT_LIFETIME = dt.timedelta(days=3650)
 INTERMEDIATE_LIFETIME = dt.timedelta(days=365)
+ROOT_PATH_LENGTH = 2
+"""Two CA certificates may follow a root: during a rotation the path of a new leaf, for a
+peer that trusts only the old root, is ``old root -> cross-signed new root -> new
+intermediate -> leaf``. With 1, that path is invalid and old peers refuse new leaves."""
 Clock = Callable[[], dt.datetime]
 
 
@@ -159,10 +163,16 @@ class CertificateAuthority:
                 "the root key is not in the data directory (the operator keeps it): rotate "
                 "offline and restart with the new root"
             )
+        limit = old.root.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if limit.path_length is not None and limit.path_length < ROOT_PATH_LENGTH:
+            raise RotationRefused(
+                f"the root's pathLenConstraint is {limit.path_length}: peers that trust only "
+                "this root could not verify leaves of a cross-signed successor (needs 2 or none)"
+            )
         now = self.clock()
         root_key = ec.generate_private_key(ec.SECP256R1())
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
-        root = ca_cert(key=root_key, common_name=f"plait root {stamp}", now=now, path_length=1,
+        root = ca_cert(key=root_key, common_name=f"plait root {stamp}", now=now, path_length=ROOT_PATH_LENGTH,
                        trust_domain=self.trust_domain, lifetime=ROOT_LIFETIME)  # fmt: skip
         inter_key = ec.generate_private_key(ec.SECP256R1())
         inter = ca_cert(key=inter_key, common_name=f"plait intermediate {stamp}", now=now,
@@ -229,7 +239,7 @@ def _first_generation(directory: Path, trust_domain: str, provided: Provided | N
     if provided is None:
         root_key = ec.generate_private_key(ec.SECP256R1())
         root = ca_cert(key=root_key, common_name="plait root", trust_domain=trust_domain,
-                       now=now, lifetime=ROOT_LIFETIME, path_length=1)  # fmt: skip
+                       now=now, lifetime=ROOT_LIFETIME, path_length=ROOT_PATH_LENGTH)  # fmt: skip
         inter_key = ec.generate_private_key(ec.SECP256R1())
         inter = ca_cert(key=inter_key, common_name="plait intermediate", now=now, path_length=0,
                         trust_domain=trust_domain, lifetime=INTERMEDIATE_LIFETIME,

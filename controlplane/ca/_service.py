@@ -38,6 +38,17 @@ PROOF_WINDOW = 300.0
 """How far a renewal's timestamp may be from the CA's clock (seconds)."""
 
 
+def workload_id(trust_domain: str, namespace: str, service_account: str) -> SpiffeId:
+    """The workload's SPIFFE ID; one path segment each (``a/b`` is not a service account)."""
+    sid = SpiffeId.for_workload(trust_domain, namespace, service_account)
+    if (sid.namespace, sid.service_account) != (namespace, service_account):
+        raise InvalidSpiffeId(
+            f"namespace {namespace!r} / service account {service_account!r}: each must be one "
+            "path segment (letters, digits, '.', '-', '_')"
+        )
+    return sid
+
+
 class Refused(Exception):
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
@@ -65,7 +76,7 @@ class CAService:
 
     def make_token(self, namespace: str, service_account: str, ttl: float) -> dict[str, Any]:
         try:
-            sid = SpiffeId.for_workload(self.ca.trust_domain, namespace, service_account)
+            sid = workload_id(self.ca.trust_domain, namespace, service_account)
         except InvalidSpiffeId as exc:
             raise Refused(400, "bad_identity", f"namespace/serviceAccount: {exc}") from None
         try:
@@ -107,7 +118,7 @@ class CAService:
         claimed = None
         if body.get("namespace") is not None or body.get("serviceAccount") is not None:
             try:
-                claimed = str(SpiffeId.for_workload(self.ca.trust_domain,
+                claimed = str(workload_id(self.ca.trust_domain,
                                                     str(body.get("namespace") or "default"),
                                                     str(body.get("serviceAccount") or "default")))
             except InvalidSpiffeId as exc:  # fmt: skip
