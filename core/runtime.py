@@ -23,6 +23,7 @@ from plait.sdk import StreamContext
 from .access_log import AccessLog
 from .config._model import ListenerConfig, MeshConfig, RouteRule
 from .exchange import Chain
+from .identity import CertStore
 from .metrics import Stats
 from .router import Router
 from .upstream._manager import ClusterRuntime, Upstreams
@@ -100,6 +101,8 @@ class Runtime:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.access_log: AccessLog | None = None
+        self.identity = CertStore()
+        """This sidecar's certificate and trust bundle (the identity agent fills it)."""
         self.snapshot = self._swap(config)
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:

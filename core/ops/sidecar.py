@@ -7,7 +7,8 @@ Task tree::
     ├── serve_admin               /ready /metrics /config_dump /quitquitquit
     ├── _signals                  SIGTERM/SIGINT → drain; SIGHUP → reload
     ├── watch_files               config file changed → reload (static mode)
-    └── XdsMode.run               ADS stream to the control plane (control-plane mode)
+    ├── XdsMode.run               ADS stream to the control plane (control-plane mode)
+    └── IdentityAgent.run         certificate from the CA, renewed (with a join token)
 
 Reload: the config is loaded and validated completely, then compiled into a
 new snapshot and swapped in (:meth:`Runtime.apply`); listeners are added or
@@ -51,6 +52,7 @@ from ..server._listener import Listener
 from .admin import SidecarAdmin, serve_http
 
 if TYPE_CHECKING:  # imported only in control-plane mode: grpc costs ~10 MB of RSS
+    from ..identity.agent import IdentityOptions
     from ..xds._mode import XdsMode, XdsOptions
 
 __all__ = ["ListenerError", "SidecarOptions", "load_plugins", "run_sidecar"]
@@ -72,6 +74,8 @@ class SidecarOptions:
     plugins: Sequence[str] = field(default_factory=tuple)
     xds: XdsOptions | None = None
     """Control-plane mode: config over xDS instead of ``config`` files."""
+    identity: IdentityOptions | None = None
+    """Get and renew a mesh certificate from the CA into ``Runtime.identity``."""
 
 
 def load_plugins(names: Sequence[str]) -> FilterTypes:
@@ -117,6 +121,10 @@ class Sidecar:
                     admin = type(admin)(bind=admin.bind, port=self.opts.admin_port)
                 await tg.start(self._admin, admin)
             tg.start_soon(self._signals)
+            if self.opts.identity is not None:
+                from ..identity.agent import IdentityAgent
+
+                tg.start_soon(IdentityAgent(self.runtime.identity, self.opts.identity).run)
             if self.xds is not None:
                 tg.start_soon(self.xds.run, self.install)
             elif self.opts.watch:

@@ -1,0 +1,52 @@
+"""``plait sidecar --join-token``: a real sidecar process gets its certificate from a real
+control plane, and refuses what it cannot do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import PY
+from tests.support.controlplane import plait, start_control_plane, start_xds_sidecar, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
+    cp = start_control_plane(tmp_path)
+    try:
+        token = plait(cp, "workload", "token", "-n", "default", "-s", "cart").stdout.strip()
+        sidecar = start_xds_sidecar(tmp_path, cp, "cart", "--service-account", "cart",
+                                    wait=False, env={"PLAIT_JOIN_TOKEN": token,
+                                                     "PLAIT_CA_SERVER":
+                                                     f"http://127.0.0.1:{cp.extra['api']}"})  # fmt: skip
+        try:
+            wait_for(lambda: "first certificate for spiffe://plait.local/ns/default/sa/cart"
+                     in sidecar.log.read_text(), timeout=20)  # fmt: skip
+            status = json.loads(plait(cp, "ca", "status", "-o", "json").stdout)
+            assert status["issued"]["first"] == 1
+            assert sidecar.popen.poll() is None
+            assert token not in sidecar.log.read_text()  # the secret is not logged
+        finally:
+            sidecar.stop()
+        # The same token again: the second sidecar stops at once, with the CA's reason.
+        again = start_xds_sidecar(tmp_path, cp, "cart", "--join-token", token, "--ca-server",
+                                  f"http://127.0.0.1:{cp.extra['api']}", node_id="again",
+                                  wait=False)  # fmt: skip
+        try:
+            assert again.popen.wait(20) == 1
+            assert "already used" in again.log.read_text()
+        finally:
+            again.stop()
+    finally:
+        cp.stop()
+
+
+def test_join_token_with_several_workers_is_refused(tmp_path: Path) -> None:
+    r = subprocess.run([PY, "-m", "plait.core.ops.cli", "sidecar", "--config", str(tmp_path),
+                        "--workers", "2", "--join-token", "x", "--ca-server", "http://127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert r.returncode == 2 and "single use" in r.stderr and "--workers" in r.stderr
