@@ -37,8 +37,10 @@ from tests.support import free_port, wait_port
 
 def _csr() -> tuple[str, x509.CertificateSigningRequest]:
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(
-        key, hashes.SHA256()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
     )
     return csr.public_bytes(serialization.Encoding.PEM).decode(), csr
 
@@ -47,9 +49,11 @@ def _tokens(port: int, admin: str, n: int) -> list[str]:
     out = []
     for i in range(n):
         body = json.dumps({"namespace": "bench", "serviceAccount": f"sa-{i % 50}", "ttl": 3600})
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/tokens", data=body.encode(),
-                                     headers={"authorization": f"Bearer {admin}",
-                                              "content-type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/tokens",
+            data=body.encode(),
+            headers={"authorization": f"Bearer {admin}", "content-type": "application/json"},
+        )
         with urllib.request.urlopen(req) as resp:
             out.append(json.loads(resp.read())["token"])
     return out
@@ -59,12 +63,19 @@ async def _client(port: int, bodies: list[bytes], failures: list[str]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for body in bodies:
-            writer.write(b"POST /api/v1/certificates HTTP/1.1\r\nhost: ca\r\n"
-                         b"content-type: application/json\r\ncontent-length: "
-                         + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+            writer.write(
+                b"POST /api/v1/certificates HTTP/1.1\r\nhost: ca\r\n"
+                b"content-type: application/json\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))  # fmt: skip
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
             answer = await reader.readexactly(length)
             if not head.startswith(b"HTTP/1.1 200"):
                 failures.append(answer.decode()[:200])
@@ -92,9 +103,14 @@ def _in_process(n: int) -> tuple[float, float]:
         now = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
         for csr in csrs:
-            leaf_cert(csr=csr, spiffe_id="spiffe://plait.local/ns/bench/sa/x",
-                      issuer=gen.intermediate, issuer_key=gen.intermediate_key, now=now,
-                      ttl=dt.timedelta(hours=1))  # fmt: skip
+            leaf_cert(
+                csr=csr,
+                spiffe_id="spiffe://plait.local/ns/bench/sa/x",
+                issuer=gen.intermediate,
+                issuer_key=gen.intermediate_key,
+                now=now,
+                ttl=dt.timedelta(hours=1),
+            )
         sign = n / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         for csr in csrs:
@@ -112,10 +128,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         api, xds = free_port(), free_port()
         log = open(Path(tmp) / "cp.log", "wb")  # noqa: SIM115  # closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "plait.core.ops.cli", "--log-level", "error",
-                                 "control-plane", "--data-dir", f"{tmp}/data", "--api-port",
-                                 str(api), "--xds-port", str(xds)], stdout=log, stderr=log,
-                                env={**os.environ})  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "plait.core.ops.cli",
+                "--log-level",
+                "error",
+                "control-plane",
+                "--data-dir",
+                f"{tmp}/data",
+                "--api-port",
+                str(api),
+                "--xds-port",
+                str(xds),
+            ],
+            stdout=log,
+            stderr=log,
+            env={**os.environ},
+        )
         try:
             wait_port(api, timeout=30, proc=proc)
             admin = (Path(tmp) / "data" / "admin-token").read_text().strip()
@@ -129,9 +160,11 @@ def main() -> int:
             proc.wait(10)
             log.close()
     sign, issue = _in_process(min(args.certs, 2000))
-    print(f"end to end: {args.certs} certificates, {args.clients} clients, {seconds:.2f}s: "
-          f"{args.certs / seconds:,.0f} certs/s ({len(failures)} failed); control plane CPU "
-          f"{cpu:.2f}s = {cpu / args.certs * 1e3:.2f} ms/cert")  # fmt: skip
+    print(
+        f"end to end: {args.certs} certificates, {args.clients} clients, {seconds:.2f}s: "
+        f"{args.certs / seconds:,.0f} certs/s ({len(failures)} failed); control plane CPU "
+        f"{cpu:.2f}s = {cpu / args.certs * 1e3:.2f} ms/cert"
+    )
     print(f"signing only (in process): {sign:,.0f} certs/s; sign + ledger: {issue:,.0f} certs/s")
     if failures:
         print("first failure:", failures[0])

@@ -12,14 +12,33 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["register_identity"]
+__all__ = ["CLIHelpers", "register_identity"]
 
 
-def register_identity(sub: Any, client: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class CLIHelpers:
+    """The operator CLI's request, client and error helpers (``cli.py``)."""
+
+    call: Callable[[Callable[[], Any], Callable[[Any], str]], int]
+    client: Callable[[argparse.Namespace], Any]
+    fail: Callable[[str], int]
+
+
+_cli: CLIHelpers
+"""The operator CLI's helpers (call, client, fail), set by :func:`register_identity`."""
+
+
+def register_identity(sub: Any, client: argparse.ArgumentParser, helpers: CLIHelpers) -> None:
+    """Add the commands; ``helpers`` has the operator CLI's ``call``, ``client`` and ``fail``."""
+    global _cli
+    _cli = helpers
     w = sub.add_parser("workload", help="workload identities").add_subparsers(
-        dest="workload_cmd", required=True, metavar="COMMAND")  # fmt: skip
+        dest="workload_cmd", required=True, metavar="COMMAND"
+    )
     t = w.add_parser("token", parents=[client], help="a join token bound to one identity")
     t.add_argument("-n", "--namespace", default="default")
     t.add_argument("-s", "--service-account", required=True)
@@ -28,7 +47,8 @@ def register_identity(sub: Any, client: argparse.ArgumentParser) -> None:
     t.set_defaults(func=_token)
 
     ca = sub.add_parser("ca", help="the control plane's certificate authority").add_subparsers(
-        dest="ca_cmd", required=True, metavar="COMMAND")  # fmt: skip
+        dest="ca_cmd", required=True, metavar="COMMAND"
+    )
     s = ca.add_parser("status", parents=[client], help="roots, rotation phase, issuance counts")
     s.add_argument("-o", "--output", choices=("table", "json"), default="table")
     s.set_defaults(func=_status)
@@ -37,7 +57,8 @@ def register_identity(sub: Any, client: argparse.ArgumentParser) -> None:
     r.set_defaults(func=_rotate)
 
     cert = sub.add_parser("cert", help="certificates").add_subparsers(
-        dest="cert_cmd", required=True, metavar="COMMAND")  # fmt: skip
+        dest="cert_cmd", required=True, metavar="COMMAND"
+    )
     i = cert.add_parser("inspect", help="show a PEM certificate chain file")
     i.add_argument("file")
     i.add_argument("-o", "--output", choices=("table", "json"), default="table")
@@ -47,47 +68,48 @@ def register_identity(sub: Any, client: argparse.ArgumentParser) -> None:
 def _duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
     try:
-        if text and text[-1] in units:
-            value = float(text[:-1]) * units[text[-1]]
-        else:
-            value = float(text)
+        unit = units.get(text[-1:], 0)
+        value = float(text[:-1]) * unit if unit else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a duration like 90s, 10m, 1h") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a duration like 90s, 10m, 1h"
+        ) from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive duration")
     return value
 
 
 def _token(args: argparse.Namespace) -> int:
-    from .cli import _call, _client
-
-    body = json.dumps({"namespace": args.namespace, "serviceAccount": args.service_account,
-                       "ttl": args.ttl}).encode()  # fmt: skip
-    api = _client(args)
+    body = json.dumps(
+        {"namespace": args.namespace, "serviceAccount": args.service_account, "ttl": args.ttl}
+    ).encode()
+    api = _cli.client(args)
 
     def show(out: Any) -> str:
         if args.output == "json":
             return json.dumps(out, indent=2) + "\n"
-        print(f"join token for {out['spiffeId']}, single use, expires {out['expires']}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"join token for {out['spiffeId']}, single use, expires {out['expires']}",
+            file=sys.stderr,
+        )
         return str(out["token"]) + "\n"
 
-    return _call(lambda: api.request("POST", "/api/v1/tokens", body=body, json_body=True), show)
+    return _cli.call(lambda: api.request("POST", "/api/v1/tokens", body=body, json_body=True), show)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .cli import _call, _client
-
-    api = _client(args)
-    return _call(lambda: api.request("GET", "/api/v1/ca"), lambda b: _show_status(b, args.output))
+    api = _cli.client(args)
+    return _cli.call(
+        lambda: api.request("GET", "/api/v1/ca"), lambda b: _show_status(b, args.output)
+    )
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from .cli import _call, _client
-
-    api = _client(args)
-    return _call(lambda: api.request("POST", "/api/v1/ca/rotate", body=b"{}", json_body=True),
-                 lambda b: _show_status(b, args.output))  # fmt: skip
+    api = _cli.client(args)
+    return _cli.call(
+        lambda: api.request("POST", "/api/v1/ca/rotate", body=b"{}", json_body=True),
+        lambda b: _show_status(b, args.output),
+    )
 
 
 def _show_status(body: Any, output: str) -> str:
@@ -95,8 +117,10 @@ def _show_status(body: Any, output: str) -> str:
         return json.dumps(body, indent=2) + "\n"
     lines = [f"Trust domain: {body['trustDomain']}"]
     if body["phase"] == "rotating":
-        lines.append(f"Phase:        rotating: {body['leavesOnOldRoot']} leaves still on the old "
-                     f"root, old root droppable after {body['oldRootDroppableAfter'] or 'now'}")  # fmt: skip
+        lines.append(
+            f"Phase:        rotating: {body['leavesOnOldRoot']} leaves still on the old "
+            f"root, old root droppable after {body['oldRootDroppableAfter'] or 'now'}"
+        )
     else:
         lines.append("Phase:        stable")
     lines.append(f"Leaf TTL:     {body['leafTTLSeconds']:g}s")
@@ -105,26 +129,28 @@ def _show_status(body: Any, output: str) -> str:
     for r in body["roots"]:
         lines.append(f"  {r['role']:9} {r['fingerprint']:64} {r['notAfter']}")
     issued = body["issued"]
-    lines.append(f"Issued:       {issued['first']} first, {issued['renewal']} renewals since start; "
-                 f"{issued['issued']} recorded, {issued['unexpired']} unexpired")  # fmt: skip
+    lines.append(
+        f"Issued:       {issued['first']} first, {issued['renewal']} renewals since start; "
+        f"{issued['issued']} recorded, {issued['unexpired']} unexpired"
+    )
     refusals = body.get("refusals") or {}
-    lines.append("Refused:      " + (", ".join(f"{k} {v}" for k, v in sorted(refusals.items()))
-                                     or "none"))  # fmt: skip
+    lines.append(
+        "Refused:      " + (", ".join(f"{k} {v}" for k, v in sorted(refusals.items())) or "none")
+    )
     return "\n".join(lines) + "\n"
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from .ca._inspect import describe, render
-    from .cli import _fail
 
     try:
         with open(args.file, "rb") as f:
             data = f.read()
     except OSError as exc:
-        return _fail(f"{args.file}: cannot read: {exc.strerror}")
+        return _cli.fail(f"{args.file}: cannot read: {exc.strerror}")
     try:
         info = describe(data)
     except ValueError as exc:
-        return _fail(f"{args.file}: not a PEM certificate chain ({exc})")
+        return _cli.fail(f"{args.file}: not a PEM certificate chain ({exc})")
     sys.stdout.write(json.dumps(info, indent=2) + "\n" if args.output == "json" else render(info))
     return 0

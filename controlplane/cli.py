@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ._ca_commands import register_identity
+from ._ca_commands import CLIHelpers, register_identity
 from ._kinds import KIND_ALIASES, kinds_help, normalize_kind
 
 __all__ = ["KIND_ALIASES", "normalize_kind", "register"]
@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
     cp.add_argument("--trust-domain", default="plait.local",
                     help="SPIFFE trust domain of the mesh (default plait.local)")  # fmt: skip
     cp.add_argument("--cert-ttl", type=float, default=3600.0,
-                    help="workload certificate lifetime in seconds (default 3600, min 60)")  # fmt: skip
+                    help="leaf certificate lifetime, seconds (default 3600, min 60)")  # fmt: skip
     cp.add_argument("--ca-root-cert", help="operator's root certificate (imported at first start)")
     cp.add_argument("--ca-root-key", help="its key (needed to make an intermediate, or rotate)")
     cp.add_argument("--ca-intermediate-cert", help="operator's intermediate certificate")
@@ -87,7 +87,7 @@ def register(sub: Any) -> None:
     c.add_argument("-o", "--output", choices=("text", "json"), default="text")
     c.set_defaults(func=_check)
 
-    register_identity(sub, client)
+    register_identity(sub, client, CLIHelpers(call=_call, client=_client, fail=_fail))
 
 
 # -- control-plane ----------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from ._resources import ResourceAPI
 __all__ = [
     "MAX_BODY",
     "APIClient",
-    "CAEndpoints",
     "APIError",
+    "CAEndpoints",
     "HttpError",
     "RegistryView",
     "Request",

@@ -19,7 +19,7 @@ from plait.controlplane.ca import CAService, Refused
 
 from ._http import HttpError, Request, Response
 
-__all__ = ["CAEndpoints", "CERTIFICATES_PATH"]
+__all__ = ["CERTIFICATES_PATH", "CAEndpoints"]
 
 CERTIFICATES_PATH = "/api/v1/certificates"
 _BODY_LIMIT = 64 * 1024
@@ -58,9 +58,11 @@ class CAEndpoints:
                 ttl = body.get("ttl", DEFAULT_TOKEN_TTL)
                 if not isinstance(ttl, int | float) or isinstance(ttl, bool):
                     raise HttpError(400, f"ttl: expected seconds, got {ttl!r}")
-                made = self.service.make_token(str(body.get("namespace") or "default"),
-                                               str(body.get("serviceAccount") or "default"),
-                                               float(ttl))  # fmt: skip
+                made = self.service.make_token(
+                    str(body.get("namespace") or "default"),
+                    str(body.get("serviceAccount") or "default"),
+                    float(ttl),
+                )
                 return Response(status=201, body=made)
             if parts == ["ca"]:
                 _only(req, "GET")
@@ -75,5 +77,8 @@ class CAEndpoints:
 
 def _only(req: Request, method: str) -> None:
     if req.method != method:
-        raise HttpError(405, f"method {req.method} not allowed on {req.path} (allowed: {method})",
-                        headers=[("allow", method)])  # fmt: skip
+        raise HttpError(
+            405,
+            f"method {req.method} not allowed on {req.path} (allowed: {method})",
+            headers=[("allow", method)],
+        )

@@ -7,8 +7,8 @@ docs/identity.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 from plait.sdk import DEFAULT_TRUST_DOMAIN
@@ -20,6 +20,7 @@ from ._tokens import JoinTokens, TokenRefused, load_token_key
 from ._x509 import CSRError, check_csr, fingerprint
 
 __all__ = [
+    "MIN_LEAF_TTL",
     "CAFileError",
     "CAService",
     "CSRError",
@@ -32,7 +33,6 @@ __all__ = [
     "TokenRefused",
     "check_csr",
     "fingerprint",
-    "MIN_LEAF_TTL",
     "open_ca",
 ]
 
@@ -58,6 +58,8 @@ def open_ca(
         raise ValueError(f"--cert-ttl {leaf_ttl:g}s: expected at least {MIN_LEAF_TTL:g}s")
     directory = data_dir / "ca"
     kwargs = {"clock": clock} if clock is not None else {}
-    ca = CertificateAuthority.open(directory, trust_domain=trust_domain, provided=provided, **kwargs)
+    ca = CertificateAuthority.open(
+        directory, trust_domain=trust_domain, provided=provided, **kwargs
+    )
     tokens = JoinTokens(load_token_key(directory / "token-key"), ca.ledger)
     return CAService(ca, tokens, leaf_ttl)

@@ -75,8 +75,9 @@ class Issued:
 
 
 class CertificateAuthority:
-    def __init__(self, directory: Path, state: State, ledger: Ledger, trust_domain: str,
-                 clock: Clock) -> None:  # fmt: skip
+    def __init__(
+        self, directory: Path, state: State, ledger: Ledger, trust_domain: str, clock: Clock
+    ) -> None:
         self.directory = directory
         self.state = state
         self.ledger = ledger
@@ -86,8 +87,14 @@ class CertificateAuthority:
         self._finish_check_at = 0.0
 
     @classmethod
-    def open(cls, directory: Path, *, trust_domain: str, provided: Provided | None = None,
-             clock: Clock = _utcnow) -> CertificateAuthority:  # fmt: skip
+    def open(
+        cls,
+        directory: Path,
+        *,
+        trust_domain: str,
+        provided: Provided | None = None,
+        clock: Clock = _utcnow,
+    ) -> CertificateAuthority:
         """Load the CA in ``directory`` (``<data-dir>/ca``), creating it at the first start."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         state = load_state(directory)
@@ -126,15 +133,31 @@ class CertificateAuthority:
             tail.append(self.state.cross)
         return tail
 
-    def issue(self, csr: x509.CertificateSigningRequest, spiffe_id: str, ttl: dt.timedelta,
-              *, renewal: bool = False) -> Issued:  # fmt: skip
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        spiffe_id: str,
+        ttl: dt.timedelta,
+        *,
+        renewal: bool = False,
+    ) -> Issued:
         now = self.clock()
         gen = self.state.current
-        leaf = leaf_cert(csr=csr, spiffe_id=spiffe_id, issuer=gen.intermediate,
-                         issuer_key=gen.intermediate_key, now=now, ttl=ttl)  # fmt: skip
-        self.ledger.record_leaf(leaf.serial_number, spiffe_id,
-                                leaf.not_valid_after_utc.timestamp(), gen.fingerprint,
-                                now.timestamp())  # fmt: skip
+        leaf = leaf_cert(
+            csr=csr,
+            spiffe_id=spiffe_id,
+            issuer=gen.intermediate,
+            issuer_key=gen.intermediate_key,
+            now=now,
+            ttl=ttl,
+        )
+        self.ledger.record_leaf(
+            leaf.serial_number,
+            spiffe_id,
+            leaf.not_valid_after_utc.timestamp(),
+            gen.fingerprint,
+            now.timestamp(),
+        )
         self.issued["renewal" if renewal else "first"] += 1
         chain = pem(leaf) + b"".join(pem(c) for c in self.chain_tail())
         return Issued(leaf, chain, self.bundle_pem(), spiffe_id)
@@ -172,19 +195,34 @@ class CertificateAuthority:
         now = self.clock()
         root_key = ec.generate_private_key(ec.SECP256R1())
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
-        root = ca_cert(key=root_key, common_name=f"plait root {stamp}", now=now, path_length=ROOT_PATH_LENGTH,
-                       trust_domain=self.trust_domain, lifetime=ROOT_LIFETIME)  # fmt: skip
+        root = ca_cert(
+            key=root_key,
+            common_name=f"plait root {stamp}",
+            now=now,
+            path_length=ROOT_PATH_LENGTH,
+            trust_domain=self.trust_domain,
+            lifetime=ROOT_LIFETIME,
+        )
         inter_key = ec.generate_private_key(ec.SECP256R1())
-        inter = ca_cert(key=inter_key, common_name=f"plait intermediate {stamp}", now=now,
-                        path_length=0, trust_domain=self.trust_domain,
-                        lifetime=INTERMEDIATE_LIFETIME, issuer=(root, root_key))  # fmt: skip
+        inter = ca_cert(
+            key=inter_key,
+            common_name=f"plait intermediate {stamp}",
+            now=now,
+            path_length=0,
+            trust_domain=self.trust_domain,
+            lifetime=INTERMEDIATE_LIFETIME,
+            issuer=(root, root_key),
+        )
         index = int(old.name.split("-")[1]) + 1
         gen = write_generation(self.directory, index, root, root_key, inter, inter_key)
         state = State(gen, previous=old, cross=cross_sign(root, old.root, old.root_key))
         save_state(self.directory, state)
         self.state = state
-        log.info("CA: root rotation started: new root %s cross-signed by %s",
-                 gen.fingerprint[:16], old.fingerprint[:16])  # fmt: skip
+        log.info(
+            "CA: root rotation started: new root %s cross-signed by %s",
+            gen.fingerprint[:16],
+            old.fingerprint[:16],
+        )
         return self.status()
 
     def _maybe_finish(self, force: bool = False) -> None:
@@ -199,9 +237,12 @@ class CertificateAuthority:
         if live == 0:
             self.state = replace(self.state, previous=None, cross=None)
             save_state(self.directory, self.state)
-            log.info("CA: root rotation done: no leaf chains to the old root %s any more; "
-                     "the bundle holds %s alone", prev.fingerprint[:16],
-                     self.state.current.fingerprint[:16])  # fmt: skip
+            log.info(
+                "CA: root rotation done: no leaf chains to the old root %s any more; "
+                "the bundle holds %s alone",
+                prev.fingerprint[:16],
+                self.state.current.fingerprint[:16],
+            )
 
     def _rotation_line(self) -> str:
         prev = self.state.previous
@@ -215,10 +256,13 @@ class CertificateAuthority:
         now = self.clock().timestamp()
 
         def root(gen: Generation, role: str) -> dict[str, Any]:
-            return {"role": role, "fingerprint": gen.fingerprint,
-                    "subject": gen.root.subject.rfc4514_string(),
-                    "notAfter": gen.root.not_valid_after_utc.isoformat(),
-                    "intermediateNotAfter": gen.intermediate.not_valid_after_utc.isoformat()}  # fmt: skip
+            return {
+                "role": role,
+                "fingerprint": gen.fingerprint,
+                "subject": gen.root.subject.rfc4514_string(),
+                "notAfter": gen.root.not_valid_after_utc.isoformat(),
+                "intermediateNotAfter": gen.intermediate.not_valid_after_utc.isoformat(),
+            }
 
         roots = [root(self.state.current, "current")]
         out: dict[str, Any] = {"trustDomain": self.trust_domain, "phase": "stable", "roots": roots}
@@ -234,16 +278,29 @@ class CertificateAuthority:
         return out
 
 
-def _first_generation(directory: Path, trust_domain: str, provided: Provided | None,
-                      now: dt.datetime) -> Generation:  # fmt: skip
+def _first_generation(
+    directory: Path, trust_domain: str, provided: Provided | None, now: dt.datetime
+) -> Generation:
     if provided is None:
         root_key = ec.generate_private_key(ec.SECP256R1())
-        root = ca_cert(key=root_key, common_name="plait root", trust_domain=trust_domain,
-                       now=now, lifetime=ROOT_LIFETIME, path_length=ROOT_PATH_LENGTH)  # fmt: skip
+        root = ca_cert(
+            key=root_key,
+            common_name="plait root",
+            trust_domain=trust_domain,
+            now=now,
+            lifetime=ROOT_LIFETIME,
+            path_length=ROOT_PATH_LENGTH,
+        )
         inter_key = ec.generate_private_key(ec.SECP256R1())
-        inter = ca_cert(key=inter_key, common_name="plait intermediate", now=now, path_length=0,
-                        trust_domain=trust_domain, lifetime=INTERMEDIATE_LIFETIME,
-                        issuer=(root, root_key))  # fmt: skip
+        inter = ca_cert(
+            key=inter_key,
+            common_name="plait intermediate",
+            now=now,
+            path_length=0,
+            trust_domain=trust_domain,
+            lifetime=INTERMEDIATE_LIFETIME,
+            issuer=(root, root_key),
+        )
         return write_generation(directory, 1, root, root_key, inter, inter_key)
     return write_generation(directory, 1, *_provided(provided, trust_domain, now))
 
@@ -266,14 +323,22 @@ def _provided(p: Provided, trust_domain: str, now: dt.datetime) -> tuple[Any, ..
                 "certificate and key (--ca-intermediate-cert, --ca-intermediate-key)"
             )
         inter_key = ec.generate_private_key(ec.SECP256R1())
-        inter = ca_cert(key=inter_key, common_name="plait intermediate", now=now, path_length=0,
-                        trust_domain=trust_domain, lifetime=INTERMEDIATE_LIFETIME,
-                        issuer=(root, root_key))  # fmt: skip
+        inter = ca_cert(
+            key=inter_key,
+            common_name="plait intermediate",
+            now=now,
+            path_length=0,
+            trust_domain=trust_domain,
+            lifetime=INTERMEDIATE_LIFETIME,
+            issuer=(root, root_key),
+        )
         return root, root_key, inter, inter_key
     inter = cert(p.intermediate_cert)
     inter_key = ec_key(p.intermediate_key)
     if inter_key.public_key() != inter.public_key():
-        raise CAFileError(f"{p.intermediate_key}: this key does not belong to {p.intermediate_cert}")
+        raise CAFileError(
+            f"{p.intermediate_key}: this key does not belong to {p.intermediate_cert}"
+        )
     try:
         inter.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature) as exc:

@@ -73,6 +73,8 @@ def render(info: dict[str, Any]) -> str:
     out.append("Chain:")
     out.append(f"  {'#':2} {'SUBJECT':44} {'ISSUER':44} {'NOT AFTER':26} SHA-256")
     for i, c in enumerate(info["chain"]):
-        out.append(f"  {i:<2} {c['subject'][:44]:44} {c['issuer'][:44]:44} "
-                   f"{c['notAfter']:26} {c['fingerprint'][:16]}")  # fmt: skip
+        out.append(
+            f"  {i:<2} {c['subject'][:44]:44} {c['issuer'][:44]:44} "
+            f"{c['notAfter']:26} {c['fingerprint'][:16]}"
+        )
     return "\n".join(out) + "\n"

@@ -102,8 +102,11 @@ class CAService:
         elif isinstance(body.get("renewal"), dict):
             issued = self._renew(body["renewal"], csr)
         else:
-            raise self._refuse(400, "malformed", "expected 'token' (first certificate) or "
-                               "'renewal' (chain, timestamp, signature)")  # fmt: skip
+            raise self._refuse(
+                400,
+                "malformed",
+                "expected 'token' (first certificate) or 'renewal' (chain, timestamp, signature)",
+            )
         leaf = issued.leaf
         return {
             "spiffeId": issued.spiffe_id,
@@ -118,10 +121,14 @@ class CAService:
         claimed = None
         if body.get("namespace") is not None or body.get("serviceAccount") is not None:
             try:
-                claimed = str(workload_id(self.ca.trust_domain,
-                                                    str(body.get("namespace") or "default"),
-                                                    str(body.get("serviceAccount") or "default")))
-            except InvalidSpiffeId as exc:  # fmt: skip
+                claimed = str(
+                    workload_id(
+                        self.ca.trust_domain,
+                        str(body.get("namespace") or "default"),
+                        str(body.get("serviceAccount") or "default"),
+                    )
+                )
+            except InvalidSpiffeId as exc:
                 raise self._refuse(400, "bad_identity", str(exc)) from None
         try:
             token = self.tokens.redeem(body["token"], self._now(), claimed)
@@ -136,28 +143,44 @@ class CAService:
             timestamp = int(proof["timestamp"])
             signature = str(proof["signature"])
         except (KeyError, ValueError, TypeError, UnicodeEncodeError):
-            raise self._refuse(400, "malformed", "renewal: expected 'chain' (PEM), "
-                               "'timestamp' (Unix seconds) and 'signature' (base64)") from None  # fmt: skip
+            raise self._refuse(
+                400,
+                "malformed",
+                "renewal: expected 'chain' (PEM), "
+                "'timestamp' (Unix seconds) and 'signature' (base64)",
+            ) from None
         leaf = chain[0]
         now = self._now()
         if self.ca.issuer_of(leaf) is None:
-            raise self._refuse(401, "renewal_foreign_cert",
-                               "renewal: the certificate was not issued by this CA")  # fmt: skip
+            raise self._refuse(
+                401, "renewal_foreign_cert", "renewal: the certificate was not issued by this CA"
+            )
         record = self.ca.ledger.leaf(leaf.serial_number)
         if record is None:
-            raise self._refuse(401, "renewal_unknown_cert",
-                               "renewal: this CA has no record of the certificate")  # fmt: skip
+            raise self._refuse(
+                401, "renewal_unknown_cert", "renewal: this CA has no record of the certificate"
+            )
         if now >= leaf.not_valid_after_utc.timestamp():
-            raise self._refuse(403, "renewal_expired_cert", "renewal: the certificate expired "
-                               "at " + leaf.not_valid_after_utc.isoformat() +
-                               "; a new join token is needed")  # fmt: skip
+            raise self._refuse(
+                403,
+                "renewal_expired_cert",
+                "renewal: the certificate expired "
+                "at " + leaf.not_valid_after_utc.isoformat() + "; a new join token is needed",
+            )
         if abs(now - timestamp) > PROOF_WINDOW:
-            raise self._refuse(401, "renewal_stale_proof", f"renewal: the timestamp is "
-                               f"{now - timestamp:.0f}s off the CA's clock "
-                               f"(at most {PROOF_WINDOW:.0f}s)")  # fmt: skip
+            raise self._refuse(
+                401,
+                "renewal_stale_proof",
+                f"renewal: the timestamp is "
+                f"{now - timestamp:.0f}s off the CA's clock "
+                f"(at most {PROOF_WINDOW:.0f}s)",
+            )
         if not verify_renewal(leaf, csr, timestamp, signature):
-            raise self._refuse(401, "renewal_bad_signature",
-                               "renewal: the signature does not verify with the certificate's key")  # fmt: skip
+            raise self._refuse(
+                401,
+                "renewal_bad_signature",
+                "renewal: the signature does not verify with the certificate's key",
+            )
         return self.ca.issue(csr, record[0], self.leaf_ttl, renewal=True)
 
     # -- status and rotation ----------------------------------------------------------------

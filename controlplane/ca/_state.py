@@ -108,8 +108,12 @@ def load_state(directory: Path) -> State | None:
     try:
         doc = json.loads(read_bytes(path, "CA state"))
         current = _load_generation(directory, str(doc["current"]))
-        previous = _load_generation(directory, str(doc["previous"])) if doc.get("previous") else None
-        cross = _cert(directory / str(doc["cross"]), "cross-signed root") if doc.get("cross") else None
+        previous = (
+            _load_generation(directory, str(doc["previous"])) if doc.get("previous") else None
+        )
+        cross = (
+            _cert(directory / str(doc["cross"]), "cross-signed root") if doc.get("cross") else None
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise CAFileError(f"{path}: unreadable CA state ({exc})") from None
     return State(current, previous, cross)

@@ -80,10 +80,15 @@ class IdentityOptions:
 
 
 class IdentityAgent:
-    def __init__(self, store: CertStore, opts: IdentityOptions, *,
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-                 rng: random.Random | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: CertStore,
+        opts: IdentityOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self.store = store
         self.opts = opts
         self.clock = clock
@@ -95,7 +100,9 @@ class IdentityAgent:
         self.renewals = 0
         self.failures = 0
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[Leaf] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[Leaf] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Get the first certificate, report it started, then renew until cancelled."""
         leaf = await self._until_issued(first=True)
         task_status.started(leaf)
@@ -115,10 +122,13 @@ class IdentityAgent:
                 return await self._issue(first)
             except _Unavailable as exc:
                 self.failures += 1
-                log.warning("identity: the CA at %s is unavailable (%s); %s, retry in %.1fs",
-                            self.opts.server, exc,
-                            "no certificate yet" if first else "keeping the current certificate",
-                            delay)  # fmt: skip
+                log.warning(
+                    "identity: the CA at %s is unavailable (%s); %s, retry in %.1fs",
+                    self.opts.server,
+                    exc,
+                    "no certificate yet" if first else "keeping the current certificate",
+                    delay,
+                )
             except _Refused as exc:
                 self.failures += 1
                 if first:
@@ -130,8 +140,10 @@ class IdentityAgent:
 
     async def _issue(self, first: bool) -> Leaf:
         key = ec.generate_private_key(ec.SECP256R1())
-        csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(
-            key, hashes.SHA256()
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .sign(key, hashes.SHA256())
         )
         body: dict[str, Any] = {"csr": csr.public_bytes(serialization.Encoding.PEM).decode()}
         if first:
@@ -143,28 +155,44 @@ class IdentityAgent:
         else:
             assert self._key is not None
             now = int(self.clock())
-            body["renewal"] = {"chain": self.store.chain_pem.decode(), "timestamp": now,
-                               "signature": sign_renewal(self._key, csr, now)}  # fmt: skip
+            body["renewal"] = {
+                "chain": self.store.chain_pem.decode(),
+                "timestamp": now,
+                "signature": sign_renewal(self._key, csr, now),
+            }
         out = await anyio.to_thread.run_sync(self._post, json.dumps(body).encode())
         received = self.clock()
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())  # fmt: skip
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         try:
-            leaf = self.store.update(chain_pem=out["chain"].encode(), key_pem=key_pem,
-                                     bundle_pem=out["bundle"].encode())  # fmt: skip
+            leaf = self.store.update(
+                chain_pem=out["chain"].encode(), key_pem=key_pem, bundle_pem=out["bundle"].encode()
+            )
         except (KeyError, AttributeError, ValueError) as exc:
             raise _Unavailable(f"unusable answer: {exc}") from None
         self._key = key
         lifetime = leaf.not_after.timestamp() - received
         self.renew_at = received + lifetime * (0.5 + self.rng.uniform(-0.1, 0.1))
-        log.info("identity: %s certificate for %s, serial %x, valid until %s, renewal in %.0fs",
-                 "first" if first else "renewed", leaf.spiffe_id, leaf.serial,
-                 leaf.not_after.isoformat(), self.renew_at - received)  # fmt: skip
+        log.info(
+            "identity: %s certificate for %s, serial %x, valid until %s, renewal in %.0fs",
+            "first" if first else "renewed",
+            leaf.spiffe_id,
+            leaf.serial,
+            leaf.not_after.isoformat(),
+            self.renew_at - received,
+        )
         return leaf
 
     def _post(self, data: bytes) -> dict[str, Any]:
-        req = urllib.request.Request(self.opts.server.rstrip("/") + PATH, data=data, method="POST",
-                                     headers={"content-type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            self.opts.server.rstrip("/") + PATH,
+            data=data,
+            method="POST",
+            headers={"content-type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.opts.timeout) as resp:
                 out = json.loads(resp.read())
@@ -174,8 +202,9 @@ class IdentityAgent:
             except (ValueError, OSError):
                 err = {}
             if 400 <= exc.code < 500:
-                raise _Refused(exc.code, str(err.get("reason", "refused")),
-                               str(err.get("error", exc.reason))) from None  # fmt: skip
+                raise _Refused(
+                    exc.code, str(err.get("reason", "refused")), str(err.get("error", exc.reason))
+                ) from None
             raise _Unavailable(f"HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise _Unavailable(str(getattr(exc, "reason", exc))) from None

@@ -48,8 +48,13 @@ def make_csr(key: Any = None, uri: str | None = None) -> tuple[Any, str]:
 
 
 def key_pem(key: Any) -> bytes:
-    return bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))  # fmt: skip
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 @dataclass
@@ -63,8 +68,9 @@ class CAServer:
     def port(self) -> int:
         return self.running.api_port
 
-    def request(self, method: str, path: str, body: Any = None, *,
-                admin: bool = True) -> tuple[int, dict[str, str], Any]:  # fmt: skip
+    def request(
+        self, method: str, path: str, body: Any = None, *, admin: bool = True
+    ) -> tuple[int, dict[str, str], Any]:
         headers = {"content-type": "application/json"}
         if admin:
             headers["authorization"] = f"Bearer {self.running.token}"
@@ -78,8 +84,9 @@ class CAServer:
             conn.close()
 
     def token(self, namespace: str = "default", sa: str = "web", ttl: float = 600) -> str:
-        status, _, body = self.request("POST", "/api/v1/tokens",
-                                       {"namespace": namespace, "serviceAccount": sa, "ttl": ttl})  # fmt: skip
+        status, _, body = self.request(
+            "POST", "/api/v1/tokens", {"namespace": namespace, "serviceAccount": sa, "ttl": ttl}
+        )
         assert status == 201, body
         return str(body["token"])
 

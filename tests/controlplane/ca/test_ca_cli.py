@@ -54,7 +54,9 @@ def test_workload_token_gets_a_certificate_of_that_identity(cp: Proc, tmp_path: 
     shown = plait(cp, "cert", "inspect", str(tmp_path / "chain.pem")).stdout
     assert "SPIFFE ID:   spiffe://example.org/ns/shop/sa/cart" in shown
     assert f"Serial:      {out['serial']}" in shown and "O=plait example.org" in shown
-    info = json.loads(plait(cp, "cert", "inspect", str(tmp_path / "chain.pem"), "-o", "json").stdout)
+    info = json.loads(
+        plait(cp, "cert", "inspect", str(tmp_path / "chain.pem"), "-o", "json").stdout
+    )
     assert info["spiffeId"] == out["spiffeId"] and len(info["chain"]) == 2
     assert 100 < info["secondsLeft"] <= 120
     assert [c["ca"] for c in info["chain"]] == [False, True]
@@ -91,9 +93,25 @@ def test_cert_inspect_of_a_file_that_is_not_a_certificate(cp: Proc, tmp_path: Pa
 
 
 def _control_plane(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "plait.core.ops.cli", "control-plane", "--data-dir",
-                           str(tmp / "data"), "--api-port", "0", "--xds-port", "0", *args],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    return subprocess.run(
+        [
+            PY,
+            "-m",
+            "plait.core.ops.cli",
+            "control-plane",
+            "--data-dir",
+            str(tmp / "data"),
+            "--api-port",
+            "0",
+            "--xds-port",
+            "0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_bad_ca_flags_are_refused_before_start(tmp_path: Path) -> None:
@@ -109,12 +127,16 @@ def test_operator_root_is_imported_and_an_unsafe_key_refused(tmp_path: Path) -> 
     key = tmp_path / "root.key"
     key.write_bytes(key_pem(root.key))
     key.chmod(0o644)
-    r = _control_plane(tmp_path, "--ca-root-cert", str(tmp_path / "root.pem"),
-                       "--ca-root-key", str(key))  # fmt: skip
+    r = _control_plane(
+        tmp_path, "--ca-root-cert", str(tmp_path / "root.pem"), "--ca-root-key", str(key)
+    )
     assert r.returncode == 1 and f"chmod 600 {key}" in r.stderr, r.stderr
     key.chmod(0o600)
-    cp = start_control_plane(tmp_path, data_dir=tmp_path / "data", extra=(
-        "--ca-root-cert", str(tmp_path / "root.pem"), "--ca-root-key", str(key)))  # fmt: skip
+    cp = start_control_plane(
+        tmp_path,
+        data_dir=tmp_path / "data",
+        extra=("--ca-root-cert", str(tmp_path / "root.pem"), "--ca-root-key", str(key)),
+    )
     try:
         status = json.loads(plait(cp, "ca", "status", "-o", "json").stdout)
         assert status["roots"][0]["subject"] == "O=operator root"

@@ -1,4 +1,4 @@
-"""The CA as a sidecar meets it: real HTTP on loopback, certificates checked with ``cryptography``."""
+"""The CA as a sidecar meets it: real HTTP on loopback, certificates checked with cryptography."""
 
 from __future__ import annotations
 
@@ -93,8 +93,10 @@ def test_cert_ttl_below_a_minute_is_refused(tmp_path: Path) -> None:
 
 def _tampered_csr() -> str:
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(
-        key, hashes.SHA256()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
     )
     der = bytearray(csr.public_bytes(serialization.Encoding.DER))
     der[-8] ^= 0x01  # inside the signature's s value: still parses, no longer verifies

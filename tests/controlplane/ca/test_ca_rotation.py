@@ -26,8 +26,9 @@ def _identity(server: CAServer, sa: str) -> tuple[CertStore, dict[str, Any]]:
     status, out = server.certificate({"token": server.token("shop", sa), "csr": csr})
     assert status == 200, out
     store = CertStore()
-    store.update(chain_pem=out["chain"].encode(), key_pem=key_pem(key),
-                 bundle_pem=out["bundle"].encode())  # fmt: skip
+    store.update(
+        chain_pem=out["chain"].encode(), key_pem=key_pem(key), bundle_pem=out["bundle"].encode()
+    )
     return store, out
 
 
@@ -49,10 +50,10 @@ def _handshake(server_side: CertStore, client_side: CertStore) -> tuple[str, str
         t = threading.Thread(target=serve)
         t.start()
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-                with client_side.client_context().wrap_socket(raw) as tls:
-                    seen["client"] = str(peer_spiffe_id(tls))
-                    assert tls.recv(2) == b"ok"
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            with client_side.client_context().wrap_socket(raw) as tls:
+                seen["client"] = str(peer_spiffe_id(tls))
+                assert tls.recv(2) == b"ok"
         finally:
             t.join(5)
     assert "server_error" not in seen, seen["server_error"]
@@ -71,17 +72,22 @@ def test_leaves_before_and_after_a_rotation_verify_each_other(server: CAServer) 
     assert len(chain) == 3 and len(bundle) == 2  # leaf, new intermediate, cross-signed root
 
     # The old peer still trusts only the old root: it verifies the new leaf through the cross.
-    assert _handshake(old, new) == ("spiffe://plait.local/ns/shop/sa/old",
-                                    "spiffe://plait.local/ns/shop/sa/new")  # fmt: skip
-    assert _handshake(new, old) == ("spiffe://plait.local/ns/shop/sa/new",
-                                    "spiffe://plait.local/ns/shop/sa/old")  # fmt: skip
+    assert _handshake(old, new) == (
+        "spiffe://plait.local/ns/shop/sa/old",
+        "spiffe://plait.local/ns/shop/sa/new",
+    )
+    assert _handshake(new, old) == (
+        "spiffe://plait.local/ns/shop/sa/new",
+        "spiffe://plait.local/ns/shop/sa/old",
+    )
     # A peer that trusts only the new root verifies the new leaf, and refuses the old one.
     new_root_only = CertStore()
     key, csr = make_csr()
     _, out = server.certificate({"token": server.token("shop", "third"), "csr": csr})
     new_root_pem = bundle[0].public_bytes(serialization.Encoding.PEM)
-    new_root_only.update(chain_pem=out["chain"].encode(), key_pem=key_pem(key),
-                         bundle_pem=new_root_pem)  # fmt: skip
+    new_root_only.update(
+        chain_pem=out["chain"].encode(), key_pem=key_pem(key), bundle_pem=new_root_pem
+    )
     assert _handshake(new_root_only, new)[1] == "spiffe://plait.local/ns/shop/sa/new"
     with pytest.raises(ssl.SSLError):
         _handshake(new_root_only, old)
@@ -108,6 +114,7 @@ def test_old_root_is_dropped_only_after_the_old_leaves_expired(server: CAServer)
     assert st["phase"] == "stable" and [r["role"] for r in st["roots"]] == ["current"]
     _, out = _identity(server, "d")
     bundle = x509.load_pem_x509_certificates(out["bundle"].encode())
-    assert [c.subject for c in bundle] == [x509.load_pem_x509_certificates(
-        out["chain"].encode())[1].issuer]  # fmt: skip
+    assert [c.subject for c in bundle] == [
+        x509.load_pem_x509_certificates(out["chain"].encode())[1].issuer
+    ]
     assert len(x509.load_pem_x509_certificates(out["chain"].encode())) == 2  # no cross any more

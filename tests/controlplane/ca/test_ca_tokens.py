@@ -1,4 +1,4 @@
-"""Join tokens and renewals refused from outside: each with its status, reason, log line and count."""
+"""Join tokens and renewals refused from outside: status, reason, log line and count of each."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from tests.support.pki import Authority
 from .conftest import CAServer, ca_server, make_csr
 
 
-def _refused(server: CAServer, body: Any, status: int, reason: str,
-             caplog: pytest.LogCaptureFixture) -> dict[str, Any]:  # fmt: skip
+def _refused(
+    server: CAServer, body: Any, status: int, reason: str, caplog: pytest.LogCaptureFixture
+) -> dict[str, Any]:
     before = server.status()["refusals"].get(reason, 0)
     with caplog.at_level(logging.WARNING, logger="plait.controlplane.ca"):
         got, out = server.certificate(body)
@@ -36,8 +37,9 @@ def test_expired_token_is_refused(server: CAServer, caplog: pytest.LogCaptureFix
     assert "expired" in out["error"]
 
 
-def test_token_is_single_use_across_restarts(tmp_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_token_is_single_use_across_restarts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with ca_server(tmp_path / "data") as srv:
         token = srv.token()
         assert srv.certificate({"token": token, "csr": make_csr()[1]})[0] == 200
@@ -48,13 +50,19 @@ def test_token_is_single_use_across_restarts(tmp_path: Path,
         assert srv.certificate({"token": unused, "csr": make_csr()[1]})[0] == 200
 
 
-def test_forged_tokens_are_refused(tmp_path: Path, server: CAServer,
-                                   caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_forged_tokens_are_refused(
+    tmp_path: Path, server: CAServer, caplog: pytest.LogCaptureFixture
+) -> None:
     token = server.token()
     head, payload, mac = token.split(".")
     flipped = mac[:-2] + ("A" if mac[-2] != "A" else "B") + mac[-1]
-    _refused(server, {"token": f"{head}.{payload}.{flipped}", "csr": make_csr()[1]}, 401,
-             "token_forged", caplog)  # fmt: skip
+    _refused(
+        server,
+        {"token": f"{head}.{payload}.{flipped}", "csr": make_csr()[1]},
+        401,
+        "token_forged",
+        caplog,
+    )
     with ca_server(tmp_path / "other") as other:  # another control plane's genuine token
         foreign = other.token()
     _refused(server, {"token": foreign, "csr": make_csr()[1]}, 401, "token_forged", caplog)
@@ -82,7 +90,7 @@ def _issue(server: CAServer) -> tuple[Any, dict[str, Any]]:
 
 
 def _renewal(key: Any, chain: str, when: float) -> dict[str, Any]:
-    new_key, csr_pem = make_csr()
+    _, csr_pem = make_csr()
     csr = x509.load_pem_x509_csr(csr_pem.encode())
     proof = {"chain": chain, "timestamp": int(when), "signature": sign_renewal(key, csr, int(when))}
     return {"csr": csr_pem, "renewal": proof}
@@ -98,8 +106,9 @@ def test_renewal_keeps_the_identity_and_gives_a_new_leaf(server: CAServer) -> No
     assert server.status()["issued"]["renewal"] == 1
 
 
-def test_renewal_with_an_expired_cert_is_refused(server: CAServer,
-                                                 caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_renewal_with_an_expired_cert_is_refused(
+    server: CAServer, caplog: pytest.LogCaptureFixture
+) -> None:
     key, first = _issue(server)
     server.clock.advance(3601)
     body = _renewal(key, first["chain"], server.clock().timestamp())
@@ -107,8 +116,9 @@ def test_renewal_with_an_expired_cert_is_refused(server: CAServer,
     assert "join token" in out["error"]
 
 
-def test_renewal_with_a_foreign_cert_is_refused(server: CAServer,
-                                                caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_renewal_with_a_foreign_cert_is_refused(
+    server: CAServer, caplog: pytest.LogCaptureFixture
+) -> None:
     chain, key_pem = Authority.create("elsewhere").leaf("spiffe://plait.local/ns/shop/sa/cart")
     key = serialization.load_pem_private_key(key_pem, None)
     body = _renewal(key, chain.decode(), server.clock().timestamp())

@@ -33,8 +33,12 @@ async def test_first_certificate_then_renewals_at_half_life_with_jitter(tmp_path
         delays: list[float] = []
         serials: list[int] = []
         roots: list[int] = []
-        opts = IdentityOptions(server=f"http://127.0.0.1:{ca.port}", token=ca.token("shop", "cart"),
-                               namespace="shop", service_account="cart")  # fmt: skip
+        opts = IdentityOptions(
+            server=f"http://127.0.0.1:{ca.port}",
+            token=ca.token("shop", "cart"),
+            namespace="shop",
+            service_account="cart",
+        )
 
         async with anyio.create_task_group() as tg:
 
@@ -50,8 +54,9 @@ async def test_first_certificate_then_renewals_at_half_life_with_jitter(tmp_path
                 ca.clock.advance(seconds)
                 await anyio.lowlevel.checkpoint()
 
-            agent = IdentityAgent(store, opts, clock=lambda: ca.clock().timestamp(), sleep=sleep,
-                                  rng=random.Random(7))  # fmt: skip
+            agent = IdentityAgent(
+                store, opts, clock=lambda: ca.clock().timestamp(), sleep=sleep, rng=random.Random(7)
+            )
             tg.start_soon(agent.run)
         assert all(0.4 * 3600 <= d <= 0.6 * 3600 for d in delays), delays
         assert len(set(delays)) == 4  # jittered, not all at the same moment
@@ -71,8 +76,9 @@ async def test_waits_for_an_unreachable_ca_with_backoff(tmp_path: Path) -> None:
 
     with ca_server(tmp_path / "token-data", api_port=port) as ca:
         token = ca.token()
-    opts = IdentityOptions(server=f"http://127.0.0.1:{port}", token=token, backoff=0.1,
-                           max_backoff=0.4)  # fmt: skip
+    opts = IdentityOptions(
+        server=f"http://127.0.0.1:{port}", token=token, backoff=0.1, max_backoff=0.4
+    )
     agent = IdentityAgent(store, opts, sleep=sleep, rng=random.Random(1))
     async with anyio.create_task_group() as tg:
         tg.start_soon(agent.run)
@@ -98,8 +104,9 @@ async def test_keeps_the_current_certificate_while_the_ca_is_down(tmp_path: Path
 
     async with anyio.create_task_group() as tg:
         with ca_server(tmp_path / "data", api_port=port) as ca:
-            opts = IdentityOptions(server=f"http://127.0.0.1:{port}", token=ca.token(),
-                                   backoff=0.05, max_backoff=0.1)  # fmt: skip
+            opts = IdentityOptions(
+                server=f"http://127.0.0.1:{port}", token=ca.token(), backoff=0.05, max_backoff=0.1
+            )
             agent = IdentityAgent(store, opts, sleep=sleep)
             first = await tg.start(agent.run)
         failures = agent.failures
@@ -113,7 +120,7 @@ async def test_keeps_the_current_certificate_while_the_ca_is_down(tmp_path: Path
                 while store.leaf.serial == first.serial:
                     await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
-    assert store.leaf.spiffe_id == first.spiffe_id
+    assert store.leaf is not None and store.leaf.spiffe_id == first.spiffe_id
 
 
 async def test_a_refused_join_token_stops_the_agent_with_the_reason(tmp_path: Path) -> None:
@@ -122,7 +129,8 @@ async def test_a_refused_join_token_stops_the_agent_with_the_reason(tmp_path: Pa
         await IdentityAgent(CertStore(), opts).run_first()
         with pytest.raises(IdentityError, match="already used"):
             await IdentityAgent(CertStore(), opts).run()
-        other = IdentityOptions(server=f"http://127.0.0.1:{ca.port}", token=ca.token(sa="web"),
-                                service_account="db")  # fmt: skip
-        with pytest.raises(IdentityError, match="bound to spiffe://plait.local/ns/default/sa/web"):
+        other = IdentityOptions(
+            server=f"http://127.0.0.1:{ca.port}", token=ca.token(sa="web"), service_account="db"
+        )
+        with pytest.raises(IdentityError, match=r"bound to spiffe://plait\.local/ns/default/sa/web"):
             await IdentityAgent(CertStore(), other).run()

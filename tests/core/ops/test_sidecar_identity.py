@@ -19,13 +19,26 @@ def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
     cp = start_control_plane(tmp_path)
     try:
         token = plait(cp, "workload", "token", "-n", "default", "-s", "cart").stdout.strip()
-        sidecar = start_xds_sidecar(tmp_path, cp, "cart", "--service-account", "cart",
-                                    wait=False, env={"PLAIT_JOIN_TOKEN": token,
-                                                     "PLAIT_CA_SERVER":
-                                                     f"http://127.0.0.1:{cp.extra['api']}"})  # fmt: skip
+        sidecar = start_xds_sidecar(
+            tmp_path,
+            cp,
+            "cart",
+            "--service-account",
+            "cart",
+            wait=False,
+            env={
+                "PLAIT_JOIN_TOKEN": token,
+                "PLAIT_CA_SERVER": f"http://127.0.0.1:{cp.extra['api']}",
+            },
+        )
         try:
-            wait_for(lambda: "first certificate for spiffe://plait.local/ns/default/sa/cart"
-                     in sidecar.log.read_text(), timeout=20)  # fmt: skip
+            wait_for(
+                lambda: (
+                    "first certificate for spiffe://plait.local/ns/default/sa/cart"
+                    in sidecar.log.read_text()
+                ),
+                timeout=20,
+            )
             status = json.loads(plait(cp, "ca", "status", "-o", "json").stdout)
             assert status["issued"]["first"] == 1
             assert sidecar.popen.poll() is None
@@ -33,9 +46,17 @@ def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
         finally:
             sidecar.stop()
         # The same token again: the second sidecar stops at once, with the CA's reason.
-        again = start_xds_sidecar(tmp_path, cp, "cart", "--join-token", token, "--ca-server",
-                                  f"http://127.0.0.1:{cp.extra['api']}", node_id="again",
-                                  wait=False)  # fmt: skip
+        again = start_xds_sidecar(
+            tmp_path,
+            cp,
+            "cart",
+            "--join-token",
+            token,
+            "--ca-server",
+            f"http://127.0.0.1:{cp.extra['api']}",
+            node_id="again",
+            wait=False,
+        )
         try:
             assert again.popen.wait(20) == 1
             assert "already used" in again.log.read_text()
@@ -46,7 +67,24 @@ def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
 
 
 def test_join_token_with_several_workers_is_refused(tmp_path: Path) -> None:
-    r = subprocess.run([PY, "-m", "plait.core.ops.cli", "sidecar", "--config", str(tmp_path),
-                        "--workers", "2", "--join-token", "x", "--ca-server", "http://127.0.0.1:1"],
-                       capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    r = subprocess.run(
+        [
+            PY,
+            "-m",
+            "plait.core.ops.cli",
+            "sidecar",
+            "--config",
+            str(tmp_path),
+            "--workers",
+            "2",
+            "--join-token",
+            "x",
+            "--ca-server",
+            "http://127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert r.returncode == 2 and "single use" in r.stderr and "--workers" in r.stderr
