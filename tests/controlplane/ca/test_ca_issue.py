@@ -13,7 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from plait.controlplane.ca import CAFileError, open_ca
+from plait.controlplane.ca import CAFileError, Provided, open_ca
+from plait.controlplane.ca._x509 import ca_cert, pem
+from tests.support.pki import Authority, key_pem
 
 from .conftest import CAServer, ca_server, make_csr
 
@@ -139,3 +141,33 @@ def test_token_and_status_endpoints_need_the_admin_token(server: CAServer) -> No
     assert server.request("POST", "/api/v1/ca/rotate", {}, admin=False)[0] == 401
     status, _, out = server.request("POST", "/api/v1/tokens", {**body, "serviceAccount": "a/b"})
     assert status == 400 and out["reason"] == "bad_identity"
+
+
+def test_operator_intermediate_issues_and_rotation_needs_the_root_key(tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    root = Authority.create("operator root")
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    inter = ca_cert(key=inter_key, common_name="operator intermediate", trust_domain="plait.local",
+                    now=now, lifetime=dt.timedelta(days=30), path_length=0,
+                    issuer=(root.cert, root.key))  # fmt: skip
+    (tmp_path / "root.pem").write_bytes(root.pem)
+    (tmp_path / "inter.pem").write_bytes(pem(inter))
+    key_file = tmp_path / "inter.key"
+    key_file.write_bytes(key_pem(inter_key))
+    key_file.chmod(0o600)
+    stranger = Authority.create("stranger")
+    (tmp_path / "stranger.pem").write_bytes(stranger.pem)
+    with pytest.raises(CAFileError, match="not issued by"):
+        open_ca(tmp_path / "bad", provided=Provided(tmp_path / "stranger.pem", None,
+                                                    tmp_path / "inter.pem", key_file))  # fmt: skip
+    provided = Provided(tmp_path / "root.pem", None, tmp_path / "inter.pem", key_file)
+    with ca_server(tmp_path / "data", ca_files=provided) as srv:
+        status, out = srv.certificate({"token": srv.token(), "csr": make_csr()[1]})
+        assert status == 200, out
+        leaf, got_inter = _chain(out)
+        assert got_inter == inter
+        leaf.verify_directly_issued_by(inter)
+        assert x509.load_pem_x509_certificates(out["bundle"].encode()) == [root.cert]
+        status, _, body = srv.request("POST", "/api/v1/ca/rotate", {})
+        assert status == 409 and "root key is not in the data directory" in body["error"]
+        assert not list((tmp_path / "data" / "ca").glob("gen-*/root.key"))

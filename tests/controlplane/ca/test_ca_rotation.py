@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from plait.core.identity import CertStore, peer_spiffe_id
+from plait.core.identity.proof import sign_renewal
 
 from .conftest import CAServer, key_pem, make_csr
 
@@ -118,3 +119,19 @@ def test_old_root_is_dropped_only_after_the_old_leaves_expired(server: CAServer)
         x509.load_pem_x509_certificates(out["chain"].encode())[1].issuer
     ]
     assert len(x509.load_pem_x509_certificates(out["chain"].encode())) == 2  # no cross any more
+
+
+def test_an_old_leaf_renews_onto_the_new_chain(server: CAServer) -> None:
+    key, csr = make_csr()
+    _, old = server.certificate({"token": server.token("shop", "cart"), "csr": csr})
+    server.request("POST", "/api/v1/ca/rotate", {})
+    _, new_csr = make_csr()
+    now = int(server.clock().timestamp())
+    proof = {"chain": old["chain"], "timestamp": now,
+             "signature": sign_renewal(key, x509.load_pem_x509_csr(new_csr.encode()), now)}  # fmt: skip
+    status, out = server.certificate({"csr": new_csr, "renewal": proof})
+    assert status == 200 and out["spiffeId"] == old["spiffeId"], out
+    old_chain = x509.load_pem_x509_certificates(old["chain"].encode())
+    new_chain = x509.load_pem_x509_certificates(out["chain"].encode())
+    assert len(new_chain) == 3 and new_chain[1] != old_chain[1]
+    assert new_chain[2].issuer == old_chain[1].issuer  # the cross-signed root, by the old root
