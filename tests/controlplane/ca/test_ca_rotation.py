@@ -127,8 +127,8 @@ def test_an_old_leaf_renews_onto_the_new_chain(server: CAServer) -> None:
     server.request("POST", "/api/v1/ca/rotate", {})
     _, new_csr = make_csr()
     now = int(server.clock().timestamp())
-    proof = {"chain": old["chain"], "timestamp": now,
-             "signature": sign_renewal(key, x509.load_pem_x509_csr(new_csr.encode()), now)}  # fmt: skip
+    signature = sign_renewal(key, x509.load_pem_x509_csr(new_csr.encode()), now)
+    proof = {"chain": old["chain"], "timestamp": now, "signature": signature}
     status, out = server.certificate({"csr": new_csr, "renewal": proof})
     assert status == 200 and out["spiffeId"] == old["spiffeId"], out
     old_chain = x509.load_pem_x509_certificates(old["chain"].encode())
