@@ -118,18 +118,7 @@ class CAService:
         }
 
     def _first(self, body: dict[str, Any], csr: x509.CertificateSigningRequest) -> Issued:
-        claimed = None
-        if body.get("namespace") is not None or body.get("serviceAccount") is not None:
-            try:
-                claimed = str(
-                    workload_id(
-                        self.ca.trust_domain,
-                        str(body.get("namespace") or "default"),
-                        str(body.get("serviceAccount") or "default"),
-                    )
-                )
-            except InvalidSpiffeId as exc:
-                raise self._refuse(400, "bad_identity", str(exc)) from None
+        claimed = {k: str(body[k]) for k in ("namespace", "serviceAccount") if body.get(k)}
         try:
             token = self.tokens.redeem(body["token"], self._now(), claimed)
         except TokenRefused as exc:

@@ -22,8 +22,11 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from plait.sdk import SpiffeId
 
 from ._files import CAFileError, check_private_mode, write_private
 from ._ledger import Ledger
@@ -89,8 +92,11 @@ class JoinTokens:
         signed = f"{_PREFIX}.{_b64(payload.encode())}"
         return token, f"{signed}.{self._mac(signed)}"
 
-    def check(self, text: str, now: float, claimed: str | None = None) -> Token:
+    def check(self, text: str, now: float, claimed: Mapping[str, str] | None = None) -> Token:
         """The token's content if it is genuine, unexpired and for ``claimed`` (not consumed).
+
+        ``claimed`` holds what the caller says it is (``namespace``, ``serviceAccount``);
+        each part given must be the token's.
 
         Raises:
             TokenRefused: forged, malformed, expired or for another identity.
@@ -108,14 +114,18 @@ class JoinTokens:
             raise TokenRefused("malformed", "the join token's payload is unreadable") from None
         if now >= token.expires:
             raise TokenRefused("expired", f"the join token expired {now - token.expires:.0f}s ago")
-        if claimed is not None and claimed != token.subject:
-            raise TokenRefused(
-                "wrong_identity",
-                f"the join token is bound to {token.subject}, presented for {claimed}",
-            )
+        if claimed:
+            sid = SpiffeId.parse(token.subject)
+            bound = {"namespace": sid.namespace, "serviceAccount": sid.service_account}
+            wrong = [f"{k} {v}" for k, v in claimed.items() if bound.get(k) != v]
+            if wrong:
+                raise TokenRefused(
+                    "wrong_identity",
+                    f"the join token is bound to {token.subject}, presented for {', '.join(wrong)}",
+                )
         return token
 
-    def redeem(self, text: str, now: float, claimed: str | None = None) -> Token:
+    def redeem(self, text: str, now: float, claimed: Mapping[str, str] | None = None) -> Token:
         """:meth:`check`, then mark the token used (refused if it was used before)."""
         token = self.check(text, now, claimed)
         if not self._ledger.consume_token(token.id, token.expires, now):

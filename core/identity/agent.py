@@ -52,8 +52,12 @@ log = logging.getLogger(__name__)
 PATH = "/api/v1/certificates"
 
 
-class IdentityError(Exception):
-    """The CA refused to certify this sidecar; the message carries the CA's reason."""
+class IdentityError(PermissionError):
+    """The CA refused to certify this sidecar; the message carries the CA's reason.
+
+    A :class:`PermissionError`, so the sidecar's start-up reports it as one line, like
+    any other refusal of a resource it needs.
+    """
 
 
 class _Unavailable(Exception):

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
+from ._identity_flags import add_identity_flags, identity_options, identity_refusal
+
 __all__ = ["main", "only_error"]
 
 
@@ -92,16 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("--service", help="register a Workload of this Service (its instance)")
     x.add_argument("--address", default="127.0.0.1", help="the Workload's address")
-    x.add_argument("--service-account", help="the Workload's identity (default: default)")
-    i = s.add_argument_group("mesh identity (a certificate from the control plane's CA)")
-    i.add_argument("--join-token", default=os.environ.get("PLAIT_JOIN_TOKEN"),
-                   help="from `plait workload token` (default $PLAIT_JOIN_TOKEN)")  # fmt: skip
-    i.add_argument("--ca-server", default=os.environ.get("PLAIT_CA_SERVER"), metavar="URL",
-                   help="the CA's API (default $PLAIT_CA_SERVER, else port 15014 of the "
-                   "--control-plane host)")  # fmt: skip
+    x.add_argument("--service-account", default="default", help="the Workload's identity")
     x.add_argument(
         "--label", action="append", default=[], metavar="KEY=VALUE", help="Workload label"
     )
+    add_identity_flags(s)
     s.add_argument(
         "--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)"
     )
@@ -147,14 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if bool(args.config) == bool(args.control_plane):
             print("plait sidecar: give either --config or --control-plane", file=sys.stderr)
             return 2
-        if args.join_token and args.workers > 1:
-            print("plait sidecar: --join-token with --workers > 1 is not supported: the token is "
-                  "single use and each worker would need a certificate; run one worker",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-        if args.join_token and not (args.ca_server or args.control_plane):
-            print("plait sidecar: --join-token needs --ca-server URL (or --control-plane)",
-                  file=sys.stderr)  # fmt: skip
+        if why := identity_refusal(args):
+            print(f"plait sidecar: {why}", file=sys.stderr)
             return 2
         if args.control_plane and args.workers > 1:
             print("plait sidecar: --workers > 1 is static mode only for now", file=sys.stderr)
@@ -191,20 +182,9 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         watch=not args.no_watch,
         plugins=args.plugin,
         xds=_xds_options(args) if args.control_plane else None,
-        identity=_identity_options(args) if args.join_token else None,
+        identity=identity_options(args),
     )
     return _run_async(run_sidecar, opts)
-
-
-def _identity_options(args: argparse.Namespace) -> Any:
-    from ..identity.agent import IdentityOptions
-
-    server = args.ca_server
-    if not server:
-        host = args.control_plane.rpartition(":")[0] or args.control_plane
-        server = f"http://{host}:15014"
-    return IdentityOptions(server=server, token=args.join_token,
-                           service_account=args.service_account)  # fmt: skip
 
 
 def _run_async(func: Any, *args: Any) -> int:
@@ -219,9 +199,6 @@ def _run_async(func: Any, *args: Any) -> int:
         cause = only_error(exc)
         if isinstance(cause, ConfigError):
             print(f"plait: invalid config: {cause}", file=sys.stderr)
-            return 1
-        if type(cause).__name__ == "IdentityError":  # the agent's module loads only when used
-            print(f"plait sidecar: {cause}", file=sys.stderr)
             return 1
         if isinstance(cause, OSError):
             why = cause.strerror if cause.strerror and cause.filename is None else cause
@@ -264,8 +241,7 @@ def _xds_options(args: argparse.Namespace) -> Any:
             raise SystemExit(f"plait sidecar: --label expects KEY=VALUE, got {bad[0]!r}")
         labels = dict(item.partition("=")[::2] for item in args.label)
         workload = {"service": args.service, "address": args.address,
-                    "serviceAccount": args.service_account or "default",
-                    "labels": labels}  # fmt: skip
+                    "serviceAccount": args.service_account, "labels": labels}  # fmt: skip
     return XdsOptions(
         target=args.control_plane,
         node_id=node_id,

@@ -76,7 +76,11 @@ def test_token_presented_for_another_identity_is_refused(
     token = server.token("shop", "cart")
     body = {"token": token, "csr": make_csr()[1], "namespace": "shop", "serviceAccount": "admin"}
     out = _refused(server, body, 403, "token_wrong_identity", caplog)
-    assert "ns/shop/sa/cart" in out["error"] and "ns/shop/sa/admin" in out["error"]
+    assert "ns/shop/sa/cart" in out["error"] and "serviceAccount admin" in out["error"]
+    # Only what is claimed is compared: the right service account, no namespace, passes.
+    body = {"token": token, "csr": make_csr()[1], "serviceAccount": "cart"}
+    status, out = server.certificate(body)
+    assert status == 200 and out["spiffeId"] == "spiffe://plait.local/ns/shop/sa/cart", out
 
 
 # -- renewal ---------------------------------------------------------------------------------

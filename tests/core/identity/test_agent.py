@@ -132,5 +132,6 @@ async def test_a_refused_join_token_stops_the_agent_with_the_reason(tmp_path: Pa
         other = IdentityOptions(
             server=f"http://127.0.0.1:{ca.port}", token=ca.token(sa="web"), service_account="db"
         )
-        with pytest.raises(IdentityError, match=r"bound to spiffe://plait\.local/ns/default/sa/web"):
+        refusal = r"bound to spiffe://plait\.local/ns/default/sa/web, presented for serviceAccount"
+        with pytest.raises(IdentityError, match=refusal):
             await IdentityAgent(CertStore(), other).run()

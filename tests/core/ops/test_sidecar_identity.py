@@ -45,23 +45,30 @@ def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
             assert token not in sidecar.log.read_text()  # the secret is not logged
         finally:
             sidecar.stop()
-        # The same token again: the second sidecar stops at once, with the CA's reason.
-        again = start_xds_sidecar(
-            tmp_path,
-            cp,
-            "cart",
-            "--join-token",
-            token,
-            "--ca-server",
-            f"http://127.0.0.1:{cp.extra['api']}",
-            node_id="again",
-            wait=False,
-        )
-        try:
-            assert again.popen.wait(20) == 1
-            assert "already used" in again.log.read_text()
-        finally:
-            again.stop()
+        # The same token again: the sidecar stops at once, with the CA's reason; so does one
+        # whose --service-account (here the default) is not the token's.
+        fresh = plait(cp, "workload", "token", "-s", "cart").stdout.strip()
+        for used, flags, reason in (
+            (token, ("--service-account", "cart"), "already used"),
+            (fresh, (), "presented for serviceAccount default"),
+        ):
+            again = start_xds_sidecar(
+                tmp_path,
+                cp,
+                "cart",
+                "--join-token",
+                used,
+                "--ca-server",
+                f"http://127.0.0.1:{cp.extra['api']}",
+                *flags,
+                node_id=f"again-{len(flags)}",
+                wait=False,
+            )
+            try:
+                assert again.popen.wait(20) == 1
+                assert reason in again.log.read_text()
+            finally:
+                again.stop()
     finally:
         cp.stop()
 
