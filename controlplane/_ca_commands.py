@@ -1,5 +1,5 @@
 """The identity commands of ``plait``: ``workload token``, ``ca status``, ``ca rotate``,
-``cert inspect`` (docs/identity.md).
+``cert inspect``, and the CA flags of ``plait control-plane`` (docs/identity.md).
 
 ``workload token`` and the ``ca`` commands call the control plane's API with the admin
 token (the same client settings as ``plait apply``); ``cert inspect FILE`` reads a PEM
@@ -14,9 +14,10 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIHelpers", "register_identity"]
+__all__ = ["CLIHelpers", "add_ca_flags", "ca_flag_options", "register_identity"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,44 @@ def register_identity(sub: Any, client: argparse.ArgumentParser, helpers: CLIHel
     i.add_argument("file")
     i.add_argument("-o", "--output", choices=("table", "json"), default="table")
     i.set_defaults(func=_inspect)
+
+
+def add_ca_flags(cp: argparse.ArgumentParser) -> None:
+    """The CA flags of ``plait control-plane``."""
+    cp.add_argument("--trust-domain", default="plait.local",
+                    help="SPIFFE trust domain of the mesh (default plait.local)")  # fmt: skip
+    cp.add_argument("--cert-ttl", type=float, default=3600.0,
+                    help="leaf certificate lifetime, seconds (default 3600, min 60)")  # fmt: skip
+    cp.add_argument("--ca-root-cert", help="operator's root certificate (imported at first start)")
+    cp.add_argument("--ca-root-key", help="its key (needed to make an intermediate, or rotate)")
+    cp.add_argument("--ca-intermediate-cert", help="operator's intermediate certificate")
+    cp.add_argument("--ca-intermediate-key", help="its key")
+
+
+def ca_flag_options(
+    args: argparse.Namespace, fail: Callable[[str, int], int]
+) -> dict[str, Any] | int:
+    """The CA's ``ControlPlaneOptions`` fields from the flags, or the exit code of a usage error."""
+    from plait.sdk import InvalidSpiffeId, SpiffeId
+
+    from .ca import MIN_LEAF_TTL, Provided
+
+    try:
+        SpiffeId.parse(f"spiffe://{args.trust_domain}")
+    except InvalidSpiffeId as exc:
+        return fail(f"--trust-domain: {exc}", 2)
+    if args.cert_ttl < MIN_LEAF_TTL:
+        return fail(f"--cert-ttl {args.cert_ttl:g}: expected at least {MIN_LEAF_TTL:g} seconds", 2)
+    files = None
+    if args.ca_root_cert:
+        files = Provided(*(Path(p) if p else None for p in (
+            args.ca_root_cert, args.ca_root_key, args.ca_intermediate_cert,
+            args.ca_intermediate_key)))  # type: ignore[arg-type]  # fmt: skip
+    elif args.ca_root_key or args.ca_intermediate_cert or args.ca_intermediate_key:
+        return fail("--ca-root-key/--ca-intermediate-*: give --ca-root-cert too", 2)
+    if bool(args.ca_intermediate_cert) != bool(args.ca_intermediate_key):
+        return fail("--ca-intermediate-cert and --ca-intermediate-key go together", 2)
+    return {"trust_domain": args.trust_domain, "cert_ttl": args.cert_ttl, "ca_files": files}
 
 
 def _duration(text: str) -> float:
@@ -133,6 +172,7 @@ def _show_status(body: Any, output: str) -> str:
         f"Issued:       {issued['first']} first, {issued['renewal']} renewals since start; "
         f"{issued['issued']} recorded, {issued['unexpired']} unexpired"
     )
+    lines += [f"Warning:      {w}" for w in body.get("warnings") or []]
     refusals = body.get("refusals") or {}
     lines.append(
         "Refused:      " + (", ".join(f"{k} {v}" for k, v in sorted(refusals.items())) or "none")

@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ._ca_commands import CLIHelpers, register_identity
+from ._ca_commands import CLIHelpers, add_ca_flags, ca_flag_options, register_identity
 from ._kinds import KIND_ALIASES, kinds_help, normalize_kind
 
 __all__ = ["KIND_ALIASES", "normalize_kind", "register"]
@@ -55,14 +55,7 @@ def register(sub: Any) -> None:
                     help="seconds a gone sidecar's Workload stays (default 30)")  # fmt: skip
     cp.add_argument("--health-interval", type=float, default=5.0,
                     help="seconds between TCP health checks of workloads (0: off)")  # fmt: skip
-    cp.add_argument("--trust-domain", default="plait.local",
-                    help="SPIFFE trust domain of the mesh (default plait.local)")  # fmt: skip
-    cp.add_argument("--cert-ttl", type=float, default=3600.0,
-                    help="leaf certificate lifetime, seconds (default 3600, min 60)")  # fmt: skip
-    cp.add_argument("--ca-root-cert", help="operator's root certificate (imported at first start)")
-    cp.add_argument("--ca-root-key", help="its key (needed to make an intermediate, or rotate)")
-    cp.add_argument("--ca-intermediate-cert", help="operator's intermediate certificate")
-    cp.add_argument("--ca-intermediate-key", help="its key")
+    add_ca_flags(cp)
     cp.set_defaults(func=_control_plane)
 
     a = sub.add_parser("apply", parents=[client], help="create or update resources from YAML")
@@ -115,7 +108,7 @@ def _control_plane(args: argparse.Namespace) -> int:
     from .ca import CAFileError
     from .server import ControlPlaneOptions, run_control_plane
 
-    ca_options = _ca_options(args)
+    ca_options = ca_flag_options(args, _fail)
     if isinstance(ca_options, int):
         return ca_options
     opts = ControlPlaneOptions(
@@ -146,29 +139,6 @@ def _control_plane(args: argparse.Namespace) -> int:
             return 130
         raise
     return 0
-
-
-def _ca_options(args: argparse.Namespace) -> dict[str, Any] | int:
-    from plait.sdk import InvalidSpiffeId, SpiffeId
-
-    from .ca import MIN_LEAF_TTL, Provided
-
-    try:
-        SpiffeId.parse(f"spiffe://{args.trust_domain}")
-    except InvalidSpiffeId as exc:
-        return _fail(f"--trust-domain: {exc}", 2)
-    if args.cert_ttl < MIN_LEAF_TTL:
-        return _fail(f"--cert-ttl {args.cert_ttl:g}: expected at least {MIN_LEAF_TTL:g} seconds", 2)
-    files = None
-    if args.ca_root_cert:
-        files = Provided(*(Path(p) if p else None for p in (
-            args.ca_root_cert, args.ca_root_key, args.ca_intermediate_cert,
-            args.ca_intermediate_key)))  # type: ignore[arg-type]  # fmt: skip
-    elif args.ca_root_key or args.ca_intermediate_cert or args.ca_intermediate_key:
-        return _fail("--ca-root-key/--ca-intermediate-*: give --ca-root-cert too", 2)
-    if bool(args.ca_intermediate_cert) != bool(args.ca_intermediate_key):
-        return _fail("--ca-intermediate-cert and --ca-intermediate-key go together", 2)
-    return {"trust_domain": args.trust_domain, "cert_ttl": args.cert_ttl, "ca_files": files}
 
 
 # -- client commands --------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from plait.sdk import DEFAULT_TRUST_DOMAIN
 
-from ._authority import CertificateAuthority, Issued, Provided, RotationRefused
+from ._authority import CertificateAuthority, Issued, RotationRefused
+from ._bootstrap import Provided
 from ._files import CAFileError
 from ._service import CAService, Refused
 from ._tokens import JoinTokens, TokenRefused, load_token_key

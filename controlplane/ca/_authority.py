@@ -28,23 +28,17 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from ._bootstrap import ROOT_PATH_LENGTH, Provided, first_generation, new_root_and_intermediate
 from ._files import CAFileError
 from ._ledger import Ledger
-from ._state import Generation, State, ec_key, load_state, save_state, write_generation
-from ._x509 import ca_cert, cross_sign, fingerprint, leaf_cert, pem
+from ._state import Generation, State, load_state, save_state, write_generation
+from ._x509 import cross_sign, fingerprint, leaf_cert, pem
 
-__all__ = ["CertificateAuthority", "Issued", "Provided", "RotationRefused"]
+__all__ = ["CAExpired", "CertificateAuthority", "Issued", "RotationRefused"]
 
 log = logging.getLogger(__name__)
 
-ROOT_LIFETIME = dt.timedelta(days=3650)
-INTERMEDIATE_LIFETIME = dt.timedelta(days=365)
-ROOT_PATH_LENGTH = 2
-"""Two CA certificates may follow a root: during a rotation the path of a new leaf, for a
-peer that trusts only the old root, is ``old root -> cross-signed new root -> new
-intermediate -> leaf``. With 1, that path is invalid and old peers refuse new leaves."""
 Clock = Callable[[], dt.datetime]
 
 
@@ -52,18 +46,12 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class CAExpired(Exception):
+    """The CA cannot issue: its intermediate has expired (the message says what to do)."""
+
+
 class RotationRefused(Exception):
     """A rotation cannot start (one is in progress, or the root key is not here)."""
-
-
-@dataclass(frozen=True)
-class Provided:
-    """Operator-provided CA files (imported into the data directory at the first start)."""
-
-    root_cert: Path
-    root_key: Path | None = None
-    intermediate_cert: Path | None = None
-    intermediate_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +73,7 @@ class CertificateAuthority:
         self.clock = clock
         self.issued = {"first": 0, "renewal": 0}
         self._finish_check_at = 0.0
+        self._prune_at = 0.0
 
     @classmethod
     def open(
@@ -99,7 +88,7 @@ class CertificateAuthority:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         state = load_state(directory)
         if state is None:
-            state = State(_first_generation(directory, trust_domain, provided, clock()))
+            state = State(first_generation(directory, trust_domain, provided, clock()))
             save_state(directory, state)
             log.info("CA: created root %s in %s", state.current.fingerprint[:16], directory)
         elif provided is not None:
@@ -143,6 +132,10 @@ class CertificateAuthority:
     ) -> Issued:
         now = self.clock()
         gen = self.state.current
+        self.check_usable()
+        if now.timestamp() >= self._prune_at:  # consumed tokens and long-expired leaves
+            self.ledger.prune(now.timestamp())
+            self._prune_at = now.timestamp() + 3600.0
         leaf = leaf_cert(
             csr=csr,
             spiffe_id=spiffe_id,
@@ -161,6 +154,15 @@ class CertificateAuthority:
         self.issued["renewal" if renewal else "first"] += 1
         chain = pem(leaf) + b"".join(pem(c) for c in self.chain_tail())
         return Issued(leaf, chain, self.bundle_pem(), spiffe_id)
+
+    def check_usable(self) -> None:
+        """:class:`CAExpired` if the current intermediate cannot sign any more."""
+        expiry = self.state.current.intermediate.not_valid_after_utc
+        if self.clock() >= expiry:
+            raise CAExpired(
+                f"the CA's intermediate expired at {expiry.isoformat()}; run `plait ca rotate`"
+                " (a new root and intermediate)"
+            )
 
     def issuer_of(self, leaf: x509.Certificate) -> Generation | None:
         """The generation whose intermediate signed ``leaf``, if any."""
@@ -183,8 +185,8 @@ class CertificateAuthority:
             raise RotationRefused(f"a root rotation is in progress: {self._rotation_line()}")
         if old.root_key is None:
             raise RotationRefused(
-                "the root key is not in the data directory (the operator keeps it): rotate "
-                "offline and restart with the new root"
+                "the root key is not in the data directory (the operator keeps it offline); "
+                "a rotation cross-signs the new root with it"
             )
         limit = old.root.extensions.get_extension_for_class(x509.BasicConstraints).value
         if limit.path_length is not None and limit.path_length < ROOT_PATH_LENGTH:
@@ -193,25 +195,8 @@ class CertificateAuthority:
                 "this root could not verify leaves of a cross-signed successor (needs 2 or none)"
             )
         now = self.clock()
-        root_key = ec.generate_private_key(ec.SECP256R1())
-        stamp = now.strftime("%Y%m%dT%H%M%SZ")
-        root = ca_cert(
-            key=root_key,
-            common_name=f"plait root {stamp}",
-            now=now,
-            path_length=ROOT_PATH_LENGTH,
-            trust_domain=self.trust_domain,
-            lifetime=ROOT_LIFETIME,
-        )
-        inter_key = ec.generate_private_key(ec.SECP256R1())
-        inter = ca_cert(
-            key=inter_key,
-            common_name=f"plait intermediate {stamp}",
-            now=now,
-            path_length=0,
-            trust_domain=self.trust_domain,
-            lifetime=INTERMEDIATE_LIFETIME,
-            issuer=(root, root_key),
+        root, root_key, inter, inter_key = new_root_and_intermediate(
+            self.trust_domain, now, suffix=now.strftime(" %Y%m%dT%H%M%SZ")
         )
         index = int(old.name.split("-")[1]) + 1
         gen = write_generation(self.directory, index, root, root_key, inter, inter_key)
@@ -275,75 +260,10 @@ class CertificateAuthority:
                 dt.datetime.fromtimestamp(last, dt.UTC).isoformat() if last else None
             )
         out["issued"] = {**self.issued, **self.ledger.counts(now)}
+        left = self.state.current.intermediate.not_valid_after_utc.timestamp() - now
+        out["warnings"] = (
+            [f"the intermediate expires in {left / 86400:.0f} days: run `plait ca rotate`"]
+            if left < 30 * 86400
+            else []
+        )
         return out
-
-
-def _first_generation(
-    directory: Path, trust_domain: str, provided: Provided | None, now: dt.datetime
-) -> Generation:
-    if provided is None:
-        root_key = ec.generate_private_key(ec.SECP256R1())
-        root = ca_cert(
-            key=root_key,
-            common_name="plait root",
-            trust_domain=trust_domain,
-            now=now,
-            lifetime=ROOT_LIFETIME,
-            path_length=ROOT_PATH_LENGTH,
-        )
-        inter_key = ec.generate_private_key(ec.SECP256R1())
-        inter = ca_cert(
-            key=inter_key,
-            common_name="plait intermediate",
-            now=now,
-            path_length=0,
-            trust_domain=trust_domain,
-            lifetime=INTERMEDIATE_LIFETIME,
-            issuer=(root, root_key),
-        )
-        return write_generation(directory, 1, root, root_key, inter, inter_key)
-    return write_generation(directory, 1, *_provided(provided, trust_domain, now))
-
-
-def _provided(p: Provided, trust_domain: str, now: dt.datetime) -> tuple[Any, ...]:
-    def cert(path: Path) -> x509.Certificate:
-        try:
-            return x509.load_pem_x509_certificate(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise CAFileError(f"{path}: cannot read a PEM certificate ({exc})") from None
-
-    root = cert(p.root_cert)
-    root_key = ec_key(p.root_key) if p.root_key else None
-    if root_key is not None and root_key.public_key() != root.public_key():
-        raise CAFileError(f"{p.root_key}: this key does not belong to {p.root_cert}")
-    if p.intermediate_cert is None or p.intermediate_key is None:
-        if root_key is None:
-            raise CAFileError(
-                f"{p.root_cert}: give the root's key (--ca-root-key) or an intermediate "
-                "certificate and key (--ca-intermediate-cert, --ca-intermediate-key)"
-            )
-        inter_key = ec.generate_private_key(ec.SECP256R1())
-        inter = ca_cert(
-            key=inter_key,
-            common_name="plait intermediate",
-            now=now,
-            path_length=0,
-            trust_domain=trust_domain,
-            lifetime=INTERMEDIATE_LIFETIME,
-            issuer=(root, root_key),
-        )
-        return root, root_key, inter, inter_key
-    inter = cert(p.intermediate_cert)
-    inter_key = ec_key(p.intermediate_key)
-    if inter_key.public_key() != inter.public_key():
-        raise CAFileError(
-            f"{p.intermediate_key}: this key does not belong to {p.intermediate_cert}"
-        )
-    try:
-        inter.verify_directly_issued_by(root)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise CAFileError(f"{p.intermediate_cert}: not issued by {p.root_cert} ({exc})") from None
-    constraints = inter.extensions.get_extension_for_class(x509.BasicConstraints).value
-    if not constraints.ca:
-        raise CAFileError(f"{p.intermediate_cert}: not a CA certificate (basicConstraints)")
-    return root, root_key, inter, inter_key

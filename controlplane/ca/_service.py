@@ -4,7 +4,8 @@ Theory of operation: :class:`CAService` owns the :class:`CertificateAuthority` a
 :class:`JoinTokens` of one control plane. Each request either returns a JSON-ready
 result or raises :class:`Refused` with an HTTP status (400 for a malformed request,
 401 for a token or proof that does not verify, 403 for a genuine credential that may
-not have this certificate, 409 for a rotation that cannot start), a reason code and a
+not have this certificate, 409 for a rotation that cannot start, 503 while the CA's
+intermediate has expired), a reason code and a
 message. Every refusal is logged with its reason and counted (``refusals`` in the
 status), so an operator sees forged or replayed tokens.
 
@@ -26,7 +27,7 @@ from cryptography import x509
 from plait.core.identity.proof import verify_renewal
 from plait.sdk import InvalidSpiffeId, SpiffeId
 
-from ._authority import CertificateAuthority, Issued, RotationRefused
+from ._authority import CAExpired, CertificateAuthority, Issued, RotationRefused
 from ._tokens import JoinTokens, TokenRefused
 from ._x509 import CSRError, check_csr
 
@@ -97,6 +98,10 @@ class CAService:
             csr = check_csr(body["csr"])
         except CSRError as exc:
             raise self._refuse(400, "bad_csr", str(exc)) from None
+        try:
+            self.ca.check_usable()  # before a token is spent
+        except CAExpired as exc:
+            raise self._refuse(503, "ca_expired", str(exc)) from None
         if isinstance(body.get("token"), str):
             issued = self._first(body, csr)
         elif isinstance(body.get("renewal"), dict):

@@ -171,3 +171,18 @@ def test_operator_intermediate_issues_and_rotation_needs_the_root_key(tmp_path: 
         status, _, body = srv.request("POST", "/api/v1/ca/rotate", {})
         assert status == 409 and "root key is not in the data directory" in body["error"]
         assert not list((tmp_path / "data" / "ca").glob("gen-*/root.key"))
+
+
+def test_an_expired_intermediate_refuses_with_503_keeps_the_token_and_rotation_mends(
+    server: CAServer,
+) -> None:
+    server.clock.advance(335 * 86400)
+    assert "run `plait ca rotate`" in server.status()["warnings"][0]
+    server.clock.advance(31 * 86400)
+    token = server.token()
+    status, out = server.certificate({"token": token, "csr": make_csr()[1]})
+    assert status == 503 and out["reason"] == "ca_expired" and "plait ca rotate" in out["error"]
+    assert server.request("POST", "/api/v1/ca/rotate", {})[0] == 200
+    status, out = server.certificate({"token": token, "csr": make_csr()[1]})
+    assert status == 200, out
+    assert server.status()["warnings"] == []
