@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,8 +90,13 @@ class CertificateAuthority:
         state = load_state(directory)
         if state is None:
             state = State(first_generation(directory, trust_domain, provided, clock()))
-            save_state(directory, state)
-            log.info("CA: created root %s in %s", state.current.fingerprint[:16], directory)
+            try:
+                save_state(directory, state, first=True)
+                log.info("CA: created root %s in %s", state.current.fingerprint[:16], directory)
+            except FileExistsError:  # another control plane made one first: use it
+                shutil.rmtree(directory / state.current.name, ignore_errors=True)
+                state = load_state(directory)
+                assert state is not None
         elif provided is not None:
             given = x509.load_pem_x509_certificate(provided.root_cert.read_bytes())
             if fingerprint(given) not in {fingerprint(state.current.root)} | (

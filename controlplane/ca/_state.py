@@ -7,11 +7,14 @@ key elsewhere). ``<data-dir>/ca/state.json`` names the current generation and, d
 root rotation, the previous one and the cross-signed certificate (the new root's key and
 subject, issued by the old root). A rotation writes the new generation completely and
 only then replaces ``state.json`` (atomically), so a crash leaves the old state intact.
+At the first start ``state.json`` is linked into place only if there is none, so of two
+control planes starting at once on one directory, both end up with the same CA.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,10 +122,21 @@ def load_state(directory: Path) -> State | None:
     return State(current, previous, cross)
 
 
-def save_state(directory: Path, state: State) -> None:
+def save_state(directory: Path, state: State, *, first: bool = False) -> None:
+    """Write ``state.json``; with ``first``, :class:`FileExistsError` if another process
+    wrote one meanwhile (two control planes starting at once: one CA wins)."""
     doc: dict[str, str | None] = {"current": state.current.name, "previous": None, "cross": None}
     if state.previous is not None and state.cross is not None:
         cross_file = f"{state.current.name}/cross.pem"
         write_public(directory / cross_file, pem(state.cross))
         doc.update(previous=state.previous.name, cross=cross_file)
-    write_public(directory / STATE_FILE, (json.dumps(doc, indent=2) + "\n").encode())
+    data = (json.dumps(doc, indent=2) + "\n").encode()
+    if not first:
+        write_public(directory / STATE_FILE, data)
+        return
+    tmp = directory / f"{state.current.name}/state.json"
+    write_public(tmp, data)
+    try:
+        os.link(tmp, directory / STATE_FILE)  # fails if it exists: no moment of a half file
+    finally:
+        tmp.unlink()

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,11 @@ def load_token_key(path: Path) -> bytes:
     except FileExistsError:
         check_private_mode(path)
     key = path.read_bytes().strip()
+    for _ in range(50):  # another control plane starting at once may still be writing it
+        if len(key) >= 32:
+            break
+        time.sleep(0.02)
+        key = path.read_bytes().strip()
     if len(key) < 32:
         raise CAFileError(f"{path}: the join-token key is too short (delete it to make a new one)")
     return key

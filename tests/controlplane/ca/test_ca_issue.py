@@ -132,6 +132,8 @@ def test_malformed_requests_get_400(server: CAServer) -> None:
     assert status == 400 and out["reason"] == "malformed"
     status, out = server.certificate(["csr"])
     assert status == 400 and out["reason"] == "malformed"
+    status, out = server.certificate({"csr": make_csr()[1], "renewal": {"chain": "x"}})
+    assert status == 400 and out["reason"] == "malformed" and "renewal" in out["error"]
 
 
 def test_token_and_status_endpoints_need_the_admin_token(server: CAServer) -> None:
@@ -186,3 +188,15 @@ def test_an_expired_intermediate_refuses_with_503_keeps_the_token_and_rotation_m
     status, out = server.certificate({"token": token, "csr": make_csr()[1]})
     assert status == 200, out
     assert server.status()["warnings"] == []
+
+
+def test_two_control_planes_starting_at_once_share_one_ca(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        cas = list(pool.map(lambda _: open_ca(tmp_path), range(4)))
+    roots = {svc.ca.state.current.fingerprint for svc in cas}
+    assert len(roots) == 1
+    assert len(list((tmp_path / "ca").glob("gen-*"))) == 1
+    for svc in cas:
+        svc.ca.close()
