@@ -157,7 +157,12 @@ def main() -> int:
             cpu = _cpu(proc.pid) - cpu0
         finally:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                print("warning: the control plane did not stop within 30 s of SIGTERM; killed")
+                proc.kill()
+                proc.wait()
             log.close()
     sign, issue = _in_process(min(args.certs, 2000))
     print(

@@ -114,19 +114,21 @@ class CertificateAuthority:
 
     # -- issuance ---------------------------------------------------------------------------
 
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, state: State) -> None:
+        self._state = state
+        tail = [state.current.intermediate, *([state.cross] if state.cross else [])]
+        roots = [state.current.root, *([state.previous.root] if state.previous else [])]
+        self._tail_pem = b"".join(pem(c) for c in tail)
+        self._bundle_pem = b"".join(pem(r) for r in roots)
+
     def bundle_pem(self) -> bytes:
         self._maybe_finish()
-        roots = [self.state.current.root]
-        if self.state.previous is not None:
-            roots.append(self.state.previous.root)
-        return b"".join(pem(r) for r in roots)
-
-    def chain_tail(self) -> list[x509.Certificate]:
-        """What follows a new leaf in its chain: the intermediate (and the cross-signed root)."""
-        tail = [self.state.current.intermediate]
-        if self.state.cross is not None:
-            tail.append(self.state.cross)
-        return tail
+        return self._bundle_pem
 
     def issue(
         self,
@@ -158,7 +160,7 @@ class CertificateAuthority:
             now.timestamp(),
         )
         self.issued["renewal" if renewal else "first"] += 1
-        chain = pem(leaf) + b"".join(pem(c) for c in self.chain_tail())
+        chain = pem(leaf) + self._tail_pem
         return Issued(leaf, chain, self.bundle_pem(), spiffe_id)
 
     def check_usable(self) -> None:

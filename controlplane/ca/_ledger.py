@@ -8,15 +8,19 @@ millisecond). Two tables:
   chains to. A renewal is accepted only for a serial found here (the CA issued it), and
   a root rotation ends when no unexpired leaf chains to the old root any more.
 * ``used_tokens``: the id of every join token presented, with its expiry. A token id is
-  written *before* its certificate is signed, in the same transaction that checks it is
-  not there yet, so a token is single use across restarts and concurrent requests; rows
-  past their expiry are pruned (an expired token is refused by its expiry anyway).
+  written *before* its certificate is signed, by an insert that fails if it is there
+  already, and in one transaction with the leaf's record (:meth:`Ledger.transaction`):
+  a token is single use across restarts and concurrent requests, and a failed issuance
+  does not spend it. Rows past their expiry are pruned (an expired token is refused by
+  its expiry anyway).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["Ledger"]
@@ -39,6 +43,17 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Writes inside are one transaction: all kept, or none if an exception leaves."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

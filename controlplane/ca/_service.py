@@ -125,11 +125,12 @@ class CAService:
     def _first(self, body: dict[str, Any], csr: x509.CertificateSigningRequest) -> Issued:
         claimed = {k: str(body[k]) for k in ("namespace", "serviceAccount") if body.get(k)}
         try:
-            token = self.tokens.redeem(body["token"], self._now(), claimed)
+            with self.ca.ledger.transaction():  # the token is spent with the leaf, or not at all
+                token = self.tokens.redeem(body["token"], self._now(), claimed)
+                return self.ca.issue(csr, token.subject, self.leaf_ttl)
         except TokenRefused as exc:
             status = 403 if exc.reason in ("wrong_identity", "reused", "expired") else 401
             raise self._refuse(status, f"token_{exc.reason}", str(exc), "join token") from None
-        return self.ca.issue(csr, token.subject, self.leaf_ttl)
 
     def _renew(self, proof: dict[str, Any], csr: x509.CertificateSigningRequest) -> Issued:
         try:
