@@ -21,8 +21,9 @@ would leave a serving sidecar without any listener (an empty or half-written
 file, far more likely than intent) is refused the same way. Every reload logs
 one line: the config that is now active, or why it was refused.
 
-``/ready`` answers 200 once a config is active and its listeners are bound,
-never while the sidecar has no listener.
+``/ready`` answers 200 once a config is active and its listeners are bound (and,
+with a join token, once the identity agent holds a certificate), never while the
+sidecar has no listener.
 
 Drain (SIGTERM, ``/quitquitquit``): stop accepting, close idle connections,
 let in-flight streams finish for up to ``drainTimeout``, then cancel the rest.
@@ -152,8 +153,10 @@ class Sidecar:
             await serve_http(handler, host=admin.bind, port=admin.port, task_status=task_status)
 
     def is_ready(self) -> bool:
-        """Started, a config active, and at least one listener bound (all of the config's)."""
-        return self.ready and self.configured and bool(self.listeners)
+        """Started, a config active, at least one listener bound (all of the config's), and
+        the mesh certificate when the sidecar was given a join token."""
+        identity = self.opts.identity is None or self.runtime.identity.ready
+        return self.ready and self.configured and bool(self.listeners) and identity
 
     def _describe(self) -> str:
         listeners = ", ".join(

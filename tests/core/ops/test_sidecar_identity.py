@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PY
+from tests.support import (
+    PY,
+    free_port,
+    http_get,
+    simple_config,
+    start_sidecar,
+    wait_ready,
+    write_config,
+)
 from tests.support.controlplane import plait, start_control_plane, start_xds_sidecar, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -95,3 +103,28 @@ def test_join_token_with_several_workers_is_refused(tmp_path: Path) -> None:
         check=False,
     )
     assert r.returncode == 2 and "single use" in r.stderr and "--workers" in r.stderr
+
+
+def test_not_ready_until_the_certificate_arrives_from_a_ca_that_was_down(tmp_path: Path) -> None:
+    api = free_port()
+    cp = start_control_plane(tmp_path, api_port=api)
+    token = plait(cp, "workload", "token", "-s", "default").stdout.strip()
+    cp.stop()
+    admin = free_port()
+    config = write_config(tmp_path, simple_config(free_port(), free_port(), admin))
+    sidecar = start_sidecar(config, admin, "--ca-server", f"http://127.0.0.1:{api}",
+                            wait=False, env={"PLAIT_JOIN_TOKEN": token})  # fmt: skip
+    try:
+        wait_for(lambda: "the CA at" in sidecar.log.read_text() and "unavailable"
+                 in sidecar.log.read_text(), timeout=20)  # fmt: skip
+        assert http_get(admin, "/ready", timeout=2)[0] == 503
+        cp = start_control_plane(tmp_path, api_port=api)  # the same data dir: the same CA
+        try:
+            wait_ready(sidecar, timeout=30)
+            assert "first certificate for spiffe://plait.local/ns/default/sa/default" in (
+                sidecar.log.read_text()
+            )
+        finally:
+            cp.stop()
+    finally:
+        sidecar.stop()
