@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from plait.sdk import DEFAULT_TRUST_DOMAIN
+from plait.sdk import DEFAULT_TRUST_DOMAIN, InvalidSpiffeId, SpiffeId
 
 from ._authority import CertificateAuthority, Issued, RotationRefused
 from ._bootstrap import Provided
@@ -53,8 +53,12 @@ def open_ca(
 
     Raises:
         CAFileError: a CA file is unsafe (group/world readable key) or invalid.
-        ValueError: ``leaf_ttl`` below 60 seconds.
+        ValueError: an invalid trust domain, or ``leaf_ttl`` below 60 seconds.
     """
+    try:
+        SpiffeId.parse(f"spiffe://{trust_domain}")  # the SDK's trust-domain rules
+    except InvalidSpiffeId as exc:
+        raise ValueError(f"--trust-domain: {exc}") from None
     if leaf_ttl < MIN_LEAF_TTL:
         raise ValueError(f"--cert-ttl {leaf_ttl:g}s: expected at least {MIN_LEAF_TTL:g}s")
     directory = data_dir / "ca"
