@@ -91,7 +91,7 @@ def test_rsa_key_gets_key_encipherment_and_short_ttl_is_honoured(tmp_path: Path)
 def test_cert_ttl_below_a_minute_and_a_bad_trust_domain_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 60"):
         open_ca(tmp_path, leaf_ttl=30)
-    with pytest.raises(ValueError, match="trust domain 'Mesh.Example'"):
+    with pytest.raises(ValueError, match=r"trust domain 'Mesh\.Example'"):
         open_ca(tmp_path, trust_domain="Mesh.Example")
 
 
