@@ -1,8 +1,9 @@
 """The resource API's endpoints: apply, list, get, delete, check (docs/control-plane.md).
 
 Theory of operation: :class:`ResourceAPI` is the application behind the HTTP
-server (``_http.py``). Every request but ``GET /healthz`` must carry the admin
-token (compared in constant time); then the path picks the endpoint.
+server (``_http.py``). Every request but ``GET /healthz`` and the CA's
+``POST /api/v1/certificates`` (whose body proves itself, ``_ca.py``) must carry the
+admin token (compared in constant time); then the path picks the endpoint.
 
 Writes (apply, delete) hold one lock from validation to the last store call:
 all documents are parsed and the resulting config is translated first
