@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ._ca_commands import CLIHelpers, add_ca_flags, ca_flag_options, register_identity
 from ._kinds import KIND_ALIASES, kinds_help, normalize_kind
 
 __all__ = ["KIND_ALIASES", "normalize_kind", "register"]
@@ -54,6 +55,7 @@ def register(sub: Any) -> None:
                     help="seconds a gone sidecar's Workload stays (default 30)")  # fmt: skip
     cp.add_argument("--health-interval", type=float, default=5.0,
                     help="seconds between TCP health checks of workloads (0: off)")  # fmt: skip
+    add_ca_flags(cp)
     cp.set_defaults(func=_control_plane)
 
     a = sub.add_parser("apply", parents=[client], help="create or update resources from YAML")
@@ -78,6 +80,8 @@ def register(sub: Any) -> None:
     c.add_argument("-o", "--output", choices=("text", "json"), default="text")
     c.set_defaults(func=_check)
 
+    register_identity(sub, client, CLIHelpers(call=_call, client=_client, fail=_fail))
+
 
 # -- control-plane ----------------------------------------------------------------------------
 
@@ -101,14 +105,19 @@ def _control_plane(args: argparse.Namespace) -> int:
 
     from ._token import TokenError, data_dir
     from ._xds_service import xds_service
+    from .ca import CAFileError
     from .server import ControlPlaneOptions, run_control_plane
 
+    ca_options = ca_flag_options(args, _fail)
+    if isinstance(ca_options, int):
+        return ca_options
     opts = ControlPlaneOptions(
         data_dir=data_dir(args.data_dir),
         api_bind=args.bind,
         api_port=args.api_port,
         xds_bind=args.bind,
         xds_port=args.xds_port,
+        **ca_options,
     )
     try:
         anyio.run(
@@ -121,7 +130,7 @@ def _control_plane(args: argparse.Namespace) -> int:
         cause = exc
         while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
             cause = cause.exceptions[0]
-        if isinstance(cause, TokenError):
+        if isinstance(cause, TokenError | CAFileError):
             return _fail(str(cause))
         if isinstance(cause, OSError):
             why = cause.strerror if cause.strerror and cause.filename is None else cause

@@ -9,9 +9,11 @@ What runs (``examples/control-plane/mesh.yaml``)::
     three demo apps                in this process (core/ops/demo.py)
 
 The demo applies the config with ``plait apply``, starts the sidecars in
-control-plane mode (they register their Workloads and receive their config
-over xDS), sends requests through the mesh, then changes the split to 50/50
-with another ``plait apply`` and shows the sidecars follow without a restart.
+control-plane mode (they register their Workloads, receive their config
+over xDS, and get their certificates from the control plane's CA with a join
+token each, ``plait workload token``), sends requests through the mesh, then
+changes the split to 50/50 with another ``plait apply`` and shows the sidecars
+follow without a restart.
 Then it stops every process and removes its data directory; with
 ``--keep-running`` it first waits for Ctrl-C or SIGTERM (either stops all).
 The control plane and the sidecars are real ``plait`` processes; this module
@@ -134,11 +136,14 @@ def _run(data: Path, requests: int, keep_running: bool) -> None:
         print(f"$ plait apply -f {EXAMPLE.relative_to(EXAMPLE.parents[2])}")
         print(re.sub(r"(?m)^", "  ", _cli(data, "apply", "-f", str(EXAMPLE)).rstrip()) + "\n")
         for name, admin, flags in SIDECARS:
+            # Each sidecar gets its certificate from the CA with a join token of its own.
+            token = json.loads(_cli(data, "workload", "token", "-s", name, "-o", "json"))["token"]
             procs.append(subprocess.Popen(
                 _plait("sidecar", "--control-plane", f"127.0.0.1:{XDS}", "--sidecar", name,
                        "--node-id", f"{name}-0", "--admin-port", str(admin),
-                       "--state-dir", str(data / "sidecars"), *flags),
-                stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+                       "--state-dir", str(data / "sidecars"), "--service-account", name, *flags),
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PLAIT_JOIN_TOKEN": token}))  # fmt: skip
         for _, admin, _ in SIDECARS:
             wait_ready(admin, procs)
         _wait_split({"backend-v1", "backend-v2"})

@@ -5,7 +5,9 @@ data directory, makes or reads the admin token (``_token.py``), loads the
 filter registry, binds the API listener, and runs everything in one anyio task
 group, which it owns:
 
-* the resource API (``controlplane/api``) on ``api_bind:api_port``;
+* the resource API (``controlplane/api``) on ``api_bind:api_port``, with the
+  certificate authority's endpoints (``controlplane/ca``, opened or created in
+  ``<data-dir>/ca`` before anything listens);
 * the extra services passed in ``services`` (the xDS server and the service
   registry hook in here, see :data:`ControlPlaneService`), each started with
   ``tg.start`` so its start-up errors surface before we report ready;
@@ -21,8 +23,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,10 +33,11 @@ import anyio
 import anyio.abc
 
 from plait.plugins import load_filter_types
-from plait.sdk import FilterSpec
+from plait.sdk import DEFAULT_TRUST_DOMAIN, FilterSpec
 
 from ._token import ensure_token
-from .api import RegistryView, ResourceAPI, serve_api
+from .api import CAEndpoints, RegistryView, ResourceAPI, serve_api
+from .ca import Provided, open_ca
 from .store import SqliteStore, Store
 
 __all__ = [
@@ -56,6 +60,15 @@ class ControlPlaneOptions:
     api_port: int = 15014
     xds_bind: str = "127.0.0.1"
     xds_port: int = 15012
+    ca: bool = True
+    """Run the certificate authority (``<data-dir>/ca``, docs/identity.md)."""
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    cert_ttl: float = 3600.0
+    """Lifetime of workload certificates, seconds (at least 60)."""
+    ca_files: Provided | None = None
+    """Operator-provided root/intermediate, imported at the first start."""
+    ca_clock: Callable[[], datetime] | None = None
+    """The CA's clock (tests move it); default the system clock."""
 
 
 @dataclass
@@ -123,9 +136,14 @@ async def run_control_plane(
     # Mode 0600 from the start: SQLite gives its -wal/-shm files the database file's mode.
     os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
     os.chmod(db, 0o600)
+    ca = (
+        open_ca(data_dir, trust_domain=opts.trust_domain, leaf_ttl=opts.cert_ttl,
+                provided=opts.ca_files, clock=opts.ca_clock)
+        if opts.ca else None
+    )  # fmt: skip
     store = SqliteStore(db)
     try:
-        api = ResourceAPI(store, types, token, registry)
+        api = ResourceAPI(store, types, token, registry, CAEndpoints(ca) if ca else None)
         ctx = ControlPlaneContext(
             options=opts, store=store, filter_types=types, api=api, extras=dict(extras or {})
         )
@@ -153,6 +171,8 @@ async def run_control_plane(
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
+            if ca is not None:
+                ca.ca.close()
     log.info("plait control plane: stopped")
 
 

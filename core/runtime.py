@@ -103,6 +103,8 @@ class Runtime:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.access_log: AccessLog | None = None
+        self.identity = CertStore()
+        """This sidecar's certificate and trust bundle (the identity agent fills it)."""
         self.snapshot = self._swap(config)
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:

@@ -4,8 +4,9 @@ plait.sdk           depends on no other plait package
 plait.plugins       depends on plait.sdk only
 plait.core          depends on plait.sdk and plait.plugins; never names a filter
 plait.filters       depends on plait.sdk and plait.plugins (registration) only
-plait.controlplane  reaches core only through its config model (plait.core.config) and the
-                    xDS wire contract (plait.core.xds.wire)
+plait.controlplane  reaches core only through its config model (plait.core.config), the
+                    xDS wire contract (plait.core.xds.wire) and the CA's renewal proof
+                    (plait.core.identity.proof, the identity agent's side of the contract)
 
 No package imports another package's private (``_name``) module. The import-linter contracts
 in pyproject.toml (run by scripts/lint.sh) state the same layers and add the finer rules
@@ -34,6 +35,7 @@ ALLOWED = {
         "plait.controlplane",
         "plait.core.config",
         "plait.core.xds.wire",
+        "plait.core.identity.proof",
     },
 }
 

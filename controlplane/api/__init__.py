@@ -12,6 +12,7 @@ import functools
 
 import anyio.abc
 
+from ._ca import CAEndpoints
 from ._client import APIClient, APIError
 from ._http import MAX_BODY, HttpError, Request, Response, serve_connection
 from ._registry_view import RegistryView
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_BODY",
     "APIClient",
     "APIError",
+    "CAEndpoints",
     "HttpError",
     "RegistryView",
     "Request",

@@ -55,12 +55,15 @@ class HttpError(Exception):
         message: str,
         details: Sequence[Any] = (),
         headers: Sequence[tuple[str, str]] = (),
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.details = list(details)
         self.headers = tuple(headers)
+        self.reason = reason
+        """A short machine-readable code (the CA's refusals), sent as ``reason``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,9 +158,10 @@ async def _respond(app: App, request: Request) -> Response:
 
 
 def _error_response(exc: HttpError) -> Response:
-    return Response(
-        status=exc.status, body={"error": exc.message, "details": exc.details}, headers=exc.headers
-    )
+    body: dict[str, Any] = {"error": exc.message, "details": exc.details}
+    if exc.reason is not None:
+        body["reason"] = exc.reason
+    return Response(status=exc.status, body=body, headers=exc.headers)
 
 
 async def _next_event(

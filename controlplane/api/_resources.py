@@ -1,8 +1,9 @@
 """The resource API's endpoints: apply, list, get, delete, check (docs/control-plane.md).
 
 Theory of operation: :class:`ResourceAPI` is the application behind the HTTP
-server (``_http.py``). Every request but ``GET /healthz`` must carry the admin
-token (compared in constant time); then the path picks the endpoint.
+server (``_http.py``). Every request but ``GET /healthz`` and the CA's
+``POST /api/v1/certificates`` (whose body proves itself, ``_ca.py``) must carry the
+admin token (compared in constant time); then the path picks the endpoint.
 
 Writes (apply, delete) hold one lock from validation to the last store call:
 all documents are parsed and the resulting config is translated first
@@ -33,6 +34,7 @@ from plait.controlplane.store import Key, Store, StoredResource
 from plait.core.config import ParsedDocument, parse_stored, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
+from ._ca import CERTIFICATES_PATH, CAEndpoints
 from ._http import HttpError, Request, Response
 from ._registry_view import RegistryView, sidecar_name, sidecar_problems, workload_status
 
@@ -52,8 +54,11 @@ class ResourceAPI:
         filter_types: Mapping[str, FilterSpec[Any]],
         token: str,
         registry: RegistryView | None = None,
+        ca: CAEndpoints | None = None,
     ) -> None:
         self.store = store
+        self.ca = ca
+        """The CA's endpoints (``_ca.py``), when the control plane runs a CA."""
         self.filter_types = filter_types
         self.registry = registry
         """Settable after start (the registry may be created later)."""
@@ -64,8 +69,13 @@ class ResourceAPI:
         if req.path == "/healthz":
             _allow(req, "GET")
             return Response(status=200, body={"ok": True, "revision": self.store.revision})
+        if req.path == CERTIFICATES_PATH and self.ca is not None:  # proves itself, no admin token
+            _allow(req, "POST")
+            return await self.ca.certificates(req)
         self._authorize(req)
         parts = req.path.removeprefix(_PREFIX).split("/") if req.path.startswith(_PREFIX) else []
+        if self.ca is not None and (answer := await self.ca.admin(req, parts)) is not None:
+            return answer
         if parts in (["apply"], ["delete"]):
             _allow(req, "POST")
             return await (self.apply(req) if parts == ["apply"] else self.delete_documents(req))

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
+from ._identity_flags import add_identity_flags, identity_options, identity_refusal
+
 __all__ = ["main", "only_error"]
 
 
@@ -96,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--label", action="append", default=[], metavar="KEY=VALUE", help="Workload label"
     )
+    add_identity_flags(s)
     s.add_argument(
         "--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)"
     )
@@ -145,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if bool(args.config) == bool(args.control_plane):
             print("plait sidecar: give either --config or --control-plane", file=sys.stderr)
             return 2
+        if why := identity_refusal(args):
+            print(f"plait sidecar: {why}", file=sys.stderr)
+            return 2
         if args.control_plane and args.workers > 1:
             print("plait sidecar: --workers > 1 is static mode only for now", file=sys.stderr)
             return 2
@@ -180,7 +186,8 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         watch=not args.no_watch,
         plugins=args.plugin,
         xds=_xds_options(args) if args.control_plane else None,
-        identity=_identity_files(args),
+        identity_files=_identity_files(args),
+        identity_agent=identity_options(args),
     )
     return _run_async(run_sidecar, opts)
 

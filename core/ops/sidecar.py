@@ -8,7 +8,8 @@ Task tree::
     ├── _signals                  SIGTERM/SIGINT → drain; SIGHUP → reload
     ├── watch_files               config file changed → reload (static mode)
     ├── watch_files               identity files changed → reload the identity (--identity-*)
-    └── XdsMode.run               ADS stream to the control plane (control-plane mode)
+    ├── XdsMode.run               ADS stream to the control plane (control-plane mode)
+    └── IdentityAgent.run         certificate from the CA, renewed (with a join token)
 
 Reload: the config is loaded and validated completely, then compiled into a
 new snapshot and swapped in (:meth:`Runtime.apply`); listeners are added or
@@ -21,8 +22,9 @@ would leave a serving sidecar without any listener (an empty or half-written
 file, far more likely than intent) is refused the same way. Every reload logs
 one line: the config that is now active, or why it was refused.
 
-``/ready`` answers 200 once a config is active and its listeners are bound,
-never while the sidecar has no listener.
+``/ready`` answers 200 once a config is active and its listeners are bound (and,
+with a join token, once the identity agent holds a certificate), never while the
+sidecar has no listener.
 
 Drain (SIGTERM, ``/quitquitquit``): stop accepting, close idle connections,
 let in-flight streams finish for up to ``drainTimeout``, then cancel the rest.
@@ -53,6 +55,7 @@ from ..server._listener import Listener
 from .admin import SidecarAdmin, serve_http
 
 if TYPE_CHECKING:  # imported only in control-plane mode: grpc costs ~10 MB of RSS
+    from ..identity.agent import IdentityOptions
     from ..xds._mode import XdsMode, XdsOptions
 
 __all__ = ["ListenerError", "SidecarOptions", "load_plugins", "run_sidecar"]
@@ -74,8 +77,10 @@ class SidecarOptions:
     plugins: Sequence[str] = field(default_factory=tuple)
     xds: XdsOptions | None = None
     """Control-plane mode: config over xDS instead of ``config`` files."""
-    identity: IdentityFiles | None = None
+    identity_files: IdentityFiles | None = None
     """The workload certificate, key and trust bundle from files (``--identity-*``)."""
+    identity_agent: IdentityOptions | None = None
+    """Get and renew a mesh certificate from the CA into ``Runtime.identity``."""
 
 
 def load_plugins(names: Sequence[str]) -> FilterTypes:
@@ -103,8 +108,8 @@ class Sidecar:
         self.opts = opts
         self.types = types
         self.runtime = Runtime(config)
-        if opts.identity is not None:
-            opts.identity.load(self.runtime.identity)  # ConfigError names the flag
+        if opts.identity_files is not None:
+            opts.identity_files.load(self.runtime.identity)  # ConfigError names the flag
         self.listeners: dict[str, Listener] = {}
         self.quit = anyio.Event()
         self.ready = False
@@ -123,12 +128,18 @@ class Sidecar:
                     admin = type(admin)(bind=admin.bind, port=self.opts.admin_port)
                 await tg.start(self._admin, admin)
             tg.start_soon(self._signals)
+            if self.opts.identity_agent is not None:
+                from ..identity.agent import IdentityAgent
+
+                agent = IdentityAgent(self.runtime.identity, self.opts.identity_agent)
+                tg.start_soon(agent.run)
             if self.xds is not None:
                 tg.start_soon(self.xds.run, self.install)
             elif self.opts.watch:
                 tg.start_soon(watch_files, self.opts.config, self.reload)
-            if self.opts.identity is not None and self.opts.watch:
-                tg.start_soon(watch_files, self.opts.identity.paths, self.reload_identity)
+            if self.opts.identity_files is not None and self.opts.watch:
+                paths = self.opts.identity_files.paths
+                tg.start_soon(watch_files, paths, self.reload_identity)
             _tune_gc()
             self.ready = True
             if self.is_ready():
@@ -152,8 +163,10 @@ class Sidecar:
             await serve_http(handler, host=admin.bind, port=admin.port, task_status=task_status)
 
     def is_ready(self) -> bool:
-        """Started, a config active, and at least one listener bound (all of the config's)."""
-        return self.ready and self.configured and bool(self.listeners)
+        """Started, a config active, at least one listener bound (all of the config's), and
+        the mesh certificate when the sidecar was given a join token."""
+        identity = self.opts.identity_agent is None or self.runtime.identity.ready
+        return self.ready and self.configured and bool(self.listeners) and identity
 
     def _describe(self) -> str:
         listeners = ", ".join(
@@ -191,9 +204,9 @@ class Sidecar:
 
     async def reload_identity(self) -> bool:
         """Read the identity files again (``--identity-*``); keep the current one on error."""
-        if self.opts.identity is None:
+        if self.opts.identity_files is None:
             return True
-        return self.opts.identity.reload(self.runtime.identity)
+        return self.opts.identity_files.reload(self.runtime.identity)
 
     async def reload(self) -> bool:
         """Load, validate and swap the config files; keep the old snapshot on any error."""

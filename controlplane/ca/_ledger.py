@@ -1,0 +1,101 @@
+"""The CA's ledger: issued leaves and consumed join tokens, in ``<data-dir>/ca/ledger.db``.
+
+Theory of operation: one SQLite file (WAL, mode 0600) next to the CA's keys, written
+synchronously from the event loop (each write is one small transaction, well under a
+millisecond). Two tables:
+
+* ``leaves``: serial, SPIFFE ID, not_after, and the fingerprint of the root the leaf
+  chains to. A renewal is accepted only for a serial found here (the CA issued it), and
+  a root rotation ends when no unexpired leaf chains to the old root any more.
+* ``used_tokens``: the id of every join token presented, with its expiry. A token id is
+  written *before* its certificate is signed, by an insert that fails if it is there
+  already, and in one transaction with the leaf's record (:meth:`Ledger.transaction`):
+  a token is single use across restarts and concurrent requests, and a failed issuance
+  does not spend it. Rows past their expiry are pruned (an expired token is refused by
+  its expiry anyway).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["Ledger"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leaves (
+    serial TEXT PRIMARY KEY, identity TEXT NOT NULL, not_after REAL NOT NULL,
+    root TEXT NOT NULL, issued_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS leaves_root ON leaves (root, not_after);
+CREATE TABLE IF NOT EXISTS used_tokens (id TEXT PRIMARY KEY, expires REAL NOT NULL);
+"""
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Writes inside are one transaction: all kept, or none if an exception leaves."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def record_leaf(
+        self, serial: int, identity: str, not_after: float, root: str, issued_at: float
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO leaves VALUES (?, ?, ?, ?, ?)",
+            (format(serial, "x"), identity, not_after, root, issued_at),
+        )
+
+    def leaf(self, serial: int) -> tuple[str, float, str] | None:
+        """``(identity, not_after, root)`` of an issued leaf, or ``None``."""
+        row = self._db.execute(
+            "SELECT identity, not_after, root FROM leaves WHERE serial = ?", (format(serial, "x"),)
+        ).fetchone()
+        return (str(row[0]), float(row[1]), str(row[2])) if row else None
+
+    def live_on_root(self, root: str, now: float) -> tuple[int, float | None]:
+        """How many unexpired leaves chain to ``root``, and when the last of them expires."""
+        count, last = self._db.execute(
+            "SELECT COUNT(*), MAX(not_after) FROM leaves WHERE root = ? AND not_after > ?",
+            (root, now),
+        ).fetchone()
+        return int(count), (float(last) if last is not None else None)
+
+    def counts(self, now: float) -> dict[str, int]:
+        total, live = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(not_after > ?), 0) FROM leaves", (now,)
+        ).fetchone()
+        return {"issued": int(total), "unexpired": int(live)}
+
+    def consume_token(self, token_id: str, expires: float, now: float) -> bool:
+        """Mark ``token_id`` used; ``False`` if it was used before."""
+        try:
+            self._db.execute("INSERT INTO used_tokens VALUES (?, ?)", (token_id, expires))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def prune(self, now: float, keep_leaves_for: float = 86400.0) -> None:
+        """Drop consumed tokens past expiry and leaves expired more than a day ago."""
+        self._db.execute("DELETE FROM used_tokens WHERE expires < ?", (now,))
+        self._db.execute("DELETE FROM leaves WHERE not_after < ?", (now - keep_leaves_for,))

@@ -1,0 +1,194 @@
+"""The CA's requests, independent of HTTP: first certificates, renewals, tokens, status.
+
+Theory of operation: :class:`CAService` owns the :class:`CertificateAuthority` and the
+:class:`JoinTokens` of one control plane. Each request either returns a JSON-ready
+result or raises :class:`Refused` with an HTTP status (400 for a malformed request,
+401 for a token or proof that does not verify, 403 for a genuine credential that may
+not have this certificate, 409 for a rotation that cannot start, 503 while the CA's
+intermediate has expired), a reason code and a
+message. Every refusal is logged with its reason and counted (``refusals`` in the
+status), so an operator sees forged or replayed tokens.
+
+A first certificate: the join token is redeemed (single use) and the leaf gets the
+token's identity. A renewal: the caller proves possession of its current leaf
+(``plait.core.identity.proof``) and the new leaf gets that leaf's identity; the CSR's
+subject and SANs are never used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from typing import Any
+
+from cryptography import x509
+
+from plait.core.identity.proof import verify_renewal
+from plait.sdk import InvalidSpiffeId, SpiffeId
+
+from ._authority import CAExpired, CertificateAuthority, Issued, RotationRefused
+from ._tokens import JoinTokens, TokenRefused
+from ._x509 import CSRError, check_csr
+
+__all__ = ["CAService", "Refused"]
+
+log = logging.getLogger(__name__)
+
+PROOF_WINDOW = 300.0
+"""How far a renewal's timestamp may be from the CA's clock (seconds)."""
+
+
+def workload_id(trust_domain: str, namespace: str, service_account: str) -> SpiffeId:
+    """The workload's SPIFFE ID; one path segment each (``a/b`` is not a service account)."""
+    sid = SpiffeId.for_workload(trust_domain, namespace, service_account)
+    if (sid.namespace, sid.service_account) != (namespace, service_account):
+        raise InvalidSpiffeId(
+            f"namespace {namespace!r} / service account {service_account!r}: each must be one "
+            "path segment (letters, digits, '.', '-', '_')"
+        )
+    return sid
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class CAService:
+    def __init__(self, ca: CertificateAuthority, tokens: JoinTokens, leaf_ttl: float) -> None:
+        self.ca = ca
+        self.tokens = tokens
+        self.leaf_ttl = dt.timedelta(seconds=leaf_ttl)
+        self.refusals: Counter[str] = Counter()
+
+    def _refuse(self, status: int, reason: str, message: str, who: str = "") -> Refused:
+        self.refusals[reason] += 1
+        log.warning("CA: refused %s(%s): %s", f"{who} " if who else "", reason, message)
+        return Refused(status, reason, message)
+
+    def _now(self) -> float:
+        return self.ca.clock().timestamp()
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def make_token(self, namespace: str, service_account: str, ttl: float) -> dict[str, Any]:
+        try:
+            sid = workload_id(self.ca.trust_domain, namespace, service_account)
+        except InvalidSpiffeId as exc:
+            raise Refused(400, "bad_identity", f"namespace/serviceAccount: {exc}") from None
+        try:
+            token, text = self.tokens.make(str(sid), ttl, self._now())
+        except ValueError as exc:
+            raise Refused(400, "bad_ttl", str(exc)) from None
+        log.info("CA: join token for %s, valid %.0fs", sid, ttl)
+        expires = dt.datetime.fromtimestamp(token.expires, dt.UTC).isoformat()
+        return {"token": text, "spiffeId": str(sid), "expires": expires}
+
+    # -- certificates -----------------------------------------------------------------------
+
+    def certificate(self, body: Any) -> dict[str, Any]:
+        """``POST /api/v1/certificates``: a first certificate (token) or a renewal (proof)."""
+        if not isinstance(body, dict) or not isinstance(body.get("csr"), str):
+            raise self._refuse(400, "malformed", "expected a JSON object with 'csr' (PEM)")
+        try:
+            csr = check_csr(body["csr"])
+        except CSRError as exc:
+            raise self._refuse(400, "bad_csr", str(exc)) from None
+        try:
+            self.ca.check_usable()  # before a token is spent
+        except CAExpired as exc:
+            raise self._refuse(503, "ca_expired", str(exc)) from None
+        if isinstance(body.get("token"), str):
+            issued = self._first(body, csr)
+        elif isinstance(body.get("renewal"), dict):
+            issued = self._renew(body["renewal"], csr)
+        else:
+            raise self._refuse(
+                400,
+                "malformed",
+                "expected 'token' (first certificate) or 'renewal' (chain, timestamp, signature)",
+            )
+        leaf = issued.leaf
+        return {
+            "spiffeId": issued.spiffe_id,
+            "chain": issued.chain_pem.decode("ascii"),
+            "bundle": issued.bundle_pem.decode("ascii"),
+            "serial": format(leaf.serial_number, "x"),
+            "notBefore": leaf.not_valid_before_utc.isoformat(),
+            "notAfter": leaf.not_valid_after_utc.isoformat(),
+        }
+
+    def _first(self, body: dict[str, Any], csr: x509.CertificateSigningRequest) -> Issued:
+        claimed = {k: str(body[k]) for k in ("namespace", "serviceAccount") if body.get(k)}
+        try:
+            with self.ca.ledger.transaction():  # the token is spent with the leaf, or not at all
+                token = self.tokens.redeem(body["token"], self._now(), claimed)
+                return self.ca.issue(csr, token.subject, self.leaf_ttl)
+        except TokenRefused as exc:
+            status = 403 if exc.reason in ("wrong_identity", "reused", "expired") else 401
+            raise self._refuse(status, f"token_{exc.reason}", str(exc), "join token") from None
+
+    def _renew(self, proof: dict[str, Any], csr: x509.CertificateSigningRequest) -> Issued:
+        try:
+            chain = x509.load_pem_x509_certificates(str(proof["chain"]).encode("ascii"))
+            timestamp = int(proof["timestamp"])
+            signature = str(proof["signature"])
+        except (KeyError, ValueError, TypeError, UnicodeEncodeError):
+            raise self._refuse(
+                400,
+                "malformed",
+                "renewal: expected 'chain' (PEM), "
+                "'timestamp' (Unix seconds) and 'signature' (base64)",
+            ) from None
+        leaf = chain[0]
+        now = self._now()
+        if self.ca.issuer_of(leaf) is None:
+            raise self._refuse(
+                401, "renewal_foreign_cert", "renewal: the certificate was not issued by this CA"
+            )
+        record = self.ca.ledger.leaf(leaf.serial_number)
+        if record is None:
+            raise self._refuse(
+                401, "renewal_unknown_cert", "renewal: this CA has no record of the certificate"
+            )
+        if now >= leaf.not_valid_after_utc.timestamp():
+            raise self._refuse(
+                403,
+                "renewal_expired_cert",
+                "renewal: the certificate expired "
+                "at " + leaf.not_valid_after_utc.isoformat() + "; a new join token is needed",
+            )
+        if abs(now - timestamp) > PROOF_WINDOW:
+            raise self._refuse(
+                401,
+                "renewal_stale_proof",
+                f"renewal: the timestamp is "
+                f"{now - timestamp:.0f}s off the CA's clock "
+                f"(at most {PROOF_WINDOW:.0f}s)",
+            )
+        if not verify_renewal(leaf, csr, timestamp, signature):
+            raise self._refuse(
+                401,
+                "renewal_bad_signature",
+                "renewal: the signature does not verify with the certificate's key",
+            )
+        return self.ca.issue(csr, record[0], self.leaf_ttl, renewal=True)
+
+    # -- status and rotation ----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        out = self.ca.status()
+        out["leafTTLSeconds"] = self.leaf_ttl.total_seconds()
+        out["refusals"] = dict(self.refusals)
+        return out
+
+    def rotate(self) -> dict[str, Any]:
+        try:
+            self.ca.rotate()
+        except RotationRefused as exc:
+            raise Refused(409, "rotation_refused", str(exc)) from None
+        return self.status()

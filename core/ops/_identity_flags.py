@@ -1,0 +1,56 @@
+"""The sidecar's identity flags: ``--join-token`` and ``--ca-server`` (docs/identity.md).
+
+With a join token the sidecar runs the identity agent (``core/identity/agent.py``): the
+token (``--join-token`` or ``$PLAIT_JOIN_TOKEN``; the variable keeps it out of ``ps``)
+buys the first certificate from the CA at ``--ca-server`` (``$PLAIT_CA_SERVER``, else
+port 15014 of the ``--control-plane`` host). The token is single use, so it cannot be
+shared by ``--workers`` processes: that combination is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..identity.agent import IdentityOptions
+
+__all__ = ["add_identity_flags", "identity_options", "identity_refusal"]
+
+CA_PORT = 15014
+
+
+def add_identity_flags(parser: argparse.ArgumentParser) -> None:
+    i = parser.add_argument_group("mesh identity (a certificate from the control plane's CA)")
+    i.add_argument("--join-token", default=os.environ.get("PLAIT_JOIN_TOKEN"),
+                   help="from `plait workload token` (default $PLAIT_JOIN_TOKEN)")  # fmt: skip
+    i.add_argument("--ca-server", default=os.environ.get("PLAIT_CA_SERVER"), metavar="URL",
+                   help="the CA's API (default $PLAIT_CA_SERVER, else port 15014 of the "
+                   "--control-plane host)")  # fmt: skip
+
+
+def identity_refusal(args: argparse.Namespace) -> str | None:
+    """Why these flags cannot run together, or ``None``."""
+    if args.join_token and args.workers > 1:
+        return ("--join-token with --workers > 1 is not supported: the token is single use "
+                "and each worker would need a certificate; run one worker")  # fmt: skip
+    if args.join_token and (args.identity_cert or args.identity_key or args.trust_bundle):
+        return ("--join-token and --identity-cert/--identity-key/--trust-bundle are two "
+                "sources of one identity: give one of them")  # fmt: skip
+    if args.join_token and not (args.ca_server or args.control_plane):
+        return "--join-token needs --ca-server URL (or --control-plane)"
+    return None
+
+
+def identity_options(args: argparse.Namespace) -> IdentityOptions | None:
+    if not args.join_token:
+        return None
+    from ..identity.agent import IdentityOptions
+
+    server = args.ca_server
+    if not server:
+        host = args.control_plane.rpartition(":")[0] or args.control_plane
+        server = f"http://{host}:{CA_PORT}"
+    return IdentityOptions(server=server, token=args.join_token,
+                           service_account=args.service_account)  # fmt: skip
