@@ -94,7 +94,8 @@ class Runtime:
     def __init__(self, config: MeshConfig, stats: Stats | None = None) -> None:
         self.stats = stats or Stats()
         self.identity = CertStore()
-        """This sidecar's mesh identity (certificate, key, trust bundle); empty until filled."""
+        """This sidecar's mesh identity (certificate, key, trust bundle): empty until the
+        identity agent or the ``--identity-*`` files fill it; listeners and pools read it."""
         self.upstreams = Upstreams(self.identity)
         self.stats.upstream_source = self._upstream_counters
         self.active_streams = 0
@@ -103,8 +104,6 @@ class Runtime:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.access_log: AccessLog | None = None
-        self.identity = CertStore()
-        """This sidecar's certificate and trust bundle (the identity agent fills it)."""
         self.snapshot = self._swap(config)
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:

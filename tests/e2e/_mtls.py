@@ -1,7 +1,7 @@
 """Outbound mTLS end-to-end helpers: a test CA, mTLS upstreams, a sidecar with an identity.
 
-The sidecar runs as ``tests/support/identity_sidecar.py`` (the real sidecar, its
-CertStore filled from files, refilled on SIGUSR1). The upstream is
+The sidecar takes its identity from files (``--identity-cert/--identity-key/--trust-bundle``,
+read again on SIGHUP). The upstream is
 ``tests/support/mtls_server.py`` (Python ``ssl``, client certificate required), which
 answers with the SPIFFE ID and serial of the certificate the sidecar presented.
 """
@@ -38,6 +38,15 @@ def identity_dir(tmp: Path, name: str, ca: Authority, spiffe_id: str, bundle: by
     (where / "key.pem").write_bytes(key)
     (where / "bundle.pem").write_bytes(bundle)
     return where
+
+
+def identity_args(where: Path) -> list[str]:
+    """The sidecar flags that load the identity in ``where``."""
+    return [
+        "--identity-cert", str(where / "chain.pem"),
+        "--identity-key", str(where / "key.pem"),
+        "--trust-bundle", str(where / "bundle.pem"),
+    ]  # fmt: skip
 
 
 def serial_of(where: Path) -> str:
@@ -111,16 +120,8 @@ class Mesh:
     def run(self, text: str, listen: int, admin: int) -> Proc:
         """The sidecar with this identity, on the static config ``text``."""
         path = write_config(self.tmp, text, f"plait-{admin}.yaml")
-        cmd = [
-            PY,
-            str(HERE / "identity_sidecar.py"),
-            str(self.client_dir),
-            "--log-level",
-            "info",
-            "sidecar",
-            "--config",
-            str(path),
-        ]
+        cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info", "sidecar",
+               *identity_args(self.client_dir), "--config", str(path)]  # fmt: skip
         log = self.tmp / f"sidecar-{admin}.log"
         proc = Proc(start(cmd, log), log, port=listen, admin_port=admin, config=path)
         self.procs.append(proc)

@@ -80,7 +80,7 @@ def test_after_a_rotation_new_connections_present_the_new_certificate(mesh: Mesh
     identity_dir(mesh.tmp, "client", mesh.ca, CLIENT, mesh.ca.pem)  # a new leaf in place
     new = serial_of(mesh.client_dir)
     assert new != old
-    sidecar.popen.send_signal(signal.SIGUSR1)
+    sidecar.popen.send_signal(signal.SIGHUP)
     time.sleep(0.3)
     assert get() == old  # the pooled upstream connection keeps working
     assert get("/close") == old  # ... until the upstream closes it

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import HERE, PY, Proc, free_port, http_get, ready_or_stopped, start
+from tests.support import PY, Proc, free_port, http_get, ready_or_stopped, start
 from tests.support.controlplane import apply, config_dump, start_control_plane
 
-from ._mtls import CLIENT, OTHER, SERVER, Mesh, metrics
+from ._mtls import CLIENT, OTHER, SERVER, Mesh, identity_args, metrics
 
 pytestmark = pytest.mark.e2e
 
@@ -67,8 +67,9 @@ spec:
   - {{name: good, port: {{number: {ok_port}, protocol: http}}, service: good}}
   - {{name: bad, port: {{number: {bad_port}, protocol: http}}, service: bad}}
 """)  # fmt: skip
-    cmd = [PY, str(HERE / "identity_sidecar.py"), str(mesh.client_dir), "--log-level", "info",
-           "sidecar", "--control-plane", f"127.0.0.1:{cp.extra['xds']}", "--sidecar", "client",
+    cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info",
+           "sidecar", *identity_args(mesh.client_dir),
+           "--control-plane", f"127.0.0.1:{cp.extra['xds']}", "--sidecar", "client",
            "--node-id", "client-1", "--admin-port", str(admin),
            "--state-dir", str(mesh.tmp / "sidecar-state")]  # fmt: skip
     log = mesh.tmp / "sidecar-xds.log"
