@@ -25,7 +25,7 @@ GET into a no-op protocol object (the floor the fast codec builds on).
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -170,7 +170,9 @@ def _measure(one: Callable[[], None], rounds: int) -> float:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("rounds", nargs="?", type=int, default=ROUNDS, help=f"({ROUNDS})")
+    rounds = parser.parse_args().rounds
     print(f"HTTP/1.1 codec, µs per request (best of {REPEATS} x {rounds}, CPU time)")
     print(f"  {'bare httptools parse of the GET':<44} {_measure(_bare_httptools(), rounds):7.2f}")
     print(

@@ -152,7 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"plait sidecar: {why}", file=sys.stderr)
             return 2
         if args.control_plane and args.workers > 1:
-            print("plait sidecar: --workers > 1 is static mode only for now", file=sys.stderr)
+            print(
+                "plait sidecar: --workers > 1 needs --config (static mode): in control-plane "
+                "mode each worker would be a node of its own",
+                file=sys.stderr,
+            )
             return 2
         if args.workers > 1:
             return _supervise(args)
