@@ -89,6 +89,9 @@ def _budget(cluster: UpstreamCluster, config: RetryConfig) -> RetryBudget:
     return budget
 
 
+_NOTHING: Final[frozenset[str]] = frozenset()
+
+
 class _First:
     """What one request's retries share (the policy's state). A plain class: one per
     request, and a compiled dataclass keeps an interpreted ``__init__``."""
@@ -109,7 +112,8 @@ class _First:
         self.endpoint = endpoint  # as the request came in: inner layers change them per try
         self.exclude = exclude
         self.retries = 0
-        self.tried: set[str] = set()
+        self.tried: frozenset[str] = _NOTHING
+        """The endpoints tried so far (empty, and no set made, until a retry)."""
 
 
 class Retry(HttpFilter):
@@ -146,7 +150,7 @@ class Retry(HttpFilter):
         elif not self._retryable_response(response, grpc):
             return None
         if ctx.upstream_address:
-            first.tried.add(ctx.upstream_address)
+            first.tried = first.tried | {ctx.upstream_address}
         never_sent = isinstance(error, UpstreamConnectError)
         # gRPC calls are all POST; a retryable grpc-status means the call failed as a
         # whole (Istio retries them by default), so the method does not matter then.
