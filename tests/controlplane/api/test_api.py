@@ -106,13 +106,14 @@ def _read_response(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
 @pytest.mark.parametrize(
     ("method", "path", "framing"),
     [("GET", "/healthz", ""), ("GET", "/api/v1/resources", ""),
-     ("GET", "/api/v1/ca", "content-length: 0\r\n"), ("DELETE", "/api/v1/resources/Service/default/x", ""),
+     ("GET", "/api/v1/ca", "content-length: 0\r\n"),
+     ("DELETE", "/api/v1/resources/Service/default/x", ""),
      ("GET", "/api/v1/check", "transfer-encoding: chunked\r\n")],
 )  # fmt: skip
 def test_requests_without_a_body_keep_the_connection_open(
     server: Server, method: str, path: str, framing: str
 ) -> None:
-    """Raw bytes, one socket: each reply keeps the connection, and a next request is served on it."""
+    """Raw bytes, one socket: each reply keeps the connection, and the next request is served."""
     end = "0\r\n\r\n" if "chunked" in framing else ""
     req = (f"{method} {path} HTTP/1.1\r\nhost: cp\r\nauthorization: Bearer {server.token}\r\n"
            f"{framing}\r\n{end}").encode()  # fmt: skip
