@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
+from plait.controlplane._trust_bundle import TrustBundleSource
+from plait.controlplane.xds import CLUSTER, MemorySource, NodeInfo
+from plait.core.xds.wire import SDS_ROOTS, SECRET
 from tests.support.controlplane import (
     config_dump,
     plait,
@@ -17,13 +21,48 @@ from tests.support.controlplane import (
     wait_for,
 )
 
-pytestmark = pytest.mark.e2e
+
+def test_the_bundle_is_one_secret_for_every_node_and_a_change_bumps_the_revision() -> None:
+    bundle = [b"-----BEGIN CERTIFICATE-----\nroot-1\n"]
+    inner = MemorySource()
+    inner.set(CLUSTER, {})
+    source = TrustBundleSource(inner, lambda: bundle[0])
+    a, b = NodeInfo(id="a"), NodeInfo(id="b")
+    secret = source.resources(a, SECRET, frozenset({SDS_ROOTS}))[SDS_ROOTS]
+    assert secret.validation_context.trusted_ca.inline_bytes == bundle[0]
+    assert source.resources(b, SECRET, None)[SDS_ROOTS] is secret  # shared, encoded once
+    assert source.resources(a, SECRET, frozenset({"default"})) == {}  # leaves come from the CA
+    start = source.revision
+    assert source.check() is False and source.revision == start
+    bundle[0] += b"root-2\n"
+    assert source.check() is True and source.revision == start + 1
+    assert source.resources(a, SECRET, None)[SDS_ROOTS].validation_context.trusted_ca.inline_bytes \
+        == bundle[0]  # fmt: skip
+    inner.bump()
+    assert source.revision == start + 2  # the mesh's changes still count
+
+
+async def _waits_for_a_bundle_change() -> None:
+    bundle = [b"one"]
+    source = TrustBundleSource(MemorySource(), lambda: bundle[0], poll=0.01)
+    async with anyio.create_task_group() as tg:
+        await tg.start(source.run)
+        start = source.revision
+        bundle[0] = b"two"
+        with anyio.fail_after(5):
+            assert await source.wait_for(start) == start + 1
+        tg.cancel_scope.cancel()
+
+
+def test_run_polls_the_ca_and_wakes_the_server() -> None:
+    anyio.run(_waits_for_a_bundle_change)
 
 
 def _bundle(dump: dict[str, Any]) -> dict[str, Any]:
     return dict(dump["xds"]["trust_bundle"])
 
 
+@pytest.mark.e2e
 def test_a_root_rotation_reaches_a_connected_sidecar_without_a_renewal(tmp_path: Path) -> None:
     cp = start_control_plane(tmp_path)
     try:
@@ -57,6 +96,7 @@ def test_a_root_rotation_reaches_a_connected_sidecar_without_a_renewal(tmp_path:
         cp.stop()
 
 
+@pytest.mark.e2e
 def test_a_sidecar_without_a_ca_identity_does_not_follow_the_bundle(tmp_path: Path) -> None:
     cp = start_control_plane(tmp_path)
     try:
