@@ -70,6 +70,8 @@ class CertStore:
         self.bundle_pem: bytes = b""
         self.chain_pem: bytes = b""
         self._key_pem = b""
+        self._pushed = b""
+        """The last bundle taken by :meth:`update_bundle` (``b""``: none)."""
         self.generation = 0
         """Incremented by every update (metrics and ``/certs`` show it)."""
 
@@ -80,9 +82,14 @@ class CertStore:
     def update(self, *, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes) -> Leaf:
         """Take a new leaf chain (leaf first), its key and the trust bundle.
 
+        Once a bundle came through :meth:`update_bundle` (the pushed one), that bundle
+        stays and ``bundle_pem`` here is ignored: a push is never undone by an older
+        bundle that arrives later with a certificate.
+
         Raises ``ValueError`` (and keeps the current identity) if the chain has no
         SPIFFE ID or the key does not match the leaf.
         """
+        bundle_pem = self._pushed or bundle_pem
         cert = x509.load_pem_x509_certificate(chain_pem)
         ids = spiffe_ids_of(cert)
         if len(ids) != 1:
@@ -104,23 +111,25 @@ class CertStore:
         """Take a new trust bundle for the current leaf; whether anything changed.
 
         Fresh contexts are built with the held chain and key and swapped in as by
-        :meth:`update`. Without a leaf yet, the bundle is only remembered (the first
-        :meth:`update` brings its own). Raises ``ValueError`` (and keeps the current
-        contexts) if the bundle holds no usable certificate.
+        :meth:`update`; from then on this bundle is kept across :meth:`update` calls
+        until the next one. Without a leaf yet, the bundle is remembered for the first
+        :meth:`update`. Raises ``ValueError`` (and keeps the current contexts) if the
+        bundle holds no usable certificate.
         """
         if bundle_pem == self.bundle_pem:
+            self._pushed = bundle_pem
             return False
         if not x509.load_pem_x509_certificates(bundle_pem):  # ValueError when unparsable
             raise ValueError("the trust bundle holds no certificate")
         if self.leaf is None:
-            self.bundle_pem = bundle_pem
+            self.bundle_pem = self._pushed = bundle_pem
             return True
         try:
             server, clients = _contexts(self.chain_pem, self._key_pem, bundle_pem)
         except ssl.SSLError as exc:
             raise ValueError(f"the trust bundle is unusable: {exc}") from None
         self._server, self._clients = server, clients
-        self.bundle_pem = bundle_pem
+        self.bundle_pem = self._pushed = bundle_pem
         self.generation += 1
         return True
 

@@ -149,6 +149,18 @@ async def test_a_new_bundle_alone_lets_the_next_handshake_trust_the_new_root(ech
     assert server.generation == 2
 
 
+def test_a_pushed_bundle_outlives_an_older_one_that_comes_with_a_certificate() -> None:
+    old, new = Authority.create("old"), Authority.create("new")
+    s = store(old, SERVER)
+    s.update_bundle(old.pem + new.pem)
+    chain, key = old.leaf(SERVER)  # a renewal answered before the push: the old bundle
+    s.update(chain_pem=chain, key_pem=key, bundle_pem=old.pem)
+    assert s.bundle_pem == old.pem + new.pem and s.generation == 3
+    files = store(old, SERVER)  # never pushed to: each update's bundle is taken
+    files.update(chain_pem=chain, key_pem=key, bundle_pem=old.pem + new.pem)
+    assert files.bundle_pem == old.pem + new.pem
+
+
 def test_an_unusable_bundle_keeps_the_current_one() -> None:
     ca = Authority.create()
     s = store(ca, SERVER)
