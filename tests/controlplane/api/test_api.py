@@ -79,10 +79,14 @@ def test_unknown_paths_and_methods(server: Server) -> None:
 def test_keep_alive_serves_several_requests_on_one_connection(server: Server) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
+        sockets = set()
         for _ in range(3):
             conn.request("GET", "/healthz")
             r = conn.getresponse()
             assert r.status == 200 and json.loads(r.read())["ok"] is True
+            assert not r.will_close  # http.client would reconnect silently: check the socket
+            sockets.add(id(conn.sock))
+        assert len(sockets) == 1
     finally:
         conn.close()
 
