@@ -1,8 +1,9 @@
 """The control plane's xDS side as one service: translator source, registry and ADS server.
 
 ``xds_service(ctx, task_status)`` (a :data:`~plait.controlplane.server.ControlPlaneService`)
-starts, in its own task group: the :class:`MeshSource` following the store, the
-:class:`Registry` (workload registration, ACK/NACK bookkeeping, grace-period
+starts, in its own task group: the :class:`MeshSource` following the store (wrapped, when
+the control plane runs a CA, in a :class:`TrustBundleSource` that adds the SDS trust bundle
+``ROOTCA``), the :class:`Registry` (workload registration, ACK/NACK bookkeeping, grace-period
 removal) and the :class:`AdsServer` on ``xds_bind:xds_port``. It registers the
 registry with the resource API before reporting started, so ``plait get
 workloads`` and ``plait check`` see connection state from the first request.
@@ -19,6 +20,7 @@ import anyio.abc
 
 from ._mesh import MeshSource
 from ._registry import Registry
+from ._trust_bundle import DEFAULT_POLL, TrustBundleSource
 from .server import ControlPlaneContext
 from .xds import AdsServer
 
@@ -39,9 +41,18 @@ async def xds_service(
         health_interval=float(ctx.extras.get("health_interval", 5.0)),
         on_health=source.set_unhealthy,
     )
-    server = AdsServer(source, registry, debounce=float(ctx.extras.get("debounce", 0.1)))
+    served: MeshSource | TrustBundleSource = source
+    if ctx.api.ca is not None:
+        served = TrustBundleSource(
+            source,
+            ctx.api.ca.service.ca.bundle_pem,
+            poll=float(ctx.extras.get("bundle_poll", DEFAULT_POLL)),
+        )
+    server = AdsServer(served, registry, debounce=float(ctx.extras.get("debounce", 0.1)))
     async with anyio.create_task_group() as tg:
         await tg.start(source.run)
+        if isinstance(served, TrustBundleSource):
+            await tg.start(served.run)
         tg.start_soon(registry.run)
         try:
             port = await tg.start(server.serve, opts.xds_bind, opts.xds_port)
@@ -53,6 +64,6 @@ async def xds_service(
                 "(in use, or not an address of this host)",
             ) from exc
         ctx.api.registry = registry
-        ctx.extras.update(source=source, registry=registry, xds_port=port)
+        ctx.extras.update(source=source, served=served, registry=registry, xds_port=port)
         log.info("plait control plane: xDS (ADS) on %s:%d", opts.xds_bind, port)
         task_status.started(port)

@@ -14,8 +14,13 @@ gets ``{"error": ..., "details": [...]}`` with that status. A request h11
 cannot parse gets a 400 in the same shape; an unexpected exception a 500
 (logged with its traceback).
 
-When a response goes out before the request body was read to its end (an
-early 401 or 413), the connection is closed: the unread rest cannot be told
+Before a response goes out, whatever of the request h11 already holds is
+consumed without touching the socket: a request without a body (no framing
+headers, ``Content-Length: 0``, or an empty chunked body already received) ends
+there, so the application need not read a body it does not expect and the
+connection stays open for the next request. When a response goes out before
+the request body was read to its end (an early 401 or 413, or a body still in
+flight), the connection is closed: the unread rest cannot be told
 apart from a next request. The close *lingers* (shut down our side, then read
 and discard for a bounded time) so that the client, which is usually still
 sending, reads the error instead of a connection reset (RFC 9112 §9.6).
@@ -133,6 +138,7 @@ async def serve_connection(stream: anyio.abc.ByteStream, app: App) -> None:
             if not isinstance(event, h11.Request):
                 return  # closed, or idle too long
             response = await _respond(app, Request(conn, stream, event))
+            _consume_buffered(conn)
             reusable = await _send(conn, stream, response)
             if not reusable:
                 await _linger(stream)
@@ -181,6 +187,17 @@ async def _next_event(
         if not data and idle:
             return None
         conn.receive_data(data)
+
+
+def _consume_buffered(conn: h11.Connection) -> None:
+    """Read what is left of the request from h11's buffer only (never the socket)."""
+    while conn.their_state is h11.SEND_BODY:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            return  # the response closes the connection; the next read reports nothing
+        if event is h11.NEED_DATA or event is h11.PAUSED:
+            return
 
 
 async def _send(conn: h11.Connection, stream: anyio.abc.ByteStream, resp: Response) -> bool:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2  # type: ignore[import-untyped]
 
-from plait.core.xds.wire import ORDER, WILDCARD_TYPES
+from plait.core.xds.wire import SERVED, WILDCARD_TYPES
 
 from ._content import Encoder
 from ._machine import Fetch, Nonces, Outcome, subscribed
@@ -86,7 +86,7 @@ class DeltaMachine:
 
     def on_request(self, request: Message) -> Outcome:
         type_url: str = request.type_url
-        if type_url not in ORDER:
+        if type_url not in SERVED:
             return Outcome(type_url=type_url, ignored=True)
         subscribe = set(request.resource_names_subscribe)
         unsubscribe = set(request.resource_names_unsubscribe)
@@ -152,4 +152,4 @@ class DeltaMachine:
         )
 
     def subscribed(self) -> list[str]:
-        return [t for t in ORDER if t in self._types]
+        return [t for t in SERVED if t in self._types]

@@ -1,7 +1,10 @@
 """A sidecar's mesh identity: its current certificate, key and trust bundle, as TLS contexts.
 
 Theory of operation: the identity agent calls :meth:`CertStore.update` with each new
-leaf (chain, key) and each new trust bundle. An update builds fresh
+leaf (chain, key) and the trust bundle of the moment; the control plane's SDS secret
+``ROOTCA`` brings each new bundle in between through :meth:`CertStore.update_bundle`
+(same leaf, new roots: a root rotation reaches the sidecar without waiting for its
+renewal). An update builds fresh
 :class:`ssl.SSLContext` objects and swaps them in one assignment; nothing that holds
 a connection is touched, so open connections finish on the certificate they
 negotiated while every new handshake uses the new one.
@@ -66,6 +69,9 @@ class CertStore:
         self.leaf: Leaf | None = None
         self.bundle_pem: bytes = b""
         self.chain_pem: bytes = b""
+        self._key_pem = b""
+        self._pushed = b""
+        """The last bundle taken by :meth:`update_bundle` (``b""``: none)."""
         self.generation = 0
         """Incremented by every update (metrics and ``/certs`` show it)."""
 
@@ -76,18 +82,19 @@ class CertStore:
     def update(self, *, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes) -> Leaf:
         """Take a new leaf chain (leaf first), its key and the trust bundle.
 
+        Once a bundle came through :meth:`update_bundle` (the pushed one), that bundle
+        stays and ``bundle_pem`` here is ignored: a push is never undone by an older
+        bundle that arrives later with a certificate.
+
         Raises ``ValueError`` (and keeps the current identity) if the chain has no
         SPIFFE ID or the key does not match the leaf.
         """
+        bundle_pem = self._pushed or bundle_pem
         cert = x509.load_pem_x509_certificate(chain_pem)
         ids = spiffe_ids_of(cert)
         if len(ids) != 1:
             raise ValueError(f"the leaf carries {len(ids)} SPIFFE IDs (expected exactly one)")
-        server = _context(ssl.Purpose.CLIENT_AUTH, chain_pem, key_pem, bundle_pem)
-        clients = {
-            alpn: _context(ssl.Purpose.SERVER_AUTH, chain_pem, key_pem, bundle_pem, alpn)
-            for alpn in _CLIENT_OFFERS
-        }
+        server, clients = _contexts(chain_pem, key_pem, bundle_pem)
         leaf = Leaf(
             spiffe_id=ids[0],
             not_before=cert.not_valid_before_utc,
@@ -96,8 +103,35 @@ class CertStore:
         )
         self._server, self._clients = server, clients
         self.leaf, self.chain_pem, self.bundle_pem = leaf, chain_pem, bundle_pem
+        self._key_pem = key_pem
         self.generation += 1
         return leaf
+
+    def update_bundle(self, bundle_pem: bytes) -> bool:
+        """Take a new trust bundle for the current leaf; whether anything changed.
+
+        Fresh contexts are built with the held chain and key and swapped in as by
+        :meth:`update`; from then on this bundle is kept across :meth:`update` calls
+        until the next one. Without a leaf yet, the bundle is remembered for the first
+        :meth:`update`. Raises ``ValueError`` (and keeps the current contexts) if the
+        bundle holds no usable certificate.
+        """
+        if bundle_pem == self.bundle_pem:
+            self._pushed = bundle_pem
+            return False
+        if not x509.load_pem_x509_certificates(bundle_pem):  # ValueError when unparsable
+            raise ValueError("the trust bundle holds no certificate")
+        if self.leaf is None:
+            self.bundle_pem = self._pushed = bundle_pem
+            return True
+        try:
+            server, clients = _contexts(self.chain_pem, self._key_pem, bundle_pem)
+        except ssl.SSLError as exc:
+            raise ValueError(f"the trust bundle is unusable: {exc}") from None
+        self._server, self._clients = server, clients
+        self.bundle_pem = self._pushed = bundle_pem
+        self.generation += 1
+        return True
 
     def client_context(self, alpn: tuple[str, ...] = ALPN) -> ssl.SSLContext:
         """The context for a new outbound mTLS connection (the current leaf), offering
@@ -127,6 +161,17 @@ class CertStore:
         if self.leaf is None:
             return 0.0
         return (self.leaf.not_after - (now or datetime.now(UTC))).total_seconds()
+
+
+def _contexts(
+    chain_pem: bytes, key_pem: bytes, bundle_pem: bytes
+) -> tuple[ssl.SSLContext, dict[tuple[str, ...], ssl.SSLContext]]:
+    server = _context(ssl.Purpose.CLIENT_AUTH, chain_pem, key_pem, bundle_pem)
+    clients = {
+        alpn: _context(ssl.Purpose.SERVER_AUTH, chain_pem, key_pem, bundle_pem, alpn)
+        for alpn in _CLIENT_OFFERS
+    }
+    return server, clients
 
 
 def _context(

@@ -132,6 +132,8 @@ class Sidecar:
                 from ..identity.agent import IdentityAgent
 
                 agent = IdentityAgent(self.runtime.identity, self.opts.identity_agent)
+                if self.xds is not None:
+                    self.xds.follow_trust_bundle(self.runtime.identity)
                 tg.start_soon(agent.run)
             if self.xds is not None:
                 tg.start_soon(self.xds.run, self.install)

@@ -22,6 +22,12 @@ names it needs and re-subscribes when they changed (names no longer needed
 are dropped from the subscription, which is how the control plane learns it
 may stop serving them: make-before-break).
 
+Secrets (SDS) stand apart from the config: a client built with a ``secrets`` handler
+also subscribes to the Secrets it names (the trust bundle ``ROOTCA``); each Secret
+response goes to that handler, not to the decoder, and is ACKed, or NACKed with the
+handler's reason. Its version is reported as ``secrets_version`` and takes no part in
+the config's combined version.
+
 Connection loss never touches the running snapshot (static stability): the
 client reconnects with exponential backoff and full jitter (0.25 s doubling
 to 30 s; reset once a stream has delivered a config) and re-subscribes.
@@ -39,6 +45,7 @@ from typing import Any
 import anyio
 import grpc
 from envoy.config.core.v3 import base_pb2  # type: ignore[import-untyped]
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2  # type: ignore[import-untyped]
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2  # type: ignore[import-untyped]
 from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyped]
 from google.protobuf.message import Message  # type: ignore[import-untyped]
@@ -47,9 +54,9 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 from plait.sdk import ConfigError
 
 from ._decode import MESSAGES, resource_name
-from .wire import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, short_name
+from .wire import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, SECRET, short_name
 
-__all__ = ["Applier", "XdsClient", "XdsStatus", "make_node"]
+__all__ = ["Applier", "SecretHandler", "XdsClient", "XdsStatus", "make_node"]
 
 log = logging.getLogger("plait.xds")
 
@@ -57,6 +64,8 @@ Resources = dict[str, dict[str, Message]]
 Applier = Callable[[Resources, Mapping[str, str]], Awaitable[str | None]]
 """``apply(resources, versions)``: decode and swap in; returns a NACK reason or ``None``.
 Raises :class:`Incomplete` (from the decoder) when the view lacks referenced resources."""
+SecretHandler = Callable[[Mapping[str, Message]], str | None]
+"""``take(secrets)``: the Secrets of one SDS response by name; returns a NACK reason or ``None``."""
 
 _INVALID_ARGUMENT = 3
 
@@ -91,6 +100,8 @@ class XdsStatus:
     last_nack_type: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     reconnects: int = 0
+    secrets_version: str | None = None
+    """The SDS version last ACKed (``None``: no Secret received yet, or none subscribed)."""
 
 
 class XdsClient:
@@ -103,6 +114,8 @@ class XdsClient:
         incomplete: type[Exception],
         needed: Callable[[Resources], Mapping[str, set[str]]],
         initial: Resources | None = None,
+        secrets: SecretHandler | None = None,
+        secret_names: frozenset[str] = frozenset(),
     ) -> None:
         self.target = target
         self.node = node
@@ -112,6 +125,8 @@ class XdsClient:
         self.view: Resources = {t: dict((initial or {}).get(t, {})) for t in ORDER}
         self.status = XdsStatus(target)
         self._states: dict[str, _TypeState] = {}
+        self.secrets = secrets
+        self.secret_names = secret_names
 
     async def run(self) -> None:
         """Stay subscribed until cancelled; never raises for control-plane trouble."""
@@ -146,6 +161,9 @@ class XdsClient:
             for type_url in (CLUSTER, LISTENER):
                 await call.write(self._request(type_url, node=first))
                 first = False
+            if self.secrets is not None and self.secret_names:
+                self._states[SECRET] = _TypeState(names=self.secret_names)
+                await call.write(self._request(SECRET))
             await self._resubscribe(call)
             async for response in call:
                 if not self.status.connected:
@@ -177,6 +195,8 @@ class XdsClient:
         type_url = response.type_url
         st = self._states.setdefault(type_url, _TypeState())
         st.nonce = response.nonce
+        if type_url == SECRET and self.secrets is not None:
+            return await self._on_secrets(call, response, st)
         cls = MESSAGES.get(type_url)
         if cls is None:
             await call.write(self._request(type_url, error=f"unsupported type {type_url}"))
@@ -213,6 +233,31 @@ class XdsClient:
         await call.write(self._request(type_url))
         await self._resubscribe(call)
         return activated
+
+    async def _on_secrets(
+        self, call: Any, response: discovery_pb2.DiscoveryResponse, st: _TypeState
+    ) -> bool:
+        assert self.secrets is not None
+        received: dict[str, Message] = {}
+        reason: str | None = None
+        for any_msg in response.resources:
+            msg = secret_pb2.Secret()
+            if not any_msg.Unpack(msg):
+                reason = f"resource of type {any_msg.type_url}, expected {SECRET}"
+                break
+            received[msg.name] = msg
+        if reason is None:
+            try:
+                reason = self.secrets(received)
+            except ValueError as exc:
+                reason = str(exc)
+        if reason is not None:
+            return await self._nack(call, SECRET, response.version_info, reason)
+        st.version = self.status.secrets_version = response.version_info
+        if self.status.last_nack_type == SECRET:
+            self.status.last_nack = self.status.last_nack_type = None
+        await call.write(self._request(SECRET))
+        return False
 
     async def _nack(self, call: Any, type_url: str, version: str, reason: str) -> bool:
         self.status.last_nack = f"{short_name(type_url)} {version}: {reason}"

@@ -9,23 +9,33 @@ types is decoded with the sidecar's own filter registry (the same frozen
 sidecar's atomic swap, which also binds new listeners. Whatever ``install``
 or the decoder refuses is NACKed with the reason, and the previous snapshot
 keeps serving.
+
+A sidecar whose identity comes from the control plane's CA also follows the trust bundle
+(:meth:`XdsMode.follow_trust_bundle`): the client subscribes to the SDS Secret ``ROOTCA``
+and each new bundle goes to the :class:`CertStore` (:meth:`CertStore.update_bundle`),
+keeping the leaf; ``/config_dump`` shows the bundle's SDS version and root fingerprints.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from plait.sdk import ConfigError, FilterSpec
 
 from ..config import AdminConfig, MeshConfig
+from ..identity.store import CertStore
 from ._client import Resources, XdsClient, make_node
 from ._decode import Incomplete, decode_mesh, referenced_names
 from ._state import load_state, save_state
-from .wire import combined_version
+from .wire import SDS_ROOTS, combined_version
 
 __all__ = ["XdsMode", "XdsOptions"]
 
@@ -65,6 +75,29 @@ class XdsMode:
             needed=referenced_names,
         )
         self._install: Install | None = None
+        self._identity: CertStore | None = None
+
+    def follow_trust_bundle(self, identity: CertStore) -> None:
+        """Subscribe to the SDS trust bundle and hand each new one to ``identity``."""
+        self._identity = identity
+        self.client.secrets = self._take_secrets
+        self.client.secret_names = frozenset({SDS_ROOTS})
+
+    def _take_secrets(self, secrets: Mapping[str, Any]) -> str | None:
+        assert self._identity is not None
+        secret = secrets.get(SDS_ROOTS)
+        if secret is None:
+            return None  # a control plane without a CA has no bundle to send
+        pem = bytes(secret.validation_context.trusted_ca.inline_bytes)
+        if not pem:
+            return f"Secret {SDS_ROOTS}: expected validation_context.trusted_ca.inline_bytes (PEM)"
+        try:
+            changed = self._identity.update_bundle(pem)
+        except ValueError as exc:
+            return f"Secret {SDS_ROOTS}: {exc}"
+        if changed:
+            log.info("trust bundle from the control plane: %d root(s)", len(_roots(pem)))
+        return None
 
     def decode(self, resources: Resources, versions: Mapping[str, str]) -> MeshConfig:
         return decode_mesh(
@@ -115,4 +148,20 @@ class XdsMode:
             "last_nack": st.last_nack,
             "versions": dict(st.versions),
             "reconnects": st.reconnects,
+            **({"trust_bundle": self._bundle_dump()} if self._identity is not None else {}),
         }
+
+    def _bundle_dump(self) -> dict[str, Any]:
+        assert self._identity is not None
+        return {
+            "version": self.client.status.secrets_version,
+            "roots": _roots(self._identity.bundle_pem),
+        }
+
+
+def _roots(bundle_pem: bytes) -> list[str]:
+    """SHA-256 fingerprints (hex, of the DER) of the certificates in a PEM bundle."""
+    if not bundle_pem:
+        return []
+    certs = x509.load_pem_x509_certificates(bundle_pem)
+    return [hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in certs]

@@ -73,6 +73,8 @@ __all__ = [
     "ROUTER",
     "SDS_CERT",
     "SDS_ROOTS",
+    "SECRET",
+    "SERVED",
     "TCP_PROXY",
     "TIMEOUT_KEYS",
     "TLS_INSPECTOR",
@@ -105,8 +107,14 @@ ROUTE: Final = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
 CLUSTER: Final = _PREFIX + "envoy.config.cluster.v3.Cluster"
 ENDPOINT: Final = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 
+SECRET: Final = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+
 ORDER: Final = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
-"""Push order over ADS: CDS → EDS → LDS → RDS."""
+"""Push order over ADS: CDS → EDS → LDS → RDS (the types that make up a sidecar's config)."""
+
+SERVED: Final = (*ORDER, SECRET)
+"""Every type the control plane serves over ADS: the config types, then SDS secrets (the
+trust bundle ``ROOTCA``), which stand apart from the config and its combined version."""
 
 WILDCARD_TYPES: Final = frozenset({LISTENER, CLUSTER})
 """Types for which an empty ``resource_names`` on the first request means "everything" (the

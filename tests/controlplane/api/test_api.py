@@ -79,12 +79,57 @@ def test_unknown_paths_and_methods(server: Server) -> None:
 def test_keep_alive_serves_several_requests_on_one_connection(server: Server) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
+        sockets = set()
         for _ in range(3):
             conn.request("GET", "/healthz")
             r = conn.getresponse()
             assert r.status == 200 and json.loads(r.read())["ok"] is True
+            assert not r.will_close  # http.client would reconnect silently: check the socket
+            sockets.add(id(conn.sock))
+        assert len(sockets) == 1
     finally:
         conn.close()
+
+
+def _read_response(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+    """One whole response (head and its Content-Length body) from ``sock``; and what is left."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection mid-response: {buf!r}"
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))  # fmt: skip
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection mid-body"
+        rest += chunk
+    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "framing"),
+    [("GET", "/healthz", ""), ("GET", "/api/v1/resources", ""),
+     ("GET", "/api/v1/ca", "content-length: 0\r\n"),
+     ("DELETE", "/api/v1/resources/Service/default/x", ""),
+     ("GET", "/api/v1/check", "transfer-encoding: chunked\r\n")],
+)  # fmt: skip
+def test_requests_without_a_body_keep_the_connection_open(
+    server: Server, method: str, path: str, framing: str
+) -> None:
+    """Raw bytes, one socket: each reply keeps the connection, and the next request is served."""
+    end = "0\r\n\r\n" if "chunked" in framing else ""
+    req = (f"{method} {path} HTTP/1.1\r\nhost: cp\r\nauthorization: Bearer {server.token}\r\n"
+           f"{framing}\r\n{end}").encode()  # fmt: skip
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        buf = b""
+        for _ in range(3):
+            sock.sendall(req)
+            reply, buf = _read_response(sock, buf)
+            assert b"connection: close" not in reply.lower(), reply
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: cp\r\n\r\n")
+        reply, _ = _read_response(sock, buf)
+        assert reply.startswith(b"HTTP/1.1 200 ") and b'"ok": true' in reply
 
 
 # -- apply ------------------------------------------------------------------------------------

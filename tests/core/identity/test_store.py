@@ -132,3 +132,47 @@ def test_an_update_with_a_key_of_another_leaf_keeps_the_current_identity() -> No
     with pytest.raises(ssl.SSLError):
         s.update(chain_pem=chain, key_pem=other_key, bundle_pem=ca.pem)
     assert s.leaf is not None and str(s.leaf.spiffe_id) == SERVER and s.generation == 1
+
+
+async def test_a_new_bundle_alone_lets_the_next_handshake_trust_the_new_root(echo: Echo) -> None:
+    old, new = Authority.create("old"), Authority.create("new")
+    server = store(old, SERVER)
+    port = await echo.start(server)
+    newcomer = store(new, CLIENT, old.pem + new.pem)  # a peer already on the new root
+    assert (await call(port, newcomer.client_context()))[1] == b""  # not trusted yet
+    serial = server.leaf.serial if server.leaf else None
+    assert server.update_bundle(old.pem + new.pem) is True
+    assert await call(port, newcomer.client_context()) == (SERVER, b"ok")
+    assert server.leaf is not None and server.leaf.serial == serial  # the same leaf
+    assert server.bundle_pem == old.pem + new.pem and server.generation == 2
+    assert server.update_bundle(old.pem + new.pem) is False  # unchanged: nothing rebuilt
+    assert server.generation == 2
+
+
+def test_a_pushed_bundle_outlives_an_older_one_that_comes_with_a_certificate() -> None:
+    old, new = Authority.create("old"), Authority.create("new")
+    s = store(old, SERVER)
+    s.update_bundle(old.pem + new.pem)
+    chain, key = old.leaf(SERVER)  # a renewal answered before the push: the old bundle
+    s.update(chain_pem=chain, key_pem=key, bundle_pem=old.pem)
+    assert s.bundle_pem == old.pem + new.pem and s.generation == 3
+    files = store(old, SERVER)  # never pushed to: each update's bundle is taken
+    files.update(chain_pem=chain, key_pem=key, bundle_pem=old.pem + new.pem)
+    assert files.bundle_pem == old.pem + new.pem
+
+
+def test_an_unusable_bundle_keeps_the_current_one() -> None:
+    ca = Authority.create()
+    s = store(ca, SERVER)
+    for bad in (b"not pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"):
+        with pytest.raises(ValueError):
+            s.update_bundle(bad)
+    assert s.bundle_pem == ca.pem and s.generation == 1
+
+
+def test_a_bundle_before_the_first_leaf_is_kept_until_the_leaf_brings_its_own() -> None:
+    ca = Authority.create()
+    s = CertStore()
+    assert s.update_bundle(ca.pem) is True and not s.ready and s.bundle_pem == ca.pem
+    with pytest.raises(RuntimeError):
+        s.client_context()
