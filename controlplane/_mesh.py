@@ -43,7 +43,7 @@ from plait.core.config import (
     translate,
 )
 from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from plait.sdk import ConfigError, FilterSpec
+from plait.sdk import DEFAULT_TRUST_DOMAIN, ConfigError, FilterSpec
 
 from .store import Store
 from .xds import NodeInfo
@@ -73,9 +73,17 @@ class _Built:
 
 
 class MeshSource:
-    def __init__(self, store: Store, filter_types: Mapping[str, FilterSpec[Any]]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        filter_types: Mapping[str, FilterSpec[Any]],
+        *,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
+    ) -> None:
         self.store = store
         self.filter_types = filter_types
+        self.trust_domain = trust_domain
+        """The CA's: Workload endpoints expect ``spiffe://<trust_domain>/ns/<ns>/sa/<sa>``."""
         empty: Encoded = {t: {} for t in (LISTENER, ROUTE, CLUSTER, ENDPOINT)}
         self._built = _Built(0, resources_of([], ["store"]), None, empty)
         self._revision = 0
@@ -134,7 +142,13 @@ class MeshSource:
                 log.error("skipping stored resource %s: %s", item.key, exc)
         try:
             res = resources_of(parsed, ["store"])
-            mesh = translate(res, self.filter_types, unknown_filters=True, listeners=False)
+            mesh = translate(
+                res,
+                self.filter_types,
+                unknown_filters=True,
+                listeners=False,
+                trust_domain=self.trust_domain,
+            )
             mesh = _healthy(mesh, self.unhealthy)
             encoded = encode_mesh(mesh)
             self.build_error = None
@@ -174,6 +188,7 @@ class MeshSource:
                 self.filter_types,
                 sidecar=f"{name}.{namespace}",
                 unknown_filters=True,
+                trust_domain=self.trust_domain,
             )
         except ConfigError as exc:
             self.node_errors[node.id] = str(exc)

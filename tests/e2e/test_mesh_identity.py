@@ -1,0 +1,59 @@
+"""The mesh end to end in control-plane mode: sidecars with join tokens register Workloads
+that take mesh mTLS, and the client's hop to the server is mutually authenticated, in the
+control plane's trust domain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support import Proc, http_get, start_echo
+from tests.support.controlplane import config_dump, plait, wait_for
+from tests.support.mtls import metric
+
+from ._ca_mesh import access_lines, ca_mesh
+
+pytestmark = pytest.mark.e2e
+
+
+def test_join_token_sidecars_talk_mtls_in_the_control_planes_trust_domain(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    app = start_echo(tmp_path, "server-app")
+    procs.append(app)
+    mesh = ca_mesh(tmp_path, procs, app.port, trust_domain="mesh.example")
+
+    # the registered Workload says its sidecar terminates mesh mTLS
+    out = plait(mesh.cp, "get", "workloads", "-o", "json").stdout
+    wait_for(lambda: "mutual" in plait(mesh.cp, "get", "workloads", "-o", "json").stdout)
+    docs = json.loads(plait(mesh.cp, "get", "workloads", "-o", "json").stdout)
+    items = docs["items"] if isinstance(docs, dict) and "items" in docs else docs
+    assert [d["spec"]["tlsMode"] for d in items] == ["mutual"], out
+
+    # the client expects the server's identity in the CA's trust domain
+    def endpoint() -> dict[str, object]:
+        clusters = config_dump(mesh.client)["config"]["clusters"]
+        return dict(clusters["server.default:8080"]["endpoints"][0])
+
+    wait_for(endpoint, timeout=15)
+    assert (endpoint()["identity"], endpoint()["mtls"]) == (mesh.spiffe("server"), True)
+
+    wait_for(lambda: http_get(mesh.egress, "/hello")[0] == 200, timeout=15)
+    status, headers, body = http_get(mesh.egress, "/hello")
+    assert status == 200
+    assert headers["x-served-by"] == "server-app"  # the server's app saw the request
+    assert json.loads(body)["path"] == "/hello"
+
+    # the server sidecar accepted it over mTLS only (STRICT), and knows who called
+    assert metric(mesh.server.admin_port, "plait_inbound_connections_total",
+                  listener="in", transport="mtls") >= 1  # fmt: skip
+    assert metric(mesh.server.admin_port, "plait_inbound_connections_total",
+                  listener="in", transport="plaintext") == 0  # fmt: skip
+    wait_for(lambda: any(e.get("path") == "/hello" for e in access_lines(mesh.access_log)))
+    line = next(e for e in access_lines(mesh.access_log) if e.get("path") == "/hello")
+    assert line["peer_identity"] == mesh.spiffe("client")
+    # and the client sidecar's handshakes were mTLS, checked against the server's identity
+    assert metric(mesh.client.admin_port, "plait_upstream_events_total",
+                  cluster="server.default:8080", event="tls_handshakes_ok") >= 1  # fmt: skip
