@@ -4,8 +4,8 @@
 one Service ``server`` (protocol ``http`` or ``grpc``) whose Sidecar ``server`` has a
 STRICT ingress to the app, and a Sidecar ``client`` with an egress to ``server``; then a
 server sidecar that registers its Workload (``--service server``) and a client sidecar,
-each with a join token for its own service account. The server sidecar writes an access
-log. Everything is real processes on loopback.
+each with a join token for its own service account, and waits until the server's
+endpoint reached the client. The server sidecar writes an access log. Everything is real processes on loopback.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support import Proc, free_port
-from tests.support.controlplane import apply, plait, start_control_plane, start_xds_sidecar
+from tests.support.controlplane import (
+    apply,
+    config_dump,
+    plait,
+    start_control_plane,
+    start_xds_sidecar,
+    wait_for,
+)
 
 __all__ = ["CaMesh", "ca_mesh", "access_lines"]
 
@@ -87,6 +94,12 @@ def ca_mesh(
     procs.append(server)
     client = _sidecar(tmp, cp, "client")
     procs.append(client)
+
+    def registered() -> bool:  # the server's Workload reached the client's EDS
+        clusters = config_dump(client)["config"]["clusters"]
+        return bool(clusters["server.default:8080"]["endpoints"])
+
+    wait_for(registered, timeout=20)
     return CaMesh(cp, server, client, egress, ingress, log, trust_domain)
 
 

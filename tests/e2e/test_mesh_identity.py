@@ -57,3 +57,57 @@ def test_join_token_sidecars_talk_mtls_in_the_control_planes_trust_domain(
     # and the client sidecar's handshakes were mTLS, checked against the server's identity
     assert metric(mesh.client.admin_port, "plait_upstream_events_total",
                   cluster="server.default:8080", event="tls_handshakes_ok") >= 1  # fmt: skip
+
+
+def _served(mesh_log: Path, path: str) -> dict[str, object]:
+    wait_for(lambda: any(e.get("path") == path for e in access_lines(mesh_log)))
+    return next(e for e in access_lines(mesh_log) if e.get("path") == path)
+
+
+def test_grpc_unary_and_streaming_over_h2_between_mtls_sidecars(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    import grpc
+
+    from .test_protocols import _grpc_server
+
+    mesh = ca_mesh(tmp_path, procs, _grpc_server(tmp_path, procs), protocol="grpc")
+    with grpc.insecure_channel(f"127.0.0.1:{mesh.egress}") as channel:
+        unary = channel.unary_unary("/test.Echo/Unary")
+        assert unary(b"hi", timeout=15, wait_for_ready=True).startswith(b"echo:hi")
+        stream = channel.unary_stream("/test.Echo/Stream")
+        assert list(stream(b"5", timeout=15)) == [b"item-%d" % i for i in range(5)]
+    for path in ("/test.Echo/Unary", "/test.Echo/Stream"):
+        line = _served(mesh.access_log, path)
+        # the sidecars' hop: HTTP/2 (the only way over this TLS is ALPN h2) from the client
+        assert (line["protocol"], line["peer_identity"]) == ("HTTP/2", mesh.spiffe("client"))
+    assert metric(mesh.server.admin_port, "plait_inbound_connections_total",
+                  listener="in", transport="mtls") >= 1  # fmt: skip
+
+
+def test_websocket_between_mtls_sidecars(tmp_path: Path, procs: list[Proc]) -> None:
+    from websockets.sync.client import connect
+
+    from tests.support import PY, free_port, start, wait_port
+
+    from .test_protocols import WS_SERVER
+
+    up = free_port()
+    script = tmp_path / "ws_server.py"
+    script.write_text(WS_SERVER)
+    server = start([PY, str(script), str(up)], tmp_path / "ws.log")
+    procs.append(Proc(server, tmp_path / "ws.log"))
+    wait_port(up, proc=server)
+    mesh = ca_mesh(tmp_path, procs, up)
+    wait_for(lambda: http_get(mesh.egress, "/warm")[0] < 500, timeout=15)
+    with connect(f"ws://127.0.0.1:{mesh.egress}/chat", open_timeout=10) as ws:
+        for msg in ["hello", "x" * 100_000]:
+            ws.send(msg)
+            assert ws.recv(timeout=10) == msg
+        ws.send(b"\x00\x01binary")
+        assert ws.recv(timeout=10) == b"\x00\x01binary"
+    line = _served(mesh.access_log, "/chat")
+    assert (line["status"], line["protocol"]) == (101, "HTTP/1.1")
+    assert line["peer_identity"] == mesh.spiffe("client")
+    assert metric(mesh.server.admin_port, "plait_inbound_connections_total",
+                  listener="in", transport="plaintext") == 0  # fmt: skip
