@@ -21,7 +21,14 @@ from plait.sdk import ConfigError
 
 from .store import Key, Store, StoredResource
 
-__all__ = ["IDENTITY_SOURCES", "REGISTERED", "registered_by", "workload_document", "workload_name", "workload_targets"]
+__all__ = [
+    "IDENTITY_SOURCES",
+    "REGISTERED",
+    "registered_by",
+    "workload_document",
+    "workload_name",
+    "workload_targets",
+]
 
 REGISTERED = "plait.dev/registered-by"
 """Annotation on the Workloads the registry wrote (value: the node id)."""

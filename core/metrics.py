@@ -240,7 +240,6 @@ class Stats:
         out.append("")
         return "\n".join(out).encode()
 
-
     def _render_identity(self, out: list[str]) -> None:
         ident = self.identity()
         if not ident:  # no identity source: the families are left out
@@ -254,7 +253,8 @@ class Stats:
                 [((), ident.get("generation", 0.0))])  # fmt: skip
         results = [((("result", r),), ident.get(r, 0.0)) for r in ("error", "ok")]
         _family(out, "plait_cert_renewals_total", "counter",
-                "Attempts to get or reload the workload certificate, by result", results)  # fmt: skip
+                "Attempts to get or reload the workload certificate, by result",
+                results)  # fmt: skip
 
 
 def _combine_identity(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:

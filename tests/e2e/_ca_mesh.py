@@ -5,7 +5,8 @@ one Service ``server`` (protocol ``http`` or ``grpc``) whose Sidecar ``server`` 
 STRICT ingress to the app, and a Sidecar ``client`` with an egress to ``server``; then a
 server sidecar that registers its Workload (``--service server``) and a client sidecar,
 each with a join token for its own service account, and waits until the server's
-endpoint reached the client. The server sidecar writes an access log. Everything is real processes on loopback.
+endpoint reached the client. The server sidecar writes an access log. Everything is real
+processes on loopback.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.support.controlplane import (
     wait_for,
 )
 
-__all__ = ["CaMesh", "ca_mesh", "access_lines"]
+__all__ = ["CaMesh", "access_lines", "ca_mesh"]
 
 
 @dataclass

@@ -27,10 +27,9 @@ def test_join_token_sidecars_talk_mtls_in_the_control_planes_trust_domain(
 
     # the registered Workload says its sidecar terminates mesh mTLS
     out = plait(mesh.cp, "get", "workloads", "-o", "json").stdout
-    wait_for(lambda: "mutual" in plait(mesh.cp, "get", "workloads", "-o", "json").stdout)
-    docs = json.loads(plait(mesh.cp, "get", "workloads", "-o", "json").stdout)
-    items = docs["items"] if isinstance(docs, dict) and "items" in docs else docs
-    assert [d["spec"]["tlsMode"] for d in items] == ["mutual"], out
+    docs = json.loads(out)
+    items = docs["items"] if "items" in docs else [docs]  # one object when there is one
+    assert [d["spec"].get("tlsMode") for d in items] == ["mutual"], out
 
     # the client expects the server's identity in the CA's trust domain
     def endpoint() -> dict[str, object]:
@@ -57,6 +56,34 @@ def test_join_token_sidecars_talk_mtls_in_the_control_planes_trust_domain(
     # and the client sidecar's handshakes were mTLS, checked against the server's identity
     assert metric(mesh.client.admin_port, "plait_upstream_events_total",
                   cluster="server.default:8080", event="tls_handshakes_ok") >= 1  # fmt: skip
+
+
+def test_certs_admin_and_metrics_show_the_cas_certificate(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    app = start_echo(tmp_path, "server-app")
+    procs.append(app)
+    mesh = ca_mesh(tmp_path, procs, app.port, trust_domain="mesh.example")
+    status, headers, body = http_get(mesh.server.admin_port, "/certs")
+    assert (status, headers["content-type"]) == (200, "application/json")
+    certs = json.loads(body)
+    assert (certs["source"], certs["generation"]) == ("agent", 1)
+    leaf = certs["leaf"]
+    assert leaf["spiffe_id"] == mesh.spiffe("server")
+    assert 3000 < leaf["seconds_left"] <= 3600  # the control plane's default TTL, 1 h
+    assert certs["chain"][0]["serial"] == leaf["serial"]
+    assert certs["chain"][1]["is_ca"] and not certs["chain"][0]["is_ca"]
+    assert certs["next_renewal"] is not None and certs["last_error"] is None
+    # the bundle's roots are the CA's, by fingerprint
+    ca = json.loads(plait(mesh.cp, "ca", "status", "-o", "json").stdout)
+    assert [r["sha256"] for r in certs["trust_bundle"]] == [r["fingerprint"] for r in ca["roots"]]
+    assert certs["renewals"] == {"ok": 1, "error": 0}
+
+    admin = mesh.server.admin_port
+    assert 3000 < metric(admin, "plait_cert_expiry_seconds") <= 3600
+    assert metric(admin, "plait_cert_generation") == 1
+    assert metric(admin, "plait_cert_renewals_total", result="ok") == 1
+    assert metric(admin, "plait_cert_renewals_total", result="error") == 0
 
 
 def _served(mesh_log: Path, path: str) -> dict[str, object]:
