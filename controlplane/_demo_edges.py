@@ -21,13 +21,12 @@ what was seen instead.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from plait.core.ops.demo import get
 
 __all__ = ["Edge", "describe_edges"]
 
@@ -44,8 +43,18 @@ class Edge:
     """The server sidecar's access log."""
 
 
+def _get(admin: int, path: str) -> bytes:
+    """``GET path`` on a sidecar's admin port: the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
 def _metric(admin: int, name: str, **labels: str) -> float:
-    text = get(admin, "/metrics")[2].decode()
+    text = _get(admin, "/metrics").decode()
     total = 0.0
     for line in text.splitlines():
         if not line.startswith(name + "{") and line.split(" ")[0] != name:
@@ -73,7 +82,7 @@ def _peers(log: Path, wait: float = 3.0) -> set[str]:
 
 
 def _expected(admin: int, cluster: str) -> set[str]:
-    dump = json.loads(get(admin, "/config_dump")[2])
+    dump = json.loads(_get(admin, "/config_dump"))
     endpoints = dump["config"]["clusters"].get(cluster, {}).get("endpoints", [])
     return {str(e.get("identity")) for e in endpoints if e.get("mtls")}
 

@@ -28,7 +28,7 @@ def test_join_token_sidecars_talk_mtls_in_the_control_planes_trust_domain(
     # the registered Workload says its sidecar terminates mesh mTLS
     out = plait(mesh.cp, "get", "workloads", "-o", "json").stdout
     docs = json.loads(out)
-    items = docs["items"] if "items" in docs else [docs]  # one object when there is one
+    items = docs.get("items", [docs])  # one object when there is one
     assert [d["spec"].get("tlsMode") for d in items] == ["mutual"], out
 
     # the client expects the server's identity in the CA's trust domain
