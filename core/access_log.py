@@ -55,6 +55,7 @@ class AccessLog:
             "request_id": req.headers.get("x-request-id"),
             "peer": f"{ctx.connection.peer_address[0]}:{ctx.connection.peer_address[1]}",
             "peer_identity": _identity(ctx.connection),
+            "alpn": ctx.connection.alpn,
         }
         self._append(entry)
 

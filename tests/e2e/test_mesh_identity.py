@@ -106,8 +106,9 @@ def test_grpc_unary_and_streaming_over_h2_between_mtls_sidecars(
         assert list(stream(b"5", timeout=15)) == [b"item-%d" % i for i in range(5)]
     for path in ("/test.Echo/Unary", "/test.Echo/Stream"):
         line = _served(mesh.access_log, path)
-        # the sidecars' hop: HTTP/2 (the only way over this TLS is ALPN h2) from the client
-        assert (line["protocol"], line["peer_identity"]) == ("HTTP/2", mesh.spiffe("client"))
+        # the sidecars' hop: HTTP/2 negotiated by ALPN, from the client's verified identity
+        assert (line["protocol"], line["alpn"]) == ("HTTP/2", "h2")
+        assert line["peer_identity"] == mesh.spiffe("client")
     assert metric(mesh.server.admin_port, "plait_inbound_connections_total",
                   listener="in", transport="mtls") >= 1  # fmt: skip
 
@@ -134,7 +135,7 @@ def test_websocket_between_mtls_sidecars(tmp_path: Path, procs: list[Proc]) -> N
         ws.send(b"\x00\x01binary")
         assert ws.recv(timeout=10) == b"\x00\x01binary"
     line = _served(mesh.access_log, "/chat")
-    assert (line["status"], line["protocol"]) == (101, "HTTP/1.1")
+    assert (line["status"], line["protocol"], line["alpn"]) == (101, "HTTP/1.1", "http/1.1")
     assert line["peer_identity"] == mesh.spiffe("client")
     assert metric(mesh.server.admin_port, "plait_inbound_connections_total",
                   listener="in", transport="plaintext") == 0  # fmt: skip
