@@ -17,6 +17,10 @@ Per-node views are computed lazily and cached until the next change:
   an API listener whose route configuration is the Service port's route table
   (a pass-through table when no HTTPRoute attaches to it).
 
+Both translate in the control plane's trust domain (``--trust-domain``, the one its CA
+issues in), so every Workload endpoint expects the SPIFFE ID its sidecar's certificate
+carries.
+
 Named route configurations and clusters resolve against the mesh-wide set, so
 a cluster a route no longer names keeps being served while a client still
 subscribes to it (make-before-break). A node whose config cannot be built (no
