@@ -17,6 +17,10 @@ Per-node views are computed lazily and cached until the next change:
   an API listener whose route configuration is the Service port's route table
   (a pass-through table when no HTTPRoute attaches to it).
 
+Both translate in the control plane's trust domain (``--trust-domain``, the one its CA
+issues in), so every Workload endpoint expects the SPIFFE ID its sidecar's certificate
+carries.
+
 Named route configurations and clusters resolve against the mesh-wide set, so
 a cluster a route no longer names keeps being served while a client still
 subscribes to it (make-before-break). A node whose config cannot be built (no
@@ -43,7 +47,7 @@ from plait.core.config import (
     translate,
 )
 from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from plait.sdk import ConfigError, FilterSpec
+from plait.sdk import DEFAULT_TRUST_DOMAIN, ConfigError, FilterSpec
 
 from .store import Store
 from .xds import NodeInfo
@@ -73,9 +77,17 @@ class _Built:
 
 
 class MeshSource:
-    def __init__(self, store: Store, filter_types: Mapping[str, FilterSpec[Any]]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        filter_types: Mapping[str, FilterSpec[Any]],
+        *,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
+    ) -> None:
         self.store = store
         self.filter_types = filter_types
+        self.trust_domain = trust_domain
+        """The CA's: Workload endpoints expect ``spiffe://<trust_domain>/ns/<ns>/sa/<sa>``."""
         empty: Encoded = {t: {} for t in (LISTENER, ROUTE, CLUSTER, ENDPOINT)}
         self._built = _Built(0, resources_of([], ["store"]), None, empty)
         self._revision = 0
@@ -134,7 +146,13 @@ class MeshSource:
                 log.error("skipping stored resource %s: %s", item.key, exc)
         try:
             res = resources_of(parsed, ["store"])
-            mesh = translate(res, self.filter_types, unknown_filters=True, listeners=False)
+            mesh = translate(
+                res,
+                self.filter_types,
+                unknown_filters=True,
+                listeners=False,
+                trust_domain=self.trust_domain,
+            )
             mesh = _healthy(mesh, self.unhealthy)
             encoded = encode_mesh(mesh)
             self.build_error = None
@@ -174,6 +192,7 @@ class MeshSource:
                 self.filter_types,
                 sidecar=f"{name}.{namespace}",
                 unknown_filters=True,
+                trust_domain=self.trust_domain,
             )
         except ConfigError as exc:
             self.node_errors[node.id] = str(exc)

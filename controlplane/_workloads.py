@@ -1,10 +1,12 @@
 """The Workload document a connecting sidecar registers, and writing it like ``apply`` does.
 
 The document is built from the node's metadata (service, address, service
-account, labels) and the sidecar's ``Sidecar`` resource in the store: each
+account, labels, identity) and the sidecar's ``Sidecar`` resource in the store: each
 ingress listener becomes a port of the Workload (``targetPort`` = the
 listener's port) for the next unused Service port of the same protocol
-family (HTTP-ish or tcp), in order. The registry writes it through the
+family (HTTP-ish or tcp), in order. A sidecar that has a mesh identity (metadata
+``identity``: ``agent`` or ``files``) terminates mesh mTLS, so its Workload gets
+``tlsMode: mutual`` and its callers originate mTLS to it. The registry writes it through the
 resource API's ``write`` — the same validation and lock as ``plait apply``.
 """
 
@@ -19,10 +21,19 @@ from plait.sdk import ConfigError
 
 from .store import Key, Store, StoredResource
 
-__all__ = ["REGISTERED", "registered_by", "workload_document", "workload_name", "workload_targets"]
+__all__ = [
+    "IDENTITY_SOURCES",
+    "REGISTERED",
+    "registered_by",
+    "workload_document",
+    "workload_name",
+    "workload_targets",
+]
 
 REGISTERED = "plait.dev/registered-by"
 """Annotation on the Workloads the registry wrote (value: the node id)."""
+IDENTITY_SOURCES = ("agent", "files")
+"""Where a sidecar's identity comes from (node metadata ``workload.identity``)."""
 _INVALID = re.compile(r"[^a-z0-9.-]+")
 
 
@@ -69,6 +80,8 @@ async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any])
         "serviceAccount": str(wl.get("serviceAccount") or "default"),
         "ports": ports,
     }
+    if wl.get("identity") in IDENTITY_SOURCES:
+        spec["tlsMode"] = "mutual"
     if wl.get("labels"):
         spec["labels"] = {str(k): str(v) for k, v in dict(wl["labels"]).items()}
     return {

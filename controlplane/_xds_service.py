@@ -33,7 +33,7 @@ async def xds_service(
     ctx: ControlPlaneContext, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     opts = ctx.options
-    source = MeshSource(ctx.store, ctx.filter_types)
+    source = MeshSource(ctx.store, ctx.filter_types, trust_domain=opts.trust_domain)
     registry = Registry(
         ctx.store,
         ctx.api,

@@ -11,9 +11,11 @@ What runs (``examples/control-plane/mesh.yaml``)::
 The demo applies the config with ``plait apply``, starts the sidecars in
 control-plane mode (they register their Workloads, receive their config
 over xDS, and get their certificates from the control plane's CA with a join
-token each, ``plait workload token``), sends requests through the mesh, then
-changes the split to 50/50 with another ``plait apply`` and shows the sidecars
-follow without a restart.
+token each, ``plait workload token``), sends requests through the mesh, shows
+what each sidecar-to-sidecar edge verified (mutual TLS, the SPIFFE IDs on both
+ends: ``_demo_edges.py``; the backends' access logs are in the data directory),
+then changes the split to 50/50 with another ``plait apply`` and shows the
+sidecars follow without a restart.
 Then it stops every process and removes its data directory; with
 ``--keep-running`` it first waits for Ctrl-C or SIGTERM (either stops all).
 The control plane and the sidecars are real ``plait`` processes; this module
@@ -35,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from plait.controlplane._demo_edges import Edge, describe_edges
 from plait.core.ops.demo import (
     apps,
     failed,
@@ -133,8 +136,11 @@ def _run(data: Path, requests: int, keep_running: bool) -> None:
     with apps(), _processes(data) as (procs, log):
         wait_ready(API, procs, "/healthz")
         print(f"control plane: API http://127.0.0.1:{API}, xDS 127.0.0.1:{XDS}\n")
-        print(f"$ plait apply -f {EXAMPLE.relative_to(EXAMPLE.parents[2])}")
-        print(re.sub(r"(?m)^", "  ", _cli(data, "apply", "-f", str(EXAMPLE)).rstrip()) + "\n")
+        mesh = data / "mesh.yaml"
+        mesh.write_text(_with_access_logs(EXAMPLE.read_text(), data))
+        print(f"$ plait apply -f mesh.yaml   ({EXAMPLE.relative_to(EXAMPLE.parents[2])}, "
+              "the backends' access logs in the data directory)")  # fmt: skip
+        print(re.sub(r"(?m)^", "  ", _cli(data, "apply", "-f", str(mesh)).rstrip()) + "\n")
         for name, admin, flags in SIDECARS:
             # Each sidecar gets its certificate from the CA with a join token of its own.
             token = json.loads(_cli(data, "workload", "token", "-s", name, "-o", "json"))["token"]
@@ -150,7 +156,8 @@ def _run(data: Path, requests: int, keep_running: bool) -> None:
         print("$ plait get workloads   (each sidecar registered itself)")
         print(re.sub(r"(?m)^", "  ", _cli(data, "get", "workloads").rstrip()) + "\n")
         tour(requests)
-        text = EXAMPLE.read_text().replace("weight: 90}", "weight: 50}")
+        _show_edges(data)
+        text = mesh.read_text().replace("weight: 90}", "weight: 50}")
         text = text.replace("weight: 10}", "weight: 50}")
         changed = data / "split-50-50.yaml"
         changed.write_text(text)
@@ -162,9 +169,36 @@ def _run(data: Path, requests: int, keep_running: bool) -> None:
         print(f"5. after the change ({took:.2f}s incl. the CLI), {requests} requests: "
               f"{dict(split(requests))}  — no sidecar restarted")  # fmt: skip
         hold(keep_running,
-             f"where to look: http://127.0.0.1:15000/config_dump (frontend sidecar), /metrics on "
+             f"where to look: http://127.0.0.1:15000/config_dump (frontend sidecar), /certs and "
+             f"/metrics on "
              f"admin ports 15000/15101/15102, the processes' log {data / 'processes.log'}, and "
              f"with PLAIT_DATA_DIR={data}: `plait get workloads`, `plait check`")  # fmt: skip
+
+
+def _with_access_logs(text: str, data: Path) -> str:
+    """The example mesh with an access log in ``data`` for each backend sidecar."""
+    for name in ("backend-v1", "backend-v2"):
+        head = f"metadata: {{name: {name}, labels: {{app: backend}}}}\nspec:\n"
+        if head not in text:
+            raise RuntimeError(f"{EXAMPLE}: no Sidecar {name} labelled app: backend")
+        log = data / f"{name}-access.log"
+        text = text.replace(head, f"{head}  accessLog: {{path: {json.dumps(str(log))}}}\n")
+    return text
+
+
+def _show_edges(data: Path) -> None:
+    """What each sidecar-to-sidecar hop verified, as the sidecars report it."""
+    edges = [
+        Edge("frontend", 15000, name, admin, f"{name}.default:8080", data / f"{name}-access.log")
+        for name, admin, _ in SIDECARS[1:]
+    ]
+    print("\nidentities (certificates from the control plane's CA; what each hop between "
+          "sidecars verified):")  # fmt: skip
+    for line in describe_edges(edges):
+        print(f"  {line}")
+    print("  you -> frontend: plaintext (a caller outside the mesh; the frontend's ingress is "
+          "PERMISSIVE)")  # fmt: skip
+    print("  (each sidecar's certificate: GET /certs on its admin port)\n")
 
 
 def _wait_until_even() -> None:

@@ -54,6 +54,8 @@ class AccessLog:
             "failure_reason": ctx.failure_reason,
             "request_id": req.headers.get("x-request-id"),
             "peer": f"{ctx.connection.peer_address[0]}:{ctx.connection.peer_address[1]}",
+            "peer_identity": _identity(ctx.connection),
+            "alpn": ctx.connection.alpn,
         }
         self._append(entry)
 
@@ -67,6 +69,7 @@ class AccessLog:
             "status": status,
             "failure_reason": reason,
             "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
+            "peer_identity": _identity(conn),
         })  # fmt: skip
 
     def _append(self, entry: dict[str, object]) -> None:
@@ -95,3 +98,9 @@ class AccessLog:
         self.flush()
         if self._file.fileno() > 2:
             self._file.close()
+
+
+def _identity(conn: ConnectionContext) -> str | None:
+    """The peer's verified SPIFFE ID (inbound mTLS), ``None`` on plaintext."""
+    peer = conn.peer_identity
+    return peer.spiffe_id if peer is not None else None

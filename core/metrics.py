@@ -50,6 +50,17 @@ class Stats:
         read at scrape time; set by the runtime."""
         self.upstream_added: dict[tuple[str, str], int] = {}
         """Counters summed in from other worker processes (:meth:`add_json`)."""
+        self.identity_source: Callable[[], dict[str, float]] | None = None
+        """The mesh identity's numbers (``plait.core.identity.status.metric_values``), read
+        at scrape time; set by the sidecar when it has an identity source."""
+        self.identity_added: dict[str, float] = {}
+        """The identity numbers of other worker processes, combined (:meth:`add_json`)."""
+
+    def identity(self) -> dict[str, float]:
+        """This process's identity numbers combined with the workers' added ones: counts
+        summed, the seconds left and the generation the smallest (the stalest worker)."""
+        own = self.identity_source() if self.identity_source is not None else {}
+        return _combine_identity(self.identity_added, own)
 
     def upstream_events(self) -> dict[tuple[str, str], int]:
         out = dict(self.upstream_added)
@@ -104,6 +115,7 @@ class Stats:
             "upstream_events": [[c, e, n] for (c, e), n in self.upstream_events().items()],
             "inbound_transport": [[x, t, n] for (x, t), n in self.inbound_transport.items()],
             "inbound_refused": [[x, r, n] for (x, r), n in self.inbound_refused.items()],
+            "identity": self.identity(),
         }
 
     def add_json(self, data: dict[str, Any]) -> None:
@@ -133,6 +145,10 @@ class Stats:
             for a, b, n in data.get(attr, ()):
                 pkey = (str(a), str(b))
                 pairs[pkey] = pairs.get(pkey, 0) + int(n)
+        theirs = data.get("identity") or {}
+        self.identity_added = _combine_identity(
+            self.identity_added, {str(k): float(v) for k, v in theirs.items()}
+        )
         if data["config_timestamp"] >= self.config_timestamp:
             self.config_version = data["config_version"]
             self.config_timestamp = data["config_timestamp"]
@@ -210,6 +226,7 @@ class Stats:
             "Upstream layer events by cluster (retries, budget exhaustion, ejections, ...)",
             events,
         )
+        self._render_identity(out)
         reloads = [((("result", r),), n) for r, n in sorted(self.reloads.items())]
         _family(out, "plait_config_reloads_total", "counter", "Config reloads", reloads)
         info = [((("version", self.config_version),), self.config_timestamp)]
@@ -222,6 +239,33 @@ class Stats:
         )
         out.append("")
         return "\n".join(out).encode()
+
+    def _render_identity(self, out: list[str]) -> None:
+        ident = self.identity()
+        if not ident:  # no identity source: the families are left out
+            return
+        if "expiry_seconds" in ident:
+            _family(out, "plait_cert_expiry_seconds", "gauge",
+                    "Seconds until the current workload certificate expires",
+                    [((), ident["expiry_seconds"])])  # fmt: skip
+        _family(out, "plait_cert_generation", "gauge",
+                "Certificates put in the identity store since the start (the store's generation)",
+                [((), ident.get("generation", 0.0))])  # fmt: skip
+        results = [((("result", r),), ident.get(r, 0.0)) for r in ("error", "ok")]
+        _family(out, "plait_cert_renewals_total", "counter",
+                "Attempts to get or reload the workload certificate, by result",
+                results)  # fmt: skip
+
+
+def _combine_identity(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    if not a or not b:
+        return dict(a or b)
+    out = {k: a.get(k, 0.0) + b.get(k, 0.0) for k in ("ok", "error")}
+    for k in ("expiry_seconds", "generation"):
+        values = [d[k] for d in (a, b) if k in d]
+        if values:
+            out[k] = min(values)
+    return out
 
 
 Labels = tuple[tuple[str, str], ...]
@@ -239,6 +283,8 @@ def _family(
 
 
 def _sample(name: str, labels: Labels, value: float) -> str:
+    if not labels:
+        return f"{name} {_go_float(value)}"
     inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
     return f"{name}{{{inner}}} {_go_float(value)}"
 

@@ -34,6 +34,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -94,6 +95,7 @@ class IdentityAgent:
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
+        store.source = "agent"
         self.opts = opts
         self.clock = clock
         self.sleep = sleep
@@ -126,6 +128,7 @@ class IdentityAgent:
                 return await self._issue(first)
             except _Unavailable as exc:
                 self.failures += 1
+                self.store.note_failure(f"the CA at {self.opts.server} is unavailable: {exc}")
                 log.warning(
                     "identity: the CA at %s is unavailable (%s); %s, retry in %.1fs",
                     self.opts.server,
@@ -135,6 +138,7 @@ class IdentityAgent:
                 )
             except _Refused as exc:
                 self.failures += 1
+                self.store.note_failure(f"the CA refused: {exc}")
                 if first:
                     raise IdentityError(f"the CA refused the join token: {exc}") from None
                 log.error("identity: the CA refused the renewal: %s; retry in %.1fs", exc, delay)
@@ -180,6 +184,7 @@ class IdentityAgent:
         self._key = key
         lifetime = leaf.not_after.timestamp() - received
         self.renew_at = received + lifetime * (0.5 + self.rng.uniform(-0.1, 0.1))
+        self.store.next_renewal = datetime.fromtimestamp(self.renew_at, UTC)
         log.info(
             "identity: %s certificate for %s, serial %x, valid until %s, renewal in %.0fs",
             "first" if first else "renewed",

@@ -36,6 +36,7 @@ class IdentityFiles:
 
     def load(self, store: CertStore) -> Leaf:
         """Read the three files into ``store``; :class:`ConfigError` names the flag at fault."""
+        store.source = "files"
         data: dict[str, bytes] = {}
         for flag, path in (
             ("--identity-cert", self.cert),
@@ -66,6 +67,7 @@ class IdentityFiles:
         try:
             leaf = self.load(store)
         except ConfigError as exc:
+            store.note_failure(str(exc))
             log.error("identity files not reloaded, keeping the current identity: %s", exc)
             return False
         log.info(

@@ -27,6 +27,11 @@ least. Which SPIFFE IDs are acceptable is not decided here: the inbound side rea
 the peer's ID with :func:`peer_spiffe_id` and policy decides; the outbound side
 checks it against the destination's expected IDs.
 
+Besides the contexts, the store keeps what an operator asks about (``/certs``, the
+``plait_cert_*`` metrics; ``status.py``): the identity's source, when the leaf was
+put in and when the next renewal is planned, and the failed attempts with the last
+error. The loaders (agent, files) write these; nothing on the data path reads them.
+
 ``ssl`` loads keys only from files: each update writes the key to a file of mode
 0600 in a private directory of mode 0700, loads it and removes it at once.
 """
@@ -74,6 +79,16 @@ class CertStore:
         """The last bundle taken by :meth:`update_bundle` (``b""``: none)."""
         self.generation = 0
         """Incremented by every update (metrics and ``/certs`` show it)."""
+        self.source: str | None = None
+        """Where the identity comes from: ``agent`` (the CA) or ``files``; set by the loader."""
+        self.updated_at: datetime | None = None
+        """When the current leaf was put in (the last renewal)."""
+        self.next_renewal: datetime | None = None
+        """When the agent plans to renew (``None`` for files: they change when the operator
+        replaces them)."""
+        self.failures = 0
+        self.last_error: tuple[datetime, str] | None = None
+        """The last failed attempt to get or reload a certificate: when, and why."""
 
     @property
     def ready(self) -> bool:
@@ -105,6 +120,7 @@ class CertStore:
         self.leaf, self.chain_pem, self.bundle_pem = leaf, chain_pem, bundle_pem
         self._key_pem = key_pem
         self.generation += 1
+        self.updated_at = datetime.now(UTC)
         return leaf
 
     def update_bundle(self, bundle_pem: bytes) -> bool:
@@ -132,6 +148,11 @@ class CertStore:
         self.bundle_pem = self._pushed = bundle_pem
         self.generation += 1
         return True
+
+    def note_failure(self, why: str) -> None:
+        """A certificate could not be got or reloaded; the current identity stays."""
+        self.failures += 1
+        self.last_error = (datetime.now(UTC), why)
 
     def client_context(self, alpn: tuple[str, ...] = ALPN) -> ssl.SSLContext:
         """The context for a new outbound mTLS connection (the current leaf), offering

@@ -2,7 +2,8 @@
 
 ``GET /ready`` (200 once listeners are bound and a config is active; 503 while
 draining), ``GET /metrics`` (Prometheus text), ``GET /config_dump`` (the active
-snapshot as JSON, with the last rejected config's error), ``POST /quitquitquit``
+snapshot as JSON, with the last rejected config's error), ``GET /certs`` (the mesh
+identity: leaf, chain, trust bundle, renewals; JSON), ``POST /quitquitquit``
 (graceful drain, as Istio's pilot-agent), ``GET /stats.json`` (the raw counters,
 which a ``--workers`` supervisor sums). Low traffic and not on the data path, so
 it is plain anyio streams with the strict h11 codec; :func:`serve_http` serves
@@ -21,6 +22,7 @@ import anyio
 import h11
 from anyio.abc import ByteStream, Listener, TaskStatus
 
+from ..identity.status import certs_report
 from ..metrics import Stats
 from ..runtime import Runtime
 
@@ -33,7 +35,7 @@ Handler = Callable[[str, str], Awaitable[Reply]]
 NOT_FOUND: Reply = (
     404,
     "text/plain",
-    b"not found: try /ready /metrics /config_dump /quitquitquit\n",
+    b"not found: try /ready /metrics /config_dump /certs /quitquitquit\n",
 )
 
 
@@ -75,6 +77,8 @@ class SidecarAdmin:
             return json_reply(self.runtime.stats.to_json())
         if path == "/config_dump":
             return json_reply(self.dump())
+        if path == "/certs":
+            return json_reply(certs_report(self.runtime.identity))
         if path == "/quitquitquit":
             if method != "POST":
                 return 405, "text/plain", b"use POST\n"

@@ -264,6 +264,11 @@ def _xds_options(args: argparse.Namespace) -> Any:
         labels = dict(item.partition("=")[::2] for item in args.label)
         workload = {"service": args.service, "address": args.address,
                     "serviceAccount": args.service_account, "labels": labels}  # fmt: skip
+        # with an identity the sidecar terminates mesh mTLS: its Workload gets tlsMode mutual
+        if args.join_token:
+            workload["identity"] = "agent"
+        elif args.identity_cert:
+            workload["identity"] = "files"
     return XdsOptions(
         target=args.control_plane,
         node_id=node_id,

@@ -4,7 +4,7 @@ Task tree::
 
     run_sidecar (task group)
     ├── Listener.serve            one per listener; each owns its connections' tasks
-    ├── serve_admin               /ready /metrics /config_dump /quitquitquit
+    ├── serve_admin               /ready /metrics /config_dump /certs /quitquitquit
     ├── _signals                  SIGTERM/SIGINT → drain; SIGHUP → reload
     ├── watch_files               config file changed → reload (static mode)
     ├── watch_files               identity files changed → reload the identity (--identity-*)
@@ -39,6 +39,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -50,6 +51,7 @@ from plait.sdk import ConfigError
 from ..config import AdminConfig, MeshConfig, dump_config, load_config
 from ..config._watch import watch_files
 from ..identity.files import IdentityFiles
+from ..identity.status import metric_values
 from ..runtime import Runtime
 from ..server._listener import Listener
 from .admin import SidecarAdmin, serve_http
@@ -108,6 +110,8 @@ class Sidecar:
         self.opts = opts
         self.types = types
         self.runtime = Runtime(config)
+        # /metrics reads the identity's numbers at scrape time (none without a source)
+        self.runtime.stats.identity_source = partial(metric_values, self.runtime.identity)
         if opts.identity_files is not None:
             opts.identity_files.load(self.runtime.identity)  # ConfigError names the flag
         self.listeners: dict[str, Listener] = {}

@@ -73,6 +73,9 @@ class _SupervisorAdmin:
                 if status == 200:
                     stats.add_json(json.loads(body))
             return 200, "text/plain; version=0.0.4", metrics_text(stats)
+        if path == "/certs":  # every worker loads the same identity files
+            status, body = await _get(self.sockets[0], "/certs")
+            return (status or 503), "application/json", body
         if path == "/config_dump":
             status, body = await _get(self.sockets[0], "/config_dump")
             dump = json.loads(body) if status == 200 else {}

@@ -32,8 +32,10 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def control_plane(tmp: Path, **extras: Any) -> AsyncIterator[RunningControlPlane]:
-    opts = ControlPlaneOptions(data_dir=tmp, api_port=0, xds_port=0)
+async def control_plane(
+    tmp: Path, trust_domain: str = "plait.local", **extras: Any
+) -> AsyncIterator[RunningControlPlane]:
+    opts = ControlPlaneOptions(data_dir=tmp, api_port=0, xds_port=0, trust_domain=trust_domain)
     async with anyio.create_task_group() as tg:
         running: RunningControlPlane = await tg.start(
             partial(
@@ -178,3 +180,50 @@ async def test_a_sidecar_sees_only_what_it_calls_and_grpc_clients_get_api_listen
         assert source.resources(grpc_node, LISTENER, None) == {}
         route = source.resources(grpc_node, ROUTE, frozenset({"b.default:8080"}))
         assert list(route) == ["b.default:8080"]  # a pass-through table: no HTTPRoute on b
+
+
+def endpoint_facts(source: MeshSource, viewer: NodeInfo, cluster: str) -> list[dict[str, Any]]:
+    """The plait metadata of each endpoint of ``cluster`` in ``viewer``'s EDS."""
+    cla = source.resources(viewer, ENDPOINT, frozenset({cluster})).get(cluster)
+    if cla is None:
+        return []
+    return [
+        json_format.MessageToDict(lb.metadata.filter_metadata["plait"])
+        for loc in cla.endpoints
+        for lb in loc.lb_endpoints
+    ]
+
+
+async def test_a_sidecar_with_an_identity_registers_mutual_tls_in_the_trust_domain(
+    tmp_path: Path,
+) -> None:
+    async with control_plane(tmp_path, trust_domain="corp.example") as cp:
+        await apply(
+            cp,
+            doc("Service", "web", {"ports": [{"port": 8080}]}),
+            doc("Service", "legacy", {"ports": [{"port": 8080}]}),
+            doc("Sidecar", "web", {"ingress": [{"port": {"number": 18001},
+                                                "defaultEndpoint": "127.0.0.1:9"}]}),
+            doc("Sidecar", "legacy", {"ingress": [{"port": {"number": 18002},
+                                                   "defaultEndpoint": "127.0.0.1:9"}]}),
+            doc("Sidecar", "caller", {"egress": [
+                {"port": {"number": 18080}, "service": "web"},
+                {"port": {"number": 18081}, "service": "legacy"}]}),
+        )  # fmt: skip
+        source: MeshSource = cp.context.extras["source"]
+        caller = node("caller-0", "caller")
+        web = node("web-0", "web", service="web", serviceAccount="web", identity="agent")
+        legacy = node("legacy-0", "legacy", service="legacy", identity="none of these")
+        async with ads_stream(cp, web), ads_stream(cp, legacy):
+            web_facts = await eventually(lambda: endpoint_facts(source, caller, "web.default:8080"))
+            legacy_facts = await eventually(
+                lambda: endpoint_facts(source, caller, "legacy.default:8080")
+            )
+            stored = await cp.context.store.get(Key("Workload", "default", "web-0"))
+            plain = await cp.context.store.get(Key("Workload", "default", "legacy-0"))
+        assert stored is not None and plain is not None
+        assert stored.document["spec"]["tlsMode"] == "mutual"
+        assert "tlsMode" not in plain.document["spec"]
+        # the caller expects the identity the CA issues: the control plane's trust domain
+        assert web_facts == [{"identity": "spiffe://corp.example/ns/default/sa/web", "mtls": True}]
+        assert legacy_facts[0].get("mtls") is None

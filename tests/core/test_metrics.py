@@ -99,3 +99,35 @@ def test_inbound_transports_and_refusals_are_counted_and_summed_across_workers()
     refused = "plait_inbound_mtls_refused_total"
     assert samples[(refused, (("listener", "in"), ("reason", "unknown_ca")))] == 2
     assert samples[(refused, (("listener", "in"), ("reason", "plaintext")))] == 1
+
+
+def test_certificate_metrics_render_and_combine_across_workers() -> None:
+    one, two, none = Stats(), Stats(), Stats()
+    one.identity_source = lambda: {"expiry_seconds": 1800.5, "generation": 3.0,
+                                   "ok": 3.0, "error": 1.0}  # fmt: skip
+    two.identity_source = lambda: {"expiry_seconds": 900.0, "generation": 2.0,
+                                   "ok": 2.0, "error": 0.0}  # fmt: skip
+    alone = _samples(one)
+    assert alone[("plait_cert_expiry_seconds", ())] == 1800.5
+    assert alone[("plait_cert_generation", ())] == 3
+    assert alone[("plait_cert_renewals_total", (("result", "ok"),))] == 3
+    assert alone[("plait_cert_renewals_total", (("result", "error"),))] == 1
+    # a supervisor sums the workers' counts; the stalest worker's expiry and generation show
+    none.add_json(one.to_json())
+    none.add_json(two.to_json())
+    summed = _samples(none)
+    assert summed[("plait_cert_expiry_seconds", ())] == 900.0
+    assert summed[("plait_cert_generation", ())] == 2
+    assert summed[("plait_cert_renewals_total", (("result", "ok"),))] == 5
+    assert summed[("plait_cert_renewals_total", (("result", "error"),))] == 1
+
+
+def test_no_certificate_metrics_without_an_identity() -> None:
+    stats = Stats()
+    stats.identity_source = dict  # a sidecar without an identity source reports nothing
+    assert not any(name.startswith("plait_cert_") for name, _ in _samples(stats))
+    pending = Stats()  # the agent is waiting for its first certificate: no expiry yet
+    pending.identity_source = lambda: {"generation": 0.0, "ok": 0.0, "error": 2.0}
+    samples = _samples(pending)
+    assert ("plait_cert_expiry_seconds", ()) not in samples
+    assert samples[("plait_cert_renewals_total", (("result", "error"),))] == 2

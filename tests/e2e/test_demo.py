@@ -54,6 +54,12 @@ def test_control_plane_demo_registers_workloads_and_follows_an_apply() -> None:
     assert "the canary-header rule picks: backend-v2" in out
     assert "GET /admin/secrets: 403" in out
     assert "httproute/backend configured" in out
+    # every hop between sidecars is mTLS, with both ends' identities verified
+    td = "spiffe://plait.local/ns/default/sa"
+    for backend in ("backend-v1", "backend-v2"):
+        assert (f"frontend -> {backend}: mTLS, peer {td}/frontend verified by {backend}; "
+                f"server {td}/{backend} verified by frontend") in out, out  # fmt: skip
+    assert "NOT mTLS" not in out
     before = re.search(r"weights 90/10\): \{(.*)\}", out)
     after = re.search(r"5\. after the change .*requests: \{(.*)\}", out)
     assert before is not None and after is not None, out

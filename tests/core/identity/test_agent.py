@@ -115,12 +115,17 @@ async def test_keeps_the_current_certificate_while_the_ca_is_down(tmp_path: Path
                 await anyio.sleep(0.01)
         assert store.leaf is not None and store.leaf.serial == first.serial
         assert store.client_context() is not None
+        # what /certs and the metrics report: the failed renewals and why
+        assert store.failures >= 3 and store.generation == 1
+        assert store.last_error is not None and "unavailable" in store.last_error[1]
+        assert store.source == "agent" and store.next_renewal is not None
         with ca_server(tmp_path / "data", api_port=port):
             with anyio.fail_after(10):
                 while store.leaf.serial == first.serial:
                     await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
     assert store.leaf is not None and store.leaf.spiffe_id == first.spiffe_id
+    assert store.generation >= 2 and store.updated_at is not None
 
 
 async def test_a_refused_join_token_stops_the_agent_with_the_reason(tmp_path: Path) -> None:
