@@ -6,8 +6,8 @@ The mesh: ``client`` sidecar (egress port) -> ``web`` sidecar (ingress port, STR
 token, so their leaves rotate at the control plane's ``--cert-ttl``. The ``web`` Workload
 is written with ``tlsMode: mutual`` so that the client sidecar originates mTLS to it.
 
-The load: ``keepalive`` threads, each with one HTTP/1.1 keep-alive connection, plus
-``fresh`` threads that open a new connection for every request, all in a closed loop.
+The load (:class:`Load`): keep-alive clients, clients with a new connection per request,
+and bursts that make the client sidecar open (and later close) upstream connections.
 Every answer other than 200 with the app's body, and every connection error or timeout,
 is a failure (kept, with its time, for the report).
 """
@@ -120,11 +120,21 @@ def mtls_connections(web: Proc) -> float:
 
 @dataclass
 class Load:
-    """Closed-loop HTTP/1.1 clients against ``port``; ``stop()`` joins them."""
+    """Closed-loop HTTP/1.1 clients against ``port``; ``stop()`` joins them.
+
+    ``keepalive`` clients each keep one connection; ``fresh`` clients open a new one per
+    request. ``burst`` more clients fire together every ``period`` seconds, each a request
+    that the app holds for ``hold`` seconds: the client sidecar's pool has to open
+    connections beyond the steady ones, which close again after the pool's idle timeout,
+    so new mTLS handshakes keep happening between the sidecars all along.
+    """
 
     port: int
     keepalive: int = 32
     fresh: int = 4
+    burst: int = 16
+    period: float = 4.0
+    hold: float = 0.5
     timeout: float = 15.0
     ok: int = 0
     failures: list[str] = field(default_factory=list)
@@ -133,8 +143,9 @@ class Load:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> Load:
-        for i in range(self.keepalive + self.fresh):
-            t = threading.Thread(target=self._run, args=(i >= self.keepalive,), daemon=True)
+        kinds = ["keepalive"] * self.keepalive + ["fresh"] * self.fresh + ["burst"] * self.burst
+        for kind in kinds:
+            t = threading.Thread(target=self._run, args=(kind,), daemon=True)
             t.start()
             self._threads.append(t)
         return self
@@ -142,29 +153,40 @@ class Load:
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(self.timeout + 5)
+            t.join(self.timeout + self.period + 5)
 
-    def _run(self, fresh: bool) -> None:
+    def _run(self, kind: str) -> None:
         conn: http.client.HTTPConnection | None = None
+        path = f"/delay/{self.hold}" if kind == "burst" else "/soak"
+        tick = time.monotonic()
         while not self._stop.is_set():
+            if kind == "burst":
+                tick += self.period
+                if self._stop.wait(max(0.0, tick - time.monotonic())):
+                    break
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-            failure = None
-            try:
-                conn.request("GET", "/soak", headers={"connection": "close"} if fresh else {})
-                r = conn.getresponse()
-                body = r.read()
-                if r.status != 200 or b'"/soak"' not in body:
-                    failure = f"{r.status} {body[:120]!r}"
-            except (OSError, http.client.HTTPException) as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-            if failure is not None or fresh:
+            failure = self._one(conn, path, keep=kind == "keepalive")
+            if failure is not None or kind != "keepalive":
                 conn.close()
                 conn = None
             with self._lock:
                 if failure is None:
                     self.ok += 1
                 else:
-                    self.failures.append(f"{time.strftime('%H:%M:%S')} {failure}")
+                    self.failures.append(f"{time.strftime('%H:%M:%S')} {path} {failure}")
         if conn is not None:
             conn.close()
+
+    @staticmethod
+    def _one(conn: http.client.HTTPConnection, path: str, keep: bool) -> str | None:
+        """One request; the failure, or None for a 200 with the app's echo of ``path``."""
+        try:
+            conn.request("GET", path, headers={} if keep else {"connection": "close"})
+            r = conn.getresponse()
+            body = r.read()
+        except (OSError, http.client.HTTPException) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if r.status != 200 or f'"{path}"'.encode() not in body:
+            return f"{r.status} {body[:120]!r}"
+        return None
