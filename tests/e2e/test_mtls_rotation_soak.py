@@ -31,6 +31,7 @@ from ._rotation import CLIENT, Load, mtls_connections, serials, start_mesh
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 
 
+@pytest.mark.timeout(420)  # 4 minutes of load, plus start and stop
 def test_leaves_rotate_under_load_without_a_failed_request(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
@@ -97,6 +98,7 @@ def _generation(cp: Proc, index: int) -> tuple[bytes, Authority]:
     return (gen / "root.pem").read_bytes(), _Issuer(key, inter)  # type: ignore[arg-type]
 
 
+@pytest.mark.timeout(300)  # up to 10 + 120 + 60 s of load, plus start and stop
 def test_root_rotates_under_load_and_the_old_root_is_dropped(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
