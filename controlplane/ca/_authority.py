@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,7 @@ class CertificateAuthority:
         ttl: dt.timedelta,
         *,
         renewal: bool = False,
+        extra_sans: Sequence[x509.GeneralName] = (),
     ) -> Issued:
         now = self.clock()
         gen = self.state.current
@@ -151,6 +152,7 @@ class CertificateAuthority:
             issuer_key=gen.intermediate_key,
             now=now,
             ttl=ttl,
+            extra_sans=extra_sans,
         )
         self.ledger.record_leaf(
             leaf.serial_number,
