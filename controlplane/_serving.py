@@ -12,9 +12,13 @@ open ones finish on the old certificate. xDS gets ``grpc.dynamic_ssl_server_cred
 whose fetcher hands grpc the new pair once per renewal. Client certificates are not
 required on either port: a sidecar bootstrapping with a join token has none yet.
 
-:meth:`run` renews at half of the lifetime and, once a second, writes the CA's current
-roots to ``<data-dir>/ca-bundle.pem`` (mode 0644: roots are public) whenever they change,
-atomically: the CLI on this host reads it, operators copy it to ``--ca-bundle``.
+:meth:`run` renews at half of the lifetime, and at once (checked every second) when the
+CA's roots change: a root rotation starts or ends. Every certificate comes from the
+current intermediate with the CA's chain (the cross-signed root during a rotation), so
+clients holding the old bundle and clients holding the new one both verify it. The
+current roots are written to ``<data-dir>/ca-bundle.pem`` (mode 0644: roots are public)
+atomically with each certificate: the CLI on this host reads it, operators copy it to
+``--ca-bundle``.
 """
 
 from __future__ import annotations
@@ -72,8 +76,10 @@ class ServingIdentity:
     def renew(self) -> None:
         """A new key and certificate; the next handshakes on both ports use them."""
         key = ec.generate_private_key(ec.SECP256R1())
-        csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(
-            key, hashes.SHA256()
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .sign(key, hashes.SHA256())
         )
         ttl = self.ca.leaf_ttl
         issued = self.ca.ca.issue(csr, self.spiffe_id, ttl, extra_sans=self._sans)
@@ -136,16 +142,18 @@ class ServingIdentity:
         self._grpc_sent = self._grpc_version
         return self._grpc_config()
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Renew at half-life and keep the bundle file current, until cancelled."""
         task_status.started()
         while True:
             await anyio.sleep(1.0)
             try:
-                if time.time() >= self.renew_at:
+                # A changed bundle (a root rotation starts or ends): a certificate from the
+                # current intermediate, whose chain verifies against old and new bundles.
+                if time.time() >= self.renew_at or self.ca.ca.bundle_pem() != self._written:
                     self.renew()
-                else:
-                    self.write_bundle()
             except Exception:  # the CA expired, the disk is full: keep serving, log, retry
                 log.exception("control plane: cannot renew the serving certificate")
 

@@ -12,8 +12,8 @@ workloads`` and ``plait check`` see connection state from the first request.
 from __future__ import annotations
 
 import errno
-from functools import partial
 import logging
+from functools import partial
 from typing import Any
 
 import anyio

@@ -155,9 +155,7 @@ async def run_control_plane(
         ctx = ControlPlaneContext(
             options=opts, store=store, filter_types=types, api=api, extras=dict(extras or {})
         )
-        serving = (
-            ServingIdentity(ca, data_dir, (opts.api_bind, opts.xds_bind)) if ca else None
-        )
+        serving = ServingIdentity(ca, data_dir, (opts.api_bind, opts.xds_bind)) if ca else None
         ctx.extras["serving"] = serving
         try:
             listener = await anyio.create_tcp_listener(
@@ -182,8 +180,9 @@ async def run_control_plane(
                      data_dir / "admin-token", store.path)  # fmt: skip
             bundle = serving.bundle_file if serving else None
             task_status.started(
-                RunningControlPlane(api_port=port, token=token, data_dir=data_dir, context=ctx,
-                                    ca_bundle=bundle)  # fmt: skip
+                RunningControlPlane(
+                    api_port=port, token=token, data_dir=data_dir, context=ctx, ca_bundle=bundle
+                )
             )
     finally:
         with anyio.CancelScope(shield=True):

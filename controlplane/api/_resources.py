@@ -1,7 +1,8 @@
 """The resource API's endpoints: apply, list, get, delete, check (docs/control-plane.md).
 
 Theory of operation: :class:`ResourceAPI` is the application behind the HTTP
-server (``_http.py``). Every request but ``GET /healthz``, ``GET /api/v1/ca/bundle`` (the CA's public roots) and the CA's
+server (``_http.py``). Every request but ``GET /healthz``, ``GET /api/v1/ca/bundle``
+(the CA's public roots) and the CA's
 ``POST /api/v1/certificates`` (whose body proves itself, ``_ca.py``) must carry the
 admin token (compared in constant time); then the path picks the endpoint.
 

@@ -17,10 +17,9 @@ copied.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -195,9 +194,7 @@ def leaf_cert(
         .not_valid_before(now - SKEW)
         .not_valid_after(not_after)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier(spiffe_id), *extra_sans]
-            ),
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id), *extra_sans]),
             critical=True,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

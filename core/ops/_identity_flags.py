@@ -52,8 +52,10 @@ def identity_refusal(args: argparse.Namespace) -> str | None:
         from ..identity.bootstrap import token_pin
 
         if not (args.join_token and token_pin(args.join_token)):
-            return ("the control plane's TLS ports need its roots: give --ca-bundle FILE (its "
-                    "<data-dir>/ca-bundle.pem) or a join token from it (which pins its root)")  # fmt: skip
+            return (
+                "the control plane's TLS ports need its roots: give --ca-bundle FILE (its "
+                "<data-dir>/ca-bundle.pem) or a join token from it (which pins its root)"
+            )
     return None
 
 

@@ -36,7 +36,7 @@ def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
             wait=False,
             env={
                 "PLAIT_JOIN_TOKEN": token,
-                "PLAIT_CA_SERVER": f"http://127.0.0.1:{cp.extra['api']}",
+                "PLAIT_CA_SERVER": f"https://127.0.0.1:{cp.extra['api']}",
             },
         )
         try:
@@ -67,7 +67,7 @@ def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
                 "--join-token",
                 used,
                 "--ca-server",
-                f"http://127.0.0.1:{cp.extra['api']}",
+                f"https://127.0.0.1:{cp.extra['api']}",
                 *flags,
                 node_id=f"again-{len(flags)}",
                 wait=False,
