@@ -82,7 +82,7 @@ class ServingIdentity:
             .sign(key, hashes.SHA256())
         )
         ttl = self.ca.leaf_ttl
-        issued = self.ca.ca.issue(csr, self.spiffe_id, ttl, extra_sans=self._sans)
+        issued = self.ca.ca.issue(csr, self.spiffe_id, ttl, extra_sans=self._sans, counted=False)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

@@ -138,6 +138,7 @@ class CertificateAuthority:
         *,
         renewal: bool = False,
         extra_sans: Sequence[x509.GeneralName] = (),
+        counted: bool = True,
     ) -> Issued:
         now = self.clock()
         gen = self.state.current
@@ -161,7 +162,8 @@ class CertificateAuthority:
             gen.fingerprint,
             now.timestamp(),
         )
-        self.issued["renewal" if renewal else "first"] += 1
+        if counted:  # workloads' certificates (not the control plane's own)
+            self.issued["renewal" if renewal else "first"] += 1
         chain = pem(leaf) + self._tail_pem
         return Issued(leaf, chain, self.bundle_pem(), spiffe_id)
 

@@ -45,7 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .bootstrap import ControlPlaneTrust
+from .bootstrap import ControlPlaneTrust, TrustError
 from .proof import sign_renewal
 from .store import CertStore, Leaf
 
@@ -154,7 +154,12 @@ class IdentityAgent:
 
     async def _issue(self, first: bool) -> Leaf:
         if self.trust is not None:
-            await self.trust.resolve()  # a wrong pin stops here, before the token is sent
+            try:  # a wrong pin stops here (TrustError), before the token is sent
+                await self.trust.resolve()
+            except TrustError:
+                raise
+            except OSError as exc:
+                raise _Unavailable(str(getattr(exc, "reason", exc))) from None
         key = ec.generate_private_key(ec.SECP256R1())
         csr = (
             x509.CertificateSigningRequestBuilder()

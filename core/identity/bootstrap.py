@@ -29,7 +29,6 @@ import binascii
 import hashlib
 import json
 import logging
-import random
 import ssl
 import urllib.error
 import urllib.request
@@ -138,50 +137,40 @@ def _get(url: str, ctx: ssl.SSLContext, timeout: float) -> bytes:
 class ControlPlaneTrust:
     """The roots that verify the control plane, for the sidecar's xDS client and CA agent.
 
-    ``resolve`` finds them once at start (``bundle_file``, else the join token's ``pin``,
-    retried with backoff while the control plane cannot be reached); afterwards
-    :meth:`roots_for` prefers the bundle of a certificate the CA issued to this sidecar
-    (it follows root rotations over SDS).
+    With ``bundle_file`` the roots are read at once (:class:`TrustError` names the file
+    when they are unusable). With a ``pin``, :meth:`resolve` fetches and checks them on
+    first use (one attempt: an unreachable control plane raises ``OSError`` and the
+    caller retries with its own backoff). Afterwards :meth:`roots_for` prefers the bundle
+    of a certificate the CA issued to this sidecar (it follows root rotations over SDS).
     """
 
     def __init__(self, server: str, *, bundle_file: Path | None = None, pin: str | None = None):
         if bundle_file is None and pin is None:
             raise ValueError("a bundle file or a pin is needed")
         self.server = server
-        self.bundle_file = bundle_file
         self.pin = pin
         self.roots: bytes | None = None
+        if bundle_file is not None:
+            try:
+                roots = bundle_file.read_bytes()
+            except OSError as exc:
+                raise TrustError(f"--ca-bundle {bundle_file}: {exc.strerror or exc}") from None
+            try:
+                bundle_context(roots)
+            except TrustError as exc:
+                raise TrustError(f"--ca-bundle {bundle_file}: {exc}") from None
+            self.roots = roots
         self._lock = anyio.Lock()
 
-    async def resolve(self, *, backoff: float = 0.5, max_backoff: float = 30.0) -> bytes:
-        """The roots (once found, at once); ``TrustError`` when they cannot be trusted."""
+    async def resolve(self) -> bytes:
+        """The roots: :class:`TrustError` when the pin does not match, ``OSError`` when the
+        control plane cannot be reached."""
         async with self._lock:  # the xDS client and the CA agent ask at once
             if self.roots is None:
-                self.roots = await self._find(backoff, max_backoff)
+                assert self.pin is not None
+                self.roots = await anyio.to_thread.run_sync(pinned_bundle, self.server, self.pin)
+                log.info("control plane %s verified against the join token's pin", self.server)
             return self.roots
-
-    async def _find(self, backoff: float, max_backoff: float) -> bytes:
-        if self.bundle_file is not None:
-            try:
-                roots = self.bundle_file.read_bytes()
-            except OSError as exc:
-                raise TrustError(f"--ca-bundle {self.bundle_file}: {exc.strerror or exc}") from None
-            bundle_context(roots)  # TrustError when it holds no usable root
-        else:
-            assert self.pin is not None
-            delay = backoff
-            while True:
-                try:
-                    roots = await anyio.to_thread.run_sync(pinned_bundle, self.server, self.pin)
-                    break
-                except OSError as exc:
-                    why = getattr(exc, "reason", exc)
-                    log.warning("control plane %s unreachable (%s) while checking its pin; "
-                                "retry in %.1fs", self.server, why, delay)  # fmt: skip
-                await anyio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, max_backoff)
-            log.info("control plane %s verified against the join token's pin", self.server)
-        return roots
 
     def roots_for(self, identity: CertStore | None) -> bytes:
         """The current roots: the CA-issued identity's bundle once it has one."""

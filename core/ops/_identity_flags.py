@@ -65,10 +65,13 @@ def control_plane_trust(args: argparse.Namespace) -> ControlPlaneTrust | None:
         return None
     from pathlib import Path
 
-    from ..identity.bootstrap import ControlPlaneTrust, token_pin
+    from ..identity.bootstrap import ControlPlaneTrust, TrustError, token_pin
 
-    if args.ca_bundle:
-        return ControlPlaneTrust(_ca_server(args), bundle_file=Path(args.ca_bundle))
+    try:
+        if args.ca_bundle:
+            return ControlPlaneTrust(_ca_server(args), bundle_file=Path(args.ca_bundle))
+    except TrustError as exc:
+        raise SystemExit(f"plait sidecar: {exc}") from None
     return ControlPlaneTrust(_ca_server(args), pin=token_pin(args.join_token or ""))
 
 
