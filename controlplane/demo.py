@@ -101,7 +101,7 @@ def _data_dir() -> Iterator[Path]:
 
 
 def _cli(data: Path, *args: str) -> str:
-    env = {**os.environ, "PLAIT_DATA_DIR": str(data), "PLAIT_SERVER": f"http://127.0.0.1:{API}"}
+    env = {**os.environ, "PLAIT_DATA_DIR": str(data), "PLAIT_SERVER": f"https://127.0.0.1:{API}"}
     r = subprocess.run(_plait(*args, quiet=True), env=env, capture_output=True, text=True,
                        check=False, timeout=30)  # fmt: skip
     if r.returncode != 0:
@@ -135,7 +135,7 @@ def run_demo(*, requests: int = 200, keep_running: bool = False) -> int:
 def _run(data: Path, requests: int, keep_running: bool) -> None:
     with apps(), _processes(data) as (procs, log):
         wait_ready(API, procs, "/healthz")
-        print(f"control plane: API http://127.0.0.1:{API}, xDS 127.0.0.1:{XDS}\n")
+        print(f"control plane: API https://127.0.0.1:{API}, xDS 127.0.0.1:{XDS} (TLS)\n")
         mesh = data / "mesh.yaml"
         mesh.write_text(_with_access_logs(EXAMPLE.read_text(), data))
         print(f"$ plait apply -f mesh.yaml   ({EXAMPLE.relative_to(EXAMPLE.parents[2])}, "
