@@ -9,8 +9,9 @@ ordinary TLS clients verify the host name as well. It keeps one
 ``sni_callback`` that moves each handshake onto the current one (as the sidecar's
 ``CertStore.listener_context`` does), so a renewal applies to the next connection and
 open ones finish on the old certificate. xDS gets ``grpc.dynamic_ssl_server_credentials``
-whose fetcher hands grpc the new pair once per renewal. Client certificates are not
-required on either port: a sidecar bootstrapping with a join token has none yet.
+whose fetcher hands grpc the new pair once per renewal. Client certificates are neither
+required nor requested on either port (gRPC does not request one when it is optional): a
+sidecar bootstrapping with a join token has none yet.
 
 :meth:`run` renews at half of the lifetime, and at once (checked every second) when the
 CA's roots change: a root rotation starts or ends. Every certificate comes from the
