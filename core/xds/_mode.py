@@ -83,7 +83,7 @@ class XdsMode:
     def use_tls(self, trust: ControlPlaneTrust, identity: CertStore | None) -> None:
         """Connect over TLS, verifying the control plane with ``trust``; with ``identity``
         (a certificate from the control plane's CA) wait for the first certificate and
-        present the current one on every connection (mTLS)."""
+        offer the current one on every connection (sent when the server asks for it)."""
 
         async def credentials() -> grpc.ChannelCredentials:
             await trust.resolve()
