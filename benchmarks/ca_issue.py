@@ -60,9 +60,7 @@ def _tokens(port: int, admin: str, n: int, tls: ssl.SSLContext) -> list[str]:
     return out
 
 
-async def _client(
-    port: int, bodies: list[bytes], failures: list[str], tls: ssl.SSLContext
-) -> None:
+async def _client(port: int, bodies: list[bytes], failures: list[str], tls: ssl.SSLContext) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     try:
         for body in bodies:
