@@ -20,6 +20,8 @@ mapping), so the sources are handed to mypyc through a symlink view
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -29,6 +31,9 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 VIEW = Path("build") / "mypyc-src"
+MANIFEST = ROOT / "build" / "mypyc" / "sources.json"
+"""The SHA-256 of each compiled source as the build read it (scripts/stale_compiled.py)."""
+_read: dict[str, str] = {}
 PACKAGES = ("core", "filters", "plugins", "controlplane", "sdk")
 
 
@@ -67,6 +72,10 @@ def _ext_modules() -> list[object]:
     _view()
     os.environ["MYPYPATH"] = str(VIEW)
     paths = [str(VIEW / (m.replace(".", "/") + ".py")) for m in _compiled_modules()]
+    # hashed before mypyc reads them: an edit made during the build leaves the build stale
+    for module in _compiled_modules():
+        source = ROOT / (module.removeprefix("plait.").replace(".", "/") + ".py")
+        _read[module] = hashlib.sha256(source.read_bytes()).hexdigest()
     # Not the lint configuration (scripts/lint.sh runs mypy --strict with every dependency
     # installed): pip builds in an isolated environment that holds only the build
     # requirements, so third-party imports are typed Any here, which mypyc compiles as
@@ -85,16 +94,15 @@ def _ext_modules() -> list[object]:
 
 
 class _BuildExt(build_ext):
-    """Marks in-place extensions as built now, even when the C code did not change
-    (a comment edit): scripts/stale_compiled.py compares their times with the sources'."""
+    """Records, once the extensions are built, which source contents they were built from
+    (``MANIFEST``): scripts/stale_compiled.py compares them with the sources'."""
 
     def run(self) -> None:
+        MANIFEST.unlink(missing_ok=True)
         super().run()
-        if self.inplace:
-            for ext in self.extensions:
-                path = Path(self.get_ext_fullpath(ext.name))
-                if path.exists():
-                    path.touch()
+        if self.inplace and _read:
+            MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+            MANIFEST.write_text(json.dumps(_read, indent=1, sort_keys=True) + "\n")
 
 
 setup(ext_modules=_ext_modules(), cmdclass={"build_ext": _BuildExt})

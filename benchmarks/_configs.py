@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BODY", "haproxy_conf", "nginx_proxy_conf", "nginx_upstream_conf", "plait_conf"]
+__all__ = [
+    "BODY",
+    "NGINX_MAIN",
+    "haproxy_conf",
+    "nginx_proxy_conf",
+    "nginx_upstream_conf",
+    "plait_conf",
+]
 
 BODY = ("plait-bench " + "0123456789" * 9)[:100]
 """The upstream's response body: 100 bytes, no quotes or backslashes."""
 
-_NGINX_MAIN = """\
+NGINX_MAIN = """\
 worker_processes 1;
 daemon off;
 master_process on;
@@ -48,7 +55,7 @@ def nginx_upstream_conf(d: Path, h1_port: int, h2_port: int) -> str:
         listen 127.0.0.1:{h2_port} http2 backlog=4096;
         location / {{ return 200 "{BODY}"; }}
     }}"""
-    return _NGINX_MAIN.format(d=d, body=body)
+    return NGINX_MAIN.format(d=d, body=body)
 
 
 def nginx_proxy_conf(d: Path, h1_port: int, h2_port: int, upstream_port: int) -> str:
@@ -69,7 +76,7 @@ def nginx_proxy_conf(d: Path, h1_port: int, h2_port: int, upstream_port: int) ->
             proxy_set_header Connection "";
         }}
     }}"""
-    return _NGINX_MAIN.format(d=d, body=body)
+    return NGINX_MAIN.format(d=d, body=body)
 
 
 def haproxy_conf(h1_port: int, h2_port: int, upstream_port: int) -> str:

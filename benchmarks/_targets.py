@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _configs
+from . import _configs, _hop
 from ._procs import LOAD_CORE, PROXY_CORE, Proc, ProcessFailed, free_ports, http_get, wait_http_ok
 
 __all__ = ["TARGETS", "Running", "TargetSpec", "Upstream", "start_target", "start_upstream"]
@@ -25,13 +25,15 @@ REPO = Path(__file__).resolve().parent.parent
 class TargetSpec:
     name: str
     label: str
-    kind: str  # "direct" | "nginx" | "haproxy" | "reference" | "plait"
+    kind: str  # "direct" | "nginx" | "haproxy" | "reference" | "plait" | "plait-hop" | "nginx-hop"
     workers: int = 1
     filters: int = 0
     resilience: bool = False
     """An HTTPRoute with ``retry`` and a BackendTrafficPolicy: retry + breaker + P2C-EWMA."""
     h2: bool = True
     """Serves h2c on its second port (the h2load phase is skipped otherwise)."""
+    tls: bool = False
+    """Hop targets (``_hop.py``): mutual TLS between the two proxies."""
     checkout: Path = REPO
     """The plait checkout whose build runs (its ``.venv``): another one, e.g. a git
     worktree of the commit before a change set up with ``scripts/setup.sh``, measures
@@ -49,6 +51,10 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("plait-5f", "plait 1w, 5 filters", "plait", filters=5),
         TargetSpec("plait-res", "plait 1w, retry+breaker+P2C", "plait", resilience=True),
         TargetSpec("plait-2w", "plait --workers 2", "plait", workers=2),
+        TargetSpec("nginx-hop", "nginx -> nginx", "nginx-hop"),
+        TargetSpec("nginx-tls", "nginx -> nginx, mTLS", "nginx-hop", tls=True),
+        TargetSpec("plait-hop", "plait -> plait", "plait-hop"),
+        TargetSpec("plait-mtls", "plait -> plait, mTLS", "plait-hop", tls=True),
     )
 }
 
@@ -129,6 +135,18 @@ def _start_plait(
     return proc
 
 
+def _start_hop(
+    base: Path, spec: TargetSpec, ports: list[int], upstream_port: int, timeout: float
+) -> Proc:
+    d = _workdir(base, spec.name)
+    plait = Path(sys.executable).parent / "plait"
+    argv, admins = _hop.hop_argv(d, spec.kind, spec.tls, ports, upstream_port, plait)
+    proc = Proc(spec.name, argv, PROXY_CORE, d / "stdout.log", cwd=REPO).start()
+    for admin in admins:
+        wait_http_ok(admin, proc, timeout, path="/ready")
+    return proc
+
+
 def _start_reference(base: Path, spec: TargetSpec, port: int, upstream_port: int) -> Proc:
     """``benchmarks/reference_proxy.py`` on this checkout's interpreter (HTTP/1.1 only)."""
     d = _workdir(base, spec.name)
@@ -146,7 +164,7 @@ def start_target(base: Path, spec: TargetSpec, upstream: Upstream, ready_timeout
     """
     if spec.kind == "direct":
         return Running(spec, upstream.h1_port, upstream.h2_port, None)
-    ports = free_ports(3)
+    ports = free_ports(5 if spec.kind.endswith("-hop") else 3)
     proc: Proc | None = None
     try:
         if spec.kind == "nginx":
@@ -162,6 +180,8 @@ def start_target(base: Path, spec: TargetSpec, upstream: Upstream, ready_timeout
             proc = _start_reference(base, spec, ports[0], upstream.h1_port)
         elif spec.kind == "plait":
             proc = _start_plait(base, spec, ports, upstream.h1_port, ready_timeout)
+        elif spec.kind.endswith("-hop"):
+            proc = _start_hop(base, spec, ports, upstream.h1_port, ready_timeout)
         else:
             raise ValueError(f"unknown target kind {spec.kind!r}")
         wait_http_ok(ports[0], proc, ready_timeout)

@@ -80,9 +80,7 @@ async def main(requests: int) -> None:
     ca = Authority.create()
     server_store, client_store = _store(ca, SERVER), _store(ca, CLIENT)
     plain = await asyncio.start_server(_serve, "127.0.0.1", 0)
-    tls = await asyncio.start_server(
-        _serve, "127.0.0.1", 0, ssl=server_store.listener_context()
-    )
+    tls = await asyncio.start_server(_serve, "127.0.0.1", 0, ssl=server_store.listener_context())
     ups = Upstreams(client_store)
     clusters = {}
     for name, srv, mtls in (("plaintext", plain, False), ("mTLS", tls, True)):

@@ -11,8 +11,8 @@ for pkg in core filters plugins controlplane sdk; do ln -s "../../../$pkg" "$vie
 ln -s ../../tests build/typecheck/tests
 ln -s ../../benchmarks build/typecheck/benchmarks
 .venv/bin/ruff check core filters plugins controlplane sdk tests benchmarks
-.venv/bin/ruff format --check core filters plugins controlplane sdk >/dev/null || {
-  echo "lint: ruff format would change files (run: .venv/bin/ruff format core filters plugins controlplane sdk)"; exit 1; }
+.venv/bin/ruff format --check core filters plugins controlplane sdk tests benchmarks >/dev/null || {
+  echo "lint: ruff format would change files (run: .venv/bin/ruff format core filters plugins controlplane sdk tests benchmarks)"; exit 1; }
 imports=$(.venv/bin/lint-imports --no-cache 2>&1) || {
   echo "$imports"; echo "lint: an import breaks a dependency contract (pyproject.toml [tool.importlinter])"; exit 1; }
 cd build/typecheck

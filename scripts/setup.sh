@@ -34,7 +34,7 @@ run() {
   echo "  done (${t}s)"
 }
 
-DEBS=(nginx-light haproxy wrk nghttp2-client redis-server redis-tools curl iproute2 iptables procps)
+DEBS=(nginx-light haproxy wrk nghttp2-client redis-server redis-tools curl openssl iproute2 iptables procps)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

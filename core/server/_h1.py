@@ -122,7 +122,11 @@ class H1Connection(EventProtocol[H1ServerCodec]):
 
     def eof_received(self) -> bool | None:
         super().eof_received()
-        return True  # half-close: we may still answer the request in flight
+        # Half-close, to still answer the request in flight: only where the transport can
+        # (TCP). A TLS transport cannot; asyncio closes it whatever this returns, and warns
+        # when it is asked to keep it open.
+        transport = self.transport
+        return transport is not None and transport.can_write_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         was_closed = self.closed

@@ -78,3 +78,28 @@ def test_filters_can_still_subclass_the_sdk_base_classes() -> None:
     assert isinstance(MyFilter(), PassThroughFilter)
     assert anyio.run(MyBody().read_all) == b""
     assert anyio.run(MyBuffered(b"abc").read_all) == b"abc"
+
+
+def test_a_build_is_stale_when_a_source_differs_from_what_it_was_built_from(
+    tmp_path: Path,
+) -> None:
+    """Content, not file times: an edit made while the build ran is a stale build."""
+    import hashlib
+    import json
+
+    stale = _helpers()["stale"]
+    globs = stale.__globals__  # type: ignore[attr-defined]
+    modules = globs["compiled_modules"]()
+    built = {m: hashlib.sha256(globs["source_of"](m).read_bytes()).hexdigest() for m in modules}
+    manifest = tmp_path / "sources.json"
+    globs["MANIFEST"] = manifest
+    if os.environ.get("PLAIT_COMPILE", "1") == "0":
+        assert stale() == []  # type: ignore[operator]
+        return
+    manifest.write_text(json.dumps(built))
+    assert stale() == []  # type: ignore[operator]
+    built[modules[0]] = hashlib.sha256(b"the text the build read").hexdigest()
+    manifest.write_text(json.dumps(built))
+    assert stale() == [modules[0]]  # type: ignore[operator]
+    manifest.unlink()
+    assert stale() == modules  # type: ignore[operator]

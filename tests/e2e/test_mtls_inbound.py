@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
-import shutil
 import signal
 import socket
 import ssl
@@ -97,7 +96,6 @@ def http_get_or_zero(port: int) -> tuple[int, dict[str, str], bytes]:
         return 0, {}, b""
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 def test_openssl_s_client_with_a_foreign_certificate_is_refused(
     tmp_path: Path, pki: Pki, procs: list[Proc]
 ) -> None:
@@ -235,7 +233,6 @@ def test_sighup_reloads_the_identity_files(tmp_path: Path, pki: Pki, procs: list
     assert serial == want
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_http2_by_alpn_carries_the_verified_identity(
     tmp_path: Path, pki: Pki, procs: list[Proc]
 ) -> None:

@@ -80,3 +80,41 @@ def test_unreadable_certificate_is_a_config_error(tmp_path: Path) -> None:
     )
     assert r.returncode == 1
     assert "tls.yaml" in r.stderr and "tls" in r.stderr and "/nonexistent.pem" in r.stderr
+
+
+def test_clients_closing_tls_connections_leave_no_warning(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """A TLS transport cannot half-close: the listener does not ask for it (asyncio warns
+    once per connection otherwise), and every request is still answered."""
+    import socket
+    import ssl
+    import time
+
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    sidecar = start_sidecar(_tls_config(tmp_path, echo.port, port, admin), admin)
+    procs.append(sidecar)
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    ctx.set_alpn_protocols(["http/1.1"])
+    for _ in range(5):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200"), data[:100]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            tls = ctx.wrap_socket(raw, server_hostname="localhost")
+            try:
+                tls.sendall(b"GET /y HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+                tls.unwrap().close()  # close_notify: the client ends the connection first
+            finally:
+                tls.close()
+    time.sleep(0.5)
+    assert "eof_received" not in sidecar.log.read_text()
