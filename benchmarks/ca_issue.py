@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -45,22 +46,22 @@ def _csr() -> tuple[str, x509.CertificateSigningRequest]:
     return csr.public_bytes(serialization.Encoding.PEM).decode(), csr
 
 
-def _tokens(port: int, admin: str, n: int) -> list[str]:
+def _tokens(port: int, admin: str, n: int, tls: ssl.SSLContext) -> list[str]:
     out = []
     for i in range(n):
         body = json.dumps({"namespace": "bench", "serviceAccount": f"sa-{i % 50}", "ttl": 3600})
         req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/tokens",
+            f"https://127.0.0.1:{port}/api/v1/tokens",
             data=body.encode(),
             headers={"authorization": f"Bearer {admin}", "content-type": "application/json"},
         )
-        with urllib.request.urlopen(req) as resp:
+        with urllib.request.urlopen(req, context=tls) as resp:
             out.append(json.loads(resp.read())["token"])
     return out
 
 
-async def _client(port: int, bodies: list[bytes], failures: list[str]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _client(port: int, bodies: list[bytes], failures: list[str], tls: ssl.SSLContext) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     try:
         for body in bodies:
             writer.write(
@@ -85,11 +86,13 @@ async def _client(port: int, bodies: list[bytes], failures: list[str]) -> None:
         writer.close()
 
 
-async def _issue_all(port: int, bodies: list[bytes], clients: int) -> tuple[float, list[str]]:
+async def _issue_all(
+    port: int, bodies: list[bytes], clients: int, tls: ssl.SSLContext
+) -> tuple[float, list[str]]:
     failures: list[str] = []
     shares = [bodies[i::clients] for i in range(clients)]
     t0 = time.perf_counter()
-    await asyncio.gather(*(_client(port, share, failures) for share in shares))
+    await asyncio.gather(*(_client(port, share, failures, tls) for share in shares))
     return time.perf_counter() - t0, failures
 
 
@@ -150,10 +153,12 @@ def main() -> int:
         try:
             wait_port(api, timeout=30, proc=proc)
             admin = (Path(tmp) / "data" / "admin-token").read_text().strip()
-            tokens = _tokens(api, admin, args.certs)
+            # The API is HTTPS with the control plane's own CA: trust its roots.
+            tls = ssl.create_default_context(cafile=str(Path(tmp) / "data" / "ca-bundle.pem"))
+            tokens = _tokens(api, admin, args.certs, tls)
             bodies = [json.dumps({"token": t, "csr": _csr()[0]}).encode() for t in tokens]
             cpu0 = _cpu(proc.pid)
-            seconds, failures = asyncio.run(_issue_all(api, bodies, args.clients))
+            seconds, failures = asyncio.run(_issue_all(api, bodies, args.clients, tls))
             cpu = _cpu(proc.pid) - cpu0
         finally:
             proc.terminate()

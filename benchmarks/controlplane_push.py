@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import anyio
+import grpc
 from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyped]
 
 from benchmarks.xds_fanout import run
@@ -64,13 +66,13 @@ spec:
     return "---\n".join(docs)
 
 
-def apply(api: int, token: str, text: str) -> None:
+def apply(api: int, token: str, text: str, tls: ssl.SSLContext) -> None:
     req = urllib.request.Request(
-        f"http://127.0.0.1:{api}/api/v1/apply?source=bench.yaml", data=text.encode(),
+        f"https://127.0.0.1:{api}/api/v1/apply?source=bench.yaml", data=text.encode(),
         headers={"authorization": f"Bearer {token}", "content-type": "application/yaml"},
         method="POST",
     )  # fmt: skip
-    with urllib.request.urlopen(req, timeout=60) as r:
+    with urllib.request.urlopen(req, timeout=60, context=tls) as r:
         json.loads(r.read())
 
 
@@ -93,7 +95,10 @@ async def main_async(args: argparse.Namespace) -> None:
             wait_port(api, timeout=20, proc=cp)
             wait_port(xds, timeout=20, proc=cp)
             token = (data / "admin-token").read_text().strip()
-            apply(api, token, mesh(args.services, 90, 10))
+            # Both ports are TLS with the control plane's own CA: trust its roots.
+            roots = (data / "ca-bundle.pem").read_bytes()
+            tls = ssl.create_default_context(cadata=roots.decode())
+            apply(api, token, mesh(args.services, 90, 10), tls)
             meta = struct_pb2.Struct()
             json_format.ParseDict({"plait": {"sidecar": "bench", "namespace": "default"}}, meta)
             clusters = [f"svc-{i}.default:8080" for i in range(args.services)]
@@ -102,12 +107,13 @@ async def main_async(args: argparse.Namespace) -> None:
 
             async def trigger() -> None:
                 marks["before"] = proc_stat(cp.pid)
-                await anyio.to_thread.run_sync(apply, api, token, mesh(args.services, 50, 50))
+                await anyio.to_thread.run_sync(apply, api, token, mesh(args.services, 50, 50), tls)
 
             start = time.perf_counter()
             result = await run(f"127.0.0.1:{xds}", args.streams, trigger,
                                streams_per_channel=args.per_channel, eds=clusters,
-                               rds=clusters, node_metadata=meta)  # fmt: skip
+                               rds=clusters, node_metadata=meta,
+                               credentials=grpc.ssl_channel_credentials(roots))  # fmt: skip
             after = proc_stat(cp.pid)
             print(
                 f"control plane: {args.services} services, {args.streams} sidecar streams "

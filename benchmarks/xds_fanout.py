@@ -134,8 +134,11 @@ async def run(
     rds: Sequence[str] = ("outbound",),
     timeout: float = 120.0,
     node_metadata: Any = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> Result:
     """Connect ``n`` SotW streams to ``target``, call ``trigger()``, time the fan-out.
+
+    With ``credentials`` the channels are TLS (the control plane's xDS port).
 
     Raises ``TimeoutError`` if the streams do not all get their config (or the change) within
     ``timeout`` seconds each.
@@ -143,10 +146,12 @@ async def run(
     subscriptions = {CLUSTER: [], ENDPOINT: list(eds), LISTENER: [], ROUTE: list(rds)}
     fleet = _Fleet(n=n, subscriptions=subscriptions, baseline=[{} for _ in range(n)],
                    node_metadata=node_metadata)  # fmt: skip
-    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     channels = [
         # A distinct channel argument stops grpc from sharing one connection between channels.
-        grpc.aio.insecure_channel(target, options=[*options, ("plait.bench.channel", i)])
+        grpc.aio.secure_channel(target, credentials, options=[*opts, ("plait.bench.channel", i)])
+        if credentials is not None
+        else grpc.aio.insecure_channel(target, options=[*opts, ("plait.bench.channel", i)])
         for i in range(math.ceil(n / streams_per_channel))
     ]
     stubs = [ads_pb2_grpc.AggregatedDiscoveryServiceStub(ch) for ch in channels]

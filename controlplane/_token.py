@@ -23,8 +23,10 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["TOKEN_FILE", "TokenError", "data_dir", "ensure_token", "read_token"]
+__all__ = ["BUNDLE_FILE", "TOKEN_FILE", "TokenError", "data_dir", "ensure_token", "read_token"]
 
+BUNDLE_FILE = "ca-bundle.pem"
+"""The CA's roots, written by the control plane: what verifies its API and xDS ports."""
 TOKEN_FILE = "admin-token"
 
 

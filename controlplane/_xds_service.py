@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from functools import partial
 from typing import Any
 
 import anyio
@@ -48,14 +49,24 @@ async def xds_service(
             ctx.api.ca.service.ca.bundle_pem,
             poll=float(ctx.extras.get("bundle_poll", DEFAULT_POLL)),
         )
-    server = AdsServer(served, registry, debounce=float(ctx.extras.get("debounce", 0.1)))
+    serving = ctx.extras.get("serving")
+    server = AdsServer(
+        served,
+        registry,
+        debounce=float(ctx.extras.get("debounce", 0.1)),
+        credentials=serving.grpc_credentials() if serving is not None else None,
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(source.run)
         if isinstance(served, TrustBundleSource):
             await tg.start(served.run)
         tg.start_soon(registry.run)
         try:
-            port = await tg.start(server.serve, opts.xds_bind, opts.xds_port)
+            port = await tg.start(
+                partial(server.serve, plaintext_port=opts.xds_plaintext_port),
+                opts.xds_bind,
+                opts.xds_port,
+            )
         except RuntimeError as exc:  # grpc says only that it could not bind, not why
             where = f"{opts.xds_bind}:{opts.xds_port}"
             raise OSError(
@@ -64,6 +75,13 @@ async def xds_service(
                 "(in use, or not an address of this host)",
             ) from exc
         ctx.api.registry = registry
-        ctx.extras.update(source=source, served=served, registry=registry, xds_port=port)
-        log.info("plait control plane: xDS (ADS) on %s:%d", opts.xds_bind, port)
+        plain = server.plaintext_port
+        ctx.extras.update(source=source, served=served, registry=registry, xds_port=port,
+                          xds_plaintext_port=plain)  # fmt: skip
+        log.info("plait control plane: xDS (ADS) on %s:%d (%s)", opts.xds_bind, port,
+                 "TLS" if serving is not None else "plaintext")  # fmt: skip
+        if plain is not None:
+            log.warning("plait control plane: plaintext xDS on %s:%d (--xds-plaintext-port): "
+                        "config and the trust bundle travel unauthenticated there",
+                        opts.xds_bind, plain)  # fmt: skip
         task_status.started(port)

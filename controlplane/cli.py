@@ -11,8 +11,10 @@ Every ``plait`` invocation runs ``register``, so this module imports nothing
 heavy at the top: the API client, YAML and anyio load inside the commands.
 
 Client settings: ``--server`` (else ``$PLAIT_SERVER``, else
-``http://127.0.0.1:15014``) and ``--token`` (else ``$PLAIT_TOKEN``, else the
-token file of ``--data-dir`` / ``$PLAIT_DATA_DIR`` / ``~/.plait``).
+``https://127.0.0.1:15014``), ``--token`` (else ``$PLAIT_TOKEN``, else the
+token file of ``--data-dir`` / ``$PLAIT_DATA_DIR`` / ``~/.plait``) and
+``--ca-bundle`` (else ``$PLAIT_CA_BUNDLE``, else ``ca-bundle.pem`` of that data
+directory: the roots that verify the API's certificate).
 Kinds are accepted in any case, singular or plural, and by their short names
 (one table, ``_kinds.py``).
 """
@@ -36,7 +38,10 @@ def register(sub: Any) -> None:
     """Add the control plane's sub-commands to ``plait``'s argument parser."""
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--server", default=os.environ.get("PLAIT_SERVER",
-                        "http://127.0.0.1:15014"), help="the control plane's API URL")  # fmt: skip
+                        "https://127.0.0.1:15014"), help="the control plane's API URL")  # fmt: skip
+    client.add_argument("--ca-bundle", default=os.environ.get("PLAIT_CA_BUNDLE"), metavar="FILE",
+                        help="roots that verify the API (default $PLAIT_CA_BUNDLE, else "
+                        "ca-bundle.pem of the data dir)")  # fmt: skip
     client.add_argument("--token", help="admin token (default: $PLAIT_TOKEN or the token file)")
     client.add_argument("--data-dir", help="where the token file is ($PLAIT_DATA_DIR, ~/.plait)")
 
@@ -50,6 +55,9 @@ def register(sub: Any) -> None:
     cp.add_argument("--data-dir", help="state directory (default $PLAIT_DATA_DIR or ~/.plait)")
     cp.add_argument("--api-port", type=int, default=15014)
     cp.add_argument("--xds-port", type=int, default=15012)
+    cp.add_argument("--xds-plaintext-port", type=int, default=None, metavar="PORT",
+                    help="also serve xDS without TLS on PORT (proxyless gRPC clients "
+                    "without certificates); off unless given")  # fmt: skip
     cp.add_argument("--bind", default="127.0.0.1", help="address of the API and xDS listeners")
     cp.add_argument("--workload-grace", type=float, default=30.0,
                     help="seconds a gone sidecar's Workload stays (default 30)")  # fmt: skip
@@ -117,6 +125,7 @@ def _control_plane(args: argparse.Namespace) -> int:
         api_port=args.api_port,
         xds_bind=args.bind,
         xds_port=args.xds_port,
+        xds_plaintext_port=args.xds_plaintext_port,
         **ca_options,
     )
     try:
@@ -154,7 +163,20 @@ def _client(args: argparse.Namespace) -> Any:
             token = read_token(data_dir(args.data_dir))
         except TokenError as exc:
             print(f"warning: {exc}", file=sys.stderr)
-    return APIClient(args.server, token)
+    context = None
+    if args.server.startswith("https:"):
+        from plait.core.identity.bootstrap import TrustError, bundle_context
+
+        from ._token import BUNDLE_FILE
+
+        bundle = Path(args.ca_bundle) if args.ca_bundle else data_dir(args.data_dir) / BUNDLE_FILE
+        try:
+            context = bundle_context(bundle.read_bytes())
+        except (OSError, TrustError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"warning: cannot read the control plane's CA bundle {bundle}: {why} "
+                  "(pass --ca-bundle FILE or set PLAIT_CA_BUNDLE)", file=sys.stderr)  # fmt: skip
+    return APIClient(args.server, token, ssl_context=context)
 
 
 def _apply(args: argparse.Namespace) -> int:

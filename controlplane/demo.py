@@ -101,7 +101,7 @@ def _data_dir() -> Iterator[Path]:
 
 
 def _cli(data: Path, *args: str) -> str:
-    env = {**os.environ, "PLAIT_DATA_DIR": str(data), "PLAIT_SERVER": f"http://127.0.0.1:{API}"}
+    env = {**os.environ, "PLAIT_DATA_DIR": str(data), "PLAIT_SERVER": f"https://127.0.0.1:{API}"}
     r = subprocess.run(_plait(*args, quiet=True), env=env, capture_output=True, text=True,
                        check=False, timeout=30)  # fmt: skip
     if r.returncode != 0:
@@ -132,10 +132,30 @@ def run_demo(*, requests: int = 200, keep_running: bool = False) -> int:
     return 0
 
 
+def _wait_api(data: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Until the control plane's API answers ``/healthz`` over TLS, verified against the
+    roots it writes to the data directory (``ca-bundle.pem``)."""
+    import ssl
+    import urllib.request
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a demo process exited during start-up (its output is above)")
+        with contextlib.suppress(OSError, ssl.SSLError):
+            tls = ssl.create_default_context(cafile=str(data / "ca-bundle.pem"))
+            url = f"https://127.0.0.1:{API}/healthz"
+            with urllib.request.urlopen(url, timeout=2, context=tls) as resp:
+                if resp.status == 200:
+                    return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing ready on port {API} (/healthz over TLS)")
+
+
 def _run(data: Path, requests: int, keep_running: bool) -> None:
     with apps(), _processes(data) as (procs, log):
-        wait_ready(API, procs, "/healthz")
-        print(f"control plane: API http://127.0.0.1:{API}, xDS 127.0.0.1:{XDS}\n")
+        _wait_api(data, procs)
+        print(f"control plane: API https://127.0.0.1:{API}, xDS 127.0.0.1:{XDS} (TLS)\n")
         mesh = data / "mesh.yaml"
         mesh.write_text(_with_access_logs(EXAMPLE.read_text(), data))
         print(f"$ plait apply -f mesh.yaml   ({EXAMPLE.relative_to(EXAMPLE.parents[2])}, "

@@ -5,7 +5,9 @@ data directory, makes or reads the admin token (``_token.py``), loads the
 filter registry, binds the API listener, and runs everything in one anyio task
 group, which it owns:
 
-* the resource API (``controlplane/api``) on ``api_bind:api_port``, with the
+* the control plane's serving certificate (``_serving.py``, from its own CA): the API
+  and xDS are served over TLS with it, renewed at half-life;
+* the resource API (``controlplane/api``) on ``api_bind:api_port`` (HTTPS), with the
   certificate authority's endpoints (``controlplane/ca``, opened or created in
   ``<data-dir>/ca`` before anything listens);
 * the extra services passed in ``services`` (the xDS server and the service
@@ -35,6 +37,7 @@ import anyio.abc
 from plait.plugins import load_filter_types
 from plait.sdk import DEFAULT_TRUST_DOMAIN, FilterSpec
 
+from ._serving import ServingIdentity
 from ._token import ensure_token
 from .api import CAEndpoints, RegistryView, ResourceAPI, serve_api
 from .ca import Provided, open_ca
@@ -69,6 +72,9 @@ class ControlPlaneOptions:
     """Operator-provided root/intermediate, imported at the first start."""
     ca_clock: Callable[[], datetime] | None = None
     """The CA's clock (tests move it); default the system clock."""
+    xds_plaintext_port: int | None = None
+    """A second, plaintext xDS port for proxyless gRPC clients without certificates
+    (``None``: none; 0: any free port)."""
 
 
 @dataclass
@@ -101,6 +107,8 @@ class RunningControlPlane:
     token: str
     data_dir: Path
     context: ControlPlaneContext
+    ca_bundle: Path | None = None
+    """The roots that verify the API and xDS ports (``None``: no CA, plaintext ports)."""
 
 
 async def run_control_plane(
@@ -147,6 +155,8 @@ async def run_control_plane(
         ctx = ControlPlaneContext(
             options=opts, store=store, filter_types=types, api=api, extras=dict(extras or {})
         )
+        serving = ServingIdentity(ca, data_dir, (opts.api_bind, opts.xds_bind)) if ca else None
+        ctx.extras["serving"] = serving
         try:
             listener = await anyio.create_tcp_listener(
                 local_host=opts.api_bind, local_port=opts.api_port
@@ -158,15 +168,21 @@ async def run_control_plane(
         async with listener, anyio.create_task_group() as tg:
             if handle_signals:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
+            if serving is not None:
+                await tg.start(serving.run)
             # ---- extra services (the lead adds the xDS server on opts.xds_bind:xds_port and
             # ---- the service registry here, or passes them in `services`) -------------------
             for service in services:
                 await tg.start(service, ctx)
-            tg.start_soon(serve_api, listener, api)
-            log.info("plait control plane: API on http://%s:%d (admin token in %s), store %s",
-                     opts.api_bind, port, data_dir / "admin-token", store.path)  # fmt: skip
+            tg.start_soon(serve_api, listener, api, serving.api_context() if serving else None)
+            log.info("plait control plane: API on %s://%s:%d (admin token in %s), store %s",
+                     "https" if serving else "http", opts.api_bind, port,
+                     data_dir / "admin-token", store.path)  # fmt: skip
+            bundle = serving.bundle_file if serving else None
             task_status.started(
-                RunningControlPlane(api_port=port, token=token, data_dir=data_dir, context=ctx)
+                RunningControlPlane(
+                    api_port=port, token=token, data_dir=data_dir, context=ctx, ca_bundle=bundle
+                )
             )
     finally:
         with anyio.CancelScope(shield=True):

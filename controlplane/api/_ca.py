@@ -19,9 +19,10 @@ from plait.controlplane.ca import CAService, Refused
 
 from ._http import HttpError, Request, Response
 
-__all__ = ["CERTIFICATES_PATH", "CAEndpoints"]
+__all__ = ["BUNDLE_PATH", "CERTIFICATES_PATH", "CAEndpoints"]
 
 CERTIFICATES_PATH = "/api/v1/certificates"
+BUNDLE_PATH = "/api/v1/ca/bundle"
 _BODY_LIMIT = 64 * 1024
 DEFAULT_TOKEN_TTL = 600.0
 

@@ -9,6 +9,7 @@ reached at all (status 0).
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -29,10 +30,19 @@ class APIError(Exception):
 
 
 class APIClient:
-    def __init__(self, server: str, token: str | None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        server: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.ssl_context = ssl_context
+        """Verifies an ``https`` server (the control plane's roots); ``None``: the system's."""
 
     def apply(self, files: Sequence[tuple[str, str]]) -> Any:
         """Apply YAML ``(source, text)`` files as one change (errors name the source)."""
@@ -72,7 +82,9 @@ class APIClient:
             headers["content-type"] = "application/json" if json_body else "application/yaml"
         req = urllib.request.Request(url, data=body, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(
+                req, timeout=self.timeout, context=self.ssl_context
+            ) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             raise _from_response(exc) from None

@@ -216,9 +216,14 @@ async def _send(conn: h11.Connection, stream: anyio.abc.ByteStream, resp: Respon
 
 
 async def _linger(stream: anyio.abc.ByteStream) -> None:
-    """Half-close, then discard what the client still sends, within bounds."""
+    """Half-close, then discard what the client still sends, within bounds.
+
+    TLS has no half-close (``close_notify`` ends both directions): over TLS the response
+    already sent is the last word, and the rest is discarded the same way.
+    """
     try:
-        await stream.send_eof()
+        with contextlib.suppress(NotImplementedError):  # a TLS stream
+            await stream.send_eof()
         read = 0
         with anyio.move_on_after(_LINGER_TIMEOUT):
             while read < _LINGER_BYTES:

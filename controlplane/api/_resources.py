@@ -1,7 +1,8 @@
 """The resource API's endpoints: apply, list, get, delete, check (docs/control-plane.md).
 
 Theory of operation: :class:`ResourceAPI` is the application behind the HTTP
-server (``_http.py``). Every request but ``GET /healthz`` and the CA's
+server (``_http.py``). Every request but ``GET /healthz``, ``GET /api/v1/ca/bundle``
+(the CA's public roots) and the CA's
 ``POST /api/v1/certificates`` (whose body proves itself, ``_ca.py``) must carry the
 admin token (compared in constant time); then the path picks the endpoint.
 
@@ -34,7 +35,7 @@ from plait.controlplane.store import Key, Store, StoredResource
 from plait.core.config import ParsedDocument, parse_stored, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
-from ._ca import CERTIFICATES_PATH, CAEndpoints
+from ._ca import BUNDLE_PATH, CERTIFICATES_PATH, CAEndpoints
 from ._http import HttpError, Request, Response
 from ._registry_view import RegistryView, sidecar_name, sidecar_problems, workload_status
 
@@ -69,6 +70,9 @@ class ResourceAPI:
         if req.path == "/healthz":
             _allow(req, "GET")
             return Response(status=200, body={"ok": True, "revision": self.store.revision})
+        if req.path == BUNDLE_PATH and self.ca is not None:  # the public roots, no admin token
+            _allow(req, "GET")
+            return Response(status=200, body={"bundle": self.ca.service.ca.bundle_pem().decode()})
         if req.path == CERTIFICATES_PATH and self.ca is not None:  # proves itself, no admin token
             _allow(req, "POST")
             return await self.ca.certificates(req)

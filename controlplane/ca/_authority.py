@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,8 @@ class CertificateAuthority:
         ttl: dt.timedelta,
         *,
         renewal: bool = False,
+        extra_sans: Sequence[x509.GeneralName] = (),
+        counted: bool = True,
     ) -> Issued:
         now = self.clock()
         gen = self.state.current
@@ -151,6 +153,7 @@ class CertificateAuthority:
             issuer_key=gen.intermediate_key,
             now=now,
             ttl=ttl,
+            extra_sans=extra_sans,
         )
         self.ledger.record_leaf(
             leaf.serial_number,
@@ -159,7 +162,8 @@ class CertificateAuthority:
             gen.fingerprint,
             now.timestamp(),
         )
-        self.issued["renewal" if renewal else "first"] += 1
+        if counted:  # workloads' certificates (not the control plane's own)
+            self.issued["renewal" if renewal else "first"] += 1
         chain = pem(leaf) + self._tail_pem
         return Issued(leaf, chain, self.bundle_pem(), spiffe_id)
 

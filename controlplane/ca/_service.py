@@ -24,6 +24,7 @@ from typing import Any
 
 from cryptography import x509
 
+from plait.core.identity.bootstrap import spki_pin
 from plait.core.identity.proof import verify_renewal
 from plait.sdk import InvalidSpiffeId, SpiffeId
 
@@ -81,7 +82,8 @@ class CAService:
         except InvalidSpiffeId as exc:
             raise Refused(400, "bad_identity", f"namespace/serviceAccount: {exc}") from None
         try:
-            token, text = self.tokens.make(str(sid), ttl, self._now())
+            pin = spki_pin(self.ca.state.current.root)
+            token, text = self.tokens.make(str(sid), ttl, self._now(), pin)
         except ValueError as exc:
             raise Refused(400, "bad_ttl", str(exc)) from None
         log.info("CA: join token for %s, valid %.0fs", sid, ttl)

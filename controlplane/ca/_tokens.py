@@ -86,15 +86,21 @@ class JoinTokens:
     def _mac(self, signed: str) -> str:
         return _b64(hmac.new(self._key, signed.encode("ascii"), hashlib.sha256).digest())
 
-    def make(self, subject: str, ttl: float, now: float) -> tuple[Token, str]:
-        """A new token for ``subject`` valid ``ttl`` seconds: ``(Token, text)``."""
+    def make(
+        self, subject: str, ttl: float, now: float, pin: str | None = None
+    ) -> tuple[Token, str]:
+        """A new token for ``subject`` valid ``ttl`` seconds: ``(Token, text)``.
+
+        ``pin`` (the root's SPKI hash) lets the workload verify the control plane before
+        it sends the token (``plait.core.identity.bootstrap``).
+        """
         if not 0 < ttl <= MAX_TTL:
             raise ValueError(f"ttl {ttl:g}s: expected more than 0 and at most {MAX_TTL:g}s")
         token = Token(id=secrets.token_urlsafe(16), subject=subject, expires=now + ttl)
-        payload = json.dumps(
-            {"id": token.id, "sub": subject, "exp": round(token.expires, 3)},
-            separators=(",", ":"),
-        )
+        fields: dict[str, object] = {"id": token.id, "sub": subject, "exp": round(token.expires, 3)}
+        if pin is not None:
+            fields["pin"] = pin
+        payload = json.dumps(fields, separators=(",", ":"))
         signed = f"{_PREFIX}.{_b64(payload.encode())}"
         return token, f"{signed}.{self._mac(signed)}"
 

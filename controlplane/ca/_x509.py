@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -174,8 +175,13 @@ def leaf_cert(
     issuer_key: CAKey,
     now: dt.datetime,
     ttl: dt.timedelta,
+    extra_sans: Sequence[x509.GeneralName] = (),
 ) -> x509.Certificate:
-    """The workload certificate for a checked CSR (see the module docstring)."""
+    """The workload certificate for a checked CSR (see the module docstring).
+
+    ``extra_sans`` (DNS names, IP addresses) are added after the SPIFFE ID: only the
+    control plane's own serving certificate has them.
+    """
     key = csr.public_key()
     is_rsa = isinstance(key, rsa.RSAPublicKey)
     not_after = min(now + ttl, issuer.not_valid_after_utc)
@@ -188,7 +194,8 @@ def leaf_cert(
         .not_valid_before(now - SKEW)
         .not_valid_after(not_after)
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id)]), critical=True
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id), *extra_sans]),
+            critical=True,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(

@@ -118,18 +118,23 @@ class AdsServer:
         self._encoder = Encoder()
         self._stream_ids = itertools.count(1)
         self._changes: Changes | None = None
+        self.plaintext_port: int | None = None
+        """The bound plaintext port, when :meth:`serve` was given one."""
 
     async def serve(
         self,
         host: str = "0.0.0.0",
         port: int = 15012,
         *,
+        plaintext_port: int | None = None,
         task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` (0: any free port) and serve until cancelled.
 
-        ``task_status.started`` reports the bound port. Raises ``RuntimeError`` if the port
-        cannot be bound.
+        With ``plaintext_port`` the same server also listens without TLS on that port (for
+        proxyless gRPC clients that have no certificates; the bound one is then in
+        :attr:`plaintext_port`). ``task_status.started`` reports the bound port. Raises
+        ``RuntimeError`` if a port cannot be bound.
         """
         self._changes = Changes(self._source.revision)
         server = grpc.aio.server(options=self._options)
@@ -139,6 +144,8 @@ class AdsServer:
             bound: int = server.add_insecure_port(address)
         else:
             bound = server.add_secure_port(address, self._credentials)
+        if plaintext_port is not None:
+            self.plaintext_port = server.add_insecure_port(f"{host}:{plaintext_port}")
         await server.start()
         logger.info("xds: ADS server listening on %s:%d", host, bound)
         try:

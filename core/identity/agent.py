@@ -21,7 +21,9 @@ refused by the CA (bad, used or expired token) is fatal: :class:`IdentityError` 
 sidecar with the CA's reason, since retrying a refused single-use token cannot succeed.
 A refused renewal is logged as an error and retried with the longest backoff.
 
-HTTP goes through ``urllib`` in a worker thread: one small request per lifetime.
+HTTP goes through ``urllib`` in a worker thread: one small request per lifetime. The CA's
+HTTPS server is verified against the :class:`ControlPlaneTrust` (``bootstrap.py``): the
+pinned or given roots for the first certificate, the bundle of the current one afterwards.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .bootstrap import ControlPlaneTrust, TrustError
 from .proof import sign_renewal
 from .store import CertStore, Leaf
 
@@ -75,7 +78,7 @@ class _Refused(Exception):
 @dataclass(frozen=True, kw_only=True)
 class IdentityOptions:
     server: str
-    """The CA API's base URL, e.g. ``http://127.0.0.1:15014``."""
+    """The CA API's base URL, e.g. ``https://127.0.0.1:15014``."""
     token: str
     namespace: str | None = None
     service_account: str | None = None
@@ -93,8 +96,11 @@ class IdentityAgent:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
+        trust: ControlPlaneTrust | None = None,
     ) -> None:
         self.store = store
+        self.trust = trust
+        """Verifies the CA's HTTPS server (``None``: the system's roots)."""
         store.source = "agent"
         self.opts = opts
         self.clock = clock
@@ -147,6 +153,13 @@ class IdentityAgent:
             delay = min(delay * 2, self.opts.max_backoff)
 
     async def _issue(self, first: bool) -> Leaf:
+        if self.trust is not None:
+            try:  # a wrong pin stops here (TrustError), before the token is sent
+                await self.trust.resolve()
+            except TrustError:
+                raise
+            except OSError as exc:
+                raise _Unavailable(str(getattr(exc, "reason", exc))) from None
         key = ec.generate_private_key(ec.SECP256R1())
         csr = (
             x509.CertificateSigningRequestBuilder()
@@ -202,8 +215,9 @@ class IdentityAgent:
             method="POST",
             headers={"content-type": "application/json"},
         )
+        context = self.trust.api_context(self.store) if self.trust is not None else None
         try:
-            with urllib.request.urlopen(req, timeout=self.opts.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.opts.timeout, context=context) as resp:
                 out = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             try:

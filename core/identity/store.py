@@ -149,6 +149,10 @@ class CertStore:
         self.generation += 1
         return True
 
+    def key_pair(self) -> tuple[bytes, bytes] | None:
+        """``(key PEM, chain PEM)`` of the current leaf, for clients that load PEM (gRPC)."""
+        return (self._key_pem, self.chain_pem) if self.leaf is not None else None
+
     def note_failure(self, why: str) -> None:
         """A certificate could not be got or reloaded; the current identity stays."""
         self.failures += 1

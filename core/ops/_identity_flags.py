@@ -3,8 +3,12 @@
 With a join token the sidecar runs the identity agent (``core/identity/agent.py``): the
 token (``--join-token`` or ``$PLAIT_JOIN_TOKEN``; the variable keeps it out of ``ps``)
 buys the first certificate from the CA at ``--ca-server`` (``$PLAIT_CA_SERVER``, else
-port 15014 of the ``--control-plane`` host). The token is single use, so it cannot be
-shared by ``--workers`` processes: that combination is refused.
+port 15014 of the ``--control-plane`` host, over HTTPS). The token is single use, so it
+cannot be shared by ``--workers`` processes: that combination is refused.
+
+The control plane's ports are TLS: ``--ca-bundle FILE`` (``$PLAIT_CA_BUNDLE``) gives the
+roots that verify it, else the join token's pin does (``core/identity/bootstrap.py``);
+control-plane mode or a join token without either is refused at start.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..identity.agent import IdentityOptions
+    from ..identity.bootstrap import ControlPlaneTrust
 
-__all__ = ["add_identity_flags", "identity_options", "identity_refusal"]
+__all__ = ["add_identity_flags", "control_plane_trust", "identity_options", "identity_refusal"]
 
 CA_PORT = 15014
 
@@ -26,8 +31,11 @@ def add_identity_flags(parser: argparse.ArgumentParser) -> None:
     i.add_argument("--join-token", default=os.environ.get("PLAIT_JOIN_TOKEN"),
                    help="from `plait workload token` (default $PLAIT_JOIN_TOKEN)")  # fmt: skip
     i.add_argument("--ca-server", default=os.environ.get("PLAIT_CA_SERVER"), metavar="URL",
-                   help="the CA's API (default $PLAIT_CA_SERVER, else port 15014 of the "
-                   "--control-plane host)")  # fmt: skip
+                   help="the CA's API (default $PLAIT_CA_SERVER, else https on port 15014 of "
+                   "the --control-plane host)")  # fmt: skip
+    i.add_argument("--ca-bundle", default=os.environ.get("PLAIT_CA_BUNDLE"), metavar="FILE",
+                   help="roots that verify the control plane (its <data-dir>/ca-bundle.pem; "
+                   "default $PLAIT_CA_BUNDLE, else the join token's pin)")  # fmt: skip
 
 
 def identity_refusal(args: argparse.Namespace) -> str | None:
@@ -40,7 +48,38 @@ def identity_refusal(args: argparse.Namespace) -> str | None:
                 "sources of one identity: give one of them")  # fmt: skip
     if args.join_token and not (args.ca_server or args.control_plane):
         return "--join-token needs --ca-server URL (or --control-plane)"
+    if (args.join_token or args.control_plane) and not args.ca_bundle:
+        from ..identity.bootstrap import token_pin
+
+        if not (args.join_token and token_pin(args.join_token)):
+            return (
+                "the control plane's TLS ports need its roots: give --ca-bundle FILE (its "
+                "<data-dir>/ca-bundle.pem) or a join token from it (which pins its root)"
+            )
     return None
+
+
+def control_plane_trust(args: argparse.Namespace) -> ControlPlaneTrust | None:
+    """What verifies the control plane: ``--ca-bundle``, else the join token's pin."""
+    if not (args.join_token or args.control_plane):
+        return None
+    from pathlib import Path
+
+    from ..identity.bootstrap import ControlPlaneTrust, TrustError, token_pin
+
+    try:
+        if args.ca_bundle:
+            return ControlPlaneTrust(_ca_server(args), bundle_file=Path(args.ca_bundle))
+    except TrustError as exc:
+        raise SystemExit(f"plait sidecar: {exc}") from None
+    return ControlPlaneTrust(_ca_server(args), pin=token_pin(args.join_token or ""))
+
+
+def _ca_server(args: argparse.Namespace) -> str:
+    if args.ca_server:
+        return str(args.ca_server)
+    host = args.control_plane.rpartition(":")[0] or args.control_plane
+    return f"https://{host}:{CA_PORT}"
 
 
 def identity_options(args: argparse.Namespace) -> IdentityOptions | None:
@@ -48,9 +87,5 @@ def identity_options(args: argparse.Namespace) -> IdentityOptions | None:
         return None
     from ..identity.agent import IdentityOptions
 
-    server = args.ca_server
-    if not server:
-        host = args.control_plane.rpartition(":")[0] or args.control_plane
-        server = f"http://{host}:{CA_PORT}"
-    return IdentityOptions(server=server, token=args.join_token,
+    return IdentityOptions(server=_ca_server(args), token=args.join_token,
                            service_account=args.service_account)  # fmt: skip

@@ -22,7 +22,12 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
-from ._identity_flags import add_identity_flags, identity_options, identity_refusal
+from ._identity_flags import (
+    add_identity_flags,
+    control_plane_trust,
+    identity_options,
+    identity_refusal,
+)
 
 __all__ = ["main", "only_error"]
 
@@ -192,6 +197,7 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         xds=_xds_options(args) if args.control_plane else None,
         identity_files=_identity_files(args),
         identity_agent=identity_options(args),
+        control_plane_trust=control_plane_trust(args),
     )
     return _run_async(run_sidecar, opts)
 

@@ -58,6 +58,7 @@ from .admin import SidecarAdmin, serve_http
 
 if TYPE_CHECKING:  # imported only in control-plane mode: grpc costs ~10 MB of RSS
     from ..identity.agent import IdentityOptions
+    from ..identity.bootstrap import ControlPlaneTrust
     from ..xds._mode import XdsMode, XdsOptions
 
 __all__ = ["ListenerError", "SidecarOptions", "load_plugins", "run_sidecar"]
@@ -83,6 +84,9 @@ class SidecarOptions:
     """The workload certificate, key and trust bundle from files (``--identity-*``)."""
     identity_agent: IdentityOptions | None = None
     """Get and renew a mesh certificate from the CA into ``Runtime.identity``."""
+    control_plane_trust: ControlPlaneTrust | None = None
+    """Verifies the control plane's TLS ports (xDS, the CA's API): ``--ca-bundle`` or the
+    join token's pin."""
 
 
 def load_plugins(names: Sequence[str]) -> FilterTypes:
@@ -132,10 +136,14 @@ class Sidecar:
                     admin = type(admin)(bind=admin.bind, port=self.opts.admin_port)
                 await tg.start(self._admin, admin)
             tg.start_soon(self._signals)
+            trust = self.opts.control_plane_trust
+            if self.xds is not None and trust is not None:
+                agent_id = self.runtime.identity if self.opts.identity_agent else None
+                self.xds.use_tls(trust, agent_id)
             if self.opts.identity_agent is not None:
                 from ..identity.agent import IdentityAgent
 
-                agent = IdentityAgent(self.runtime.identity, self.opts.identity_agent)
+                agent = IdentityAgent(self.runtime.identity, self.opts.identity_agent, trust=trust)
                 if self.xds is not None:
                     self.xds.follow_trust_bundle(self.runtime.identity)
                 tg.start_soon(agent.run)

@@ -116,8 +116,11 @@ class XdsClient:
         initial: Resources | None = None,
         secrets: SecretHandler | None = None,
         secret_names: frozenset[str] = frozenset(),
+        credentials: Callable[[], Awaitable[grpc.ChannelCredentials]] | None = None,
     ) -> None:
         self.target = target
+        self.credentials = credentials
+        """Called before each connection: TLS credentials for it (``None``: plaintext)."""
         self.node = node
         self.apply = apply
         self.incomplete = incomplete
@@ -154,7 +157,12 @@ class XdsClient:
     async def _stream(self) -> bool:
         delivered = False
         options = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
-        async with grpc.aio.insecure_channel(self.target, options=options) as channel:
+        channel = (
+            grpc.aio.secure_channel(self.target, await self.credentials(), options=options)
+            if self.credentials is not None
+            else grpc.aio.insecure_channel(self.target, options=options)
+        )
+        async with channel:
             call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
             self._states = {}
             first = True

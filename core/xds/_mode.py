@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from plait.sdk import ConfigError, FilterSpec
 
 from ..config import AdminConfig, MeshConfig
+from ..identity.bootstrap import ControlPlaneTrust
 from ..identity.store import CertStore
 from ._client import Resources, XdsClient, make_node
 from ._decode import Incomplete, decode_mesh, referenced_names
@@ -76,6 +79,24 @@ class XdsMode:
         )
         self._install: Install | None = None
         self._identity: CertStore | None = None
+
+    def use_tls(self, trust: ControlPlaneTrust, identity: CertStore | None) -> None:
+        """Connect over TLS, verifying the control plane with ``trust``; with ``identity``
+        (a certificate from the control plane's CA) wait for the first certificate and
+        offer the current one on every connection (sent when the server asks for it)."""
+
+        async def credentials() -> grpc.ChannelCredentials:
+            await trust.resolve()
+            while identity is not None and not identity.ready:
+                await anyio.sleep(0.05)
+            pair = identity.key_pair() if identity is not None else None
+            return grpc.ssl_channel_credentials(
+                root_certificates=trust.roots_for(identity),
+                private_key=pair[0] if pair else None,
+                certificate_chain=pair[1] if pair else None,
+            )
+
+        self.client.credentials = credentials
 
     def follow_trust_bundle(self, identity: CertStore) -> None:
         """Subscribe to the SDS trust bundle and hand each new one to ``identity``."""

@@ -45,8 +45,10 @@ def cli(cp: Proc | None, *args: str, env: dict[str, str] | None = None,
     base = {k: v for k, v in os.environ.items() if not k.startswith("PLAIT_")}
     if cp is not None:
         assert cp.config is not None
-        base["PLAIT_SERVER"] = f"http://127.0.0.1:{cp.extra['api']}"
+        base["PLAIT_SERVER"] = f"https://127.0.0.1:{cp.extra['api']}"
         base["PLAIT_DATA_DIR"] = str(cp.config if token else cp.config / "elsewhere")
+        if not token:  # no token file; the API's certificate is still verified
+            base["PLAIT_CA_BUNDLE"] = str(cp.config / "ca-bundle.pem")
     cmd = [PY, "-m", "plait.core.ops.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30,
                           env={**base, **(env or {})}, check=False)  # fmt: skip

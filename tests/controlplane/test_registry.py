@@ -72,7 +72,9 @@ async def ads_stream(cp: RunningControlPlane, info: NodeInfo) -> AsyncIterator[N
     json_format.ParseDict(dict(info.metadata), metadata)
     proto = base_pb2.Node(id=info.id, metadata=metadata)
     port = cp.context.extras["xds_port"]
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    assert cp.ca_bundle is not None
+    tls = grpc.ssl_channel_credentials(root_certificates=cp.ca_bundle.read_bytes())
+    async with grpc.aio.secure_channel(f"127.0.0.1:{port}", tls) as channel:
         call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
         await call.write(discovery_pb2.DiscoveryRequest(type_url=CLUSTER, node=proto))
         await call.read()

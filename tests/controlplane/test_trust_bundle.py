@@ -69,7 +69,7 @@ def test_a_root_rotation_reaches_a_connected_sidecar_without_a_renewal(tmp_path:
         token = plait(cp, "workload", "token", "-s", "cart").stdout.strip()
         sidecar = start_xds_sidecar(
             tmp_path, cp, "cart", "--service-account", "cart", "--join-token", token,
-            "--ca-server", f"http://127.0.0.1:{cp.extra['api']}", wait=False,
+            "--ca-server", f"https://127.0.0.1:{cp.extra['api']}", wait=False,
         )  # fmt: skip
         try:
             old = json.loads(plait(cp, "ca", "status", "-o", "json").stdout)["roots"]

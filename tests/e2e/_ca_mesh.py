@@ -78,7 +78,7 @@ spec: {{mtls: {{mode: STRICT}}}}
 
 def _sidecar(tmp: Path, cp: Proc, name: str, *flags: str) -> Proc:
     token = plait(cp, "workload", "token", "-s", name).stdout.strip()
-    env = {"PLAIT_JOIN_TOKEN": token, "PLAIT_CA_SERVER": f"http://127.0.0.1:{cp.extra['api']}"}
+    env = {"PLAIT_JOIN_TOKEN": token, "PLAIT_CA_SERVER": f"https://127.0.0.1:{cp.extra['api']}"}
     return start_xds_sidecar(tmp, cp, name, "--service-account", name, *flags, env=env)
 
 

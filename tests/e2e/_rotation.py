@@ -95,7 +95,7 @@ def start_mesh(tmp: Path, procs: list[Proc], ttl: int = 60) -> RotationMesh:
     procs.append(cp)
     ingress, egress = free_port(), free_port()
     apply(cp, tmp, _mesh(app.port, ingress, egress))
-    ca = f"http://127.0.0.1:{cp.extra['api']}"
+    ca = f"https://127.0.0.1:{cp.extra['api']}"
     sidecars = []
     for name in ("web", "client"):
         token = plait(cp, "workload", "token", "-n", "default", "-s", name).stdout.strip()

@@ -48,8 +48,8 @@ def _stored(db: Path) -> int:
 def _apply_in_background(cp: Proc, path: Path) -> subprocess.Popen[str]:
     assert cp.config is not None
     token = (cp.config / "admin-token").read_text().strip()
-    env = {**os.environ, "PLAIT_SERVER": f"http://127.0.0.1:{cp.extra['api']}",
-           "PLAIT_TOKEN": token}  # fmt: skip
+    env = {**os.environ, "PLAIT_SERVER": f"https://127.0.0.1:{cp.extra['api']}",
+           "PLAIT_TOKEN": token, "PLAIT_CA_BUNDLE": str(cp.config / "ca-bundle.pem")}  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "plait.core.ops.cli", "apply", "-f", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

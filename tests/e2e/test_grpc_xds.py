@@ -19,7 +19,7 @@ import pytest
 
 from plait.controlplane.api import APIClient
 from tests.support import PY, Proc, free_port, start, wait_port
-from tests.support.controlplane import apply, plait, start_control_plane
+from tests.support.controlplane import api_context, apply, plait, start_control_plane
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +107,7 @@ def _backends_and_control_plane(tmp: Path, procs: list[Proc]) -> tuple[tuple[int
         log = tmp / f"grpc-{name}.log"
         procs.append(Proc(start([PY, SCRIPT, "serve", str(port), name], log), log, port=port))
         wait_port(port)
-    cp = start_control_plane(tmp)
+    cp = start_control_plane(tmp, extra=("--xds-plaintext-port", str(free_port())))
     procs.append(cp)
     return ports, cp
 
@@ -117,7 +117,7 @@ def test_grpc_proxyless_client_follows_weights_and_header_matches(
 ) -> None:
     ports, cp = _backends_and_control_plane(tmp_path, procs)
     apply(cp, tmp_path, _mesh(*ports, 100, 0))
-    client = _Client(tmp_path, cp.extra["xds"])
+    client = _Client(tmp_path, cp.extra["xds_plaintext"])
     try:
         assert client.count(1) == {"v1": 1}, client.log.read_text()[-2000:]
         assert client.count(50) == {"v1": 50}
@@ -171,7 +171,7 @@ def test_grpc_proxyless_client_accepts_retry_policy_and_circuit_breakers(
     )
     assert text.count("retry:") == 1
     apply(cp, tmp_path, text)
-    client = _Client(tmp_path, cp.extra["xds"])
+    client = _Client(tmp_path, cp.extra["xds_plaintext"])
     try:
         assert client.count(10, "x-canary=1") == {"v2": 10}, client.log.read_text()[-2000:]
         assert client.count(10) == {"v1": 10}
@@ -266,7 +266,7 @@ def _two_backends(tmp: Path, procs: list[Proc]) -> tuple[int, int]:
 def _no_call_fails(tmp: Path, cp: Proc, changes: Callable[[], None]) -> None:
     """Run ``changes`` while a proxyless client keeps calls in flight: not one may fail,
     and both backends must have answered."""
-    flood = _Flood(tmp, cp.extra["xds"])
+    flood = _Flood(tmp, cp.extra["xds_plaintext"])
     try:
         changes()
         time.sleep(1.5)
@@ -285,7 +285,7 @@ def test_grpc_client_loses_no_call_when_an_apply_renames_the_cluster(
     together): its cluster gets a new name. The old cluster stays served until the client
     has taken the route that no longer names it, so no call in flight fails."""
     a, b = _two_backends(tmp_path, procs)
-    cp = start_control_plane(tmp_path)
+    cp = start_control_plane(tmp_path, extra=("--xds-plaintext-port", str(free_port())))
     procs.append(cp)
     apply(cp, tmp_path, _rename_mesh("echo-x", 50051, a))
 
@@ -303,10 +303,10 @@ def test_grpc_client_loses_no_call_when_the_old_service_is_deleted_right_after_a
     """An apply moves the route to a new Service; ~100 ms later the old Service (and its
     Workload) is deleted. Its cluster stays served until the client runs the new route."""
     a, b = _two_backends(tmp_path, procs)
-    cp = start_control_plane(tmp_path)
+    cp = start_control_plane(tmp_path, extra=("--xds-plaintext-port", str(free_port())))
     procs.append(cp)
     token = (tmp_path / "cp-data" / "admin-token").read_text().strip()
-    api = APIClient(f"http://127.0.0.1:{cp.extra['api']}", token)
+    api = APIClient(f"https://127.0.0.1:{cp.extra['api']}", token, ssl_context=api_context(cp))
     old, port = "greeter-0", 50051
     api.apply([("old.yaml", _rename_mesh(old, port, a))])
 
@@ -330,7 +330,7 @@ def test_check_stays_ok_when_a_proxyless_client_closes_its_channel(
     """A gRPC client registered nothing: closing its channel is not a problem to report."""
     ports, cp = _backends_and_control_plane(tmp_path, procs)
     apply(cp, tmp_path, _mesh(*ports, 100, 0))
-    client = _Client(tmp_path, cp.extra["xds"])
+    client = _Client(tmp_path, cp.extra["xds_plaintext"])
     try:
         assert client.count(3) == {"v1": 3}, client.log.read_text()[-2000:]
         assert plait(cp, "check", check=False).returncode == 0

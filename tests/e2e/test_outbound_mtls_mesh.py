@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import PY, Proc, free_port, http_get, ready_or_stopped, start
-from tests.support.controlplane import apply, config_dump, start_control_plane
+from tests.support.controlplane import apply, ca_bundle, config_dump, start_control_plane
 
 from ._mtls import CLIENT, OTHER, SERVER, Mesh, identity_args, metrics
 
@@ -70,6 +70,7 @@ spec:
     cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info",
            "sidecar", *identity_args(mesh.client_dir),
            "--control-plane", f"127.0.0.1:{cp.extra['xds']}", "--sidecar", "client",
+           "--ca-bundle", str(ca_bundle(cp)),
            "--node-id", "client-1", "--admin-port", str(admin),
            "--state-dir", str(mesh.tmp / "sidecar-state")]  # fmt: skip
     log = mesh.tmp / "sidecar-xds.log"

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import http.client
 import json
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from plait.controlplane.server import ControlPlaneOptions, RunningControlPlane, run_control_plane
+from plait.core.identity.bootstrap import ControlPlaneTrust
 
 
 class Clock:
@@ -68,6 +70,19 @@ class CAServer:
     def port(self) -> int:
         return self.running.api_port
 
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """Trusts the control plane's own roots (its API is HTTPS)."""
+        return ssl.create_default_context(cafile=str(self.data_dir / "ca-bundle.pem"))
+
+    def trust(self) -> ControlPlaneTrust:
+        """What a sidecar given ``--ca-bundle`` verifies this control plane with."""
+        return ControlPlaneTrust(self.url, bundle_file=self.data_dir / "ca-bundle.pem")
+
     def request(
         self, method: str, path: str, body: Any = None, *, admin: bool = True
     ) -> tuple[int, dict[str, str], Any]:
@@ -75,7 +90,7 @@ class CAServer:
         if admin:
             headers["authorization"] = f"Bearer {self.running.token}"
         data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
         try:
             conn.request(method, path, body=data, headers=headers)
             r = conn.getresponse()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import textwrap
 import time
@@ -14,7 +15,10 @@ from typing import Any
 from tests.support import PY, Proc, free_port, http_get, ready_or_stopped, start, wait_port
 
 __all__ = [
+    "api_context",
+    "api_url",
     "apply",
+    "ca_bundle",
     "config_dump",
     "plait",
     "start_control_plane",
@@ -37,6 +41,8 @@ def start_control_plane(
            "--xds-port", str(xds_port), *extra]  # fmt: skip
     p = start(cmd, log)
     proc = Proc(p, log, port=api_port, extra={"api": api_port, "xds": xds_port})
+    if "--xds-plaintext-port" in extra:
+        proc.extra["xds_plaintext"] = int(extra[extra.index("--xds-plaintext-port") + 1])
     proc.config = data_dir
     try:
         wait_port(api_port, timeout=20, proc=p)
@@ -53,13 +59,30 @@ def plait(cp: Proc, *args: str, stdin: str | None = None, check: bool = True,
     assert cp.config is not None
     token = (cp.config / "admin-token").read_text().strip()
     cmd = [PY, "-m", "plait.core.ops.cli", *args]
-    env = {**os.environ, "PLAIT_SERVER": f"http://127.0.0.1:{cp.extra['api']}",
-           "PLAIT_TOKEN": token}  # fmt: skip
+    env = {**os.environ, "PLAIT_SERVER": api_url(cp), "PLAIT_TOKEN": token,
+           "PLAIT_CA_BUNDLE": str(ca_bundle(cp))}  # fmt: skip
     r = subprocess.run(cmd, check=False, input=stdin, capture_output=True, text=True,
                        timeout=timeout, env=env)  # fmt: skip
     if check and r.returncode != 0:
         raise AssertionError(f"plait {' '.join(args)} → {r.returncode}\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def api_url(cp: Proc) -> str:
+    """The control plane's API (HTTPS, its own CA's certificate)."""
+    return f"https://127.0.0.1:{cp.extra['api']}"
+
+
+def ca_bundle(cp: Proc) -> Path:
+    """The roots that verify the control plane's ports (``<data-dir>/ca-bundle.pem``)."""
+    assert cp.config is not None
+    return cp.config / "ca-bundle.pem"
+
+
+def api_context(cp_or_bundle: Proc | Path) -> ssl.SSLContext:
+    """A client context trusting only the control plane's roots (host name checked)."""
+    bundle = cp_or_bundle if isinstance(cp_or_bundle, Path) else ca_bundle(cp_or_bundle)
+    return ssl.create_default_context(cafile=str(bundle))
 
 
 def apply(cp: Proc, tmp: Path, text: str, name: str = "apply.yaml") -> str:
@@ -74,6 +97,9 @@ def start_xds_sidecar(
 ) -> Proc:  # fmt: skip
     admin_port = admin_port or free_port()
     node_id = node_id or f"{sidecar}-{admin_port}"
+    # Verified by the control plane's roots, unless a join token's pin does it.
+    if "--join-token" not in args and "PLAIT_JOIN_TOKEN" not in (env or {}):
+        args = ("--ca-bundle", str(ca_bundle(cp)), *args)
     log = tmp / f"sidecar-{node_id}.log"
     cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info", "sidecar",
            "--control-plane", f"127.0.0.1:{cp.extra['xds']}", "--sidecar", sidecar,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import http.client
 import json
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,12 @@ class Server:
     def token(self) -> str:
         return self.running.token
 
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """Trusts the control plane's own roots (its API is HTTPS)."""
+        assert self.running.ca_bundle is not None
+        return ssl.create_default_context(cafile=str(self.running.ca_bundle))
+
     def request(
         self,
         method: str,
@@ -59,7 +66,7 @@ class Server:
         hdrs = dict(headers or {})
         if token is not None:
             hdrs["authorization"] = f"Bearer {token or self.token}"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
         try:
             conn.request(method, path, body=body, headers=hdrs)
             r = conn.getresponse()

@@ -77,7 +77,7 @@ def test_unknown_paths_and_methods(server: Server) -> None:
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(server: Server) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=5, context=server.tls)
     try:
         sockets = set()
         for _ in range(3):
@@ -121,7 +121,9 @@ def test_requests_without_a_body_keep_the_connection_open(
     end = "0\r\n\r\n" if "chunked" in framing else ""
     req = (f"{method} {path} HTTP/1.1\r\nhost: cp\r\nauthorization: Bearer {server.token}\r\n"
            f"{framing}\r\n{end}").encode()  # fmt: skip
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    with server.tls.wrap_socket(
+        socket.create_connection(("127.0.0.1", server.port), timeout=5), server_hostname="127.0.0.1"
+    ) as sock:
         buf = b""
         for _ in range(3):
             sock.sendall(req)
@@ -196,7 +198,7 @@ def test_an_oversized_body_is_413_before_it_is_read(server: Server) -> None:
         for _ in range(5):
             yield b"#" * (1024 * 1024)
 
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10, context=server.tls)
     try:  # chunked: no length to check up front; cut off once past the limit
         conn.request("POST", "/api/v1/apply", body=chunks(),
                      headers={"authorization": f"Bearer {server.token}"})  # fmt: skip
@@ -300,7 +302,9 @@ def test_a_client_expecting_100_continue_is_told_to_send(server: Server) -> None
     head = (f"POST /api/v1/apply?source=x.yaml HTTP/1.1\r\nhost: cp\r\n"
             f"authorization: Bearer {server.token}\r\ncontent-length: {len(body)}\r\n"
             "expect: 100-continue\r\n\r\n")  # fmt: skip
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    with server.tls.wrap_socket(
+        socket.create_connection(("127.0.0.1", server.port), timeout=5), server_hostname="127.0.0.1"
+    ) as sock:
         sock.sendall(head.encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
         sock.sendall(body)

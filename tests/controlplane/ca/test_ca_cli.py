@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 
 from tests.support import PY, Proc
-from tests.support.controlplane import plait, start_control_plane
+from tests.support.controlplane import api_context, plait, start_control_plane
 from tests.support.pki import Authority, key_pem
 
 from .conftest import make_csr
@@ -32,7 +32,8 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 def _post_certificate(cp: Proc, body: dict[str, str]) -> tuple[int, dict[str, str]]:
     import http.client
 
-    conn = http.client.HTTPConnection("127.0.0.1", cp.extra["api"], timeout=10)
+    conn = http.client.HTTPSConnection("127.0.0.1", cp.extra["api"], timeout=10,
+                                      context=api_context(cp))  # fmt: skip
     try:
         conn.request("POST", "/api/v1/certificates", body=json.dumps(body))
         r = conn.getresponse()

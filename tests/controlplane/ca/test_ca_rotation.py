@@ -66,7 +66,8 @@ def test_leaves_before_and_after_a_rotation_verify_each_other(server: CAServer) 
     assert len(x509.load_pem_x509_certificates(old_out["bundle"].encode())) == 1
 
     status, _, body = server.request("POST", "/api/v1/ca/rotate", {})
-    assert status == 200 and body["phase"] == "rotating" and body["leavesOnOldRoot"] == 1, body
+    # the old leaf, and the control plane's own serving certificate (a leaf of its CA)
+    assert status == 200 and body["phase"] == "rotating" and body["leavesOnOldRoot"] == 2, body
     new, new_out = _identity(server, "new")
     chain = x509.load_pem_x509_certificates(new_out["chain"].encode())
     bundle = x509.load_pem_x509_certificates(new_out["bundle"].encode())
@@ -101,7 +102,7 @@ def test_old_root_is_dropped_only_after_the_old_leaves_expired(server: CAServer)
     server.request("POST", "/api/v1/ca/rotate", {})
     status, _, again = server.request("POST", "/api/v1/ca/rotate", {})
     assert status == 409 and again["reason"] == "rotation_refused", again
-    assert "2 leaves still on the old root" in again["error"]
+    assert "3 leaves still on the old root" in again["error"]  # with the serving certificate
 
     server.clock.advance(3601 - 1200)  # "a" has expired, "b" has not
     st = server.status()

@@ -15,6 +15,7 @@ from cryptography import x509
 
 from plait.core.identity import CertStore
 from plait.core.identity.agent import IdentityAgent, IdentityError, IdentityOptions
+from plait.core.identity.bootstrap import ControlPlaneTrust
 from tests.support import free_port
 from tests.support.ca import ca_server
 
@@ -34,7 +35,7 @@ async def test_first_certificate_then_renewals_at_half_life_with_jitter(tmp_path
         serials: list[int] = []
         roots: list[int] = []
         opts = IdentityOptions(
-            server=f"http://127.0.0.1:{ca.port}",
+            server=f"https://127.0.0.1:{ca.port}",
             token=ca.token("shop", "cart"),
             namespace="shop",
             service_account="cart",
@@ -55,7 +56,12 @@ async def test_first_certificate_then_renewals_at_half_life_with_jitter(tmp_path
                 await anyio.lowlevel.checkpoint()
 
             agent = IdentityAgent(
-                store, opts, clock=lambda: ca.clock().timestamp(), sleep=sleep, rng=random.Random(7)
+                store,
+                opts,
+                clock=lambda: ca.clock().timestamp(),
+                sleep=sleep,
+                rng=random.Random(7),
+                trust=ca.trust(),
             )
             tg.start_soon(agent.run)
         assert all(0.4 * 3600 <= d <= 0.6 * 3600 for d in delays), delays
@@ -77,9 +83,10 @@ async def test_waits_for_an_unreachable_ca_with_backoff(tmp_path: Path) -> None:
     with ca_server(tmp_path / "token-data", api_port=port) as ca:
         token = ca.token()
     opts = IdentityOptions(
-        server=f"http://127.0.0.1:{port}", token=token, backoff=0.1, max_backoff=0.4
+        server=f"https://127.0.0.1:{port}", token=token, backoff=0.1, max_backoff=0.4
     )
-    agent = IdentityAgent(store, opts, sleep=sleep, rng=random.Random(1))
+    trust = ControlPlaneTrust(opts.server, bundle_file=tmp_path / "token-data" / "ca-bundle.pem")
+    agent = IdentityAgent(store, opts, sleep=sleep, rng=random.Random(1), trust=trust)
     async with anyio.create_task_group() as tg:
         tg.start_soon(agent.run)
         with anyio.fail_after(10):
@@ -105,9 +112,9 @@ async def test_keeps_the_current_certificate_while_the_ca_is_down(tmp_path: Path
     async with anyio.create_task_group() as tg:
         with ca_server(tmp_path / "data", api_port=port) as ca:
             opts = IdentityOptions(
-                server=f"http://127.0.0.1:{port}", token=ca.token(), backoff=0.05, max_backoff=0.1
+                server=f"https://127.0.0.1:{port}", token=ca.token(), backoff=0.05, max_backoff=0.1
             )
-            agent = IdentityAgent(store, opts, sleep=sleep)
+            agent = IdentityAgent(store, opts, sleep=sleep, trust=ca.trust())
             first = await tg.start(agent.run)
         failures = agent.failures
         with anyio.fail_after(10):
@@ -130,13 +137,13 @@ async def test_keeps_the_current_certificate_while_the_ca_is_down(tmp_path: Path
 
 async def test_a_refused_join_token_stops_the_agent_with_the_reason(tmp_path: Path) -> None:
     with ca_server(tmp_path / "data") as ca:
-        opts = IdentityOptions(server=f"http://127.0.0.1:{ca.port}", token=ca.token())
-        await IdentityAgent(CertStore(), opts).run_first()
+        opts = IdentityOptions(server=f"https://127.0.0.1:{ca.port}", token=ca.token())
+        await IdentityAgent(CertStore(), opts, trust=ca.trust()).run_first()
         with pytest.raises(IdentityError, match="already used"):
-            await IdentityAgent(CertStore(), opts).run()
+            await IdentityAgent(CertStore(), opts, trust=ca.trust()).run()
         other = IdentityOptions(
-            server=f"http://127.0.0.1:{ca.port}", token=ca.token(sa="web"), service_account="db"
+            server=f"https://127.0.0.1:{ca.port}", token=ca.token(sa="web"), service_account="db"
         )
         refusal = r"bound to spiffe://plait\.local/ns/default/sa/web, presented for serviceAccount"
         with pytest.raises(IdentityError, match=refusal):
-            await IdentityAgent(CertStore(), other).run()
+            await IdentityAgent(CertStore(), other, trust=ca.trust()).run()

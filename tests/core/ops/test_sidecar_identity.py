@@ -36,7 +36,7 @@ def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
             wait=False,
             env={
                 "PLAIT_JOIN_TOKEN": token,
-                "PLAIT_CA_SERVER": f"http://127.0.0.1:{cp.extra['api']}",
+                "PLAIT_CA_SERVER": f"https://127.0.0.1:{cp.extra['api']}",
             },
         )
         try:
@@ -67,7 +67,7 @@ def test_sidecar_gets_its_certificate_with_a_join_token(tmp_path: Path) -> None:
                 "--join-token",
                 used,
                 "--ca-server",
-                f"http://127.0.0.1:{cp.extra['api']}",
+                f"https://127.0.0.1:{cp.extra['api']}",
                 *flags,
                 node_id=f"again-{len(flags)}",
                 wait=False,
@@ -112,7 +112,7 @@ def test_not_ready_until_the_certificate_arrives_from_a_ca_that_was_down(tmp_pat
     cp.stop()
     admin = free_port()
     config = write_config(tmp_path, simple_config(free_port(), free_port(), admin))
-    sidecar = start_sidecar(config, admin, "--ca-server", f"http://127.0.0.1:{api}",
+    sidecar = start_sidecar(config, admin, "--ca-server", f"https://127.0.0.1:{api}",
                             wait=False, env={"PLAIT_JOIN_TOKEN": token})  # fmt: skip
     try:
         wait_for(lambda: "the CA at" in sidecar.log.read_text() and "unavailable"
