@@ -5,8 +5,10 @@ plait.plugins       depends on plait.sdk only
 plait.core          depends on plait.sdk and plait.plugins; never names a filter
 plait.filters       depends on plait.sdk and plait.plugins (registration) only
 plait.controlplane  reaches core only through its config model (plait.core.config), the
-                    xDS wire contract (plait.core.xds.wire) and the CA's renewal proof
-                    (plait.core.identity.proof, the identity agent's side of the contract)
+                    xDS wire contract (plait.core.xds.wire) and the identity contracts it
+                    shares with the sidecar: the CA's renewal proof (plait.core.identity.proof)
+                    and the trust at first contact (plait.core.identity.bootstrap: the
+                    token's root pin, a context that trusts a bundle)
 
 No package imports another package's private (``_name``) module. The import-linter contracts
 in pyproject.toml (run by scripts/lint.sh) state the same layers and add the finer rules
@@ -36,6 +38,7 @@ ALLOWED = {
         "plait.core.config",
         "plait.core.xds.wire",
         "plait.core.identity.proof",
+        "plait.core.identity.bootstrap",
     },
 }
 
