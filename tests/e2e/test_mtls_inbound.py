@@ -285,3 +285,50 @@ def test_strict_without_an_identity_refuses_tls_as_no_identity(
     good = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
     assert refused(port, good)
     assert wait_count(admin, "no_identity", 1) == 1
+
+
+def test_permissive_sniffs_requests_that_arrive_one_byte_at_a_time(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    """The sniffer decides on the first two bytes however they are split: a plaintext
+    request and a TLS handshake, each written one byte per segment, are both served."""
+    import socket
+    import ssl
+
+    port, _ = start_web(tmp_path, pki, procs, peer_auth("PERMISSIVE"))
+
+    def dribble(sock: socket.socket, data: bytes) -> None:
+        for i in range(len(data)):
+            sock.sendall(data[i : i + 1])
+            time.sleep(0.002)
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        dribble(s, b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    ctx = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    ctx.set_alpn_protocols(["http/1.1"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:  # the handshake, our side written a byte at a time
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                dribble(s, outgoing.read())
+                incoming.write(s.recv(65536))
+        tls.write(b"GET /tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        dribble(s, outgoing.read())
+        reply = b""
+        while not reply.endswith(b"}") and (chunk := s.recv(65536)):
+            incoming.write(chunk)
+            try:
+                reply += tls.read(65536)
+            except ssl.SSLWantReadError:
+                continue
+    assert reply.startswith(b"HTTP/1.1 200") and b'"path": "/tls"' in reply
