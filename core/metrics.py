@@ -19,11 +19,25 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-__all__ = ["BUCKETS", "Stats"]
+from plait.sdk.metrics import REGISTRY, Family
+
+__all__ = ["BUCKETS", "FAMILIES", "Stats"]
 
 # Seconds; Envoy/Istio-like spread from 0.5 ms to 60 s.
 BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                   5.0, 10.0, 30.0, 60.0)  # fmt: skip
+
+FAMILIES: Final = (
+    "plait_requests_total", "plait_request_duration_seconds",
+    "plait_request_duration_seconds_bucket", "plait_request_duration_seconds_count",
+    "plait_request_duration_seconds_sum", "plait_connections_active", "plait_connections_total",
+    "plait_http2_connection_errors_total", "plait_inbound_connections_total",
+    "plait_inbound_mtls_refused_total", "plait_filter_failures_total",
+    "plait_upstream_events_total", "plait_cert_expiry_seconds", "plait_cert_generation",
+    "plait_cert_renewals_total", "plait_config_reloads_total", "plait_config_info",
+)  # fmt: skip
+"""The sidecar's own metric names: no filter's instrument (``plait.sdk.metrics``) may take one."""
+REGISTRY.reserve(FAMILIES)
 
 
 class Stats:
@@ -55,6 +69,8 @@ class Stats:
         at scrape time; set by the sidecar when it has an identity source."""
         self.identity_added: dict[str, float] = {}
         """The identity numbers of other worker processes, combined (:meth:`add_json`)."""
+        self.filter_added: dict[str, Family] = {}
+        """The filters' instruments of other worker processes, summed (:meth:`add_json`)."""
 
     def identity(self) -> dict[str, float]:
         """This process's identity numbers combined with the workers' added ones: counts
@@ -116,7 +132,26 @@ class Stats:
             "inbound_transport": [[x, t, n] for (x, t), n in self.inbound_transport.items()],
             "inbound_refused": [[x, r, n] for (x, r), n in self.inbound_refused.items()],
             "identity": self.identity(),
+            "filter_metrics": [
+                [name, kind, help_, list(labels), [[*k, v] for k, v in values.items()]]
+                for name, kind, help_, labels, values in self.filter_metrics()
+            ],
         }
+
+    def filter_metrics(self) -> list[Family]:
+        """The filters' instruments of this process (``plait.sdk.metrics``) and the
+        workers' (:meth:`add_json`), summed by name and label values."""
+        out = {
+            name: (name, k, h, ls, dict(vs)) for name, k, h, ls, vs in self.filter_added.values()
+        }
+        for name, kind, help_, labels, values in REGISTRY.collect():
+            have = out.get(name)
+            if have is None or have[3] != labels:
+                out[name] = (name, kind, help_, labels, values)
+                continue
+            for key, v in values.items():
+                have[4][key] = have[4].get(key, 0.0) + v
+        return [out[name] for name in sorted(out)]
 
     def add_json(self, data: dict[str, Any]) -> None:
         """Add another process's counters (from :meth:`to_json`) to these."""
@@ -145,6 +180,13 @@ class Stats:
             for a, b, n in data.get(attr, ()):
                 pkey = (str(a), str(b))
                 pairs[pkey] = pairs.get(pkey, 0) + int(n)
+        for name, kind, help_, labels, rows in data.get("filter_metrics", ()):
+            fam = self.filter_added.get(name)
+            if fam is None or list(fam[3]) != labels:
+                fam = self.filter_added[name] = (name, kind, help_, tuple(labels), {})
+            for row in rows:
+                labelled = tuple(str(x) for x in row[:-1])
+                fam[4][labelled] = fam[4].get(labelled, 0.0) + float(row[-1])
         theirs = data.get("identity") or {}
         self.identity_added = _combine_identity(
             self.identity_added, {str(k): float(v) for k, v in theirs.items()}
@@ -215,6 +257,12 @@ class Stats:
         )
         failures = [((("filter", f),), n) for f, n in sorted(self.filter_failures.items())]
         _family(out, "plait_filter_failures_total", "counter", "Filter hook failures", failures)
+        for name, kind, help_, labels, values in self.filter_metrics():
+            samples = [
+                (tuple(sorted(zip(labels, key, strict=True))), v)
+                for key, v in sorted(values.items())
+            ]
+            _family(out, name, kind, help_, samples)
         events = [
             ((("cluster", c), ("event", e)), n)
             for (c, e), n in sorted(self.upstream_events().items())

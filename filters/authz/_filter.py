@@ -1,11 +1,12 @@
 """``authorization``: decide each request by the caller's verified identity.
 
 Order (Istio's): AUDIT policies that match are logged (``plait.filters.authz`` logger,
-info); then a matching DENY policy answers 403; then, if any ALLOW policy applies, a
-request that matches none of them is answered 403; otherwise it passes. No ALLOW policy
-means allow. The 403 carries ``x-plait-denied``: the ``namespace/name`` of the DENY
-policy that matched, or ``no-allow-match``; its failure reason (``x-plait-reason``, the
-access log, ``plait_requests_total{reason}``) says which of the two it was.
+info) and counted (``plait_authz_audit_total{policy}`` on ``/metrics``); then a matching
+DENY policy answers 403; then, if any ALLOW policy applies, a request that matches none
+of them is answered 403; otherwise it passes. No ALLOW policy means allow. The 403
+carries ``x-plait-denied``: the ``namespace/name`` of the DENY policy that matched, or
+``no-allow-match``; its failure reason (``x-plait-reason``, the access log,
+``plait_requests_total{reason}``) says which of the two it was.
 
 The caller's principal is the SPIFFE ID the listener verified in the mTLS handshake
 (``ConnectionContext.peer_identity``), never an address or a header. Replies are built
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from plait.filters._paths import normalized
-from plait.sdk import FilterResult, Headers, LocalReply, PassThroughFilter, StreamContext
+from plait.sdk import FilterResult, Headers, LocalReply, PassThroughFilter, StreamContext, metrics
 
 from ._config import AuthzConfig, Request
 
@@ -30,6 +31,9 @@ DENY_REASON = "denied by authorization policy"
 NO_ALLOW_REASON = "no authorization policy allows"
 _BODY = b"RBAC: access denied\n"
 _TEXT = ("content-type", "text/plain; charset=utf-8")
+AUDITED = metrics.counter(
+    "plait_authz_audit_total", "Requests matched by an AUDIT authorization policy", ("policy",)
+)
 
 
 def _reply(value: str, reason: str) -> LocalReply:
@@ -60,6 +64,7 @@ class Authorization(PassThroughFilter):
                 log.info(
                     "audit %s: %s %s from %s", p.name, req.method, req.path, spiffe or "no identity"
                 )
+                AUDITED.inc(p.name)
         for p in cfg.deny:
             if p.matches(req):
                 log.debug("denied by %s: %s %s from %s", p.name, req.method, req.path, spiffe)

@@ -7,9 +7,11 @@ label values that need escaping.
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from plait.core.metrics import BUCKETS, Stats
+from plait.sdk import metrics
 
 
 def _samples(stats: Stats) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -131,3 +133,29 @@ def test_no_certificate_metrics_without_an_identity() -> None:
     samples = _samples(pending)
     assert ("plait_cert_expiry_seconds", ()) not in samples
     assert samples[("plait_cert_renewals_total", (("result", "error"),))] == 2
+
+
+def test_filter_instruments_render_and_sum_across_workers() -> None:
+    audited = metrics.counter("test_stats_audited_total", 'Audited "requests"', ("policy",))
+    level = metrics.gauge("test_stats_level", "A level")
+    audited.inc("ns/a")
+    audited.inc("ns/a")
+    audited.inc('ns/"b"\n')
+    level.set(4.5)
+    alone = _samples(Stats())
+    assert alone[("test_stats_audited_total", (("policy", "ns/a"),))] == 2
+    assert alone[("test_stats_audited_total", (("policy", 'ns/"b"\n'),))] == 1
+    assert alone[("test_stats_level", ())] == 4.5
+    # a supervisor (whose own instruments are empty) sums what each worker reports
+    worker = Stats().to_json()
+    supervisor = Stats()
+    supervisor.add_json(worker)
+    supervisor.add_json(worker)
+    summed = _samples(supervisor)
+    assert summed[("test_stats_audited_total", (("policy", "ns/a"),))] == 2 * 2 + 2
+    assert summed[("test_stats_level", ())] == 3 * 4.5
+
+
+def test_a_filter_cannot_take_a_sidecar_metric_name() -> None:
+    with pytest.raises(ValueError, match="sidecar's own metrics"):
+        metrics.counter("plait_requests_total", "clash")

@@ -104,6 +104,7 @@ def test_allow_deny_and_audit_by_principal(tmp_path: Path, pki: Pki, procs: list
         reason="no authorization policy allows",
     )
     assert no_allow == 2
+    assert metric(admin, "plait_authz_audit_total", policy="default/audit-reports") == 1
 
 
 def test_a_policy_for_other_labels_does_not_apply(
