@@ -58,7 +58,9 @@ def load_filter_types(*extra_plugins: object, entry_points: bool = True) -> Filt
     """Discover every filter type.
 
     Args:
-        extra_plugins: plugin objects/modules registered directly (tests, embedding).
+        extra_plugins: plugin objects/modules registered directly (tests, embedding);
+            one the entry points already loaded (an installed package's own module,
+            as its tests name it) counts once.
         entry_points: also load the ``plait.filters`` entry-point group.
 
     Returns:
@@ -71,7 +73,8 @@ def load_filter_types(*extra_plugins: object, entry_points: bool = True) -> Filt
     if entry_points:
         _load_entry_points(pm)
     for plugin in extra_plugins:
-        pm.register(plugin)
+        if not pm.is_registered(plugin):  # an installed package's module, named again
+            pm.register(plugin)
     registry = FilterTypes()
     pm.hook.plait_register_filters.call_historic(kwargs={"registry": registry})
     return registry

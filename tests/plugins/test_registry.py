@@ -1,0 +1,16 @@
+"""Filter discovery: entry points, and plugin modules named directly."""
+
+from __future__ import annotations
+
+import plait_example_filter  # installed in the test environment (tests/fixtures/thirdparty_filter)
+
+from plait.plugins import load_filter_types
+from plait.sdk.testing import check_filter
+
+
+def test_an_installed_package_named_again_by_its_own_tests_counts_once() -> None:
+    """A package's tests pass its module to ``load_filter_types`` while the same module is
+    installed under the entry-point group: one registration, not a clash."""
+    types = load_filter_types(plait_example_filter)
+    assert types.origin("example-stamp") == "plait_example_filter"
+    check_filter(types["example-stamp"], {"value": "v"})
