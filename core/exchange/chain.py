@@ -62,19 +62,24 @@ FilterFailureCounter = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class Hook:
+    """A hook a filter overrides. It is called on the instance (``instance.on_...``): a
+    native call through :class:`HttpFilter`'s vtable for a compiled filter, an ordinary
+    method call for any other; ``response`` says which phase's hook of the name."""
+
     index: int
-    fn: Callable[..., Any]
     is_async: bool
+    response: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Layer:
-    """An upstream layer: its policy hooks, or its ``around_upstream`` (the escape hatch)."""
+    """An upstream layer: which of its policy hooks it overrides, or that it has an
+    ``around_upstream`` (the escape hatch)."""
 
     index: int
-    before: Callable[..., Any] | None
-    after: Callable[..., Any] | None
-    around: Callable[..., Any] | None
+    before: bool
+    after: bool
+    around: bool
 
 
 def _implemented(cls: type, name: str) -> Callable[..., Any] | None:
@@ -93,26 +98,28 @@ class Chain:
         self.entries = tuple(entries)
         self._on_failure = on_failure
         self._makers = [e.spec.factory(e.config) for e in self.entries]
-        self._shared: list[object | None] = []
+        self._shared: list[HttpFilter | None] = []
         hooks: dict[str, list[Hook]] = {h: [] for h in HOOK_NAMES}
         layers: list[Layer] = []
         for i, entry in enumerate(self.entries):
             make = self._makers[i]
             cls = entry.spec.make if isinstance(entry.spec.make, type) else type(make())
+            if not issubclass(cls, HttpFilter):
+                raise TypeError(
+                    f"filter {entry.name}: {cls.__qualname__} does not subclass "
+                    "plait.sdk.HttpFilter (the filter contract)"
+                )
             self._shared.append(make() if entry.spec.stream_independent else None)
             found = {name: _implemented(cls, name) for name in HOOK_NAMES}
             for name, fn in found.items():
                 if fn is not None:
-                    hooks[name].append(Hook(i, fn, inspect.iscoroutinefunction(fn)))
-            before, after, around = (
-                found["before_try"],
-                found["after_try"],
-                found["around_upstream"],
-            )
-            if around is not None:
-                layers.append(Layer(i, None, None, around))
-            elif before is not None or after is not None:
-                layers.append(Layer(i, before, after, None))
+                    response = name.startswith("on_response")
+                    hooks[name].append(Hook(i, inspect.iscoroutinefunction(fn), response))
+            before, after = found["before_try"] is not None, found["after_try"] is not None
+            if found["around_upstream"] is not None:
+                layers.append(Layer(i, False, False, True))
+            elif before or after:
+                layers.append(Layer(i, before, after, False))
         self.request_headers = tuple(hooks["on_request_headers"])
         self.request_data = tuple(hooks["on_request_data"])
         self.request_trailers = tuple(hooks["on_request_trailers"])
@@ -122,7 +129,7 @@ class Chain:
         self.complete_hooks = tuple(hooks["on_stream_complete"])
         self.layers = tuple(layers)
         """The upstream layers, outermost first."""
-        self._all_shared: list[object] | None = (
+        self._all_shared: list[HttpFilter] | None = (
             [x for x in self._shared if x is not None]
             if all(e.spec.stream_independent for e in self.entries)
             else None
@@ -150,7 +157,7 @@ class ChainRun:
 
     __slots__ = ("_completed", "chain", "ctx", "instances", "skipped")
 
-    def __init__(self, chain: Chain, ctx: StreamContext, instances: list[object]) -> None:
+    def __init__(self, chain: Chain, ctx: StreamContext, instances: list[HttpFilter]) -> None:
         self.chain = chain
         self.ctx = ctx
         self.instances = instances
@@ -170,6 +177,7 @@ class ChainRun:
         """Walk head hooks (``chain.request_headers`` or ``response_headers``). A ``Buffer``
         does not stop the walk: the smallest limit asked is the outcome's ``buffer_limit``."""
         ctx, skipped = self.ctx, self.skipped
+        res: Any  # a result, or an async hook's awaitable
         for pos in range(start, len(hooks)):
             h = hooks[pos]
             if skipped is not None and h.index in skipped:
@@ -178,7 +186,11 @@ class ChainRun:
                 res, awaited = awaited, NOTHING
             else:
                 try:
-                    res = h.fn(self.instances[h.index], ctx, headers, end_stream)
+                    inst = self.instances[h.index]
+                    if h.response:
+                        res = inst.on_response_headers(ctx, headers, end_stream)
+                    else:
+                        res = inst.on_request_headers(ctx, headers, end_stream)
                 except Exception as exc:
                     res = Raised(exc)
                 else:
@@ -211,6 +223,7 @@ class ChainRun:
     ) -> PhaseOutcome | Suspended:
         """Walk data hooks ``start..stop`` (positions in the phase's order; -1: to the end)."""
         ctx, skipped = self.ctx, self.skipped
+        res: Any  # a result, or an async hook's awaitable
         for pos in range(start, len(hooks) if stop < 0 else stop):
             h = hooks[pos]
             if skipped is not None and h.index in skipped:
@@ -219,7 +232,11 @@ class ChainRun:
                 res, awaited = awaited, NOTHING
             else:
                 try:
-                    res = h.fn(self.instances[h.index], ctx, data, end_stream)
+                    inst = self.instances[h.index]
+                    if h.response:
+                        res = inst.on_response_data(ctx, data, end_stream)
+                    else:
+                        res = inst.on_request_data(ctx, data, end_stream)
                 except Exception as exc:
                     res = Raised(exc)
                 else:
@@ -249,6 +266,7 @@ class ChainRun:
         self, hooks: tuple[Hook, ...], trailers: Headers, start: int = 0, awaited: object = NOTHING
     ) -> PhaseOutcome | Suspended:
         """Walk trailer hooks; only a ``LocalReply`` (or a failure) changes anything."""
+        res: Any  # a result, or an async hook's awaitable
         for pos in range(start, len(hooks)):
             h = hooks[pos]
             if self.skipped is not None and h.index in self.skipped:
@@ -257,7 +275,11 @@ class ChainRun:
                 res, awaited = awaited, NOTHING
             else:
                 try:
-                    res = h.fn(self.instances[h.index], self.ctx, trailers)
+                    inst = self.instances[h.index]
+                    if h.response:
+                        res = inst.on_response_trailers(self.ctx, trailers)
+                    else:
+                        res = inst.on_request_trailers(self.ctx, trailers)
                 except Exception as exc:
                     res = Raised(exc)
                 else:
@@ -276,7 +298,7 @@ class ChainRun:
         self._completed = True
         for h in self.chain.complete_hooks:
             try:
-                h.fn(self.instances[h.index], self.ctx)
+                self.instances[h.index].on_stream_complete(self.ctx)
             except Exception as exc:
                 self.chain.failed(h.index, "on_stream_complete", exc)
 

@@ -96,12 +96,12 @@ class _Walk:
             if skipped is not None and layer.index in skipped:
                 pos += 1
                 continue
-            if layer.around is not None:
+            if layer.around:
                 break
             state: object = None
-            if layer.before is not None:
+            if layer.before:
                 try:
-                    state = layer.before(instances[layer.index], ctx, request)
+                    state = instances[layer.index].before_try(ctx, request)
                 except Exception as exc:
                     self.error = exc
                     break
@@ -140,8 +140,7 @@ class _Walk:
             i = 3 * pos
             tries: int = slots[i + 2] + 1
             slots[i + 2] = tries
-            after = layer.after
-            if after is None:
+            if not layer.after:
                 continue
             if outcome is None:
                 outcome = TryOutcome(self.response, self.error, slots[i], tries, self.deadline)
@@ -149,7 +148,7 @@ class _Walk:
                 outcome.response, outcome.error = self.response, self.error
                 outcome.state, outcome.tries = slots[i], tries
             try:
-                again: TryAgain | None = after(instances[layer.index], ctx, slots[i + 1], outcome)
+                again = instances[layer.index].after_try(ctx, slots[i + 1], outcome)
             except Exception as exc:
                 if abandoning:
                     log.exception("stream %s: layer failed on abandon", ctx.stream_id)
@@ -187,11 +186,11 @@ def tries(
             pos = walk.enter(request, pos)  # 1. enter
             while pos < len(layers) and walk.error is None:
                 layer = layers[pos]
-                if layer.around is not None:
+                if layer.around:
                     inner = _call_next(run, terminal, drive, deadline, pos + 1)
                     instance = run.instances[layer.index]
                     try:
-                        walk.response = yield layer.around(instance, walk.ctx, request, inner)
+                        walk.response = yield instance.around_upstream(walk.ctx, request, inner)
                     except Exception as exc:
                         walk.error = exc
                     break

@@ -250,3 +250,14 @@ async def test_an_async_hook_that_raises_is_contained_like_a_sync_one() -> None:
     chain = Chain([entry(AsyncBoom, fail=FailStrategy.FAIL_OPEN), entry(Recorder, ("r", log))])
     assert (await request_headers(chain.start(ctx()), Headers())).reply is None
     assert log == ["r.req"]  # the walk resumed after the failed async hook
+
+
+def test_a_filter_class_outside_the_contract_is_refused_when_the_chain_is_built() -> None:
+    class Duck:  # has a hook's name, but does not subclass HttpFilter
+        def on_request_headers(self, ctx: StreamContext, headers: Headers, end: bool) -> None:
+            return None
+
+    with pytest.raises(
+        TypeError, match=r"filter duck: .*Duck does not subclass plait.sdk.HttpFilter"
+    ):
+        Chain([entry(Duck, name="duck")])
