@@ -18,8 +18,8 @@ sidecar's client.
 from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, WILDCARD_TYPES
 
 from ._memory import MemorySource
-from ._server import DEFAULT_OPTIONS, AdsServer
 from ._peer import Peer, peer_of, spiffe_id_of
+from ._server import DEFAULT_OPTIONS, AdsServer
 from ._source import (
     Flavor,
     Message,

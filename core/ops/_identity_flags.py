@@ -57,8 +57,8 @@ def identity_refusal(args: argparse.Namespace) -> str | None:
     if args.xds_plaintext and not args.control_plane:
         return "--xds-plaintext goes with --control-plane (the control plane's plaintext port)"
     if plaintext and args.join_token:
-        return ("--xds-plaintext with --join-token: a sidecar with a mesh identity gets its "
-                "config from the TLS xDS port, with its certificate; drop --xds-plaintext")  # fmt: skip
+        return ("--xds-plaintext with --join-token: a sidecar with a mesh identity gets "
+                "its config from the TLS xDS port, with its certificate")  # fmt: skip
     if args.control_plane and not plaintext and not (args.join_token or args.identity_cert):
         return (
             "the control plane's TLS xDS port requires a client certificate: give --join-token "

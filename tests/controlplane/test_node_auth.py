@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -80,8 +79,8 @@ def _ask(
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
         req = discovery_pb2.DiscoveryRequest(type_url=type_url, node=node, resource_names=names)
         try:
-            return grpc.StatusCode.OK, next(iter(stub.StreamAggregatedResources(iter([req]),
-                                                                                timeout=5)))
+            responses = stub.StreamAggregatedResources(iter([req]), timeout=5)
+            return grpc.StatusCode.OK, next(iter(responses))
         except grpc.RpcError as exc:
             return exc.code(), exc.details()
 
