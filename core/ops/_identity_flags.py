@@ -13,7 +13,9 @@ requires a client certificate, the sidecar's identity (from the join token, or
 ``--identity-*`` files the control plane's CA issued): control-plane mode without one is
 refused at start unless ``--xds-plaintext`` says that ``--control-plane`` is the control
 plane's plaintext xDS port (``--xds-plaintext-port``), which needs no roots. A sidecar with a
-join token has a mesh identity and uses the TLS port: that combination is refused too.
+join token, or one registering a Workload with an identity from files, has a mesh identity
+and uses the TLS port: those combinations are refused too (the control plane would refuse
+the claim on its plaintext port).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ def identity_refusal(args: argparse.Namespace) -> str | None:
     if plaintext and args.join_token:
         return ("--xds-plaintext with --join-token: a sidecar with a mesh identity gets "
                 "its config from the TLS xDS port, with its certificate")  # fmt: skip
+    if plaintext and args.identity_cert and args.service:
+        return ("--xds-plaintext with --identity-* and --service: a Workload with a mesh "
+                "identity registers over the TLS xDS port, with its certificate")  # fmt: skip
     if args.control_plane and not plaintext and not (args.join_token or args.identity_cert):
         return (
             "the control plane's TLS xDS port requires a client certificate: give --join-token "
