@@ -18,7 +18,7 @@ sidecar's client.
 from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, WILDCARD_TYPES
 
 from ._memory import MemorySource
-from ._peer import Peer, peer_of, spiffe_id_of
+from ._peer import Peer
 from ._server import DEFAULT_OPTIONS, AdsServer
 from ._source import (
     Flavor,
@@ -50,6 +50,4 @@ __all__ = [
     "StreamInfo",
     "XdsObserver",
     "XdsSource",
-    "peer_of",
-    "spiffe_id_of",
 ]
