@@ -29,16 +29,17 @@ __all__ = [
 
 def start_control_plane(
     tmp: Path, *, data_dir: Path | None = None, api_port: int = 0, xds_port: int = 0,
-    extra: tuple[str, ...] = (), plaintext: bool = True,
+    extra: tuple[str, ...] = (), plaintext: bool = True, plaintext_port: int = 0,
 ) -> Proc:  # fmt: skip
     """``plait control-plane`` with its data under ``tmp`` (ports: ``extra["api"/"xds"]``, and
     ``extra["xds_plaintext"]``: the plaintext xDS port for sidecars without an identity,
-    always opened unless ``extra`` names one or ``plaintext=False``)."""
+    always opened (on ``plaintext_port``, 0: a free one; a restart passes the one it had)
+    unless ``extra`` names one or ``plaintext=False``)."""
     data_dir = data_dir or tmp / "cp-data"
     api_port = api_port or free_port()
     xds_port = xds_port or free_port()
     if plaintext and "--xds-plaintext-port" not in extra:
-        extra = (*extra, "--xds-plaintext-port", str(free_port()))
+        extra = (*extra, "--xds-plaintext-port", str(plaintext_port or free_port()))
     log = tmp / f"control-plane-{api_port}.log"
     cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info", "control-plane",
            "--data-dir", str(data_dir), "--api-port", str(api_port),
