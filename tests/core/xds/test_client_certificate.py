@@ -1,5 +1,6 @@
-"""The sidecar's xDS client presents its own certificate, and a renewed one from the next
-connection on: a real sidecar, a real control plane with 60 s certificates, real TLS.
+"""The sidecar's xDS client presents its own certificate (the agent's, renewed ones from the
+next connection on, or one from ``--identity-*`` files the CA issued): a real sidecar, a real
+control plane (60 s certificates for the renewal), real TLS.
 
 The control plane logs, for every stream, the SPIFFE ID and serial of the client
 certificate it verified; the sidecar's ``/certs`` shows the serial it holds.
@@ -7,6 +8,7 @@ certificate it verified; the sidecar's ``/certs`` shows the serial it holds.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from pathlib import Path
@@ -14,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import Proc, free_port, http_get
+from tests.support.ca import key_pem, make_csr
 from tests.support.controlplane import (
+    api_context,
     apply,
+    ca_bundle,
     config_dump,
     plait,
     start_control_plane,
@@ -82,6 +87,34 @@ def test_a_renewed_certificate_is_presented_on_the_next_connection(tmp_path: Pat
         wait_for(lambda: _seen(cp, "web-1") == [second], timeout=20)
         wait_for(lambda: config_dump(sidecar)["xds"]["connected"], timeout=10)
         assert second != first
+    finally:
+        if sidecar is not None:
+            sidecar.stop()
+        cp.stop()
+
+
+def test_a_certificate_from_files_the_ca_issued_is_presented_too(tmp_path: Path) -> None:
+    cp = start_control_plane(tmp_path)
+    sidecar = None
+    try:
+        apply(cp, tmp_path, MESH % (free_port(), free_port()))
+        token = plait(cp, "workload", "token", "-s", "web").stdout.strip()
+        key, csr = make_csr()
+        conn = http.client.HTTPSConnection("127.0.0.1", cp.extra["api"], timeout=10,
+                                           context=api_context(cp))  # fmt: skip
+        conn.request("POST", "/api/v1/certificates", json.dumps({"csr": csr, "token": token}),
+                     {"content-type": "application/json"})  # fmt: skip
+        issued = json.loads(conn.getresponse().read())
+        conn.close()
+        (tmp_path / "chain.pem").write_text(issued["chain"])
+        (tmp_path / "key.pem").write_bytes(key_pem(key))
+        sidecar = start_xds_sidecar(
+            tmp_path, cp, "web", "--ca-bundle", str(ca_bundle(cp)),
+            "--identity-cert", str(tmp_path / "chain.pem"), "--identity-key",
+            str(tmp_path / "key.pem"), "--trust-bundle", str(ca_bundle(cp)), node_id="web-files",
+        )  # fmt: skip
+        assert config_dump(sidecar)["xds"]["connected"] is True
+        assert _seen(cp, "web-files") == [issued["serial"]] == [_serial(sidecar)]
     finally:
         if sidecar is not None:
             sidecar.stop()
