@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,3 +174,28 @@ def test_the_plaintext_port_serves_only_nodes_that_claim_no_identity(cp: Proc) -
     code, why = _ask(plain, None, _node("plain-2", "default", account="web", identity="agent"))
     assert code == grpc.StatusCode.PERMISSION_DENIED and "TLS xDS port" in why
     assert _refusals(cp).get("xds_plaintext_identity", 0) >= 1
+
+
+def test_during_a_root_rotation_leaves_of_both_roots_are_accepted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    cp = start_control_plane(tmp_path_factory.mktemp("rotation"))
+    try:
+        old = _leaf(cp, "default", "web")
+        status = json.loads(plait(cp, "ca", "rotate", "-o", "json").stdout)
+        assert [r["role"] for r in status["roots"]] == ["current", "previous"]
+        new = _leaf(cp, "default", "web")
+        assert new[1] != old[1]
+        # The port takes the new bundle within a second (with its renewed certificate).
+        deadline = time.monotonic() + 10
+        while True:
+            results = [
+                _ask(_xds(cp), _tls(cp, pair), _node(f"web-{i}", "default", account="web"))[0]
+                for i, pair in enumerate((old, new))
+            ]
+            if results == [grpc.StatusCode.OK] * 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert results == [grpc.StatusCode.OK, grpc.StatusCode.OK]
+    finally:
+        cp.stop()
