@@ -80,6 +80,8 @@ class _Node:
     disconnected_at: float | None = None
     peer: str = ""
     flavor: str = ""
+    identity: str | None = None
+    """The SPIFFE ID its xDS client certificate was verified with (``None``: plaintext)."""
     acked: dict[str, str] = field(default_factory=dict)
     """type URL → the version the node last ACKed."""
     last_nack: dict[str, Any] | None = None
@@ -129,7 +131,7 @@ class Registry:
         node.streams += 1
         node.connected_since = node.connected_since or stream.connected_at
         node.disconnected_at = None
-        node.peer, node.flavor = stream.peer, stream.flavor
+        node.peer, node.flavor, node.identity = stream.peer, stream.flavor, stream.identity
         meta = stream.node.metadata.get("plait")
         if isinstance(meta, Mapping):
             node.sidecar = f"{meta.get('sidecar', '')}.{meta.get('namespace') or 'default'}"
@@ -297,6 +299,7 @@ class Registry:
             "connectedSince": node.connected_since,
             "disconnectedAt": node.disconnected_at,
             "peer": node.peer,
+            "identity": node.identity,
             "flavor": node.flavor,
             "ackedVersions": {short_name(t): v for t, v in node.acked.items()},
             # the sidecar's snapshot version (its /config_dump "version") once all four

@@ -241,6 +241,9 @@ async def test_a_sidecar_with_an_identity_registers_mutual_tls_in_the_trust_doma
             )
             stored = await cp.context.store.get(Key("Workload", "default", "web-0"))
             plain = await cp.context.store.get(Key("Workload", "default", "legacy-0"))
+            # the registry shows which certificate each node's stream was verified with
+            shown = cp.context.extras["registry"].status("default", "web-0")
+        assert shown is not None and shown["identity"] == "spiffe://corp.example/ns/default/sa/web"
         assert stored is not None and plain is not None
         assert stored.document["spec"]["tlsMode"] == "mutual"
         assert "tlsMode" not in plain.document["spec"]
