@@ -16,9 +16,11 @@ server, counted by reason in ``plait ca status``):
   the identity's service account (``xds_service_account_mismatch``); so a certificate for
   one workload buys neither another namespace's config nor a registration in another's
   name;
-* a node id belongs to the first identity that used it, for the life of the process
-  (``xds_node_taken``): the registry keys connections and registered Workloads by node id,
-  so another identity reusing it could take over that Workload's endpoint.
+* a node id belongs to the first identity that used it (``xds_node_taken``): the registry
+  keys connections and registered Workloads by node id, so another identity reusing it
+  could take over that Workload's endpoint. The binding lives in :attr:`NodeBinding.owners`;
+  at start the registry fills it from the stored Workloads registered over TLS (their
+  annotation ``plait.dev/registered-identity``), so a restart does not free those ids.
 
 Other clients with a certificate (a proxyless gRPC client, an Envoy) announce no plait
 metadata and get only what every node may read: API listeners by name and the trust bundle.

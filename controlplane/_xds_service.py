@@ -38,12 +38,18 @@ async def xds_service(
 ) -> None:
     opts = ctx.options
     source = MeshSource(ctx.store, ctx.filter_types, trust_domain=opts.trust_domain)
+    binding: NodeBinding | None = None
+    if ctx.api.ca is not None:
+        refusals = ctx.api.ca.service.refusals
+        binding = NodeBinding(opts.trust_domain, lambda reason: refusals.update((reason,)))
+        ctx.extras["node_binding"] = binding
     registry = Registry(
         ctx.store,
         ctx.api,
         grace=float(ctx.extras.get("workload_grace", 30.0)),
         health_interval=float(ctx.extras.get("health_interval", 5.0)),
         on_health=source.set_unhealthy,
+        owners=binding.owners if binding is not None else None,
     )
     served: MeshSource | TrustBundleSource = source
     if ctx.api.ca is not None:
@@ -53,11 +59,6 @@ async def xds_service(
             poll=float(ctx.extras.get("bundle_poll", DEFAULT_POLL)),
         )
     serving = ctx.extras.get("serving")
-    binding: NodeBinding | None = None
-    if ctx.api.ca is not None:
-        refusals = ctx.api.ca.service.refusals
-        binding = NodeBinding(opts.trust_domain, lambda reason: refusals.update((reason,)))
-        ctx.extras["node_binding"] = binding
     server = AdsServer(
         served,
         registry,
@@ -69,7 +70,7 @@ async def xds_service(
         await tg.start(source.run)
         if isinstance(served, TrustBundleSource):
             await tg.start(served.run)
-        tg.start_soon(registry.run)
+        await tg.start(registry.run)  # node ids bound before the first stream
         try:
             port = await tg.start(
                 partial(server.serve, plaintext_port=opts.xds_plaintext_port),

@@ -250,3 +250,37 @@ async def test_a_sidecar_with_an_identity_registers_mutual_tls_in_the_trust_doma
         # the caller expects the identity the CA issues: the control plane's trust domain
         assert web_facts == [{"identity": "spiffe://corp.example/ns/default/sa/web", "mtls": True}]
         assert legacy_facts[0].get("mtls") is None
+
+
+async def test_a_node_id_registered_over_tls_stays_its_identitys_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    mesh = (
+        doc("Service", "web", {"ports": [{"port": 8080}]}),
+        doc("Sidecar", "web", {"ingress": [{"port": {"number": 18001},
+                                            "defaultEndpoint": "127.0.0.1:9"}]}),
+    )  # fmt: skip
+    web = node("web-0", "web", service="web", serviceAccount="web", identity="agent")
+    async with control_plane(tmp_path) as cp:
+        await apply(cp, *mesh)
+        async with ads_stream(cp, web):
+            stored = await eventually(
+                lambda: cp.context.extras["registry"].status("default", "web-0")
+            )
+            with anyio.fail_after(5):
+                while (saved := await cp.context.store.get(Key("Workload", "default", "web-0"))) \
+                        is None:  # fmt: skip
+                    await anyio.sleep(0.02)
+        assert stored["identity"] == "spiffe://plait.local/ns/default/sa/web"
+        notes = saved.document["metadata"]["annotations"]
+        assert notes["plait.dev/registered-identity"] == "spiffe://plait.local/ns/default/sa/web"
+    # The same data directory, a new process: nobody else may take the node id.
+    async with control_plane(tmp_path) as cp:
+        impostor = node("web-0", "web", service="web", serviceAccount="payments")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async with ads_stream(cp, impostor):
+                pass
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "belongs to spiffe://plait.local/ns/default/sa/web" in str(refused.value.details())
+        async with ads_stream(cp, web):  # its owner comes back
+            pass
