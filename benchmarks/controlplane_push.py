@@ -8,7 +8,9 @@ scoped view, as ``plait sidecar --control-plane`` does) and ACK every response
 (:mod:`benchmarks.xds_fanout`). The trigger is the resource API request ``plait apply``
 sends (changing the route's weights); the figure is from sending it until each stream
 has received and ACKed the new config — what an operator waits for. It also reports
-the control plane's CPU time spent on the push and its RSS.
+the control plane's CPU time spent on the push and its RSS. The streams present a client
+certificate from the control plane's CA (one join token and CSR through its API), which its
+xDS port requires.
 
     .venv/bin/python -m benchmarks.controlplane_push --streams 1000
 """
@@ -76,6 +78,25 @@ def apply(api: int, token: str, text: str, tls: ssl.SSLContext) -> None:
         json.loads(r.read())
 
 
+def leaf(api: int, token: str, tls: ssl.SSLContext) -> tuple[bytes, bytes]:
+    """``(key PEM, chain PEM)`` of a certificate for ``default/bench`` from the CA's API."""
+    from tests.support.ca import key_pem, make_csr
+
+    def post(path: str, body: dict[str, object], auth: bool) -> dict[str, object]:
+        headers = {"content-type": "application/json"}
+        if auth:
+            headers["authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"https://127.0.0.1:{api}{path}", method="POST",
+                                     data=json.dumps(body).encode(), headers=headers)  # fmt: skip
+        with urllib.request.urlopen(req, timeout=60, context=tls) as r:
+            return dict(json.loads(r.read()))
+
+    join = post("/api/v1/tokens", {"namespace": "default", "serviceAccount": "bench"}, True)
+    key, csr = make_csr()
+    issued = post("/api/v1/certificates", {"csr": csr, "token": join["token"]}, False)
+    return key_pem(key), str(issued["chain"]).encode()
+
+
 def proc_stat(pid: int) -> tuple[float, int]:
     """(CPU seconds, RSS bytes) of ``pid``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -99,6 +120,8 @@ async def main_async(args: argparse.Namespace) -> None:
             roots = (data / "ca-bundle.pem").read_bytes()
             tls = ssl.create_default_context(cadata=roots.decode())
             apply(api, token, mesh(args.services, 90, 10), tls)
+            key, chain = leaf(api, token, tls)
+            creds = grpc.ssl_channel_credentials(roots, private_key=key, certificate_chain=chain)
             meta = struct_pb2.Struct()
             json_format.ParseDict({"plait": {"sidecar": "bench", "namespace": "default"}}, meta)
             clusters = [f"svc-{i}.default:8080" for i in range(args.services)]
@@ -113,7 +136,7 @@ async def main_async(args: argparse.Namespace) -> None:
             result = await run(f"127.0.0.1:{xds}", args.streams, trigger,
                                streams_per_channel=args.per_channel, eds=clusters,
                                rds=clusters, node_metadata=meta,
-                               credentials=grpc.ssl_channel_credentials(roots))  # fmt: skip
+                               credentials=creds)  # fmt: skip
             after = proc_stat(cp.pid)
             print(
                 f"control plane: {args.services} services, {args.streams} sidecar streams "

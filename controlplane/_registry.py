@@ -26,7 +26,9 @@ holds across a control-plane restart: at start the registry adopts every
 stored Workload it registered (annotation ``plait.dev/registered-by``) whose
 sidecar has not connected yet, as disconnected at that moment, so a sidecar
 that went away while the control plane was down loses its Workload one grace
-period after the start, and ``plait check`` shows it disconnected meanwhile.
+period after the start, and ``plait check`` shows it disconnected meanwhile. A Workload
+registered over the TLS xDS port records the SPIFFE ID it was registered with; adopting
+it binds its node id to that identity again (``owners``, ``_node_auth.py``).
 
 ACKs and NACKs are kept per node and type: ``plait get workloads`` shows the version
 each sidecar runs and its last NACK with the reason, until a later ACK of the
@@ -49,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
+import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from plait.core.xds.wire import ORDER, combined_version, short_name
@@ -58,6 +61,7 @@ from ._health import HealthChecks
 from ._workloads import (
     REGISTERED,
     registered_by,
+    registered_identity,
     workload_document,
     workload_name,
     workload_targets,
@@ -80,6 +84,8 @@ class _Node:
     disconnected_at: float | None = None
     peer: str = ""
     flavor: str = ""
+    identity: str | None = None
+    """The SPIFFE ID its xDS client certificate was verified with (``None``: plaintext)."""
     acked: dict[str, str] = field(default_factory=dict)
     """type URL → the version the node last ACKed."""
     last_nack: dict[str, Any] | None = None
@@ -106,8 +112,11 @@ class Registry:
         health_interval: float = 5.0,
         unhealthy_after: int = 3,
         on_health: Callable[[frozenset[str]], Awaitable[None]] | None = None,
+        owners: dict[str, str] | None = None,
     ) -> None:
         self.store = store
+        self.owners = owners
+        """node id → SPIFFE ID (``NodeBinding.owners``), filled from stored Workloads at start."""
         self.writer = writer
         self.grace = grace
         self.health_interval = health_interval
@@ -129,7 +138,7 @@ class Registry:
         node.streams += 1
         node.connected_since = node.connected_since or stream.connected_at
         node.disconnected_at = None
-        node.peer, node.flavor = stream.peer, stream.flavor
+        node.peer, node.flavor, node.identity = stream.peer, stream.flavor, stream.identity
         meta = stream.node.metadata.get("plait")
         if isinstance(meta, Mapping):
             node.sidecar = f"{meta.get('sidecar', '')}.{meta.get('namespace') or 'default'}"
@@ -167,8 +176,12 @@ class Registry:
 
     # -- the store side ---------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Adopt the stored registrations (then report started), and run until cancelled."""
         await self._adopt()
+        task_status.started()
         async with self._send, self._recv, anyio.create_task_group() as tg:
             tg.start_soon(self._sweep)
             if self.health_interval > 0:
@@ -186,6 +199,9 @@ class Registry:
             node_id = registered_by(r.document)
             if node_id is None:
                 continue
+            identity = registered_identity(r.document)
+            if identity is not None and self.owners is not None:
+                self.owners.setdefault(node_id, identity)
             node = self.nodes.get(node_id)
             if node is None:
                 node = self.nodes[node_id] = _Node(node_id, disconnected_at=now)
@@ -200,7 +216,7 @@ class Registry:
         if node is None:
             return
         try:
-            doc = await workload_document(self.store, node_id, meta)
+            doc = await workload_document(self.store, node_id, meta, node.identity)
             await self.writer.write(doc, f"registration of {node_id}")
             node.workload = Key("Workload", doc["metadata"]["namespace"], doc["metadata"]["name"])
             node.error = None
@@ -297,6 +313,7 @@ class Registry:
             "connectedSince": node.connected_since,
             "disconnectedAt": node.disconnected_at,
             "peer": node.peer,
+            "identity": node.identity,
             "flavor": node.flavor,
             "ackedVersions": {short_name(t): v for t, v in node.acked.items()},
             # the sidecar's snapshot version (its /config_dump "version") once all four

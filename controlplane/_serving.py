@@ -9,9 +9,14 @@ ordinary TLS clients verify the host name as well. It keeps one
 ``sni_callback`` that moves each handshake onto the current one (as the sidecar's
 ``CertStore.listener_context`` does), so a renewal applies to the next connection and
 open ones finish on the old certificate. xDS gets ``grpc.dynamic_ssl_server_credentials``
-whose fetcher hands grpc the new pair once per renewal. Client certificates are neither
-required nor requested on either port (gRPC does not request one when it is optional): a
-sidecar bootstrapping with a join token has none yet.
+whose fetcher hands grpc the new pair, and the CA's current roots, once per renewal (a root
+rotation renews at once, so both roots verify clients while it lasts). The xDS port
+requires a client certificate that verifies against those roots: a sidecar gets its first
+certificate from the API (join token and CSR) before it opens xDS, and the node it may be is
+bound to that certificate's identity (``_node_auth.py``); clients without a certificate use
+the plaintext port, when one is asked for (``--xds-plaintext-port``). The API requests no
+client certificate: a bootstrapping sidecar has none yet, and the admin token or the join
+token authenticates its requests.
 
 :meth:`run` renews at half of the lifetime, and at once (checked every second) when the
 CA's roots change: a root rotation starts or ends. Every certificate comes from the
@@ -126,10 +131,11 @@ class ServingIdentity:
         sslobj.context = self._context
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
-        """xDS server credentials that follow renewals (client certificates optional)."""
+        """xDS server credentials that follow renewals and require a client certificate that
+        verifies against the CA's current roots."""
         self._grpc_sent = self._grpc_version
         return grpc.dynamic_ssl_server_credentials(
-            self._grpc_config(), self._fetch, require_client_authentication=False
+            self._grpc_config(), self._fetch, require_client_authentication=True
         )
 
     def _grpc_config(self) -> Any:

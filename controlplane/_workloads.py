@@ -24,7 +24,9 @@ from .store import Key, Store, StoredResource
 __all__ = [
     "IDENTITY_SOURCES",
     "REGISTERED",
+    "REGISTERED_IDENTITY",
     "registered_by",
+    "registered_identity",
     "workload_document",
     "workload_name",
     "workload_targets",
@@ -32,6 +34,10 @@ __all__ = [
 
 REGISTERED = "plait.dev/registered-by"
 """Annotation on the Workloads the registry wrote (value: the node id)."""
+REGISTERED_IDENTITY = "plait.dev/registered-identity"
+"""Annotation on the Workloads registered over the TLS xDS port: the SPIFFE ID of the
+certificate the node's stream was verified with (the node id stays that identity's across a
+control-plane restart, ``_node_auth.py``)."""
 IDENTITY_SOURCES = ("agent", "files")
 """Where a sidecar's identity comes from (node metadata ``workload.identity``)."""
 _INVALID = re.compile(r"[^a-z0-9.-]+")
@@ -43,7 +49,9 @@ def workload_name(node_id: str) -> str:
     return name or "node"
 
 
-async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+async def workload_document(
+    store: Store, node_id: str, meta: Mapping[str, Any], identity: str | None = None
+) -> dict[str, Any]:
     wl = meta["workload"]
     namespace = str(meta.get("namespace") or "default")
     service = str(wl.get("service", ""))
@@ -84,13 +92,16 @@ async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any])
         spec["tlsMode"] = "mutual"
     if wl.get("labels"):
         spec["labels"] = {str(k): str(v) for k, v in dict(wl["labels"]).items()}
+    annotations = {REGISTERED: node_id}
+    if identity is not None:
+        annotations[REGISTERED_IDENTITY] = identity
     return {
         "apiVersion": "plait.dev/v1alpha1",
         "kind": "Workload",
         "metadata": {
             "name": workload_name(node_id),
             "namespace": namespace,
-            "annotations": {REGISTERED: node_id},
+            "annotations": annotations,
         },
         "spec": spec,
     }
@@ -98,10 +109,19 @@ async def workload_document(store: Store, node_id: str, meta: Mapping[str, Any])
 
 def registered_by(doc: Mapping[str, Any]) -> str | None:
     """The node id that registered a stored Workload, ``None`` for a hand-applied one."""
+    return _annotation(doc, REGISTERED)
+
+
+def registered_identity(doc: Mapping[str, Any]) -> str | None:
+    """The SPIFFE ID that registered a stored Workload over TLS, else ``None``."""
+    return _annotation(doc, REGISTERED_IDENTITY)
+
+
+def _annotation(doc: Mapping[str, Any], name: str) -> str | None:
     meta = doc.get("metadata")
     notes = meta.get("annotations") if isinstance(meta, Mapping) else None
-    node = notes.get(REGISTERED) if isinstance(notes, Mapping) else None
-    return node if isinstance(node, str) and node else None
+    value = notes.get(name) if isinstance(notes, Mapping) else None
+    return value if isinstance(value, str) and value else None
 
 
 def workload_targets(

@@ -155,7 +155,7 @@ def _wait_api(data: Path, procs: list[subprocess.Popen[bytes]]) -> None:
 def _run(data: Path, requests: int, keep_running: bool) -> None:
     with apps(), _processes(data) as (procs, log):
         _wait_api(data, procs)
-        print(f"control plane: API https://127.0.0.1:{API}, xDS 127.0.0.1:{XDS} (TLS)\n")
+        print(f"control plane: API https://127.0.0.1:{API}, xDS 127.0.0.1:{XDS} (mutual TLS)\n")
         mesh = data / "mesh.yaml"
         mesh.write_text(_with_access_logs(EXAMPLE.read_text(), data))
         print(f"$ plait apply -f mesh.yaml   ({EXAMPLE.relative_to(EXAMPLE.parents[2])}, "

@@ -9,7 +9,8 @@ node-agnostic source for tests, benchmarks and static setups. Use inside a task 
 
 Layout: ``_source`` (the interface to the rest of the control plane), ``_content`` (content
 hash versions, encoding once per resource), ``_machine`` / ``_sotw`` / ``_delta`` (sans-I/O
-per-stream protocol state), ``_stream`` (one stream's tasks), ``_server`` (gRPC server and the
+per-stream protocol state), ``_peer`` (the transport and verified client certificate of a
+stream), ``_stream`` (one stream's tasks), ``_server`` (gRPC server and the
 debounced fan-out). The type URLs live in :mod:`plait.core.xds.wire`, shared with the
 sidecar's client.
 """
@@ -17,8 +18,18 @@ sidecar's client.
 from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, WILDCARD_TYPES
 
 from ._memory import MemorySource
+from ._peer import Peer
 from ._server import DEFAULT_OPTIONS, AdsServer
-from ._source import Flavor, Message, NodeInfo, NullObserver, StreamInfo, XdsObserver, XdsSource
+from ._source import (
+    Flavor,
+    Message,
+    NodeAuthorizer,
+    NodeInfo,
+    NullObserver,
+    StreamInfo,
+    XdsObserver,
+    XdsSource,
+)
 
 __all__ = [
     "CLUSTER",
@@ -32,8 +43,10 @@ __all__ = [
     "Flavor",
     "MemorySource",
     "Message",
+    "NodeAuthorizer",
     "NodeInfo",
     "NullObserver",
+    "Peer",
     "StreamInfo",
     "XdsObserver",
     "XdsSource",

@@ -44,7 +44,7 @@ from ._content import Encoder
 from ._delta import DeltaMachine
 from ._machine import Machine
 from ._sotw import SotwMachine
-from ._source import Flavor, NullObserver, XdsObserver, XdsSource
+from ._source import Flavor, NodeAuthorizer, NullObserver, XdsObserver, XdsSource
 from ._stream import Changes, StreamHandler
 
 logger = logging.getLogger("plait.controlplane.xds")
@@ -95,6 +95,8 @@ class AdsServer:
         debounce: Seconds to collect further changes after one before pushing.
         credentials: TLS credentials for the port (``grpc.ssl_server_credentials``); plain
             text if ``None``.
+        authorizer: Decides whether a stream's peer may be the node it announces (default:
+            every peer may be any node).
         options: grpc channel options (default :data:`DEFAULT_OPTIONS`).
         stop_grace: Seconds in-flight streams get when the server stops.
     """
@@ -106,6 +108,7 @@ class AdsServer:
         *,
         debounce: float = 0.1,
         credentials: grpc.ServerCredentials | None = None,
+        authorizer: NodeAuthorizer | None = None,
         options: Sequence[tuple[str, Any]] = DEFAULT_OPTIONS,
         stop_grace: float = 1.0,
     ) -> None:
@@ -113,6 +116,7 @@ class AdsServer:
         self._observer: XdsObserver = observer if observer is not None else NullObserver()
         self._debounce = debounce
         self._credentials = credentials
+        self._authorizer = authorizer
         self._options = list(options)
         self._stop_grace = stop_grace
         self._encoder = Encoder()
@@ -180,5 +184,6 @@ class AdsServer:
             source=self._source,
             observer=self._observer,
             changes=self._changes,
+            authorizer=self._authorizer,
         )
         await handler.run()

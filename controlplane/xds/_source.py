@@ -4,7 +4,9 @@ The server owns the xDS protocol (streams, nonces, versions, ACK/NACK, debouncin
 nothing about resources. What each node sees comes from an :class:`XdsSource` (the store, the
 service registry and the translator behind one object), and what happens on each stream is
 reported to an :class:`XdsObserver` (the registry, which shows connected sidecars and the
-version each one runs).
+version each one runs). Before a stream is served, an optional :class:`NodeAuthorizer` decides
+whether its peer (:class:`~._peer.Peer`: the transport and the verified client certificate)
+may be the node it announces.
 
 Contract of a source:
 
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from google.protobuf import json_format  # type: ignore[import-untyped]
+
+from ._peer import Peer
 
 Message = Any
 """A protobuf message (``google.protobuf.message.Message``; protobuf ships no type hints)."""
@@ -71,6 +75,8 @@ class StreamInfo:
     peer: str  # grpc's ``context.peer()``, e.g. "ipv4:127.0.0.1:53412"
     flavor: Flavor
     connected_at: float  # time.time() of the first request
+    identity: str | None = None
+    """The SPIFFE ID of the verified client certificate (``None``: plaintext port)."""
 
 
 class XdsSource(Protocol):
@@ -116,6 +122,15 @@ class XdsObserver(Protocol):
 
     def disconnected(self, stream: StreamInfo) -> None:
         """The stream ended, whatever the reason; called exactly once after ``connected``."""
+
+
+class NodeAuthorizer(Protocol):
+    """Decides whether a peer may be the node it announces (the first request's ``node``)."""
+
+    def authorize(self, node: NodeInfo, peer: Peer) -> str | None:
+        """``None`` to serve the stream, else why not: it ends with ``PERMISSION_DENIED`` and
+        that message. Called once per stream, before anything is served."""
+        ...
 
 
 class NullObserver:

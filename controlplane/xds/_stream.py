@@ -4,8 +4,12 @@ Theory of operation. grpc.aio runs each RPC's handler in its own task; the handl
 (:meth:`StreamHandler.run`) owns everything the stream does:
 
 1. It reads the first request; without a ``node`` (with an ``id``) the stream fails with
-   ``INVALID_ARGUMENT``. Otherwise the observer hears ``connected``, and ``disconnected`` in a
-   ``finally`` however the stream ends (client gone, error, server stop).
+   ``INVALID_ARGUMENT``. The server's :class:`NodeAuthorizer`, if it has one, then decides
+   whether the peer (its verified client certificate, or the plaintext port) may be that
+   node; a refusal ends the stream with ``PERMISSION_DENIED`` and the authorizer's reason
+   before anything is served or reported. Otherwise the observer hears ``connected``, and
+   ``disconnected`` in a ``finally`` however the stream ends (client gone, error, server
+   stop).
 2. A task group runs two tasks until the client half-closes or the RPC is cancelled:
    the reader (requests → machine → observer, and an answer when the outcome calls for one)
    and the watcher (each published control-plane revision → recompute every subscribed type
@@ -33,7 +37,16 @@ import grpc
 from plait.core.xds.wire import CLUSTER, ENDPOINT
 
 from ._machine import Machine, Outcome
-from ._source import Flavor, Message, NodeInfo, StreamInfo, XdsObserver, XdsSource
+from ._peer import peer_of
+from ._source import (
+    Flavor,
+    Message,
+    NodeAuthorizer,
+    NodeInfo,
+    StreamInfo,
+    XdsObserver,
+    XdsSource,
+)
 
 logger = logging.getLogger("plait.controlplane.xds")
 
@@ -71,6 +84,7 @@ class StreamHandler:
         source: XdsSource,
         observer: XdsObserver,
         changes: Changes,
+        authorizer: NodeAuthorizer | None = None,
     ) -> None:
         self._id = stream_id
         self._flavor: Flavor = flavor
@@ -79,6 +93,7 @@ class StreamHandler:
         self._source = source
         self._observer = observer
         self._changes = changes
+        self._authorizer = authorizer
         self._lock = anyio.Lock()
         self._node: NodeInfo | None = None
 
@@ -95,15 +110,25 @@ class StreamHandler:
                 "the first request of an ADS stream must carry node, with node.id set",
             )
         self._node = NodeInfo.from_proto(first.node)
+        peer = peer_of(self._context)
+        if self._authorizer is not None:
+            refusal = self._authorizer.authorize(self._node, peer)
+            if refusal is not None:
+                logger.warning("xds stream %d from %s (%s): node %s refused: %s", self._id,
+                               self._context.peer(), peer.describe(), self._node.id,
+                               refusal)  # fmt: skip
+                await self._context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         info = StreamInfo(
             stream_id=self._id,
             node=self._node,
             peer=self._context.peer(),
             flavor=self._flavor,
             connected_at=time.time(),
+            identity=peer.spiffe_id,
         )
-        logger.info("xds stream %d: %s connected from %s (%s)",
-                    self._id, self._node.id, info.peer, self._flavor)  # fmt: skip
+        logger.info("xds stream %d: %s connected from %s (%s; %s)",
+                    self._id, self._node.id, info.peer, self._flavor,
+                    peer.describe())  # fmt: skip
         self._notify(self._observer.connected, info)
         try:
             await self._handle(info, first)

@@ -8,7 +8,14 @@ cannot be shared by ``--workers`` processes: that combination is refused.
 
 The control plane's ports are TLS: ``--ca-bundle FILE`` (``$PLAIT_CA_BUNDLE``) gives the
 roots that verify it, else the join token's pin does (``core/identity/bootstrap.py``);
-control-plane mode or a join token without either is refused at start.
+control-plane mode or a join token without either is refused at start. Its TLS xDS port
+requires a client certificate, the sidecar's identity (from the join token, or
+``--identity-*`` files the control plane's CA issued): control-plane mode without one is
+refused at start unless ``--xds-plaintext`` says that ``--control-plane`` is the control
+plane's plaintext xDS port (``--xds-plaintext-port``), which needs no roots. A sidecar with a
+join token, or one registering a Workload with an identity from files, has a mesh identity
+and uses the TLS port: those combinations are refused too (the control plane would refuse
+the claim on its plaintext port).
 """
 
 from __future__ import annotations
@@ -48,7 +55,22 @@ def identity_refusal(args: argparse.Namespace) -> str | None:
                 "sources of one identity: give one of them")  # fmt: skip
     if args.join_token and not (args.ca_server or args.control_plane):
         return "--join-token needs --ca-server URL (or --control-plane)"
-    if (args.join_token or args.control_plane) and not args.ca_bundle:
+    plaintext = bool(args.control_plane and args.xds_plaintext)
+    if args.xds_plaintext and not args.control_plane:
+        return "--xds-plaintext goes with --control-plane (the control plane's plaintext port)"
+    if plaintext and args.join_token:
+        return ("--xds-plaintext with --join-token: a sidecar with a mesh identity gets "
+                "its config from the TLS xDS port, with its certificate")  # fmt: skip
+    if plaintext and args.identity_cert and args.service:
+        return ("--xds-plaintext with --identity-* and --service: a Workload with a mesh "
+                "identity registers over the TLS xDS port, with its certificate")  # fmt: skip
+    if args.control_plane and not plaintext and not (args.join_token or args.identity_cert):
+        return (
+            "the control plane's TLS xDS port requires a client certificate: give --join-token "
+            "(from `plait workload token`), or --xds-plaintext with the address of its "
+            "plaintext xDS port (plait control-plane --xds-plaintext-port PORT)"
+        )
+    if (args.join_token or (args.control_plane and not plaintext)) and not args.ca_bundle:
         from ..identity.bootstrap import token_pin
 
         if not (args.join_token and token_pin(args.join_token)):
@@ -60,8 +82,9 @@ def identity_refusal(args: argparse.Namespace) -> str | None:
 
 
 def control_plane_trust(args: argparse.Namespace) -> ControlPlaneTrust | None:
-    """What verifies the control plane: ``--ca-bundle``, else the join token's pin."""
-    if not (args.join_token or args.control_plane):
+    """What verifies the control plane: ``--ca-bundle``, else the join token's pin (``None``:
+    no TLS to it, no join token and ``--xds-plaintext``)."""
+    if not (args.join_token or (args.control_plane and not args.xds_plaintext)):
         return None
     from pathlib import Path
 

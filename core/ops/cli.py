@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     x = s.add_argument_group("control-plane mode (config over xDS instead of --config)")
     x.add_argument("--control-plane", metavar="HOST:PORT", help="the control plane's xDS address")
     x.add_argument("--node-id", help="this sidecar's xDS node id (default SIDECAR-HOST-ADMINPORT)")
+    x.add_argument("--xds-plaintext", action="store_true",
+                   help="--control-plane is its plaintext xDS port (--xds-plaintext-port): "
+                   "for a sidecar without a mesh identity (the TLS port requires one)")  # fmt: skip
     x.add_argument(
         "--state-dir", help="where the last good config is kept (default $PLAIT_DATA_DIR/sidecar)"
     )

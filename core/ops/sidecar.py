@@ -138,8 +138,9 @@ class Sidecar:
             tg.start_soon(self._signals)
             trust = self.opts.control_plane_trust
             if self.xds is not None and trust is not None:
-                agent_id = self.runtime.identity if self.opts.identity_agent else None
-                self.xds.use_tls(trust, agent_id)
+                # the TLS xDS port requires the sidecar's certificate (agent's or files')
+                own = self.opts.identity_agent or self.opts.identity_files
+                self.xds.use_tls(trust, self.runtime.identity if own else None)
             if self.opts.identity_agent is not None:
                 from ..identity.agent import IdentityAgent
 

@@ -10,7 +10,10 @@ sidecar's atomic swap, which also binds new listeners. Whatever ``install``
 or the decoder refuses is NACKed with the reason, and the previous snapshot
 keeps serving.
 
-A sidecar whose identity comes from the control plane's CA also follows the trust bundle
+Over TLS (:meth:`XdsMode.use_tls`) the client presents the sidecar's current certificate on
+every new connection: the control plane's TLS xDS port requires it and serves the node only
+what that identity may see. A sidecar whose identity comes from the control plane's CA also
+follows the trust bundle
 (:meth:`XdsMode.follow_trust_bundle`): the client subscribes to the SDS Secret ``ROOTCA``
 and each new bundle goes to the :class:`CertStore` (:meth:`CertStore.update_bundle`),
 keeping the leaf; ``/config_dump`` shows the bundle's SDS version and root fingerprints.
@@ -82,8 +85,11 @@ class XdsMode:
 
     def use_tls(self, trust: ControlPlaneTrust, identity: CertStore | None) -> None:
         """Connect over TLS, verifying the control plane with ``trust``; with ``identity``
-        (a certificate from the control plane's CA) wait for the first certificate and
-        offer the current one on every connection (sent when the server asks for it)."""
+        (the agent's certificate from the control plane's CA, or ``--identity-*`` files)
+        wait for the first certificate and present the current one as the client
+        certificate of every new connection: the TLS xDS port requires one and binds the
+        node to its SPIFFE ID. A renewed certificate is used from the next connection on;
+        an open stream keeps the connection it has."""
 
         async def credentials() -> grpc.ChannelCredentials:
             await trust.resolve()

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import grpc
 import pytest
+from cryptography import x509
 from envoy.config.core.v3 import base_pb2  # type: ignore[import-untyped]
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2  # type: ignore[import-untyped]
 from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyped]
@@ -27,6 +28,7 @@ from plait.controlplane._xds_service import xds_service
 from plait.controlplane.server import ControlPlaneOptions, RunningControlPlane, run_control_plane
 from plait.controlplane.store import Key
 from plait.controlplane.xds import CLUSTER, ENDPOINT, LISTENER, ROUTE, NodeInfo
+from tests.support.ca import key_pem, make_csr
 
 pytestmark = pytest.mark.anyio
 
@@ -65,6 +67,19 @@ def node(node_id: str, sidecar: str | None = None, **workload: Any) -> NodeInfo:
     return NodeInfo(id=node_id, metadata_json=json.dumps(meta, sort_keys=True), metadata=meta)
 
 
+def certificate(cp: RunningControlPlane, info: NodeInfo) -> tuple[bytes, bytes]:
+    """``(key PEM, chain PEM)`` from the control plane's CA for the identity ``info`` may be:
+    its namespace and its Workload's service account (the xDS port requires it)."""
+    plait_meta = info.metadata.get("plait") or {}
+    account = (plait_meta.get("workload") or {}).get("serviceAccount") or "default"
+    service = cp.context.api.ca.service  # type: ignore[union-attr]
+    spiffe_id = f"spiffe://{service.ca.trust_domain}/ns/default/sa/{account}"
+    key, csr_pem = make_csr()
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    issued = service.ca.issue(csr, spiffe_id, service.leaf_ttl, counted=False)
+    return key_pem(key), bytes(issued.chain_pem)
+
+
 @asynccontextmanager
 async def ads_stream(cp: RunningControlPlane, info: NodeInfo) -> AsyncIterator[None]:
     """An ADS stream that announces ``info`` and stays open."""
@@ -73,7 +88,10 @@ async def ads_stream(cp: RunningControlPlane, info: NodeInfo) -> AsyncIterator[N
     proto = base_pb2.Node(id=info.id, metadata=metadata)
     port = cp.context.extras["xds_port"]
     assert cp.ca_bundle is not None
-    tls = grpc.ssl_channel_credentials(root_certificates=cp.ca_bundle.read_bytes())
+    key, chain = certificate(cp, info)
+    tls = grpc.ssl_channel_credentials(
+        root_certificates=cp.ca_bundle.read_bytes(), private_key=key, certificate_chain=chain
+    )
     async with grpc.aio.secure_channel(f"127.0.0.1:{port}", tls) as channel:
         call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
         await call.write(discovery_pb2.DiscoveryRequest(type_url=CLUSTER, node=proto))
@@ -223,9 +241,46 @@ async def test_a_sidecar_with_an_identity_registers_mutual_tls_in_the_trust_doma
             )
             stored = await cp.context.store.get(Key("Workload", "default", "web-0"))
             plain = await cp.context.store.get(Key("Workload", "default", "legacy-0"))
+            # the registry shows which certificate each node's stream was verified with
+            shown = cp.context.extras["registry"].status("default", "web-0")
+        assert shown is not None and shown["identity"] == "spiffe://corp.example/ns/default/sa/web"
         assert stored is not None and plain is not None
         assert stored.document["spec"]["tlsMode"] == "mutual"
         assert "tlsMode" not in plain.document["spec"]
         # the caller expects the identity the CA issues: the control plane's trust domain
         assert web_facts == [{"identity": "spiffe://corp.example/ns/default/sa/web", "mtls": True}]
         assert legacy_facts[0].get("mtls") is None
+
+
+async def test_a_node_id_registered_over_tls_stays_its_identitys_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    mesh = (
+        doc("Service", "web", {"ports": [{"port": 8080}]}),
+        doc("Sidecar", "web", {"ingress": [{"port": {"number": 18001},
+                                            "defaultEndpoint": "127.0.0.1:9"}]}),
+    )  # fmt: skip
+    web = node("web-0", "web", service="web", serviceAccount="web", identity="agent")
+    async with control_plane(tmp_path) as cp:
+        await apply(cp, *mesh)
+        async with ads_stream(cp, web):
+            stored = await eventually(
+                lambda: cp.context.extras["registry"].status("default", "web-0")
+            )
+            with anyio.fail_after(5):
+                while (saved := await cp.context.store.get(Key("Workload", "default", "web-0"))) \
+                        is None:  # fmt: skip
+                    await anyio.sleep(0.02)
+        assert stored["identity"] == "spiffe://plait.local/ns/default/sa/web"
+        notes = saved.document["metadata"]["annotations"]
+        assert notes["plait.dev/registered-identity"] == "spiffe://plait.local/ns/default/sa/web"
+    # The same data directory, a new process: nobody else may take the node id.
+    async with control_plane(tmp_path) as cp:
+        impostor = node("web-0", "web", service="web", serviceAccount="payments")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async with ads_stream(cp, impostor):
+                pass
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "belongs to spiffe://plait.local/ns/default/sa/web" in str(refused.value.details())
+        async with ads_stream(cp, web):  # its owner comes back
+            pass

@@ -256,7 +256,8 @@ def test_static_stability_control_plane_down_under_load_then_back(
         cp.stop(signal.SIGKILL)
         time.sleep(30)
         assert not config_dump(sidecar)["xds"]["connected"]
-        cp = start_control_plane(tmp_path, data_dir=data_dir, api_port=api, xds_port=xds)
+        cp = start_control_plane(tmp_path, data_dir=data_dir, api_port=api, xds_port=xds,
+                                 plaintext_port=cp.extra["xds_plaintext"])  # fmt: skip
         procs.append(cp)
         wait_for(lambda: config_dump(sidecar)["xds"]["connected"], timeout=40)
     assert load.failures == [], load.failures[:5]

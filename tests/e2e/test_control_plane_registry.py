@@ -73,7 +73,8 @@ def test_a_workload_orphaned_while_the_control_plane_was_down_goes_after_the_gra
     data, api, xds = cp.config, cp.extra["api"], cp.extra["xds"]
     cp.stop(signal.SIGTERM)
     gone.stop()
-    cp = start_control_plane(tmp_path, data_dir=data, api_port=api, xds_port=xds, extra=grace)
+    cp = start_control_plane(tmp_path, data_dir=data, api_port=api, xds_port=xds, extra=grace,
+                             plaintext_port=cp.extra["xds_plaintext"])  # fmt: skip
     procs.append(cp)
     status = _workloads(cp)["web-gone"]
     assert status is not None and status["connected"] is False, status

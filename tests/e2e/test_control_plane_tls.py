@@ -12,6 +12,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -128,8 +129,17 @@ def test_a_sidecar_pinned_to_another_ca_gets_no_config(
 ) -> None:
     a, b = two
     apply(a, tmp_path, MESH % (free_port(), free_port()))
-    wrong = start_xds_sidecar(tmp_path, a, "web", "--ca-bundle", str(ca_bundle(b)), wait=False)
-    right = start_xds_sidecar(tmp_path, a, "web", node_id="right")  # the support's --ca-bundle
+
+    def join(name: str, bundle: Proc, **kw: Any) -> Proc:
+        token = plait(a, "workload", "token", "-s", "web").stdout.strip()
+        return start_xds_sidecar(
+            tmp_path, a, "web", "--ca-bundle", str(ca_bundle(bundle)), "--service-account",
+            "web", "--ca-server", f"https://127.0.0.1:{a.extra['api']}", node_id=name,
+            env={"PLAIT_JOIN_TOKEN": token}, **kw,
+        )  # fmt: skip
+
+    wrong = join("wrong", b, wait=False)
+    right = join("right", a)
     try:
         wait_for(lambda: config_dump(right)["xds"]["connected"], timeout=20)
         wait_for(lambda: "certificate verify failed" in wrong.log.read_text().lower()
@@ -141,7 +151,7 @@ def test_a_sidecar_pinned_to_another_ca_gets_no_config(
         right.stop()
 
 
-def test_xds_refuses_plaintext_unless_the_plaintext_port_is_asked_for(tmp_path: Path) -> None:
+def test_xds_refuses_plaintext_and_clients_without_a_certificate(tmp_path: Path) -> None:
     plain_port = free_port()
     cp = start_control_plane(tmp_path, extra=("--xds-plaintext-port", str(plain_port)))
     try:
@@ -170,8 +180,10 @@ def test_xds_refuses_plaintext_unless_the_plaintext_port_is_asked_for(tmp_path: 
                     return exc.code()
                 return grpc.StatusCode.OK
 
+        # TLS that verifies the control plane, but no client certificate: the port requires
+        # one (tests/controlplane/test_node_auth.py: with one, and which node it may be).
         tls = grpc.ssl_channel_credentials(ca_bundle(cp).read_bytes())
-        assert list_services(f"127.0.0.1:{cp.extra['xds']}", tls) == grpc.StatusCode.OK
+        assert list_services(f"127.0.0.1:{cp.extra['xds']}", tls) == grpc.StatusCode.UNAVAILABLE
         assert list_services(f"127.0.0.1:{cp.extra['xds']}", None) == grpc.StatusCode.UNAVAILABLE
         assert list_services(f"127.0.0.1:{plain_port}", None) == grpc.StatusCode.OK
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import PY, Proc, free_port, http_get, ready_or_stopped, start
-from tests.support.controlplane import apply, ca_bundle, config_dump, start_control_plane
+from tests.support.controlplane import apply, config_dump, start_control_plane
 
 from ._mtls import CLIENT, OTHER, SERVER, Mesh, identity_args, metrics
 
@@ -69,8 +69,9 @@ spec:
 """)  # fmt: skip
     cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info",
            "sidecar", *identity_args(mesh.client_dir),
-           "--control-plane", f"127.0.0.1:{cp.extra['xds']}", "--sidecar", "client",
-           "--ca-bundle", str(ca_bundle(cp)),
+           # its identity is the test PKI's, not the control plane's CA: the plaintext port
+           "--xds-plaintext", "--control-plane", f"127.0.0.1:{cp.extra['xds_plaintext']}",
+           "--sidecar", "client",
            "--node-id", "client-1", "--admin-port", str(admin),
            "--state-dir", str(mesh.tmp / "sidecar-state")]  # fmt: skip
     log = mesh.tmp / "sidecar-xds.log"

@@ -29,12 +29,17 @@ __all__ = [
 
 def start_control_plane(
     tmp: Path, *, data_dir: Path | None = None, api_port: int = 0, xds_port: int = 0,
-    extra: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (), plaintext: bool = True, plaintext_port: int = 0,
 ) -> Proc:  # fmt: skip
-    """``plait control-plane`` with its data under ``tmp`` (ports: ``extra["api"/"xds"]``)."""
+    """``plait control-plane`` with its data under ``tmp`` (ports: ``extra["api"/"xds"]``, and
+    ``extra["xds_plaintext"]``: the plaintext xDS port for sidecars without an identity,
+    always opened (on ``plaintext_port``, 0: a free one; a restart passes the one it had)
+    unless ``extra`` names one or ``plaintext=False``)."""
     data_dir = data_dir or tmp / "cp-data"
     api_port = api_port or free_port()
     xds_port = xds_port or free_port()
+    if plaintext and "--xds-plaintext-port" not in extra:
+        extra = (*extra, "--xds-plaintext-port", str(plaintext_port or free_port()))
     log = tmp / f"control-plane-{api_port}.log"
     cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info", "control-plane",
            "--data-dir", str(data_dir), "--api-port", str(api_port),
@@ -97,12 +102,17 @@ def start_xds_sidecar(
 ) -> Proc:  # fmt: skip
     admin_port = admin_port or free_port()
     node_id = node_id or f"{sidecar}-{admin_port}"
-    # Verified by the control plane's roots, unless a join token's pin does it.
-    if "--join-token" not in args and "PLAIT_JOIN_TOKEN" not in (env or {}):
-        args = ("--ca-bundle", str(ca_bundle(cp)), *args)
+    # A sidecar with a join token gets its certificate first and uses the TLS xDS port (its
+    # roots from --ca-bundle unless the token's pin gives them); one without uses the
+    # plaintext port: the TLS port requires a client certificate.
+    port = cp.extra["xds"]
+    token = "--join-token" in args or "PLAIT_JOIN_TOKEN" in (env or {})
+    if not token and "--ca-bundle" not in args:  # (with it: a TLS test of its own)
+        args = ("--xds-plaintext", *args)
+        port = cp.extra["xds_plaintext"]
     log = tmp / f"sidecar-{node_id}.log"
     cmd = [PY, "-m", "plait.core.ops.cli", "--log-level", "info", "sidecar",
-           "--control-plane", f"127.0.0.1:{cp.extra['xds']}", "--sidecar", sidecar,
+           "--control-plane", f"127.0.0.1:{port}", "--sidecar", sidecar,
            "--node-id", node_id, "--admin-port", str(admin_port),
            "--state-dir", str(tmp / "sidecar-state"), *args]  # fmt: skip
     proc = Proc(start(cmd, log, env), log, admin_port=admin_port)

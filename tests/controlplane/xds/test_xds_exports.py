@@ -9,8 +9,8 @@ from plait.core.xds import wire
 def test_public_names() -> None:
     assert sorted(xds.__all__) == sorted([
         "CLUSTER", "DEFAULT_OPTIONS", "ENDPOINT", "LISTENER", "ORDER", "ROUTE", "WILDCARD_TYPES",
-        "AdsServer", "Flavor", "MemorySource", "Message", "NodeInfo", "NullObserver",
-        "StreamInfo", "XdsObserver", "XdsSource",
+        "AdsServer", "Flavor", "MemorySource", "Message", "NodeAuthorizer", "NodeInfo",
+        "NullObserver", "Peer", "StreamInfo", "XdsObserver", "XdsSource",
     ])  # fmt: skip
     assert all(hasattr(xds, name) for name in xds.__all__)
 

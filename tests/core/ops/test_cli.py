@@ -66,3 +66,25 @@ def test_every_command_shows_log_level_in_its_help(command: str) -> None:
     r = _plait(command, "--help")
     assert r.returncode == 0
     assert "--log-level {debug,info,warning,error,critical}" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((), "TLS xDS port requires a client certificate"),
+        (("--xds-plaintext", "--join-token", "x.y.z"), "with --join-token"),
+        (("--xds-plaintext", "--identity-cert", "c", "--identity-key", "k", "--trust-bundle",
+          "b", "--service", "web"), "registers over the TLS xDS port"),
+    ],
+    ids=["no-identity", "plaintext-with-token", "plaintext-registering-an-identity"],
+)  # fmt: skip
+def test_control_plane_mode_refuses_a_sidecar_the_xds_ports_would_refuse(
+    args: tuple[str, ...], says: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAIT_")}
+    r = subprocess.run(
+        [PY, "-m", "plait.core.ops.cli", "sidecar", "--control-plane", "127.0.0.1:1", *args],
+        capture_output=True, text=True, timeout=30, check=False, env=env,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert says in r.stderr and "Traceback" not in r.stderr
