@@ -17,6 +17,8 @@ imports=$(.venv/bin/lint-imports --no-cache 2>&1) || {
   echo "$imports"; echo "lint: an import breaks a dependency contract (pyproject.toml [tool.importlinter])"; exit 1; }
 cd build/typecheck
 MYPYPATH=. ../../.venv/bin/mypy --config-file ../../pyproject.toml -p plait "$@"
+# The SDK's examples (plain modules, not a package of plait) are held to the same bar.
+MYPYPATH=. ../../.venv/bin/mypy --config-file ../../pyproject.toml plait/sdk/examples
 # The tests are typed too (anyio/trio style): every file under tests/.
 MYPYPATH=. ../../.venv/bin/mypy --config-file ../../pyproject.toml tests
 # The benchmark harness and the reference proxy too.
