@@ -62,11 +62,14 @@ def filter_fields(entry: FilterEntry, where: str) -> dict[str, object]:
         to_value(raw, f"{where} config")  # checked here so the error names the filter
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return {
+    fields: dict[str, object] = {
         "type": entry.type or entry.spec.name,
         "config": raw,
         "failStrategy": entry.fail_strategy.value,
     }
+    if entry.version:
+        fields["version"] = entry.version
+    return fields
 
 
 def _struct(facts: Mapping[str, object], where: str) -> Message:

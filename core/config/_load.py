@@ -23,6 +23,7 @@ from typing import Any
 
 from plait.sdk import ConfigError, FilterSpec
 
+from ._attach import parse_filter
 from ._fields import Fields, Loc
 from ._httproute import parse_httproute
 from ._model import MeshConfig
@@ -34,7 +35,6 @@ from ._resources import (
     SUBDOMAIN,
     SUBDOMAIN_HINT,
     Meta,
-    parse_filter,
     parse_service,
     parse_sidecar,
 )

@@ -150,6 +150,8 @@ class FilterEntry:
     known: bool = True
     """False when the translator ran with ``unknown_filters=True`` (the control plane) and
     no registry entry exists here: the entry only carries ``type`` and ``raw_config``."""
+    version: str = ""
+    """The version specifier its package must satisfy (``""``: any); what xDS carries."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._attach import FilterRes
 from ._httproute import HTTPRouteRes
 from ._policy import PolicyRes
-from ._resources import FilterRes, ServiceRes, SidecarRes
+from ._resources import ServiceRes, SidecarRes
 from ._security import AuthzRes, PeerAuthRes
 from ._workload import WorkloadRes
 

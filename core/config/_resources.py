@@ -1,9 +1,10 @@
-"""The ``Service``, ``Filter`` and ``Sidecar`` kinds: one document → one typed resource.
+"""The ``Service`` and ``Sidecar`` kinds, and filter uses: one document → one typed resource.
 
 Each ``parse_*`` checks one document on its own (types, ranges, unknown
 fields) and keeps the location of everything that the translator checks later
 against other documents (service and filter references, filter types), so that
-those errors point at the right line too. ``HTTPRoute`` lives in ``_httproute.py``.
+those errors point at the right line too. ``HTTPRoute`` lives in ``_httproute.py``, the
+``Filter`` kind in ``_attach.py``.
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ from ._fields import Fields, Loc
 from ._model import AdminConfig, Direction, Endpoint, ListenerTLS, Protocol, Timeouts
 
 __all__ = [
+    "FILTER_TYPE",
     "HOSTNAME",
     "LABEL",
     "SUBDOMAIN",
-    "FilterRes",
     "FilterUse",
     "ListenerRes",
     "Meta",
     "ServicePort",
     "ServiceRes",
     "SidecarRes",
-    "parse_filter",
+    "parse_fail_strategy",
     "parse_filter_use",
     "parse_service",
     "parse_sidecar",
@@ -44,7 +45,7 @@ HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
 )
 _SERVICE_REF = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
-_FILTER_TYPE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
+FILTER_TYPE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
 _PROTOCOLS = tuple(p.value for p in Protocol)
 _FAIL = tuple(f.value for f in FailStrategy)
 LABEL_HINT = "a lower-case DNS label ([a-z0-9-], at most 63 characters)"
@@ -95,12 +96,8 @@ class FilterUse:
     config: object = None
     config_loc: Loc | None = None
     fail_strategy: FailStrategy = FailStrategy.FAIL_CLOSED
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FilterRes:
-    meta: Meta
-    use: FilterUse
+    version: str | None = None
+    """A PEP 440 specifier the installed package of ``type`` must satisfy."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,26 +203,6 @@ def parse_fail_strategy(value: object, loc: Loc) -> FailStrategy:
     return FailStrategy(value)
 
 
-def parse_filter(meta: Meta, spec: Fields) -> FilterRes:
-    python = spec.sub("python")
-    if spec.has("wasm"):
-        raise spec.at("wasm").error("wasm filters are not supported yet; use python: {type: NAME}")
-    if python is None:
-        raise spec.loc.error("missing required field 'python'")
-    ftype = python.text("type", pattern=_FILTER_TYPE, what="a filter type name")
-    python.done()
-    use = FilterUse(
-        loc=python.at("type"),
-        type=ftype,
-        name=meta.name,
-        config=spec.raw_value("config"),
-        config_loc=spec.at("config"),
-        fail_strategy=spec.convert("failStrategy", parse_fail_strategy, FailStrategy.FAIL_CLOSED),
-    )
-    spec.done()
-    return FilterRes(meta=meta, use=use)
-
-
 def parse_filter_use(f: Fields) -> FilterUse:
     """A listener filter: ``{type, config, failStrategy, name}`` or ``{ref: FILTER}``."""
     if f.has("ref"):
@@ -234,7 +211,7 @@ def parse_filter_use(f: Fields) -> FilterUse:
         return FilterUse(loc=f.at("ref"), ref=ref)
     use = FilterUse(
         loc=f.at("type"),
-        type=f.text("type", pattern=_FILTER_TYPE, what="a filter type name"),
+        type=f.text("type", pattern=FILTER_TYPE, what="a filter type name"),
         name=f.opt_text("name"),
         config=f.raw_value("config"),
         config_loc=f.at("config"),

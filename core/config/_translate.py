@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 
 from plait.sdk import DEFAULT_TRUST_DOMAIN, ConfigError, FilterSpec, HttpFilter
 
+from ._attach import attach_filters
 from ._fields import Loc
-from ._filter_config import parse_filter_config
+from ._filter_config import check_version, parse_filter_config, parse_specifier
 from ._model import (
     AdminConfig,
     Cluster,
@@ -181,7 +182,9 @@ class _Translator:
         raw = json.loads(json.dumps(use.config, default=str))
         spec = self.filter_types.get(use.type)
         if spec is None:
-            if self.unknown_filters:
+            if self.unknown_filters:  # (the sidecars check the type, config and version)
+                if use.version is not None:
+                    parse_specifier(use.version, use.loc)
                 opaque: FilterSpec[Any] = FilterSpec(name=use.type, make=_opaque_make)
                 return FilterEntry(
                     name=use.name or use.type,
@@ -191,9 +194,12 @@ class _Translator:
                     type=use.type,
                     raw_config=raw,
                     known=False,
+                    version=use.version or "",
                 )
             known = ", ".join(sorted(self.filter_types)) or "none"
             raise use.loc.error(f"unknown filter type {use.type!r} (known: {known})")
+        if use.version is not None:
+            check_version(spec, use.version, use.loc)
         config = parse_filter_config(spec, use.config, use.config_loc or use.loc)
         return FilterEntry(
             name=use.name or spec.name,
@@ -202,6 +208,7 @@ class _Translator:
             fail_strategy=use.fail_strategy,
             type=use.type,
             raw_config=raw,
+            version=use.version or "",
         )
 
     def split_entry(self, backends: tuple[WeightedBackend, ...], loc: Loc) -> FilterEntry:
@@ -288,7 +295,8 @@ class _Translator:
                 raise lis.loc.error(f"duplicate listener name {lis.name!r}")
             seen[lis.port] = lis
             out.append(self.listener(lis, sidecar.meta.namespace, routes))
-        return secure_listeners(self.res, sidecar, out, self.entry)
+        out = secure_listeners(self.res, sidecar, out, self.entry)
+        return attach_filters(self.res.filters, sidecar, out, self.filters)
 
     def listener(
         self, lis: ListenerRes, namespace: str, routes: dict[str, RouteTable]

@@ -22,7 +22,7 @@ from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
 from plait.core.config import FilterEntry, Timeouts
 from plait.core.config._fields import Loc
-from plait.core.config._filter_config import parse_filter_config
+from plait.core.config._filter_config import check_version, parse_filter_config
 from plait.sdk import FailStrategy, FilterSpec
 
 from .wire import METADATA_KEY, TIMEOUT_KEYS, from_struct, short_name
@@ -150,9 +150,9 @@ def decode_filter(
     name: str,
     filter_types: Mapping[str, FilterSpec[Any]],
     loc: Loc,
-    allowed: frozenset[str] = frozenset({"type", "config", "failStrategy"}),
+    allowed: frozenset[str] = frozenset({"type", "config", "failStrategy", "version"}),
 ) -> FilterEntry:
-    """A chain entry from its wire form ``{"type", "config", "failStrategy"}``."""
+    """A chain entry from its wire form ``{"type", "config", "failStrategy", "version"}``."""
     if extra := sorted(set(raw) - allowed):
         raise loc.error(f"unknown key {extra[0]!r} in a plait filter")
     ftype = raw.get("type")
@@ -168,6 +168,11 @@ def decode_filter(
     except ValueError:
         choices = ", ".join(s.value for s in FailStrategy)
         raise sub(loc, "failStrategy").expected(f"one of {choices}", strategy) from None
+    wanted = raw.get("version", "")
+    if not isinstance(wanted, str):
+        raise sub(loc, "version").expected("a version specifier", wanted)
+    if wanted:
+        check_version(spec, wanted, sub(loc, "version"))
     raw_config = raw.get("config")
     return FilterEntry(
         name=name,
@@ -176,4 +181,5 @@ def decode_filter(
         fail_strategy=fail,
         type=ftype,
         raw_config=raw_config,
+        version=wanted,
     )
