@@ -66,8 +66,17 @@ def _imports(path: Path, module: str) -> set[str]:
     return {name for name in found if name == "plait" or name.startswith("plait.")}
 
 
+EXAMPLES = ROOT / "sdk" / "examples"
+"""Filters written as a user writes them (on plait.sdk and plait.plugins): not a package of plait."""
+
+
 def _files() -> list[tuple[str, Path]]:
-    return [(top, p) for top in PACKAGES for p in sorted((ROOT / top).rglob("*.py"))]
+    return [
+        (top, p)
+        for top in PACKAGES
+        for p in sorted((ROOT / top).rglob("*.py"))
+        if EXAMPLES not in p.parents
+    ]
 
 
 # ``plait demo`` runs everything (architecture.md §1): it may reuse the static demo's apps.
