@@ -67,7 +67,7 @@ def _imports(path: Path, module: str) -> set[str]:
 
 
 EXAMPLES = ROOT / "sdk" / "examples"
-"""Filters written as a user writes them (on plait.sdk and plait.plugins): not a package of plait."""
+"""Filters written as a user writes them (on plait.sdk, plait.plugins): not part of plait."""
 
 
 def _files() -> list[tuple[str, Path]]:
