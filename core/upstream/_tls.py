@@ -52,6 +52,7 @@ from plait.sdk import UpstreamConnectError
 
 from ..config._model import Cluster, Endpoint
 from ..identity.store import CertStore, peer_spiffe_id
+from ..identity.tlsio import ReadInto
 
 __all__ = [
     "Origination",
@@ -178,7 +179,7 @@ class _Gate(asyncio.Protocol):
             cast(asyncio.Transport, transport).abort()  # uvloop's is not a subclass
             return
         self.inner = inner = self.make()
-        transport.set_protocol(inner)
+        transport.set_protocol(ReadInto(inner))  # type: ignore[arg-type]
         inner.connection_made(transport)
 
 

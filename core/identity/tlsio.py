@@ -1,0 +1,89 @@
+"""The TLS byte path both mTLS directions share: which SSL protocol runs, and how it reads.
+
+Theory of operation. A TLS connection is an SSL protocol (memory BIOs around an
+:class:`ssl.SSLObject`) between the TCP transport and the connection protocol. Two
+choices decide its per-request CPU cost, so both directions make them here:
+
+* **Which SSL protocol.** On uvloop, uvloop's own compiled ``SSLProtocol``
+  (:func:`ssl_protocol_class`), the one ``create_server(ssl=...)`` and
+  ``create_connection(ssl=...)`` use; the TCP transport reads straight into its
+  buffer. asyncio's :class:`asyncio.sslproto.SSLProtocol` does the same work in
+  interpreted code; it runs only where the loop is asyncio's own.
+* **How decrypted bytes reach the connection.** An SSL protocol hands a plain
+  ``data_received`` protocol a fresh ``bytes`` per read, for which it asks
+  ``SSLObject.read`` for up to 256 KiB: each read allocates 256 KiB (glibc serves that
+  with ``mmap``, shrinks it with ``mremap`` and releases it with ``munmap``: three
+  system calls and a page fault per read), whatever the size of the message. A
+  *buffered* protocol is given the decrypted bytes in its own buffer instead.
+  :class:`ReadInto` is that buffered protocol in front of a connection protocol: one
+  buffer per connection, sized to what arrives (a small request needs a small one,
+  :data:`MAX_BUFFER` at most), copied into one exact ``bytes`` for the connection's
+  ``data_received``. Everything else a transport calls is passed through; a protocol
+  that switches itself (``transport.set_protocol``) replaces the reader too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import sslproto
+from typing import Any, Final
+
+__all__ = ["MAX_BUFFER", "ReadInto", "ssl_protocol_class"]
+
+MAX_BUFFER: Final = 64 * 1024
+"""The largest read buffer of a connection (four full TLS records)."""
+_FIRST: Final = 4 * 1024
+
+try:
+    import uvloop.loop as _uv
+
+    _UV_LOOP: type | None = _uv.Loop
+    _UV_SSL_PROTOCOL: Any = _uv.SSLProtocol
+except ImportError:  # pragma: no cover - uvloop is a dependency where it installs
+    _UV_LOOP = _UV_SSL_PROTOCOL = None
+
+
+def ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
+    """The SSL protocol class of ``loop``: uvloop's own on uvloop, else asyncio's.
+
+    Both take ``(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
+    ssl_handshake_timeout=...)``."""
+    if _UV_LOOP is not None and isinstance(loop, _UV_LOOP):
+        return _UV_SSL_PROTOCOL
+    return sslproto.SSLProtocol
+
+
+class ReadInto(asyncio.BufferedProtocol):
+    """A connection protocol's reader on a TLS transport; see the module docstring."""
+
+    __slots__ = ("app", "buf", "view")
+
+    def __init__(self, app: asyncio.Protocol) -> None:
+        self.app = app
+        self.buf = bytearray(_FIRST)
+        self.view = memoryview(self.buf)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.app.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if sizehint > len(self.buf) and len(self.buf) < MAX_BUFFER:
+            self.view.release()
+            self.buf = bytearray(min(max(sizehint, 2 * len(self.buf)), MAX_BUFFER))
+            self.view = memoryview(self.buf)
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.app.data_received(bytes(self.view[:nbytes]))
+
+    def eof_received(self) -> bool | None:
+        return self.app.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.app.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.app.resume_writing()
