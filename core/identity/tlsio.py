@@ -20,15 +20,25 @@ choices decide its per-request CPU cost, so both directions make them here:
   :data:`MAX_BUFFER` at most), copied into one exact ``bytes`` for the connection's
   ``data_received``. Everything else a transport calls is passed through; a protocol
   that switches itself (``transport.set_protocol``) replaces the reader too.
+
+**Client sessions.** ``loop.create_connection(ssl=...)`` (asyncio's and uvloop's) takes
+no :class:`ssl.SSLSession`, so a client could never resume one. :func:`connect_tls`
+does what it does -- a TCP connection whose protocol is the loop's SSL protocol, then
+waits for the handshake -- but gives the SSL protocol a context that passes ``session``
+to :meth:`ssl.SSLContext.wrap_bio` (:class:`_Offer`). The session must come from the
+same context (``ssl`` refuses another's); the server decides whether it resumes
+(``SSLObject.session_reused``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from asyncio import sslproto
+import ssl
+from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["MAX_BUFFER", "ReadInto", "ssl_protocol_class"]
+__all__ = ["MAX_BUFFER", "ReadInto", "connect_tls", "ssl_protocol_class"]
 
 MAX_BUFFER: Final = 64 * 1024
 """The largest read buffer of a connection (four full TLS records)."""
@@ -87,3 +97,61 @@ class ReadInto(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.app.resume_writing()
+
+
+class _Offer:
+    """A client context that offers ``session`` in the handshake of the one connection
+    it is given to (the SSL protocols call only ``wrap_bio``)."""
+
+    __slots__ = ("ctx", "session")
+
+    def __init__(self, ctx: ssl.SSLContext, session: ssl.SSLSession) -> None:
+        self.ctx = ctx
+        self.session = session
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+    ) -> ssl.SSLObject:
+        return self.ctx.wrap_bio(
+            incoming, outgoing, server_side, server_hostname, session=self.session
+        )
+
+
+async def connect_tls(
+    factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    session: ssl.SSLSession | None,
+    handshake_timeout: float,
+) -> asyncio.BaseProtocol:
+    """``loop.create_connection(factory, host, port, ssl=ctx)`` offering ``session``:
+    the protocol, once the handshake is complete (and its ``connection_made`` called).
+
+    Raises what ``create_connection`` raises: ``OSError`` (refused, reset in the
+    handshake), :class:`ssl.SSLError` (the handshake failed); cancelled, the
+    connection is aborted.
+    """
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    app = factory()
+    tls = ssl_protocol_class(loop)(
+        loop,
+        app,
+        ctx if session is None else _Offer(ctx, session),
+        waiter,
+        False,
+        None,
+        ssl_handshake_timeout=handshake_timeout,
+    )
+    transport, _ = await loop.create_connection(lambda: tls, host, port)
+    try:
+        await waiter
+    except BaseException:
+        transport.abort()
+        raise
+    return app
