@@ -18,8 +18,11 @@ choices decide its per-request CPU cost, so both directions make them here:
   :class:`ReadInto` is that buffered protocol in front of a connection protocol: one
   buffer per connection, sized to what arrives (a small request needs a small one,
   :data:`MAX_BUFFER` at most), copied into one exact ``bytes`` for the connection's
-  ``data_received``. Everything else a transport calls is passed through; a protocol
-  that switches itself (``transport.set_protocol``) replaces the reader too.
+  ``data_received``. Everything else a transport calls is passed through. A connection
+  protocol that hands the connection to another (``transport.set_protocol``: HTTP/2
+  chosen by ALPN, a tunnel after ``101``) replaces the reader; the reader notices after
+  the call that did it (``connection_made`` or ``data_received``) and puts a new one in
+  front of the new protocol.
 
 **Client sessions.** ``loop.create_connection(ssl=...)`` (asyncio's and uvloop's) takes
 no :class:`ssl.SSLSession`, so a client could never resume one. :func:`connect_tls`
@@ -66,15 +69,33 @@ def ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
 class ReadInto(asyncio.BufferedProtocol):
     """A connection protocol's reader on a TLS transport; see the module docstring."""
 
-    __slots__ = ("app", "buf", "view")
+    __slots__ = ("app", "buf", "transport", "view")
 
-    def __init__(self, app: asyncio.Protocol) -> None:
-        self.app = app
+    def __init__(self, app: asyncio.BaseProtocol) -> None:
+        self.app: Any = app
         self.buf = bytearray(_FIRST)
         self.view = memoryview(self.buf)
+        self.transport: Any = None
+
+    @classmethod
+    def install(cls, transport: asyncio.BaseTransport, app: asyncio.BaseProtocol) -> None:
+        """Put ``app`` behind a reader on ``transport`` and tell it it is connected."""
+        reader = cls(app)
+        transport.set_protocol(reader)
+        reader.connection_made(transport)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
         self.app.connection_made(transport)
+        self._follow()
+
+    def _follow(self) -> None:
+        """The app handed the connection on: read for its successor instead."""
+        now = self.transport.get_protocol()
+        if now is not self and now is not None and not hasattr(now, "get_buffer"):
+            reader = ReadInto(now)
+            reader.transport = self.transport
+            self.transport.set_protocol(reader)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if sizehint > len(self.buf) and len(self.buf) < MAX_BUFFER:
@@ -85,9 +106,12 @@ class ReadInto(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.app.data_received(bytes(self.view[:nbytes]))
+        if self.transport.get_protocol() is not self:
+            self._follow()
 
     def eof_received(self) -> bool | None:
-        return self.app.eof_received()
+        result: bool | None = self.app.eof_received()
+        return result
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.app.connection_lost(exc)

@@ -230,10 +230,9 @@ class Gate(asyncio.Protocol):
             return
         self.listener.runtime.stats.inbound_accepted(self.listener.name, "mtls")
         app = self.listener.make_app_protocol()
-        transport.set_protocol(ReadInto(app))
         self.listener.verified = (tls, ident)  # read back by the app's connection_made
         try:
-            app.connection_made(transport)
+            ReadInto.install(transport, app)
         finally:
             self.listener.verified = None
 

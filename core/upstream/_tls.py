@@ -212,8 +212,7 @@ class _Gate(asyncio.Protocol):
             return
         origin.verified(sslobj)
         self.inner = inner = self.make()
-        transport.set_protocol(ReadInto(inner))  # type: ignore[arg-type]
-        inner.connection_made(transport)
+        ReadInto.install(transport, inner)
 
 
 async def connect(

@@ -20,7 +20,6 @@ from plait.core.codec import ResponseReceived
 from plait.core.config._model import Cluster, Endpoint, Protocol
 from plait.core.identity import CertStore
 from plait.core.upstream._manager import Upstreams
-from plait.core.upstream._tls import UpstreamIdentityError
 from plait.sdk import Headers, RequestHead
 from tests.support.pki import Authority
 
@@ -28,7 +27,6 @@ pytestmark = pytest.mark.anyio
 
 SERVER = "spiffe://plait.local/ns/default/sa/server"
 CLIENT = "spiffe://plait.local/ns/default/sa/client"
-OTHER = "spiffe://plait.local/ns/default/sa/other"
 
 
 def filled(ca: Authority, spiffe_id: str) -> CertStore:
@@ -135,23 +133,4 @@ async def test_after_a_rotation_the_next_connection_does_a_full_handshake(
     # The new leaf is presented: a session of the old one is not offered.
     assert await get(ups, c, ep) == f"False {serial(store)}"
     assert await get(ups, c, ep) == f"True {serial(store)}"
-    ups.close()
-
-
-async def test_a_resumed_session_is_still_checked_against_the_expected_identity(
-    ca: Authority, server: Server
-) -> None:
-    """A pool that resumes a session whose server is not the one it expects refuses it
-    (the identity check reads the certificate the session carries)."""
-    port = await server.start(filled(ca, OTHER).listener_context())
-    store = filled(ca, CLIENT)
-    ups = Upstreams(store)
-    right, ep_right = cluster(port, identity=OTHER)
-    assert await get(ups, right, ep_right) == f"False {serial(store)}"
-    # Another pool of the same endpoint that expects another identity never resumes
-    # the first pool's session, and refuses the server on the full handshake.
-    wrong, ep_wrong = cluster(port, identity=SERVER)
-    with pytest.raises(UpstreamIdentityError):
-        await get(ups, wrong, ep_wrong)
-    assert ups.counters()["svc.default:80"].get("tls_sessions_resumed", 0) == 0
     ups.close()
