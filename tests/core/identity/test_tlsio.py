@@ -181,3 +181,39 @@ def test_a_refused_handshake_raises_and_leaves_no_connection(loop: str) -> None:
         srv.close()
 
     run(loop, main)
+
+
+class Reused(asyncio.Protocol):
+    """Answers each message with whether its connection's handshake resumed a session."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(str(self.transport.get_extra_info("ssl_object").session_reused).encode())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_connection_offered_the_previous_session_resumes_it(loop: str) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        loop_ = asyncio.get_running_loop()
+        srv = await loop_.create_server(
+            lambda: ReadInto(Reused()), "127.0.0.1", 0, ssl=store(ca, SERVER).listener_context()
+        )
+        port = srv.sockets[0].getsockname()[1]
+        ctx = store(ca, CLIENT).client_context()
+        answers, session = [], None
+        for _ in range(3):
+            client = await connect_tls(Client, "127.0.0.1", port, ctx, session, 5.0)
+            assert isinstance(client, Client)
+            client.transport.write(b"?")
+            answers.append(await asyncio.wait_for(client.answer, 5))
+            sslobj = client.transport.get_extra_info("ssl_object")
+            session = sslobj.session  # TLS 1.3: holds the ticket once a record was read
+            client.transport.close()
+        srv.close()
+        assert answers == [b"False", b"True", b"True"]
+
+    run(loop, main)
