@@ -9,10 +9,11 @@ process group. Here each proxy is its own pinned process group (both on the prox
 core, the nginx upstream and ``wrk`` on the load core, as ``benchmarks.run`` places
 them), and each one's CPU time (``schedstat``, ns) is read before and after a
 closed-loop ``wrk`` burst (or an open-loop one at a fixed ``--rate``: the same
-batching of requests per wake-up for every target). ``CPU / requests`` per proxy is robust on a shared machine
-where throughput is not: other jobs slow the burst but barely change the work each
-request costs. A warm-up burst first fills the pools (the handshakes are not in the
-figure). Targets alternate in rounds; each figure is the median over the rounds.
+batching of requests per wake-up for every target). ``CPU / requests`` per proxy is
+robust on a shared machine where throughput is not: other jobs slow the burst but
+barely change the work each request costs. A warm-up burst first fills the pools
+(the handshakes are not in the figure). Targets alternate in rounds; each figure is
+the median over the rounds.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import tempfile
 from pathlib import Path
 
 from . import _hop
+from ._openloop import build_openloop, run_openloop
 from ._procs import PROXY_CORE, Proc, free_ports, group_cpu_ns, wait_http_ok
 from ._targets import REPO, TARGETS, start_upstream
-from ._openloop import build_openloop, run_openloop
 from ._wrk import run_wrk
 
 
@@ -75,7 +76,8 @@ def measure(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("targets", nargs="+", choices=[n for n, t in TARGETS.items() if "hop" in t.kind])
+    hops = [n for n, t in TARGETS.items() if "hop" in t.kind]
+    ap.add_argument("targets", nargs="+", choices=hops)
     ap.add_argument("--secs", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)

@@ -36,8 +36,8 @@ same context (``ssl`` refuses another's); the server decides whether it resumes
 from __future__ import annotations
 
 import asyncio
-from asyncio import sslproto
 import ssl
+from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -51,7 +51,7 @@ try:
     import uvloop.loop as _uv
 
     _UV_LOOP: type | None = _uv.Loop
-    _UV_SSL_PROTOCOL: Any = _uv.SSLProtocol
+    _UV_SSL_PROTOCOL: Any = _uv.SSLProtocol  # type: ignore[attr-defined]  # not in its stub
 except ImportError:  # pragma: no cover - uvloop is a dependency where it installs
     _UV_LOOP = _UV_SSL_PROTOCOL = None
 

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import os
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -29,8 +29,8 @@ CLIENT = "spiffe://plait.local/ns/default/sa/client"
 LOOPS = {"uvloop": uvloop.run, "asyncio": asyncio.run}
 
 
-def run(loop: str, main: Callable[[], Awaitable[None]]) -> None:
-    LOOPS[loop](main())  # type: ignore[operator]
+def run(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    LOOPS[loop](main())
 
 
 def store(ca: Authority, spiffe_id: str) -> CertStore:
@@ -190,7 +190,9 @@ class Reused(asyncio.Protocol):
         self.transport: Any = transport
 
     def data_received(self, data: bytes) -> None:
-        self.transport.write(str(self.transport.get_extra_info("ssl_object").session_reused).encode())
+        self.transport.write(
+            str(self.transport.get_extra_info("ssl_object").session_reused).encode()
+        )
 
 
 @pytest.mark.parametrize("loop", LOOPS)
