@@ -49,8 +49,6 @@ from cryptography import x509
 
 from plait.sdk import InvalidSpiffeId, SpiffeId
 
-from .tlsio import DirectSSLObject
-
 __all__ = ["ALPN", "CertStore", "Leaf", "peer_spiffe_id", "spiffe_ids_of"]
 
 ALPN = ("h2", "http/1.1")
@@ -177,7 +175,6 @@ class CertStore:
         front.verify_mode = ssl.CERT_REQUIRED
         front.set_alpn_protocols(list(ALPN))
         front.sni_callback = self._choose
-        front.sslobject_class = DirectSSLObject
         return front
 
     def _choose(self, sslobj: Any, server_name: str | None, front: ssl.SSLContext) -> None:
@@ -217,7 +214,6 @@ def _context(
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.set_alpn_protocols(list(alpn))
     ctx.load_verify_locations(cadata=bundle_pem.decode("ascii"))
-    ctx.sslobject_class = DirectSSLObject
     with tempfile.TemporaryDirectory(prefix="plait-id-") as tmp:  # mode 0700
         chain_file = os.path.join(tmp, "chain.pem")
         key_file = os.path.join(tmp, "key.pem")

@@ -24,13 +24,6 @@ choices decide its per-request CPU cost, so both directions make them here:
   the call that did it (``connection_made`` or ``data_received``) and puts a new one in
   front of the new protocol.
 
-**The record calls are C calls.** An SSL protocol calls the ``SSLObject``'s ``read``,
-``write`` and ``pending`` several times per message; :class:`ssl.SSLObject` implements
-each as an interpreted method that calls the same method of its C object. The mesh's
-contexts make :class:`DirectSSLObject` instead (``SSLContext.sslobject_class``, which
-``ssl`` documents for this), whose instances carry the C object's bound methods under
-those three names, so the calls cost no interpreter frame.
-
 **Client sessions.** ``loop.create_connection(ssl=...)`` (asyncio's and uvloop's) takes
 no :class:`ssl.SSLSession`, so a client could never resume one. :func:`connect_tls`
 does what it does -- a TCP connection whose protocol is the loop's SSL protocol, then
@@ -48,7 +41,7 @@ from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["MAX_BUFFER", "DirectSSLObject", "ReadInto", "connect_tls", "ssl_protocol_class"]
+__all__ = ["MAX_BUFFER", "ReadInto", "connect_tls", "ssl_protocol_class"]
 
 MAX_BUFFER: Final = 64 * 1024
 """The largest read buffer of a connection (four full TLS records)."""
@@ -71,18 +64,6 @@ def ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
     if _UV_LOOP is not None and isinstance(loop, _UV_LOOP):
         return _UV_SSL_PROTOCOL
     return sslproto.SSLProtocol
-
-
-class DirectSSLObject(ssl.SSLObject):
-    """An :class:`ssl.SSLObject` whose ``read``, ``write`` and ``pending`` are its C
-    object's (same arguments, but ``read`` has no default size)."""
-
-    @classmethod
-    def _create(cls, *args: Any, **kwargs: Any) -> DirectSSLObject:
-        obj: DirectSSLObject = super()._create(*args, **kwargs)  # type: ignore[misc]
-        c = obj._sslobj  # type: ignore[attr-defined]
-        obj.__dict__.update(read=c.read, write=c.write, pending=c.pending)
-        return obj
 
 
 class ReadInto(asyncio.BufferedProtocol):
