@@ -79,7 +79,12 @@ class ReadInto(asyncio.BufferedProtocol):
 
     @classmethod
     def install(cls, transport: asyncio.BaseTransport, app: asyncio.BaseProtocol) -> None:
-        """Put ``app`` behind a reader on ``transport`` and tell it it is connected."""
+        """Put ``app`` behind a reader on ``transport`` (unless it reads into a buffer of
+        its own) and tell it it is connected."""
+        if hasattr(app, "get_buffer"):
+            transport.set_protocol(app)
+            app.connection_made(transport)
+            return
         reader = cls(app)
         transport.set_protocol(reader)
         reader.connection_made(transport)
@@ -99,7 +104,6 @@ class ReadInto(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if sizehint > len(self.buf) and len(self.buf) < MAX_BUFFER:
-            self.view.release()
             self.buf = bytearray(min(max(sizehint, 2 * len(self.buf)), MAX_BUFFER))
             self.view = memoryview(self.buf)
         return self.view

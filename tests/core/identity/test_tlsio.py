@@ -49,6 +49,7 @@ class Sink(asyncio.Protocol):
         self.hash = hashlib.sha256()
         self.chunks: list[int] = []
         self.transport: Any = None
+        self.reader: Any = None
         self.done = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -56,6 +57,7 @@ class Sink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert type(data) is bytes
+        self.reader = self.transport.get_protocol()  # what the SSL protocol feeds
         self.got += len(data)
         self.chunks.append(len(data))
         self.hash.update(data)
@@ -145,8 +147,7 @@ def test_a_protocol_that_hands_the_connection_on_is_read_for_its_successor(loop:
         switcher = Switcher(sink)
         await exchange(switcher, b"SWITCH\n" + body, ca)
         assert sink.hash.digest() == hashlib.sha256(body).digest()
-        now = sink.transport.get_protocol()
-        assert isinstance(now, ReadInto) and now.app is sink
+        assert isinstance(sink.reader, ReadInto) and sink.reader.app is sink
 
     run(loop, main)
 
@@ -217,5 +218,53 @@ def test_a_connection_offered_the_previous_session_resumes_it(loop: str) -> None
             client.transport.close()
         srv.close()
         assert answers == [b"False", b"True", b"True"]
+
+    run(loop, main)
+
+
+class BufferedSink(asyncio.BufferedProtocol):
+    """A protocol that reads into its own buffer; answers ``DONE`` after ``expect`` bytes."""
+
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.got = 0
+        self.buf = bytearray(1024)
+        self.transport: Any = None
+        self.reader: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.reader = self.transport.get_protocol()
+        self.got += nbytes
+        if self.got >= self.expect:
+            self.transport.write(b"DONE")
+
+
+class Gate(asyncio.Protocol):
+    """Hands the connection to ``app`` once TLS is up, as the mTLS gates do."""
+
+    def __init__(self, app: asyncio.BaseProtocol) -> None:
+        self.app = app
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ReadInto.install(transport, self.app)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_install_reads_for_a_plain_protocol_and_leaves_a_buffered_one_alone(loop: str) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        plain, buffered = Sink(5000), BufferedSink(5000)
+        for app in (plain, buffered):
+            await exchange(Gate(app), os.urandom(5000), ca)
+        assert isinstance(plain.reader, ReadInto) and plain.reader.app is plain
+        assert buffered.reader is buffered
+        assert plain.got == buffered.got == 5000
 
     run(loop, main)
