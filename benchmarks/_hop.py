@@ -28,7 +28,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import _configs
 
-__all__ = ["SERVER_ID", "hop_argv", "nginx_argv", "nginx_server_conf", "sh_argv", "write_pki"]
+__all__ = [
+    "SERVER_ID",
+    "hop_argv",
+    "hop_cmds",
+    "nginx_argv",
+    "nginx_server_conf",
+    "sh_argv",
+    "write_pki",
+]
 
 SERVER_ID = "spiffe://plait.local/ns/default/sa/server"
 CLIENT_ID = "spiffe://plait.local/ns/default/sa/client"
@@ -191,6 +199,15 @@ def hop_argv(
     ``ports``: the client proxy's h1 and h2 ports, then three more (server port, admin
     ports).
     """
+    cmds, ready = hop_cmds(d, kind, tls, ports, upstream_port, plait)
+    return sh_argv(cmds), ready
+
+
+def hop_cmds(
+    d: Path, kind: str, tls: bool, ports: list[int], upstream_port: int, plait: Path
+) -> tuple[list[list[str]], list[int]]:
+    """The commands of a hop target's server and client proxy (in that order), as
+    :func:`hop_argv` runs them, and the admin ports to wait on."""
     write_pki(d)
     h1, h2, server_port, admin_c, admin_s = ports
     if kind == "plait-hop":
@@ -214,7 +231,7 @@ def hop_argv(
             (d / f"{who}.conf").write_text(text)
         cmds = [nginx_argv(d, who) for who in ("server", "client")]
         ready = []
-    return sh_argv(cmds), ready
+    return cmds, ready
 
 
 def nginx_argv(d: Path, who: str) -> list[str]:

@@ -16,7 +16,8 @@ STRICT inbound listener, an nginx with ``ssl_verify_client on``), pinned to the 
   connection after one request (``keepalive_requests 1``), so each request is a new
   handshake; nginx logs ``$ssl_session_reused`` per request. The same with an nginx
   client (``proxy_ssl_session_reuse on``) for comparison. Reported: the share of
-  resumed handshakes and the requests per second of that handshake-per-request loop.
+  resumed handshakes, the requests per second of that handshake-per-request loop and
+  the CPU time per request of the client proxy and the nginx server together.
 """
 
 from __future__ import annotations
@@ -146,14 +147,17 @@ def client_reuse(d: Path, upstream_port: int, secs: float) -> None:
         try:
             wait_http_ok(ports[0], proc, 20.0)
             assert http_get(ports[0])[0] == 200
+            cpu0 = group_cpu_ns(proc.pid)
             out = run_wrk(ports[0], 16, secs)
+            cpu = (group_cpu_ns(proc.pid) - cpu0) / 1000 / max(1, out["requests"] or 0)
         finally:
             proc.stop()
         marks = (sub / "server" / "reuse.log").read_text().split()
         client = "plait" if kind == "plait-hop" else "nginx"
         print(
             f"  {client} client -> nginx (new connection per request): "
-            f"{marks.count('r')}/{len(marks)} handshakes resumed, {out['rps']:.0f} req/s"
+            f"{marks.count('r')}/{len(marks)} handshakes resumed, {out['rps']:.0f} req/s, "
+            f"{cpu:.0f} us CPU per request (client proxy and nginx server)"
         )
 
 

@@ -11,7 +11,9 @@ median of ``REPEATS`` runs:
 
 * ``connect``: a fresh connection opened by the pool (TCP connect, and for mTLS the
   TLS 1.3 handshake with ECDSA P-256 certificates on both sides plus the SPIFFE ID
-  check), closed after;
+  check), closed after; wall time and the process's CPU time. ``mTLS`` is a server
+  that issues no session tickets (every handshake a full one), ``mTLS resumed`` the
+  sidecar's own listener context (the pool resumes the latest session);
 * ``request``: one GET and its ~40-byte response on a pooled keep-alive connection;
 * ``CertStore.update``: building the contexts of one rotation.
 """
@@ -65,49 +67,57 @@ async def _get(ups: Upstreams, c: Cluster, *, fresh: bool = False) -> None:
     stream.finish(not fresh)  # a fresh connection is closed: the next one connects again
 
 
-async def _timed(n: int, step: Callable[[], Awaitable[None]]) -> float:
-    """Median over ``REPEATS`` runs of seconds per ``step``."""
+async def _timed(n: int, step: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    """Median over ``REPEATS`` runs of seconds per ``step``: wall time and CPU time."""
     runs = []
     for _ in range(REPEATS):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             await step()
-        runs.append((time.perf_counter() - t0) / n)
-    return statistics.median(runs)
+        runs.append(((time.perf_counter() - t0) / n, (time.process_time() - c0) / n))
+    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
 async def main(requests: int) -> None:
     ca = Authority.create()
     server_store, client_store = _store(ca, SERVER), _store(ca, CLIENT)
     plain = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    no_tickets = server_store.listener_context()
+    no_tickets.num_tickets = 0  # nothing to resume: every handshake is a full one
+    full = await asyncio.start_server(_serve, "127.0.0.1", 0, ssl=no_tickets)
     tls = await asyncio.start_server(_serve, "127.0.0.1", 0, ssl=server_store.listener_context())
     ups = Upstreams(client_store)
     clusters = {}
-    for name, srv, mtls in (("plaintext", plain, False), ("mTLS", tls, True)):
+    for name, srv, mtls in (
+        ("plaintext", plain, False), ("mTLS", full, True), ("mTLS resumed", tls, True),
+    ):  # fmt: skip
         port = srv.sockets[0].getsockname()[1]
         ep = Endpoint(address="127.0.0.1", port=port, identity=SERVER, mtls=mtls)
         clusters[name] = Cluster(name=name, protocol=Protocol.HTTP, endpoints=(ep,))
-    results: dict[str, tuple[float, float]] = {}
+    results: dict[str, tuple[float, float, float]] = {}
     for name, c in clusters.items():
         await _get(ups, c)  # warm
-        connect = await _timed(CONNECTS, lambda c=c: _get(ups, c, fresh=True))  # type: ignore[misc]
+        connect, connect_cpu = await _timed(CONNECTS, lambda c=c: _get(ups, c, fresh=True))  # type: ignore[misc]
         await _get(ups, c)
-        request = await _timed(requests, lambda c=c: _get(ups, c))  # type: ignore[misc]
-        results[name] = (connect, request)
+        request, _ = await _timed(requests, lambda c=c: _get(ups, c))  # type: ignore[misc]
+        results[name] = (connect, connect_cpu, request)
+    resumed = ups.counters()["mTLS resumed"].get("tls_sessions_resumed", 0)
+    not_resumed = ups.counters()["mTLS"].get("tls_sessions_resumed", 0)
     t0 = time.perf_counter()
     chain, key = ca.leaf(CLIENT)
     for _ in range(20):
         client_store.update(chain_pem=chain, key_pem=key, bundle_pem=ca.pem)
     update = (time.perf_counter() - t0) / 20
     ups.close()
-    plain.close()
-    tls.close()
+    for srv in (plain, full, tls):
+        srv.close()
     print(f"loop: {type(asyncio.get_running_loop()).__module__}")
-    print(f"{'':12} {'connect (µs)':>14} {'request (µs)':>14}")
-    for name, (connect, request) in results.items():
-        print(f"{name:12} {connect * 1e6:14.0f} {request * 1e6:14.1f}")
-    (pc, pr), (tc, tr) = results["plaintext"], results["mTLS"]
-    print(f"{'mTLS extra':12} {(tc - pc) * 1e6:14.0f} {(tr - pr) * 1e6:14.1f}")
+    print(f"{'':14} {'connect (µs)':>13} {'connect CPU':>12} {'request (µs)':>13}")
+    for name, (connect, cpu, request) in results.items():
+        print(f"{name:14} {connect * 1e6:13.0f} {cpu * 1e6:12.0f} {request * 1e6:13.1f}")
+    (pc, _, pr), (tc, _, tr) = results["plaintext"], results["mTLS"]
+    print(f"{'mTLS extra':14} {(tc - pc) * 1e6:13.0f} {'':12} {(tr - pr) * 1e6:13.1f}")
+    print(f"resumed handshakes: {resumed} (mTLS without tickets: {not_resumed})")
     print(f"CertStore.update: {update * 1e3:.2f} ms")
 
 

@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from plait.sdk import PeerIdentity
 
 from ..config._model import Direction, ListenerConfig, MtlsMode, Protocol, Timeouts
+from ..identity.tlsio import ReadInto
 from . import _mtls
 
 if TYPE_CHECKING:
@@ -99,11 +100,13 @@ class Listener:
         self.timeouts = config.timeouts
         self.takes_mtls = config.direction is Direction.INBOUND and config.tls is None
 
-    def _make_protocol(self) -> asyncio.Protocol:
+    def _make_protocol(self) -> asyncio.BaseProtocol:
         if self.takes_mtls:
             mode = _mtls.effective_mode(self.config.mtls, self.runtime.identity.ready)
             if mode is not MtlsMode.DISABLE:
                 return _mtls.Sniff(self, mode, self._refusals)
+        if self.config.tls is not None:  # the loop's SSL protocol reads into a buffer
+            return ReadInto(self.make_app_protocol())
         return self.make_app_protocol()
 
     def mtls_context(self) -> ssl.SSLContext:

@@ -8,10 +8,12 @@ record starts ``0x16 0x03`` (a handshake record, SSL 3.0 / TLS 1.x); anything el
 plaintext. Plaintext goes to the connection protocol as if accepted directly
 (``PERMISSIVE``, counted ``transport="plaintext"``) or is refused (``STRICT``).
 
-TLS goes to an :class:`asyncio.sslproto.SSLProtocol` made here rather than through
-``loop.start_tls``: the bytes already read (the start of the ClientHello) have to be
-fed to it, and ``start_tls`` can only read from the socket. The protocol runs over
-any transport (asyncio's or uvloop's). Its context is the :class:`CertStore`'s
+TLS goes to an SSL protocol made here rather than through ``loop.start_tls``: the
+bytes already read (the start of the ClientHello) have to be fed to it, and
+``start_tls`` can only read from the socket. It is the loop's own SSL protocol
+(uvloop's compiled one on uvloop; :mod:`plait.core.identity.tlsio`), and the
+connection protocol reads from it through a :class:`~plait.core.identity.tlsio.ReadInto`
+buffer. Its context is the :class:`CertStore`'s
 front context, so each handshake uses the current certificate and trust bundle:
 the client's certificate is required and verified against the bundle. A handshake
 that fails wakes the waiter future with the error, which is turned into a refusal
@@ -33,7 +35,6 @@ import logging
 import math
 import ssl
 import time
-from asyncio import sslproto
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -42,6 +43,7 @@ from plait.sdk import PeerIdentity
 
 from ..config._model import MtlsMode
 from ..identity.store import spiffe_ids_of
+from ..identity.tlsio import ReadInto, ssl_protocol_class
 
 if TYPE_CHECKING:
     from ._listener import Listener
@@ -173,7 +175,7 @@ class Sniff(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         waiter: asyncio.Future[None] = loop.create_future()
         waiter.add_done_callback(lambda f: self._handshake_done(f, peer))
-        tls = sslproto.SSLProtocol(
+        tls = ssl_protocol_class(loop)(
             loop,
             Gate(self.listener, self.refusals),
             self.listener.mtls_context(),
@@ -228,10 +230,9 @@ class Gate(asyncio.Protocol):
             return
         self.listener.runtime.stats.inbound_accepted(self.listener.name, "mtls")
         app = self.listener.make_app_protocol()
-        transport.set_protocol(app)
         self.listener.verified = (tls, ident)  # read back by the app's connection_made
         try:
-            app.connection_made(transport)
+            ReadInto.install(transport, app)
         finally:
             self.listener.verified = None
 

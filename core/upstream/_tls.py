@@ -52,6 +52,7 @@ from plait.sdk import UpstreamConnectError
 
 from ..config._model import Cluster, Endpoint
 from ..identity.store import CertStore, peer_spiffe_id
+from ..identity.tlsio import ReadInto, connect_tls
 
 __all__ = [
     "Origination",
@@ -100,7 +101,16 @@ def plan(cluster: Cluster, endpoint: Endpoint) -> tuple[bool, str | None] | None
 class Origination:
     """How one pool reaches its endpoint over mTLS; see the module docstring."""
 
-    __slots__ = ("_warned", "alpn", "counters", "expected", "required", "store")
+    __slots__ = (
+        "_last",
+        "_session",
+        "_warned",
+        "alpn",
+        "counters",
+        "expected",
+        "required",
+        "store",
+    )
 
     def __init__(
         self,
@@ -117,6 +127,10 @@ class Origination:
         self.alpn = ("h2",) if h2 else _H1
         self.counters = counters
         self._warned = -WARN_EVERY
+        self._last: ssl.SSLObject | None = None
+        """The latest connection whose server was verified (its session may have a
+        ticket by now: TLS 1.3 sends them after the handshake)."""
+        self._session: tuple[ssl.SSLContext, ssl.SSLSession] | None = None
 
     def context(self, key: str) -> ssl.SSLContext | None:
         """The client context for a new connection; ``None``: plaintext (auto, no identity)."""
@@ -129,6 +143,25 @@ class Origination:
             self.count("tls_handshake_failures")
             raise UpstreamTlsError(f"tls to {key}: the endpoint has no expected identity")
         return self.store.client_context(self.alpn)
+
+    def session(self, ctx: ssl.SSLContext) -> ssl.SSLSession | None:
+        """The session a new connection made with ``ctx`` offers to resume: the latest
+        one with a ticket from this endpoint, if it was made with the same context (the
+        same leaf and bundle: after a rotation the next handshake is a full one)."""
+        last = self._last
+        if last is not None:
+            got = last.session
+            if got is not None and got.has_ticket:
+                self._session, self._last = (last.context, got), None
+        if self._session is None or self._session[0] is not ctx:
+            return None
+        return self._session[1]
+
+    def verified(self, sslobj: ssl.SSLObject) -> None:
+        """A handshake whose server is the expected one (full or resumed) completed."""
+        self._last = sslobj
+        if sslobj.session_reused:
+            self.count("tls_sessions_resumed")
 
     def stale(self, secured: bool) -> bool:
         """A pooled connection made in plaintext while mTLS is now possible."""
@@ -177,9 +210,9 @@ class _Gate(asyncio.Protocol):
         if self.refused is not None:
             cast(asyncio.Transport, transport).abort()  # uvloop's is not a subclass
             return
+        origin.verified(sslobj)
         self.inner = inner = self.make()
-        transport.set_protocol(inner)
-        inner.connection_made(transport)
+        ReadInto.install(transport, inner)
 
 
 async def connect(
@@ -203,9 +236,13 @@ async def connect(
         factory = lambda: gate  # noqa: E731
     try:
         with anyio.fail_after(timeout):
-            _, proto = await loop.create_connection(
-                factory, endpoint.address, endpoint.port, ssl=ctx
-            )
+            if ctx is None:
+                _, proto = await loop.create_connection(factory, endpoint.address, endpoint.port)
+            else:
+                assert origin is not None
+                await connect_tls(
+                    factory, endpoint.address, endpoint.port, ctx, origin.session(ctx), timeout
+                )
     except TimeoutError:
         raise UpstreamConnectError(f"connect timeout to {key} after {timeout}s") from None
     except ssl.SSLError as exc:
