@@ -1,0 +1,125 @@
+"""The ``wasm`` filter's config: plugin configuration, properties, refusals and errors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from plait.plugins import load_filter_types
+from plait.plugins.wasm import WASM, WasmSetup
+from plait.sdk import ConfigError
+from plait.sdk.testing import drive, make_request
+
+from .conftest import instance
+from .wat import build, module_text
+
+pytestmark = pytest.mark.anyio
+
+
+def test_registered_through_the_filter_entry_point() -> None:
+    assert load_filter_types()["wasm"] is WASM
+
+
+async def test_plugin_config_and_properties_reach_the_module(
+    wasm_setup: Callable[..., WasmSetup], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="plait.wasm"):
+        setup = wasm_setup(
+            "config", pluginConfig={"mode": "strict"}, rootId="my_root", pluginName="cfg"
+        )
+    assert "configured" in caplog.text  # proxy_log reached plait's log
+    result = await drive(instance(setup), request_head=make_request(path="/p?x=1"))
+    headers = result.request_head.headers
+    assert headers.get("x-root-id") == "my_root"
+    assert headers.get("x-plugin-name") == "cfg"
+    assert headers.get("x-prop-path") == "/p?x=1"
+    assert headers.get("x-prop-source") == "127.0.0.1:40000"
+    assert result.response_head is not None
+    assert result.response_head.headers.get("x-plugin-config") == '{"mode":"strict"}'
+
+
+def test_configuration_refused_by_the_module(wasm_setup: Callable[..., WasmSetup]) -> None:
+    with pytest.raises(ConfigError) as err:
+        wasm_setup("config", pluginConfig="reject")
+    assert err.value.field == "pluginConfig"
+    assert "proxy_on_configure returned false" in str(err.value)
+
+
+def test_module_without_the_abi_marker(
+    wasm_setup: Callable[..., WasmSetup], tmp_path: Path
+) -> None:
+    path = build("nomarker", tmp_path, module_text(""))
+    with pytest.raises(ConfigError) as err:
+        wasm_setup(path)
+    assert err.value.field == "module"
+    assert "not a Proxy-Wasm module" in str(err.value) and str(path) in str(err.value)
+
+
+def test_module_importing_something_the_host_lacks(
+    wasm_setup: Callable[..., WasmSetup], tmp_path: Path
+) -> None:
+    text = (
+        '(module (import "env" "envoy_special" (func)) (func (export "proxy_abi_version_0_2_1")))'
+    )
+    with pytest.raises(ConfigError, match=r"import env\.envoy_special: not a Proxy-Wasm host"):
+        wasm_setup(build("odd", tmp_path, text))
+
+
+def test_wrong_import_type_is_named(wasm_setup: Callable[..., WasmSetup], tmp_path: Path) -> None:
+    text = (
+        '(module (import "env" "proxy_log" (func (param i32) (result i32)))'
+        ' (func (export "proxy_abi_version_0_2_1")))'
+    )
+    with pytest.raises(ConfigError, match=r"import env\.proxy_log: the ABI's type is"):
+        wasm_setup(build("badtype", tmp_path, text))
+
+
+def test_sha256_is_checked_and_can_name_a_cached_module(
+    wasm_setup: Callable[..., WasmSetup], wat_dir: Path
+) -> None:
+    digest = hashlib.sha256((wat_dir / "headers.wasm").read_bytes()).hexdigest()
+    with pytest.raises(ConfigError) as err:
+        wasm_setup("headers", sha256="0" * 64)
+    assert err.value.field == "module" and f"has sha256 {digest}" in str(err.value)
+    setup = wasm_setup("headers", sha256=digest)  # also fills the cache
+    cache = Path(setup.config.cache_dir)
+    assert (cache / f"{digest}.wasm").is_file()
+    assert any(p.suffix == ".cwasm" for p in cache.iterdir())
+    assert WASM.parse_config is not None
+    by_hash = WASM.parse_config({"sha256": digest, "cacheDir": str(cache), "vmId": "h"})
+    assert by_hash.plugin.compiled.sha256 == digest
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "expected"),
+    [
+        ({}, "module", "expected a module path"),
+        ({"module": "/x.wasm", "failStrategy": "FAIL_SOMETIMES"}, "failStrategy", "FAIL_CLOSE"),
+        ({"module": "/x.wasm", "callbackTimeoutMs": 0}, "callbackTimeoutMs", "1..60000"),
+        ({"module": "/x.wasm", "sha256": "abc"}, "sha256", "64 lower-case hex"),
+        ({"module": "/x.wasm", "modul": "y"}, "modul", "unknown field"),
+        ({"module": "/no/such/file.wasm"}, "module", "cannot read /no/such/file.wasm"),
+        ({"module": "/x.wasm", "env": {"A": 1}}, "env", "variable names to strings"),
+    ],
+)
+def test_config_errors_name_the_field(raw: dict[str, object], field: str, expected: str) -> None:
+    assert WASM.parse_config is not None
+    with pytest.raises(ConfigError) as err:
+        WASM.parse_config(raw)
+    assert err.value.field == field
+    assert expected in str(err.value)
+
+
+async def test_wasi_functions_sdk_runtimes_use(
+    wasm_setup: Callable[..., WasmSetup], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="plait.wasm"):
+        setup = wasm_setup("wasi", env={"GREETING": "hi"})
+    assert "hello from wasi" in caplog.text  # fd_write(1) from _initialize
+    result = await drive(instance(setup), request_head=make_request())
+    assert result.request_head.headers.get("x-env") == "GREETING=hi"
+    assert result.request_head.headers.get("x-wasi") == "ok"

@@ -1,0 +1,73 @@
+"""End to end: a real sidecar process with wasm filters in its chain, real HTTP/1.1 clients
+and upstream on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Proc, http_get, start_mesh
+
+from .conftest import AS_MODULE
+from .wat import build
+
+pytestmark = pytest.mark.e2e
+SUFFIX = b"[wasm-response]"  # the body module appends it to every response body
+
+
+def _echo(body: bytes) -> dict[str, Any]:
+    assert body.endswith(SUFFIX), body
+    echo: dict[str, Any] = json.loads(body[: -len(SUFFIX)])
+    return echo
+
+
+def test_sidecar_runs_sdk_and_wat_filters(tmp_path: Path, procs: list[Proc]) -> None:
+    body_module = build("body", tmp_path)
+    trap_module = build("trap", tmp_path)
+    cache = tmp_path / "cache"
+    filters = (
+        "["
+        f"{{type: wasm, config: {{module: '{AS_MODULE}', rootId: plait_headers,"
+        f" pluginConfig: e2e-config, cacheDir: '{cache}'}}}},"
+        f"{{type: wasm, config: {{module: '{body_module}', cacheDir: '{cache}'}}}},"
+        f"{{type: wasm, config: {{module: '{trap_module}', cacheDir: '{cache}',"
+        " callbackTimeoutMs: 50}}"
+        "]"
+    )
+    port, sidecar = start_mesh(tmp_path, procs, filters=filters)
+
+    status, headers, body = http_get(port, "/ok")
+    assert status == 200, sidecar.logs()
+    echoed = _echo(body)["headers"]
+    assert echoed["x-plait-wasm"] == "as"
+    assert echoed["x-count"] == "1"
+    assert headers["x-plait-config"] == "e2e-config"
+
+    status, headers, body = http_get(port, "/deny")
+    assert (status, body) == (403, b"denied\n")
+    assert headers["x-denied-by"] == "plait-as"
+
+    status, headers, body = http_get(port, "/echo", method="POST", body=b"hello")
+    assert status == 200
+    echo = _echo(body)
+    assert echo["body"] == "[wasm]hello"
+    assert echo["headers"]["x-body-seen"] == "yes"
+    assert int(headers.get("content-length", len(body))) == len(body)
+
+    status, _, body = http_get(port, "/stream/3")
+    assert status == 200
+    assert body == b"chunk 0\nchunk 1\nchunk 2\n[wasm-response]"
+
+    started = time.monotonic()
+    status, headers, _ = http_get(port, "/loop", headers={"x-loop": "1"})
+    assert status == 503
+    assert headers["x-plait-reason"] == "wasm filter trap failed"
+    assert time.monotonic() - started < 5
+    status, _, body = http_get(port, "/after")
+    assert status == 200
+    assert _echo(body)["headers"]["x-count"] == "1"  # a fresh instance
+    assert "exceeded its CPU time limit" in sidecar.logs()
