@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import wasmtime
 
+from . import _fast as fast
 from ._abi import ENV_SIGNATURES, Status
 from ._memory import MemoryFault
 
@@ -110,7 +111,10 @@ def link(linker: wasmtime.Linker, module: wasmtime.Module, host: object) -> None
             linker.define_func(imp.module, name, _func_type(sig), _nosys(sig[1]))
             continue
         fault = (INVALID_MEMORY_ACCESS if imp.module == "env" else EFAULT) if sig[1] else None
-        linker.define_func(imp.module, name, _func_type(sig), _guard(fn, fault), access_caller=True)
+        if fast.AVAILABLE:
+            fast.define(linker, imp.module, name, _func_type(sig), sig, _guard(fn, fault))
+        else:
+            linker.define_func(imp.module, name, _func_type(sig), _guard(fn, fault), True)
 
 
 def _guard(fn: Callable[..., Any], fault: int | None) -> Callable[..., Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+from collections.abc import Callable
 from typing import Any, Final
 
 import wasmtime
@@ -39,7 +40,8 @@ class GuestMemory:
 
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
-        self.alloc: wasmtime.Func | None = None
+        self.alloc: Callable[[Any, int], int] | None = None
+        """``alloc(store, size) -> address`` (``_vm.py`` binds the module's allocator)."""
 
     def _base(self, store: Any, ptr: int, size: int) -> int:
         mem = self.memory
@@ -76,7 +78,7 @@ class GuestMemory:
         if self.alloc is None:
             raise MemoryFault("the module exports no allocator (malloc/proxy_on_memory_allocate)")
         addr = self.alloc(store, len(data))
-        if not isinstance(addr, int) or u32(addr) == 0:
+        if u32(addr) == 0:
             raise MemoryFault(f"the guest allocator failed for {len(data)} bytes")
         self.write(store, addr, data)
         self.put_u32(store, ptr_out, addr)

@@ -23,13 +23,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import wasmtime
 
 from plait.sdk import StreamContext
 
+from . import _fast as fast
 from ._engine import EPOCH_TICK, CompiledModule, engine
+from ._fast import GuestCall
 from ._hostcalls import HostCalls
 from ._imports import link
 from ._memory import GuestMemory, MemoryFault
@@ -80,6 +82,20 @@ def describe(exc: BaseException) -> str:
     return f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
+def _bind(func: wasmtime.Func, store: wasmtime.Store) -> GuestCall:
+    """A guest function as ``call(store, *args) -> int``: the fast path when its types
+    are all ``i32`` (every Proxy-Wasm callback), else wasmtime-py's public call."""
+    ty = func.type(store)
+    if fast.AVAILABLE and all(str(t) == "i32" for t in (*ty.params, *ty.results)):
+        return fast.guest_call(func, store)
+
+    def call(store: Any, *args: int) -> int:
+        result = func(store, *args)
+        return result if isinstance(result, int) else 0
+
+    return call
+
+
 class WasmVM(HostCalls, StubCalls, WasiCalls):
     """One instance of a module (not thread-safe: one event loop uses it)."""
 
@@ -108,11 +124,11 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         except (wasmtime.Trap, wasmtime.WasmtimeError, ProcExit) as exc:
             raise GuestFailure(f"instantiation {describe(exc)}") from exc
         exports = instance.exports(self.store)
-        funcs: dict[str, wasmtime.Func] = {}
+        funcs: dict[str, GuestCall] = {}
         for name in compiled.exports:
             item = exports.get(name)
             if isinstance(item, wasmtime.Func):
-                funcs[name] = item
+                funcs[name] = _bind(item, self.store)
             elif isinstance(item, wasmtime.Memory) and name == "memory":
                 self.mem.memory = item
         self.mem.alloc = funcs.get("malloc") or funcs.get("proxy_on_memory_allocate")
@@ -136,13 +152,12 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         self.current = context
         self.store.set_epoch_deadline(ticks)
         try:
-            result = fn(self.store, *args)
-        except (Exception, wasmtime.Trap) as exc:
+            return fn(self.store, *args)
+        except Exception as exc:
             self.broken = f"{name} {describe(exc)}"
             raise GuestFailure(self.broken) from exc
         finally:
             self.current = None
-        return result if isinstance(result, int) else 0
 
     def start(self) -> None:
         """Initialize the module and its root context; raises :class:`GuestFailure` or

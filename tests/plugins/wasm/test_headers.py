@@ -70,3 +70,21 @@ async def test_response_header_map_of_a_response(wasm_setup: Callable[..., WasmS
     assert result.response_head is not None
     assert result.response_head.headers.get("content-type") == "text/plain"
     assert result.response_head.headers.get("x-wasm-response") == "yes"
+
+
+async def test_public_api_path_gives_the_same_result(
+    wasm_setup: Callable[..., WasmSetup], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast crossings use wasmtime-py's private bindings; without them the host falls
+    # back to its public API.
+    from plait.plugins.wasm import _fast
+
+    monkeypatch.setattr(_fast, "AVAILABLE", False)
+    req = make_request(headers=[("x-remove-me", "1")])
+    result = await drive(instance(wasm_setup("headers")), request_head=req)
+    assert result.request_head.headers.get("x-wasm-added") == "yes"
+    assert "x-remove-me" not in result.request_head.headers
+    denied = await drive(
+        instance(wasm_setup("headers")), request_head=make_request(headers=[("x-deny", "1")])
+    )
+    assert denied.status == 403
