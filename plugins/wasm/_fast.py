@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import threading
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -46,7 +47,7 @@ except (ImportError, AttributeError):  # pragma: no cover - another wasmtime-py
 GuestCall = Callable[..., int]
 """``call(store, *i32_args) -> i32`` (0 for a function without result)."""
 
-_pending: list[BaseException] = []
+_local = threading.local()  # .pending: what a host function raised in this thread
 _hosts: dict[int, tuple[Callable[..., Any], tuple[bool, ...], bool]] = {}
 _keys = itertools.count(1)
 _TRAP_MESSAGE: Final = "host function raised"
@@ -67,9 +68,9 @@ class CallerStore:
 def _raise(err: Any, trap: Any) -> None:
     # A trap raised by a host function comes back as an error, others as a trap.
     exc: Exception = wasmtime.WasmtimeError._from_ptr(err) if err else wasmtime.Trap._from_ptr(trap)
-    if _pending:
-        cause = _pending.pop()
-        _pending.clear()
+    cause: BaseException | None = getattr(_local, "pending", None)
+    if cause is not None:
+        _local.pending = None
         raise cause from exc
     raise exc
 
@@ -105,7 +106,7 @@ def _trampoline(env: int | None, caller: Any, raw: Any, count: int) -> int:
             raw[0].i32 = result
         return 0
     except BaseException as exc:
-        _pending.append(exc)
+        _local.pending = exc
         trap = wasmtime.Trap(_TRAP_MESSAGE)._consume()
         value: int = ctypes.cast(trap, ctypes.c_void_p).value or 0
         return value

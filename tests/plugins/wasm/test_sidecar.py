@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e._h2client import h2_request
 from tests.support import Proc, http_get, start_mesh
 
 from .conftest import AS_MODULE
@@ -57,6 +58,13 @@ def test_sidecar_runs_sdk_and_wat_filters(tmp_path: Path, procs: list[Proc]) -> 
     assert echo["body"] == "[wasm]hello"
     assert echo["headers"]["x-body-seen"] == "yes"
     assert int(headers.get("content-length", len(body))) == len(body)
+
+    # HTTP/2: the body arrives in its own DATA frame, after the headers the module paused
+    head, body, _ = h2_request(port, [("content-type", "text/plain")], b"over h2", path="/h2")
+    assert head[":status"] == "200"
+    echo = _echo(body)
+    assert echo["body"] == "[wasm]over h2"
+    assert echo["headers"]["x-body-seen"] == "yes" and echo["headers"]["x-plait-wasm"] == "as"
 
     status, _, body = http_get(port, "/stream/3")
     assert status == 200
