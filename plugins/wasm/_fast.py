@@ -117,9 +117,12 @@ def _finalize(env: int | None, hosts: dict[int, Any] = _hosts) -> None:
     hosts.pop(env or 0, None)
 
 
-# The C callbacks, kept alive as long as the module (linkers hold pointers to them).
+# The C callbacks. Stores and linkers hold pointers to them and may be deleted while the
+# interpreter exits, after this module's globals are gone: they are never freed.
 _TRAMPOLINE: Any = _CALLBACK(_trampoline) if AVAILABLE else None
 _FINALIZER: Any = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_finalize)
+for _callback in (_TRAMPOLINE, _FINALIZER):
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(_callback))
 
 
 def define(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,3 +125,18 @@ async def test_wasi_functions_sdk_runtimes_use(
     result = await drive(instance(setup), request_head=make_request())
     assert result.request_head.headers.get("x-env") == "GREETING=hi"
     assert result.request_head.headers.get("x-wasi") == "ok"
+
+
+def test_a_process_with_a_loaded_module_exits_cleanly(wat_dir: Path, tmp_path: Path) -> None:
+    # Stores and linkers deleted while the interpreter exits call back into Python: the
+    # callbacks must outlive the module that made them (this exited with SIGSEGV).
+    script = (
+        "from plait.plugins.wasm import WASM\n"
+        f"s = WASM.parse_config({{'module': {str(wat_dir / 'headers.wasm')!r},"
+        f" 'cacheDir': {str(tmp_path)!r}}})\n"
+        "print(s.plugin.compiled.abi)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "0.2.1"), done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from plait.sdk import Headers, ResponseHead
 from plait.sdk.testing import drive, make_request
 
 from .conftest import instance
+from .wat import build
 
 pytestmark = pytest.mark.anyio
 
@@ -88,3 +90,15 @@ async def test_public_api_path_gives_the_same_result(
         instance(wasm_setup("headers")), request_head=make_request(headers=[("x-deny", "1")])
     )
     assert denied.status == 403
+
+
+async def test_abi_edge_cases(wasm_setup: Callable[..., WasmSetup], tmp_path: Path) -> None:
+    # modules/abi.wat: statuses of unknown keys, maps and contexts, bad pointers, the neutral
+    # answers of features not delivered yet, and a whole-map replacement.
+    setup = wasm_setup(build("abi", tmp_path))
+    result = await drive(instance(setup), request_head=make_request(headers=[("a", "b")]))
+    headers = result.request_head.headers
+    assert headers.get("x-abi") == "ok", "the first failed check: " + str(headers.get("x-abi"))
+    assert result.upstream_called and result.local_reply is None
+    assert result.request_head.path == "/set"
+    assert [n for n, _ in headers] == ["x-set", "x-abi"]

@@ -79,3 +79,4 @@ def test_sidecar_runs_sdk_and_wat_filters(tmp_path: Path, procs: list[Proc]) -> 
     assert status == 200
     assert _echo(body)["headers"]["x-count"] == "1"  # a fresh instance
     assert "exceeded its CPU time limit" in sidecar.logs()
+    assert sidecar.stop() == 0, sidecar.logs()  # a clean exit, with instances still alive
