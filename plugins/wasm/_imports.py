@@ -19,6 +19,7 @@ is loaded, naming the import.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -99,30 +100,35 @@ def _nosys(results: tuple[str, ...]) -> Callable[..., Any]:
 def link(linker: wasmtime.Linker, module: wasmtime.Module, host: object) -> None:
     """Define on ``linker`` every function ``module`` imports, bound to ``host``'s methods
     (named as the import; a WASI method is ``wasi_<name>``). Host methods take the caller
-    first (it is the store inside a host call)."""
+    first (it is the store inside a host call).
+
+    The functions hold ``host`` weakly: the instance's store (which ``host`` owns) keeps
+    them, and a strong reference back would keep every replaced instance alive."""
+    ref = weakref.ref(host)
     for imp in module.imports:
         name = imp.name or ""
         ty = imp.type
         assert isinstance(ty, wasmtime.FuncType)  # check_imports ran at load
         sig = _expected(imp.module, name) or _types(ty)
         attr = name if imp.module == "env" else f"wasi_{name}"
-        fn = getattr(host, attr, None)
+        fn = getattr(type(host), attr, None)
         if fn is None:
             linker.define_func(imp.module, name, _func_type(sig), _nosys(sig[1]))
             continue
         fault = (INVALID_MEMORY_ACCESS if imp.module == "env" else EFAULT) if sig[1] else None
         if fast.AVAILABLE:
-            fast.define(linker, imp.module, name, _func_type(sig), sig, _guard(fn, fault))
+            fast.define(linker, imp.module, name, _func_type(sig), sig, _guard(fn, ref, fault))
         else:
-            linker.define_func(imp.module, name, _func_type(sig), _guard(fn, fault), True)
+            linker.define_func(imp.module, name, _func_type(sig), _guard(fn, ref, fault), True)
 
 
-def _guard(fn: Callable[..., Any], fault: int | None) -> Callable[..., Any]:
-    """``fn``, answering a bad guest pointer with the ABI's error instead of a trap."""
+def _guard(fn: Callable[..., Any], ref: weakref.ref[Any], fault: int | None) -> Callable[..., Any]:
+    """``fn`` called on the host ``ref`` names, answering a bad guest pointer with the ABI's
+    error instead of a trap."""
 
     def call(caller: Any, *args: Any) -> Any:
         try:
-            return fn(caller, *args)
+            return fn(ref(), caller, *args)
         except MemoryFault:
             return fault
 

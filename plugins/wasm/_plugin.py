@@ -92,7 +92,9 @@ class WasmPlugin:
 
     def failed(self, error: BaseException) -> None:
         self.failures += 1
-        log.error("wasm filter %s failed: %s", self.name, error)
+        # The text, not the exception: its frames hold the instance (a log handler that
+        # keeps records would keep every broken instance alive).
+        log.error("wasm filter %s failed: %s", self.name, str(error))
 
 
 def plugin_for(config: WasmConfig) -> WasmPlugin:

@@ -3,7 +3,9 @@ FAIL_CLOSE answers 503, FAIL_OPEN skips the filter, a fresh instance replaces a 
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -82,3 +84,17 @@ async def test_proc_exit_in_the_response_phase_fails_closed(
     result = await drive(instance(setup), request_head=make_request(), response_head=head)
     assert result.reply_phase == "response" and result.status == 503
     assert "proc_exit(3)" in str(setup.plugin.vm.broken)
+
+
+async def test_replaced_instances_are_freed(wasm_setup: Callable[..., WasmSetup]) -> None:
+    # Host functions reference their instance weakly: each trap replaces the instance,
+    # and the broken ones must not pile up.
+    setup = wasm_setup("trap")
+    broken = []
+    for _ in range(5):
+        broken.append(weakref.ref(setup.plugin.vm))
+        assert (await _get(setup, ("x-trap", "1"))).status == 503
+        assert (await _get(setup)).upstream_called
+    gc.collect()
+    assert [r() for r in broken] == [None] * 5
+    assert setup.plugin.restarts == 5
