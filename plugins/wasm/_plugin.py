@@ -111,7 +111,7 @@ def plugin_for(config: WasmConfig) -> WasmPlugin:
     try:
         plugin = WasmPlugin(config, compiled)
     except StartRefused as exc:
-        raise ConfigError(f"the module refused it: {exc}", field="pluginConfig") from None
+        raise ConfigError(f"the module refused it: {exc}", field=exc.field) from None
     except GuestFailure as exc:
         raise ConfigError(f"the module failed to start: {exc}", field="module") from None
     _plugins[key] = plugin

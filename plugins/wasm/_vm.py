@@ -54,6 +54,11 @@ class GuestFailure(Exception):
 class StartRefused(Exception):
     """The module refused its configuration (``proxy_on_vm_start``/``proxy_on_configure``)."""
 
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+        """The config field with the refused configuration."""
+
 
 @dataclass(frozen=True, slots=True)
 class VmSettings:
@@ -174,11 +179,11 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         if self.has("proxy_on_vm_start") and not self.call(
             "proxy_on_vm_start", root, ROOT_ID, len(root.vm_config)
         ):
-            raise StartRefused("proxy_on_vm_start returned false (the VM configuration)")
+            raise StartRefused("proxy_on_vm_start returned false", "vmConfig")
         if self.has("proxy_on_configure") and not self.call(
             "proxy_on_configure", root, ROOT_ID, len(root.plugin_config)
         ):
-            raise StartRefused("proxy_on_configure returned false (the plugin configuration)")
+            raise StartRefused("proxy_on_configure returned false", "pluginConfig")
 
     def new_stream(self, ctx: StreamContext) -> StreamState:
         """A new stream context (``proxy_on_context_create`` under the root)."""

@@ -140,3 +140,18 @@ def test_a_process_with_a_loaded_module_exits_cleanly(wat_dir: Path, tmp_path: P
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, "0.2.1"), done.stderr
+
+
+def test_error_in_a_config_file_names_the_file_and_field(tmp_path: Path) -> None:
+    from plait.core.config import load_config
+
+    from tests.support import simple_config, write_config
+
+    missing = tmp_path / "gone.wasm"
+    filters = f"[{{type: wasm, config: {{module: '{missing}'}}}}]"
+    path = write_config(tmp_path, simple_config(1, 2, 3, filters=filters))
+    with pytest.raises(ConfigError) as err:
+        load_config([path], load_filter_types())
+    text = str(err.value)
+    assert str(path) in text
+    assert "config.module" in text and f"cannot read {missing}" in text
