@@ -29,17 +29,49 @@ from typing import Any, Final
 
 import wasmtime
 
-__all__ = ["AVAILABLE", "CallerStore", "GuestCall", "define", "guest_call"]
+__all__ = [
+    "AVAILABLE",
+    "MEMORY_DATA",
+    "MEMORY_SIZE",
+    "CallerStore",
+    "GuestCall",
+    "define",
+    "guest_call",
+]
+
+
+def _c_function(name: str, restype: Any, argtypes: list[Any]) -> Any:
+    """Our own binding of a C function of the library (not wasmtime-py's Python wrapper)."""
+    fn = ffi.dll[name]
+    fn.restype, fn.argtypes = restype, argtypes
+    return fn
+
 
 try:
     from wasmtime import _ffi as ffi
 
     _RAW: Any = ffi.wasmtime_val_raw_t
-    _CALL: Any = ffi.wasmtime_func_call_unchecked
     _DEFINE: Any = ffi.wasmtime_linker_define_func_unchecked
     _CALLBACK: Any = ffi.wasmtime_func_unchecked_callback_t
-    _CALLER_CONTEXT: Any = ffi.wasmtime_caller_context
     _TRAP_PTR: Any = ctypes.POINTER(ffi.wasm_trap_t)
+    _CTX: Any = ctypes.POINTER(ffi.wasmtime_context_t)
+    _CALL: Any = _c_function(
+        "wasmtime_func_call_unchecked",
+        ctypes.POINTER(ffi.wasmtime_error_t),
+        [_CTX, ctypes.POINTER(ffi.wasmtime_func_t), ctypes.POINTER(_RAW), ctypes.c_size_t,
+         ctypes.POINTER(_TRAP_PTR)],
+    )  # fmt: skip
+    _CALLER_CONTEXT: Any = _c_function(
+        "wasmtime_caller_context", _CTX, [ctypes.POINTER(ffi.wasmtime_caller_t)]
+    )
+    MEMORY_DATA: Any = _c_function(
+        "wasmtime_memory_data", ctypes.c_void_p, [_CTX, ctypes.POINTER(ffi.wasmtime_memory_t)]
+    )
+    """``(context, byref(memory._memory)) -> base address``."""
+    MEMORY_SIZE: Any = _c_function(
+        "wasmtime_memory_data_size", ctypes.c_size_t, [_CTX, ctypes.POINTER(ffi.wasmtime_memory_t)]
+    )
+    """``(context, byref(memory._memory)) -> size in bytes``."""
     AVAILABLE = True
 except (ImportError, AttributeError):  # pragma: no cover - another wasmtime-py
     AVAILABLE = False

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import wasmtime
 
+from . import _fast as fast
 from ._abi import Status, u32
 
 __all__ = ["GuestMemory", "MemoryFault"]
@@ -36,14 +37,27 @@ class MemoryFault(Exception):
 class GuestMemory:
     """The guest's memory and allocator (both set once the instance exists)."""
 
-    __slots__ = ("alloc", "memory")
+    __slots__ = ("_ref", "alloc", "memory")
 
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
+        self._ref: Any = None
         self.alloc: Callable[[Any, int], int] | None = None
         """``alloc(store, size) -> address`` (``_vm.py`` binds the module's allocator)."""
 
+    def bind(self, memory: wasmtime.Memory) -> None:
+        self.memory = memory
+        if fast.AVAILABLE:
+            self._ref = ctypes.byref(memory._memory)
+
     def _base(self, store: Any, ptr: int, size: int) -> int:
+        ref = self._ref
+        if ref is not None:  # the C functions themselves: no wrappers per access
+            ctx = store._context()
+            if ptr + size > fast.MEMORY_SIZE(ctx, ref):
+                raise MemoryFault(f"{size} bytes at {ptr} are outside the guest memory")
+            base: int = fast.MEMORY_DATA(ctx, ref)
+            return base + ptr
         mem = self.memory
         if mem is None:
             raise MemoryFault("the module exports no memory")

@@ -135,7 +135,7 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
             if isinstance(item, wasmtime.Func):
                 funcs[name] = _bind(item, self.store)
             elif isinstance(item, wasmtime.Memory) and name == "memory":
-                self.mem.memory = item
+                self.mem.bind(item)
         self.mem.alloc = funcs.get("malloc") or funcs.get("proxy_on_memory_allocate")
         self.funcs = funcs
 

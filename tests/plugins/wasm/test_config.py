@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from plait.core.config import load_config
 from plait.plugins import load_filter_types
 from plait.plugins.wasm import WASM, WasmSetup
 from plait.sdk import ConfigError
 from plait.sdk.testing import drive, make_request
+from tests.support import simple_config, write_config
 
 from .conftest import instance
 from .wat import build, module_text
@@ -143,10 +145,6 @@ def test_a_process_with_a_loaded_module_exits_cleanly(wat_dir: Path, tmp_path: P
 
 
 def test_error_in_a_config_file_names_the_file_and_field(tmp_path: Path) -> None:
-    from plait.core.config import load_config
-
-    from tests.support import simple_config, write_config
-
     missing = tmp_path / "gone.wasm"
     filters = f"[{{type: wasm, config: {{module: '{missing}'}}}}]"
     path = write_config(tmp_path, simple_config(1, 2, 3, filters=filters))
