@@ -5,7 +5,8 @@ Registered through the ``plait.filters`` entry point like every other filter
 and configuration (``_config.py``); the module is compiled once per content
 hash (``_engine.py``), one instance per process serves every stream with one
 context per stream (``_plugin.py``, ``_vm.py``), and the adapter (``_filter.py``)
-maps the filter contract's hooks onto the module's callbacks. See
+maps the filter contract's hooks onto the module's callbacks. Registering the
+type imports nothing of wasmtime; the first config that names a module does. See
 ``docs/wasm.md``.
 """
 
@@ -13,16 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait.plugins.hookspecs import hookimpl
 from plait.sdk import FilterRegistry, FilterSpec, HttpFilter
 
 from ._config import WasmConfig, parse_config
-from ._filter import WasmFilter, filter_class
-from ._plugin import WasmPlugin, plugin_for
 
-__all__ = ["WASM", "WasmFilter", "WasmPlugin", "WasmSetup", "plait_register_filters"]
+if TYPE_CHECKING:
+    from ._filter import WasmFilter
+    from ._plugin import WasmPlugin
+
+__all__ = ["WASM", "WasmSetup", "plait_register_filters"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,11 @@ class WasmSetup:
 
 
 def _parse(raw: Mapping[str, Any]) -> WasmSetup:
+    # wasmtime is imported only once a config names a module: a sidecar without wasm
+    # filters never loads it.
+    from ._filter import filter_class
+    from ._plugin import plugin_for
+
     config = parse_config(raw)
     plugin = plugin_for(config)
     return WasmSetup(config, plugin, filter_class(plugin))

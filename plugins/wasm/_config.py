@@ -25,6 +25,7 @@ file and the filter's place in it.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,9 +34,7 @@ from typing import Any, Final
 
 from plait.sdk import ConfigError
 
-from ._engine import default_cache_dir
-
-__all__ = ["FAIL_CLOSE", "FAIL_OPEN", "WasmConfig", "parse_config"]
+__all__ = ["FAIL_CLOSE", "FAIL_OPEN", "WasmConfig", "default_cache_dir", "parse_config"]
 
 FAIL_CLOSE: Final = "FAIL_CLOSE"
 FAIL_OPEN: Final = "FAIL_OPEN"
@@ -61,6 +60,14 @@ class WasmConfig:
     memory_limit: int
     max_buffer: int
     cache_dir: Path
+
+
+def default_cache_dir() -> Path:
+    """``$PLAIT_WASM_CACHE``, else ``$XDG_CACHE_HOME/plait/wasm`` (``~/.cache/plait/wasm``)."""
+    if env := os.environ.get("PLAIT_WASM_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "plait" / "wasm"
 
 
 def _show(value: object) -> str:

@@ -33,7 +33,7 @@ import wasmtime
 from ._abi import ABI_MARKERS, UNSUPPORTED_MARKERS
 from ._imports import check_imports
 
-__all__ = ["EPOCH_TICK", "CompiledModule", "ModuleError", "default_cache_dir", "engine", "load"]
+__all__ = ["EPOCH_TICK", "CompiledModule", "ModuleError", "engine", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,6 @@ def _tick(eng: wasmtime.Engine) -> None:
     while True:
         time.sleep(EPOCH_TICK)
         eng.increment_epoch()
-
-
-def default_cache_dir() -> Path:
-    """``$PLAIT_WASM_CACHE``, else ``$XDG_CACHE_HOME/plait/wasm`` (``~/.cache/plait/wasm``)."""
-    if env := os.environ.get("PLAIT_WASM_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "plait" / "wasm"
 
 
 def load(path: Path | None, sha256: str | None, cache_dir: Path) -> CompiledModule:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from plait.plugins.wasm import WASM, WasmFilter, WasmSetup
+from plait.plugins.wasm import WASM, WasmSetup
+from plait.sdk import HttpFilter
 
 from .wat import build
 
@@ -41,8 +42,7 @@ def wasm_setup(wat_dir: Path, tmp_path: Path) -> Callable[..., WasmSetup]:
     return make
 
 
-def instance(setup: WasmSetup) -> WasmFilter:
+def instance(setup: WasmSetup) -> HttpFilter:
     """One stream's filter instance, as the chain makes it."""
-    made = setup.cls(setup.plugin)
-    assert isinstance(made, WasmFilter)
+    made: HttpFilter = WASM.factory(setup)()
     return made

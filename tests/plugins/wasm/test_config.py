@@ -28,6 +28,19 @@ def test_registered_through_the_filter_entry_point() -> None:
     assert load_filter_types()["wasm"] is WASM
 
 
+def test_registration_alone_does_not_load_wasmtime() -> None:
+    script = (
+        "import sys\n"
+        "from plait.plugins import load_filter_types\n"
+        "assert 'wasm' in load_filter_types()\n"
+        "print('wasmtime' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr
+
+
 async def test_plugin_config_and_properties_reach_the_module(
     wasm_setup: Callable[..., WasmSetup], caplog: pytest.LogCaptureFixture
 ) -> None:
