@@ -166,3 +166,36 @@ def test_error_in_a_config_file_names_the_file_and_field(tmp_path: Path) -> None
     text = str(err.value)
     assert str(path) in text
     assert "config.module" in text and f"cannot read {missing}" in text
+
+
+def _load_in_a_new_process(module: Path, cache: Path, prelude: str = "") -> str:
+    script = (
+        prelude + "from plait.plugins.wasm import WASM\n"
+        f"s = WASM.parse_config({{'module': {str(module)!r}, 'cacheDir': {str(cache)!r}}})\n"
+        "print(s.plugin.compiled.abi)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_a_new_process_uses_the_compiled_cache(wat_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _load_in_a_new_process(wat_dir / "headers.wasm", cache)  # compiles, fills the cache
+    no_compiler = (
+        "import wasmtime\n"
+        "def refuse(*a, **k): raise AssertionError('compiled again')\n"
+        "wasmtime.Module.__init__ = refuse\n"
+    )
+    _load_in_a_new_process(wat_dir / "headers.wasm", cache, no_compiler)
+
+
+def test_an_unusable_cache_entry_is_compiled_again(wat_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _load_in_a_new_process(wat_dir / "headers.wasm", cache)
+    (artifact,) = cache.glob("*.cwasm")
+    artifact.write_bytes(b"not a compiled module")
+    log = _load_in_a_new_process(wat_dir / "headers.wasm", cache)
+    assert "unusable" in log and "compiling again" in log
