@@ -20,10 +20,11 @@ module changed the body buffer). A pause before the end of the stream is
 body (up to ``maxBufferBytes``), then calls the body callback again with the
 whole body and ``end_of_stream`` set, so a module that pauses until the end of
 the stream sees, and may replace, the whole body; headers paused this way are
-still held, and still mutable, while the body callback runs. A pause at the
-end of the stream can only be resumed by events this host does not deliver
-yet (HTTP callouts, timers): the stream fails per ``failStrategy``. A pause
-on trailers is ignored. ``proxy_close_stream`` ends the stream with 503.
+still held, and still mutable, while the body callback runs, and its result
+releases them. A pause at the end of the stream, or on the headers of a module
+without the body callback, could only be resumed by events this host does not
+deliver yet (HTTP callouts, timers): the stream fails per ``failStrategy``. A
+pause on trailers is ignored. ``proxy_close_stream`` ends the stream with 503.
 
 A module failure (``_vm.GuestFailure``) is contained per ``failStrategy``:
 ``FAIL_CLOSE`` answers 503 (``x-plait-reason: wasm filter NAME failed``),
@@ -50,6 +51,12 @@ _CALLBACKS = {
     "on_response_headers": "proxy_on_response_headers",
     "on_response_data": "proxy_on_response_body",
     "on_response_trailers": "proxy_on_response_trailers",
+}
+
+
+_BODY_OF = {
+    "proxy_on_request_headers": "proxy_on_request_body",
+    "proxy_on_response_headers": "proxy_on_response_body",
 }
 
 
@@ -83,7 +90,9 @@ class WasmFilter(HttpFilter):
             return None
         return LocalReply(503, b"wasm filter failed\n", reason=f"wasm filter {plugin.name} failed")
 
-    def _decide(self, s: StreamState, action: int, end_stream: bool) -> FilterResult:
+    def _decide(
+        self, s: StreamState, action: int, end_stream: bool, body_next: bool = True
+    ) -> FilterResult:
         if s.reply is not None:
             return s.reply
         if s.closed:
@@ -91,16 +100,19 @@ class WasmFilter(HttpFilter):
         if action == 0 or s.resumed:
             s.resumed = False
             return None
-        if not end_stream:
+        if not end_stream and body_next:
             return Buffer(self._plugin.config.max_buffer)
-        raise _Stuck("paused at the end of the stream (callouts and timers are not supported)")
+        raise _Stuck("paused with nothing to resume it (callouts and timers are not supported)")
 
     def _heads(self, ctx: StreamContext, name: str, n: int, end_stream: bool) -> FilterResult:
         if self._skip:
             return None
         try:
             vm, s = self._stream(ctx)
-            return self._decide(s, vm.call(name, s, s.id, n, int(end_stream)), end_stream)
+            action = vm.call(name, s, s.id, n, int(end_stream))
+            # paused headers are resumed by the body callback at the end of the body
+            body_next = vm.has(_BODY_OF[name])
+            return self._decide(s, action, end_stream, body_next)
         except (GuestFailure, _Stuck) as exc:
             return self._failed(exc)
 

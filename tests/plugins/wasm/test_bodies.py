@@ -15,6 +15,10 @@ from .conftest import instance
 from .wat import build, module_text
 
 pytestmark = pytest.mark.anyio
+_PAUSE = """
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))
+"""  # a module whose request headers always pause, and has no body callback
 
 
 async def test_paused_request_gets_whole_body_then_continues(
@@ -66,12 +70,19 @@ async def test_pause_with_nothing_to_resume_it_fails_closed(
     wasm_setup: Callable[..., WasmSetup], tmp_path: Path
 ) -> None:
     # A module that pauses a body-less request could only be resumed by a callout or a timer.
-    body = """
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))
-"""
-    setup = wasm_setup(build("pause", tmp_path, module_text(body)))
+    setup = wasm_setup(build("pause", tmp_path, module_text(_PAUSE)))
     result = await drive(instance(setup), request_head=make_request())
     assert result.status == 503
     assert result.local_reply is not None
     assert result.local_reply.reason == f"wasm filter {setup.plugin.name} failed"
+
+
+async def test_paused_headers_without_a_body_callback_fail_closed(
+    wasm_setup: Callable[..., WasmSetup], tmp_path: Path
+) -> None:
+    # Nothing would ever resume these headers: the request must not slip through.
+    setup = wasm_setup(build("pause", tmp_path, module_text(_PAUSE)))
+    result = await drive(
+        instance(setup), request_head=make_request("POST"), request_body=[b"a", b"b"]
+    )
+    assert result.status == 503 and not result.upstream_called
