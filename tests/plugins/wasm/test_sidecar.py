@@ -4,6 +4,7 @@ and upstream on loopback."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,23 @@ def test_sidecar_runs_sdk_and_wat_filters(tmp_path: Path, procs: list[Proc]) -> 
     assert _echo(body)["headers"]["x-count"] == "1"  # a fresh instance
     assert "exceeded its CPU time limit" in sidecar.logs()
     assert sidecar.stop() == 0, sidecar.logs()  # a clean exit, with instances still alive
+
+
+def test_streamed_request_body_rewritten_after_its_end(tmp_path: Path, procs: list[Proc]) -> None:
+    module = build("reqbody", tmp_path)
+    filters = f"[{{type: wasm, config: {{module: '{module}', cacheDir: '{tmp_path}/cache'}}}}]"
+    port, _ = start_mesh(tmp_path, procs, filters=filters)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /x HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nhello")
+        time.sleep(0.2)  # the head and the first chunk go upstream's way before the rest
+        s.sendall(b"world")
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            assert chunk, reply
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    echo = json.loads(body)
+    assert echo["body"] == "[wasm]helloworld"
+    assert echo["headers"].get("transfer-encoding") == "chunked"
