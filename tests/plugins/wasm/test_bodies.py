@@ -86,3 +86,28 @@ async def test_paused_headers_without_a_body_callback_fail_closed(
         instance(setup), request_head=make_request("POST"), request_body=[b"a", b"b"]
     )
     assert result.status == 503 and not result.upstream_called
+
+
+async def test_trailer_maps(wasm_setup: Callable[..., WasmSetup], tmp_path: Path) -> None:
+    setup = wasm_setup(build("trailers", tmp_path))
+    req_trailers, resp_trailers = Headers([("x-check", "42")]), Headers([("grpc-status", "0")])
+    result = await drive(
+        instance(setup),
+        request_head=make_request("POST"),
+        request_body=b"data",
+        request_trailers=req_trailers,
+        response_body=b"out",
+        response_trailers=resp_trailers,
+    )
+    assert result.upstream_called
+    assert req_trailers.get("x-seen") == "42"
+    assert resp_trailers.get("x-response-seen") == "yes"
+    denied = await drive(
+        instance(setup),
+        request_head=make_request("POST"),
+        request_body=b"data",
+        request_trailers=Headers([("x-deny", "1")]),
+    )
+    assert denied.status == 403 and not denied.upstream_called
+    assert denied.local_reply is not None
+    assert denied.local_reply.reason == f"local reply from wasm filter {setup.plugin.name}"
