@@ -4,6 +4,7 @@ and upstream on loopback."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 from pathlib import Path
@@ -12,7 +13,16 @@ from typing import Any
 import pytest
 
 from tests.e2e._h2client import h2_request
-from tests.support import Proc, http_get, start_mesh
+from tests.support import (
+    Proc,
+    free_port,
+    http_get,
+    simple_config,
+    start_echo,
+    start_mesh,
+    start_sidecar,
+    write_config,
+)
 
 from .conftest import AS_MODULE
 from .wat import build
@@ -101,3 +111,39 @@ def test_streamed_request_body_rewritten_after_its_end(tmp_path: Path, procs: li
     echo = json.loads(body)
     assert echo["body"] == "[wasm]helloworld"
     assert echo["headers"].get("transfer-encoding") == "chunked"
+
+
+def test_reload_refuses_a_configuration_the_module_rejects(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    module = build("config", tmp_path)
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+
+    def config(plugin_config: str) -> str:
+        entry = f"{{type: wasm, config: {{module: '{module}', pluginConfig: {plugin_config},"
+        entry += f" cacheDir: '{tmp_path}/cache'}}}}"
+        return simple_config(echo.port, port, admin, filters=f"[{entry}]")
+
+    cfg = write_config(tmp_path, config("v1"))
+    sidecar = start_sidecar(cfg, admin, "--no-watch")
+    procs.append(sidecar)
+    assert http_get(port, "/")[1]["x-plugin-config"] == "v1"
+
+    cfg.write_text(config("reject"))
+    sidecar.popen.send_signal(signal.SIGHUP)
+    deadline, error = time.monotonic() + 5, None
+    while error is None and time.monotonic() < deadline:
+        error = json.loads(http_get(admin, "/config_dump")[2])["last_error"]
+        time.sleep(0.05)
+    assert "proxy_on_configure returned false" in str(error)
+    assert "filters[0].config.pluginConfig" in str(error)
+    assert http_get(port, "/")[1]["x-plugin-config"] == "v1"  # the last good chain serves
+
+    cfg.write_text(config("v2"))
+    sidecar.popen.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while http_get(port, "/")[1].get("x-plugin-config") != "v2" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert http_get(port, "/")[1]["x-plugin-config"] == "v2"
