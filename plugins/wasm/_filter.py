@@ -91,14 +91,14 @@ class WasmFilter(HttpFilter):
         return LocalReply(503, b"wasm filter failed\n", reason=f"wasm filter {plugin.name} failed")
 
     def _decide(
-        self, s: StreamState, action: int, end_stream: bool, body_next: bool = True
+        self, s: StreamState, direction: int, action: int, end_stream: bool, body_next: bool = True
     ) -> FilterResult:
         if s.reply is not None:
             return s.reply
         if s.closed:
             return LocalReply(503, reason=f"wasm filter {self._plugin.name} closed the stream")
-        if action == 0 or s.resumed:
-            s.resumed = False
+        if action == 0 or s.resumed[direction]:
+            s.resumed[direction] = False
             return None
         if not end_stream and body_next:
             return Buffer(self._plugin.config.max_buffer)
@@ -112,7 +112,8 @@ class WasmFilter(HttpFilter):
             action = vm.call(name, s, s.id, n, int(end_stream))
             # paused headers are resumed by the body callback at the end of the body
             body_next = vm.has(_BODY_OF[name])
-            return self._decide(s, action, end_stream, body_next)
+            direction = 0 if name == "proxy_on_request_headers" else 1
+            return self._decide(s, direction, action, end_stream, body_next)
         except (GuestFailure, _Stuck) as exc:
             return self._failed(exc)
 
@@ -127,7 +128,7 @@ class WasmFilter(HttpFilter):
                 action = vm.call(name, s, s.id, len(chunk), int(end_stream))
             finally:
                 body, s.body = s.body, None
-            result = self._decide(s, action, end_stream)
+            result = self._decide(s, kind, action, end_stream)
         except (GuestFailure, _Stuck) as exc:
             return self._failed(exc)
         if result is None and body is not chunk and body is not None:

@@ -20,7 +20,16 @@ from typing import Any
 
 from plait.sdk import LocalReply
 
-from ._abi import END_OF_STREAM_FLAG, BufferType, LogLevel, Status, decode_pairs, encode_pairs, u32
+from ._abi import (
+    END_OF_STREAM_FLAG,
+    BufferType,
+    LogLevel,
+    Status,
+    StreamType,
+    decode_pairs,
+    encode_pairs,
+    u32,
+)
 from ._headermap import BadHeader, HeaderMap, header_map
 from ._memory import GuestMemory
 from ._properties import PluginInfo, get_property
@@ -198,7 +207,9 @@ class HostCalls:
         stream = self._stream()
         if stream is None:
             return Status.NOT_FOUND
-        stream.resumed = True
+        if stream_type not in (StreamType.HTTP_REQUEST, StreamType.HTTP_RESPONSE):
+            return Status.BAD_ARGUMENT  # TCP streams: not an HTTP filter's
+        stream.resumed[stream_type] = True
         return Status.OK
 
     def proxy_continue_request(self, caller: Any) -> int:

@@ -55,8 +55,9 @@ class StreamState:
         self.response_trailers: Headers | None = None
         self.reply: LocalReply | None = None
         """Set by ``proxy_send_local_response``: the stream ends with it."""
-        self.resumed = False
-        """``proxy_continue_stream`` was called since the last pause."""
+        self.resumed = [False, False]
+        """Per direction (request 0, response 1): ``proxy_continue_stream`` was called
+        since the last pause."""
         self.closed = False
         """``proxy_close_stream`` was called."""
         self.properties: dict[bytes, bytes] | None = None

@@ -111,3 +111,21 @@ async def test_trailer_maps(wasm_setup: Callable[..., WasmSetup], tmp_path: Path
     assert denied.status == 403 and not denied.upstream_called
     assert denied.local_reply is not None
     assert denied.local_reply.reason == f"local reply from wasm filter {setup.plugin.name}"
+
+
+@pytest.mark.parametrize(("stream_type", "passes"), [(0, True), (1, False)])
+async def test_a_pause_the_module_resumed_itself_continues(
+    wasm_setup: Callable[..., WasmSetup], tmp_path: Path, stream_type: int, passes: bool
+) -> None:
+    # proxy_continue_stream(HTTP_REQUEST) resumes the paused request; resuming the response
+    # (1) leaves the request paused, with nothing left to resume it.
+    body = f"""
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $proxy_continue_stream (i32.const {stream_type})))
+    (i32.const 1))
+"""
+    setup = wasm_setup(build("resume", tmp_path, module_text(body)))
+    result = await drive(instance(setup), request_head=make_request())
+    assert result.upstream_called is passes
+    assert result.status == (200 if passes else 503)
