@@ -7,14 +7,16 @@ import gc
 import time
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from plait.plugins.wasm import WasmSetup
-from plait.sdk import Headers, ResponseHead
+from plait.sdk import ConfigError, Headers, ResponseHead
 from plait.sdk.testing import DriveResult, drive, make_request
 
 from .conftest import instance
+from .wat import build
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +100,16 @@ async def test_replaced_instances_are_freed(wasm_setup: Callable[..., WasmSetup]
     gc.collect()
     assert [r() for r in broken] == [None] * 5
     assert setup.plugin.restarts == 5
+
+
+def test_a_module_needing_more_memory_than_the_limit_is_refused(
+    wasm_setup: Callable[..., WasmSetup], tmp_path: Path
+) -> None:
+    # the module declares 64 pages (4 MiB) of initial memory; the limit allows 1 MiB
+    text = (
+        '(module (memory (export "memory") 64) (func (export "proxy_abi_version_0_2_1"))'
+        ' (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 0)))'
+    )
+    with pytest.raises(ConfigError, match="failed to start"):
+        wasm_setup(build("big", tmp_path, text), memoryLimitBytes=1 << 20)
+    assert wasm_setup(build("big", tmp_path, text), memoryLimitBytes=8 << 20).plugin.vm
