@@ -168,9 +168,8 @@ _U32: Final = struct.Struct("<I")
 
 
 def encode_pairs(pairs: list[tuple[bytes, bytes]]) -> bytes:
-    """A map in the ABI's serialization (``b""`` for an empty map)."""
-    if not pairs:
-        return b""
+    """A map in the ABI's serialization; an empty map is its 4-byte count of 0 (SDKs that
+    read the count without checking the size, as older Go SDKs do, get no pairs)."""
     sizes = [_U32.pack(len(pairs))]
     data: list[bytes] = []
     for k, v in pairs:

@@ -41,3 +41,7 @@ def test_layout_is_the_specs() -> None:
 def test_truncated_maps_are_refused(raw: bytes) -> None:
     with pytest.raises(ValueError):
         decode_pairs(raw)
+
+
+def test_an_empty_map_still_has_its_count() -> None:
+    assert encode_pairs([]) == b"\0\0\0\0"
