@@ -13,7 +13,7 @@ type imports nothing of wasmtime; the first config that names a module does. See
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from plait.plugins.hookspecs import hookimpl
@@ -33,8 +33,10 @@ class WasmSetup:
     """The parsed config of one ``wasm`` filter: its plugin, and the class per stream."""
 
     config: WasmConfig
-    plugin: WasmPlugin
-    cls: type[WasmFilter]
+    sha256: str
+    """The module's content hash (which module version ``/config_dump`` shows as active)."""
+    plugin: WasmPlugin = field(repr=False)
+    cls: type[WasmFilter] = field(repr=False)
 
 
 def _parse(raw: Mapping[str, Any]) -> WasmSetup:
@@ -45,7 +47,7 @@ def _parse(raw: Mapping[str, Any]) -> WasmSetup:
 
     config = parse_config(raw)
     plugin = plugin_for(config)
-    return WasmSetup(config, plugin, filter_class(plugin))
+    return WasmSetup(config, plugin.compiled.sha256, plugin, filter_class(plugin))
 
 
 def _make(setup: WasmSetup) -> HttpFilter:

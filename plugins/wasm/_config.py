@@ -47,7 +47,8 @@ _FIELDS: Final = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WasmConfig:
-    module: Path | None
+    module: str | None
+    """The module's path (text, as configured: also what ``/config_dump`` shows)."""
     sha256: str | None
     root_id: str
     plugin_name: str
@@ -59,7 +60,7 @@ class WasmConfig:
     callback_timeout: float
     memory_limit: int
     max_buffer: int
-    cache_dir: Path
+    cache_dir: str
 
 
 def default_cache_dir() -> Path:
@@ -121,13 +122,13 @@ def parse_config(raw: Mapping[str, Any]) -> WasmConfig:
     fail = _text(raw, "failStrategy", FAIL_CLOSE)
     if fail not in (FAIL_CLOSE, FAIL_OPEN):
         raise ConfigError(f"expected FAIL_CLOSE or FAIL_OPEN, got {fail!r}", field="failStrategy")
-    path = Path(module) if module else None
     cache = _text(raw, "cacheDir", None)
     return WasmConfig(
-        module=path,
+        module=module or None,
         sha256=sha256,
         root_id=_text(raw, "rootId", "") or "",
-        plugin_name=_text(raw, "pluginName", None) or (path.stem if path else sha256 or ""),
+        plugin_name=_text(raw, "pluginName", None)
+        or (Path(module).stem if module else sha256 or ""),
         vm_id=_text(raw, "vmId", "") or "",
         plugin_config=_blob(raw, "pluginConfig"),
         vm_config=_blob(raw, "vmConfig"),
@@ -136,5 +137,5 @@ def parse_config(raw: Mapping[str, Any]) -> WasmConfig:
         callback_timeout=_int(raw, "callbackTimeoutMs", 100, 1, 60_000) / 1000,
         memory_limit=_int(raw, "memoryLimitBytes", 64 << 20, 64 << 10, 4 << 30),
         max_buffer=_int(raw, "maxBufferBytes", 1 << 20, 1, 1 << 30),
-        cache_dir=Path(cache) if cache else default_cache_dir(),
+        cache_dir=cache or str(default_cache_dir()),
     )

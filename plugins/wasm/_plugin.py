@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from pathlib import Path
 from typing import Final
 
 from plait.sdk import ConfigError
@@ -101,7 +102,8 @@ def plugin_for(config: WasmConfig) -> WasmPlugin:
     """The plugin for ``config`` (shared with other chains that use the same one); raises
     :class:`ConfigError` naming the field when the module cannot serve."""
     try:
-        compiled = load(config.module, config.sha256, config.cache_dir)
+        module = Path(config.module) if config.module else None
+        compiled = load(module, config.sha256, Path(config.cache_dir))
     except ModuleError as exc:
         raise ConfigError(str(exc), field="module" if config.module else "sha256") from None
     key = (compiled.sha256, *(getattr(config, f) for f in config.__slots__ if f != "module"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from plait.core.config import load_config
+from plait.core.config import dump_config, load_config
 from plait.plugins import load_filter_types
 from plait.plugins.wasm import WASM, WasmSetup
 from plait.sdk import ConfigError
@@ -199,3 +200,14 @@ def test_an_unusable_cache_entry_is_compiled_again(wat_dir: Path, tmp_path: Path
     artifact.write_bytes(b"not a compiled module")
     log = _load_in_a_new_process(wat_dir / "headers.wasm", cache)
     assert "unusable" in log and "compiling again" in log
+
+
+def test_config_dump_shows_the_module_and_its_hash(wat_dir: Path, tmp_path: Path) -> None:
+    module = wat_dir / "headers.wasm"
+    filters = f"[{{type: wasm, config: {{module: '{module}', cacheDir: '{tmp_path}'}}}}]"
+    path = write_config(tmp_path, simple_config(1, 2, 3, filters=filters))
+    dumped = dump_config(load_config([path], load_filter_types()))["listeners"][0]["filters"][0]
+    json.dumps(dumped)  # plain JSON
+    assert dumped["config"]["config"]["module"] == str(module)
+    assert dumped["config"]["sha256"] == hashlib.sha256(module.read_bytes()).hexdigest()
+    assert "plugin" not in dumped["config"] and "cls" not in dumped["config"]
