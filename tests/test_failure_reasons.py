@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "config-reference.md"
-SOURCES = ("core", "filters", "sdk")
+SOURCES = ("core", "filters", "plugins", "sdk")
 SKIPPED = (
     "core/codec",  # HTTP reason phrases of status lines, not mesh failure reasons
     "core/config",  # config loading: ConfigError never answers a request

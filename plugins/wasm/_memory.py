@@ -1,0 +1,100 @@
+"""Reading and writing a guest's linear memory, and handing data to the guest.
+
+Host calls receive pointers into the module's memory. Every access is bounds
+checked against the memory's *current* size (the guest may grow it, even from
+inside a host call that allocates), and goes through ``ctypes`` on the
+memory's base address: a copy, never a view kept across guest calls.
+
+Data the host returns (a header value, a body) is copied into memory the
+guest allocates with its exported allocator (``malloc`` first, as Envoy's host
+does, else ``proxy_on_memory_allocate``); its address and size go to the
+guest's out-pointers and the guest owns (and frees) it. An empty result
+allocates nothing and writes a null pointer and size 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Callable
+from typing import Any, Final
+
+import wasmtime
+
+from . import _fast as fast
+from ._abi import Status, u32
+
+__all__ = ["GuestMemory", "MemoryFault"]
+
+_U32: Final = struct.Struct("<I")
+_U64: Final = struct.Struct("<Q")
+
+
+class MemoryFault(Exception):
+    """A pointer/size outside the guest's memory, or a failed guest allocation."""
+
+
+class GuestMemory:
+    """The guest's memory and allocator (both set once the instance exists)."""
+
+    __slots__ = ("_ref", "alloc", "memory")
+
+    def __init__(self) -> None:
+        self.memory: wasmtime.Memory | None = None
+        self._ref: Any = None
+        self.alloc: Callable[[Any, int], int] | None = None
+        """``alloc(store, size) -> address`` (``_vm.py`` binds the module's allocator)."""
+
+    def bind(self, memory: wasmtime.Memory) -> None:
+        self.memory = memory
+        if fast.AVAILABLE:
+            self._ref = ctypes.byref(memory._memory)
+
+    def _base(self, store: Any, ptr: int, size: int) -> int:
+        ref = self._ref
+        if ref is not None:  # the C functions themselves: no wrappers per access
+            ctx = store._context()
+            if ptr + size > fast.MEMORY_SIZE(ctx, ref):
+                raise MemoryFault(f"{size} bytes at {ptr} are outside the guest memory")
+            base: int = fast.MEMORY_DATA(ctx, ref)
+            return base + ptr
+        mem = self.memory
+        if mem is None:
+            raise MemoryFault("the module exports no memory")
+        if ptr + size > mem.data_len(store):
+            raise MemoryFault(f"{size} bytes at {ptr} are outside the guest memory")
+        return ctypes.addressof(mem.data_ptr(store).contents) + ptr
+
+    def read(self, store: Any, ptr: int, size: int) -> bytes:
+        ptr, size = u32(ptr), u32(size)
+        if size == 0:
+            return b""
+        return ctypes.string_at(self._base(store, ptr, size), size)
+
+    def write(self, store: Any, ptr: int, data: bytes) -> None:
+        ptr = u32(ptr)
+        if data:
+            ctypes.memmove(self._base(store, ptr, len(data)), data, len(data))
+
+    def put_u32(self, store: Any, ptr: int, value: int) -> None:
+        self.write(store, ptr, _U32.pack(value & 0xFFFFFFFF))
+
+    def put_u64(self, store: Any, ptr: int, value: int) -> None:
+        self.write(store, ptr, _U64.pack(value & 0xFFFFFFFFFFFFFFFF))
+
+    def give(self, store: Any, data: bytes, ptr_out: int, size_out: int) -> int:
+        """Copy ``data`` into a fresh guest allocation; write its address and size to
+        the out-pointers. Returns the status for the host call."""
+        if not data:
+            self.put_u32(store, ptr_out, 0)
+            self.put_u32(store, size_out, 0)
+            return Status.OK
+        if self.alloc is None:
+            raise MemoryFault("the module exports no allocator (malloc/proxy_on_memory_allocate)")
+        addr = self.alloc(store, len(data))
+        if u32(addr) == 0:
+            raise MemoryFault(f"the guest allocator failed for {len(data)} bytes")
+        self.write(store, addr, data)
+        self.put_u32(store, ptr_out, addr)
+        self.put_u32(store, size_out, len(data))
+        return Status.OK

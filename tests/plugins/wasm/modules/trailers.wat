@@ -1,0 +1,22 @@
+  ;; Trailers: the request trailers get x-seen: <value of the trailer x-check>, the response
+  ;; trailers x-response-seen: yes; a request trailer x-deny answers 403 from the trailers.
+  (func (export "proxy_abi_version_0_2_1"))
+  (data (i32.const 1024) "x-check")
+  (data (i32.const 1088) "x-seen")
+  (data (i32.const 1152) "x-response-seen")
+  (data (i32.const 1216) "yes")
+  (data (i32.const 1280) "x-deny")
+  (func (export "proxy_on_request_trailers") (param $ctx i32) (param $n i32) (result i32)
+    (if (call $hdr_has (i32.const 1) (i32.const 1280) (i32.const 6))
+      (then
+        (drop (call $proxy_send_local_response (i32.const 403)
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+          (i32.const -1)))
+        (return (i32.const 0))))
+    (if (call $hdr_has (i32.const 1) (i32.const 1024) (i32.const 7))
+      (then (call $hdr_add (i32.const 1) (i32.const 1088) (i32.const 6)
+        (i32.load (i32.const 16)) (i32.load (i32.const 20)))))
+    (i32.const 0))
+  (func (export "proxy_on_response_trailers") (param $ctx i32) (param $n i32) (result i32)
+    (call $hdr_add (i32.const 3) (i32.const 1152) (i32.const 15) (i32.const 1216) (i32.const 3))
+    (i32.const 0))

@@ -1,0 +1,21 @@
+  ;; Counts requests in a global; x-trap traps (unreachable), x-loop loops forever, x-grow
+  ;; grows memory by 256 pages (16 MiB) and traps when that is refused, as an allocator
+  ;; aborts. Every other request gets x-count: <requests seen by this instance, mod 10>.
+  (func (export "proxy_abi_version_0_2_1"))
+  (global $count (mut i32) (i32.const 0))
+  (data (i32.const 1024) "x-trap")
+  (data (i32.const 1088) "x-count")
+  (data (i32.const 1152) "0123456789")
+  (data (i32.const 1216) "x-loop")
+  (data (i32.const 1280) "x-grow")
+  (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32)
+    (result i32)
+    (global.set $count (i32.add (global.get $count) (i32.const 1)))
+    (if (call $hdr_has (i32.const 0) (i32.const 1024) (i32.const 6)) (then unreachable))
+    (if (call $hdr_has (i32.const 0) (i32.const 1216) (i32.const 6))
+      (then (loop $forever (br $forever))))
+    (if (call $hdr_has (i32.const 0) (i32.const 1280) (i32.const 6))
+      (then (if (i32.eq (memory.grow (i32.const 256)) (i32.const -1)) (then unreachable))))
+    (call $hdr_add (i32.const 0) (i32.const 1088) (i32.const 7)
+      (i32.add (i32.const 1152) (i32.rem_u (global.get $count) (i32.const 10))) (i32.const 1))
+    (i32.const 0))
