@@ -52,6 +52,7 @@ class _Connection(asyncio.Protocol, anyio.abc.ByteStream):
         self._eof = False
         self._lost = False
         self._paused_reading = False
+        self._tls = False
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
 
@@ -59,6 +60,7 @@ class _Connection(asyncio.Protocol, anyio.abc.ByteStream):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        self._tls = transport.get_extra_info("ssl_object") is not None
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -76,7 +78,7 @@ class _Connection(asyncio.Protocol, anyio.abc.ByteStream):
     def eof_received(self) -> bool:
         self._eof = True
         _wake(self._readable)
-        return True  # keep our side open: the response may still go out
+        return not self._tls  # keep our side open for the response (TLS cannot half-close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = self._eof = True
@@ -122,7 +124,7 @@ class _Connection(asyncio.Protocol, anyio.abc.ByteStream):
         await anyio.lowlevel.checkpoint()
 
     async def send_eof(self) -> None:
-        if self._transport is None or self._transport.get_extra_info("ssl_object") is not None:
+        if self._transport is None or self._tls:
             raise NotImplementedError("TLS has no half-close")
         with contextlib.suppress(OSError, RuntimeError):
             self._transport.write_eof()

@@ -4,9 +4,12 @@ Theory of operation: one SQLite file (WAL, mode 0600) next to the CA's keys, wri
 synchronously from the event loop (each write is one small transaction, well under a
 millisecond). Two tables:
 
-* ``leaves``: serial, SPIFFE ID, not_after, and the fingerprint of the root the leaf
-  chains to. A renewal is accepted only for a serial found here (the CA issued it), and
-  a root rotation ends when no unexpired leaf chains to the old root any more.
+* ``leaves``: serial, SPIFFE ID, not_after, the fingerprint of the root the leaf
+  chains to, and the SHA-256 fingerprint of the leaf itself. A renewal is accepted only
+  for a leaf found here (the CA issued it): the presented certificate's fingerprint must
+  equal the recorded one, which proves it is the very certificate the CA signed at the
+  cost of a hash instead of a signature check. A root rotation ends when no unexpired
+  leaf chains to the old root any more.
 * ``used_tokens``: the id of every join token presented, with its expiry. A token id is
   written *before* its certificate is signed, by an insert that fails if it is there
   already, and in one transaction with the leaf's record (:meth:`Ledger.transaction`):
@@ -22,13 +25,22 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["Ledger"]
+__all__ = ["LeafRecord", "Ledger"]
+
+
+class LeafRecord(NamedTuple):
+    identity: str
+    not_after: float
+    root: str
+    fingerprint: str | None
+    """SHA-256 of the leaf's DER, hex (``None`` for leaves recorded without one)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leaves (
     serial TEXT PRIMARY KEY, identity TEXT NOT NULL, not_after REAL NOT NULL,
-    root TEXT NOT NULL, issued_at REAL NOT NULL);
+    root TEXT NOT NULL, issued_at REAL NOT NULL, fingerprint TEXT);
 CREATE INDEX IF NOT EXISTS leaves_root ON leaves (root, not_after);
 CREATE TABLE IF NOT EXISTS used_tokens (id TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
@@ -43,6 +55,9 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(leaves)")}
+        if "fingerprint" not in columns:  # a ledger written before leaves had fingerprints
+            self._db.execute("ALTER TABLE leaves ADD COLUMN fingerprint TEXT")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -59,19 +74,29 @@ class Ledger:
         self._db.close()
 
     def record_leaf(
-        self, serial: int, identity: str, not_after: float, root: str, issued_at: float
+        self,
+        serial: int,
+        identity: str,
+        not_after: float,
+        root: str,
+        issued_at: float,
+        fingerprint: str | None = None,
     ) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO leaves VALUES (?, ?, ?, ?, ?)",
-            (format(serial, "x"), identity, not_after, root, issued_at),
+            "INSERT OR REPLACE INTO leaves (serial, identity, not_after, root, issued_at, "
+            "fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+            (format(serial, "x"), identity, not_after, root, issued_at, fingerprint),
         )
 
-    def leaf(self, serial: int) -> tuple[str, float, str] | None:
-        """``(identity, not_after, root)`` of an issued leaf, or ``None``."""
+    def leaf(self, serial: int) -> LeafRecord | None:
+        """The record of an issued leaf, or ``None``."""
         row = self._db.execute(
-            "SELECT identity, not_after, root FROM leaves WHERE serial = ?", (format(serial, "x"),)
+            "SELECT identity, not_after, root, fingerprint FROM leaves WHERE serial = ?",
+            (format(serial, "x"),),
         ).fetchone()
-        return (str(row[0]), float(row[1]), str(row[2])) if row else None
+        if row is None:
+            return None
+        return LeafRecord(str(row[0]), float(row[1]), str(row[2]), row[3])
 
     def live_on_root(self, root: str, now: float) -> tuple[int, float | None]:
         """How many unexpired leaves chain to ``root``, and when the last of them expires."""
