@@ -90,15 +90,16 @@ class _Probe:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.cpu0, self.stat0 = _cpu(pid), _stat()
+        self.client0 = time.process_time()
 
-    def done(self) -> tuple[float, float, float]:
-        """``(control-plane user, system CPU seconds, machine busy share 0..1)``."""
-        stat, cpu = _stat(), _cpu(self.pid)
+    def done(self) -> tuple[float, float, float, float]:
+        """``(control-plane user, system CPU s, machine busy share 0..1, client CPU s)``."""
+        stat, cpu, client = _stat(), _cpu(self.pid), time.process_time() - self.client0
         busy = [b - a for a, b in zip(self.stat0, stat, strict=True)]
         total = sum(busy)
         idle = busy[3] + busy[4]  # idle + iowait
         share = (total - idle) / total if total else 0.0
-        return cpu[0] - self.cpu0[0], cpu[1] - self.cpu0[1], share
+        return cpu[0] - self.cpu0[0], cpu[1] - self.cpu0[1], share, client
 
 
 def _phase(
@@ -108,12 +109,13 @@ def _phase(
     print(f"{name}: posting {len(bodies)} ...", flush=True)
     probe = _Probe(pid)
     seconds, chains, failures = asyncio.run(post_all(port, bodies, args.clients, tls, args.mode))
-    user, system, busy = probe.done()
+    user, system, busy, client = probe.done()
     cpu, n = user + system, len(bodies)
     print(
         f"{name}: {n} certificates, {args.clients} clients, {args.mode}, {seconds:.2f}s: "
         f"{n / seconds:,.0f} certs/s ({len(failures)} failed); control plane CPU {cpu:.2f}s "
-        f"= {cpu / n * 1e3:.3f} ms/cert ({system / n * 1e3:.3f} system); machine busy {busy:.0%} of "
+        f"= {cpu / n * 1e3:.3f} ms/cert ({system / n * 1e3:.3f} system); client CPU "
+        f"{client / n * 1e3:.3f} ms/cert; machine busy {busy:.0%} of "
         f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}"
     )
     if failures:
