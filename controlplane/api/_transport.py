@@ -155,11 +155,19 @@ async def serve_sockets(
                 dup = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
                 dup.setblocking(False)
                 extra = {"ssl_handshake_timeout": _HANDSHAKE_TIMEOUT} if ssl_context else {}
-                servers.append(
-                    await loop.create_server(
-                        lambda: _Connection(tg, handler), sock=dup, ssl=ssl_context, **extra
+                try:  # without start_serving this does not suspend: no cancellation inside
+                    server = await loop.create_server(
+                        lambda: _Connection(tg, handler),
+                        sock=dup,
+                        ssl=ssl_context,
+                        start_serving=False,
+                        **extra,
                     )
-                )
+                except BaseException:
+                    dup.close()
+                    raise
+                servers.append(server)
+                await server.start_serving()
             await anyio.sleep_forever()
     finally:
         for server in servers:

@@ -1,8 +1,14 @@
 """The CA's ledger: issued leaves and consumed join tokens, in ``<data-dir>/ca/ledger.db``.
 
 Theory of operation: one SQLite file (WAL, mode 0600) next to the CA's keys, written
-synchronously from the event loop (each write is one small transaction, well under a
-millisecond). Two tables:
+synchronously from the event loop. Writes are grouped: while a *batch* is open
+(:meth:`Ledger.begin_batch`, by :class:`~plait.controlplane.ca.GroupCommit` for the
+requests of one event-loop turn) every write joins one transaction, and each request's
+own writes are a savepoint inside it (:meth:`Ledger.transaction`), so a refused request
+leaves nothing while the others keep theirs; :meth:`Ledger.commit_batch` commits them
+all at once, and no certificate of the batch is handed out before that commit. Without
+an open batch each write is its own transaction. Measured here, a commit is about half
+of a certificate's ledger cost, so grouping roughly halves it under load. Two tables:
 
 * ``leaves``: serial, SPIFFE ID, not_after, the fingerprint of the root the leaf
   chains to, and the SHA-256 fingerprint of the leaf itself. A renewal is accepted only
@@ -58,10 +64,43 @@ class Ledger:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(leaves)")}
         if "fingerprint" not in columns:  # a ledger written before leaves had fingerprints
             self._db.execute("ALTER TABLE leaves ADD COLUMN fingerprint TEXT")
+        self.commits = 0
+        """Batches committed (each holding one or more requests' writes)."""
+
+    def begin_batch(self) -> None:
+        """Open a transaction that the following writes join, until :meth:`commit_batch`."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+
+    def commit_batch(self) -> None:
+        """Commit the open batch (all its writes are durable on return); rolled back on error."""
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self.commits += 1
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Writes inside are one transaction: all kept, or none if an exception leaves."""
+        """Writes inside are kept together: all, or none if an exception leaves.
+
+        Inside an open batch this is a savepoint (committed with the batch), otherwise
+        a transaction of its own.
+        """
+        if self._db.in_transaction:
+            self._db.execute("SAVEPOINT request")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK TO request")
+                self._db.execute("RELEASE request")
+                raise
+            self._db.execute("RELEASE request")
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -69,6 +108,7 @@ class Ledger:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self.commits += 1
 
     def close(self) -> None:
         self._db.close()
