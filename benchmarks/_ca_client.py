@@ -18,6 +18,7 @@ are returned in request order so the renewal phase can prove possession of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import time
@@ -44,8 +45,10 @@ class Sidecar:
 
 
 def _csr(key: ec.EllipticCurvePrivateKey) -> tuple[str, x509.CertificateSigningRequest]:
-    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(
-        key, hashes.SHA256()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
     )
     return csr.public_bytes(serialization.Encoding.PEM).decode(), csr
 
@@ -98,10 +101,8 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[bool, Any]:
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
-    try:
+    with contextlib.suppress(OSError, ssl.SSLError):
         await writer.wait_closed()
-    except (OSError, ssl.SSLError):
-        pass
 
 
 async def post_all(

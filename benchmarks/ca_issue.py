@@ -164,7 +164,8 @@ def main() -> int:
             log.close()
     if not args.no_in_process:
         sign, issue = _in_process(min(args.certs, 2000))
-        print(f"signing only (in process): {sign:,.0f} certs/s; sign + ledger: {issue:,.0f} certs/s")
+        print(f"signing only (in process): {sign:,.0f} certs/s; sign + ledger: {issue:,.0f} "
+              "certs/s")  # fmt: skip
     return 0 if ok else 1
 
 

@@ -28,7 +28,8 @@ import os
 import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -39,7 +40,7 @@ __all__ = ["serve_sockets"]
 _HIGH_WATER = 256 * 1024
 _HANDSHAKE_TIMEOUT = 10.0
 
-Handler = Callable[[anyio.abc.ByteStream], Awaitable[None]]
+Handler = Callable[[anyio.abc.ByteStream], Coroutine[Any, Any, None]]
 
 
 class _Connection(asyncio.Protocol, anyio.abc.ByteStream):
@@ -148,20 +149,20 @@ async def serve_sockets(
     The sockets stay the caller's (each is served through a duplicate of its descriptor).
     """
     loop = asyncio.get_running_loop()
-    servers: list[asyncio.AbstractServer] = []
+    servers: list[asyncio.Server] = []
     try:
         async with anyio.create_task_group() as tg:
             for sock in sockets:
                 dup = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
                 dup.setblocking(False)
-                extra = {"ssl_handshake_timeout": _HANDSHAKE_TIMEOUT} if ssl_context else {}
+                timeout = _HANDSHAKE_TIMEOUT if ssl_context is not None else None
                 try:  # without start_serving this does not suspend: no cancellation inside
                     server = await loop.create_server(
                         lambda: _Connection(tg, handler),
                         sock=dup,
                         ssl=ssl_context,
+                        ssl_handshake_timeout=timeout,
                         start_serving=False,
-                        **extra,
                     )
                 except BaseException:
                     dup.close()
@@ -170,5 +171,5 @@ async def serve_sockets(
                 await server.start_serving()
             await anyio.sleep_forever()
     finally:
-        for server in servers:
-            server.close()
+        for each in servers:
+            each.close()

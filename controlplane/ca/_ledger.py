@@ -43,6 +43,7 @@ class LeafRecord(NamedTuple):
     fingerprint: str | None
     """SHA-256 of the leaf's DER, hex (``None`` for leaves recorded without one)."""
 
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leaves (
     serial TEXT PRIMARY KEY, identity TEXT NOT NULL, not_after REAL NOT NULL,
