@@ -9,7 +9,9 @@ commits the batch and wakes them. No request's answer leaves before the commit t
 holds its writes, so a certificate handed out is always recorded (and its token always
 spent), exactly as with a commit per request. If the commit fails, every request of the
 batch fails with :class:`LedgerUnavailable` (HTTP 503) and nothing of the batch is
-kept: no certificate of it was handed out.
+kept: no certificate of it was handed out. So does a request that cannot open a batch
+(another process holds the ledger's write lock past its busy timeout); its work is not
+done at all.
 
 A request alone (one client, or a quiet CA) is a batch of one: the cost is one extra
 pass of the event loop. Requests refused by the CA write nothing (their savepoint is
@@ -56,8 +58,12 @@ class GroupCommit:
         batch = self._open
         leader = batch is None
         if batch is None:
+            try:
+                self.ledger.begin_batch()
+            except sqlite3.Error as exc:  # locked by another process past the busy timeout
+                log.error("CA: the ledger cannot start a transaction: %s", exc)
+                raise LedgerUnavailable(f"the CA's ledger could not be written: {exc}") from None
             batch = self._open = _Batch()
-            self.ledger.begin_batch()
         batch.size += 1
         try:
             result = work()

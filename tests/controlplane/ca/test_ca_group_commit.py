@@ -18,7 +18,7 @@ import anyio
 import pytest
 from cryptography import x509
 
-from plait.controlplane.ca import GroupCommit
+from plait.controlplane.ca import GroupCommit, LedgerUnavailable
 from plait.controlplane.ca._ledger import Ledger
 from plait.core.identity.proof import sign_renewal
 
@@ -105,3 +105,45 @@ async def test_one_turn_shares_a_commit_answers_follow_it_and_a_refusal_keeps_no
         assert not reopened.consume_token("token-3", 1e12, 0.0)
     finally:
         reopened.close()
+
+
+@pytest.mark.anyio
+async def test_a_ledger_locked_elsewhere_refuses_without_doing_the_work(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(path, busy_timeout=0.1)
+    group = GroupCommit(ledger)
+    done: list[int] = []
+
+    def work() -> int:
+        with ledger.transaction():
+            ledger.record_leaf(1, "spiffe://t/ns/a/sa/b", 1e12, "root", 0.0, "fp")
+        done.append(1)
+        return 1
+
+    other = sqlite3.connect(path, isolation_level=None)  # another process's writer
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(LedgerUnavailable, match="could not be written"):
+            await group.run(work)
+        assert done == []
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await group.run(work) == 1  # the next request opens a batch as usual
+    assert ledger.leaf(1) is not None
+    ledger.close()
+
+
+def test_a_locked_ledger_is_503_and_the_token_stays_usable(tmp_path: Path) -> None:
+    with ca_server(tmp_path / "data") as server:
+        token = server.token("shop", "cart")
+        other = sqlite3.connect(tmp_path / "data" / "ca" / "ledger.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock (5 s timeout)
+        try:
+            status, out = server.certificate({"token": token, "csr": make_csr()[1]})
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert (status, out["reason"]) == (503, "ledger_unavailable"), out
+        status, out = server.certificate({"token": token, "csr": make_csr()[1]})
+        assert status == 200, out
