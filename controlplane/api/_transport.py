@@ -1,12 +1,13 @@
 """The API's connections on the event loop's own TLS: anyio byte streams over a Protocol.
 
 Why: anyio's ``TLSStream`` runs TLS in Python over memory BIOs, with an exception, a
-buffer copy and a loop round trip per read and per write. Measured through the CA's
-certificate endpoint on keep-alive connections, that layer cost the control plane more
-CPU per request than the CA's own signing (docs/benchmarks.md, "CA: certificates issued
-end to end"). The event loop (uvloop when it runs) does TLS in compiled code, so the API
-listens with ``loop.create_server(ssl=...)`` and gives each connection to the HTTP
-server (``_http.py``, unchanged) as an anyio :class:`~anyio.abc.ByteStream`.
+buffer copy and a loop round trip per read and per write. The event loop (uvloop when it
+runs) does TLS in compiled code, so the API listens with ``loop.create_server(ssl=...)``
+and gives each connection to the HTTP server (``_http.py``, unchanged) as an anyio
+:class:`~anyio.abc.ByteStream`. Measured through the CA's certificate endpoint in
+interleaved rounds, this saves the control plane ~0.1 ms of CPU per certificate on
+keep-alive connections (~12 %); with a new connection per certificate the handshake
+dominates and the difference is within the noise (docs/benchmarks.md).
 
 Theory of operation: :func:`serve_sockets` serves the listener's bound sockets until
 cancelled; every connection's task runs in its task group, started from the
