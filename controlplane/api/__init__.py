@@ -9,20 +9,18 @@ API reads from the service registry; :class:`APIClient` is the CLI's client.
 from __future__ import annotations
 
 import functools
-import logging
 import ssl
 
-import anyio
 import anyio.abc
-from anyio.streams.tls import TLSListener
+from anyio.abc import SocketAttribute
+from anyio.streams.stapled import MultiListener
 
 from ._ca import CAEndpoints
 from ._client import APIClient, APIError
 from ._http import MAX_BODY, HttpError, Request, Response, serve_connection
 from ._registry_view import RegistryView
 from ._resources import ResourceAPI
-
-log = logging.getLogger(__name__)
+from ._transport import serve_sockets
 
 __all__ = [
     "MAX_BODY",
@@ -43,24 +41,12 @@ async def serve_api(
     api: ResourceAPI,
     ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve ``api`` on ``listener`` until cancelled (one task per connection).
+    """Serve ``api`` on ``listener``'s sockets until cancelled (one task per connection).
 
-    With ``ssl_context`` every connection starts with a TLS handshake; one that fails
-    (plaintext, a client that does not trust the certificate) is closed and logged in
-    one line at debug level, without a traceback.
+    With ``ssl_context`` every connection starts with a TLS handshake, done by the event
+    loop (``_transport.py``); one that fails (plaintext, a client that does not trust the
+    certificate) is closed without a connection task, logged only in the loop's debug mode.
     """
-    handler = functools.partial(serve_connection, app=api)
-    if ssl_context is None:
-        await listener.serve(handler)
-        return
-    await _TLSListener(listener, ssl_context, standard_compatible=False).serve(handler)
-
-
-class _TLSListener(TLSListener):
-    @staticmethod
-    async def handle_handshake_error(exc: BaseException, stream: anyio.abc.AnyByteStream) -> None:
-        await anyio.aclose_forcefully(stream)
-        if isinstance(exc, Exception) and not isinstance(exc, anyio.get_cancelled_exc_class()):
-            log.debug("API: TLS handshake failed: %s", exc)
-            return
-        raise exc
+    listeners = listener.listeners if isinstance(listener, MultiListener) else [listener]
+    sockets = [one.extra(SocketAttribute.raw_socket) for one in listeners]
+    await serve_sockets(sockets, functools.partial(serve_connection, app=api), ssl_context)

@@ -7,7 +7,9 @@
 
 A refusal is JSON ``{"error", "reason", "details"}`` with its status (400 malformed,
 401 a credential that does not verify, 403 one that may not have this certificate,
-409 a rotation that cannot start).
+409 a rotation that cannot start, 503 a ledger that cannot be written). Certificate
+requests arriving together share one ledger commit (``GroupCommit``); each answer
+leaves only after the commit holding its writes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from plait.controlplane.ca import CAService, Refused
+from plait.controlplane.ca import CAService, GroupCommit, LedgerUnavailable, Refused
 
 from ._http import HttpError, Request, Response
 
@@ -41,12 +43,18 @@ async def _json(req: Request) -> Any:
 class CAEndpoints:
     def __init__(self, service: CAService) -> None:
         self.service = service
+        self.group = GroupCommit(service.ca.ledger)
+        """Requests arriving together share one ledger commit (``ca/_group.py``)."""
 
     async def certificates(self, req: Request) -> Response:
+        body = await _json(req)
         try:
-            return Response(status=200, body=self.service.certificate(await _json(req)))
+            return Response(status=200, body=await self.group.run(
+                lambda: self.service.certificate(body)))  # fmt: skip
         except Refused as exc:
             raise _refusal(exc) from None
+        except LedgerUnavailable as exc:
+            raise HttpError(503, str(exc), reason="ledger_unavailable") from None
 
     async def admin(self, req: Request, parts: list[str]) -> Response | None:
         """The admin endpoint for ``parts`` (under /api/v1/), or ``None`` if not one."""

@@ -16,6 +16,7 @@ from plait.sdk import DEFAULT_TRUST_DOMAIN, InvalidSpiffeId, SpiffeId
 from ._authority import CertificateAuthority, Issued, RotationRefused
 from ._bootstrap import Provided
 from ._files import CAFileError
+from ._group import GroupCommit, LedgerUnavailable
 from ._service import CAService, Refused
 from ._tokens import JoinTokens, TokenRefused, load_token_key
 from ._x509 import CSRError, check_csr, fingerprint
@@ -26,8 +27,10 @@ __all__ = [
     "CAService",
     "CSRError",
     "CertificateAuthority",
+    "GroupCommit",
     "Issued",
     "JoinTokens",
+    "LedgerUnavailable",
     "Provided",
     "Refused",
     "RotationRefused",

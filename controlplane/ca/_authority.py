@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 
 from ._bootstrap import ROOT_PATH_LENGTH, Provided, first_generation, new_root_and_intermediate
 from ._files import CAFileError
-from ._ledger import Ledger
+from ._ledger import LeafRecord, Ledger
 from ._state import Generation, State, load_state, save_state, write_generation
 from ._x509 import cross_sign, fingerprint, leaf_cert, pem
 
@@ -161,6 +161,7 @@ class CertificateAuthority:
             leaf.not_valid_after_utc.timestamp(),
             gen.fingerprint,
             now.timestamp(),
+            fingerprint(leaf),
         )
         if counted:  # workloads' certificates (not the control plane's own)
             self.issued["renewal" if renewal else "first"] += 1
@@ -175,6 +176,24 @@ class CertificateAuthority:
                 f"the CA's intermediate expired at {expiry.isoformat()}; run `plait ca rotate`"
                 " (a new root and intermediate)"
             )
+
+    def recorded(self, leaf: x509.Certificate) -> LeafRecord | None:
+        """The ledger's record of ``leaf`` if it is a certificate this CA issued, else ``None``.
+
+        The presented certificate must be byte for byte the one recorded (same SHA-256)
+        and chain to a root the CA still serves. A record without a fingerprint (an older
+        ledger) falls back to checking the certificate's signature by an intermediate.
+        """
+        record = self.ledger.leaf(leaf.serial_number)
+        if record is None:
+            return None
+        roots = {self.state.current.fingerprint}
+        if self.state.previous is not None:
+            roots.add(self.state.previous.fingerprint)
+        if record.fingerprint is None:
+            gen = self.issuer_of(leaf)
+            return record if gen is not None and gen.fingerprint == record.root else None
+        return record if record.fingerprint == fingerprint(leaf) and record.root in roots else None
 
     def issuer_of(self, leaf: x509.Certificate) -> Generation | None:
         """The generation whose intermediate signed ``leaf``, if any."""

@@ -1,12 +1,21 @@
 """The CA's ledger: issued leaves and consumed join tokens, in ``<data-dir>/ca/ledger.db``.
 
 Theory of operation: one SQLite file (WAL, mode 0600) next to the CA's keys, written
-synchronously from the event loop (each write is one small transaction, well under a
-millisecond). Two tables:
+synchronously from the event loop. Writes are grouped: while a *batch* is open
+(:meth:`Ledger.begin_batch`, by :class:`~plait.controlplane.ca.GroupCommit` for the
+requests of one event-loop turn) every write joins one transaction, and each request's
+own writes are a savepoint inside it (:meth:`Ledger.transaction`), so a refused request
+leaves nothing while the others keep theirs; :meth:`Ledger.commit_batch` commits them
+all at once, and no certificate of the batch is handed out before that commit. Without
+an open batch each write is its own transaction. Measured here, a commit is about half
+of a certificate's ledger cost, so grouping roughly halves it under load. Two tables:
 
-* ``leaves``: serial, SPIFFE ID, not_after, and the fingerprint of the root the leaf
-  chains to. A renewal is accepted only for a serial found here (the CA issued it), and
-  a root rotation ends when no unexpired leaf chains to the old root any more.
+* ``leaves``: serial, SPIFFE ID, not_after, the fingerprint of the root the leaf
+  chains to, and the SHA-256 fingerprint of the leaf itself. A renewal is accepted only
+  for a leaf found here (the CA issued it): the presented certificate's fingerprint must
+  equal the recorded one, which proves it is the very certificate the CA signed at the
+  cost of a hash instead of a signature check. A root rotation ends when no unexpired
+  leaf chains to the old root any more.
 * ``used_tokens``: the id of every join token presented, with its expiry. A token id is
   written *before* its certificate is signed, by an insert that fails if it is there
   already, and in one transaction with the leaf's record (:meth:`Ledger.transaction`):
@@ -22,31 +31,80 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["Ledger"]
+__all__ = ["LeafRecord", "Ledger"]
+
+
+class LeafRecord(NamedTuple):
+    identity: str
+    not_after: float
+    root: str
+    fingerprint: str | None
+    """SHA-256 of the leaf's DER, hex (``None`` for leaves recorded without one)."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leaves (
     serial TEXT PRIMARY KEY, identity TEXT NOT NULL, not_after REAL NOT NULL,
-    root TEXT NOT NULL, issued_at REAL NOT NULL);
+    root TEXT NOT NULL, issued_at REAL NOT NULL, fingerprint TEXT);
 CREATE INDEX IF NOT EXISTS leaves_root ON leaves (root, not_after);
 CREATE TABLE IF NOT EXISTS used_tokens (id TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+        """``busy_timeout``: how long a write waits for another process's (seconds)."""
         self.path = path
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(leaves)")}
+        if "fingerprint" not in columns:  # a ledger written before leaves had fingerprints
+            self._db.execute("ALTER TABLE leaves ADD COLUMN fingerprint TEXT")
+        self.commits = 0
+        """Batches committed (each holding one or more requests' writes)."""
+
+    def begin_batch(self) -> None:
+        """Open a transaction that the following writes join, until :meth:`commit_batch`."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+
+    def commit_batch(self) -> None:
+        """Commit the open batch (all its writes are durable on return); rolled back on error."""
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self.commits += 1
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Writes inside are one transaction: all kept, or none if an exception leaves."""
+        """Writes inside are kept together: all, or none if an exception leaves.
+
+        Inside an open batch this is a savepoint (committed with the batch), otherwise
+        a transaction of its own.
+        """
+        if self._db.in_transaction:
+            self._db.execute("SAVEPOINT request")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK TO request")
+                self._db.execute("RELEASE request")
+                raise
+            self._db.execute("RELEASE request")
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -54,24 +112,35 @@ class Ledger:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self.commits += 1
 
     def close(self) -> None:
         self._db.close()
 
     def record_leaf(
-        self, serial: int, identity: str, not_after: float, root: str, issued_at: float
+        self,
+        serial: int,
+        identity: str,
+        not_after: float,
+        root: str,
+        issued_at: float,
+        fingerprint: str | None = None,
     ) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO leaves VALUES (?, ?, ?, ?, ?)",
-            (format(serial, "x"), identity, not_after, root, issued_at),
+            "INSERT OR REPLACE INTO leaves (serial, identity, not_after, root, issued_at, "
+            "fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+            (format(serial, "x"), identity, not_after, root, issued_at, fingerprint),
         )
 
-    def leaf(self, serial: int) -> tuple[str, float, str] | None:
-        """``(identity, not_after, root)`` of an issued leaf, or ``None``."""
+    def leaf(self, serial: int) -> LeafRecord | None:
+        """The record of an issued leaf, or ``None``."""
         row = self._db.execute(
-            "SELECT identity, not_after, root FROM leaves WHERE serial = ?", (format(serial, "x"),)
+            "SELECT identity, not_after, root, fingerprint FROM leaves WHERE serial = ?",
+            (format(serial, "x"),),
         ).fetchone()
-        return (str(row[0]), float(row[1]), str(row[2])) if row else None
+        if row is None:
+            return None
+        return LeafRecord(str(row[0]), float(row[1]), str(row[2]), row[3])
 
     def live_on_root(self, root: str, now: float) -> tuple[int, float | None]:
         """How many unexpired leaves chain to ``root``, and when the last of them expires."""

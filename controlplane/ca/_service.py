@@ -10,9 +10,10 @@ message. Every refusal is logged with its reason and counted (``refusals`` in th
 status), so an operator sees forged or replayed tokens.
 
 A first certificate: the join token is redeemed (single use) and the leaf gets the
-token's identity. A renewal: the caller proves possession of its current leaf
-(``plait.core.identity.proof``) and the new leaf gets that leaf's identity; the CSR's
-subject and SANs are never used.
+token's identity. A renewal: the presented leaf must be one the ledger recorded
+(``CertificateAuthority.recorded``: the same SHA-256, so the very certificate the CA
+signed), the caller proves possession of its key (``plait.core.identity.proof``), and
+the new leaf gets that leaf's identity; the CSR's subject and SANs are never used.
 """
 
 from __future__ import annotations
@@ -148,12 +149,14 @@ class CAService:
             ) from None
         leaf = chain[0]
         now = self._now()
-        if self.ca.issuer_of(leaf) is None:
-            raise self._refuse(
-                401, "renewal_foreign_cert", "renewal: the certificate was not issued by this CA"
-            )
-        record = self.ca.ledger.leaf(leaf.serial_number)
+        record = self.ca.recorded(leaf)
         if record is None:
+            if self.ca.issuer_of(leaf) is None:
+                raise self._refuse(
+                    401,
+                    "renewal_foreign_cert",
+                    "renewal: the certificate was not issued by this CA",
+                )
             raise self._refuse(
                 401, "renewal_unknown_cert", "renewal: this CA has no record of the certificate"
             )
@@ -178,7 +181,7 @@ class CAService:
                 "renewal_bad_signature",
                 "renewal: the signature does not verify with the certificate's key",
             )
-        return self.ca.issue(csr, record[0], self.leaf_ttl, renewal=True)
+        return self.ca.issue(csr, record.identity, self.leaf_ttl, renewal=True)
 
     # -- status and rotation ----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ control planes starting at once on one directory, both end up with the same CA.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -39,8 +40,9 @@ class Generation:
     intermediate: x509.Certificate
     intermediate_key: ec.EllipticCurvePrivateKey
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
+        """The root's SHA-256 fingerprint (computed once: every issuance records it)."""
         return fingerprint(self.root)
 
 
