@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS=4
+STEPS=5
 step() { echo "setup [$1/$STEPS] $2"; }
 # run WHAT CMD...: say WHAT, run CMD with its output in a log
 run() {
@@ -34,7 +34,10 @@ run() {
   echo "  done (${t}s)"
 }
 
-DEBS=(nginx-light haproxy wrk nghttp2-client redis-server redis-tools curl openssl iproute2 iptables procps)
+# clang + lld build the C Proxy-Wasm test module (wasm32); npm the AssemblyScript one.
+DEBS=(nginx-light haproxy wrk nghttp2-client redis-server redis-tools curl openssl iproute2 iptables procps
+      clang lld)
+command -v npm >/dev/null || DEBS+=(npm)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -83,4 +86,15 @@ if [[ -n $stale ]]; then
   run "setup.py build_ext --inplace" .venv/bin/python setup.py build_ext --inplace
 else
   step 4 "compiled hot path: up to date"
+fi
+
+# The AssemblyScript Proxy-Wasm SDK the tests rebuild their module with (pinned by its
+# package-lock.json; from the npm registry).
+as_dir=tests/plugins/wasm/modules/as_headers
+if [[ ! -x $as_dir/node_modules/.bin/asc || $as_dir/package-lock.json -nt $as_dir/node_modules ]]; then
+  step 5 "installing the AssemblyScript Proxy-Wasm SDK for the wasm tests (npm ci)"
+  run "npm ci in $as_dir" npm ci --prefix "$as_dir" --no-audit --no-fund
+  touch "$as_dir/node_modules"
+else
+  step 5 "AssemblyScript Proxy-Wasm SDK: present"
 fi
