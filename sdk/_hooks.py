@@ -21,13 +21,15 @@ from mypy_extensions import mypyc_attr
 from ._context import StreamContext
 from ._headers import Headers
 from ._messages import UpstreamRequest, UpstreamResponse
-from ._policy import TryAgain, TryOutcome
+from ._policy import Pending, TryAgain, TryOutcome
 from ._results import FilterResult
 
 __all__ = ["CallNext", "HookResult", "HttpFilter"]
 
-HookResult = FilterResult | Awaitable[FilterResult]
-"""What a message hook returns: a result, or (``async def``) a coroutine of one."""
+HookResult = FilterResult | Awaitable[FilterResult] | Pending[FilterResult]
+"""What a message hook returns: a result; (``async def``) a coroutine of one; or, from a
+sync hook that must wait this time only, ``Pending(awaitable)`` whose result is the hook's
+(the proxy awaits it; a hook that never waits costs no task switch)."""
 
 CallNext = Callable[[StreamContext, UpstreamRequest], Awaitable[UpstreamResponse]]
 """What ``around_upstream`` calls to make the try (the layers inside it, then the upstream)."""

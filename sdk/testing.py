@@ -29,6 +29,7 @@ from ._context import ConnectionContext, RequestHead, ResponseHead, StreamContex
 from ._filter import HOOK_NAMES, FilterSpec
 from ._headers import Headers
 from ._hooks import HttpFilter
+from ._policy import Pending
 from ._results import Buffer, Continue, LocalReply
 
 __all__ = [
@@ -253,7 +254,9 @@ async def _call(inst: object, name: str, result: DriveResult, *args: Any) -> obj
         return None  # (as the chain: a hook the class does not override is never called)
     result.calls.append(name)
     res = fn(*args)
-    if inspect.isawaitable(res):
+    if isinstance(res, Pending):  # a sync hook that waits this time
+        res = await res.ready
+    elif inspect.isawaitable(res):
         res = await res
     _check_result(name, res)
     return res

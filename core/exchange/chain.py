@@ -17,8 +17,10 @@ One walk per phase, for sync and async hooks alike: :meth:`ChainRun.heads`,
 :meth:`ChainRun.data` and :meth:`ChainRun.trailers` call the hooks in order and
 return the phase's :class:`PhaseOutcome`; at an ``async`` hook they return a
 :class:`Suspended` instead, which holds the hook's awaitable and the place to
-resume from (``phase.py``). Whoever awaits it (the exchange's driver, through
-``settled``) resumes the same walk with the result.
+resume from (``phase.py``); so does a sync hook that returns ``Pending(awaitable)``
+when it has to wait this time (a callout, a pause resumed later), so a hook that
+rarely waits stays on the callback path otherwise. Whoever awaits it (the exchange's
+driver, through ``settled``) resumes the same walk with the result.
 
 Invariants:
   * ``on_stream_complete`` runs exactly once per instance (:meth:`ChainRun.complete`).
@@ -47,6 +49,7 @@ from plait.sdk import (
     Headers,
     HttpFilter,
     LocalReply,
+    Pending,
     StreamContext,
 )
 
@@ -80,6 +83,12 @@ class Layer:
     before: bool
     after: bool
     around: bool
+
+
+def _awaitable(res: Any) -> Any:
+    """What a suspended hook waits for: an ``async`` hook's coroutine, or the awaitable of
+    the ``Pending`` a sync hook returned when it had to wait (its result is the hook's)."""
+    return res.ready if type(res) is Pending else res
 
 
 def _implemented(cls: type, name: str) -> Callable[..., Any] | None:
@@ -194,9 +203,9 @@ class ChainRun:
                 except Exception as exc:
                     res = Raised(exc)
                 else:
-                    if h.is_async:
+                    if h.is_async or type(res) is Pending:
                         args = (hooks, headers, end_stream, pos, limit)
-                        return Suspended(res, self.heads, args)
+                        return Suspended(_awaitable(res), self.heads, args)
             if res is None or type(res) is Continue:
                 continue
             if type(res) is Raised:
@@ -240,8 +249,9 @@ class ChainRun:
                 except Exception as exc:
                     res = Raised(exc)
                 else:
-                    if h.is_async:
-                        return Suspended(res, self.data, (hooks, data, end_stream, pos, stop))
+                    if h.is_async or type(res) is Pending:
+                        args = (hooks, data, end_stream, pos, stop)
+                        return Suspended(_awaitable(res), self.data, args)
             if res is None:
                 continue
             if type(res) is Raised:
@@ -283,8 +293,8 @@ class ChainRun:
                 except Exception as exc:
                     res = Raised(exc)
                 else:
-                    if h.is_async:
-                        return Suspended(res, self.trailers, (hooks, trailers, pos))
+                    if h.is_async or type(res) is Pending:
+                        return Suspended(_awaitable(res), self.trailers, (hooks, trailers, pos))
             if type(res) is Raised:
                 res = self._contain(h.index, "trailers", res.exc)
             if isinstance(res, LocalReply):

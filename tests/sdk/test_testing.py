@@ -22,6 +22,7 @@ from plait.sdk import (
     Headers,
     LocalReply,
     PassThroughFilter,
+    Pending,
     ResponseHead,
     StreamContext,
 )
@@ -379,3 +380,17 @@ def test_testing_imports_nothing_of_plait_outside_the_sdk() -> None:
             assert node.level == 1 or not (node.module or "").startswith("plait"), node.module
         elif isinstance(node, ast.Import):
             assert not any(a.name.startswith("plait") for a in node.names)
+
+
+def test_drive_awaits_a_pending_result_of_a_sync_hook() -> None:
+    class Callout(PassThroughFilter):
+        def on_request_headers(
+            self, ctx: StreamContext, headers: Headers, end_stream: bool
+        ) -> Pending[FilterResult]:
+            async def ask() -> FilterResult:
+                return LocalReply(403, reason="callout said no")
+
+            return Pending(ask())
+
+    res = _drive(Callout())
+    assert res.status == 403 and not res.upstream_called

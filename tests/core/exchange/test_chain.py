@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import anyio
 import pytest
 
 from plait.core.config import FilterEntry
 from plait.core.exchange.actions import Steps, drive
 from plait.core.exchange.bodies import BodyStage
 from plait.core.exchange.chain import Chain, ChainRun
-from plait.core.exchange.phase import PhaseOutcome, settle
+from plait.core.exchange.phase import PASS, PhaseOutcome, Suspended, settle
 from plait.core.exchange.tries import tries
 from plait.sdk import (
     Buffer,
@@ -24,6 +25,7 @@ from plait.sdk import (
     Headers,
     LocalReply,
     PassThroughFilter,
+    Pending,
     RequestHead,
     ResponseHead,
     StreamContext,
@@ -261,3 +263,33 @@ def test_a_filter_class_outside_the_contract_is_refused_when_the_chain_is_built(
         TypeError, match=r"filter duck: .*Duck does not subclass plait.sdk.HttpFilter"
     ):
         Chain([entry(Duck, name="duck")])
+
+
+class CheckWhenAsked(PassThroughFilter):
+    """Waits only for requests that carry ``x-check`` (a callout); passes others at once."""
+
+    def on_request_headers(
+        self, ctx: StreamContext, headers: Headers, end: bool
+    ) -> FilterResult | Pending[FilterResult]:
+        if headers.get("x-check") is None:
+            return None
+
+        async def callout() -> FilterResult:
+            await anyio.sleep(0)
+            return LocalReply(403, reason="refused by the callout")
+
+        return Pending(callout())
+
+
+async def test_a_sync_hook_waits_through_pending_only_when_it_returns_one() -> None:
+    log: list[str] = []
+    chain = Chain([entry(CheckWhenAsked, name="check"), entry(Recorder, ("r", log))])
+    quick = chain.start(ctx()).heads(chain.request_headers, Headers(), True)
+    assert quick is PASS and log == ["r.req"]  # no wait: the walk ran through in the call
+
+    run = chain.start(ctx())
+    waits = run.heads(chain.request_headers, Headers([("x-check", "1")]), True)
+    assert isinstance(waits, Suspended)  # the driver awaits it (in a task)
+    out = await settle(waits)
+    assert out.reply is not None and out.reply.status == 403
+    assert log == ["r.req"]  # the reply stopped the walk before the next filter
