@@ -20,6 +20,7 @@ SKIPPED = (
     "core/codec",  # HTTP reason phrases of status lines, not mesh failure reasons
     "core/config",  # config loading: ConfigError never answers a request
     "sdk/testing.py",  # the filter authors' kit imitates the chain's answers
+    "sdk/examples",  # example filters: their reasons are their own, not plait's
 )
 NOT_AN_ANSWER = {"invalid config"}  # ConfigError.reason: loading, never a response
 
