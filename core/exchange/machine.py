@@ -235,6 +235,8 @@ class Exchange:
         chain = run.chain
         body = RequestBody(self.down, BodyStage(run, chain.request_data, chain.request_trailers))
         if not buffer_limit:
+            if chain.request_data:  # the head goes up before the hooks saw (and sized) the body
+                self.ctx.request.headers.remove("content-length")
             return body
         try:
             whole = yield body.read_all(buffer_limit)

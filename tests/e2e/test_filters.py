@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 import json
 import time
 from pathlib import Path
@@ -101,3 +102,41 @@ def test_on_stream_complete_exactly_once_including_aborts(
     assert sorted(paths) == sorted([f"/ok/{i}" for i in range(20)] + ["/delay/0.5", "/partial"])
     calls_per_instance = {line.split()[1] for line in lines}
     assert calls_per_instance == {"1"}, "on_stream_complete ran twice on one instance"
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response off a raw socket (content-length or chunked)."""
+    f = sock.makefile("rb")
+    status = int(f.readline().split()[1])
+    headers: dict[str, str] = {}
+    while (line := f.readline()) not in (b"\r\n", b""):
+        k, _, v = line.decode().partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        return status, headers, f.read(int(headers["content-length"]))
+    body = b""
+    while size := int(f.readline().split(b";")[0], 16):
+        body += f.read(size)
+        f.readline()
+    f.readline()
+    return status, headers, body
+
+
+def test_a_filter_that_changes_a_streamed_request_body_length_is_framed_anew(
+    tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str]
+) -> None:
+    """The request head (with the client's content-length) goes upstream before the body
+    has passed the data hooks; a hook that changes the length must not break the framing."""
+    port = _mesh(tmp_path, procs, "[{type: test-stretch}]", plugin_env)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabcde")
+        time.sleep(0.2)  # the head goes upstream and the body streams
+        sock.sendall(b"fghij")
+        status, headers, body = _read_response(sock)
+        assert status == 200, body
+        half = len(body) // 2
+        assert body[:half] == body[half:]  # the response chunk, doubled on its way back
+        assert json.loads(body[:half])["body"] == "abcdeabcdefghijfghij"
+        # the connection is still good for the next request
+        sock.sendall(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert _read_response(sock)[0] == 200

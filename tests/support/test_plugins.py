@@ -17,6 +17,7 @@ import anyio
 from plait.plugins import hookimpl
 from plait.sdk import (
     ConfigError,
+    Continue,
     FilterRegistry,
     FilterResult,
     FilterSpec,
@@ -100,8 +101,19 @@ class Slow(PassThroughFilter):
         return None
 
 
+class Stretch(PassThroughFilter):
+    """Doubles every body chunk in both directions as it streams (the length changes)."""
+
+    def on_request_data(self, ctx: StreamContext, chunk: bytes, end_stream: bool) -> FilterResult:
+        return Continue(data=chunk * 2)
+
+    def on_response_data(self, ctx: StreamContext, chunk: bytes, end_stream: bool) -> FilterResult:
+        return Continue(data=chunk * 2)
+
+
 @hookimpl
 def plait_register_filters(registry: FilterRegistry) -> None:
+    registry.register(FilterSpec(name="test-stretch", make=Stretch))
     registry.register(FilterSpec(name="test-raise", make=Raise, parse_config=_raise_config))
     registry.register(
         FilterSpec(name="test-complete", make=Complete, parse_config=_complete_config)
