@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import json
+import socket
 import time
 from pathlib import Path
 
