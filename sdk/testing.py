@@ -9,6 +9,9 @@
   ``LocalReply`` stops the exchange, ``Buffer`` holds the body and calls the
   data hook again with the whole of it, ``Continue(data=...)`` rewrites a chunk.
   Sync and ``async`` hooks both work.
+* :func:`drive_tries`: run an upstream layer's ``before_try`` / ``after_try`` around
+  scripted tries (statuses, responses or errors), following its ``TryAgain``s; the
+  backoffs are recorded, not slept (``_tries_kit.py``).
 * :func:`check_filter`: a conformance check for a :class:`FilterSpec` (config
   parses, hook names are known, hooks accept the contract's arguments and
   return valid results, ``stream_independent`` instances keep no state).
@@ -31,14 +34,18 @@ from ._headers import Headers
 from ._hooks import HttpFilter
 from ._policy import Pending
 from ._results import Buffer, Continue, LocalReply
+from ._tries_kit import Answer, TriesResult, drive_tries
 
 __all__ = [
     "HOOK_NAMES",
+    "Answer",
     "DriveResult",
     "FilterContractError",
+    "TriesResult",
     "check_filter",
     "check_filter_async",
     "drive",
+    "drive_tries",
     "make_context",
     "make_request",
 ]

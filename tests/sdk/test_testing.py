@@ -16,21 +16,29 @@ from plait.filters import BUILTIN_FILTERS
 from plait.plugins import load_filter_types
 from plait.sdk import (
     Buffer,
+    BufferedBody,
     Continue,
     FilterResult,
     FilterSpec,
     Headers,
     LocalReply,
+    NoHealthyUpstream,
     PassThroughFilter,
     Pending,
     ResponseHead,
     StreamContext,
+    TryAgain,
+    TryOutcome,
+    UpstreamConnectError,
+    UpstreamRequest,
 )
 from plait.sdk.testing import (
     DriveResult,
     FilterContractError,
+    TriesResult,
     check_filter,
     drive,
+    drive_tries,
     make_context,
     make_request,
 )
@@ -394,3 +402,55 @@ def test_drive_awaits_a_pending_result_of_a_sync_hook() -> None:
 
     res = _drive(Callout())
     assert res.status == 403 and not res.upstream_called
+
+
+def _tries(layer: object, answers: list[Any], **kw: Any) -> TriesResult:
+    async def run() -> TriesResult:
+        ctx = make_context()
+        request = UpstreamRequest(head=ctx.request, body=BufferedBody(b"payload"))
+        return await drive_tries(layer, ctx, request, answers, **kw)
+
+    return anyio.run(run)
+
+
+class RetryOnce503(PassThroughFilter):
+    """Tries again once on 503, on another endpoint, after 0.25 s."""
+
+    def before_try(self, ctx: StreamContext, request: UpstreamRequest) -> object:
+        return request.body.whole
+
+    def after_try(
+        self, ctx: StreamContext, request: UpstreamRequest, outcome: TryOutcome[Any]
+    ) -> TryAgain | None:
+        response = outcome.response
+        if response is not None and response.head.status == 503 and outcome.tries < 2:
+            body = BufferedBody(outcome.state)
+            again = UpstreamRequest(head=request.head, body=body, exclude=frozenset({"a"}))
+            return TryAgain(again, after=0.25)
+        return None
+
+
+def test_drive_tries_follows_try_again_and_records_backoffs() -> None:
+    res = _tries(RetryOnce503(), [503, 200])
+    assert (res.tries, res.status, res.waits) == (2, 200, [0.25])
+    assert res.requests[1].exclude == frozenset({"a"})
+    assert res.requests[1].body.whole == b"payload"  # the replayed body
+    gave_up = _tries(RetryOnce503(), [503, 503])
+    assert (gave_up.tries, gave_up.status) == (2, 503)
+
+
+def test_drive_tries_passes_errors_and_refusals_through() -> None:
+    failed = _tries(RetryOnce503(), [UpstreamConnectError("refused")])
+    assert failed.response is None and isinstance(failed.error, UpstreamConnectError)
+
+    class Refuse(PassThroughFilter):
+        def before_try(self, ctx: StreamContext, request: UpstreamRequest) -> object:
+            raise NoHealthyUpstream("breaker open")
+
+    refused = _tries(Refuse(), [200])
+    assert refused.tries == 0 and isinstance(refused.error, NoHealthyUpstream)
+
+
+def test_drive_tries_refuses_a_layer_that_tries_past_the_script() -> None:
+    with pytest.raises(AssertionError, match="asked for try 2; 1 scripted"):
+        _tries(RetryOnce503(), [503])
