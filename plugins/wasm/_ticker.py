@@ -1,0 +1,99 @@
+"""The root context's events outside streams: ticks, ready queues, root callouts.
+
+A plugin gets one :class:`Ticker` task, started in the sidecar's task group
+(:func:`plait.sdk.mesh.when_running`) the first time its instance sets a tick
+period or registers a queue that fills. The task calls ``proxy_on_tick`` on the
+plugin's current instance every ``proxy_set_tick_period_milliseconds`` period
+(0 stops the ticks; the first comes one period after the call), delivers
+``proxy_on_queue_ready`` for the queues that received items, and starts the HTTP
+calls those callbacks dispatched (``_callout.run_in_background``). A failure in
+a callback is the plugin's like any other (the instance is broken; the next
+stream or tick gets a fresh one, which sets its own period).
+
+The task holds its plugin weakly and re-checks it at least every
+:data:`IDLE` seconds: once the plugin is unloaded or replaced (no chain holds
+it), the task ends.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from plait.sdk import mesh
+from plait.sdk.mesh import MeshHost
+
+from ._callout import run_in_background
+
+if TYPE_CHECKING:
+    from ._plugin import WasmPlugin
+    from ._vm import WasmVM
+
+__all__ = ["IDLE", "Ticker"]
+
+IDLE: Final = 1.0
+
+
+class Ticker:
+    def __init__(self, plugin: WasmPlugin) -> None:
+        self._plugin = weakref.ref(plugin)
+        self._started = False
+        self._wake: anyio.Event | None = None
+
+    def poke(self) -> None:
+        """The instance changed its period or has a ready queue: (re)consider now."""
+        if not self._started:
+            self._started = True
+            mesh.when_running(self._start)
+        elif self._wake is not None:
+            self._wake.set()
+
+    def _start(self, host: MeshHost) -> None:
+        plugin = self._plugin()
+        name = plugin.name if plugin is not None else "?"
+        host.start_soon(self._run, name=f"wasm filter {name} ticks")
+
+    async def _run(self) -> None:
+        next_tick: float | None = None
+        while True:
+            plugin = self._plugin()
+            if plugin is None:
+                return
+            vm = plugin.current()
+            now = anyio.current_time()
+            period = vm.tick_period if vm is not None else 0.0
+            if period <= 0:
+                next_tick = None
+            elif next_tick is None:
+                next_tick = now + period
+            elif now >= next_tick:
+                next_tick = max(next_tick + period, now)
+                _event(plugin, vm, "proxy_on_tick")
+            if vm is not None and vm.ready_queues:
+                _event(plugin, vm, "proxy_on_queue_ready")
+            delay = IDLE if next_tick is None else min(max(next_tick - now, 0.0), IDLE)
+            del plugin, vm
+            self._wake = anyio.Event()
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
+
+
+def _event(plugin: WasmPlugin, vm: WasmVM | None, name: str) -> None:
+    from ._vm import ROOT_ID, GuestFailure
+
+    if vm is None:
+        return
+    try:
+        if name == "proxy_on_queue_ready":
+            ready, vm.ready_queues = vm.ready_queues, []
+            for queue_id in ready:
+                vm.call(name, vm.root, ROOT_ID, queue_id)
+        else:
+            vm.call(name, vm.root, ROOT_ID)
+    except GuestFailure as exc:
+        plugin.failed(exc)
+    if vm.outbox:
+        calls, vm.outbox = vm.outbox, []
+        run_in_background(vm, calls)
