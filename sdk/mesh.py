@@ -55,6 +55,12 @@ class MeshHost(Protocol):
         """Send one request to ``cluster`` and read the whole response."""
         ...
 
+    def filter_configs(self) -> Collection[object]:
+        """The parsed configs (what ``parse_config`` returned) of every filter in the
+        active config's chains: an extension's task finds out whether its filter is
+        still loaded."""
+        ...
+
     def start_soon(self, fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         """Run ``fn`` as a task of the sidecar's task group."""
         ...

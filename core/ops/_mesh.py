@@ -10,7 +10,12 @@ one. The whole response (head, body, trailers) is read before it is returned; a
 response body past :data:`MAX_BODY` resets the stream. The caller bounds the
 wait; a cancelled request resets its upstream stream, so nothing is left open.
 
-Background tasks run in the sidecar's task group (:meth:`SidecarMesh.start_soon`).
+Background tasks run in the sidecar's task group (:meth:`SidecarMesh.start_soon`);
+:meth:`SidecarMesh.filter_configs` lists the parsed filter configs of the active
+snapshot's chains, so a task that serves a filter can tell when its filter was
+unloaded (the old snapshot may stay in memory long after: its listeners and
+snapshot refer to each other, and the start-up heap is frozen out of the
+collector's sight).
 """
 
 from __future__ import annotations
@@ -47,6 +52,18 @@ class SidecarMesh:
     def __init__(self, runtime: Runtime, tg: TaskGroup) -> None:
         self.runtime = runtime
         self.tg = tg
+        self._seen: object = None
+        self._configs: tuple[object, ...] = ()
+
+    def filter_configs(self) -> Collection[object]:
+        snap = self.runtime.snapshot
+        if snap is not self._seen:
+            config = snap.config
+            entries = [e for lis in config.listeners for e in lis.filters]
+            entries += [e for t in config.routes.values() for r in t.rules for e in r.filters]
+            self._configs = tuple(e.config for e in entries if e.config is not None)
+            self._seen = snap
+        return self._configs
 
     def cluster_names(self) -> Collection[str]:
         return tuple(self.runtime.snapshot.clusters)

@@ -11,8 +11,11 @@ a callback is the plugin's like any other (the instance is broken; the next
 stream or tick gets a fresh one, which sets its own period).
 
 The task holds its plugin weakly and re-checks it at least every
-:data:`IDLE` seconds: once the plugin is unloaded or replaced (no chain holds
-it), the task ends.
+:data:`IDLE` seconds: once the plugin is gone, or no filter of the sidecar's
+active config uses it any more (:meth:`plait.sdk.mesh.MeshHost.filter_configs`:
+it was unloaded or replaced by a reload), the task ends. A plugin that some
+active config used again later gets a task again at its next
+``proxy_set_tick_period_milliseconds``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["IDLE", "Ticker"]
 
 IDLE: Final = 1.0
+GRACE: Final = 30.0
+"""Seconds a plugin may tick before a config that uses it is active."""
 
 
 class Ticker:
@@ -41,6 +46,8 @@ class Ticker:
         self._plugin = weakref.ref(plugin)
         self._started = False
         self._wake: anyio.Event | None = None
+        self._seen_active = False
+        self._grace_until = 0.0
 
     def poke(self) -> None:
         """The instance changed its period or has a ready queue: (re)consider now."""
@@ -55,11 +62,25 @@ class Ticker:
         name = plugin.name if plugin is not None else "?"
         host.start_soon(self._run, name=f"wasm filter {name} ticks")
 
+    def _loaded(self, plugin: WasmPlugin) -> bool:
+        host = mesh.current()
+        if host is None:
+            return False
+        active = any(getattr(c, "plugin", None) is plugin for c in host.filter_configs())
+        if active:
+            self._seen_active = True
+            return True
+        # a plugin made for a config not yet swapped in gets a grace period
+        return not self._seen_active and anyio.current_time() < self._grace_until
+
     async def _run(self) -> None:
+        self._seen_active = False
+        self._grace_until = anyio.current_time() + GRACE
         next_tick: float | None = None
         while True:
             plugin = self._plugin()
-            if plugin is None:
+            if plugin is None or not self._loaded(plugin):
+                self._started = False
                 return
             vm = plugin.current()
             now = anyio.current_time()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ spec:
   endpoints: [{{address: 127.0.0.1, port: {auth.port}}}]
 """
     text = simple_config(echo.port, port, admin, filters=filters) + auth_service
-    sidecar = start_sidecar(write_config(tmp, text), admin)
+    sidecar = start_sidecar(write_config(tmp, text), admin, "--no-watch")
     procs.append(sidecar)
     return port, sidecar
 
@@ -138,3 +139,19 @@ def test_client_leaving_while_its_stream_waits(tmp_path: Path, procs: list[Proc]
     status, _, _ = http_get(port, "/allowed")
     assert status == 200, sidecar.logs()
     wait_for(lambda: metric(sidecar, "wasm_callout_deleted") == 4)
+
+
+def test_ticks_stop_when_the_filter_is_unloaded(tmp_path: Path, procs: list[Proc]) -> None:
+    port, sidecar = _mesh(tmp_path, procs, "auth")
+    wait_for(lambda: metric(sidecar, "wasm_callout_ticks") >= 2)
+    assert sidecar.config is not None
+    text = sidecar.config.read_text()
+    start = text.index("filters: [{type: wasm")
+    sidecar.config.write_text(text[:start] + "filters: []" + text[text.index("}}]", start) + 3 :])
+    sidecar.popen.send_signal(signal.SIGHUP)
+    # the chain without the filter serves: no callout header reaches the upstream
+    wait_for(lambda: "x-auth-body" not in json.loads(http_get(port, "/x")[2])["headers"])
+    time.sleep(1.5)  # the tick task notices within a second that its plugin is gone
+    stopped = metric(sidecar, "wasm_callout_ticks")
+    time.sleep(0.5)
+    assert metric(sidecar, "wasm_callout_ticks") == stopped
