@@ -131,19 +131,17 @@ async def perform(call: Callout) -> MeshResponse | None:
 
 def deliver(vm: WasmVM, call: Callout, response: MeshResponse | None) -> None:
     """``proxy_on_http_call_response`` for ``call`` (raises ``GuestFailure``)."""
-    from ._vm import ROOT_ID
-
     if vm.broken is not None:
         return
     vm.callout = response
     try:
         if response is None:
-            vm.call("proxy_on_http_call_response", vm.root, ROOT_ID, call.token, 0, 0, 0)
+            vm.call("proxy_on_http_call_response", vm.root, vm.root.id, call.token, 0, 0, 0)
         else:
             trailers = len(response.trailers) if response.trailers is not None else 0
             n = len(response.headers) + 1
             args = (call.token, n, len(response.body), trailers)
-            vm.call("proxy_on_http_call_response", vm.root, ROOT_ID, *args)
+            vm.call("proxy_on_http_call_response", vm.root, vm.root.id, *args)
     finally:
         vm.callout = None
 

@@ -111,7 +111,7 @@ class IoCalls(HostCalls):
         return self.mem.give(caller, b"" if code else b"failed", msg_out, size_out)
 
     def _map(self, kind: int) -> HeaderMap | None:
-        if kind == MapType.HTTP_CALL_RESPONSE_HEADERS or kind == MapType.HTTP_CALL_RESPONSE_TRAILERS:
+        if kind in (MapType.HTTP_CALL_RESPONSE_HEADERS, MapType.HTTP_CALL_RESPONSE_TRAILERS):
             response = self.callout
             if response is None:
                 return None

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import wasmtime
@@ -32,9 +32,9 @@ from plait.sdk import StreamContext
 from plait.sdk.mesh import MeshResponse
 
 from . import _fast as fast
+from ._callout import Callout
 from ._engine import EPOCH_TICK, CompiledModule, engine
 from ._fast import GuestCall
-from ._callout import Callout
 from ._imports import link
 from ._io import IoCalls
 from ._memory import GuestMemory, MemoryFault
