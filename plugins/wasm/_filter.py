@@ -21,10 +21,12 @@ body (up to ``maxBufferBytes``), then calls the body callback again with the
 whole body and ``end_of_stream`` set, so a module that pauses until the end of
 the stream sees, and may replace, the whole body; headers paused this way are
 still held, and still mutable, while the body callback runs, and its result
-releases them. A pause at the end of the stream, or on the headers of a module
-without the body callback, could only be resumed by events this host does not
-deliver yet (HTTP callouts, timers): the stream fails per ``failStrategy``. A
-pause on trailers is ignored. ``proxy_close_stream`` ends the stream with 503.
+releases them. A pause in a callback that dispatched HTTP calls for the stream
+waits for them (``_waiting.py``: the hook returns :class:`~plait.sdk.Pending`).
+Any other pause at the end of the stream, or on the headers of a module without
+the body callback, has nothing to resume it: the stream fails per
+``failStrategy``. A pause on trailers is ignored. ``proxy_close_stream`` ends
+the stream with 503.
 
 A module failure (``_vm.GuestFailure``) is contained per ``failStrategy``:
 ``FAIL_CLOSE`` answers 503 (``x-plait-reason: wasm filter NAME failed``),
@@ -113,7 +115,7 @@ class WasmFilter(HttpFilter):
             return None
         if not end_stream and body_next:
             return Buffer(self._plugin.config.max_buffer)
-        raise _Stuck("paused with nothing to resume it (callouts and timers are not supported)")
+        raise _Stuck("paused with nothing to resume it")
 
     def _callouts(
         self, vm: WasmVM, s: StreamState, direction: int, action: int
