@@ -12,9 +12,10 @@ process (as Envoy's stats scope), so a replaced instance keeps counting.
   ``BAD_ARGUMENT``); ``record`` raises it to the value (a counter never goes
   down); ``get`` reads it.
 * gauge (1): ``record`` sets, ``increment`` adds (signed), ``get`` reads it.
-* histogram (2): each ``record`` adds the value to ``wasm_NAME_sum`` and one to
-  ``wasm_NAME_count`` (two counters: the sum and count of a Prometheus summary,
-  without quantiles); ``increment`` and ``get`` are ``BAD_ARGUMENT``.
+* histogram (2): ``record`` observes a value ≥ 0 into a Prometheus histogram
+  with Envoy's default bucket bounds (:data:`BUCKETS`, 0.5 to 3,600,000: the
+  module's unit, often milliseconds); ``increment`` and ``get`` are
+  ``BAD_ARGUMENT`` (as in Envoy).
 
 Values are the ABI's 64-bit integers; ``/metrics`` shows them as numbers. A name
 whose instrument exists with another kind is ``BAD_ARGUMENT``.
@@ -29,13 +30,18 @@ from plait.sdk import metrics
 
 from ._abi import Status
 
-__all__ = ["ModuleMetrics", "prometheus_name"]
+__all__ = ["BUCKETS", "ModuleMetrics", "prometheus_name"]
+
+Instrument = metrics.Counter | metrics.Gauge | metrics.Histogram
 
 _BAD: Final = re.compile(r"[^a-zA-Z0-9_:]")
 COUNTER: Final = 0
 GAUGE: Final = 1
 HISTOGRAM: Final = 2
 _I64: Final = 1 << 63
+BUCKETS: Final = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+                  60000, 300000, 600000, 1800000, 3600000)  # fmt: skip
+"""Envoy's default histogram bucket bounds."""
 
 
 def prometheus_name(name: bytes) -> str:
@@ -54,7 +60,7 @@ class ModuleMetrics:
     __slots__ = ("by_id", "by_key")
 
     def __init__(self) -> None:
-        self.by_id: dict[int, tuple[int, tuple[metrics.Counter | metrics.Gauge, ...]]] = {}
+        self.by_id: dict[int, tuple[int, Instrument]] = {}
         self.by_key: dict[tuple[int, bytes], int] = {}
 
     def define(self, kind: int, name: bytes) -> int | None:
@@ -66,14 +72,11 @@ class ModuleMetrics:
         what = f"metric {name.decode('utf-8', 'replace')!r} of a wasm filter"
         try:
             if kind == COUNTER:
-                made: tuple[metrics.Counter | metrics.Gauge, ...] = (metrics.counter(base, what),)
+                made: Instrument = metrics.counter(base, what)
             elif kind == GAUGE:
-                made = (metrics.gauge(base, what),)
+                made = metrics.gauge(base, what)
             elif kind == HISTOGRAM:
-                made = (
-                    metrics.counter(base + "_sum", f"sum of the values of {what}"),
-                    metrics.counter(base + "_count", f"values recorded of {what}"),
-                )
+                made = metrics.histogram(base, what, (), BUCKETS)
             else:
                 return None
         except ValueError:
@@ -87,7 +90,7 @@ class ModuleMetrics:
         found = self.by_id.get(metric_id)
         if found is None:
             return Status.NOT_FOUND
-        kind, (inst, *_) = found
+        kind, inst = found
         delta = _signed(delta)
         if kind == GAUGE and isinstance(inst, metrics.Gauge):
             inst.add(delta)
@@ -101,18 +104,16 @@ class ModuleMetrics:
         found = self.by_id.get(metric_id)
         if found is None:
             return Status.NOT_FOUND
-        kind, made = found
+        kind, inst = found
         value = _signed(value)
-        inst = made[0]
         if kind == GAUGE and isinstance(inst, metrics.Gauge):
             inst.set(value)
         elif kind == COUNTER and isinstance(inst, metrics.Counter):
             current = inst.values.get((), 0.0)
             if value > current:
                 inst.inc(amount=value - current)
-        elif kind == HISTOGRAM and value >= 0:
-            made[0].values[()] = made[0].values.get((), 0.0) + value
-            made[1].values[()] = made[1].values.get((), 0.0) + 1
+        elif kind == HISTOGRAM and isinstance(inst, metrics.Histogram) and value >= 0:
+            inst.observe(value)
         else:
             return Status.BAD_ARGUMENT
         return Status.OK
@@ -122,4 +123,4 @@ class ModuleMetrics:
         found = self.by_id.get(metric_id)
         if found is None or found[0] == HISTOGRAM:
             return None
-        return int(found[1][0].values.get((), 0.0)) & ((1 << 64) - 1)
+        return int(found[1].values.get((), 0.0)) & ((1 << 64) - 1)

@@ -117,12 +117,19 @@ def test_ticks_and_module_metrics_on_metrics(tmp_path: Path, procs: list[Proc]) 
     time.sleep(0.3)
     assert metric(sidecar, "wasm_callout_ticks") > first  # a tick every 50 ms
     assert metric(sidecar, "wasm_callout_level") == 7  # the gauge
-    count = metric(sidecar, "wasm_callout_latency_count")
+    _, _, raw = http_get(sidecar.admin_port, "/metrics")
+    text = raw.decode()
+    assert "# TYPE wasm_callout_ticks counter" in text
+    assert "# TYPE wasm_callout_level gauge" in text
+    assert "# TYPE wasm_callout_latency histogram" in text
+    # the histogram: each tick records 5 (Envoy's bounds: ... 1, 5, 10 ...)
+    samples = dict(re.findall(r"^(wasm_callout_latency\S*) (\S+)$", text, re.M))
+    count = float(samples["wasm_callout_latency_count"])
     assert count >= 3
-    assert metric(sidecar, "wasm_callout_latency_sum") >= 5 * (count - 1)
-    _, _, body = http_get(sidecar.admin_port, "/metrics")
-    assert "# TYPE wasm_callout_ticks counter" in body.decode()
-    assert "# TYPE wasm_callout_level gauge" in body.decode()
+    assert float(samples["wasm_callout_latency_sum"]) == 5 * count
+    assert float(samples['wasm_callout_latency_bucket{le="1.0"}']) == 0
+    assert float(samples['wasm_callout_latency_bucket{le="5.0"}']) == count
+    assert float(samples['wasm_callout_latency_bucket{le="+Inf"}']) == count
 
 
 def test_client_leaving_while_its_stream_waits(tmp_path: Path, procs: list[Proc]) -> None:
