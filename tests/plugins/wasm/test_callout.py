@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e._h2client import h2_request
 from tests.support import (
     Proc,
     free_port,
@@ -79,6 +80,16 @@ def test_auth_callout_allows_and_denies(tmp_path: Path, procs: list[Proc]) -> No
     assert seen_by_auth["method"] == "GET"
     assert seen_by_auth["headers"]["host"] == "auth"
 
+    # a body waits with its paused headers and then goes upstream; HTTP/2 too
+    status, _, body = http_get(port, "/allowed", method="POST", body=b"payload")
+    assert status == 200
+    assert json.loads(body)["body"] == "payload"
+    head, body, _ = h2_request(port, [("content-type", "text/plain")], b"over h2", path="/h2")
+    assert head[":status"] == "200"
+    assert json.loads(body)["body"] == "over h2"
+    head, body, _ = h2_request(port, [], b"", path="/status/401")
+    assert (head[":status"], body) == ("403", b"denied\n")
+
     status, _, body = http_get(port, "/status/403")
     assert (status, body) == (403, b"denied\n")
     status, _, body = http_get(port, "/status/500")
@@ -93,8 +104,8 @@ def test_auth_callout_allows_and_denies(tmp_path: Path, procs: list[Proc]) -> No
     # after all that, the sidecar still serves, and each stream was deleted once
     status, _, _ = http_get(port, "/allowed")
     assert status == 200
-    wait_for(lambda: metric(sidecar, "wasm_callout_deleted") == 5)
-    assert metric(sidecar, "wasm_callout_log") == 5
+    wait_for(lambda: metric(sidecar, "wasm_callout_deleted") == 8)
+    assert metric(sidecar, "wasm_callout_log") == 8
 
 
 def test_short_cluster_names_and_unknown_cluster(tmp_path: Path, procs: list[Proc]) -> None:

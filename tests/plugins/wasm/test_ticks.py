@@ -1,5 +1,6 @@
-"""A trap in ``proxy_on_tick`` breaks the instance like any trap: a fresh one replaces it
-and the sidecar keeps serving (a real sidecar process, real HTTP on loopback)."""
+"""The root context's events outside streams, through a real sidecar process and real HTTP
+on loopback: a trap in ``proxy_on_tick`` breaks the instance like any trap (a fresh one
+replaces it, the sidecar keeps serving); shared-queue items reach ``proxy_on_queue_ready``."""
 
 from __future__ import annotations
 
@@ -44,3 +45,15 @@ def test_a_trap_in_on_tick_replaces_the_instance(tmp_path: Path, procs: list[Pro
         assert status == 200
     time.sleep(0.2)
     assert metric(sidecar, "wasm_trapping_ticks") >= 4
+
+
+def test_shared_queue_items_reach_the_owner_in_on_queue_ready(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    module = build("queue", tmp_path)
+    filters = f"[{{type: wasm, config: {{module: '{module}', cacheDir: '{tmp_path / 'c'}'}}}}]"
+    port, sidecar = start_mesh(tmp_path, procs, filters=filters)
+    assert http_get(port, "/abc")[0] == 200
+    assert http_get(port, "/de")[0] == 200
+    wait_for(lambda: metric(sidecar, "wasm_queue_bytes") == 7, timeout=3)
+    assert metric(sidecar, "wasm_queue_empty") >= 1  # each drain ends with EMPTY
