@@ -4,7 +4,8 @@ Mixed into the VM ahead of the stream's host functions (``_hostcalls.py``):
 
 * ``proxy_http_call`` validates and records the call (``_callout.py``); the code
   that ran the callback starts it. During ``proxy_on_http_call_response`` the
-  response is map ``HTTP_CALL_RESPONSE_HEADERS`` (``:status`` first) and
+  response is map ``HTTP_CALL_RESPONSE_HEADERS`` (``:status`` first, which
+  cannot be changed) and
   ``_TRAILERS``, buffer ``HTTP_CALL_RESPONSE_BODY``, and ``proxy_get_status``
   answers its status (0 and ``"failed"`` for a failed call).
 * ``proxy_set_tick_period_milliseconds`` sets the instance's period (0 stops)
@@ -36,7 +37,8 @@ __all__ = ["CalloutMap", "IoCalls"]
 
 
 class CalloutMap(HeaderMap):
-    """A callout response's headers or trailers: read-only, ``:status`` first."""
+    """A callout response's headers or trailers, ``:status`` first (changes to the other
+    headers stay in the response the module is answered with)."""
 
     __slots__ = ("pseudo",)
 
@@ -48,12 +50,7 @@ class CalloutMap(HeaderMap):
         return self.pseudo
 
     def _set_pseudo(self, key: bytes, value: bytes) -> None:
-        raise BadHeader("a callout's response cannot be changed")
-
-    def add(self, key: bytes, value: bytes) -> None:
-        raise BadHeader("a callout's response cannot be changed")
-
-    replace = add
+        raise BadHeader("a callout's pseudo-headers cannot be changed")
 
 
 class IoCalls(HostCalls):
