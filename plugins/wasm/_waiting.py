@@ -15,9 +15,9 @@ the background (``_callout.run_in_background``). A stream that does not pause
 never leaves the synchronous path.
 
 If the client leaves while the stream waits, its task is cancelled: the calls
-are cancelled with it (their upstream streams reset), no response is delivered
-for them, and the stream's ``proxy_on_done``/``_log``/``_delete`` follow once, as
-for any stream.
+are cancelled with it (their upstream streams reset) and answered at once as
+failed (0 headers), so the module forgets their tokens; the stream's
+``proxy_on_done``/``_log``/``_delete`` follow once, as for any stream.
 """
 
 from __future__ import annotations
@@ -70,9 +70,11 @@ async def _wait(
     vm: WasmVM, s: StreamState, calls: list[Callout], decide: Decide, failed: Failed
 ) -> FilterResult:
     errors: list[Exception] = []
+    unanswered = {call.token: call for call in calls}
 
     async def one(call: Callout) -> None:
         response = await perform(call)
+        del unanswered[call.token]
         if errors:
             return
         try:
@@ -81,13 +83,28 @@ async def _wait(
             errors.append(exc)
             return
         for more in _split(vm, s):  # dispatched for this stream while answering
+            unanswered[more.token] = more
             tg.start_soon(one, more)
 
-    async with anyio.create_task_group() as tg:
-        for call in calls:
-            tg.start_soon(one, call)
+    try:
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(one, call)
+    except anyio.get_cancelled_exc_class():
+        _abandon(vm, list(unanswered.values()))
+        raise
     if errors:
         return failed(errors[0])
     if vm.broken is not None:
         return failed(RuntimeError(vm.broken))
     return decide()
+
+
+def _abandon(vm: WasmVM, calls: list[Callout]) -> None:
+    """The stream is gone (its calls were cancelled): answer each call as failed, so the
+    module forgets its token (SDKs keep one per call until it is answered)."""
+    for call in calls:
+        try:
+            deliver(vm, call, None)
+        except Exception:  # GuestFailure: the instance is broken; the stream is gone anyway
+            return

@@ -11,6 +11,8 @@ import socket
 import time
 from pathlib import Path
 
+import h2.config
+import h2.connection
 import pytest
 
 from tests.e2e._h2client import h2_request
@@ -106,6 +108,8 @@ def test_auth_callout_allows_and_denies(tmp_path: Path, procs: list[Proc]) -> No
     assert status == 200
     wait_for(lambda: metric(sidecar, "wasm_callout_deleted") == 8)
     assert metric(sidecar, "wasm_callout_log") == 8
+    assert metric(sidecar, "wasm_callout_responses") == 8  # every call answered once
+    assert metric(sidecar, "wasm_callout_failed") == 1  # the timed-out one
 
 
 def test_short_cluster_names_and_unknown_cluster(tmp_path: Path, procs: list[Proc]) -> None:
@@ -143,17 +147,30 @@ def test_ticks_and_module_metrics_on_metrics(tmp_path: Path, procs: list[Proc]) 
     assert float(samples['wasm_callout_latency_bucket{le="+Inf"}']) == count
 
 
+def _leave_while_waiting(port: int, path: str) -> None:
+    """An HTTP/2 client that sends a request and closes the connection 100 ms later."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(conn.data_to_send())
+        headers = [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "x")]
+        conn.send_headers(1, headers, end_stream=True)
+        s.sendall(conn.data_to_send())
+        time.sleep(0.1)  # the stream waits for its callout (300 ms timeout)
+
+
 def test_client_leaving_while_its_stream_waits(tmp_path: Path, procs: list[Proc]) -> None:
     port, sidecar = _mesh(tmp_path, procs, "auth")
     for _ in range(3):
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(b"GET /delay/0.25 HTTP/1.1\r\nhost: x\r\n\r\n")
-            time.sleep(0.1)  # the stream waits for its callout (300 ms timeout)
-    # each stream ends once: log and delete exactly once, none left waiting
+        _leave_while_waiting(port, "/delay/0.25")  # the auth service would answer in time
+    # each stream ends once: log and delete exactly once, none left waiting; each call
+    # was cancelled with its stream and answered as failed (the module forgets its token)
     wait_for(lambda: metric(sidecar, "wasm_callout_deleted") == 3)
     time.sleep(0.5)  # the callouts would have answered by now: nothing more happens
     assert metric(sidecar, "wasm_callout_deleted") == 3
     assert metric(sidecar, "wasm_callout_log") == 3
+    assert metric(sidecar, "wasm_callout_responses") == 3
+    assert metric(sidecar, "wasm_callout_failed") == 3
     status, _, _ = http_get(port, "/allowed")
     assert status == 200, sidecar.logs()
     wait_for(lambda: metric(sidecar, "wasm_callout_deleted") == 4)

@@ -4,7 +4,8 @@
   ;; x-auth-body, another status → 403 "denied", no answer (failure, timeout) → 504. A refused
   ;; dispatch answers 500 + its status at once. Metrics: callout.ticks (a counter incremented
   ;; every 50 ms tick), callout.level (a gauge recorded as 7 on each tick), callout.latency (a
-  ;; histogram recording 5 on each tick), callout.log and callout.deleted (counters per stream).
+  ;; histogram recording 5 on each tick), callout.log and callout.deleted (counters per stream),
+  ;; callout.responses and callout.failed (counters of the answers, and of those with 0 headers).
   (func (export "proxy_abi_version_0_2_1"))
   (global $up_ptr (mut i32) (i32.const 0))
   (global $up_len (mut i32) (i32.const 0))
@@ -13,6 +14,8 @@
   (global $m_latency (mut i32) (i32.const 0))
   (global $m_log (mut i32) (i32.const 0))
   (global $m_deleted (mut i32) (i32.const 0))
+  (global $m_responses (mut i32) (i32.const 0))
+  (global $m_failed (mut i32) (i32.const 0))
   (data (i32.const 1024) ":path")                      ;; 5
   (data (i32.const 1040) ":status")                    ;; 7
   (data (i32.const 1056) "200")                        ;; 3
@@ -24,6 +27,8 @@
   (data (i32.const 1152) "callout.latency")            ;; 15
   (data (i32.const 1168) "callout.log")                ;; 11
   (data (i32.const 1184) "callout.deleted")            ;; 15
+  (data (i32.const 1200) "callout.responses")          ;; 17
+  (data (i32.const 1220) "callout.failed")             ;; 14
   ;; the callout's header map: 3 pairs (:method GET, :authority auth, :path <path>)
   (data (i32.const 4096) "\03\00\00\00\07\00\00\00\03\00\00\00\0a\00\00\00\04\00\00\00\05\00\00\00")
   (data (i32.const 4124) ":method\00GET\00:authority\00auth\00:path\00")
@@ -40,6 +45,8 @@
     (global.set $m_latency (call $metric (i32.const 2) (i32.const 1152) (i32.const 15)))
     (global.set $m_log (call $metric (i32.const 0) (i32.const 1168) (i32.const 11)))
     (global.set $m_deleted (call $metric (i32.const 0) (i32.const 1184) (i32.const 15)))
+    (global.set $m_responses (call $metric (i32.const 0) (i32.const 1200) (i32.const 17)))
+    (global.set $m_failed (call $metric (i32.const 0) (i32.const 1220) (i32.const 14)))
     (drop (call $proxy_set_tick_period_milliseconds (i32.const 50)))
     (i32.const 1))
   (func (export "proxy_on_tick") (param $root i32)
@@ -73,6 +80,9 @@
     (i32.const 1))
   (func (export "proxy_on_http_call_response")
     (param $root i32) (param $token i32) (param $nh i32) (param $bs i32) (param $nt i32)
+    (drop (call $proxy_increment_metric (global.get $m_responses) (i64.const 1)))
+    (if (i32.eqz (local.get $nh))
+      (then (drop (call $proxy_increment_metric (global.get $m_failed) (i64.const 1)))))
     (drop (call $proxy_set_effective_context
       (i32.load (i32.add (i32.const 8192) (i32.shl (i32.and (local.get $token) (i32.const 255)) (i32.const 2))))))
     (if (i32.eqz (local.get $nh))
