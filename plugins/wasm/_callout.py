@@ -126,6 +126,8 @@ async def perform(call: Callout) -> MeshResponse | None:
         log.info("http call %d to %s timed out after %ss", call.token, call.cluster, call.timeout)
     except PlaitError as exc:
         log.info("http call %d to %s failed: %s", call.token, call.cluster, exc)
+    except Exception:  # a failed callout never takes its stream or the sidecar down
+        log.exception("http call %d to %s failed", call.token, call.cluster)
     return None
 
 

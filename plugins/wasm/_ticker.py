@@ -20,6 +20,7 @@ active config used again later gets a task again at its next
 
 from __future__ import annotations
 
+import logging
 import weakref
 from typing import TYPE_CHECKING, Final
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IDLE", "Ticker"]
 
+log = logging.getLogger(__name__)
 IDLE: Final = 1.0
 GRACE: Final = 30.0
 """Seconds a plugin may tick before a config that uses it is active."""
@@ -74,6 +76,13 @@ class Ticker:
         return not self._seen_active and anyio.current_time() < self._grace_until
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception:  # contained: the sidecar's task group must not fail
+            log.exception("the tick task of a wasm filter failed")
+            self._started = False
+
+    async def _loop(self) -> None:
         self._seen_active = False
         self._grace_until = anyio.current_time() + GRACE
         next_tick: float | None = None
