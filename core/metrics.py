@@ -258,6 +258,9 @@ class Stats:
         failures = [((("filter", f),), n) for f, n in sorted(self.filter_failures.items())]
         _family(out, "plait_filter_failures_total", "counter", "Filter hook failures", failures)
         for name, kind, help_, labels, values in self.filter_metrics():
+            if kind == "histogram":
+                _histogram(out, name, help_, labels, values)
+                continue
             samples = [
                 (tuple(sorted(zip(labels, key, strict=True))), v)
                 for key, v in sorted(values.items())
@@ -328,6 +331,27 @@ def _family(
     out.append(f"# TYPE {name} {kind}")
     for labels, value in samples:
         out.append(_sample(name, labels, value))
+
+
+def _histogram(
+    out: list[str],
+    name: str,
+    help_: str,
+    labels: tuple[str, ...],
+    values: dict[tuple[str, ...], float],
+) -> None:
+    """A filter's histogram (``plait.sdk.metrics.Histogram``): keys are the label values,
+    the series (``_bucket``, ``_sum``, ``_count``) and the bucket's ``le``; buckets keep
+    the order they were made in (increasing bounds)."""
+    _family(out, name, "histogram", help_, [])
+    n = len(labels)
+    for key, value in values.items():
+        if len(key) != n + 2:
+            continue
+        pairs = list(zip(labels, key[:n], strict=True))
+        if key[n] == "_bucket":
+            pairs.append(("le", key[n + 1]))
+        out.append(_sample(name + key[n], tuple(sorted(pairs)), value))
 
 
 def _sample(name: str, labels: Labels, value: float) -> str:

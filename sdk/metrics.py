@@ -1,4 +1,4 @@
-"""Metric instruments a filter keeps: counters and gauges, exported on the sidecar's ``/metrics``.
+"""Metric instruments a filter keeps (counters, gauges, histograms), shown on ``/metrics``.
 
 A filter creates its instruments when its config is parsed (shared by every
 stream, like anything else on the config object) and updates them from its
@@ -18,9 +18,15 @@ sidecar's own families use (:meth:`Registry.reserve`), is a :class:`ValueError`
 when it is scraped (:meth:`Registry.collect`), and a ``--workers`` supervisor
 sums the workers' values (gauges too: each worker's share of a mesh-wide level).
 
-An update is one dict operation: cheap enough for every request, but label
-values must be bounded (a policy or cluster name, a status class), never a raw
-path or an address.
+An update is one dict operation (a histogram's: one per bucket): cheap enough
+for every request, but label values must be bounded (a policy or cluster name, a
+status class), never a raw path or an address.
+
+A histogram keeps, per label values, the cumulative count of each bucket (the
+values ≤ its upper bound, ``+Inf`` last), the sum and the count, under keys that
+end with the series (``_bucket``, ``_sum``, ``_count``) and the bucket's bound
+(``le``; empty for the sum and the count), so workers' values add up like a
+counter's.
 """
 
 from __future__ import annotations
@@ -30,9 +36,19 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Final, Literal
 
-__all__ = ["REGISTRY", "Counter", "Family", "Gauge", "Registry", "counter", "gauge"]
+__all__ = [
+    "REGISTRY",
+    "Counter",
+    "Family",
+    "Gauge",
+    "Histogram",
+    "Registry",
+    "counter",
+    "gauge",
+    "histogram",
+]
 
-Kind = Literal["counter", "gauge"]
+Kind = Literal["counter", "gauge", "histogram"]
 _NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 Family = tuple[str, Kind, str, tuple[str, ...], dict[tuple[str, ...], float]]
@@ -85,6 +101,34 @@ class Gauge(_Instrument):
         self.values[key] = self.values.get(key, 0.0) + amount
 
 
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(float(value))
+
+
+class Histogram(_Instrument):
+    """Observed values by bucket, with their sum and count, by label values."""
+
+    kind: Kind = "histogram"
+    __slots__ = ("bounds", "buckets")
+
+    def __init__(
+        self, name: str, help: str, labels: Sequence[str], buckets: Sequence[float] = ()
+    ) -> None:
+        super().__init__(name, help, labels)
+        self.buckets = tuple(sorted(float(b) for b in buckets if b != float("inf")))
+        self.bounds = tuple(_bound(b) for b in (*self.buckets, float("inf")))
+
+    def observe(self, value: float, *label_values: str) -> None:
+        key = self._key(label_values)
+        values = self.values
+        for bound, le in zip((*self.buckets, float("inf")), self.bounds, strict=True):
+            series = (*key, "_bucket", le)
+            values[series] = values.get(series, 0.0) + (1.0 if value <= bound else 0.0)
+        total, count = (*key, "_sum", ""), (*key, "_count", "")
+        values[total] = values.get(total, 0.0) + value
+        values[count] = values.get(count, 0.0) + 1.0
+
+
 class Registry:
     """The instruments of one process, by name."""
 
@@ -108,8 +152,23 @@ class Registry:
         assert isinstance(found, Gauge)
         return found
 
+    def histogram(
+        self, name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = ()
+    ) -> Histogram:
+        """The histogram ``name``; ``buckets`` (upper bounds) count when it is created."""
+        if not buckets:
+            raise ValueError(f"metric {name}: a histogram needs its bucket bounds")
+        found = self._get(Histogram, name, help, labels, buckets)
+        assert isinstance(found, Histogram)
+        return found
+
     def _get(
-        self, cls: type[_Instrument], name: str, help: str, labels: Sequence[str]
+        self,
+        cls: type[_Instrument],
+        name: str,
+        help: str,
+        labels: Sequence[str],
+        buckets: Sequence[float] = (),
     ) -> _Instrument:
         if not _NAME.match(name):
             raise ValueError(f"metric name {name!r}: expected [a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -121,7 +180,8 @@ class Registry:
                 raise ValueError(f"metric {name} is one of the sidecar's own metrics")
             have = self._by_name.get(name)
             if have is None:
-                have = self._by_name[name] = cls(name, help, labels)
+                made = Histogram(name, help, labels, buckets) if cls is Histogram else None
+                have = self._by_name[name] = made or cls(name, help, labels)
             elif type(have) is not cls or have.labels != tuple(labels):
                 raise ValueError(
                     f"metric {name} exists as a {have.kind} with labels {have.labels}; "
@@ -149,3 +209,10 @@ def counter(name: str, help: str, labels: Sequence[str] = ()) -> Counter:
 def gauge(name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
     """The process's gauge ``name`` (created on first use)."""
     return REGISTRY.gauge(name, help, labels)
+
+
+def histogram(
+    name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = ()
+) -> Histogram:
+    """The process's histogram ``name`` (created on first use, with ``buckets``)."""
+    return REGISTRY.histogram(name, help, labels, buckets)

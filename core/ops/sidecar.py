@@ -46,7 +46,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from plait.plugins import FilterTypes, load_filter_types
-from plait.sdk import ConfigError
+from plait.sdk import ConfigError, mesh
 
 from ..config import AdminConfig, MeshConfig, dump_config, load_config
 from ..config._watch import watch_files
@@ -54,6 +54,7 @@ from ..identity.files import IdentityFiles
 from ..identity.status import metric_values
 from ..runtime import Runtime
 from ..server._listener import Listener
+from ._mesh import SidecarMesh
 from .admin import SidecarAdmin, serve_http
 
 if TYPE_CHECKING:  # imported only in control-plane mode: grpc costs ~10 MB of RSS
@@ -129,6 +130,7 @@ class Sidecar:
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             self.tg = tg
+            mesh.install(SidecarMesh(self.runtime, tg))
             await self._sync_listeners(self.runtime.snapshot.config)
             if self.opts.admin:
                 admin = self.runtime.snapshot.config.admin
@@ -163,6 +165,7 @@ class Sidecar:
                 log.info("sidecar started; not ready until the control plane sends a config")
             await self.quit.wait()
             await self.drain()
+            mesh.install(None)
             tg.cancel_scope.cancel()
 
     async def _admin(self, admin: Any, *, task_status: anyio.abc.TaskStatus[int]) -> None:

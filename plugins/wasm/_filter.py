@@ -21,10 +21,12 @@ body (up to ``maxBufferBytes``), then calls the body callback again with the
 whole body and ``end_of_stream`` set, so a module that pauses until the end of
 the stream sees, and may replace, the whole body; headers paused this way are
 still held, and still mutable, while the body callback runs, and its result
-releases them. A pause at the end of the stream, or on the headers of a module
-without the body callback, could only be resumed by events this host does not
-deliver yet (HTTP callouts, timers): the stream fails per ``failStrategy``. A
-pause on trailers is ignored. ``proxy_close_stream`` ends the stream with 503.
+releases them. A pause in a callback that dispatched HTTP calls for the stream
+waits for them (``_waiting.py``: the hook returns :class:`~plait.sdk.Pending`).
+Any other pause at the end of the stream, or on the headers of a module without
+the body callback, has nothing to resume it: the stream fails per
+``failStrategy``. A pause on trailers is ignored. ``proxy_close_stream`` ends
+the stream with 503.
 
 A module failure (``_vm.GuestFailure``) is contained per ``failStrategy``:
 ``FAIL_CLOSE`` answers 503 (``x-plait-reason: wasm filter NAME failed``),
@@ -35,12 +37,23 @@ chain skips the others at no cost.
 
 from __future__ import annotations
 
-from plait.sdk import Buffer, Continue, FilterResult, Headers, HttpFilter, LocalReply, StreamContext
+from plait.sdk import (
+    Buffer,
+    Continue,
+    FilterResult,
+    Headers,
+    HookResult,
+    HttpFilter,
+    LocalReply,
+    Pending,
+    StreamContext,
+)
 
 from ._abi import BufferType
 from ._plugin import WasmPlugin
 from ._state import StreamState
 from ._vm import GuestFailure, WasmVM
+from ._waiting import dispatched
 
 __all__ = ["WasmFilter", "filter_class"]
 
@@ -102,22 +115,39 @@ class WasmFilter(HttpFilter):
             return None
         if not end_stream and body_next:
             return Buffer(self._plugin.config.max_buffer)
-        raise _Stuck("paused with nothing to resume it (callouts and timers are not supported)")
+        raise _Stuck("paused with nothing to resume it")
 
-    def _heads(self, ctx: StreamContext, name: str, n: int, end_stream: bool) -> FilterResult:
+    def _callouts(
+        self, vm: WasmVM, s: StreamState, direction: int, action: int
+    ) -> Pending[FilterResult] | None:
+        paused = action != 0 and not s.resumed[direction]
+
+        def decide() -> FilterResult:
+            try:
+                return self._decide(s, direction, 1, True)
+            except _Stuck as exc:
+                return self._failed(exc)
+
+        return dispatched(vm, s, paused, decide, self._failed)
+
+    def _heads(self, ctx: StreamContext, name: str, n: int, end_stream: bool) -> HookResult:
         if self._skip:
             return None
         try:
             vm, s = self._stream(ctx)
             action = vm.call(name, s, s.id, n, int(end_stream))
+            direction = 0 if name == "proxy_on_request_headers" else 1
+            if vm.outbox:  # HTTP calls dispatched: the stream may wait for them
+                waiting = self._callouts(vm, s, direction, action)
+                if waiting is not None:
+                    return waiting
             # paused headers are resumed by the body callback at the end of the body
             body_next = vm.has(_BODY_OF[name])
-            direction = 0 if name == "proxy_on_request_headers" else 1
             return self._decide(s, direction, action, end_stream, body_next)
         except (GuestFailure, _Stuck) as exc:
             return self._failed(exc)
 
-    def _body(self, ctx: StreamContext, kind: int, chunk: bytes, end_stream: bool) -> FilterResult:
+    def _body(self, ctx: StreamContext, kind: int, chunk: bytes, end_stream: bool) -> HookResult:
         if self._skip:
             return None
         try:
@@ -128,6 +158,10 @@ class WasmFilter(HttpFilter):
                 action = vm.call(name, s, s.id, len(chunk), int(end_stream))
             finally:
                 body, s.body = s.body, None
+            if vm.outbox:  # HTTP calls dispatched: the stream may wait for them
+                waiting = self._callouts(vm, s, kind, action)
+                if waiting is not None:
+                    return waiting
             result = self._decide(s, kind, action, end_stream)
         except (GuestFailure, _Stuck) as exc:
             return self._failed(exc)
@@ -151,10 +185,10 @@ class WasmFilter(HttpFilter):
 
     def on_request_headers(
         self, ctx: StreamContext, headers: Headers, end_stream: bool
-    ) -> FilterResult:
+    ) -> HookResult:
         return self._heads(ctx, "proxy_on_request_headers", len(headers) + 4, end_stream)
 
-    def on_request_data(self, ctx: StreamContext, chunk: bytes, end_stream: bool) -> FilterResult:
+    def on_request_data(self, ctx: StreamContext, chunk: bytes, end_stream: bool) -> HookResult:
         return self._body(ctx, BufferType.HTTP_REQUEST_BODY, chunk, end_stream)
 
     def on_request_trailers(self, ctx: StreamContext, trailers: Headers) -> FilterResult:
@@ -162,10 +196,10 @@ class WasmFilter(HttpFilter):
 
     def on_response_headers(
         self, ctx: StreamContext, headers: Headers, end_stream: bool
-    ) -> FilterResult:
+    ) -> HookResult:
         return self._heads(ctx, "proxy_on_response_headers", len(headers) + 1, end_stream)
 
-    def on_response_data(self, ctx: StreamContext, chunk: bytes, end_stream: bool) -> FilterResult:
+    def on_response_data(self, ctx: StreamContext, chunk: bytes, end_stream: bool) -> HookResult:
         return self._body(ctx, BufferType.HTTP_RESPONSE_BODY, chunk, end_stream)
 
     def on_response_trailers(self, ctx: StreamContext, trailers: Headers) -> FilterResult:

@@ -31,6 +31,7 @@ from plait.sdk import ConfigError
 from ._config import WasmConfig
 from ._engine import CompiledModule, ModuleError, load
 from ._properties import PluginInfo
+from ._ticker import Ticker
 from ._vm import GuestFailure, StartRefused, VmSettings, WasmVM
 
 __all__ = ["RESTART_BACKOFF", "WasmPlugin", "plugin_for"]
@@ -63,12 +64,22 @@ class WasmPlugin:
         """Callbacks that failed (traps, deadline, ...) since the plugin was made."""
         self.restarts = 0
         self._retry_at = 0.0
+        self.ticker = Ticker(self)
+        """Runs the root context's ticks, ready queues and callouts (``_ticker.py``)."""
         self.vm: WasmVM = self._start()
 
     def _start(self) -> WasmVM:
         vm = WasmVM(self.compiled, self.settings)
+        vm.on_tick_period = self.ticker.poke
         vm.start()
         return vm
+
+    def current(self) -> WasmVM | None:
+        """The instance for an event outside streams (``None`` while none can be had)."""
+        try:
+            return self.vm_for_stream()
+        except GuestFailure:
+            return None
 
     def vm_for_stream(self) -> WasmVM:
         """The instance for a new stream: the current one, or a fresh one if it broke.

@@ -22,19 +22,23 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import wasmtime
 
 from plait.sdk import StreamContext
+from plait.sdk.mesh import MeshResponse
 
 from . import _fast as fast
+from ._callout import Callout
 from ._engine import EPOCH_TICK, CompiledModule, engine
 from ._fast import GuestCall
-from ._hostcalls import HostCalls
 from ._imports import link
+from ._io import IoCalls
 from ._memory import GuestMemory, MemoryFault
+from ._metrics import ModuleMetrics
 from ._properties import PluginInfo
 from ._state import RootState, StreamState
 from ._stubs import StubCalls
@@ -101,7 +105,7 @@ def _bind(func: wasmtime.Func, store: wasmtime.Store) -> GuestCall:
     return call
 
 
-class WasmVM(HostCalls, StubCalls, WasiCalls):
+class WasmVM(IoCalls, StubCalls, WasiCalls):
     """One instance of a module (not thread-safe: one event loop uses it)."""
 
     def __init__(self, compiled: CompiledModule, settings: VmSettings) -> None:
@@ -111,8 +115,15 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         self.log = settings.log
         self.environ = settings.environ
         self.mem = GuestMemory()
-        self.metrics: dict[int, tuple[bytes, int]] = {}
-        self.shared: dict[bytes, tuple[bytes, int]] = {}
+        self.module_metrics = ModuleMetrics()
+        self.callout: MeshResponse | None = None
+        """The response ``proxy_on_http_call_response`` is about, while it runs."""
+        self.outbox: list[Callout] = []
+        """HTTP calls dispatched and not started yet (``_callout.py``)."""
+        self.next_token = 1
+        self.tick_period = 0.0
+        self.on_tick_period: Callable[[], None] | None = None
+        self.ready_queues: list[int] = []
         self.root = RootState(ROOT_ID, settings.plugin_config, settings.vm_config)
         self.contexts: dict[int, RootState | StreamState] = {ROOT_ID: self.root}
         self.current: RootState | StreamState | None = None

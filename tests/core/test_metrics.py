@@ -159,3 +159,21 @@ def test_filter_instruments_render_and_sum_across_workers() -> None:
 def test_a_filter_cannot_take_a_sidecar_metric_name() -> None:
     with pytest.raises(ValueError, match="sidecar's own metrics"):
         metrics.counter("plait_requests_total", "clash")
+
+
+def test_filter_histograms_render_and_sum_across_workers() -> None:
+    waits = metrics.histogram("test_stats_wait_ms", "Waits", ("route",), (1, 10))
+    for value in (0.5, 3, 3, 50):
+        waits.observe(value, "a")
+    alone = _samples(Stats())
+    bucket = "test_stats_wait_ms_bucket"
+    assert alone[(bucket, (("le", "1.0"), ("route", "a")))] == 1
+    assert alone[(bucket, (("le", "10.0"), ("route", "a")))] == 3
+    assert alone[(bucket, (("le", "+Inf"), ("route", "a")))] == 4
+    assert alone[("test_stats_wait_ms_count", (("route", "a"),))] == 4
+    assert alone[("test_stats_wait_ms_sum", (("route", "a"),))] == 56.5
+    supervisor = Stats()
+    supervisor.add_json(Stats().to_json())
+    summed = _samples(supervisor)  # the supervisor's own instruments plus one worker's
+    assert summed[(bucket, (("le", "10.0"), ("route", "a")))] == 6
+    assert summed[("test_stats_wait_ms_count", (("route", "a"),))] == 8

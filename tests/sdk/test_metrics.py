@@ -60,3 +60,25 @@ def test_wrong_label_count_and_negative_increments_are_refused() -> None:
         c.inc()
     with pytest.raises(ValueError, match="cannot go down"):
         c.inc("v", amount=-1)
+
+
+def test_histograms_count_cumulative_buckets_sum_and_count() -> None:
+    reg = Registry()
+    waits = reg.histogram("team_wait_seconds", "Waits", ("queue",), (0.1, 1))
+    waits.observe(0.05, "q")
+    waits.observe(0.5, "q")
+    waits.observe(7, "q")
+    (name, kind, _, labels, values), *_ = reg.collect()
+    assert (name, kind, labels) == ("team_wait_seconds", "histogram", ("queue",))
+    assert values.pop(("q", "_sum", "")) == pytest.approx(7.55)
+    assert values == {
+        ("q", "_bucket", "0.1"): 1.0,
+        ("q", "_bucket", "1.0"): 2.0,
+        ("q", "_bucket", "+Inf"): 3.0,
+        ("q", "_count", ""): 3.0,
+    }
+    assert reg.histogram("team_wait_seconds", "Waits", ("queue",), (5,)) is waits
+    with pytest.raises(ValueError, match="bucket"):
+        reg.histogram("team_other", "No buckets")
+    with pytest.raises(ValueError, match="exists as a histogram"):
+        reg.counter("team_wait_seconds", "Waits", ("queue",))

@@ -1,0 +1,32 @@
+  ;; Shared queues: the root context registers "jobs"; each request resolves it and enqueues its
+  ;; path; proxy_on_queue_ready drains the queue, adding each item's size to queue.bytes and
+  ;; counting the EMPTY that ends the drain in queue.empty.
+  (func (export "proxy_abi_version_0_2_1"))
+  (global $bytes (mut i32) (i32.const 0))
+  (global $empty (mut i32) (i32.const 0))
+  (data (i32.const 1024) "jobs")
+  (data (i32.const 1040) ":path")
+  (data (i32.const 1056) "queue.bytes")
+  (data (i32.const 1072) "queue.empty")
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $proxy_register_shared_queue (i32.const 1024) (i32.const 4) (i32.const 24)))
+    (drop (call $proxy_define_metric (i32.const 0) (i32.const 1056) (i32.const 11) (i32.const 28)))
+    (global.set $bytes (i32.load (i32.const 28)))
+    (drop (call $proxy_define_metric (i32.const 0) (i32.const 1072) (i32.const 11) (i32.const 28)))
+    (global.set $empty (i32.load (i32.const 28)))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $proxy_resolve_shared_queue (i32.const 0) (i32.const 0)
+      (i32.const 1024) (i32.const 4) (i32.const 32)))
+    (if (call $hdr_has (i32.const 0) (i32.const 1040) (i32.const 5))
+      (then (drop (call $proxy_enqueue_shared_queue (i32.load (i32.const 32))
+        (i32.load (i32.const 16)) (i32.load (i32.const 20))))))
+    (i32.const 0))
+  (func (export "proxy_on_queue_ready") (param $root i32) (param $queue i32)
+    (block $done
+      (loop $drain
+        (br_if $done (call $proxy_dequeue_shared_queue (local.get $queue) (i32.const 16) (i32.const 20)))
+        (drop (call $proxy_increment_metric (global.get $bytes)
+          (i64.extend_i32_u (i32.load (i32.const 20)))))
+        (br $drain)))
+    (drop (call $proxy_increment_metric (global.get $empty) (i64.const 1))))
