@@ -9,7 +9,8 @@ before it stores the resource:
   file is where the operator is, not on the control plane's host;
 * an ``https`` URL is fetched by the control plane itself (system trust store, 30 s,
   at most :data:`MAX_MODULE` bytes), once: a module already stored under its hash is
-  not fetched again.
+  not fetched again (uploaded bytes are checked every time: they are what the operator
+  points at).
 
 Either way the bytes must hash to ``spec.wasm.sha256``; otherwise nothing of the apply
 is stored and the error names the file, the field and both hashes. Modules are kept in
@@ -112,9 +113,9 @@ class ModuleStore:
         worker thread). Raises :class:`ConfigError` naming the document and field."""
         sent = {(u.source, u.url): u.data for u in uploads}
         for doc, ref in module_refs(docs):
-            if self.has(ref.sha256):
+            data = sent.get((doc.meta.loc.file, ref.url))  # uploaded bytes are always checked
+            if data is None and self.has(ref.sha256):
                 continue
-            data = sent.get((doc.meta.loc.file, ref.url))
             if data is None:
                 if not ref.url.startswith("https://"):
                     raise ref.loc.key("url").error(

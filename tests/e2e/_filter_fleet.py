@@ -1,7 +1,8 @@
 """A fleet for the Filter rollout tests: a control plane, N sidecars, an echo upstream, load.
 
-Each sidecar runs its own ``Sidecar`` resource (``edge-<i>``, one egress port each,
-label ``app: edge``) in control-plane mode over the plaintext xDS port; it fetches
+Each sidecar runs its own ``Sidecar`` resource (``edge-<i>``, one egress port each to
+the echo service and one ingress port, label ``app: edge``) and registers as a Workload
+of the Service ``edge`` in control-plane mode over the plaintext xDS port; it fetches
 wasm modules from the control plane's API over TLS verified with the control plane's
 roots (``PLAIT_CA_BUNDLE``) into one shared cache directory. :class:`Load` keeps 32
 keep-alive clients going through all of them and counts every answer that is not a 200.
@@ -77,6 +78,10 @@ spec:
   egress:
   - port: {{number: {port}, protocol: http}}
     service: echo
+  ingress:
+  - port: {{number: {free_port()}, protocol: http}}
+    bind: 127.0.0.1
+    defaultEndpoint: 127.0.0.1:{echo}
 """)  # fmt: skip
     return "---\n".join(docs)
 
