@@ -156,7 +156,7 @@ def config_only(types: Mapping[str, FilterSpec[Any]]) -> dict[str, FilterSpec[An
     """``types`` with the ``wasm`` type's config checked but its module never loaded."""
     out = dict(types)
     if _WASM in out:
-        from plait.plugins.wasm._config import parse_config
+        from plait.plugins.wasm import parse_config  # (checks fields; imports no wasmtime)
 
         out[_WASM] = FilterSpec(
             name=_WASM,

@@ -40,8 +40,7 @@ def module_uploads(files: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
                 data = path.read_bytes()
             except OSError as exc:
                 raise OSError(
-                    f"{source}: spec.wasm.url {url!r}: cannot read {path}: "
-                    f"{exc.strerror or exc}"
+                    f"{source}: spec.wasm.url {url!r}: cannot read {path}: {exc.strerror or exc}"
                 ) from None
             out.append({"source": source, "url": url,
                         "data": base64.b64encode(data).decode("ascii")})  # fmt: skip

@@ -180,9 +180,8 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from .api._tables import render_results
-
     from ._upload import module_uploads
+    from .api._tables import render_results
 
     files = _read_files(args.filename)
     if isinstance(files, int):

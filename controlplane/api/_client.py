@@ -100,9 +100,7 @@ class APIClient:
             ) from None
 
 
-def _files(
-    files: Sequence[tuple[str, str]], modules: Sequence[Mapping[str, str]] = ()
-) -> bytes:
+def _files(files: Sequence[tuple[str, str]], modules: Sequence[Mapping[str, str]] = ()) -> bytes:
     body: dict[str, Any] = {"files": [{"source": s, "text": t} for s, t in files]}
     if modules:
         body["modules"] = list(modules)

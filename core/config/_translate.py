@@ -50,8 +50,8 @@ from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, S
 from ._retry import RetryPolicy
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
 from ._security import secure_listeners
-from ._workload import WorkloadRes, workload_endpoints
 from ._wasm_spec import module_config
+from ._workload import WorkloadRes, workload_endpoints
 
 __all__ = ["WEIGHTED_SPLIT", "split_entry", "translate"]
 

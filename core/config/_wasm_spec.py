@@ -62,7 +62,9 @@ def parse_wasm_filter(meta: Meta, spec: Fields, wasm: Fields) -> FilterUse:
     url = wasm.text("url", what="an https:// URL or a file path of the .wasm module")
     if "://" in url and not url.startswith("https://"):
         raise wasm.at("url").expected("an https:// URL or a file path", url)
-    sha = wasm.text("sha256", pattern=_SHA256, what="64 lower-case hex digits (sha256 of the module)")
+    sha = wasm.text(
+        "sha256", pattern=_SHA256, what="64 lower-case hex digits (the module's sha256)"
+    )
     config: dict[str, Any] = {"sha256": sha, "pluginName": meta.name}
     for key in _PASSED:
         if wasm.has(key):

@@ -92,9 +92,7 @@ class XdsMode:
         self._identity: CertStore | None = None
         self._trust: tuple[ControlPlaneTrust, CertStore | None] | None = None
         self.modules = (
-            ModuleFetcher(opts.module_server, self._module_context)
-            if opts.module_server
-            else None
+            ModuleFetcher(opts.module_server, self._module_context) if opts.module_server else None
         )
 
     def use_tls(self, trust: ControlPlaneTrust, identity: CertStore | None) -> None:

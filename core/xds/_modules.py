@@ -101,7 +101,7 @@ class ModuleFetcher:
             types[WASM_TYPE] = FilterSpec(name=WASM_TYPE, make=_never, parse_config=record)
         try:
             decode(types)
-        except Exception:  # noqa: BLE001 (ConfigError, Incomplete: the real decode says)
+        except Exception:  # (ConfigError, Incomplete: the real decode reports it)
             return found
         return found
 

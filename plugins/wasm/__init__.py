@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ._filter import WasmFilter
     from ._plugin import WasmPlugin
 
-__all__ = ["WASM", "WasmSetup", "plait_register_filters"]
+__all__ = ["WASM", "WasmSetup", "parse_config", "plait_register_filters"]
 
 
 @dataclass(frozen=True, slots=True)
