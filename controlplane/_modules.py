@@ -139,6 +139,7 @@ def _fetch(url: str, loc: Any) -> bytes:
         with urllib.request.urlopen(url, timeout=_FETCH_TIMEOUT, context=ctx) as resp:
             data = resp.read(MAX_MODULE + 1)
     except urllib.error.HTTPError as exc:
+        exc.close()
         raise loc.key("url").error(f"cannot fetch {url}: HTTP {exc.code}") from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc

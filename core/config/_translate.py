@@ -50,7 +50,7 @@ from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, S
 from ._retry import RetryPolicy
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
 from ._security import secure_listeners
-from ._wasm_spec import module_config
+from ._wasm_spec import module_config, module_error
 from ._workload import WorkloadRes, workload_endpoints
 
 __all__ = ["WEIGHTED_SPLIT", "split_entry", "translate"]
@@ -204,7 +204,10 @@ class _Translator:
             raise use.loc.error(f"unknown filter type {use.type!r} (known: {known})")
         if use.version is not None:
             check_version(spec, use.version, use.loc)
-        parsed = parse_filter_config(spec, config, use.config_loc or use.loc)
+        try:
+            parsed = parse_filter_config(spec, config, use.config_loc or use.loc)
+        except ConfigError as err:
+            raise module_error(use, err) from None
         return FilterEntry(
             name=use.name or spec.name,
             spec=spec,

@@ -33,12 +33,12 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-from plait.sdk import FailStrategy
+from plait.sdk import ConfigError, FailStrategy
 
 from ._fields import Fields
 from ._resources import FilterUse, Meta, ModuleRef, parse_fail_strategy
 
-__all__ = ["WASM_TYPE", "module_config", "parse_wasm_filter"]
+__all__ = ["WASM_TYPE", "module_config", "module_error", "parse_wasm_filter"]
 
 WASM_TYPE: Final = "wasm"
 """The registry type a ``spec.wasm`` Filter translates to (``plugins/wasm``)."""
@@ -98,3 +98,11 @@ def module_config(use: FilterUse, *, by_hash: bool) -> object:
         path = Path(ref.loc.file).parent / path
     assert isinstance(use.config, dict)
     return {**use.config, "module": str(path)}
+
+
+def module_error(use: FilterUse, err: ConfigError) -> ConfigError:
+    """``err`` of the ``wasm`` type's config, about the ``module`` the translator added, as
+    the error of ``spec.wasm.url`` the operator wrote (other errors unchanged)."""
+    if use.module is None or not err.field.endswith(".module"):
+        return err
+    return ConfigError(err.message, file=err.file, field=err.field.removesuffix("module") + "url")

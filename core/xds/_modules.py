@@ -130,6 +130,7 @@ class ModuleFetcher:
             with urllib.request.urlopen(url, timeout=_TIMEOUT, context=ctx) as resp:
                 data = resp.read(_MAX_MODULE + 1)
         except urllib.error.HTTPError as exc:
+            exc.close()
             raise ConfigError(f"{what}: the control plane answered {exc.code} at {url}") from None
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
