@@ -119,7 +119,10 @@ class ModuleFetcher:
         }
         if not missing:
             return
-        ctx = await self.context()
+        try:
+            ctx = await self.context()
+        except OSError as exc:  # (the control plane's roots could not be had)
+            raise ConfigError(f"cannot verify the control plane's module endpoint: {exc}") from None
         for sha, (cache, name) in missing.items():
             await anyio.to_thread.run_sync(self._fetch, sha, cache, name, ctx)
 

@@ -4,11 +4,9 @@ checked against ``spec.wasm.sha256``, stored by hash, served at ``/api/v1/module
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import http.client
 import http.server
-import ipaddress
 import json
 import ssl
 import threading
@@ -17,11 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.pki import Authority, key_pem, pem
+from tests.support.pki import Authority
 
 from .conftest import Server
 
@@ -161,23 +156,7 @@ def https_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     """An HTTPS file server on 127.0.0.1 with a certificate from a test root, which the
     control plane trusts through ``SSL_CERT_FILE`` (its fetch uses the default roots)."""
     root = Authority.create("origin root")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(root.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=True,
-        )
-        .sign(root.key, hashes.SHA256())
-    )
-    (tmp_path / "origin.pem").write_bytes(pem(cert) + key_pem(key))
+    (tmp_path / "origin.pem").write_bytes(root.server_leaf())
     (tmp_path / "roots.pem").write_bytes(root.pem)
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "roots.pem"))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
