@@ -73,7 +73,9 @@ def types() -> FilterTypes:
 
 def _pushed(tmp_path: Path, types: FilterTypes, sha: str = SHA) -> Any:
     """What the control plane pushes to sidecar web.shop for a wasm Filter selecting it."""
-    text = SIDECAR + f"""---
+    text = (
+        SIDECAR
+        + f"""---
 apiVersion: plait.dev/v1alpha1
 kind: Filter
 metadata: {{name: auth, namespace: shop}}
@@ -81,6 +83,7 @@ spec:
   wasm: {{url: auth.wasm, sha256: {sha}, pluginConfig: v1}}
   selector: {{}}
 """
+    )
     (tmp_path / "mesh.yaml").write_text(text)
     res = load_documents([tmp_path / "mesh.yaml"])
     cfg = translate(res, config_only(types), sidecar="web.shop", unknown_filters=True)
