@@ -37,7 +37,7 @@ spec:
 def _apply(server: Server, text: str, modules: list[dict[str, str]] | None = None) -> Any:
     body = {"files": [{"source": "f.yaml", "text": text}]}
     if modules is not None:
-        body["modules"] = modules  # type: ignore[assignment]
+        body["modules"] = modules
     status, _, answer = server.request(
         "POST", "/api/v1/apply", json.dumps(body), headers={"content-type": "application/json"}
     )
