@@ -18,13 +18,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from typing import Any, Final
 
-from plait.controlplane._modules import ModuleStore, Upload
+from plait.controlplane._modules import ModuleStore, Upload, module_refs
+from plait.core.config import ParsedDocument
 
 from ._http import HttpError, Response
 
-__all__ = ["MODULES_PATH", "module_response", "parse_uploads"]
+__all__ = ["MODULES_PATH", "missing_modules", "module_response", "parse_uploads"]
 
 MODULES_PATH: Final = "/api/v1/modules/"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -55,3 +57,14 @@ def module_response(store: ModuleStore | None, path: str) -> Response:
     if data is None:
         raise HttpError(404, f"no module with sha256 {sha} on this control plane")
     return Response(status=200, body=data, headers=(("content-type", "application/wasm"),))
+
+
+def missing_modules(docs: Iterable[ParsedDocument], store: ModuleStore | None) -> list[str]:
+    """``plait check`` problems: stored wasm Filters whose module the control plane lacks
+    (a data directory restored without its ``modules``): sidecars could not fetch it."""
+    return [
+        f"{d.meta.kind}/{d.meta.namespace}/{d.meta.name}: spec.wasm: the control plane keeps "
+        f"no module with sha256 {ref.sha256} (apply the Filter again to upload or fetch it)"
+        for d, ref in module_refs(docs)
+        if store is None or not store.has(ref.sha256)
+    ]

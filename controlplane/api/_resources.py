@@ -39,7 +39,7 @@ from plait.sdk import ConfigError, FilterSpec
 
 from ._ca import BUNDLE_PATH, CERTIFICATES_PATH, CAEndpoints
 from ._http import MAX_BODY, HttpError, Request, Response
-from ._modules import MODULES_PATH, module_response, parse_uploads
+from ._modules import MODULES_PATH, missing_modules, module_response, parse_uploads
 from ._registry_view import RegistryView, sidecar_name, sidecar_problems, workload_status
 
 __all__ = ["ResourceAPI"]
@@ -230,6 +230,7 @@ class ResourceAPI:
             docs = v.reparse_all(stored)
             v.validate(docs, self.filter_types)
             warnings += v.unknown_filter_warnings(docs, self.filter_types)
+            problems += missing_modules(docs, self.modules)
         except ConfigError as exc:
             problems.append(str(exc))
         sidecars = [dict(s) for s in self.registry.check()] if self.registry else []

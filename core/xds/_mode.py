@@ -6,9 +6,11 @@ sidecar restarted while the control plane is down serves at once; then
 :meth:`run` keeps an ADS stream open. Every complete view of the four xDS
 types is decoded with the sidecar's own filter registry (the same frozen
 :class:`MeshConfig` static mode builds) and handed to ``install`` — the
-sidecar's atomic swap, which also binds new listeners. Whatever ``install``
-or the decoder refuses is NACKed with the reason, and the previous snapshot
-keeps serving.
+sidecar's atomic swap, which also binds new listeners. Before the decode, the
+wasm modules the view names by hash and the local cache lacks are fetched from
+the control plane's API (``_modules.py``). Whatever ``install``, the fetch or
+the decoder refuses is NACKed with the reason, and the previous snapshot keeps
+serving.
 
 Over TLS (:meth:`XdsMode.use_tls`) the client presents the sidecar's current certificate on
 every new connection: the control plane's TLS xDS port requires it and serves the node only

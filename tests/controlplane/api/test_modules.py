@@ -186,3 +186,16 @@ def test_an_https_module_is_fetched_checked_and_stored(server: Server, https_ori
     status, body = _apply(server, _filter(f"{https_origin}/filters/other.wasm", "c" * 64, "o"))
     assert status == 400 and "spec.wasm.sha256" in body["error"] and "c" * 64 in body["error"]
     assert [r.key.name for r in server.stored()] == ["auth"]
+
+
+def test_check_reports_a_stored_wasm_filter_whose_module_is_gone(server: Server) -> None:
+    data = C_MODULE.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    assert _apply(server, _filter("f.wasm", sha), [_upload("f.wasm", data)])[0] == 200
+    assert server.request("GET", "/api/v1/check")[2]["problems"] == []
+    (_modules_dir(server) / f"{sha}.wasm").unlink()  # a data directory restored without it
+    problems = server.request("GET", "/api/v1/check")[2]["problems"]
+    assert problems == [
+        f"Filter/default/auth: spec.wasm: the control plane keeps no module with sha256 {sha} "
+        "(apply the Filter again to upload or fetch it)"
+    ]
