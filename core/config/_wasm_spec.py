@@ -21,9 +21,10 @@ Where the module comes from depends on who translates the config:
 
 * a sidecar with a config file (static mode) reads a file ``url`` itself (relative
   to the YAML file's directory); an https ``url`` needs the control plane;
-* the control plane (``module_by_hash``) leaves the location out: the entry names the
-  module by ``sha256`` only, and each sidecar fetches it from the control plane's
-  module endpoint into its content-addressed cache (docs/wasm.md, "Delivery").
+* the control plane (``translate(..., unknown_filters=True)``, :func:`module_config`
+  with ``by_hash``) leaves the location out: the entry names the module by ``sha256``
+  only, and each sidecar fetches it from the control plane's module endpoint into its
+  content-addressed cache (docs/wasm.md, "Delivery by the control plane").
 """
 
 from __future__ import annotations
