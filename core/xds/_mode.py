@@ -43,7 +43,7 @@ from ..identity.bootstrap import ControlPlaneTrust, bundle_context
 from ..identity.store import CertStore
 from ._client import Resources, XdsClient, make_node
 from ._decode import Incomplete, decode_mesh, referenced_names
-from ._modules import ModuleFetcher
+from ._modules import ModuleFetcher, may_name_modules
 from ._state import load_state, save_state
 from .wire import SDS_ROOTS, combined_version
 
@@ -193,7 +193,7 @@ class XdsMode:
         await self.client.run()
 
     async def _apply(self, resources: Resources, versions: Mapping[str, str]) -> str | None:
-        if self.modules is not None:  # fetch the modules it names first (ConfigError → NACK)
+        if self.modules is not None and may_name_modules(resources):  # (ConfigError → NACK)
             await self.modules.prepare(
                 lambda types: self.decode(resources, versions, types), self.filter_types
             )

@@ -20,8 +20,11 @@ and the sidecar keeps serving its last good one. The real decode that follows
 compiles and starts the modules (the ``wasm`` type checks the hash once more, the ABI
 marker and ``proxy_on_configure``), and refuses the config in the same way.
 
-The fetch runs in a worker thread, and a pushed config is built while the event loop
-keeps serving: streams in flight finish on the chain they started with.
+The fetches run in worker threads while the event loop keeps serving. So does the
+compile: the module that provides the ``wasm`` type may define ``precompile(sha256,
+cache_dir)`` (``plugins/wasm`` does), which is called in a worker thread for every
+module the config names, so the decode on the event loop finds them compiled and only
+starts their instances. Streams in flight finish on the chain they started with.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import hashlib
 import logging
 import os
 import ssl
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -42,8 +46,9 @@ import anyio.to_thread
 from plait.sdk import ConfigError, FilterSpec, HttpFilter
 
 from ..config._wasm_spec import WASM_TYPE
+from .wire import LISTENER, ROUTE
 
-__all__ = ["MODULES_PATH", "ModuleFetcher", "default_cache_dir"]
+__all__ = ["MODULES_PATH", "ModuleFetcher", "default_cache_dir", "may_name_modules"]
 
 log = logging.getLogger("plait.xds")
 
@@ -63,12 +68,30 @@ def default_cache_dir() -> Path:
     return Path(base) / "plait" / "wasm"
 
 
-class _Wanted(Exception):
-    pass
-
-
 def _never(config: object) -> HttpFilter:
     raise ConfigError("a scan placeholder")
+
+
+def may_name_modules(resources: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether a Listener or RouteConfiguration of ``resources`` could hold a ``wasm``
+    entry (a cheap look at their bytes, so configs without one skip the scan)."""
+    needle = WASM_TYPE.encode()
+    return any(
+        needle in msg.SerializeToString()
+        for type_url in (LISTENER, ROUTE)
+        for msg in resources.get(type_url, {}).values()
+    )
+
+
+def _precompiler(
+    filter_types: Mapping[str, FilterSpec[Any]],
+) -> Callable[[str, Path], None] | None:
+    """The ``precompile(sha256, cache_dir)`` of the module that provides the ``wasm`` type,
+    if it has one."""
+    spec = filter_types.get(WASM_TYPE)
+    module = sys.modules.get(getattr(spec.make, "__module__", "")) if spec else None
+    warm = getattr(module, "precompile", None)
+    return warm if callable(warm) else None
 
 
 class ModuleFetcher:
@@ -88,6 +111,8 @@ class ModuleFetcher:
         with the ``wasm`` type replaced by a recorder (``{}`` if the config is invalid:
         the real decode reports it)."""
         found: dict[str, tuple[Path, str]] = {}
+        if WASM_TYPE not in filter_types:
+            return found
 
         def record(raw: Mapping[str, Any]) -> None:
             sha = raw.get("sha256")
@@ -112,13 +137,16 @@ class ModuleFetcher:
     ) -> None:
         """Fetch every module the config names that is not cached; raises
         :class:`ConfigError` (the NACK reason) when one cannot be had."""
-        missing = {
-            sha: where
-            for sha, where in self.wanted(decode, filter_types).items()
-            if not (where[0] / f"{sha}.wasm").is_file()
-        }
-        if not missing:
-            return
+        wanted = self.wanted(decode, filter_types)
+        missing = {sha: w for sha, w in wanted.items() if not (w[0] / f"{sha}.wasm").is_file()}
+        if missing:
+            await self._fetch_all(missing)
+        warm = _precompiler(filter_types)
+        if warm is not None:
+            for sha, (cache, _) in wanted.items():
+                await anyio.to_thread.run_sync(warm, sha, cache)
+
+    async def _fetch_all(self, missing: Mapping[str, tuple[Path, str]]) -> None:
         try:
             ctx = await self.context()
         except OSError as exc:  # (the control plane's roots could not be had)

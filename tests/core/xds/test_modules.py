@@ -7,19 +7,22 @@ import hashlib
 import http.server
 import ssl
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import wasmtime
 
 from plait.controlplane._modules import config_only
 from plait.controlplane.xds._encode import encode_mesh
 from plait.core.config import AdminConfig, load_documents, translate
 from plait.core.xds._decode import decode_mesh
-from plait.core.xds._modules import ModuleFetcher
+from plait.core.xds._modules import ModuleFetcher, may_name_modules
 from plait.plugins import FilterTypes, load_filter_types
 from plait.sdk import ConfigError
+from tests.plugins.wasm.wat import module_text
 from tests.support.pki import Authority
 
 from ..config.test_attach import SIDECAR
@@ -158,3 +161,37 @@ async def test_an_untrusted_endpoint_is_refused(
     with pytest.raises(ConfigError, match="CERTIFICATE_VERIFY_FAILED"):
         await ModuleFetcher(server, context).prepare(_decode(_pushed(tmp_path, types)), types)
     assert _Origin.asked == []
+
+
+async def test_the_modules_a_config_names_are_compiled_before_it_is_decoded(
+    tmp_path: Path, types: FilterTypes, origin: tuple[str, ssl.SSLContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The compile runs in a worker thread (``precompile``): the decode on the event loop
+    finds the module compiled."""
+    from plait.plugins.wasm import _engine
+
+    monkeypatch.setenv("PLAIT_WASM_CACHE", str(tmp_path / "cache"))
+    body = Path(__file__).parents[2] / "plugins" / "wasm" / "modules" / "config.wat"
+    unique = f'(data (i32.const 60000) "{uuid.uuid4().hex}")\n'  # a module of its own hash
+    data = wasmtime.wat2wasm(module_text(body.read_text() + unique))
+    sha = hashlib.sha256(data).hexdigest()
+    server, trust = origin
+    _Origin.files = {f"/api/v1/modules/{sha}": data}
+
+    async def context() -> ssl.SSLContext:
+        return trust
+
+    resources = _pushed(tmp_path, types, sha)
+    assert may_name_modules(resources)
+    assert sha not in _engine._compiled
+    await ModuleFetcher(server, context).prepare(_decode(resources), types)
+    assert sha in _engine._compiled
+
+
+def test_a_config_without_wasm_filters_is_not_scanned(tmp_path: Path, types: FilterTypes) -> None:
+    text = SIDECAR.replace("request-header-modifier", "response-header-modifier")
+    (tmp_path / "mesh.yaml").write_text(text)
+    res = load_documents([tmp_path / "mesh.yaml"])
+    cfg = translate(res, config_only(types), sidecar="web.shop", unknown_filters=True)
+    assert not may_name_modules(encode_mesh(cfg))
