@@ -174,7 +174,7 @@ async def test_the_modules_a_config_names_are_compiled_before_it_is_decoded(
     monkeypatch.setenv("PLAIT_WASM_CACHE", str(tmp_path / "cache"))
     body = Path(__file__).parents[2] / "plugins" / "wasm" / "modules" / "config.wat"
     unique = f'(data (i32.const 60000) "{uuid.uuid4().hex}")\n'  # a module of its own hash
-    data = wasmtime.wat2wasm(module_text(body.read_text() + unique))
+    data = bytes(wasmtime.wat2wasm(module_text(body.read_text() + unique)))
     sha = hashlib.sha256(data).hexdigest()
     server, trust = origin
     _Origin.files = {f"/api/v1/modules/{sha}": data}
