@@ -99,12 +99,15 @@ spec:
 
 
 def wasm_filter(url: Path | str, sha: str, value: str, name: str = "wasm-stamp") -> str:
+    # callbackTimeoutMs: the CPU bound is an epoch deadline, which counts wall-clock time:
+    # on the shared 2-core test machine (load average above 10) a sidecar descheduled in
+    # the middle of a callback for 100 ms (the default bound) fails that request.
     return f"""\
 apiVersion: plait.dev/v1alpha1
 kind: Filter
 metadata: {{name: {name}}}
 spec:
-  wasm: {{url: "{url}", sha256: {sha}, pluginConfig: "{value}"}}
+  wasm: {{url: "{url}", sha256: {sha}, pluginConfig: "{value}", callbackTimeoutMs: 2000}}
   selector: {{matchLabels: {{app: edge}}}}
   phase: STATS
 """
