@@ -18,15 +18,23 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
+
+import anyio.to_thread
 
 from plait.controlplane._modules import ModuleStore, Upload, module_refs
 from plait.core.config import ParsedDocument
 
 from ._http import HttpError, Response
 
-__all__ = ["MODULES_PATH", "missing_modules", "module_response", "parse_uploads"]
+__all__ = [
+    "MODULES_PATH",
+    "missing_modules",
+    "module_response",
+    "obtain_modules",
+    "parse_uploads",
+]
 
 MODULES_PATH: Final = "/api/v1/modules/"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -68,3 +76,15 @@ def missing_modules(docs: Iterable[ParsedDocument], store: ModuleStore | None) -
         for d, ref in module_refs(docs)
         if store is None or not store.has(ref.sha256)
     ]
+
+
+async def obtain_modules(
+    store: ModuleStore | None, docs: Sequence[ParsedDocument], uploads: Sequence[Upload]
+) -> None:
+    """Make ``store`` hold the module of every wasm Filter of ``docs`` (fetches and hashing
+    run in a worker thread); raises ``ConfigError`` naming the document and field."""
+    if not module_refs(docs):
+        return
+    if store is None:
+        raise HttpError(400, "this control plane keeps no wasm modules (no data directory)")
+    await anyio.to_thread.run_sync(store.obtain, docs, uploads)

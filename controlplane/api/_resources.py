@@ -28,18 +28,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from plait.controlplane import _validate as v
 from plait.controlplane._kinds import kinds_help
-from plait.controlplane._modules import MAX_MODULE, ModuleStore, Upload, module_refs
+from plait.controlplane._modules import MAX_MODULE, ModuleStore, Upload
 from plait.controlplane.store import Key, Store, StoredResource
 from plait.core.config import ParsedDocument, parse_stored, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
 from ._ca import BUNDLE_PATH, CERTIFICATES_PATH, CAEndpoints
 from ._http import MAX_BODY, HttpError, Request, Response
-from ._modules import MODULES_PATH, missing_modules, module_response, parse_uploads
+from ._modules import MODULES_PATH, missing_modules, module_response, obtain_modules, parse_uploads
 from ._registry_view import RegistryView, sidecar_name, sidecar_problems, workload_status
 
 __all__ = ["ResourceAPI"]
@@ -122,7 +121,10 @@ class ResourceAPI:
         docs, uploads = await _parse_body(req, source)
         async with self._write:
             plan = await self._plan(puts=docs)
-            await self._obtain_modules(plan.puts, uploads)
+            try:
+                await obtain_modules(self.modules, plan.puts, uploads)
+            except ConfigError as exc:
+                raise _invalid(exc) from None
             written = await self.store.write([(v.key_of(d), d.document) for d in plan.puts])
             results = []
             for doc, out in zip(plan.puts, written, strict=True):
@@ -131,16 +133,6 @@ class ResourceAPI:
         log.info("apply %s: %s", source, ", ".join(f"{r['kind']}/{r['name']} {r['result']}"
                                                    for r in results))  # fmt: skip
         return self._written(results, plan.warnings)
-
-    async def _obtain_modules(self, docs: Sequence[ParsedDocument], uploads: list[Upload]) -> None:
-        if not module_refs(docs):
-            return
-        if self.modules is None:
-            raise HttpError(400, "this control plane keeps no wasm modules (no data directory)")
-        try:
-            await anyio.to_thread.run_sync(self.modules.obtain, docs, uploads)
-        except ConfigError as exc:
-            raise _invalid(exc) from None
 
     async def write(self, document: Mapping[str, Any], source: str) -> str:
         """Validate and store one document exactly as ``apply`` does, under the same lock
