@@ -180,12 +180,18 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from ._upload import module_uploads
     from .api._tables import render_results
 
     files = _read_files(args.filename)
     if isinstance(files, int):
         return files
-    return _call(lambda: _client(args).apply(files), lambda body: render_results(body["results"]))
+    try:
+        modules = module_uploads(files)
+    except OSError as exc:
+        return _fail(str(exc))
+    return _call(lambda: _client(args).apply(files, modules),
+                 lambda body: render_results(body["results"]))  # fmt: skip
 
 
 def _get(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ import anyio.abc
 from plait.plugins import load_filter_types
 from plait.sdk import DEFAULT_TRUST_DOMAIN, FilterSpec
 
+from ._modules import ModuleStore, config_only
 from ._serving import ServingIdentity
 from ._token import ensure_token
 from .api import CAEndpoints, RegistryView, ResourceAPI, serve_api
@@ -137,7 +138,8 @@ async def run_control_plane(
     """
     data_dir = Path(opts.data_dir).expanduser()
     token = ensure_token(data_dir)
-    types: dict[str, FilterSpec[Any]] | Any = (
+    # the wasm type checks its config here but never loads a module (_modules.py)
+    types: dict[str, FilterSpec[Any]] = config_only(
         filter_types if filter_types is not None else load_filter_types()
     )
     db = data_dir / DB_FILE
@@ -151,7 +153,8 @@ async def run_control_plane(
     )  # fmt: skip
     store = SqliteStore(db)
     try:
-        api = ResourceAPI(store, types, token, registry, CAEndpoints(ca) if ca else None)
+        api = ResourceAPI(store, types, token, registry, CAEndpoints(ca) if ca else None,
+                          modules=ModuleStore(data_dir / "modules"))  # fmt: skip
         ctx = ControlPlaneContext(
             options=opts, store=store, filter_types=types, api=api, extras=dict(extras or {})
         )

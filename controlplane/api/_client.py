@@ -44,9 +44,12 @@ class APIClient:
         self.ssl_context = ssl_context
         """Verifies an ``https`` server (the control plane's roots); ``None``: the system's."""
 
-    def apply(self, files: Sequence[tuple[str, str]]) -> Any:
-        """Apply YAML ``(source, text)`` files as one change (errors name the source)."""
-        return self.request("POST", "/api/v1/apply", body=_files(files), json_body=True)
+    def apply(
+        self, files: Sequence[tuple[str, str]], modules: Sequence[Mapping[str, str]] = ()
+    ) -> Any:
+        """Apply YAML ``(source, text)`` files as one change (errors name the source), with
+        the modules their wasm Filters name (``{"source", "url", "data"}``, ``_modules.py``)."""
+        return self.request("POST", "/api/v1/apply", body=_files(files, modules), json_body=True)
 
     def delete_documents(self, files: Sequence[tuple[str, str]]) -> Any:
         """Delete every resource the YAML files name, as one change."""
@@ -97,8 +100,11 @@ class APIClient:
             ) from None
 
 
-def _files(files: Sequence[tuple[str, str]]) -> bytes:
-    return json.dumps({"files": [{"source": s, "text": t} for s, t in files]}).encode()
+def _files(files: Sequence[tuple[str, str]], modules: Sequence[Mapping[str, str]] = ()) -> bytes:
+    body: dict[str, Any] = {"files": [{"source": s, "text": t} for s, t in files]}
+    if modules:
+        body["modules"] = list(modules)
+    return json.dumps(body).encode()
 
 
 def _resource_path(kind: str, namespace: str, name: str) -> str:

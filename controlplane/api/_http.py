@@ -75,7 +75,8 @@ class HttpError(Exception):
 class Response:
     status: int
     body: Any
-    """JSON-compatible; sent as ``application/json``."""
+    """JSON-compatible, sent as ``application/json``; or ``bytes``, sent as they are (the
+    ``content-type`` among ``headers``)."""
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -202,10 +203,11 @@ def _consume_buffered(conn: h11.Connection) -> None:
 
 async def _send(conn: h11.Connection, stream: anyio.abc.ByteStream, resp: Response) -> bool:
     """Send ``resp``; whether the connection can carry another request."""
-    body = (json.dumps(resp.body, indent=2) + "\n").encode()
+    raw = isinstance(resp.body, bytes)  # bytes go as they are, with the app's content-type
+    body = resp.body if raw else (json.dumps(resp.body, indent=2) + "\n").encode()
     reusable = conn.their_state is h11.DONE and conn.our_state is h11.SEND_RESPONSE
-    headers = [("content-type", "application/json"), ("content-length", str(len(body))),
-               *resp.headers]  # fmt: skip
+    kind = [] if raw else [("content-type", "application/json")]
+    headers = [*kind, ("content-length", str(len(body))), *resp.headers]
     if not reusable:
         headers.append(("connection", "close"))
     out = conn.send(h11.Response(status_code=resp.status, headers=headers))

@@ -2,7 +2,7 @@
 
 Theory of operation: :class:`ResourceAPI` is the application behind the HTTP
 server (``_http.py``). Every request but ``GET /healthz``, ``GET /api/v1/ca/bundle``
-(the CA's public roots) and the CA's
+(the CA's public roots), ``GET /api/v1/modules/<sha256>`` (``_modules.py``) and the CA's
 ``POST /api/v1/certificates`` (whose body proves itself, ``_ca.py``) must carry the
 admin token (compared in constant time); then the path picks the endpoint.
 
@@ -31,12 +31,14 @@ import anyio
 
 from plait.controlplane import _validate as v
 from plait.controlplane._kinds import kinds_help
+from plait.controlplane._modules import MAX_MODULE, ModuleStore, Upload
 from plait.controlplane.store import Key, Store, StoredResource
 from plait.core.config import ParsedDocument, parse_stored, parse_text
 from plait.sdk import ConfigError, FilterSpec
 
 from ._ca import BUNDLE_PATH, CERTIFICATES_PATH, CAEndpoints
-from ._http import HttpError, Request, Response
+from ._http import MAX_BODY, HttpError, Request, Response
+from ._modules import MODULES_PATH, missing_modules, module_response, obtain_modules, parse_uploads
 from ._registry_view import RegistryView, sidecar_name, sidecar_problems, workload_status
 
 __all__ = ["ResourceAPI"]
@@ -56,8 +58,11 @@ class ResourceAPI:
         token: str,
         registry: RegistryView | None = None,
         ca: CAEndpoints | None = None,
+        modules: ModuleStore | None = None,
     ) -> None:
         self.store = store
+        self.modules = modules
+        """Where ``spec.wasm`` modules are kept (``None``: such Filters are refused)."""
         self.ca = ca
         """The CA's endpoints (``_ca.py``), when the control plane runs a CA."""
         self.filter_types = filter_types
@@ -76,6 +81,9 @@ class ResourceAPI:
         if req.path == CERTIFICATES_PATH and self.ca is not None:  # proves itself, no admin token
             _allow(req, "POST")
             return await self.ca.certificates(req)
+        if req.path.startswith(MODULES_PATH):  # asked for by hash, no admin token (_modules.py)
+            _allow(req, "GET")
+            return module_response(self.modules, req.path)
         self._authorize(req)
         parts = req.path.removeprefix(_PREFIX).split("/") if req.path.startswith(_PREFIX) else []
         if self.ca is not None and (answer := await self.ca.admin(req, parts)) is not None:
@@ -110,9 +118,13 @@ class ResourceAPI:
 
     async def apply(self, req: Request) -> Response:
         source = req.query.get("source") or "request"
-        docs = await _parse_body(req, source)
+        docs, uploads = await _parse_body(req, source)
         async with self._write:
             plan = await self._plan(puts=docs)
+            try:
+                await obtain_modules(self.modules, plan.puts, uploads)
+            except ConfigError as exc:
+                raise _invalid(exc) from None
             written = await self.store.write([(v.key_of(d), d.document) for d in plan.puts])
             results = []
             for doc, out in zip(plan.puts, written, strict=True):
@@ -143,7 +155,7 @@ class ResourceAPI:
         return bool(plan.deletes)
 
     async def delete_documents(self, req: Request) -> Response:
-        docs = await _parse_body(req, req.query.get("source") or "request")
+        docs, _ = await _parse_body(req, req.query.get("source") or "request")
         return await self._delete([v.key_of(d) for d in docs])
 
     async def delete(self, key: Key) -> Response:
@@ -210,6 +222,7 @@ class ResourceAPI:
             docs = v.reparse_all(stored)
             v.validate(docs, self.filter_types)
             warnings += v.unknown_filter_warnings(docs, self.filter_types)
+            problems += missing_modules(docs, self.modules)
         except ConfigError as exc:
             problems.append(str(exc))
         sidecars = [dict(s) for s in self.registry.check()] if self.registry else []
@@ -222,22 +235,26 @@ class ResourceAPI:
         return Response(status=200, body=body)
 
 
-async def _parse_body(req: Request, source: str) -> list[ParsedDocument]:
+async def _parse_body(req: Request, source: str) -> tuple[list[ParsedDocument], list[Upload]]:
     """The documents of a request: YAML text named ``source``, or JSON ``{"files": [...]}``.
 
     The JSON form (``content-type: application/json``) carries several files at once,
     ``[{"source": NAME, "text": YAML}, ...]``, so a directory is applied as one change and
     a route may refer to a Service in another file; errors still name the file.
     """
-    raw = await req.body()
+    is_json = req.headers.get("content-type", "").startswith("application/json")
+    raw = await req.body(MAX_BODY + MAX_MODULE * 4 // 3 if is_json else MAX_BODY)  # (modules)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise HttpError(
             400, f"{source}: expected UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
-    files = _files(text) if req.headers.get("content-type", "").startswith(
-        "application/json") else [(source, text)]  # fmt: skip
+    uploads: list[Upload] = []
+    if is_json:
+        files, uploads = _files(text)
+    else:
+        files = [(source, text)]
     docs: list[ParsedDocument] = []
     try:
         for name, body in files:
@@ -247,10 +264,10 @@ async def _parse_body(req: Request, source: str) -> list[ParsedDocument]:
     if not docs:
         names = ", ".join(name for name, _ in files) or source
         raise HttpError(400, f"{names}: no resources in the request")
-    return docs
+    return docs, uploads
 
 
-def _files(text: str) -> list[tuple[str, str]]:
+def _files(text: str) -> tuple[list[tuple[str, str]], list[Upload]]:
     expected = 'expected JSON {"files": [{"source": NAME, "text": YAML}, ...]}'
     try:
         body = json.loads(text)
@@ -259,7 +276,7 @@ def _files(text: str) -> list[tuple[str, str]]:
         raise HttpError(400, f"{expected} ({type(exc).__name__}: {exc})") from None
     if not all(isinstance(t, str) for _, t in files):
         raise HttpError(400, f"{expected} (a text is not a string)")
-    return files
+    return files, parse_uploads(body)
 
 
 def _invalid(exc: ConfigError) -> HttpError:

@@ -38,7 +38,9 @@ def _route(doc: Mapping[str, Any]) -> list[str]:
 
 def _filter(doc: Mapping[str, Any]) -> list[str]:
     s = _spec(doc)
-    python = s.get("python")
+    python, wasm = s.get("python"), s.get("wasm")
+    if isinstance(wasm, Mapping):  # the module's version is its hash
+        return [f"wasm sha256:{str(wasm.get('sha256'))[:12]}"]
     return [str(python.get("type")) if isinstance(python, Mapping) else "-"]
 
 

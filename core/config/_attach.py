@@ -1,6 +1,7 @@
 """The ``Filter`` kind: a named filter, and one the operator attaches to workloads.
 
-A ``Filter`` resource (``spec.python.type``, ``config``, ``failStrategy``) without
+A ``Filter`` resource (``spec.python.type``, ``config``, ``failStrategy``; or
+``spec.wasm``, a Proxy-Wasm module: ``_wasm_spec.py``) without
 ``selector`` is a named filter that listeners and routes use by reference. With one
 (after Istio's ``WasmPlugin``), it is also put in the chains of the sidecars it
 selects, with no edit to their ``Sidecar`` resources:
@@ -31,6 +32,7 @@ from ._fields import Fields
 from ._model import Direction, FilterEntry, ListenerConfig
 from ._resources import FILTER_TYPE, FilterUse, Meta, SidecarRes, parse_fail_strategy
 from ._security import AUTHZ_FILTER, ROOT_NAMESPACE, selects
+from ._wasm_spec import parse_wasm_filter
 
 __all__ = ["PHASES", "Attachment", "FilterRes", "attach_filters", "parse_filter"]
 
@@ -57,11 +59,15 @@ class FilterRes:
 
 
 def parse_filter(meta: Meta, spec: Fields) -> FilterRes:
+    wasm = spec.sub("wasm")
+    if wasm is not None:
+        use = parse_wasm_filter(meta, spec, wasm)
+        attach = _parse_attachment(spec)
+        spec.done()
+        return FilterRes(meta=meta, use=use, attach=attach)
     python = spec.sub("python")
-    if spec.has("wasm"):
-        raise spec.at("wasm").error("wasm filters are not supported yet; use python: {type: NAME}")
     if python is None:
-        raise spec.loc.error("missing required field 'python'")
+        raise spec.loc.error("missing required field 'python' (or 'wasm')")
     use = FilterUse(
         loc=python.at("type"),
         type=python.text("type", pattern=FILTER_TYPE, what="a filter type name"),

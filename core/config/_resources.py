@@ -27,6 +27,7 @@ __all__ = [
     "FilterUse",
     "ListenerRes",
     "Meta",
+    "ModuleRef",
     "ServicePort",
     "ServiceRes",
     "SidecarRes",
@@ -98,6 +99,19 @@ class FilterUse:
     fail_strategy: FailStrategy = FailStrategy.FAIL_CLOSED
     version: str | None = None
     """A PEP 440 specifier the installed package of ``type`` must satisfy."""
+    module: ModuleRef | None = None
+    """A ``Filter``'s ``spec.wasm`` module: where it comes from and its hash."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleRef:
+    """The module of a ``spec.wasm`` Filter: ``url`` (an https URL or a file path, as
+    written) and the ``sha256`` of its bytes."""
+
+    url: str
+    sha256: str
+    loc: Loc
+    """``spec.wasm`` (``loc.key("url")`` and ``loc.key("sha256")`` name the fields)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

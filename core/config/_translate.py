@@ -50,6 +50,7 @@ from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, S
 from ._retry import RetryPolicy
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
 from ._security import secure_listeners
+from ._wasm_spec import module_config, module_error
 from ._workload import WorkloadRes, workload_endpoints
 
 __all__ = ["WEIGHTED_SPLIT", "split_entry", "translate"]
@@ -74,7 +75,9 @@ def translate(
     ``unknown_filters=True`` (the control plane, whose registry need not hold every
     sidecar's plugins) accepts filter types this registry does not know: their entries
     carry the type and raw config only (``FilterEntry.known`` is false) and the sidecars
-    decide; known types are still checked here. ``listeners=False`` builds the mesh-wide
+    decide; known types are still checked here. It also names a ``spec.wasm`` Filter's
+    module by its sha256 only (the control plane serves it; static mode gives the sidecar
+    the file's path). ``listeners=False`` builds the mesh-wide
     part only (clusters and route tables; no Sidecar is selected), with a pass-through
     table for every HTTP Service port no HTTPRoute attaches to (what a gRPC proxyless
     client asking for that Service gets; GAMMA: no routes, no mesh). ``trust_domain`` is
@@ -179,7 +182,8 @@ class _Translator:
                 )
             return found
         assert use.type is not None
-        raw = json.loads(json.dumps(use.config, default=str))
+        config = module_config(use, by_hash=self.unknown_filters)
+        raw = json.loads(json.dumps(config, default=str))
         spec = self.filter_types.get(use.type)
         if spec is None:
             if self.unknown_filters:  # (the sidecars check the type, config and version)
@@ -200,11 +204,14 @@ class _Translator:
             raise use.loc.error(f"unknown filter type {use.type!r} (known: {known})")
         if use.version is not None:
             check_version(spec, use.version, use.loc)
-        config = parse_filter_config(spec, use.config, use.config_loc or use.loc)
+        try:
+            parsed = parse_filter_config(spec, config, use.config_loc or use.loc)
+        except ConfigError as err:
+            raise module_error(use, err) from None
         return FilterEntry(
             name=use.name or spec.name,
             spec=spec,
-            config=config,
+            config=parsed,
             fail_strategy=use.fail_strategy,
             type=use.type,
             raw_config=raw,

@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from ..identity.agent import IdentityOptions
     from ..identity.bootstrap import ControlPlaneTrust
 
-__all__ = ["add_identity_flags", "control_plane_trust", "identity_options", "identity_refusal"]
+__all__ = [
+    "add_identity_flags",
+    "ca_server_url",
+    "control_plane_trust",
+    "identity_options",
+    "identity_refusal",
+]
 
 CA_PORT = 15014
 
@@ -96,6 +102,12 @@ def control_plane_trust(args: argparse.Namespace) -> ControlPlaneTrust | None:
     except TrustError as exc:
         raise SystemExit(f"plait sidecar: {exc}") from None
     return ControlPlaneTrust(_ca_server(args), pin=token_pin(args.join_token or ""))
+
+
+def ca_server_url(args: argparse.Namespace) -> str:
+    """The control plane's API: ``--ca-server``, else https on port 15014 of the
+    ``--control-plane`` host (also where pushed configs' wasm modules are fetched)."""
+    return _ca_server(args)
 
 
 def _ca_server(args: argparse.Namespace) -> str:

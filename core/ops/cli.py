@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from ._identity_flags import (
     add_identity_flags,
+    ca_server_url,
     control_plane_trust,
     identity_options,
     identity_refusal,
@@ -284,6 +285,8 @@ def _xds_options(args: argparse.Namespace) -> Any:
         sidecar=sidecar,
         state_file=state_dir / f"{node_id}.xds.json",
         workload=workload,
+        module_server=ca_server_url(args),
+        module_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
     )
 
 

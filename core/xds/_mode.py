@@ -6,9 +6,11 @@ sidecar restarted while the control plane is down serves at once; then
 :meth:`run` keeps an ADS stream open. Every complete view of the four xDS
 types is decoded with the sidecar's own filter registry (the same frozen
 :class:`MeshConfig` static mode builds) and handed to ``install`` — the
-sidecar's atomic swap, which also binds new listeners. Whatever ``install``
-or the decoder refuses is NACKed with the reason, and the previous snapshot
-keeps serving.
+sidecar's atomic swap, which also binds new listeners. Before the decode, the
+wasm modules the view names by hash and the local cache lacks are fetched from
+the control plane's API (``_modules.py``). Whatever ``install``, the fetch or
+the decoder refuses is NACKed with the reason, and the previous snapshot keeps
+serving.
 
 Over TLS (:meth:`XdsMode.use_tls`) the client presents the sidecar's current certificate on
 every new connection: the control plane's TLS xDS port requires it and serves the node only
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +39,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from plait.sdk import ConfigError, FilterSpec
 
 from ..config import AdminConfig, MeshConfig
-from ..identity.bootstrap import ControlPlaneTrust
+from ..identity.bootstrap import ControlPlaneTrust, bundle_context
 from ..identity.store import CertStore
 from ._client import Resources, XdsClient, make_node
 from ._decode import Incomplete, decode_mesh, referenced_names
+from ._modules import ModuleFetcher, may_name_modules
 from ._state import load_state, save_state
 from .wire import SDS_ROOTS, combined_version
 
@@ -60,6 +64,12 @@ class XdsOptions:
     state_file: Path | None = None
     workload: Mapping[str, Any] | None = None
     """What the sidecar registers: service, serviceAccount, address, labels."""
+    module_server: str | None = None
+    """The control plane's API (``https://HOST:15014``): where pushed configs' modules are
+    fetched (``_modules.py``)."""
+    module_bundle: Path | None = None
+    """Roots that verify it when the xDS connection has none (``--ca-bundle`` with
+    ``--xds-plaintext``)."""
 
 
 class XdsMode:
@@ -82,6 +92,10 @@ class XdsMode:
         )
         self._install: Install | None = None
         self._identity: CertStore | None = None
+        self._trust: tuple[ControlPlaneTrust, CertStore | None] | None = None
+        self.modules = (
+            ModuleFetcher(opts.module_server, self._module_context) if opts.module_server else None
+        )
 
     def use_tls(self, trust: ControlPlaneTrust, identity: CertStore | None) -> None:
         """Connect over TLS, verifying the control plane with ``trust``; with ``identity``
@@ -90,6 +104,8 @@ class XdsMode:
         certificate of every new connection: the TLS xDS port requires one and binds the
         node to its SPIFFE ID. A renewed certificate is used from the next connection on;
         an open stream keeps the connection it has."""
+
+        self._trust = (trust, identity)
 
         async def credentials() -> grpc.ChannelCredentials:
             await trust.resolve()
@@ -126,10 +142,33 @@ class XdsMode:
             log.info("trust bundle from the control plane: %d root(s)", len(_roots(pem)))
         return None
 
-    def decode(self, resources: Resources, versions: Mapping[str, str]) -> MeshConfig:
+    def decode(
+        self,
+        resources: Resources,
+        versions: Mapping[str, str],
+        filter_types: Mapping[str, FilterSpec[Any]] | None = None,
+    ) -> MeshConfig:
         return decode_mesh(
-            resources, self.filter_types, version=combined_version(versions), admin=self.admin
+            resources,
+            self.filter_types if filter_types is None else filter_types,
+            version=combined_version(versions),
+            admin=self.admin,
         )
+
+    async def _module_context(self) -> ssl.SSLContext:
+        """TLS to the module endpoint: the roots of the xDS connection, else ``--ca-bundle``;
+        a sidecar with neither (plaintext xDS) fetches over unverified TLS, the module
+        being checked against the hash its config names, which it trusts as much."""
+        if self._trust is not None:
+            trust, identity = self._trust
+            await trust.resolve()
+            return trust.api_context(identity)
+        if self.opts.module_bundle is not None:
+            return bundle_context(self.opts.module_bundle.read_bytes())
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # (the bytes are checked against their sha256)
+        return ctx
 
     def initial(self) -> MeshConfig | None:
         """The config saved after the last successful apply, if any and still valid here."""
@@ -154,6 +193,10 @@ class XdsMode:
         await self.client.run()
 
     async def _apply(self, resources: Resources, versions: Mapping[str, str]) -> str | None:
+        if self.modules is not None and may_name_modules(resources):  # (ConfigError → NACK)
+            await self.modules.prepare(
+                lambda types: self.decode(resources, versions, types), self.filter_types
+            )
         config = self.decode(resources, versions)  # Incomplete / ConfigError → client
         assert self._install is not None
         reason = await self._install(config)

@@ -12,8 +12,10 @@ type imports nothing of wasmtime; the first config that names a module does. See
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plait.plugins.hookspecs import hookimpl
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from ._filter import WasmFilter
     from ._plugin import WasmPlugin
 
-__all__ = ["WASM", "WasmSetup", "plait_register_filters"]
+__all__ = ["WASM", "WasmSetup", "parse_config", "plait_register_filters", "precompile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,17 @@ def _parse(raw: Mapping[str, Any]) -> WasmSetup:
 
 def _make(setup: WasmSetup) -> HttpFilter:
     return setup.cls(setup.plugin)
+
+
+def precompile(sha256: str, cache_dir: Path) -> None:
+    """Compile the module ``<cache_dir>/<sha256>.wasm`` ahead of the config that names it.
+    Safe in a worker thread (a sidecar calls it there for the modules a pushed config names,
+    so the compile runs beside the event loop); a module that cannot be used is left to
+    the config's parse to report."""
+    from ._engine import ModuleError, load
+
+    with contextlib.suppress(ModuleError):
+        load(None, sha256, cache_dir)
 
 
 WASM: FilterSpec[WasmSetup] = FilterSpec(

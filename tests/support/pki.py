@@ -66,6 +66,27 @@ class Authority:
     def pem(self) -> bytes:
         return pem(self.cert)
 
+    def server_leaf(self, ip: str = "127.0.0.1") -> bytes:
+        """PEM of a server certificate for ``ip`` signed by this root, then its key."""
+        import ipaddress
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_now() - dt.timedelta(minutes=5))
+            .not_valid_after(_now() + dt.timedelta(hours=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                critical=True,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        return pem(cert) + key_pem(key)
+
     def leaf(
         self,
         spiffe_id: str,

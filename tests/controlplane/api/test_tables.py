@@ -59,3 +59,15 @@ def test_check_report_lists_sidecars_and_problems() -> None:
     assert text.splitlines()[0] == "config: PROBLEMS (3 resources, revision 7)"
     assert "warning: w" in text and "problem: web-1: disconnected" in text
     assert any(line.split()[:2] == ["web-1", "no"] for line in text.splitlines())
+
+
+def test_filter_table_shows_the_python_type_or_the_wasm_modules_hash() -> None:
+    docs = [
+        {"kind": "Filter", "metadata": {"name": "py", "namespace": "shop"},
+         "spec": {"python": {"type": "example-stamp"}}},
+        {"kind": "Filter", "metadata": {"name": "auth", "namespace": "shop"},
+         "spec": {"wasm": {"url": "a.wasm", "sha256": "4f3c" + "0" * 60}}},
+    ]  # fmt: skip
+    lines = render_table("Filter", docs).splitlines()
+    assert lines[1].split() == ["py", "shop", "example-stamp"]
+    assert lines[2].split() == ["auth", "shop", "wasm", "sha256:4f3c00000000"]
