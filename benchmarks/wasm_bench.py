@@ -23,8 +23,10 @@ header downstream). Run by hand:
 
     .venv/bin/python -m benchmarks.wasm_bench [CHAIN ...]      # N=20000 ROUNDS=3
 
-For instruction counts (noise-free), run one chain under callgrind with two values
-of ``N`` and divide the difference by the extra requests.
+For instruction counts (noise-free), run one chain alone (``BASE=0 ROUNDS=1``) under
+``valgrind --tool=callgrind`` with two values of ``N`` and divide the difference of the
+totals by the extra requests (``PLAIT_WASM_CACHE`` is not used: each run compiles its
+modules into a temporary directory, the same work for both values of ``N``).
 """
 
 from __future__ import annotations
@@ -125,10 +127,10 @@ def main() -> None:
     n = int(os.environ.get("N", "20000"))
     rounds = int(os.environ.get("ROUNDS", "3"))
     names = sys.argv[1:] or ["empty", "py", "wat", "c", "as"]
-    if "empty" not in names:
+    if "empty" not in names and os.environ.get("BASE", "1") != "0":
         names.insert(0, "empty")
     best = measure(names, n, rounds)
-    base = best["empty"]
+    base = best.get("empty", 0.0)
     print(f"in-process HTTP/1.1 path, CPU µs per request, best of {rounds} x {n}:")
     for name in names:
         cost = "" if name == "empty" else f"  filter cost {best[name] - base:6.1f}"

@@ -4,7 +4,8 @@ One :class:`wasmtime.Engine` serves every Proxy-Wasm module of the process. It
 runs with epoch interruption: a daemon thread increments the engine's epoch
 every :data:`EPOCH_TICK` seconds, and each guest call gets a deadline of a few
 ticks (``_vm.py``), so a module that loops forever traps instead of holding the
-event loop. The ticker runs only while some module is loaded.
+event loop. The ticker runs only while some module is loaded. Linear memories
+never move (``memory_may_move`` off): the host reads a memory's base address once.
 
 Modules are compiled once per content hash (sha256 of the ``.wasm`` bytes).
 The compiled artifact is kept in memory for the process and serialized to the
@@ -69,6 +70,9 @@ def engine() -> wasmtime.Engine:
         if _engine is None:
             config = wasmtime.Config()
             config.epoch_interruption = True
+            # a memory keeps its base address (``_memory.py`` reads it once); growth
+            # stays inside the reservation (4 GiB on 64-bit hosts, above any memory limit)
+            config.memory_may_move = False
             _engine = wasmtime.Engine(config)
         if _ticker is None:
             _ticker = threading.Thread(

@@ -117,7 +117,7 @@ def link(linker: wasmtime.Linker, module: wasmtime.Module, host: object) -> None
             continue
         fault = (INVALID_MEMORY_ACCESS if imp.module == "env" else EFAULT) if sig[1] else None
         if fast.AVAILABLE:
-            fast.define(linker, imp.module, name, _func_type(sig), sig, _guard(fn, ref, fault))
+            fast.define(linker, imp.module, name, _func_type(sig), sig, _fast_guard(fn, ref, fault))
         else:
             linker.define_func(imp.module, name, _func_type(sig), _guard(fn, ref, fault), True)
 
@@ -129,6 +129,22 @@ def _guard(fn: Callable[..., Any], ref: weakref.ref[Any], fault: int | None) -> 
     def call(caller: Any, *args: Any) -> Any:
         try:
             return fn(ref(), caller, *args)
+        except MemoryFault:
+            return fault
+
+    return call
+
+
+def _fast_guard(
+    fn: Callable[..., Any], ref: weakref.ref[Any], fault: int | None
+) -> Callable[..., Any]:
+    """:func:`_guard` for ``_fast``'s crossings, which pass no caller: the host's own store
+    is the caller's context (``_fast.py``)."""
+
+    def call(*args: Any) -> Any:
+        host = ref()
+        try:
+            return fn(host, host.store, *args)
         except MemoryFault:
             return fault
 

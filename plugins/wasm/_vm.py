@@ -122,6 +122,7 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=settings.memory_limit)
         self.store.set_epoch_deadline(self.ticks)
+        self.context = fast.context_of(self.store) if fast.AVAILABLE else 0
         linker = wasmtime.Linker(engine())
         link(linker, compiled.module, self)
         try:  # a start section (AssemblyScript) runs here
@@ -135,7 +136,7 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
             if isinstance(item, wasmtime.Func):
                 funcs[name] = _bind(item, self.store)
             elif isinstance(item, wasmtime.Memory) and name == "memory":
-                self.mem.bind(item)
+                self.mem.bind(item, self.store)
         self.mem.alloc = funcs.get("malloc") or funcs.get("proxy_on_memory_allocate")
         self.funcs = funcs
 
@@ -155,7 +156,10 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         if fn is None:
             return 0
         self.current = context
-        self.store.set_epoch_deadline(ticks)
+        if self.context:
+            fast.set_deadline(self.context, ticks)
+        else:
+            self.store.set_epoch_deadline(ticks)
         try:
             return fn(self.store, *args)
         except Exception as exc:
