@@ -15,7 +15,8 @@ crossing converts no ctypes pointer objects: a guest call packs its arguments
 into a raw-value buffer with one :func:`struct.pack_into` (the trap slot after
 them zeroed in the same step) and reads the result and the trap back with one
 ``unpack_from``; a host call unpacks its arguments from the raw array with one
-``struct.unpack`` and writes its result in place. Buffers are reused: a call
+``unpack_from`` (on a ctypes array at its address: no copy, no foreign call) and
+writes its result in place. Buffers are reused: a call
 takes one from its function's free list and gives it back, so a guest function
 re-entered from a host call (an allocator a host call uses) gets its own.
 
@@ -100,7 +101,7 @@ GuestCall = Callable[..., int]
 """``call(store, *i32_args) -> i32`` (0 for a function without result)."""
 
 _local = threading.local()  # .pending: what a host function raised in this thread
-_hosts: dict[int, tuple[Callable[..., Any], Any, int, bool]] = {}
+_hosts: dict[int, tuple[Callable[..., Any], Any, Any, bool]] = {}
 _keys = itertools.count(1)
 _TRAP_MESSAGE: Final = "host function raised"
 _I32: Final = struct.Struct("<i")
@@ -166,9 +167,9 @@ def _buffer(size: int) -> tuple[Any, int]:
 
 
 def _trampoline(env: int, caller: int, raw: int, count: int) -> int:
-    fn, unpack, nbytes, has_result = _hosts[env]
+    fn, unpack, array, has_result = _hosts[env]
     try:
-        result = fn(*unpack(ctypes.string_at(raw, nbytes))) if nbytes else fn()
+        result = fn(*unpack(array.from_address(raw))) if array is not None else fn()
         if has_result:
             ctypes.c_int32.from_address(raw).value = result
         return 0
@@ -204,7 +205,8 @@ def define(
     as signed ints, ``i64`` as signed ints)."""
     key = next(_keys)
     fmt = "<" + "".join("q8x" if p == "i64" else "i12x" for p in sig[0])
-    _hosts[key] = (fn, struct.Struct(fmt).unpack, _RAW_SIZE * len(sig[0]), bool(sig[1]))
+    array = ctypes.c_char * (_RAW_SIZE * len(sig[0])) if sig[0] else None
+    _hosts[key] = (fn, struct.Struct(fmt).unpack_from, array, bool(sig[1]))
     m, n = module.encode(), name.encode()
     linker_ptr = ctypes.cast(linker.ptr(), _P).value
     ty_ptr = ctypes.cast(ty.ptr(), _P).value

@@ -1,11 +1,13 @@
 """Reading and writing a guest's linear memory, and handing data to the guest.
 
 Host calls receive pointers into the module's memory. Every access is bounds
-checked against the memory's size and copies through ``ctypes`` from or to the
-memory's base address. The engine's memories never move (``_engine.py``), so the
-base address is read once; the size is kept as a lower bound (memory only grows,
-also from inside a host call that allocates) and read again from wasmtime only
-when an access goes past it, so an access that fits costs no wasmtime call.
+checked against the memory's size and copies from or to a ``memoryview`` of the
+memory in place. The engine's memories never move (``_engine.py``) and never
+shrink, so a view of the first N bytes stays valid while the instance lives;
+its size is a lower bound of the memory's (which grows, also from inside a host
+call that allocates), and only an access past it asks wasmtime for the current
+size and makes a longer view. An access that fits costs no wasmtime call. No
+slice of the view leaves this module: reads return copies.
 
 Data the host returns (a header value, a body) is copied into memory the
 guest allocates with its exported allocator (``malloc`` first, as Envoy's host
@@ -39,13 +41,14 @@ class MemoryFault(Exception):
 class GuestMemory:
     """The guest's memory and allocator (both set once the instance exists)."""
 
-    __slots__ = ("_base", "_context", "_memory", "_size", "alloc", "memory")
+    __slots__ = ("_context", "_memory", "_size", "_view", "alloc", "memory")
 
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
         self._context = 0
         self._memory = 0
-        self._base = 0
+        self._view = memoryview(b"")
+        """The guest memory's first :attr:`_size` bytes, in place (fast path)."""
         self._size = 0
         """A lower bound of the memory's size (it never shrinks)."""
         self.alloc: Callable[[Any, int], int] | None = None
@@ -56,16 +59,18 @@ class GuestMemory:
         if fast.AVAILABLE:  # the engine's memories never move (``_engine.py``)
             self._context = fast.context_of(store)
             self._memory = ctypes.addressof(memory._memory)
-            self._base = fast.memory_data(self._context, self._memory) or 0
-            self._size = fast.memory_size(self._context, self._memory)
+            self._fits(0)
+
+    def _fits(self, end: int) -> None:
+        """Make the view cover ``end`` bytes, or raise :class:`MemoryFault`."""
+        size = fast.memory_size(self._context, self._memory)
+        if end > size:
+            raise MemoryFault(f"access up to byte {end} is outside the guest memory ({size})")
+        base = fast.memory_data(self._context, self._memory) or 0
+        self._view = memoryview((ctypes.c_char * size).from_address(base)).cast("B")
+        self._size = size
 
     def _at(self, store: Any, ptr: int, size: int) -> int:
-        if self._memory:  # the fast path: no wasmtime call while the access fits
-            if ptr + size > self._size:
-                self._size = fast.memory_size(self._context, self._memory)
-                if ptr + size > self._size:
-                    raise MemoryFault(f"{size} bytes at {ptr} are outside the guest memory")
-            return self._base + ptr
         mem = self.memory
         if mem is None:
             raise MemoryFault("the module exports no memory")
@@ -77,12 +82,24 @@ class GuestMemory:
         ptr, size = ptr & MASK32, size & MASK32
         if size == 0:
             return b""
+        if self._memory:  # the fast path: a copy out of the view
+            end = ptr + size
+            if end > self._size:
+                self._fits(end)
+            return self._view[ptr:end].tobytes()
         return ctypes.string_at(self._at(store, ptr, size), size)
 
     def write(self, store: Any, ptr: int, data: bytes) -> None:
-        if data:
-            ptr = ptr & MASK32
-            ctypes.memmove(self._at(store, ptr, len(data)), data, len(data))
+        if not data:
+            return
+        ptr = ptr & MASK32
+        if self._memory:
+            end = ptr + len(data)
+            if end > self._size:
+                self._fits(end)
+            self._view[ptr:end] = data
+            return
+        ctypes.memmove(self._at(store, ptr, len(data)), data, len(data))
 
     def put_u32(self, store: Any, ptr: int, value: int) -> None:
         self.write(store, ptr, _U32.pack(value & 0xFFFFFFFF))

@@ -43,6 +43,7 @@ from ._wasi import ProcExit, WasiCalls
 __all__ = ["GuestFailure", "StartRefused", "VmSettings", "WasmVM"]
 
 ROOT_ID: Final = 1
+_STREAM_ENDS: Final = ("proxy_on_done", "proxy_on_log", "proxy_on_delete")
 START_FACTOR: Final = 20
 """The CPU bound of the start-up calls, in multiples of the per-callback bound."""
 
@@ -139,13 +140,31 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
                 self.mem.bind(item, self.store)
         self.mem.alloc = funcs.get("malloc") or funcs.get("proxy_on_memory_allocate")
         self.funcs = funcs
+        self.stream_ends = tuple(n for n in _STREAM_ENDS if n in funcs)
+        """The end-of-stream callbacks the module exports, in the spec's order."""
 
     def has(self, name: str) -> bool:
         return name in self.funcs
 
     def call(self, name: str, context: RootState | StreamState | None, *args: int) -> int:
         """Call export ``name`` (0 when the module lacks it) with ``context`` effective."""
-        return self.call_within(self.ticks, name, context, *args)
+        if self.broken is not None:
+            raise GuestFailure(self.broken)
+        fn = self.funcs.get(name)
+        if fn is None:
+            return 0
+        self.current = context
+        if self.context:
+            fast.set_deadline(self.context, self.ticks)
+        else:
+            self.store.set_epoch_deadline(self.ticks)
+        try:
+            return fn(self.store, *args)
+        except Exception as exc:
+            self.broken = f"{name} {describe(exc)}"
+            raise GuestFailure(self.broken) from exc
+        finally:
+            self.current = None
 
     def call_within(
         self, ticks: int, name: str, context: RootState | StreamState | None, *args: int
@@ -199,10 +218,10 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         return stream
 
     def end_stream(self, stream: StreamState) -> None:
-        """``proxy_on_done``, ``proxy_on_log``, ``proxy_on_delete``; forgets the context."""
+        """``proxy_on_done``, ``proxy_on_log``, ``proxy_on_delete`` (those the module
+        exports); forgets the context."""
         try:
-            self.call("proxy_on_done", stream, stream.id)
-            self.call("proxy_on_log", stream, stream.id)
-            self.call("proxy_on_delete", stream, stream.id)
+            for name in self.stream_ends:
+                self.call(name, stream, stream.id)
         finally:
             self.contexts.pop(stream.id, None)
