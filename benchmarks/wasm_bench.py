@@ -7,8 +7,8 @@ syscalls) with each of these chains, one after the other, in rounds:
 =========  ================================================================================
 ``empty``  no filter
 ``py``     one no-op Python filter (``bench-passthrough``: both header hooks, returns None)
-``wat``    one wasm filter in WAT adding a request header (``proxy_on_request_headers`` and
-           ``proxy_on_context_create`` only: the smallest header-adding module)
+``wat``    one wasm filter in WAT adding a request header (``benchmarks/_wasm.py``: the
+           smallest header-adding module)
 ``c``      the C test filter (``tests/plugins/wasm/modules/c_headers``): reads ``:path``,
            adds a request and a response header, exports every stream callback
 ``as``     the AssemblyScript SDK test filter (``as_headers``, @solo-io/proxy-runtime):
@@ -38,8 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
-import wasmtime
 
+from ._wasm import add_header_chain
 from .inline_bench import _run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,30 +47,13 @@ MODULES = REPO / "tests" / "plugins" / "wasm" / "modules"
 AS_MODULE = MODULES / "as_headers" / "build" / "filter.wasm"
 C_MODULE = MODULES / "c_headers" / "filter.wasm"
 
-WAT_ADD_HEADER = """
-(module
-  (import "env" "proxy_add_header_map_value"
-    (func $add (param i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 1024) "x-wasm-added")
-  (data (i32.const 1088) "yes")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (drop (call $add (i32.const 0) (i32.const 1024) (i32.const 12) (i32.const 1088) (i32.const 3)))
-    (i32.const 0)))
-"""
-
-
 def _has(*needles: bytes) -> Callable[[bytes], bool]:
     return lambda data: all(n in data.lower() for n in needles)
 
 
 def chains(workdir: Path) -> dict[str, tuple[str, Callable[[bytes], bool], Callable[[bytes], bool]]]:
     """Chain name -> (YAML flow list, check of the upstream request, of the response)."""
-    wat = workdir / "add_header.wasm"
-    wat.write_bytes(wasmtime.wat2wasm(WAT_ADD_HEADER))
-    cache = workdir / "cache"
+    cache = workdir / "wasm-cache"
 
     def wasm(module: Path, extra: str = "") -> str:
         return f"[{{type: wasm, config: {{module: '{module}', cacheDir: '{cache}'{extra}}}}}]"
@@ -81,7 +64,7 @@ def chains(workdir: Path) -> dict[str, tuple[str, Callable[[bytes], bool], Calla
     return {
         "empty": ("[]", anything, anything),
         "py": ("[{type: bench-passthrough}]", anything, anything),
-        "wat": (wasm(wat), _has(b"x-wasm-added: yes"), anything),
+        "wat": (add_header_chain(workdir), _has(b"x-wasm-added: yes"), anything),
         "c": (
             wasm(C_MODULE, ", pluginConfig: c-config"),
             _has(b"x-plait-wasm: c"),
