@@ -34,12 +34,17 @@ import wasmtime
 from ._abi import ABI_MARKERS, UNSUPPORTED_MARKERS
 from ._imports import check_imports
 
-__all__ = ["EPOCH_TICK", "CompiledModule", "ModuleError", "engine", "load"]
+__all__ = ["EPOCH", "EPOCH_TICK", "CompiledModule", "ModuleError", "engine", "load"]
 
 log = logging.getLogger(__name__)
 
 EPOCH_TICK: Final = 0.005
 """Seconds between epoch increments: the granularity of the per-callback CPU bound."""
+
+EPOCH: Final = [0]
+"""The ticks so far, counted in Python (``EPOCH[0]``): never behind the engine's epoch
+and at most one ahead of it, so ``_vm.py`` knows how much of a deadline is left
+without asking wasmtime."""
 
 _lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
@@ -85,6 +90,7 @@ def engine() -> wasmtime.Engine:
 def _tick(eng: wasmtime.Engine) -> None:
     while True:
         time.sleep(EPOCH_TICK)
+        EPOCH[0] += 1  # before the engine's, so the count is never behind it
         eng.increment_epoch()
 
 

@@ -10,7 +10,12 @@ with parent 0); ``proxy_on_vm_start`` with the VM configuration and
 
 Every guest call (:meth:`WasmVM.call`) runs with the effective context set to
 the callback's, and with an epoch deadline: the engine's ticker (``_engine.py``)
-interrupts a callback that runs longer than the CPU bound. The store's limits
+interrupts a callback that runs longer than the CPU bound. Setting the deadline
+is a call into wasmtime, so it is set a quarter of the bound further
+(:attr:`WasmVM.window`) and kept for the next callbacks while more than the
+bound is left of it (the ticker's count, ``_engine.EPOCH``, says how much): each
+callback starts with at least the bound and at most 1.25 times it (plus a tick)
+before it is interrupted. The store's limits
 cap the instance's linear memory (a ``memory.grow`` past it fails in the guest).
 Any failure inside a call (a trap, the deadline, ``proc_exit``, a host function
 that raised) marks the instance broken for good (an SDK's state is not
@@ -30,7 +35,7 @@ import wasmtime
 from plait.sdk import StreamContext
 
 from . import _fast as fast
-from ._engine import EPOCH_TICK, CompiledModule, engine
+from ._engine import EPOCH, EPOCH_TICK, CompiledModule, engine
 from ._fast import GuestCall
 from ._hostcalls import HostCalls
 from ._imports import link
@@ -120,6 +125,11 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         self.broken: str | None = None
         self.next_id = ROOT_ID + 1
         self.ticks = max(1, math.ceil(settings.cpu_limit / EPOCH_TICK))
+        self.window = self.ticks + max(1, self.ticks // 4)
+        """What a callback's deadline is set to when it is set: a few ticks more than
+        the bound, so the next callbacks can start under the same deadline."""
+        self.deadline = 0
+        """The epoch (:data:`EPOCH`'s count) at which the store's deadline is."""
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=settings.memory_limit)
         self.store.set_epoch_deadline(self.ticks)
@@ -154,10 +164,13 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         if fn is None:
             return 0
         self.current = context
-        if self.context:
-            fast.set_deadline(self.context, self.ticks)
-        else:
-            self.store.set_epoch_deadline(self.ticks)
+        now = EPOCH[0]
+        if self.deadline - now <= self.ticks:  # less than the bound may be left: set anew
+            if self.context:
+                fast.set_deadline(self.context, self.window)
+            else:
+                self.store.set_epoch_deadline(self.window)
+            self.deadline = now + self.window
         try:
             return fn(self.store, *args)
         except Exception as exc:
@@ -175,6 +188,7 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         if fn is None:
             return 0
         self.current = context
+        self.deadline = 0  # the next call sets its own
         if self.context:
             fast.set_deadline(self.context, ticks)
         else:
