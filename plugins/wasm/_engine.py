@@ -13,7 +13,8 @@ cache directory (``<sha256>-<wasmtime version>.cwasm``, written atomically), so
 the next process deserializes it in a fraction of the compile time. Only
 artifacts plait wrote itself are deserialized: the directory is the host's,
 never a download location. The original bytes are stored next to it as
-``<sha256>.wasm``, so a filter config may name a module by its hash alone.
+``<sha256>.wasm``, so a filter config may name a module by its hash alone. The
+host's own small module (the log gate of ``_loggate.py``) is cached the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import wasmtime
 
 from ._abi import ABI_MARKERS, UNSUPPORTED_MARKERS
 from ._imports import check_imports
+from ._loggate import GATE_WAT
 
 __all__ = ["EPOCH", "EPOCH_TICK", "CompiledModule", "ModuleError", "engine", "load"]
 
@@ -50,6 +52,7 @@ _lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
 _ticker: threading.Thread | None = None
 _compiled: dict[str, CompiledModule] = {}
+_gate: wasmtime.Module | None = None
 _WASMTIME: Final = version("wasmtime")
 
 
@@ -131,7 +134,23 @@ def load(path: Path | None, sha256: str | None, cache_dir: Path) -> CompiledModu
         raise ModuleError(f"{path}: {problem}")
     compiled = CompiledModule(digest, module, abi, exports, str(path))
     _compiled[digest] = compiled
+    _load_gate(eng, cache_dir)
     return compiled
+
+
+def _load_gate(eng: wasmtime.Engine, cache_dir: Path) -> None:
+    global _gate
+    if _gate is None:  # cached like any module: a new process compiles nothing
+        data = bytes(wasmtime.wat2wasm(GATE_WAT))
+        _gate = _compile(eng, data, hashlib.sha256(data).hexdigest(), cache_dir)
+
+
+def gate_module() -> wasmtime.Module:
+    """The log gate of ``_loggate.py``, compiled (and cached) with the first module."""
+    if _gate is None:
+        _load_gate(engine(), Path(tempfile.gettempdir()))
+    assert _gate is not None
+    return _gate
 
 
 def _compile(eng: wasmtime.Engine, data: bytes, digest: str, cache_dir: Path) -> wasmtime.Module:

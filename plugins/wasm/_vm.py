@@ -135,7 +135,7 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         self.store.set_epoch_deadline(self.ticks)
         self.context = fast.context_of(self.store) if fast.AVAILABLE else 0
         linker = wasmtime.Linker(engine())
-        link(linker, compiled.module, self)
+        self.log_gate = link(linker, compiled.module, self)
         try:  # a start section (AssemblyScript) runs here
             instance = linker.instantiate(self.store, compiled.module)
         except (wasmtime.Trap, wasmtime.WasmtimeError, ProcExit) as exc:
@@ -226,6 +226,8 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         """A new stream context (``proxy_on_context_create`` under the root)."""
         context_id = self.next_id
         self.next_id += 1
+        if self.log_gate is not None:
+            self.log_gate.sync()
         stream = StreamState(context_id, ctx)
         self.contexts[context_id] = stream
         self.call("proxy_on_context_create", stream, context_id, ROOT_ID)
