@@ -47,11 +47,14 @@ MODULES = REPO / "tests" / "plugins" / "wasm" / "modules"
 AS_MODULE = MODULES / "as_headers" / "build" / "filter.wasm"
 C_MODULE = MODULES / "c_headers" / "filter.wasm"
 
-def _has(*needles: bytes) -> Callable[[bytes], bool]:
+Check = Callable[[bytes], bool]
+
+
+def _has(*needles: bytes) -> Check:
     return lambda data: all(n in data.lower() for n in needles)
 
 
-def chains(workdir: Path) -> dict[str, tuple[str, Callable[[bytes], bool], Callable[[bytes], bool]]]:
+def chains(workdir: Path) -> dict[str, tuple[str, Check, Check]]:
     """Chain name -> (YAML flow list, check of the upstream request, of the response)."""
     cache = workdir / "wasm-cache"
 
@@ -78,9 +81,7 @@ def chains(workdir: Path) -> dict[str, tuple[str, Callable[[bytes], bool], Calla
     }
 
 
-def _checker(
-    name: str, request_ok: Callable[[bytes], bool], response_ok: Callable[[bytes], bool]
-) -> Callable[[bytes, bytes], None]:
+def _checker(name: str, request_ok: Check, response_ok: Check) -> Callable[[bytes, bytes], None]:
     def check(request: bytes, response: bytes) -> None:
         if not request_ok(request):
             raise SystemExit(f"{name}: the filter's request header is missing: {request!r}")

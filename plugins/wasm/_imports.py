@@ -98,7 +98,12 @@ def _nosys(results: tuple[str, ...]) -> Callable[..., Any]:
     return lambda *_: None
 
 
-def link(linker: wasmtime.Linker, module: wasmtime.Module, host: Any) -> LogGate | None:
+def link(
+    linker: wasmtime.Linker,
+    module: wasmtime.Module,
+    host: Any,
+    gate: Callable[[], wasmtime.Module],
+) -> LogGate | None:
     """Define on ``linker`` every function ``module`` imports, bound to ``host``'s methods
     (named as the import; a WASI method is ``wasi_<name>``). Host methods take the caller
     first (it is the store inside a host call).
@@ -107,7 +112,8 @@ def link(linker: wasmtime.Linker, module: wasmtime.Module, host: Any) -> LogGate
     them, and a strong reference back would keep every replaced instance alive.
 
     With the fast crossings, an imported ``proxy_log`` goes through the gate of
-    ``_loggate.py`` (returned, to follow the logger's level; else ``None``)."""
+    ``_loggate.py`` (the module ``gate()`` returns; the gate is returned, to follow the
+    logger's level; else ``None``)."""
     ref = weakref.ref(host)
     gated = False
     for imp in module.imports:
@@ -128,7 +134,7 @@ def link(linker: wasmtime.Linker, module: wasmtime.Module, host: Any) -> LogGate
             fast.define(linker, where, name, _func_type(sig), sig, _fast_guard(fn, ref, fault))
         else:
             linker.define_func(imp.module, name, _func_type(sig), _guard(fn, ref, fault), True)
-    return install(linker, host.store, host.log) if gated else None
+    return install(linker, host.store, host.log, gate()) if gated else None
 
 
 def _guard(fn: Callable[..., Any], ref: weakref.ref[Any], fault: int | None) -> Callable[..., Any]:
@@ -151,7 +157,7 @@ def _fast_guard(
     is the caller's context (``_fast.py``)."""
 
     def call(*args: Any) -> Any:
-        host = ref()
+        host: Any = ref()  # alive: it owns the store the call runs in
         try:
             return fn(host, host.store, *args)
         except MemoryFault:

@@ -47,7 +47,6 @@ GATE_WAT: Final = f"""
 """
 
 
-
 class LogGate:
     """The gate of one instance: its ``min_level`` global and the level it reflects."""
 
@@ -69,12 +68,12 @@ class LogGate:
             self._global.set_value(self._store, wasmtime.Val.i32(lowest))
 
 
-def install(linker: wasmtime.Linker, store: wasmtime.Store, logger: logging.Logger) -> LogGate:
-    """Instantiate the gate in ``store`` (the host's ``proxy_log`` must be defined under
-    :data:`HOST_MODULE`) and define it as ``env.proxy_log`` on ``linker``."""
-    from ._engine import gate_module  # (the engine module imports this one)
-
-    module = gate_module()
+def install(
+    linker: wasmtime.Linker, store: wasmtime.Store, logger: logging.Logger, module: wasmtime.Module
+) -> LogGate:
+    """Instantiate the gate ``module`` (:data:`GATE_WAT` compiled, ``_engine.gate_module``)
+    in ``store`` (the host's ``proxy_log`` must be defined under :data:`HOST_MODULE`) and
+    define it as ``env.proxy_log`` on ``linker``."""
     exports = linker.instantiate(store, module).exports(store)
     glob, func = exports["min_level"], exports["proxy_log"]
     assert isinstance(glob, wasmtime.Global) and isinstance(func, wasmtime.Func)

@@ -35,7 +35,7 @@ import wasmtime
 from plait.sdk import StreamContext
 
 from . import _fast as fast
-from ._engine import EPOCH, EPOCH_TICK, CompiledModule, engine
+from ._engine import EPOCH, EPOCH_TICK, CompiledModule, engine, gate_module
 from ._fast import GuestCall
 from ._hostcalls import HostCalls
 from ._imports import link
@@ -135,7 +135,7 @@ class WasmVM(HostCalls, StubCalls, WasiCalls):
         self.store.set_epoch_deadline(self.ticks)
         self.context = fast.context_of(self.store) if fast.AVAILABLE else 0
         linker = wasmtime.Linker(engine())
-        self.log_gate = link(linker, compiled.module, self)
+        self.log_gate = link(linker, compiled.module, self, gate_module)
         try:  # a start section (AssemblyScript) runs here
             instance = linker.instantiate(self.store, compiled.module)
         except (wasmtime.Trap, wasmtime.WasmtimeError, ProcExit) as exc:
