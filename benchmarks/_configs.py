@@ -137,9 +137,11 @@ def plait_conf(
     upstream_port: int,
     filters: int,
     resilience: bool = False,
+    chain: str | None = None,
 ) -> str:
-    """The plait sidecar: an HTTP/1.1 and an h2c egress listener to the same upstream."""
-    chain = "[" + ", ".join(["{type: bench-passthrough}"] * filters) + "]"
+    """The plait sidecar: an HTTP/1.1 and an h2c egress listener to the same upstream;
+    ``chain`` (a YAML flow list) replaces the ``filters`` pass-through filters."""
+    chain = chain or "[" + ", ".join(["{type: bench-passthrough}"] * filters) + "]"
     extra = RESILIENCE if resilience else ""
     return f"""\
 apiVersion: plait.dev/v1alpha1

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _configs, _hop
+from . import _configs, _hop, _wasm
 from ._procs import LOAD_CORE, PROXY_CORE, Proc, ProcessFailed, free_ports, http_get, wait_http_ok
 
 __all__ = ["TARGETS", "Running", "TargetSpec", "Upstream", "start_target", "start_upstream"]
@@ -32,6 +32,8 @@ class TargetSpec:
     """An HTTPRoute with ``retry`` and a BackendTrafficPolicy: retry + breaker + P2C-EWMA."""
     h2: bool = True
     """Serves h2c on its second port (the h2load phase is skipped otherwise)."""
+    wasm: bool = False
+    """The chain is one wasm filter adding a request header (``_wasm.py``)."""
     tls: bool = False
     """Hop targets (``_hop.py``): mutual TLS between the two proxies."""
     checkout: Path = REPO
@@ -49,6 +51,8 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("reference", "reference (minimal Python)", "reference", h2=False),
         TargetSpec("plait", "plait 1w", "plait"),
         TargetSpec("plait-5f", "plait 1w, 5 filters", "plait", filters=5),
+        TargetSpec("plait-pyfilter", "plait 1w, 1 no-op Python filter", "plait", filters=1),
+        TargetSpec("plait-wasm", "plait 1w, 1 header-adding wasm filter", "plait", wasm=True),
         TargetSpec("plait-res", "plait 1w, retry+breaker+P2C", "plait", resilience=True),
         TargetSpec("plait-2w", "plait --workers 2", "plait", workers=2),
         TargetSpec("nginx-hop", "nginx -> nginx", "nginx-hop"),
@@ -118,8 +122,9 @@ def _start_plait(
     d = _workdir(base, spec.name)
     h1, h2, admin = ports
     conf = d / "sidecar.yaml"
+    chain = _wasm.add_header_chain(d) if spec.wasm else None
     conf.write_text(
-        _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience)
+        _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience, chain)
     )
     own = spec.checkout == REPO
     plait = Path(sys.executable).parent / "plait" if own else spec.checkout / ".venv/bin/plait"

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,13 @@ class _Listener:
         pass
 
 
-def _runtime(n_filters: int, resilience: bool) -> Runtime:
+def _runtime(n_filters: int, resilience: bool, chain: str | None = None) -> Runtime:
+    """The runtime of the bench config; ``chain`` (a YAML flow list) replaces the
+    ``n_filters`` pass-through filters."""
     from benchmarks import passthrough_filter
     from benchmarks._configs import RESILIENCE
 
-    filters = "[" + ", ".join(["{type: bench-passthrough}"] * n_filters) + "]"
+    filters = chain or "[" + ", ".join(["{type: bench-passthrough}"] * n_filters) + "]"
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bench.yaml"
         path.write_text(CONFIG.replace("FILTERS", filters) + (RESILIENCE if resilience else ""))
@@ -99,8 +102,16 @@ async def _one(down: H1Connection, down_t: _Transport) -> None:
         await asyncio.sleep(0)
 
 
-async def _run(n_filters: int, n: int, resilience: bool) -> float:
-    runtime = _runtime(n_filters, resilience)
+async def _run(
+    n_filters: int,
+    n: int,
+    resilience: bool,
+    chain: str | None = None,
+    check: Callable[[bytes, bytes], None] | None = None,
+) -> float:
+    """CPU µs per request; ``check(request sent upstream, response sent downstream)``
+    runs once after the warm-up."""
+    runtime = _runtime(n_filters, resilience, chain)
     name = "outbound|18080"
     async with anyio.create_task_group() as tg:
         down = H1Connection(_Listener(runtime, name, tg))  # type: ignore[arg-type]
@@ -119,6 +130,8 @@ async def _run(n_filters: int, n: int, resilience: bool) -> float:
         for _ in range(100):
             await _one(down, down_t)
         assert down_t.last.startswith(b"HTTP/1.1 200") and down_t.last.endswith(b"x" * 100)
+        if check is not None:
+            check(up_t.last, down_t.last)
         t0 = time.process_time()
         for _ in range(n):
             await _one(down, down_t)

@@ -167,15 +167,21 @@ ENV_SIGNATURES: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
 _U32: Final = struct.Struct("<I")
 
 
+_EMPTY_MAP: Final = b"\0\0\0\0"
+
+
 def encode_pairs(pairs: list[tuple[bytes, bytes]]) -> bytes:
     """A map in the ABI's serialization; an empty map is its 4-byte count of 0 (SDKs that
     read the count without checking the size, as older Go SDKs do, get no pairs)."""
-    sizes = [_U32.pack(len(pairs))]
+    if not pairs:
+        return _EMPTY_MAP
+    sizes = [len(pairs)]
     data: list[bytes] = []
     for k, v in pairs:
-        sizes.append(struct.pack("<II", len(k), len(v)))
-        data += (k, b"\0", v, b"\0")
-    return b"".join(sizes) + b"".join(data)
+        sizes += (len(k), len(v))
+        data += (k, v)
+    data.append(b"")  # the last value's NUL
+    return struct.pack(f"<{len(sizes)}I", *sizes) + b"\0".join(data)
 
 
 def decode_pairs(raw: bytes) -> list[tuple[bytes, bytes]]:

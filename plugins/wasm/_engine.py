@@ -4,7 +4,8 @@ One :class:`wasmtime.Engine` serves every Proxy-Wasm module of the process. It
 runs with epoch interruption: a daemon thread increments the engine's epoch
 every :data:`EPOCH_TICK` seconds, and each guest call gets a deadline of a few
 ticks (``_vm.py``), so a module that loops forever traps instead of holding the
-event loop. The ticker runs only while some module is loaded.
+event loop. The ticker runs only while some module is loaded. Linear memories
+never move (``memory_may_move`` off): the host reads a memory's base address once.
 
 Modules are compiled once per content hash (sha256 of the ``.wasm`` bytes).
 The compiled artifact is kept in memory for the process and serialized to the
@@ -12,7 +13,8 @@ cache directory (``<sha256>-<wasmtime version>.cwasm``, written atomically), so
 the next process deserializes it in a fraction of the compile time. Only
 artifacts plait wrote itself are deserialized: the directory is the host's,
 never a download location. The original bytes are stored next to it as
-``<sha256>.wasm``, so a filter config may name a module by its hash alone.
+``<sha256>.wasm``, so a filter config may name a module by its hash alone. The
+host's own small module (the log gate of ``_loggate.py``) is cached the same way.
 """
 
 from __future__ import annotations
@@ -32,18 +34,25 @@ import wasmtime
 
 from ._abi import ABI_MARKERS, UNSUPPORTED_MARKERS
 from ._imports import check_imports
+from ._loggate import GATE_WAT
 
-__all__ = ["EPOCH_TICK", "CompiledModule", "ModuleError", "engine", "load"]
+__all__ = ["EPOCH", "EPOCH_TICK", "CompiledModule", "ModuleError", "engine", "load"]
 
 log = logging.getLogger(__name__)
 
 EPOCH_TICK: Final = 0.005
 """Seconds between epoch increments: the granularity of the per-callback CPU bound."""
 
+EPOCH: Final = [0]
+"""The ticks so far, counted in Python (``EPOCH[0]``): never behind the engine's epoch
+and at most one ahead of it, so ``_vm.py`` knows how much of a deadline is left
+without asking wasmtime."""
+
 _lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
 _ticker: threading.Thread | None = None
 _compiled: dict[str, CompiledModule] = {}
+_gate: wasmtime.Module | None = None
 _WASMTIME: Final = version("wasmtime")
 
 
@@ -69,6 +78,9 @@ def engine() -> wasmtime.Engine:
         if _engine is None:
             config = wasmtime.Config()
             config.epoch_interruption = True
+            # a memory keeps its base address (``_memory.py`` reads it once); growth
+            # stays inside the reservation (4 GiB on 64-bit hosts, above any memory limit)
+            config.memory_may_move = False
             _engine = wasmtime.Engine(config)
         if _ticker is None:
             _ticker = threading.Thread(
@@ -81,6 +93,7 @@ def engine() -> wasmtime.Engine:
 def _tick(eng: wasmtime.Engine) -> None:
     while True:
         time.sleep(EPOCH_TICK)
+        EPOCH[0] += 1  # before the engine's, so the count is never behind it
         eng.increment_epoch()
 
 
@@ -121,7 +134,23 @@ def load(path: Path | None, sha256: str | None, cache_dir: Path) -> CompiledModu
         raise ModuleError(f"{path}: {problem}")
     compiled = CompiledModule(digest, module, abi, exports, str(path))
     _compiled[digest] = compiled
+    _load_gate(eng, cache_dir)
     return compiled
+
+
+def _load_gate(eng: wasmtime.Engine, cache_dir: Path) -> None:
+    global _gate
+    if _gate is None:  # cached like any module: a new process compiles nothing
+        data = bytes(wasmtime.wat2wasm(GATE_WAT))
+        _gate = _compile(eng, data, hashlib.sha256(data).hexdigest(), cache_dir)
+
+
+def gate_module() -> wasmtime.Module:
+    """The log gate of ``_loggate.py``, compiled (and cached) with the first module."""
+    if _gate is None:
+        _load_gate(engine(), Path(tempfile.gettempdir()))
+    assert _gate is not None
+    return _gate
 
 
 def _compile(eng: wasmtime.Engine, data: bytes, digest: str, cache_dir: Path) -> wasmtime.Module:

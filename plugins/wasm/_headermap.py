@@ -87,8 +87,27 @@ class HeaderMap:
     def get(self, key: bytes) -> bytes | None:
         key = key.lower()
         if key.startswith(b":"):
-            return next((v for k, v in self._pseudo() if k == key), None)
+            return self._pseudo_value(key)
         return self.headers.get_raw(key)
+
+    def _pseudo_value(self, key: bytes) -> bytes | None:
+        ctx = self.stream.ctx
+        if self.kind == MapType.HTTP_REQUEST_HEADERS:
+            req = ctx.request
+            if key == b":path":
+                text = req.path
+            elif key == b":method":
+                text = req.method
+            elif key == b":authority":
+                text = req.authority or (req.headers.get("host") or "")
+            elif key == b":scheme":
+                text = req.scheme
+            else:
+                return None
+            return text.encode("latin-1")
+        if self.kind == MapType.HTTP_RESPONSE_HEADERS and ctx.response is not None:
+            return str(ctx.response.status).encode() if key == b":status" else None
+        return None
 
     def add(self, key: bytes, value: bytes) -> None:
         key = key.lower()

@@ -27,6 +27,7 @@ import wasmtime
 
 from . import _fast as fast
 from ._abi import ENV_SIGNATURES, Status
+from ._loggate import HOST_MODULE, LogGate, install
 from ._memory import MemoryFault
 
 __all__ = ["WASI_MODULES", "WASI_SIGNATURES", "check_imports", "link"]
@@ -97,14 +98,24 @@ def _nosys(results: tuple[str, ...]) -> Callable[..., Any]:
     return lambda *_: None
 
 
-def link(linker: wasmtime.Linker, module: wasmtime.Module, host: object) -> None:
+def link(
+    linker: wasmtime.Linker,
+    module: wasmtime.Module,
+    host: Any,
+    gate: Callable[[], wasmtime.Module],
+) -> LogGate | None:
     """Define on ``linker`` every function ``module`` imports, bound to ``host``'s methods
     (named as the import; a WASI method is ``wasi_<name>``). Host methods take the caller
     first (it is the store inside a host call).
 
     The functions hold ``host`` weakly: the instance's store (which ``host`` owns) keeps
-    them, and a strong reference back would keep every replaced instance alive."""
+    them, and a strong reference back would keep every replaced instance alive.
+
+    With the fast crossings, an imported ``proxy_log`` goes through the gate of
+    ``_loggate.py`` (the module ``gate()`` returns; the gate is returned, to follow the
+    logger's level; else ``None``)."""
     ref = weakref.ref(host)
+    gated = False
     for imp in module.imports:
         name = imp.name or ""
         ty = imp.type
@@ -117,9 +128,13 @@ def link(linker: wasmtime.Linker, module: wasmtime.Module, host: object) -> None
             continue
         fault = (INVALID_MEMORY_ACCESS if imp.module == "env" else EFAULT) if sig[1] else None
         if fast.AVAILABLE:
-            fast.define(linker, imp.module, name, _func_type(sig), sig, _guard(fn, ref, fault))
+            where = imp.module
+            if where == "env" and name == "proxy_log":
+                where, gated = HOST_MODULE, True
+            fast.define(linker, where, name, _func_type(sig), sig, _fast_guard(fn, ref, fault))
         else:
             linker.define_func(imp.module, name, _func_type(sig), _guard(fn, ref, fault), True)
+    return install(linker, host.store, host.log, gate()) if gated else None
 
 
 def _guard(fn: Callable[..., Any], ref: weakref.ref[Any], fault: int | None) -> Callable[..., Any]:
@@ -129,6 +144,22 @@ def _guard(fn: Callable[..., Any], ref: weakref.ref[Any], fault: int | None) -> 
     def call(caller: Any, *args: Any) -> Any:
         try:
             return fn(ref(), caller, *args)
+        except MemoryFault:
+            return fault
+
+    return call
+
+
+def _fast_guard(
+    fn: Callable[..., Any], ref: weakref.ref[Any], fault: int | None
+) -> Callable[..., Any]:
+    """:func:`_guard` for ``_fast``'s crossings, which pass no caller: the host's own store
+    is the caller's context (``_fast.py``)."""
+
+    def call(*args: Any) -> Any:
+        host: Any = ref()  # alive: it owns the store the call runs in
+        try:
+            return fn(host, host.store, *args)
         except MemoryFault:
             return fault
 

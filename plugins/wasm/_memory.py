@@ -1,9 +1,13 @@
 """Reading and writing a guest's linear memory, and handing data to the guest.
 
 Host calls receive pointers into the module's memory. Every access is bounds
-checked against the memory's *current* size (the guest may grow it, even from
-inside a host call that allocates), and goes through ``ctypes`` on the
-memory's base address: a copy, never a view kept across guest calls.
+checked against the memory's size and copies from or to a ``memoryview`` of the
+memory in place. The engine's memories never move (``_engine.py``) and never
+shrink, so a view of the first N bytes stays valid while the instance lives;
+its size is a lower bound of the memory's (which grows, also from inside a host
+call that allocates), and only an access past it asks wasmtime for the current
+size and makes a longer view. An access that fits costs no wasmtime call. No
+slice of the view leaves this module: reads return copies.
 
 Data the host returns (a header value, a body) is copied into memory the
 guest allocates with its exported allocator (``malloc`` first, as Envoy's host
@@ -22,7 +26,7 @@ from typing import Any, Final
 import wasmtime
 
 from . import _fast as fast
-from ._abi import Status, u32
+from ._abi import MASK32, Status, u32
 
 __all__ = ["GuestMemory", "MemoryFault"]
 
@@ -37,27 +41,36 @@ class MemoryFault(Exception):
 class GuestMemory:
     """The guest's memory and allocator (both set once the instance exists)."""
 
-    __slots__ = ("_ref", "alloc", "memory")
+    __slots__ = ("_context", "_memory", "_size", "_view", "alloc", "memory")
 
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
-        self._ref: Any = None
+        self._context = 0
+        self._memory = 0
+        self._view = memoryview(b"")
+        """The guest memory's first :attr:`_size` bytes, in place (fast path)."""
+        self._size = 0
+        """A lower bound of the memory's size (it never shrinks)."""
         self.alloc: Callable[[Any, int], int] | None = None
         """``alloc(store, size) -> address`` (``_vm.py`` binds the module's allocator)."""
 
-    def bind(self, memory: wasmtime.Memory) -> None:
+    def bind(self, memory: wasmtime.Memory, store: wasmtime.Store) -> None:
         self.memory = memory
-        if fast.AVAILABLE:
-            self._ref = ctypes.byref(memory._memory)
+        if fast.AVAILABLE:  # the engine's memories never move (``_engine.py``)
+            self._context = fast.context_of(store)
+            self._memory = ctypes.addressof(memory._memory)
+            self._fits(0)
 
-    def _base(self, store: Any, ptr: int, size: int) -> int:
-        ref = self._ref
-        if ref is not None:  # the C functions themselves: no wrappers per access
-            ctx = store._context()
-            if ptr + size > fast.MEMORY_SIZE(ctx, ref):
-                raise MemoryFault(f"{size} bytes at {ptr} are outside the guest memory")
-            base: int = fast.MEMORY_DATA(ctx, ref)
-            return base + ptr
+    def _fits(self, end: int) -> None:
+        """Make the view cover ``end`` bytes, or raise :class:`MemoryFault`."""
+        size = fast.memory_size(self._context, self._memory)
+        if end > size:
+            raise MemoryFault(f"access up to byte {end} is outside the guest memory ({size})")
+        base = fast.memory_data(self._context, self._memory) or 0
+        self._view = memoryview((ctypes.c_char * size).from_address(base)).cast("B")
+        self._size = size
+
+    def _at(self, store: Any, ptr: int, size: int) -> int:
         mem = self.memory
         if mem is None:
             raise MemoryFault("the module exports no memory")
@@ -66,15 +79,27 @@ class GuestMemory:
         return ctypes.addressof(mem.data_ptr(store).contents) + ptr
 
     def read(self, store: Any, ptr: int, size: int) -> bytes:
-        ptr, size = u32(ptr), u32(size)
+        ptr, size = ptr & MASK32, size & MASK32
         if size == 0:
             return b""
-        return ctypes.string_at(self._base(store, ptr, size), size)
+        if self._memory:  # the fast path: a copy out of the view
+            end = ptr + size
+            if end > self._size:
+                self._fits(end)
+            return self._view[ptr:end].tobytes()
+        return ctypes.string_at(self._at(store, ptr, size), size)
 
     def write(self, store: Any, ptr: int, data: bytes) -> None:
-        ptr = u32(ptr)
-        if data:
-            ctypes.memmove(self._base(store, ptr, len(data)), data, len(data))
+        if not data:
+            return
+        ptr = ptr & MASK32
+        if self._memory:
+            end = ptr + len(data)
+            if end > self._size:
+                self._fits(end)
+            self._view[ptr:end] = data
+            return
+        ctypes.memmove(self._at(store, ptr, len(data)), data, len(data))
 
     def put_u32(self, store: Any, ptr: int, value: int) -> None:
         self.write(store, ptr, _U32.pack(value & 0xFFFFFFFF))

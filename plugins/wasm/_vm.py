@@ -10,7 +10,12 @@ with parent 0); ``proxy_on_vm_start`` with the VM configuration and
 
 Every guest call (:meth:`WasmVM.call`) runs with the effective context set to
 the callback's, and with an epoch deadline: the engine's ticker (``_engine.py``)
-interrupts a callback that runs longer than the CPU bound. The store's limits
+interrupts a callback that runs longer than the CPU bound. Setting the deadline
+is a call into wasmtime, so it is set a quarter of the bound further
+(:attr:`WasmVM.window`) and kept for the next callbacks while more than the
+bound is left of it (the ticker's count, ``_engine.EPOCH``, says how much): each
+callback starts with at least the bound and at most 1.25 times it (plus a tick)
+before it is interrupted. The store's limits
 cap the instance's linear memory (a ``memory.grow`` past it fails in the guest).
 Any failure inside a call (a trap, the deadline, ``proc_exit``, a host function
 that raised) marks the instance broken for good (an SDK's state is not
@@ -33,7 +38,7 @@ from plait.sdk.mesh import MeshResponse
 
 from . import _fast as fast
 from ._callout import Callout
-from ._engine import EPOCH_TICK, CompiledModule, engine
+from ._engine import EPOCH, EPOCH_TICK, CompiledModule, engine, gate_module
 from ._fast import GuestCall
 from ._imports import link
 from ._io import IoCalls
@@ -47,6 +52,7 @@ from ._wasi import ProcExit, WasiCalls
 __all__ = ["GuestFailure", "StartRefused", "VmSettings", "WasmVM"]
 
 ROOT_ID: Final = 1
+_STREAM_ENDS: Final = ("proxy_on_done", "proxy_on_log", "proxy_on_delete")
 START_FACTOR: Final = 20
 """The CPU bound of the start-up calls, in multiples of the per-callback bound."""
 
@@ -130,11 +136,17 @@ class WasmVM(IoCalls, StubCalls, WasiCalls):
         self.broken: str | None = None
         self.next_id = ROOT_ID + 1
         self.ticks = max(1, math.ceil(settings.cpu_limit / EPOCH_TICK))
+        self.window = self.ticks + max(1, self.ticks // 4)
+        """What a callback's deadline is set to when it is set: a few ticks more than
+        the bound, so the next callbacks can start under the same deadline."""
+        self.deadline = 0
+        """The epoch (:data:`EPOCH`'s count) at which the store's deadline is."""
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=settings.memory_limit)
         self.store.set_epoch_deadline(self.ticks)
+        self.context = fast.context_of(self.store) if fast.AVAILABLE else 0
         linker = wasmtime.Linker(engine())
-        link(linker, compiled.module, self)
+        self.log_gate = link(linker, compiled.module, self, gate_module)
         try:  # a start section (AssemblyScript) runs here
             instance = linker.instantiate(self.store, compiled.module)
         except (wasmtime.Trap, wasmtime.WasmtimeError, ProcExit) as exc:
@@ -146,16 +158,37 @@ class WasmVM(IoCalls, StubCalls, WasiCalls):
             if isinstance(item, wasmtime.Func):
                 funcs[name] = _bind(item, self.store)
             elif isinstance(item, wasmtime.Memory) and name == "memory":
-                self.mem.bind(item)
+                self.mem.bind(item, self.store)
         self.mem.alloc = funcs.get("malloc") or funcs.get("proxy_on_memory_allocate")
         self.funcs = funcs
+        self.stream_ends = tuple(n for n in _STREAM_ENDS if n in funcs)
+        """The end-of-stream callbacks the module exports, in the spec's order."""
 
     def has(self, name: str) -> bool:
         return name in self.funcs
 
     def call(self, name: str, context: RootState | StreamState | None, *args: int) -> int:
         """Call export ``name`` (0 when the module lacks it) with ``context`` effective."""
-        return self.call_within(self.ticks, name, context, *args)
+        if self.broken is not None:
+            raise GuestFailure(self.broken)
+        fn = self.funcs.get(name)
+        if fn is None:
+            return 0
+        self.current = context
+        now = EPOCH[0]
+        if self.deadline - now <= self.ticks:  # less than the bound may be left: set anew
+            if self.context:
+                fast.set_deadline(self.context, self.window)
+            else:
+                self.store.set_epoch_deadline(self.window)
+            self.deadline = now + self.window
+        try:
+            return fn(self.store, *args)
+        except Exception as exc:
+            self.broken = f"{name} {describe(exc)}"
+            raise GuestFailure(self.broken) from exc
+        finally:
+            self.current = None
 
     def call_within(
         self, ticks: int, name: str, context: RootState | StreamState | None, *args: int
@@ -166,7 +199,11 @@ class WasmVM(IoCalls, StubCalls, WasiCalls):
         if fn is None:
             return 0
         self.current = context
-        self.store.set_epoch_deadline(ticks)
+        self.deadline = 0  # the next call sets its own
+        if self.context:
+            fast.set_deadline(self.context, ticks)
+        else:
+            self.store.set_epoch_deadline(ticks)
         try:
             return fn(self.store, *args)
         except Exception as exc:
@@ -200,16 +237,18 @@ class WasmVM(IoCalls, StubCalls, WasiCalls):
         """A new stream context (``proxy_on_context_create`` under the root)."""
         context_id = self.next_id
         self.next_id += 1
+        if self.log_gate is not None:
+            self.log_gate.sync()
         stream = StreamState(context_id, ctx)
         self.contexts[context_id] = stream
         self.call("proxy_on_context_create", stream, context_id, ROOT_ID)
         return stream
 
     def end_stream(self, stream: StreamState) -> None:
-        """``proxy_on_done``, ``proxy_on_log``, ``proxy_on_delete``; forgets the context."""
+        """``proxy_on_done``, ``proxy_on_log``, ``proxy_on_delete`` (those the module
+        exports); forgets the context."""
         try:
-            self.call("proxy_on_done", stream, stream.id)
-            self.call("proxy_on_log", stream, stream.id)
-            self.call("proxy_on_delete", stream, stream.id)
+            for name in self.stream_ends:
+                self.call(name, stream, stream.id)
         finally:
             self.contexts.pop(stream.id, None)
