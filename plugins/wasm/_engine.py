@@ -2,9 +2,12 @@
 
 One :class:`wasmtime.Engine` serves every Proxy-Wasm module of the process. It
 runs with epoch interruption: a daemon thread increments the engine's epoch
-every :data:`EPOCH_TICK` seconds, and each guest call gets a deadline of a few
-ticks (``_vm.py``), so a module that loops forever traps instead of holding the
-event loop. The ticker runs only while some module is loaded. Linear memories
+for every :data:`EPOCH_TICK` seconds of *CPU time* the guest thread (the thread
+that makes the modules' stores: the sidecar's event loop, :func:`guest_thread`)
+has used, and each guest call gets a deadline of a few ticks (``_vm.py``), so a
+module that loops forever traps instead of holding the event loop, while a
+callback that is only preempted (a busy host) keeps its whole bound. The ticker
+runs only while some module is loaded. Linear memories
 never move (``memory_may_move`` off): the host reads a memory's base address once.
 
 Modules are compiled once per content hash (sha256 of the ``.wasm`` bytes).
@@ -36,12 +39,21 @@ from ._abi import ABI_MARKERS, UNSUPPORTED_MARKERS
 from ._imports import check_imports
 from ._loggate import GATE_WAT
 
-__all__ = ["EPOCH", "EPOCH_TICK", "CompiledModule", "ModuleError", "engine", "load"]
+__all__ = [
+    "EPOCH",
+    "EPOCH_TICK",
+    "CompiledModule",
+    "ModuleError",
+    "engine",
+    "guest_thread",
+    "load",
+]
 
 log = logging.getLogger(__name__)
 
 EPOCH_TICK: Final = 0.005
-"""Seconds between epoch increments: the granularity of the per-callback CPU bound."""
+"""CPU seconds of the guest thread per epoch increment: the granularity of the
+per-callback CPU bound."""
 
 EPOCH: Final = [0]
 """The ticks so far, counted in Python (``EPOCH[0]``): never behind the engine's epoch
@@ -90,11 +102,34 @@ def engine() -> wasmtime.Engine:
         return _engine
 
 
+_guest: list[int] = [threading.get_ident()]
+
+
+def guest_thread() -> None:
+    """The calling thread runs guest code from now on: its CPU time drives the epoch."""
+    _guest[0] = threading.get_ident()
+
+
+def _cpu(ident: int) -> float:
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (OSError, ValueError):  # the thread is gone: count wall time until the next
+        return time.monotonic()
+
+
 def _tick(eng: wasmtime.Engine) -> None:
+    ident = _guest[0]
+    used = _cpu(ident)
     while True:
         time.sleep(EPOCH_TICK)
-        EPOCH[0] += 1  # before the engine's, so the count is never behind it
-        eng.increment_epoch()
+        if _guest[0] != ident:
+            ident = _guest[0]
+            used = _cpu(ident)
+        now = _cpu(ident)
+        while now - used >= EPOCH_TICK:
+            used += EPOCH_TICK
+            EPOCH[0] += 1  # before the engine's, so the count is never behind it
+            eng.increment_epoch()
 
 
 def load(path: Path | None, sha256: str | None, cache_dir: Path) -> CompiledModule:

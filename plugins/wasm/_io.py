@@ -49,6 +49,9 @@ class CalloutMap(HeaderMap):
     def _pseudo(self) -> list[tuple[bytes, bytes]]:
         return self.pseudo
 
+    def _pseudo_value(self, key: bytes) -> bytes | None:
+        return next((v for k, v in self.pseudo if k == key), None)
+
     def _set_pseudo(self, key: bytes, value: bytes) -> None:
         raise BadHeader("a callout's pseudo-headers cannot be changed")
 

@@ -38,7 +38,7 @@ from plait.sdk.mesh import MeshResponse
 
 from . import _fast as fast
 from ._callout import Callout
-from ._engine import EPOCH, EPOCH_TICK, CompiledModule, engine, gate_module
+from ._engine import EPOCH, EPOCH_TICK, CompiledModule, engine, gate_module, guest_thread
 from ._fast import GuestCall
 from ._imports import link
 from ._io import IoCalls
@@ -141,6 +141,7 @@ class WasmVM(IoCalls, StubCalls, WasiCalls):
         the bound, so the next callbacks can start under the same deadline."""
         self.deadline = 0
         """The epoch (:data:`EPOCH`'s count) at which the store's deadline is."""
+        guest_thread()  # this thread makes the calls: its CPU time is what they are bound by
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=settings.memory_limit)
         self.store.set_epoch_deadline(self.ticks)
