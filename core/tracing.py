@@ -9,8 +9,8 @@ one a CLIENT span; each injects its own span's context into the request it
 forwards, so the next hop's span is its child. An app that forwards the trace
 headers from the request it serves to the requests it makes links the hops.
 
-The sampling decision comes before any SDK object: :func:`.trace_context.extract`
-parses the caller's context; the caller's sampled flag is followed (parent-based);
+The sampling decision comes before any SDK object (:func:`.trace_context.decide`,
+compiled with the hot path): the caller's sampled flag is followed (parent-based);
 B3 debug or ``x-plait-trace: 1`` forces sampling; a request without a caller's
 decision is sampled with probability ``sampling`` percent (Istio's meaning of
 the field, default 1). An unsampled request with a caller's context is not
@@ -27,7 +27,6 @@ collector).
 
 from __future__ import annotations
 
-import random
 import threading
 from typing import Final
 
@@ -52,14 +51,11 @@ from opentelemetry.trace import (
 from plait.sdk import StreamContext
 
 from .config._model import TracingConfig
-from .trace_context import Parent, extract, format_traceparent, inject
+from .trace_context import Parent, decide, inject
 
-__all__ = ["FORCE_HEADER", "Tracing"]
+__all__ = ["Tracing"]
 
-FORCE_HEADER: Final = "x-plait-trace"
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
-_random: Final = random.random
-_bits: Final = random.getrandbits
 
 
 class Tracing:
@@ -79,17 +75,10 @@ class Tracing:
 
     def start(self, ctx: StreamContext, inbound: bool, listener: str) -> Span | None:
         """Decide sampling; for a sampled request make the span and inject its context."""
-        headers = ctx.request.headers
-        parent = extract(headers)
-        if parent is None:
-            if not (headers.get(FORCE_HEADER) == "1" or _random() < self._ratio):
-                headers.set("traceparent", format_traceparent(_bits(128) | 1, _bits(64) | 1, False))
-                return None
-        elif not (parent.sampled or headers.get(FORCE_HEADER) == "1") and (
-            parent.sampled is False or _random() >= self._ratio  # None: this hop decides
-        ):
+        decision = decide(ctx.request.headers, self._ratio)
+        if decision is False:
             return None
-        return self._span(ctx, inbound, listener, parent)
+        return self._span(ctx, inbound, listener, None if decision is True else decision)
 
     def _span(
         self, ctx: StreamContext, inbound: bool, listener: str, parent: Parent | None

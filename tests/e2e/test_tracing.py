@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +185,28 @@ def test_malformed_context_is_ignored_and_served(chain: tuple[int, Receiver]) ->
     assert seen != bad and seen.endswith("-00")  # a fresh, unsampled context
     time.sleep(0.5)
     assert receiver.spans == []
+
+
+def test_spans_waiting_for_export_are_flushed_on_shutdown(tmp_path: Path) -> None:
+    """Sampling 100 % and an export delay far beyond the test: the spans reach the
+    collector only because the sidecar flushes them when it stops."""
+    ports = {"app3": free_port(), "in3": free_port(), "admin3": free_port()}
+    log = tmp_path / "app.log"
+    app = Proc(start([PY, str(HERE / "trace_app.py"), "--port", str(ports["app3"])], log), log)
+    with otlp_receiver() as receiver:
+        try:
+            wait_port(ports["app3"])
+            config = write_config(tmp_path, _yaml(3, ports, receiver.endpoint, 100), "svc3.yaml")
+            sidecar = start_sidecar(
+                config, ports["admin3"], env={"OTEL_BSP_SCHEDULE_DELAY": "600000"}
+            )
+            for _ in range(3):
+                assert http_get(ports["in3"], "/x")[0] == 200
+            time.sleep(0.3)
+            assert receiver.spans == []  # still in the batch queue
+            assert sidecar.stop() == 0
+            spans = receiver.wait(3, timeout=5)
+            assert len(spans) == 3 and {s.kind for s in spans} == {"server"}
+            assert len({s.trace_id for s in spans}) == 3  # three root spans (sampled by ratio)
+        finally:
+            app.stop()
