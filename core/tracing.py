@@ -19,7 +19,7 @@ follow this decision instead of drawing their own. Only a sampled request
 reaches the OpenTelemetry SDK (a span costs 13-19 microseconds there).
 
 Spans go to a ``BatchSpanProcessor`` whose worker thread exports them with the
-OTLP/HTTP protobuf exporter, off the event loop. :meth:`Tracing.close` flushes
+OTLP exporter (HTTP/protobuf, or gRPC), off the event loop. :meth:`Tracing.close` flushes
 and stops it; the runtime calls it on shutdown, and when a reload changes the
 tracing config (then on a short-lived thread, so the loop never waits for a
 collector).
@@ -34,7 +34,7 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -68,8 +68,7 @@ class Tracing:
             sampler=ALWAYS_ON,  # the decision is made before the SDK is asked
             resource=Resource.create({"service.name": config.service}),
         )
-        exporter = OTLPSpanExporter(endpoint=config.endpoint.rstrip("/") + "/v1/traces")
-        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._provider.add_span_processor(BatchSpanProcessor(_exporter(config)))
         self._tracer = self._provider.get_tracer("plait")
         self._closed = False
 
@@ -138,6 +137,17 @@ class Tracing:
     def close_later(self) -> None:
         """:meth:`close` on a thread of its own (a reload must not wait for the collector)."""
         threading.Thread(target=self.close, name="plait-trace-close", daemon=True).start()
+
+
+def _exporter(config: TracingConfig) -> SpanExporter:
+    if config.protocol == "grpc":  # imported only when used: it brings grpc's channel stack
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        scheme, _, target = config.endpoint.partition("://")
+        return GrpcSpanExporter(endpoint=target.rstrip("/"), insecure=scheme == "http")
+    return OTLPSpanExporter(endpoint=config.endpoint.rstrip("/") + "/v1/traces")
 
 
 def _context(parent: Parent | None) -> Context:

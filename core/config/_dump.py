@@ -51,7 +51,8 @@ def _tracing(cfg: MeshConfig) -> dict[str, Any] | None:
     t = cfg.tracing
     if t is None:
         return None
-    return {"sampling": t.sampling, "otlp": {"endpoint": t.endpoint}, "service": t.service}
+    otlp = {"endpoint": t.endpoint, "protocol": t.protocol}
+    return {"sampling": t.sampling, "otlp": otlp, "service": t.service}
 
 
 def _timeouts(t: Timeouts) -> dict[str, Any]:

@@ -248,7 +248,10 @@ class TracingConfig:
     """Distributed tracing of one sidecar (``Sidecar.spec.tracing``; ``tracing.py``)."""
 
     endpoint: str
-    """The OTLP/HTTP collector (``http://HOST:4318``); spans go to ``ENDPOINT/v1/traces``."""
+    """The OTLP collector: ``http://HOST:4318`` for OTLP/HTTP (spans go to
+    ``ENDPOINT/v1/traces``), ``http://HOST:4317`` for gRPC (``https``: over TLS)."""
+    protocol: str = "http/protobuf"
+    """``http/protobuf`` or ``grpc`` (OpenTelemetry's ``OTEL_EXPORTER_OTLP_PROTOCOL`` names)."""
     sampling: float = 1.0
     """Percent of the requests without a caller's decision that are sampled (Istio's
     ``tracing.sampling``: 0-100, default 1)."""

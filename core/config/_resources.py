@@ -261,7 +261,7 @@ def _parse_access_log(f: Fields | None) -> str | None:
 
 
 def _parse_tracing(f: Fields | None, meta: Meta) -> TracingConfig | None:
-    """``tracing: {sampling: PERCENT, otlp: {endpoint: http://HOST:PORT}}``."""
+    """``tracing: {sampling: PERCENT, otlp: {endpoint: http://HOST:PORT, protocol: P}}``."""
     if f is None:
         return None
     raw = f.raw_value("sampling", 1.0)
@@ -270,10 +270,11 @@ def _parse_tracing(f: Fields | None, meta: Meta) -> TracingConfig | None:
     otlp = f.sub("otlp", required=True)
     assert otlp is not None
     endpoint = otlp.text("endpoint", pattern=_OTLP_ENDPOINT, what="http://HOST:PORT")
+    protocol = otlp.text("protocol", "http/protobuf", choices=("http/protobuf", "grpc"))
     otlp.done()
     f.done()
     service = f"{meta.name}.{meta.namespace}"
-    return TracingConfig(endpoint=endpoint, sampling=float(raw), service=service)
+    return TracingConfig(endpoint=endpoint, protocol=protocol, sampling=float(raw), service=service)
 
 
 def _parse_listener(f: Fields, direction: Direction, drain: float) -> ListenerRes:

@@ -29,14 +29,16 @@ from tests.support import (
     wait_port,
     write_config,
 )
-from tests.support.otlp_receiver import ReceivedSpan, Receiver, otlp_receiver
+from tests.support.otlp_receiver import ReceivedSpan, Receiver, otlp_grpc_receiver, otlp_receiver
 
 pytestmark = pytest.mark.e2e
 
 _ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100"}  # export within 0.1 s (the SDK default is 5 s)
 
 
-def _yaml(i: int, ports: dict[str, int], endpoint: str, sampling: float) -> str:
+def _yaml(
+    i: int, ports: dict[str, int], endpoint: str, sampling: float, protocol: str = "http/protobuf"
+) -> str:
     nxt = i + 1
     service = (
         f"""\
@@ -65,7 +67,7 @@ kind: Sidecar
 metadata: {{name: svc{i}}}
 spec:
   admin: {{port: {ports[f"admin{i}"]}}}
-  tracing: {{sampling: {sampling}, otlp: {{endpoint: "{endpoint}"}}}}
+  tracing: {{sampling: {sampling}, otlp: {{endpoint: "{endpoint}", protocol: {protocol}}}}}
   ingress:
   - name: in
     port: {{number: {ports[f"in{i}"]}}}
@@ -209,5 +211,34 @@ def test_spans_waiting_for_export_are_flushed_on_shutdown(tmp_path: Path) -> Non
             spans = receiver.wait(3, timeout=5)
             assert len(spans) == 3 and {s.kind for s in spans} == {"server"}
             assert len({s.trace_id for s in spans}) == 3  # three root spans (sampled by ratio)
+        finally:
+            app.stop()
+
+
+def test_grpc_export_and_the_failure_reason_on_the_span(tmp_path: Path) -> None:
+    """OTLP over gRPC; a request the mesh fails (its app is down) is an ERROR span that
+    says why, like the access log."""
+    ports = {"app3": free_port(), "in3": free_port(), "admin3": free_port()}
+    log = tmp_path / "app.log"
+    app = Proc(start([PY, str(HERE / "trace_app.py"), "--port", str(ports["app3"])], log), log)
+    with otlp_grpc_receiver() as receiver:
+        try:
+            wait_port(ports["app3"])
+            text = _yaml(3, ports, receiver.endpoint, 100, protocol="grpc")
+            sidecar = start_sidecar(
+                write_config(tmp_path, text, "svc3.yaml"), ports["admin3"], env=_ENV
+            )
+            assert http_get(ports["in3"], "/ok")[0] == 200
+            (ok,) = receiver.wait(1)
+            assert ok.kind == "server" and ok.service == "svc3.default" and not ok.error
+            assert ok.attributes["http.response.status_code"] == 200
+            app.stop()
+            assert http_get(ports["in3"], "/down")[0] == 503
+            spans = receiver.wait(2)
+            failed = spans[1]
+            assert failed.error and failed.attributes["http.response.status_code"] == 503
+            assert failed.attributes["plait.failure_reason"] == "upstream connect failure"
+            assert failed.attributes["url.path"] == "/down"
+            assert sidecar.stop() == 0
         finally:
             app.stop()

@@ -1,8 +1,10 @@
-"""A small OTLP/HTTP trace receiver, run in the test's process on a loopback port.
+"""A small OTLP trace receiver, run in the test's process on a loopback port.
 
-It accepts ``POST /v1/traces`` with a protobuf ``ExportTraceServiceRequest``
-(parsed with ``opentelemetry-proto``), keeps every span with its resource's
-``service.name``, and answers an empty ``ExportTraceServiceResponse``.
+Over HTTP (:func:`otlp_receiver`) it accepts ``POST /v1/traces`` with a protobuf
+``ExportTraceServiceRequest``; over gRPC (:func:`otlp_grpc_receiver`) the
+``TraceService/Export`` call (both parsed with ``opentelemetry-proto``). It keeps
+every span with its resource's ``service.name`` and answers an empty
+``ExportTraceServiceResponse``.
 """
 
 from __future__ import annotations
@@ -10,14 +12,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
+    TraceServiceServicer,
+    add_TraceServiceServicer_to_server,
 )
 
 KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
@@ -109,3 +117,28 @@ def otlp_receiver() -> Iterator[Receiver]:
         r.server.shutdown()
         r.server.server_close()
         t.join(5)
+
+
+class _Servicer(TraceServiceServicer):
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    def Export(self, request: ExportTraceServiceRequest, context: Any) -> Any:
+        self.receiver._add(request)
+        return ExportTraceServiceResponse()
+
+
+@contextmanager
+def otlp_grpc_receiver() -> Iterator[Receiver]:
+    """The same receiver behind OTLP/gRPC (its HTTP server is not started)."""
+    r = Receiver()
+    r.server.server_close()
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    add_TraceServiceServicer_to_server(_Servicer(r), server)  # type: ignore[no-untyped-call]
+    r.port = server.add_insecure_port("127.0.0.1:0")
+    r.endpoint = f"http://127.0.0.1:{r.port}"
+    server.start()
+    try:
+        yield r
+    finally:
+        server.stop(grace=None).wait(5)

@@ -44,7 +44,12 @@ def test_tracing_fields_and_defaults(tmp_path: Path) -> None:
     cfg = _load(tmp_path, "{sampling: 25.5, otlp: {endpoint: 'http://collector:4318'}}")
     assert cfg.tracing.sampling == 25.5  # type: ignore[attr-defined]
     dumped = dump_config(cfg)  # type: ignore[arg-type]
-    assert dumped["tracing"]["otlp"]["endpoint"] == "http://collector:4318"
+    assert dumped["tracing"]["otlp"] == {
+        "endpoint": "http://collector:4318",
+        "protocol": "http/protobuf",
+    }
+    cfg = _load(tmp_path, "{otlp: {endpoint: 'http://collector:4317', protocol: grpc}}")
+    assert cfg.tracing.protocol == "grpc"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +61,8 @@ def test_tracing_fields_and_defaults(tmp_path: Path) -> None:
          "a percentage from 0 to 100"),
         ("{sampling: 1}", "spec.tracing", "missing required field 'otlp'"),
         ("{otlp: {endpoint: 'c:4318'}}", "spec.tracing.otlp.endpoint", "http://HOST:PORT"),
-        ("{otlp: {endpoint: 'http://c:4318', protocol: grpc}}", "spec.tracing.otlp", "protocol"),
+        ("{otlp: {endpoint: 'http://c:4318', protocol: thrift}}", "spec.tracing.otlp.protocol",
+         "one of http/protobuf, grpc"),
         ("{otlp: {endpoint: 'http://c:4318'}, rate: 1}", "spec.tracing", "rate"),
     ],
 )  # fmt: skip
