@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plait.core.trace_context import B3_MULTI, B3_SINGLE, W3C, extract, inject
+from plait.core.trace_context import B3_MULTI, B3_SINGLE, W3C, Parent, decide, extract, inject
 from plait.sdk import Headers
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -123,3 +123,33 @@ def test_inject_without_a_parent_writes_w3c_only() -> None:
     h = Headers()
     inject(h, 5, 7, False, None)
     assert h.get("traceparent") == f"00-{5:032x}-{7:016x}-00" and len(h) == 1
+
+
+def _decide(ratio: float, **items: str) -> tuple[object, Headers]:
+    h = _h(**items)
+    return decide(h, ratio), h
+
+
+def test_decide_follows_the_caller_and_the_forcing_header() -> None:
+    sampled, _ = _decide(0.0, traceparent=f"00-{TRACE}-{SPAN}-01")
+    assert isinstance(sampled, Parent) and sampled.span_hex == SPAN
+    assert _decide(1.0, traceparent=f"00-{TRACE}-{SPAN}-00")[0] is False  # parent-based
+    forced, _ = _decide(0.0, traceparent=f"00-{TRACE}-{SPAN}-00", x_plait_trace="1")
+    assert isinstance(forced, Parent)
+    assert _decide(0.0, x_plait_trace="1")[0] is True  # a new, sampled trace
+    assert _decide(0.0, x_plait_trace="0")[0] is False
+    debug, _ = _decide(0.0, x_b3_traceid=TRACE, x_b3_spanid=SPAN, x_b3_flags="1")
+    assert isinstance(debug, Parent) and debug.debug
+    # B3 without a sampling state: this hop's ratio decides
+    assert isinstance(_decide(1.0, x_b3_traceid=TRACE, x_b3_spanid=SPAN)[0], Parent)
+    assert _decide(0.0, x_b3_traceid=TRACE, x_b3_spanid=SPAN)[0] is False
+
+
+def test_an_unsampled_request_without_context_gets_a_fresh_unsampled_one() -> None:
+    first, h1 = _decide(0.0)
+    second, h2 = _decide(0.0, traceparent="not a traceparent")
+    assert first is False and second is False
+    p1, p2 = extract(h1), extract(h2)  # both valid W3C now, not sampled, different traces
+    assert p1 is not None and p2 is not None and p1.sampled is False and p2.sampled is False
+    assert p1.trace_id != p2.trace_id and len(h2.get_all("traceparent")) == 1
+    assert _decide(1.0)[0] is True  # ratio 1: every request without a decision
