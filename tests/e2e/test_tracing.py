@@ -29,7 +29,9 @@ from tests.support import (
     wait_port,
     write_config,
 )
+from tests.support.mtls import CLIENT, WEB, Pki, client_context, mtls_get, peer_auth, start_web
 from tests.support.otlp_receiver import ReceivedSpan, Receiver, otlp_grpc_receiver, otlp_receiver
+from tests.support.pki import Authority
 
 pytestmark = pytest.mark.e2e
 
@@ -242,3 +244,17 @@ def test_grpc_export_and_the_failure_reason_on_the_span(tmp_path: Path) -> None:
             assert sidecar.stop() == 0
         finally:
             app.stop()
+
+
+def test_server_span_names_both_verified_identities(tmp_path: Path, procs: list[Proc]) -> None:
+    pki = Pki(tmp_path, Authority.create("mesh root"))
+    with otlp_receiver() as receiver:
+        extra = f'  tracing: {{sampling: 100, otlp: {{endpoint: "{receiver.endpoint}"}}}}\n'
+        port, sidecar = start_web(tmp_path, pki, procs, extra + peer_auth("STRICT"))
+        cert, key = pki.files("client", *pki.root.leaf(CLIENT))
+        assert mtls_get(port, client_context(pki, cert, key), "/who")[0] == 200
+        assert sidecar.stop() == 0  # flushes the span
+        (span,) = receiver.wait(1, timeout=5)
+    assert span.kind == "server" and span.service == "web.default"
+    assert span.attributes["plait.source.identity"] == CLIENT
+    assert span.attributes["plait.destination.identity"] == WEB
