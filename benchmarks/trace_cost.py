@@ -1,7 +1,8 @@
 """Micro benchmark: what tracing adds to one request, in-process.
 
-Calls :meth:`plait.core.tracing.Tracing.start` (and ``end`` when it made a span)
-the way ``Exchange.begin``/``finish`` do, on a fresh request head each time, and
+Runs what ``Exchange.begin`` and ``finish`` do for tracing (the sampling decision,
+:func:`plait.core.trace_context.decide`; for a sampled request
+:meth:`plait.core.tracing.Tracing.span` and ``end``), on a fresh request head each time, and
 subtracts the cost of making that head. Cases: a request without a trace context
 that is not sampled (a fresh unsampled ``traceparent`` is written), one whose
 caller did not sample (nothing is written), one whose caller sampled (an SDK span
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from plait.core.config._model import TracingConfig
+from plait.core.trace_context import decide
 from plait.core.tracing import Tracing
 from plait.sdk import ConnectionContext, Headers, RequestHead, StreamContext
 
@@ -59,9 +61,10 @@ def main() -> None:
 
         def one(extra: list[tuple[bytes, bytes]] = extra) -> None:
             ctx = _ctx(extra)
-            span = tracing.start(ctx, True, "in")
-            if span is not None:
-                tracing.end(span, ctx, 1, True, None)
+            decision = decide(ctx.request.headers, tracing.ratio)
+            if decision is not False:
+                parent = None if decision is True else decision
+                tracing.end(tracing.span(ctx, True, "in", parent), ctx, 1, True, None)
 
         k = n // 10 if name.endswith("(SDK span)") else n
         for _ in range(2):  # warm up, then measure

@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-A listener of a sidecar whose config has ``tracing`` calls :meth:`Tracing.start`
-when a stream begins and :meth:`Tracing.end` when it is finished (the place the
-access-log line is made). An inbound listener makes a SERVER span, an outbound
+When a stream begins on a listener of a sidecar whose config has ``tracing``,
+``Exchange.begin`` makes the sampling decision (:func:`.trace_context.decide`) and,
+for a sampled request only, asks :meth:`Tracing.span` for its span;
+:meth:`Tracing.end` ends it when the stream is finished (where the access-log
+line is made). An inbound listener makes a SERVER span, an outbound
 one a CLIENT span; each injects its own span's context into the request it
 forwards, so the next hop's span is its child. An app that forwards the trace
 headers from the request it serves to the requests it makes links the hops.
@@ -51,7 +53,7 @@ from opentelemetry.trace import (
 from plait.sdk import StreamContext
 
 from .config._model import TracingConfig
-from .trace_context import Parent, decide, inject
+from .trace_context import Parent, inject
 
 __all__ = ["Tracing"]
 
@@ -63,7 +65,8 @@ class Tracing:
 
     def __init__(self, config: TracingConfig) -> None:
         self.config = config
-        self._ratio = config.sampling / 100.0
+        self.ratio = config.sampling / 100.0
+        """The probability of sampling a request that carries no caller's decision."""
         self._provider = TracerProvider(
             sampler=ALWAYS_ON,  # the decision is made before the SDK is asked
             resource=Resource.create({"service.name": config.service}),
@@ -72,16 +75,9 @@ class Tracing:
         self._tracer = self._provider.get_tracer("plait")
         self._closed = False
 
-    def start(self, ctx: StreamContext, inbound: bool, listener: str) -> Span | None:
-        """Decide sampling; for a sampled request make the span and inject its context."""
-        decision = decide(ctx.request.headers, self._ratio)
-        if decision is False:
-            return None
-        return self._span(ctx, inbound, listener, None if decision is True else decision)
-
-    def _span(
-        self, ctx: StreamContext, inbound: bool, listener: str, parent: Parent | None
-    ) -> Span:
+    def span(self, ctx: StreamContext, inbound: bool, listener: str, parent: Parent | None) -> Span:
+        """The span of a sampled request (a child of ``parent``, or a new trace); the
+        request then carries its context to the next hop."""
         req = ctx.request
         attrs: dict[str, str] = {
             "http.request.method": req.method,

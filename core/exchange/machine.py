@@ -53,6 +53,7 @@ from plait.sdk import (
 )
 
 from ..codec import RequestReceived
+from ..trace_context import decide
 from ..upstream.stream import UpstreamStream
 from .actions import DONE, Steps, drive
 from .bodies import BodyStage, LocalReplyRaised, RequestBody
@@ -126,8 +127,12 @@ class Exchange:
         """Route the request and start its chain; ``False`` once answered locally."""
         lrt, ctx = self.lrt, self.ctx
         try:
-            if lrt.tracing is not None:  # before any filter sees the request head
-                self.span = lrt.tracing.start(ctx, lrt.inbound, lrt.name)
+            tracing = lrt.tracing
+            if tracing is not None:  # before any filter sees the request head
+                decision = decide(ctx.request.headers, tracing.ratio)  # before any span
+                if decision is not False:
+                    parent = None if decision is True else decision
+                    self.span = tracing.span(ctx, lrt.inbound, lrt.name, parent)
             if ctx.request.method == "CONNECT":  # no route can carry a CONNECT tunnel
                 self.down.closing = True  # what follows a CONNECT is no HTTP request
                 self.local_now(LocalReply(501, reason="CONNECT not supported"))
