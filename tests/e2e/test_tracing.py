@@ -18,13 +18,16 @@ from typing import Any
 
 import pytest
 
+from tests.e2e._resilience import mesh_config
 from tests.support import (
     HERE,
     PY,
     Proc,
+    control,
     free_port,
     http_get,
     start,
+    start_flaky,
     start_sidecar,
     wait_port,
     write_config,
@@ -258,3 +261,25 @@ def test_server_span_names_both_verified_identities(tmp_path: Path, procs: list[
     assert span.kind == "server" and span.service == "web.default"
     assert span.attributes["plait.source.identity"] == CLIENT
     assert span.attributes["plait.destination.identity"] == WEB
+
+
+def test_client_span_counts_the_retries(tmp_path: Path, procs: list[Proc]) -> None:
+    up = start_flaky(tmp_path, fail_every=1, status=503)  # every try fails
+    procs.append(up)
+    port, admin = free_port(), free_port()
+    with otlp_receiver() as receiver:
+        text = mesh_config(
+            [up.port], port, admin,
+            rule="retry: {codes: [503], attempts: 2, backoff: 1ms}",
+            policy="retryConstraint: {budget: {percent: 100, interval: 10s}}\n"
+            "outlierDetection: {consecutive5xx: 0}",
+        )  # fmt: skip
+        tracing = f'  tracing: {{sampling: 100, otlp: {{endpoint: "{receiver.endpoint}"}}}}\n'
+        text = text.replace("  egress:\n", tracing + "  egress:\n", 1)
+        procs.append(start_sidecar(write_config(tmp_path, text), admin, env=_ENV))
+        assert http_get(port, "/flaky")[0] == 503
+        (span,) = receiver.wait(1)
+    tries = control(up.port)["requests"]
+    assert tries >= 2 and span.kind == "client"
+    assert span.attributes["plait.retries"] == tries - 1
+    assert span.attributes["http.response.status_code"] == 503 and span.error
