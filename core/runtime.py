@@ -14,22 +14,25 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 
 from plait.sdk import StreamContext
 
 from .access_log import AccessLog
-from .config._model import ListenerConfig, MeshConfig, RouteRule
+from .config._model import Direction, ListenerConfig, MeshConfig, RouteRule, TracingConfig
 from .exchange import Chain
 from .identity import CertStore
 from .metrics import Stats
 from .router import Router
+from .tracing import Tracing
 from .upstream._manager import ClusterRuntime, Upstreams
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from opentelemetry.trace import Span
 
 __all__ = ["ListenerRuntime", "Runtime", "Snapshot"]
 
@@ -62,6 +65,10 @@ class ListenerRuntime:
                 )
         self._stats = runtime.stats
         self._access = runtime.access_log
+        self.tracing = runtime.tracing
+        """The sidecar's tracer when its config has ``tracing``: the exchange asks it for
+        a span (or only a propagated context) at the start and ends the span at the end."""
+        self.inbound = config.direction is Direction.INBOUND
 
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]
@@ -71,6 +78,14 @@ class ListenerRuntime:
         self._stats.record(self.name, status, seconds, ctx.failure_reason)
         if self._access is not None:
             self._access.log(ctx, self.name, seconds)
+
+    def trace_end(self, span: object, ctx: StreamContext, attempts: int) -> None:
+        """End the stream's span (a sampled stream's only): the runtime's side of ``finish``."""
+        tracing = self.tracing
+        if tracing is not None:
+            leaf = self.runtime.identity.leaf
+            identity = str(leaf.spiffe_id) if leaf is not None else None
+            tracing.end(cast("Span", span), ctx, attempts, self.inbound, identity)
 
 
 class Snapshot:
@@ -104,6 +119,7 @@ class Runtime:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.access_log: AccessLog | None = None
+        self.tracing: Tracing | None = None
         self.snapshot = self._swap(config)
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:
@@ -111,6 +127,7 @@ class Runtime:
 
     def _swap(self, config: MeshConfig) -> Snapshot:
         self._open_access_log(config.access_log)
+        self._open_tracing(config.tracing)
         snap = Snapshot(self, config)
         self.snapshot = snap
         self.upstreams.prune(k for c in snap.clusters.values() for k in c.keys)
@@ -127,10 +144,21 @@ class Runtime:
         if current is not None:
             current.close()
 
+    def _open_tracing(self, config: TracingConfig | None) -> None:
+        current = self.tracing
+        if (current.config if current is not None else None) == config:
+            return
+        self.tracing = Tracing(config) if config is not None else None
+        if current is not None:
+            current.close_later()
+
     def close(self) -> None:
-        """Flush and close what the runtime owns (access log, idle upstream connections)."""
+        """Flush and close what the runtime owns (access log, spans waiting for export,
+        idle upstream connections)."""
         if self.access_log is not None:
             self.access_log.close()
+        if self.tracing is not None:
+            self.tracing.close()
         self.upstreams.close()
 
     def apply(self, config: MeshConfig) -> Snapshot:

@@ -37,6 +37,7 @@ def dump_config(cfg: MeshConfig) -> dict[str, Any]:
         "admin": {"bind": cfg.admin.bind, "port": cfg.admin.port},
         "maxRequestHeadersKb": cfg.max_request_headers_kb,
         "accessLog": cfg.access_log,
+        "tracing": _tracing(cfg),
         "listeners": [_listener(lis) for lis in cfg.listeners],
         "clusters": {name: _cluster(c) for name, c in cfg.clusters.items()},
         "routes": {
@@ -44,6 +45,14 @@ def dump_config(cfg: MeshConfig) -> dict[str, Any]:
             for key, table in cfg.routes.items()
         },
     }
+
+
+def _tracing(cfg: MeshConfig) -> dict[str, Any] | None:
+    t = cfg.tracing
+    if t is None:
+        return None
+    otlp = {"endpoint": t.endpoint, "protocol": t.protocol}
+    return {"sampling": t.sampling, "otlp": otlp, "service": t.service}
 
 
 def _timeouts(t: Timeouts) -> dict[str, Any]:

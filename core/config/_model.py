@@ -41,6 +41,7 @@ __all__ = [
     "RouteRule",
     "RouteTable",
     "Timeouts",
+    "TracingConfig",
     "WeightedBackend",
 ]
 
@@ -243,6 +244,22 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TracingConfig:
+    """Distributed tracing of one sidecar (``Sidecar.spec.tracing``; ``tracing.py``)."""
+
+    endpoint: str
+    """The OTLP collector: ``http://HOST:4318`` for OTLP/HTTP (spans go to
+    ``ENDPOINT/v1/traces``), ``http://HOST:4317`` for gRPC (``https``: over TLS)."""
+    protocol: str = "http/protobuf"
+    """``http/protobuf`` or ``grpc`` (OpenTelemetry's ``OTEL_EXPORTER_OTLP_PROTOCOL`` names)."""
+    sampling: float = 1.0
+    """Percent of the requests without a caller's decision that are sampled (Istio's
+    ``tracing.sampling``: 0-100, default 1)."""
+    service: str = "plait"
+    """``service.name`` of the spans: the Sidecar's ``NAME.NAMESPACE``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MeshConfig:
     version: str
     """A content hash of the sources, shown in /config_dump and the access log."""
@@ -255,3 +272,5 @@ class MeshConfig:
     """Envoy's default (60 KiB); past it the request is answered 431."""
     access_log: str | None = None
     """Where one JSON line per request goes (a file path or ``/dev/stdout``); off by default."""
+    tracing: TracingConfig | None = None
+    """Spans over OTLP; off by default."""

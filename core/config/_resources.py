@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from plait.sdk import FailStrategy
 
 from ._fields import Fields, Loc
-from ._model import AdminConfig, Direction, Endpoint, ListenerTLS, Protocol, Timeouts
+from ._model import AdminConfig, Direction, Endpoint, ListenerTLS, Protocol, Timeouts, TracingConfig
 
 __all__ = [
     "FILTER_TYPE",
@@ -46,6 +46,7 @@ HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
 )
 _SERVICE_REF = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+_OTLP_ENDPOINT = re.compile(r"^https?://[^/\s]+(/\S*)?$")
 FILTER_TYPE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
 _PROTOCOLS = tuple(p.value for p in Protocol)
 _FAIL = tuple(f.value for f in FailStrategy)
@@ -140,6 +141,7 @@ class SidecarRes:
     drain: float
     max_request_headers_kb: int
     access_log: str | None = None
+    tracing: TracingConfig | None = None
 
 
 # -- Service -----------------------------------------------------------------------------
@@ -257,6 +259,7 @@ def parse_sidecar(meta: Meta, spec: Fields) -> SidecarRes:
         drain=drain,
         max_request_headers_kb=spec.integer("maxRequestHeadersKb", 60, lo=1, hi=8192),
         access_log=_parse_access_log(spec.sub("accessLog")),
+        tracing=_parse_tracing(spec.sub("tracing"), meta),
     )
     spec.done()
     return res
@@ -269,6 +272,23 @@ def _parse_access_log(f: Fields | None) -> str | None:
     path = f.text("path")
     f.done()
     return path
+
+
+def _parse_tracing(f: Fields | None, meta: Meta) -> TracingConfig | None:
+    """``tracing: {sampling: PERCENT, otlp: {endpoint: http://HOST:PORT, protocol: P}}``."""
+    if f is None:
+        return None
+    raw = f.raw_value("sampling", 1.0)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 100:
+        raise f.at("sampling").expected("a percentage from 0 to 100", raw)
+    otlp = f.sub("otlp", required=True)
+    assert otlp is not None
+    endpoint = otlp.text("endpoint", pattern=_OTLP_ENDPOINT, what="http://HOST:PORT")
+    protocol = otlp.text("protocol", "http/protobuf", choices=("http/protobuf", "grpc"))
+    otlp.done()
+    f.done()
+    service = f"{meta.name}.{meta.namespace}"
+    return TracingConfig(endpoint=endpoint, protocol=protocol, sampling=float(raw), service=service)
 
 
 def _parse_listener(f: Fields, direction: Direction, drain: float) -> ListenerRes:

@@ -264,6 +264,7 @@ class _Translator:
             admin=sidecar.admin if sidecar else AdminConfig(),
             max_request_headers_kb=sidecar.max_request_headers_kb if sidecar else 60,
             access_log=sidecar.access_log if sidecar else None,
+            tracing=sidecar.tracing if sidecar else None,
         )
 
     def select_sidecar(self, name: str | None) -> SidecarRes | None:

@@ -53,6 +53,7 @@ from plait.sdk import (
 )
 
 from ..codec import RequestReceived
+from ..trace_context import decide
 from ..upstream.stream import UpstreamStream
 from .actions import DONE, Steps, drive
 from .bodies import BodyStage, LocalReplyRaised, RequestBody
@@ -81,6 +82,7 @@ class Exchange:
 
     __slots__ = (
         "_ended",
+        "attempts",
         "ctx",
         "deadline",
         "down",
@@ -89,6 +91,7 @@ class Exchange:
         "pending_reply",
         "rule_timeouts",
         "run",
+        "span",
         "tg",
         "upstreams",
     )
@@ -112,6 +115,10 @@ class Exchange:
         self.deadline: float | None = None
         """When the request's timeout ends (monotonic clock), if it has one."""
         self._ended = False
+        self.attempts = 0
+        """Upstream tries sent (a retried request counts each)."""
+        self.span: object = None
+        """The tracer's span of a sampled stream (``runtime.ListenerRuntime.trace_end``)."""
         lrt.runtime.stream_started()
 
     # -- the machine -----------------------------------------------------------------------
@@ -120,6 +127,12 @@ class Exchange:
         """Route the request and start its chain; ``False`` once answered locally."""
         lrt, ctx = self.lrt, self.ctx
         try:
+            tracing = lrt.tracing
+            if tracing is not None:  # before any filter sees the request head
+                decision = decide(ctx.request.headers, tracing.ratio)  # before any span
+                if decision is not False:
+                    parent = None if decision is True else decision
+                    self.span = tracing.span(ctx, lrt.inbound, lrt.name, parent)
             if ctx.request.method == "CONNECT":  # no route can carry a CONNECT tunnel
                 self.down.closing = True  # what follows a CONNECT is no HTTP request
                 self.local_now(LocalReply(501, reason="CONNECT not supported"))
@@ -318,6 +331,8 @@ class Exchange:
         if self.run is not None:
             self.run.complete()
         lrt.record(ctx, _monotonic() - ctx.started_at)
+        if self.span is not None:
+            lrt.trace_end(self.span, ctx, self.attempts)
         lrt.runtime.stream_ended()
 
     def chosen_cluster(self) -> ClusterRuntime:

@@ -86,6 +86,7 @@ def write_now(ex: Exchange, stream: UpstreamStream, request: UpstreamRequest) ->
     if whole is None or body.trailers is not None:
         return False
     ex.upstreams.append(stream)
+    ex.attempts += 1
     if whole:
         set_length(request.head.headers, len(whole))
     stream.send_head(request.head, end_stream=True, body=whole)
@@ -94,6 +95,7 @@ def write_now(ex: Exchange, stream: UpstreamStream, request: UpstreamRequest) ->
 
 def _write_streamed(ex: Exchange, stream: UpstreamStream, request: UpstreamRequest) -> Steps:
     ex.upstreams.append(stream)
+    ex.attempts += 1
     body = request.body
     whole, trailers = body.whole, body.trailers
     if whole is not None and trailers is not None:

@@ -1,0 +1,232 @@
+"""Trace context on the wire: W3C ``traceparent`` and B3, read and written without the SDK.
+
+Theory of operation
+-------------------
+Every traced request passes through :func:`scan`, so it does only what the
+sampling decision needs: one pass over the header list that collects the trace
+headers (a request without any stops there), then :func:`parse`, one regular
+expression. The OpenTelemetry propagators build a ``Context`` and a
+``NonRecordingSpan`` per call (several microseconds), more than the budget of an
+unsampled request, so the formats are parsed here and the SDK is only touched
+once a request is sampled (``tracing.py``).
+
+Precedence: a valid ``traceparent`` wins; else B3 multi-header
+(``x-b3-traceid``/``x-b3-spanid``/``x-b3-sampled``/``x-b3-flags``); else single
+``b3``. An invalid header is ignored as if absent (never an error: the request
+is served, it only starts a new trace). W3C rules (Trace Context level 1):
+lower-case hex only, trace and span id not all zeros, version ``ff`` invalid,
+version ``00`` exactly 55 characters, a higher version parsed as ``00`` when what
+follows the flags starts with ``-``. B3: 16 or 32 hex digits of trace id (a
+64-bit id is kept as is: it is the low half of the 128-bit id), ``x-b3-sampled``
+``1``/``true``/``0``/``false``, ``x-b3-flags: 1`` or single ``d`` is debug
+(forces sampling); a B3 context without a sampling state leaves the decision
+to this sidecar.
+
+:func:`inject` writes the context of the span this sidecar made into the
+request it forwards: always ``traceparent``, and B3 too in the form the request
+came with, so an app that forwards only the B3 headers still links the hops.
+``tracestate`` is left as it came (this sidecar adds no entry).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Final
+
+from plait.sdk import Headers
+
+__all__ = [
+    "B3_MULTI",
+    "B3_SINGLE",
+    "FORCE_HEADER",
+    "W3C",
+    "Parent",
+    "decide",
+    "extract",
+    "format_traceparent",
+    "inject",
+    "parse",
+    "scan",
+]
+
+W3C: Final = 0
+B3_MULTI: Final = 1
+B3_SINGLE: Final = 2
+
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_random: Final = random.random
+_bits: Final = random.getrandbits
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
+_ODD: Final = frozenset("13579bdf")  # the last hex digit of the flags: bit 0 is "sampled"
+_B3_ID: Final = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
+_B3_SPAN: Final = re.compile(r"[0-9a-f]{16}")
+_B3_SAMPLED: Final = {"1": True, "true": True, "d": True, "0": False, "false": False}
+FORCE_HEADER: Final = b"x-plait-trace"
+"""``x-plait-trace: 1`` samples the request whatever the ratio (for debugging)."""
+_NAMES: Final = frozenset({
+    b"traceparent", b"tracestate", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-sampled",
+    b"x-b3-flags", b"b3", FORCE_HEADER,
+})  # fmt: skip
+
+
+class Parent:
+    """The caller's span, as the request carried it (ids as the lower-case hex they came
+    in: an unsampled request never needs them as numbers)."""
+
+    __slots__ = ("debug", "form", "sampled", "span_hex", "trace_hex", "tracestate")
+
+    def __init__(
+        self, trace_hex: str, span_hex: str, sampled: bool | None, debug: bool, form: int
+    ) -> None:
+        self.trace_hex = trace_hex
+        self.span_hex = span_hex
+        self.sampled = sampled
+        """``None``: the caller left the decision to this hop (B3 without a sampling state)."""
+        self.debug = debug
+        """B3 debug (``x-b3-flags: 1`` or ``b3: ...-d``): sample whatever the ratio."""
+        self.form = form
+        """:data:`W3C`, :data:`B3_MULTI` or :data:`B3_SINGLE`: how it came."""
+        self.tracestate: str | None = None
+
+    @property
+    def trace_id(self) -> int:
+        return int(self.trace_hex, 16)
+
+    @property
+    def span_id(self) -> int:
+        return int(self.span_hex, 16)
+
+
+def scan(headers: Headers) -> dict[bytes, bytes] | None:
+    """The trace headers of a request (first value of each), in one pass over its
+    header list; ``None`` when it has none (the common case, kept cheap)."""
+    found: dict[bytes, bytes] | None = None
+    for name, value in headers.raw:
+        if name in _NAMES:
+            if found is None:
+                found = {}
+            found.setdefault(name, value)
+    return found
+
+
+def parse(found: dict[bytes, bytes]) -> Parent | None:
+    """The caller's trace context from :func:`scan`'s headers; ``None`` when there is
+    none or it is malformed."""
+    value = found.get(b"traceparent")
+    if value is not None:
+        parent = _w3c(value.decode("latin-1"))
+        if parent is not None:
+            state = found.get(b"tracestate")
+            parent.tracestate = state.decode("latin-1") if state is not None else None
+            return parent
+    if b"x-b3-traceid" in found:
+        return _b3_multi(found)
+    single = found.get(b"b3")
+    return _b3_single(single.decode("latin-1")) if single is not None else None
+
+
+def extract(headers: Headers) -> Parent | None:
+    """:func:`parse` of :func:`scan`."""
+    found = scan(headers)
+    return parse(found) if found is not None else None
+
+
+def _w3c(value: str) -> Parent | None:
+    if len(value) != 55 and (len(value) < 56 or value[55] != "-" or value[:2] == "00"):
+        return None  # version 00 is exactly 55 characters; a later one may add "-..."
+    if _TRACEPARENT.match(value) is None or value[:2] == "ff":
+        return None
+    trace, span = value[3:35], value[36:52]
+    if trace == _ZERO_TRACE or span == _ZERO_SPAN:
+        return None
+    return Parent(trace, span, value[54] in _ODD, False, W3C)
+
+
+def _b3_multi(found: dict[bytes, bytes]) -> Parent | None:
+    trace = found[b"x-b3-traceid"].decode("latin-1")
+    span = found.get(b"x-b3-spanid", b"").decode("latin-1")
+    if not _B3_ID.fullmatch(trace) or not _B3_SPAN.fullmatch(span):
+        return None
+    if not int(trace, 16) or not int(span, 16):
+        return None
+    debug = found.get(b"x-b3-flags") == b"1"
+    sampled = _B3_SAMPLED.get(found.get(b"x-b3-sampled", b"").decode("latin-1"))
+    return Parent(trace, span, True if debug else sampled, debug, B3_MULTI)
+
+
+def _b3_single(value: str) -> Parent | None:
+    parts = value.strip().split("-")
+    if len(parts) < 2 or len(parts) > 4:  # a lone sampling state carries no ids to join
+        return None
+    trace, span = parts[0], parts[1]
+    if not _B3_ID.fullmatch(trace) or not _B3_SPAN.fullmatch(span):
+        return None
+    if not int(trace, 16) or not int(span, 16):
+        return None
+    state = parts[2] if len(parts) > 2 else ""
+    if state and state not in _B3_SAMPLED:
+        return None
+    debug = state == "d"
+    return Parent(trace, span, _B3_SAMPLED.get(state), debug, B3_SINGLE)
+
+
+def decide(headers: Headers, ratio: float) -> Parent | bool:
+    """The sampling decision for one request, before any span exists.
+
+    ``False``: not sampled; the request carries a context for the hops behind (its own,
+    or a fresh unsampled ``traceparent``). ``True``: sampled, a new trace. A
+    :class:`Parent`: sampled, a child of the caller's span. ``ratio``: 0.0 to 1.0.
+    """
+    found = scan(headers)
+    if found is None:  # no trace header at all: the common case
+        if _random() < ratio:
+            return True
+        headers.add("traceparent", _unsampled())
+        return False
+    parent = parse(found)
+    forced = found.get(FORCE_HEADER) == b"1"
+    if parent is None:  # none, or malformed: replaced, never an error
+        if forced or _random() < ratio:
+            return True
+        headers.set("traceparent", _unsampled())
+        return False
+    if parent.sampled or forced:
+        return parent
+    if parent.sampled is None and _random() < ratio:  # the caller left it to this hop
+        return parent
+    return False
+
+
+def _unsampled() -> str:
+    """A fresh, unsampled ``traceparent`` (one random draw: 128 bits of trace id, 64 of
+    span id, the lowest bit set so the span id is never zero)."""
+    ids = f"{_bits(192) | 1:048x}"
+    return "00-" + ids[:32] + "-" + ids[32:] + "-00"
+
+
+def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:
+    return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
+
+
+def inject(
+    headers: Headers, trace_id: int, span_id: int, sampled: bool, parent: Parent | None
+) -> None:
+    """Make ``span_id`` (of ``trace_id``) the parent the next hop sees."""
+    headers.set("traceparent", format_traceparent(trace_id, span_id, sampled))
+    if parent is None or parent.form == W3C:
+        return
+    trace = f"{trace_id:032x}" if trace_id >> 64 else f"{trace_id:016x}"
+    state = "d" if parent.debug else ("1" if sampled else "0")
+    if parent.form == B3_SINGLE:
+        headers.set("b3", f"{trace}-{span_id:016x}-{state}-{parent.span_hex}")
+        return
+    headers.set("x-b3-traceid", trace)
+    headers.set("x-b3-spanid", f"{span_id:016x}")
+    headers.set("x-b3-parentspanid", parent.span_hex)
+    if parent.debug:
+        headers.set("x-b3-flags", "1")
+        headers.remove("x-b3-sampled")  # debug implies sampled (B3: send one or the other)
+    else:
+        headers.set("x-b3-sampled", state)
