@@ -125,7 +125,7 @@ def test_a_token_with_another_control_planes_pin_is_refused_before_anything_is_s
 
 
 def test_a_sidecar_pinned_to_another_ca_gets_no_config(
-    tmp_path: Path, two: tuple[Proc, Proc]
+    tmp_path: Path, two: tuple[Proc, Proc], procs: list[Proc]
 ) -> None:
     a, b = two
     apply(a, tmp_path, MESH % (free_port(), free_port()))
@@ -139,16 +139,14 @@ def test_a_sidecar_pinned_to_another_ca_gets_no_config(
         )  # fmt: skip
 
     wrong = join("wrong", b, wait=False)
+    procs.append(wrong)  # stopped by the fixture, also when the next start fails
     right = join("right", a)
-    try:
-        wait_for(lambda: config_dump(right)["xds"]["connected"], timeout=20)
-        wait_for(lambda: "certificate verify failed" in wrong.log.read_text().lower()
-                 or "handshake" in wrong.log.read_text().lower(), timeout=20)  # fmt: skip
-        assert http_get(wrong.admin_port, "/ready", timeout=2)[0] == 503
-        assert config_dump(wrong)["xds"]["connected"] is False
-    finally:
-        wrong.stop()
-        right.stop()
+    procs.append(right)
+    wait_for(lambda: config_dump(right)["xds"]["connected"], timeout=20)
+    wait_for(lambda: "certificate verify failed" in wrong.log.read_text().lower()
+             or "handshake" in wrong.log.read_text().lower(), timeout=20)  # fmt: skip
+    assert http_get(wrong.admin_port, "/ready", timeout=2)[0] == 503
+    assert config_dump(wrong)["xds"]["connected"] is False
 
 
 def test_xds_refuses_plaintext_and_clients_without_a_certificate(tmp_path: Path) -> None:
