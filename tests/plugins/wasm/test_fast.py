@@ -13,7 +13,12 @@ from plait.plugins.wasm import _fast as fast
 from plait.plugins.wasm._engine import engine
 from plait.plugins.wasm._memory import GuestMemory, MemoryFault
 
-pytestmark = pytest.mark.skipif(not fast.AVAILABLE, reason="wasmtime-py without _ffi")
+
+def test_the_installed_wasmtime_has_the_fast_call_path() -> None:
+    """The fast path binds wasmtime-py's C entry points; with a wasmtime-py that lacks
+    them the host falls back to the public API, several times slower per call."""
+    assert fast.AVAILABLE, "wasmtime-py without the C bindings _fast.py expects"
+
 
 I32, I64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
 
