@@ -286,3 +286,20 @@ def test_apply_warns_where_a_client_will_not_do_what_was_written(cp: Proc, tmp_p
         assert r.returncode == 0, r.stderr
         warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
         assert len(warnings) == 1 and "weight 0" in warnings[0], r.stderr
+
+
+def test_apply_warns_that_sidecar_tracing_does_not_reach_xds_sidecars(
+    cp: Proc, tmp_path: Path
+) -> None:
+    sidecar = """\
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {name: traced}
+spec:
+  tracing: {sampling: 10, otlp: {endpoint: "http://127.0.0.1:4318"}}
+"""
+    r = cli(cp, "apply", "-f", str(write(tmp_path, "s.yaml", sidecar)))
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, r.stderr
+    assert "Sidecar/default/traced: spec.tracing: not sent over xDS" in warnings[0]
