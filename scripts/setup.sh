@@ -72,6 +72,12 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp || scripts
   run "pip: upgrading pip" .venv/bin/python -m pip install --upgrade pip
   run "pip: plait and its test dependencies (building plait compiles its hot path: ~2 min)" \
     .venv/bin/python -m pip install -e '.[test]'
+  # xds-protos ships its own, older copies of opentelemetry-proto's modules (the same
+  # file paths), and whichever package pip installs last wins. The OTLP exporters need
+  # opentelemetry-proto's own, so it is installed again, over them.
+  otel_proto=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')
+  run "pip: opentelemetry-proto $otel_proto over xds-protos' copies" \
+    .venv/bin/python -m pip install --force-reinstall --no-deps "opentelemetry-proto==$otel_proto"
   # Test-only fixture package: a third-party filter found through the entry point.
   run "pip: the test fixture filter package" .venv/bin/python -m pip install -e tests/fixtures/thirdparty_filter
   touch "$stamp"
