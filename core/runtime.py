@@ -26,7 +26,7 @@ from .exchange import Chain
 from .identity import CertStore
 from .metrics import Stats
 from .router import Router
-from .tracing import Tracing
+from .tracer import Tracer
 from .upstream._manager import ClusterRuntime, Upstreams
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class Runtime:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.access_log: AccessLog | None = None
-        self.tracing: Tracing | None = None
+        self.tracing: Tracer | None = None
         self.snapshot = self._swap(config)
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:
@@ -148,7 +148,12 @@ class Runtime:
         current = self.tracing
         if (current.config if current is not None else None) == config:
             return
-        self.tracing = Tracing(config) if config is not None else None
+        if config is None:
+            self.tracing = None
+        else:
+            from .tracing import Tracing  # OpenTelemetry only in a sidecar that traces
+
+            self.tracing = Tracing(config)
         if current is not None:
             current.close_later()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from plait.core.config import load_config
 from plait.core.config._model import MeshConfig
 from plait.core.runtime import Runtime
+from plait.core.tracing import Tracing
 from plait.plugins import load_filter_types
 
 BASE = """\
@@ -44,6 +45,7 @@ def test_tracer_follows_the_config(tmp_path: Path) -> None:
     second = rt.tracing
     assert second is not None and second is not first and second.config.sampling == 50
     deadline = time.monotonic() + 5
+    assert isinstance(first, Tracing)
     while not first._closed and time.monotonic() < deadline:  # closed on its own thread
         time.sleep(0.01)
     assert first._closed
