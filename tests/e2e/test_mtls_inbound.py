@@ -332,3 +332,50 @@ def test_permissive_sniffs_requests_that_arrive_one_byte_at_a_time(
             except ssl.SSLWantReadError:
                 continue
     assert reply.startswith(b"HTTP/1.1 200") and b'"path": "/tls"' in reply
+
+
+def test_strict_serves_requests_sent_one_tls_record_per_byte_on_one_connection(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    """Each plaintext byte in a TLS record (and a TCP segment) of its own, then two more
+    requests on the same connection, one of them with a body larger than the read buffer:
+    the decrypted reads reach the codec whatever their size, and the buffer is reused."""
+    port, _ = start_web(tmp_path, pki, procs, peer_auth("STRICT"))
+    ctx = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    ctx.set_alpn_protocols(["http/1.1"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(outgoing.read())
+                incoming.write(s.recv(65536))
+        s.sendall(outgoing.read())
+
+        def response() -> bytes:
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+                try:
+                    reply += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    incoming.write(s.recv(65536))
+            return reply
+
+        for byte in b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n":
+            tls.write(bytes([byte]))  # a record of one byte
+            s.sendall(outgoing.read())
+            time.sleep(0.001)
+        assert response().startswith(b"HTTP/1.1 200")
+        body = b"z" * 200_000
+        tls.write(b"POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        s.sendall(outgoing.read())
+        second = response()
+        assert second.startswith(b"HTTP/1.1 200") and b'"path": "/two"' in second
+        assert b"z" * 1000 in second  # the echo saw the body
+        tls.write(b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(outgoing.read())
+        assert b'"path": "/three"' in response()
