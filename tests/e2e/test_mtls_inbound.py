@@ -356,14 +356,25 @@ def test_strict_serves_requests_sent_one_tls_record_per_byte_on_one_connection(
                 incoming.write(s.recv(65536))
         s.sendall(outgoing.read())
 
+        pending = bytearray()
+
         def response() -> bytes:
-            reply = b""
-            while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+            """One whole response (head, then content-length bytes of body)."""
+            while True:
+                head, sep, rest = bytes(pending).partition(b"\r\n\r\n")
+                if sep:
+                    length = next(
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    )
+                    if len(rest) >= length:
+                        del pending[: len(head) + 4 + length]
+                        return head + sep + rest[:length]
                 try:
-                    reply += tls.read(65536)
+                    pending.extend(tls.read(65536))
                 except ssl.SSLWantReadError:
                     incoming.write(s.recv(65536))
-            return reply
 
         for byte in b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n":
             tls.write(bytes([byte]))  # a record of one byte
