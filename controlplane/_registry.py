@@ -58,6 +58,7 @@ from plait.core.xds.wire import ORDER, combined_version, short_name
 from plait.sdk import ConfigError
 
 from ._health import HealthChecks
+from ._peer_address import admin_address
 from ._workloads import (
     REGISTERED,
     registered_by,
@@ -92,6 +93,9 @@ class _Node:
     nacking: set[str] = field(default_factory=set)
     """Types whose latest response was NACKed (cleared by an ACK of that type)."""
     error: str | None = None
+    admin: str | None = None
+    """``HOST:PORT`` of the sidecar's admin listener (``/metrics``, ``/config_dump``), from its
+    node metadata; a wildcard bind is reached at the address the xDS stream came from."""
 
 
 class Writer(Protocol):
@@ -142,6 +146,7 @@ class Registry:
         meta = stream.node.metadata.get("plait")
         if isinstance(meta, Mapping):
             node.sidecar = f"{meta.get('sidecar', '')}.{meta.get('namespace') or 'default'}"
+            node.admin = admin_address(meta.get("admin"), stream.peer)
             if isinstance(meta.get("workload"), Mapping):
                 self._pending[stream.node.id] = dict(meta)
                 self._send.send_nowait(("register", stream.node.id))
@@ -313,6 +318,7 @@ class Registry:
             "connectedSince": node.connected_since,
             "disconnectedAt": node.disconnected_at,
             "peer": node.peer,
+            "admin": node.admin,
             "identity": node.identity,
             "flavor": node.flavor,
             "ackedVersions": {short_name(t): v for t, v in node.acked.items()},

@@ -80,7 +80,11 @@ class XdsMode:
         self.filter_types = filter_types
         self.admin = admin
         name, _, namespace = opts.sidecar.partition(".")
-        meta: dict[str, Any] = {"sidecar": name, "namespace": namespace or "default"}
+        meta: dict[str, Any] = {
+            "sidecar": name,
+            "namespace": namespace or "default",
+            "admin": {"bind": admin.bind, "port": admin.port},
+        }
         if opts.workload:
             meta["workload"] = dict(opts.workload)
         self.client = XdsClient(

@@ -58,10 +58,14 @@ def doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
-def node(node_id: str, sidecar: str | None = None, **workload: Any) -> NodeInfo:
+def node(
+    node_id: str, sidecar: str | None = None, admin: dict[str, Any] | None = None, **workload: Any
+) -> NodeInfo:
     meta: dict[str, Any] = {}
     if sidecar:
         meta["plait"] = {"sidecar": sidecar, "namespace": "default"}
+        if admin is not None:
+            meta["plait"]["admin"] = admin
         if workload:
             meta["plait"]["workload"] = workload
     return NodeInfo(id=node_id, metadata_json=json.dumps(meta, sort_keys=True), metadata=meta)
@@ -165,6 +169,24 @@ async def test_registration_health_checks_and_grace_period(tmp_path: Path) -> No
         with anyio.fail_after(5):
             while await cp.context.store.get(Key("Workload", "default", "web-0")) is not None:
                 await anyio.sleep(0.05)
+
+
+async def test_the_registry_knows_where_each_sidecars_admin_listener_is(tmp_path: Path) -> None:
+    """A specific bind is used as announced; a wildcard bind is reached at the address the
+    xDS stream came from; a malformed announcement gives no address rather than a wrong one."""
+    async with control_plane(tmp_path) as cp:
+        await apply(cp, doc("Sidecar", "a", {}))
+        registry: Registry = cp.context.extras["registry"]
+        cases: dict[str, tuple[dict[str, Any], str | None]] = {
+            "specific": ({"bind": "127.0.0.7", "port": 15123}, "127.0.0.7:15123"),
+            "wildcard": ({"bind": "0.0.0.0", "port": 15124}, "127.0.0.1:15124"),
+            "no-port": ({"bind": "127.0.0.1"}, None),
+            "bad-port": ({"bind": "127.0.0.1", "port": 70000}, None),
+        }
+        for name, (admin, expected) in cases.items():
+            async with ads_stream(cp, node(name, "a", admin=admin)):
+                row = await eventually(partial(registry.status, "default", name))
+                assert row["admin"] == expected, name
 
 
 async def test_a_sidecar_sees_only_what_it_calls_and_grpc_clients_get_api_listeners(

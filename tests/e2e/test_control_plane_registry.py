@@ -156,6 +156,8 @@ def test_a_listener_that_cannot_bind_is_nacked_by_name_and_the_nack_clears_after
     web = start_xds_sidecar(tmp_path, cp, "web", "--service", "web", node_id="web-1")
     procs.append(web)
     wait_for(lambda: (_workloads(cp).get("web-1") or {}).get("ackedVersion"))
+    # where the control plane reaches its admin listener (metrics discovery, stat, tap)
+    assert _workloads(cp)["web-1"]["admin"] == f"127.0.0.1:{web.admin_port}"
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
