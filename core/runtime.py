@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 import anyio
 
-from plait.sdk import StreamContext
+from plait.sdk import ConfigError, ConnectionFilter, StreamContext
 
 from .access_log import AccessLog
 from .config._model import Direction, ListenerConfig, MeshConfig, RouteRule, TracingConfig
@@ -69,6 +69,11 @@ class ListenerRuntime:
         """The sidecar's tracer when its config has ``tracing``: the exchange asks it for
         a span (or only a propagated context) at the start and ends the span at the end."""
         self.inbound = config.direction is Direction.INBOUND
+        self.connection_filters: tuple[tuple[str, ConnectionFilter], ...] = ()
+        """What decides each connection of a ``tcp`` listener (its filters' connection
+        filters, in order); HTTP listeners run their filters per request instead."""
+        if table is None and config.filters:
+            self.connection_filters = tuple(_connection_filters(config))
 
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]
@@ -86,6 +91,20 @@ class ListenerRuntime:
             leaf = self.runtime.identity.leaf
             identity = str(leaf.spiffe_id) if leaf is not None else None
             tracing.end(cast("Span", span), ctx, attempts, self.inbound, identity)
+
+
+def _connection_filters(config: ListenerConfig) -> list[tuple[str, ConnectionFilter]]:
+    out = []
+    for entry in config.filters:
+        make = entry.spec.connection
+        if make is None:
+            raise ConfigError(
+                f"filter {entry.name!r} (type {entry.spec.name!r}) cannot run on a tcp "
+                "listener: it decides requests, and a tcp listener relays bytes",
+                field=f"listener {config.name}",
+            )
+        out.append((entry.name, make(entry.config)))
+    return out
 
 
 class Snapshot:

@@ -32,6 +32,7 @@ from ._exceptions import (
 from ._filter import (
     HOOK_NAMES,
     CallNext,
+    ConnectionFilter,
     FailStrategy,
     FilterRegistry,
     FilterSpec,
@@ -57,6 +58,7 @@ __all__ = [
     "CallNext",
     "ConfigError",
     "ConnectionContext",
+    "ConnectionFilter",
     "Continue",
     "DownstreamProtocolError",
     "EndpointInfo",

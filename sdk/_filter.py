@@ -22,6 +22,14 @@ and overrides the hooks it needs:
 
 Request-phase hooks run in list order, response-phase hooks in reverse; of the
 upstream layers, the first filter is the outermost.
+
+**Connection filters.** A ``tcp`` listener relays bytes and runs no HTTP hooks, but it
+can run filters that decide whole connections: a filter type that gives
+:attr:`FilterSpec.connection` builds, once per config snapshot, a
+:class:`ConnectionFilter` whose ``on_connection(conn)`` is called when a connection is
+accepted (after the mTLS handshake, so ``conn.peer_identity`` is the verified one) and
+returns ``None`` to let it through or a reason to close it. Only such types may sit on a
+``tcp`` listener.
 """
 
 from __future__ import annotations
@@ -32,12 +40,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
 
+from ._context import ConnectionContext
 from ._hooks import CallNext, HttpFilter
 from ._messages import UpstreamRequest, UpstreamResponse
 
 __all__ = [
     "HOOK_NAMES",
     "CallNext",
+    "ConnectionFilter",
     "FailStrategy",
     "FilterRegistry",
     "FilterSpec",
@@ -76,6 +86,14 @@ class FailStrategy(Enum):
     """Skip the filter for the rest of the stream and carry on."""
 
 
+class ConnectionFilter(Protocol):
+    """A connection-level decision on a ``tcp`` listener (see the module docstring)."""
+
+    def on_connection(self, conn: ConnectionContext) -> str | None:
+        """``None`` lets the connection through; a string closes it, the string its reason."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class FilterSpec(Generic[C]):
     """How a filter is registered.
@@ -96,6 +114,9 @@ class FilterSpec(Generic[C]):
     description: str = ""
     stream_independent: bool = field(default=False)
     """True when instances keep no per-stream state, so one may serve all streams."""
+    connection: Callable[[C], ConnectionFilter] | None = None
+    """For a type that may also run on ``tcp`` listeners: builds its connection filter from
+    the parsed config (``None``: HTTP listeners only)."""
 
     def factory(self, config: C | None) -> Callable[[], HttpFilter]:
         """What makes one instance: ``make(config)``, or ``make()`` for a filter that takes

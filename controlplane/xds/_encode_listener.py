@@ -1,7 +1,7 @@
 """``ListenerConfig`` → ``envoy.config.listener.v3.Listener`` (LDS).
 
 One Listener per plait listener: ``address`` = (bind, port), ``traffic_direction``, and one
-filter chain with one network filter:
+filter chain ending in one terminal network filter:
 
 * HTTP (``http``/``http2``/``grpc``): an ``HttpConnectionManager`` whose routes come over RDS
   (``rds.route_config_name`` = ``ListenerConfig.route_table``, ADS config source), codec
@@ -13,6 +13,8 @@ filter chain with one network filter:
   stream idle default would otherwise cut streams plait keeps). The mesh-wide
   ``max_request_headers_kb`` and ``access_log`` are repeated on every listener.
 * ``tcp``: a ``TcpProxy`` to ``ListenerConfig.tcp_cluster``; ``idle`` → ``idle_timeout``.
+  The listener's filters (connection filters: authorization) go before it as network
+  filters, each a ``TypedStruct`` like an HTTP filter's.
 * TLS: the chain's ``transport_socket`` is a ``DownstreamTlsContext`` with the certificate and
   key as file names and ALPN ``h2, http/1.1``.
 * Inbound peer authentication (``ListenerConfig.mtls``): ``_encode_mtls``.
@@ -93,8 +95,19 @@ def encode_listener(lis: ListenerConfig, cfg: MeshConfig, order: int) -> Message
     facts: dict[str, object] = {"protocol": lis.protocol.value, "order": order}
     if extra := timeouts_extra(lis.timeouts, _TCP_CARRIED if tcp else _HTTP_CARRIED):
         facts["timeouts"] = extra
-    network_filter = _tcp_proxy(lis, cfg) if tcp else _hcm_filter(lis, cfg, where)
-    chain = listener_components_pb2.FilterChain(filters=[network_filter])
+    if tcp:
+        network_filters = [
+            *(
+                listener_components_pb2.Filter(
+                    name=e.name, typed_config=pack(_typed(e, f"{where}: filters[{i}] {e.name!r}"))
+                )
+                for i, e in enumerate(lis.filters)
+            ),
+            _tcp_proxy(lis, cfg),
+        ]
+    else:
+        network_filters = [_hcm_filter(lis, cfg, where)]
+    chain = listener_components_pb2.FilterChain(filters=network_filters)
     if lis.tls is not None:
         chain.transport_socket.CopyFrom(_tls_socket(lis.tls))
     chains, listener_filters = mtls_chains(lis.mtls, chain, not tcp, facts)
@@ -154,10 +167,13 @@ def _hcm_filter(lis: ListenerConfig, cfg: MeshConfig, where: str) -> Message:
 
 
 def _plait_filter(entry: FilterEntry, where: str) -> Message:
-    typed = typed_struct_pb2.TypedStruct(
+    return hcm_pb2.HttpFilter(name=entry.name, typed_config=pack(_typed(entry, where)))
+
+
+def _typed(entry: FilterEntry, where: str) -> Message:
+    return typed_struct_pb2.TypedStruct(
         type_url=FILTER_TYPE_URL, value=to_struct(filter_fields(entry, where))
     )
-    return hcm_pb2.HttpFilter(name=entry.name, typed_config=pack(typed))
 
 
 def _router() -> Message:

@@ -248,7 +248,8 @@ def secure_listeners(
     """The PeerAuthentication modes and the authorization filter on the inbound listeners.
 
     A listener with TLS files of its own keeps them and gets no mTLS mode; the filter goes
-    first in the chains of the inbound HTTP listeners.
+    first in the chains of the inbound HTTP listeners, and is the connection filter of the
+    inbound ``tcp`` listeners (it decides connections there: ``plait.filters.authz``).
     """
     ns, labels = sidecar.meta.namespace, dict(sidecar.meta.labels)
     authz = authz_config(res.authorization_policies, ns, labels)
@@ -260,7 +261,7 @@ def secure_listeners(
         if lc.direction is Direction.INBOUND:
             mtls = mtls_for(res.peer_authentications, ns, labels, lc.port)
             filters = lc.filters
-            if entry is not None and lc.protocol.is_http:
+            if entry is not None:
                 filters = (entry, *filters)
             out.append(replace(lc, mtls=mtls if lc.tls is None else None, filters=filters))
         else:

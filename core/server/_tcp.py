@@ -8,6 +8,12 @@ TLS transport: asyncio's has no ``write_eof``) is closed instead, after its buff
 bytes are written, so the peer still sees the end of the stream. One task per connection
 (in the listener's task group) connects upstream and then waits for both sides
 to close, so the connection has an owner and a drain can see it.
+
+Before that task starts, the listener's connection filters (``ListenerRuntime.
+connection_filters``: authorization, for one) decide the accepted connection, under
+mTLS with the verified peer identity. A refusal, or a filter that raises (counted as a
+filter failure: it fails closed), aborts the connection before a byte is relayed and
+before any upstream connection is made.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 import anyio
+
+from plait.sdk import ConnectionContext
 
 from .._transport import set_nodelay
 
@@ -103,7 +111,42 @@ class TcpRelay(_Side):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.listener.connection_opened(self)
+        reason = self._refusal(transport)
+        if reason is not None:
+            log.info("%s: connection from %s closed: %s", self.listener.name,
+                     transport.get_extra_info("peername"), reason)  # fmt: skip
+            cast(asyncio.Transport, transport).abort()
+            return
         self.listener.tg.start_soon(self._run)
+
+    def _refusal(self, transport: asyncio.BaseTransport) -> str | None:
+        """Why the listener's connection filters refuse this connection (``None``: they
+        let it through)."""
+        runtime = self.listener.runtime
+        lrt = runtime.listener(self.listener.name)
+        if lrt is None or not lrt.connection_filters:
+            return None
+        tls = transport.get_extra_info("ssl_object")
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        conn = ConnectionContext(
+            peer_address=(str(peer[0]), int(peer[1])),
+            local_address=(str(local[0]), int(local[1])),
+            listener=self.listener.name,
+            tls=tls is not None,
+            alpn=tls.selected_alpn_protocol() if tls is not None else None,
+            peer_identity=self.listener.peer_identity(tls) if tls is not None else None,
+        )
+        for name, check in lrt.connection_filters:
+            try:
+                reason = check.on_connection(conn)
+            except Exception:
+                log.exception("%s: connection filter %s failed", self.listener.name, name)
+                runtime.stats.filter_failed(name)
+                return f"connection filter {name} failed"
+            if reason is not None:
+                return reason
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

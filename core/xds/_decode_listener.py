@@ -91,10 +91,11 @@ def decode_listener(msg: Message, filter_types: Mapping[str, FilterSpec[Any]]) -
         raise sub(loc, "filter_chains").error("peer authentication is for inbound listeners")
     cloc = sub(loc, "filter_chains[0]")
     only(chain, ("filters", "transport_socket"), cloc)
-    if len(chain.filters) != 1:
-        raise sub(cloc, "filters").expected("one network filter", len(chain.filters))
-    network = chain.filters[0]
-    nloc = sub(cloc, f"filters[0] {network.name!r}")
+    if not chain.filters:
+        raise sub(cloc, "filters").expected("a network filter", "none")
+    last = len(chain.filters) - 1
+    network = chain.filters[last]
+    nloc = sub(cloc, f"filters[{last}] {network.name!r}")
     only(network, ("name", "typed_config"), nloc)
     tls = None
     if chain.HasField("transport_socket"):
@@ -109,11 +110,20 @@ def decode_listener(msg: Message, filter_types: Mapping[str, FilterSpec[Any]]) -
     }
     kind = network.typed_config.TypeName()
     if kind == _HCM_TYPE:
+        if last:
+            raise sub(cloc, "filters").expected("one network filter", len(chain.filters))
         hcm = unpack(network.typed_config, hcm_pb2.HttpConnectionManager, nloc)
         return _http(hcm, common, facts, filter_types, loc)
     if kind == _TCP_TYPE:
         proxy = unpack(network.typed_config, tcp_proxy_pb2.TcpProxy, nloc)
-        return _tcp(proxy, common, facts, loc)
+        entries = _plait_filters(chain.filters[:last], "filters", filter_types, cloc)
+        for i, entry in enumerate(entries):
+            if entry.spec.connection is None:
+                raise sub(cloc, f"filters[{i}] {entry.name!r}").error(
+                    f"filter type {entry.spec.name!r} decides requests; a tcp listener runs "
+                    "only filters that decide connections"
+                )
+        return _tcp(proxy, common, facts, loc, entries)
     raise nloc.error(
         f"unknown network filter type {kind or 'none'!r} (plait runs "
         "envoy.filters.network.http_connection_manager and .tcp_proxy)"
@@ -151,7 +161,13 @@ def _http(
     return Decoded(listener, _order(facts, loc), kb, _access_log(hcm.access_log, loc))
 
 
-def _tcp(proxy: Message, common: dict[str, Any], facts: Mapping[str, Any], loc: Loc) -> Decoded:
+def _tcp(
+    proxy: Message,
+    common: dict[str, Any],
+    facts: Mapping[str, Any],
+    loc: Loc,
+    filters: tuple[FilterEntry, ...],
+) -> Decoded:
     ploc = sub(loc, "tcp_proxy")
     only(proxy, ("stat_prefix", "cluster", "idle_timeout", "access_log"), ploc)
     _protocol(facts, loc, http=False)
@@ -166,6 +182,7 @@ def _tcp(proxy: Message, common: dict[str, Any], facts: Mapping[str, Any], loc: 
         route_table="",
         timeouts=timeouts(standard, facts, loc),
         tcp_cluster=proxy.cluster,
+        filters=filters,
     )
     return Decoded(listener, _order(facts, loc), None, _access_log(proxy.access_log, ploc))
 
@@ -208,9 +225,22 @@ def _http_filters(
 ) -> tuple[FilterEntry, ...]:
     if not filters or filters[-1].typed_config.TypeName() != router_pb2.Router.DESCRIPTOR.full_name:
         raise sub(loc, "http_filters").error("expected envoy.filters.http.router last")
+    out = _plait_filters(filters[:-1], "http_filters", filter_types, loc)
+    router = filters[-1]
+    rloc = sub(loc, f"http_filters[{len(filters) - 1}]")
+    only(router, ("name", "typed_config"), rloc)
+    only(unpack(router.typed_config, router_pb2.Router, rloc), (), rloc)
+    return out
+
+
+def _plait_filters(
+    filters: Any, field: str, filter_types: Mapping[str, FilterSpec[Any]], loc: Loc
+) -> tuple[FilterEntry, ...]:
+    """Plait filters carried as ``TypedStruct``s (HTTP filters, or a tcp listener's
+    network filters before its ``TcpProxy``)."""
     out: list[FilterEntry] = []
-    for i, f in enumerate(filters[:-1]):
-        floc = sub(loc, f"http_filters[{i}] {f.name!r}")
+    for i, f in enumerate(filters):
+        floc = sub(loc, f"{field}[{i}] {f.name!r}")
         only(f, ("name", "typed_config"), floc)
         typed = unpack(f.typed_config, typed_struct_pb2.TypedStruct, floc)
         if typed.type_url != FILTER_TYPE_URL:
@@ -218,10 +248,6 @@ def _http_filters(
                 f"not a plait filter (type_url {typed.type_url!r}, expected {FILTER_TYPE_URL!r})"
             )
         out.append(decode_filter(from_struct(typed.value), f.name, filter_types, floc))
-    router = filters[-1]
-    rloc = sub(loc, f"http_filters[{len(filters) - 1}]")
-    only(router, ("name", "typed_config"), rloc)
-    only(unpack(router.typed_config, router_pb2.Router, rloc), (), rloc)
     return tuple(out)
 
 

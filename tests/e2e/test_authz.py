@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +140,88 @@ def test_invalid_policy_names_the_file_and_field(tmp_path: Path) -> None:
     assert "policies.yaml" in r.stderr
     assert "AuthorizationPolicy/deny-admin" in r.stderr
     assert "rules[0].to[0].operation.paths[0]" in r.stderr
+
+
+TCP_POLICIES = """---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-client, namespace: default}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["plait.local/ns/default/sa/client", "*/sa/auditor"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-auditor-admin, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {principals: ["*/sa/auditor"]}}]
+    to: [{operation: {paths: ["/admin*"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-all, namespace: default}
+spec:
+  action: AUDIT
+  rules: [{}]
+"""
+
+
+def tcp_exchange(port: int, ctx: Any) -> bytes:
+    """One HTTP request relayed over a tcp listener through mTLS; b"" when the sidecar
+    closed the connection without relaying."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            with ctx.wrap_socket(raw) as tls:
+                tls.sendall(b"GET /over-tcp HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+                got = b""
+                while chunk := tls.recv(65536):
+                    got += chunk
+                return got
+        except (ssl.SSLError, ConnectionError):
+            return b""  # TLS 1.3: the abort may come while the client reads
+
+
+def test_a_tcp_listener_decides_each_connection_by_the_peer_identity(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    port, sidecar = start_web(tmp_path, pki, procs, peer_auth("STRICT") + TCP_POLICIES, "tcp")
+    client = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    other = client_context(pki, *pki.files("other", *pki.root.leaf(OTHER)))
+    auditor_id = f"spiffe://{TD}/ns/default/sa/auditor"
+    auditor = client_context(pki, *pki.files("auditor", *pki.root.leaf(auditor_id)))
+
+    got = tcp_exchange(port, client)
+    assert got.startswith(b"HTTP/1.1 200") and b'"path": "/over-tcp"' in got
+    assert tcp_exchange(port, other) == b""  # no ALLOW matches: closed, nothing relayed
+    # the DENY names a path, which a tcp port cannot see: it applies to every connection
+    assert tcp_exchange(port, auditor) == b""
+
+    admin = sidecar.admin_port
+    family = "plait_authz_denied_connections_total"
+    assert metric(admin, family, policy="no-allow-match") == 1
+    assert metric(admin, family, policy="default/deny-auditor-admin") == 1
+    assert metric(admin, "plait_authz_audit_total", policy="default/audit-all") == 3
+    logs = sidecar.logs()
+    assert f"no ALLOW policy matched: tcp connection on in from {OTHER}" in logs
+    assert f"denied by default/deny-auditor-admin: tcp connection on in from {auditor_id}" in logs
+    # and an allowed peer is still served
+    assert tcp_exchange(port, client).startswith(b"HTTP/1.1 200")
+
+
+def test_a_tcp_listener_with_an_http_only_allow_policy_relays_nothing(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    only_http = TCP_POLICIES.split("---\n")[1].replace(
+        'principals: ["plait.local/ns/default/sa/client", "*/sa/auditor"]}}]',
+        'principals: ["*"]}}]\n    to: [{operation: {methods: [GET]}}]',
+    )
+    port, sidecar = start_web(
+        tmp_path, pki, procs, peer_auth("STRICT") + "---\n" + only_http, "tcp"
+    )
+    client = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    assert tcp_exchange(port, client) == b""
+    assert metric(sidecar.admin_port, "plait_authz_denied_connections_total",
+                  policy="no-allow-match") == 1  # fmt: skip

@@ -96,7 +96,8 @@ def test_phases_and_priorities_place_filters_around_the_listeners_own(
         "late",
     ]
     assert chain(cfg, "out") == ["authn", "authz-high", "authz-low", "stats", "late"]
-    assert chain(cfg, "in-tcp") == []  # a tcp listener takes no filters
+    # a tcp listener takes only connection filters: of these, the authorization policies
+    assert chain(cfg, "in-tcp") == ["authorization"]
 
 
 def test_selector_mode_and_ports_limit_where_a_filter_goes(

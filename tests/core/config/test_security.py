@@ -132,7 +132,7 @@ spec:
 """
 
 
-def test_authorization_filter_goes_first_on_inbound_http_only(
+def test_authorization_filter_goes_first_on_inbound_listeners(
     tmp_path: Path, types: FilterTypes
 ) -> None:
     cfg = load(tmp_path, types, sidecar() + AUTHZ)
@@ -141,7 +141,9 @@ def test_authorization_filter_goes_first_on_inbound_http_only(
     assert isinstance(entry.config, AuthzConfig)
     assert [p.name for p in entry.config.allow] == ["shop/allow-front"]
     assert [p.name for p in entry.config.deny] == ["plait-system/deny-plain"]  # not billing's
-    assert inbound(cfg, "in-tcp").filters == ()
+    # on a tcp listener it is the one connection filter, with the same policies
+    assert [f.type for f in inbound(cfg, "in-tcp").filters] == ["authorization"]
+    assert inbound(cfg, "in-tcp").filters[0].config == entry.config
 
 
 def test_no_applicable_policy_adds_no_filter(tmp_path: Path, types: FilterTypes) -> None:

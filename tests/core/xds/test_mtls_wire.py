@@ -96,3 +96,45 @@ def test_authorization_policies_travel_as_the_filter(types: FilterTypes) -> None
         lis.filters[0].type == "authorization" for lis in inbound if lis.protocol is Protocol.HTTP
     )
     assert_same(round_trip(cfg, types), cfg)
+
+
+TCP_INGRESS = """  - port: {number: 18202, protocol: tcp}
+    bind: 127.0.0.1
+    defaultEndpoint: 127.0.0.1:18092
+"""
+
+
+def test_a_tcp_listener_carries_authorization_as_a_network_filter(types: FilterTypes) -> None:
+    from plait.controlplane.xds._encode import encode_mesh
+    from plait.core.xds._decode_listener import decode_listener
+    from plait.core.xds.wire import LISTENER
+    from tests.core.xds.xds_cases import RICH
+
+    cfg = mesh(types, RICH + TCP_INGRESS + AUTHZ, sidecar=None)
+    tcp = next(lis for lis in cfg.listeners if lis.protocol is Protocol.TCP and
+               lis.name.startswith("inbound"))  # fmt: skip
+    assert [f.type for f in tcp.filters] == ["authorization"]
+    assert_same(round_trip(cfg, types), cfg)
+
+    msg = encode_mesh(cfg)[LISTENER][tcp.name]
+    names = [f.name for f in msg.filter_chains[0].filters]
+    assert names == ["authorization", "envoy.filters.network.tcp_proxy"]
+
+    # a filter that decides requests cannot sit on a tcp listener: refused by name
+    http_only = next(lis for lis in cfg.listeners if lis.filters and
+                     lis.filters[0].type != "authorization")  # fmt: skip
+    other = encode_mesh(cfg)[LISTENER][http_only.name]
+    hcm_typed = other.filter_chains[0].filters[0].typed_config
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (  # type: ignore[import-untyped]
+        http_connection_manager_pb2 as hcm_pb2,
+    )
+
+    hcm = hcm_pb2.HttpConnectionManager()
+    hcm_typed.Unpack(hcm)
+    stray = msg.filter_chains[0].filters[0]
+    stray.name = hcm.http_filters[0].name
+    stray.typed_config.CopyFrom(hcm.http_filters[0].typed_config)
+    with pytest.raises(ConfigError) as err:
+        decode_listener(msg, types)
+    assert "filters[0]" in err.value.field
+    assert "a tcp listener runs only filters that decide connections" in str(err.value)
