@@ -52,7 +52,8 @@ from plait.sdk import InvalidSpiffeId, SpiffeId
 __all__ = ["ALPN", "CertStore", "Leaf", "peer_spiffe_id", "spiffe_ids_of"]
 
 ALPN = ("h2", "http/1.1")
-_CLIENT_OFFERS: tuple[tuple[str, ...], ...] = (ALPN, ("h2",), ("http/1.1",))
+_CLIENT_OFFERS: tuple[tuple[str, ...], ...] = (ALPN, ("h2",), ("http/1.1",), ())
+"""What outbound contexts offer: both HTTP versions, one of them, or no ALPN (a tcp relay)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ class CertStore:
 
     def client_context(self, alpn: tuple[str, ...] = ALPN) -> ssl.SSLContext:
         """The context for a new outbound mTLS connection (the current leaf), offering
-        ``alpn`` (one of ``ALPN``, ``("h2",)``, ``("http/1.1",)``)."""
+        ``alpn`` (one of ``ALPN``, ``("h2",)``, ``("http/1.1",)``, ``()``)."""
         client = self._clients.get(alpn)
         if client is None:
             if not self._clients:

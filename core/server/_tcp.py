@@ -9,6 +9,11 @@ bytes are written, so the peer still sees the end of the stream. One task per co
 (in the listener's task group) connects upstream and then waits for both sides
 to close, so the connection has an owner and a drain can see it.
 
+The upstream side is connected like an HTTP pool's connection
+(``plait.core.upstream._tls.connect``): to a mesh endpoint that takes mTLS, the relay
+originates it and checks the server's SPIFFE ID before a byte goes out, offering no
+ALPN; handshakes are counted per cluster as for HTTP.
+
 Before that task starts, the listener's connection filters (``ListenerRuntime.
 connection_filters``: authorization, for one) decide the accepted connection, under
 mTLS with the verified peer identity. A refusal, or a filter that raises (counted as a
@@ -22,11 +27,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
-import anyio
-
-from plait.sdk import ConnectionContext
+from plait.sdk import ConnectionContext, UpstreamConnectError
 
 from .._transport import set_nodelay
+from ..upstream._tls import connect
 
 if TYPE_CHECKING:
     from ._listener import Listener
@@ -163,12 +167,11 @@ class TcpRelay(_Side):
             if crt is None or not crt.pools:
                 log.warning("%s: no upstream for tcp relay", self.listener.name)
                 return
-            ep = crt.pick().endpoint
-            loop = asyncio.get_running_loop()
+            pool = crt.pick()
+            ep = pool.endpoint
             try:
-                with anyio.fail_after(crt.cluster.timeouts.connect):
-                    _, up = await loop.create_connection(_Side, ep.address, ep.port)
-            except (OSError, TimeoutError) as exc:
+                up, _ = await connect(_Side, ep, crt.cluster.timeouts.connect, pool.origin)
+            except UpstreamConnectError as exc:
                 log.warning("%s: connect to %s failed: %s", self.listener.name, ep.key, exc)
                 return
             up.peer, self.peer = self, up

@@ -46,6 +46,8 @@ class Pool(Protocol):
     endpoint: Endpoint
     key: str
     """``address:port``, computed once."""
+    origin: Origination | None
+    """How its connections originate mTLS (``None``: plaintext only)."""
 
     async def open_stream(self, *, fresh: bool = False) -> UpstreamStream: ...
 
@@ -103,6 +105,7 @@ class Upstreams:
                     expected=tls[1],
                     h2=key[0],
                     counters=self.tls_counters.setdefault(cluster.name, {}),
+                    relay=not cluster.protocol.is_http,
                 )
             if key[0]:
                 from ._h2 import H2Pool

@@ -15,7 +15,8 @@ client context is asked of the runtime's :class:`~plait.core.identity.CertStore`
 connect, so a new handshake after a rotation presents the new leaf while pooled
 connections finish on theirs. The context offers only the HTTP version the pool speaks
 (ALPN ``http/1.1`` or ``h2``); a server that selects another is refused, and so is one
-that selects none for an HTTP/2 pool (without ALPN, TLS means HTTP/1.1).
+that selects none for an HTTP/2 pool (without ALPN, TLS means HTTP/1.1). A ``tcp``
+relay's origination (``relay=True``) offers no ALPN: its bytes are not HTTP.
 
 No byte goes to a server before its identity is checked: the protocol factory returns a
 :class:`_Gate`, whose ``connection_made`` (called once the handshake is complete) reads
@@ -120,11 +121,12 @@ class Origination:
         expected: str | None,
         h2: bool,
         counters: dict[str, int],
+        relay: bool = False,
     ) -> None:
         self.store = store
         self.required = required
         self.expected = expected
-        self.alpn = ("h2",) if h2 else _H1
+        self.alpn: tuple[str, ...] = () if relay else ("h2",) if h2 else _H1
         self.counters = counters
         self._warned = -WARN_EVERY
         self._last: ssl.SSLObject | None = None
@@ -202,7 +204,7 @@ class _Gate(asyncio.Protocol):
                 f"tls: unexpected peer identity {peer or '(none)'} from {where} "
                 f"(expected {origin.expected})"
             )
-        elif alpn not in origin.alpn and not (alpn is None and origin.alpn == _H1):
+        elif alpn not in origin.alpn and not (alpn is None and origin.alpn in (_H1, ())):
             origin.count("tls_handshake_failures")
             self.refused = UpstreamTlsError(
                 f"tls: {where} selected ALPN {alpn or '(none)'}, not {origin.alpn[0]}"
