@@ -26,7 +26,7 @@ from ._node_auth import NodeBinding
 from ._registry import Registry
 from ._trust_bundle import DEFAULT_POLL, TrustBundleSource
 from .server import ControlPlaneContext
-from .xds import AdsServer
+from .xds import DEFAULT_OPTIONS, AdsServer, connection_age_options
 
 __all__ = ["xds_service"]
 
@@ -65,6 +65,7 @@ async def xds_service(
         debounce=float(ctx.extras.get("debounce", 0.1)),
         credentials=serving.grpc_credentials() if serving is not None else None,
         authorizer=binding,
+        options=[*DEFAULT_OPTIONS, *connection_age_options(opts.xds_max_connection_age)],
     )
     async with anyio.create_task_group() as tg:
         await tg.start(source.run)

@@ -58,6 +58,9 @@ def register(sub: Any) -> None:
     cp.add_argument("--xds-plaintext-port", type=int, default=None, metavar="PORT",
                     help="also serve xDS without TLS on PORT (proxyless gRPC clients "
                     "without certificates); off unless given")  # fmt: skip
+    cp.add_argument("--xds-max-connection-age", type=float, default=1800.0, metavar="SECONDS",
+                    help="an xDS connection lives this long (±10%%), then the sidecar "
+                    "reconnects and presents its current certificate (default 1800)")  # fmt: skip
     cp.add_argument("--bind", default="127.0.0.1", help="address of the API and xDS listeners")
     cp.add_argument("--workload-grace", type=float, default=30.0,
                     help="seconds a gone sidecar's Workload stays (default 30)")  # fmt: skip
@@ -126,6 +129,7 @@ def _control_plane(args: argparse.Namespace) -> int:
         xds_bind=args.bind,
         xds_port=args.xds_port,
         xds_plaintext_port=args.xds_plaintext_port,
+        xds_max_connection_age=args.xds_max_connection_age,
         **ca_options,
     )
     try:

@@ -76,6 +76,9 @@ class ControlPlaneOptions:
     xds_plaintext_port: int | None = None
     """A second, plaintext xDS port for proxyless gRPC clients without certificates
     (``None``: none; 0: any free port)."""
+    xds_max_connection_age: float = 1800.0
+    """Seconds an xDS connection lives before the server asks the client to reconnect
+    (Istio's default, 30 min); ``connection_age_options`` in ``xds/_server.py``."""
 
 
 @dataclass

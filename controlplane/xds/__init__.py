@@ -19,7 +19,7 @@ from plait.core.xds.wire import CLUSTER, ENDPOINT, LISTENER, ORDER, ROUTE, WILDC
 
 from ._memory import MemorySource
 from ._peer import Peer
-from ._server import DEFAULT_OPTIONS, AdsServer
+from ._server import DEFAULT_OPTIONS, AdsServer, connection_age_options
 from ._source import (
     Flavor,
     Message,
@@ -50,4 +50,5 @@ __all__ = [
     "StreamInfo",
     "XdsObserver",
     "XdsSource",
+    "connection_age_options",
 ]

@@ -75,6 +75,19 @@ DEFAULT_OPTIONS: Sequence[tuple[str, int]] = (
 )
 
 
+def connection_age_options(age: float) -> list[tuple[str, int]]:
+    """The grpc server options for a maximum connection age of ``age`` seconds, jittered
+    ±10 % by grpc: then GOAWAY, and a grace (the shorter of 10 s and ``age``) for the open
+    stream, after which it ends and the sidecar reconnects. The client certificate is
+    checked per connection, so this bounds how long a connection outlives the
+    certificate that opened it; it also spreads sidecars over replicas that came up
+    later."""
+    return [
+        ("grpc.max_connection_age_ms", int(age * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(min(10.0, age) * 1000)),
+    ]
+
+
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
     def __init__(self, server: AdsServer) -> None:
         self._server = server

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -199,3 +200,36 @@ def test_during_a_root_rotation_leaves_of_both_roots_are_accepted(
         assert results == [grpc.StatusCode.OK, grpc.StatusCode.OK]
     finally:
         cp.stop()
+
+
+def test_an_xds_connection_ends_after_its_maximum_age(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A stream does not outlive its connection's maximum age: the server says GOAWAY and,
+    after the grace, ends the stream, so the client reconnects with its current
+    certificate (which is checked again)."""
+    proc = start_control_plane(tmp_path_factory.mktemp("max-age"),
+                               extra=("--xds-max-connection-age", "1"))  # fmt: skip
+    done = threading.Event()
+    try:
+        creds = _tls(proc, _leaf(proc, "default", "web"))
+        node = _node("web-aged", "default", account="web")
+
+        def requests() -> Iterator[Any]:  # one request, then the stream stays open
+            yield discovery_pb2.DiscoveryRequest(type_url=CLUSTER, node=node)
+            done.wait(30)
+
+        with grpc.secure_channel(_xds(proc), creds) as channel:
+            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+            started = time.monotonic()
+            responses = stub.StreamAggregatedResources(requests(), timeout=30)
+            assert next(responses).type_url == CLUSTER
+            with pytest.raises(grpc.RpcError) as ended:
+                next(responses)
+            lived = time.monotonic() - started
+        # 1 s (±10 %) of age, then at most 1 s of grace; well before the call's own 30 s
+        assert lived < 10, lived
+        assert ended.value.code() is not grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        done.set()
+        proc.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.support import PY, Proc, free_port, http_get
+from tests.support import PY, Proc, free_port, http_get, start_echo
 from tests.support.controlplane import (
     apply,
     ca_bundle,
@@ -186,3 +187,36 @@ def test_xds_refuses_plaintext_and_clients_without_a_certificate(tmp_path: Path)
         assert list_services(f"127.0.0.1:{plain_port}", None) == grpc.StatusCode.OK
     finally:
         cp.stop()
+
+
+def test_a_sidecar_reconnects_when_its_xds_connection_reaches_its_maximum_age(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """Every connection ends after its age (1 s here); the sidecar reconnects with its
+    certificate each time and keeps its config and its traffic meanwhile."""
+    app = start_echo(tmp_path, "web-app")
+    cp = start_control_plane(tmp_path, extra=("--xds-max-connection-age", "1"))
+    procs += [app, cp]
+    listen = free_port()
+    apply(cp, tmp_path, MESH % (listen, app.port))
+    token = plait(cp, "workload", "token", "-s", "web").stdout.strip()
+    web = start_xds_sidecar(
+        tmp_path, cp, "web", "--ca-server", f"https://127.0.0.1:{cp.extra['api']}",
+        "--service-account", "web", "--ca-bundle", str(ca_bundle(cp)),
+        env={"PLAIT_JOIN_TOKEN": token}, node_id="web-aged",
+    )  # fmt: skip
+    procs.append(web)
+
+    def streams() -> int:
+        return cp.log.read_text().count(": web-aged connected from")
+
+    failures = 0
+    deadline = time.monotonic() + 30
+    while streams() < 3 and time.monotonic() < deadline:
+        status, _, _ = http_get(listen, "/")
+        failures += status != 200
+        time.sleep(0.1)
+    assert streams() >= 3  # two reconnections at least
+    assert failures == 0
+    assert config_dump(web)["xds"]["connected"] is True
+    assert plait(cp, "check", check=False).returncode == 0

@@ -10,7 +10,7 @@ def test_public_names() -> None:
     assert sorted(xds.__all__) == sorted([
         "CLUSTER", "DEFAULT_OPTIONS", "ENDPOINT", "LISTENER", "ORDER", "ROUTE", "WILDCARD_TYPES",
         "AdsServer", "Flavor", "MemorySource", "Message", "NodeAuthorizer", "NodeInfo",
-        "NullObserver", "Peer", "StreamInfo", "XdsObserver", "XdsSource",
+        "NullObserver", "Peer", "StreamInfo", "XdsObserver", "XdsSource", "connection_age_options",
     ])  # fmt: skip
     assert all(hasattr(xds, name) for name in xds.__all__)
 
