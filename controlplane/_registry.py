@@ -20,7 +20,8 @@ itself is not touched. Endpoints a Service lists itself (``spec.endpoints``)
 are not Workloads and are not checked.
 
 On disconnect the Workload stays for a **grace period** (a restart or a
-control-plane failover must not empty the endpoint set), then it is deleted;
+control-plane failover must not empty the endpoint set), then it is deleted and the
+node id is free again (its binding to an identity is dropped);
 a sidecar that comes back within the grace period simply keeps it. The same
 holds across a control-plane restart: at start the registry adopts every
 stored Workload it registered (annotation ``plait.dev/registered-by``) whose
@@ -177,7 +178,7 @@ class Registry:
                 if not node.sidecar and node.workload is None:
                     # not a plait sidecar (a proxyless gRPC client, an Envoy) and nothing
                     # registered: a client that closed its channel is simply gone
-                    del self.nodes[node.node_id]
+                    self._forget(node.node_id)
 
     # -- the store side ---------------------------------------------------------------------
 
@@ -246,7 +247,13 @@ class Registry:
                         continue
                     log.info("workload %s removed: %s gone for %.0fs",
                              node.workload, node.node_id, now - gone)  # fmt: skip
-                del self.nodes[node.node_id]
+                self._forget(node.node_id)
+
+    def _forget(self, node_id: str) -> None:
+        """The node is gone: its id is free again (``owners``: no Workload of it is left)."""
+        del self.nodes[node_id]
+        if self.owners is not None:
+            self.owners.pop(node_id, None)
 
     async def _health_checks(self) -> None:
         """Each interval, probe the endpoints of every stored Workload (registered or applied); tell

@@ -306,3 +306,31 @@ async def test_a_node_id_registered_over_tls_stays_its_identitys_across_a_restar
         assert "belongs to spiffe://plait.local/ns/default/sa/web" in str(refused.value.details())
         async with ads_stream(cp, web):  # its owner comes back
             pass
+
+
+async def test_a_node_id_is_free_again_once_its_node_is_gone_for_the_grace_period(
+    tmp_path: Path,
+) -> None:
+    """The node id → identity map holds the nodes the registry knows, not every id ever
+    seen: once a node and its Workload are gone, another identity may use the id."""
+    mesh = (
+        doc("Service", "web", {"ports": [{"port": 8080}]}),
+        doc("Sidecar", "web", {"ingress": [{"port": {"number": 18001},
+                                            "defaultEndpoint": "127.0.0.1:9"}]}),
+    )  # fmt: skip
+    async with control_plane(tmp_path, workload_grace=0.3) as cp:
+        await apply(cp, *mesh)
+        owners = cp.context.extras["node_binding"].owners
+        registry: Registry = cp.context.extras["registry"]
+        first = node("web-0", "web", service="web", serviceAccount="web")
+        async with ads_stream(cp, first):
+            await eventually(lambda: (registry.status("default", "web-0") or {}).get("workload"))
+            assert owners["web-0"] == "spiffe://plait.local/ns/default/sa/web"
+        await eventually(lambda: "web-0" not in owners)
+        assert await cp.context.store.get(Key("Workload", "default", "web-0")) is None
+        # another service account may now take the id (its stream is served)
+        second = node("web-0", "web", service="web", serviceAccount="web2")
+        async with ads_stream(cp, second):
+            row = await eventually(lambda: registry.status("default", "web-0"))
+            assert row["identity"] == "spiffe://plait.local/ns/default/sa/web2"
+            assert owners["web-0"] == "spiffe://plait.local/ns/default/sa/web2"
