@@ -164,3 +164,16 @@ spec:
     service: upstream
     filters: {chain}
 {extra}"""
+
+
+def observed(conf: str, access_log: Path, collector_port: int) -> str:
+    """``conf`` (``plait_conf``'s) with an access log and tracing at 1 % to an OTLP/HTTP
+    collector on ``collector_port``."""
+    spec = "  admin: {port: "
+    at = conf.index(spec)
+    return (
+        conf[:at]
+        + f"  accessLog: {{path: {access_log}}}\n"
+        + f"  tracing: {{sampling: 1, otlp: {{endpoint: 'http://127.0.0.1:{collector_port}'}}}}\n"
+        + conf[at:]
+    )

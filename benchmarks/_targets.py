@@ -36,6 +36,9 @@ class TargetSpec:
     """The chain is one wasm filter adding a request header (``_wasm.py``)."""
     tls: bool = False
     """Hop targets (``_hop.py``): mutual TLS between the two proxies."""
+    observe: bool = False
+    """Access log to a file and tracing at 1 % (OTLP/HTTP to the upstream nginx, which
+    answers 200 to any POST): what observability costs on top of the always-on metrics."""
     checkout: Path = REPO
     """The plait checkout whose build runs (its ``.venv``): another one, e.g. a git
     worktree of the commit before a change set up with ``scripts/setup.sh``, measures
@@ -55,6 +58,7 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("plait-wasm", "plait 1w, 1 header-adding wasm filter", "plait", wasm=True),
         TargetSpec("plait-res", "plait 1w, retry+breaker+P2C", "plait", resilience=True),
         TargetSpec("plait-2w", "plait --workers 2", "plait", workers=2),
+        TargetSpec("plait-obs", "plait 1w, access log + tracing 1 %", "plait", observe=True),
         TargetSpec("nginx-hop", "nginx -> nginx", "nginx-hop"),
         TargetSpec("nginx-tls", "nginx -> nginx, mTLS", "nginx-hop", tls=True),
         TargetSpec("plait-hop", "plait -> plait", "plait-hop"),
@@ -123,9 +127,10 @@ def _start_plait(
     h1, h2, admin = ports
     conf = d / "sidecar.yaml"
     chain = _wasm.add_header_chain(d) if spec.wasm else None
-    conf.write_text(
-        _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience, chain)
-    )
+    text = _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience, chain)
+    if spec.observe:
+        text = _configs.observed(text, d / "access.log", upstream_port)
+    conf.write_text(text)
     own = spec.checkout == REPO
     plait = Path(sys.executable).parent / "plait" if own else spec.checkout / ".venv/bin/plait"
     argv = [str(plait), "sidecar", "--config", str(conf)]
