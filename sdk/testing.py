@@ -102,7 +102,9 @@ class DriveResult:
     """Hook names in the order they were called."""
     local_reply: LocalReply | None = None
     reply_phase: str | None = None
-    """``"request"`` or ``"response"``: where the local reply came from."""
+    """``"request"`` or ``"response"``: where the local reply came from. The drive ends
+    at a local reply; in a sidecar, a reply given after the request head also passes
+    through the filters' response hooks, this one's included (``core/exchange/replies.py``)."""
     upstream_called: bool = False
     """True when the whole request passed (the proxy would have called the upstream)."""
     request_body: bytes = b""

@@ -213,12 +213,12 @@ class ChainRun:
                 if res is None:
                     continue
             if isinstance(res, LocalReply):
-                return PhaseOutcome(reply=res)
+                return PhaseOutcome(reply=res, by=h.index)
             if isinstance(res, Buffer):
                 if not end_stream:
                     limit = res.limit if not limit else min(limit, res.limit)
             elif not isinstance(res, Continue):
-                return PhaseOutcome(reply=self._bad_result(h.index, res))
+                return PhaseOutcome(reply=self._bad_result(h.index, res), by=h.index)
         return PhaseOutcome(buffer_limit=limit) if limit else PASS
 
     def data(
@@ -257,19 +257,19 @@ class ChainRun:
             if type(res) is Raised:
                 reply = self._contain(h.index, "data", res.exc)
                 if reply is not None:
-                    return PhaseOutcome(reply=reply)
+                    return PhaseOutcome(reply=reply, by=h.index)
                 continue
             if isinstance(res, Continue):
                 if res.data is not None:
                     data = res.data
                 continue
             if isinstance(res, LocalReply):
-                return PhaseOutcome(reply=res)
+                return PhaseOutcome(reply=res, by=h.index)
             if isinstance(res, Buffer):
                 if end_stream:
                     continue  # the whole body is here already
                 return PhaseOutcome(buffer_from=pos, buffer_limit=res.limit, data=data)
-            return PhaseOutcome(reply=self._bad_result(h.index, res))
+            return PhaseOutcome(reply=self._bad_result(h.index, res), by=h.index)
         return PhaseOutcome(data=data)
 
     def trailers(
@@ -298,7 +298,7 @@ class ChainRun:
             if type(res) is Raised:
                 res = self._contain(h.index, "trailers", res.exc)
             if isinstance(res, LocalReply):
-                return PhaseOutcome(reply=res)
+                return PhaseOutcome(reply=res, by=h.index)
         return PASS
 
     def complete(self) -> None:

@@ -47,6 +47,7 @@ from ..codec import DataReceived, Event, RequestReceived, ResponseReceived
 from ..upstream._h1 import H1Stream
 from .actions import DONE, NONE, Steps, WaitHead, close_action, drive
 from .machine import Exchange
+from .replies import ALL, answer
 from .streams import Downstream
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 _MAX_PARTS: Final = 16  # queued events of one response before it streams in a task instead
 _MAX_WHOLE: Final = 64 * 1024  # larger bodies, and bodies without a length, stream in a task
 _NO_TIMEOUT: Final = contextlib.nullcontext()
+_REPLY_GRACE: Final = 1.0
 
 
 async def serve(lrt: ListenerRuntime, down: Downstream, ev: RequestReceived) -> None:
@@ -87,10 +89,20 @@ async def run(ex: Exchange, steps: Steps, action: object = NONE) -> None:
                         await drive(steps, action)
                         tg.cancel_scope.cancel()
         except TimeoutError:
-            ex.local_now(LocalReply(504, reason="request timeout"))
+            await _timed_out(ex)
     except BaseException:  # cancelled: the client left, or the drain's grace ran out
         ex.cancelled()
         raise
+
+
+async def _timed_out(ex: Exchange) -> None:
+    """Answer 504 through the response hooks (``replies.py``); hooks that wait get
+    :data:`_REPLY_GRACE` seconds, after which the reply goes out without the rest."""
+    reply = LocalReply(504, reason="request timeout")
+    with anyio.move_on_after(_REPLY_GRACE):
+        await drive(answer(ex, reply, ALL))
+        return
+    ex.local_now(reply)  # the hooks did not finish: the reply goes out as it is
 
 
 def _whole(events: deque[Event]) -> ResponseReceived | bool:

@@ -60,6 +60,7 @@ from .bodies import BodyStage, LocalReplyRaised, RequestBody
 from .chain import ChainRun, Hook
 from .errors import grpc_reply, is_grpc, local_reply_head, primary
 from .phase import PASS, Suspended, settled
+from .replies import ALL, answer
 from .streams import Downstream
 from .tries import tries
 from .tunnel import run_upgrade
@@ -166,7 +167,7 @@ class Exchange:
             if isinstance(out, Suspended):
                 out = yield from settled(out)
             if out.reply is not None:
-                self.local_now(out.reply)
+                yield from answer(self, out.reply, out.by)
                 return
             if ev.upgrade:
                 yield run_upgrade(self, ev)
@@ -222,9 +223,11 @@ class Exchange:
                 set_length(head.headers, len(data))
             down.send_response(head, end_stream=True, body=data)
         except Exception as exc:
-            self.failed(exc)
+            error = exc
+        else:
+            yield DONE
             return
-        yield DONE
+        yield from answer(self, self.reply_for(error), ALL)
 
     def _whole_body(self, run: ChainRun, hooks: tuple[Hook, ...], data: bytes) -> Steps:
         """A whole body through one direction's data hooks: what to send on, or ``None``
@@ -233,7 +236,10 @@ class Exchange:
         if isinstance(out, Suspended):
             out = yield from settled(out)
         if out.reply is not None:
-            self.local_now(out.reply)
+            if hooks[0].response:
+                self.local_now(out.reply)
+            else:
+                yield from answer(self, out.reply, ALL)
             return None
         return out.data
 
@@ -254,7 +260,7 @@ class Exchange:
         try:
             whole = yield body.read_all(buffer_limit)
         except BodyTooLarge:
-            self.local_now(LocalReply(413, reason="request body too large"))
+            yield from answer(self, LocalReply(413, reason="request body too large"), ALL)
             return None
         return BufferedBody(whole, body.trailers)
 
@@ -287,18 +293,24 @@ class Exchange:
     # -- answers and bookkeeping -----------------------------------------------------------
 
     def failed(self, exc: Exception) -> None:
-        """Answer an exception from any step (an exception group by its deciding error)."""
+        """Answer an exception from a step outside the chain's phases (no hooks)."""
+        self.local_now(self.reply_for(exc))
+
+    def reply_for(self, exc: Exception) -> LocalReply:
+        """The answer to an exception from any step (an exception group by its deciding
+        error)."""
         err = primary(exc)
         if isinstance(err, LocalReplyRaised):
-            self.local_now(err.reply)
-        elif isinstance(err, PlaitError):
+            return err.reply
+        if isinstance(err, PlaitError):
             log.debug("stream %s: %s: %s", self.ctx.stream_id, err.reason, err)
-            self.local_now(self.pending_reply or LocalReply(err.status_hint, reason=err.reason))
-        else:
-            log.error("stream %s failed: %r", self.ctx.stream_id, err, exc_info=err)
-            self.local_now(LocalReply(500, reason="internal error"))
+            return self.pending_reply or LocalReply(err.status_hint, reason=err.reason)
+        log.error("stream %s failed: %r", self.ctx.stream_id, err, exc_info=err)
+        return LocalReply(500, reason="internal error")
 
-    def local_now(self, reply: LocalReply) -> None:
+    def prepare(self, reply: LocalReply) -> LocalReply | None:
+        """``reply`` as the client gets it (gRPC's form for a gRPC caller), its reason
+        recorded; ``None`` when the response had started, and the stream was reset."""
         ctx, down = self.ctx, self.down
         if is_grpc(ctx.request):
             reply = grpc_reply(reply)
@@ -306,10 +318,17 @@ class Exchange:
             ctx.failure_reason = reply.reason
         if down.response_started:
             down.reset()
+            return None
+        return reply
+
+    def local_now(self, reply: LocalReply) -> None:
+        """Send ``reply`` as it is, through no hook (``replies.py`` for the other way)."""
+        prepared = self.prepare(reply)
+        if prepared is None:
             return
-        head, body = local_reply_head(reply)
-        ctx.response = head
-        down.send_response(head, end_stream=True, body=body)
+        head, body = local_reply_head(prepared)
+        self.ctx.response = head
+        self.down.send_response(head, end_stream=True, body=body)
 
     def cancelled(self) -> None:
         """The stream is cancelled before it ended: the client left, or the drain's

@@ -25,15 +25,17 @@ __all__ = ["NOTHING", "PASS", "PhaseOutcome", "Raised", "Suspended", "settle", "
 class PhaseOutcome:
     """What a phase's walk decided.
 
-    ``reply`` set: answer locally. ``buffer_from`` set: collect the whole body, then
-    walk the data hooks again from there. ``buffer_limit``: a head hook asked for the
-    whole body first. ``data``: the (possibly rewritten) chunk to pass on.
+    ``reply`` set: answer locally (``by``: the index of the filter whose hook answered).
+    ``buffer_from`` set: collect the whole body, then walk the data hooks again from
+    there. ``buffer_limit``: a head hook asked for the whole body first. ``data``: the
+    (possibly rewritten) chunk to pass on.
     """
 
     reply: LocalReply | None = None
     buffer_from: int | None = None
     buffer_limit: int = 0
     data: bytes = b""
+    by: int = -1
 
 
 PASS: Final = PhaseOutcome()
