@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ __all__ = ["Reply", "SidecarAdmin", "StreamReply", "metrics_text", "serve_http"]
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 64 * 1024
+STREAM_SNDBUF = 128 * 1024
+"""The kernel's send buffer for a streamed reply (a tap): fixed, not grown by autotuning, so
+a client that stops reading holds at most this much of the sidecar's memory in the kernel."""
 Reply = tuple[int, str, bytes]
 
 
@@ -140,6 +144,9 @@ async def _serve_one(handler: Handler, stream: ByteStream) -> None:
 async def _stream(conn: h11.Connection, stream: ByteStream, reply: StreamReply) -> None:
     """Send ``reply`` chunked until it ends or the client closes (read in a second task)."""
     head = h11.Response(status_code=200, headers=[("content-type", reply.content_type)])
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if sock is not None:  # a slow reader backs up into the stream's own bounded queue
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
     try:
         await stream.send(conn.send(head) or b"")
         async with anyio.create_task_group() as tg:
