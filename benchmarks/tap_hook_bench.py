@@ -23,14 +23,14 @@ N, divided by it, is the instructions per call of each variant:
 
 from __future__ import annotations
 
-import anyio
-import importlib.util
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import anyio
 
 from plait.core.config import load_config
 from plait.core.runtime import Runtime
@@ -53,7 +53,7 @@ def _interpreted(name: str, drop_hook: bool) -> ModuleType:
     module = ModuleType(f"plait.core.{name}")
     module.__package__ = "plait.core"
     sys.modules[module.__name__] = module
-    exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)
     return module
 
 
@@ -106,8 +106,10 @@ async def main(n: int) -> None:
         rounds_a.append(_per_call_ns(a, ctx, n))
         rounds_b.append(_per_call_ns(b, ctx, n))
     best_a, best_b = min(rounds_a), min(rounds_b)
-    print(f"interpreted record(): with the hook {best_a:.0f} ns, without {best_b:.0f} ns, "
-          f"hook {best_a - best_b:+.0f} ns/request (best of 7 alternating rounds of {n})")
+    print(
+        f"interpreted record(): with the hook {best_a:.0f} ns, without {best_b:.0f} ns, "
+        f"hook {best_a - best_b:+.0f} ns/request (best of 7 alternating rounds of {n})"
+    )
 
 
 async def loop(variant: str, n: int) -> None:

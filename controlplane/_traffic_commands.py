@@ -55,11 +55,15 @@ def _duration(text: str) -> float:
 
 
 def register_traffic(sub: Any, client: argparse.ArgumentParser, helpers: CLIHelpers) -> None:
-    s = sub.add_parser("stat", parents=[client],
-                       help="success rate, requests/s and latency per workload or service")
+    s = sub.add_parser(
+        "stat",
+        parents=[client],
+        help="success rate, requests/s and latency per workload or service",
+    )
     s.add_argument("resource", nargs="?", help="KIND or KIND/NAME (default: every workload)")
-    s.add_argument("--window", type=_duration, default=10.0,
-                   help="how long to measure (default 10s)")
+    s.add_argument(
+        "--window", type=_duration, default=10.0, help="how long to measure (default 10s)"
+    )
     s.add_argument("-o", "--output", choices=("table", "json"), default="table")
     s.set_defaults(func=lambda a: _stat(a, helpers))
 
@@ -67,17 +71,22 @@ def register_traffic(sub: Any, client: argparse.ArgumentParser, helpers: CLIHelp
     tap_filters.add_argument("--path", help="only requests whose path starts with this")
     tap_filters.add_argument("--status", help="only this status code (503) or class (5xx)")
     tap_filters.add_argument("--max", type=int, default=0, help="stop after N requests")
-    tap_filters.add_argument("--duration", type=_duration,
-                             help="stop after this long (10s, 2m); default: until Ctrl-C")
+    tap_filters.add_argument(
+        "--duration", type=_duration, help="stop after this long (10s, 2m); default: until Ctrl-C"
+    )
 
-    t = sub.add_parser("tap", parents=[client, tap_filters],
-                       help="live stream of the requests a workload's sidecar handles")
+    t = sub.add_parser(
+        "tap",
+        parents=[client, tap_filters],
+        help="live stream of the requests a workload's sidecar handles",
+    )
     t.add_argument("resource", help="workload NAME, or KIND/NAME")
     t.add_argument("-o", "--output", choices=("text", "json"), default="text")
     t.set_defaults(func=lambda a: _tap(a, helpers))
 
-    p = sub.add_parser("top", parents=[client, tap_filters],
-                       help="the busiest routes, live (built on tap)")
+    p = sub.add_parser(
+        "top", parents=[client, tap_filters], help="the busiest routes, live (built on tap)"
+    )
     p.add_argument("resource", nargs="?", help="KIND or KIND/NAME (default: every workload)")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--refresh", type=_duration, default=2.0, help="redraw interval (2s)")

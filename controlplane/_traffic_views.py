@@ -111,7 +111,7 @@ class Top:
 
     def rows(self, limit: int = 0) -> list[dict[str, Any]]:
         """The busiest routes first (then by name): ``limit`` of them (0: all)."""
-        out = []
+        out: list[dict[str, Any]] = []
         for (workload, direction, method, path), r in self.routes.items():
             d = sorted(r.durations)
             out.append({"workload": workload, "direction": direction, "method": method,

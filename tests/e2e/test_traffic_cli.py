@@ -104,7 +104,7 @@ def _wait_line(p: subprocess.Popen[str], marker: str, timeout: float = 20.0) -> 
         if not line and p.poll() is not None:
             break
     p.kill()
-    raise AssertionError(f"no {marker!r} from {p.args}: {seen}")
+    raise AssertionError(f"no {marker!r} from {p.args!r}: {seen}")
 
 
 def _finish(p: subprocess.Popen[str], timeout: float = 30.0) -> str:
