@@ -110,7 +110,8 @@ class TrafficEndpoints:
             began = time.time()
             await _line(send, {"started": began, "window": window, "sidecars": len(chosen)})
             await anyio.sleep(window)
-            end = await _scrape(chosen, errors, with_listeners=True)
+            answered = [t for t in chosen if t.node in start]  # the others are in errors
+            end = await _scrape(answered, errors, with_listeners=True)
             seconds = time.time() - began
             groups: dict[tuple[str, str], list[Counts]] = {}
             for t in chosen:
