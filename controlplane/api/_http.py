@@ -240,7 +240,14 @@ async def _send_streaming(
 ) -> None:
     """Send ``body`` chunked; stop it when the client closes (watched by a second task)."""
     head = [("content-type", body.content_type), ("connection", "close")]
-    await stream.send(conn.send(h11.Response(status_code=status, headers=head)) or b"")
+    try:
+        await stream.send(conn.send(h11.Response(status_code=status, headers=head)) or b"")
+        await _stream_body(conn, stream, body)
+    except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass  # the client went away: a task group reports it in a group, whichever task saw it
+
+
+async def _stream_body(conn: h11.Connection, stream: anyio.abc.ByteStream, body: Streaming) -> None:
     async with anyio.create_task_group() as tg:
 
         async def watch_close() -> None:

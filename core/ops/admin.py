@@ -166,8 +166,10 @@ async def _stream(conn: h11.Connection, stream: ByteStream, reply: StreamReply) 
             await reply.run(send)
             await stream.send(conn.send(h11.EndOfMessage()) or b"")
             tg.cancel_scope.cancel()
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        pass
+    except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass  # the client went away: a task group reports it in a group, whichever task saw it
+    except* Exception:  # one broken stream must not take the admin listener down
+        log.exception("admin: streamed reply failed")
 
 
 async def _read_request(stream: ByteStream, conn: h11.Connection) -> h11.Request | None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +77,32 @@ def test_a_bad_tap_query_is_refused_with_what_was_expected(
     assert status == 400 and b"expected a code (503) or a class (5xx)" in body
     status, _, body = http_get(admin, "/tap?max=ten")
     assert status == 400 and b"expected a whole number" in body
+
+
+def test_a_tap_client_that_vanishes_mid_stream_leaves_the_admin_serving(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """The client resets its connection while the sidecar is blocked sending to it."""
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    sidecar = start_sidecar(write_config(tmp_path, simple_config(echo.port, port, admin)), admin)
+    procs.append(sidecar)
+    for _ in range(3):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", admin))
+        s.sendall(b"GET /tap HTTP/1.1\r\nhost: x\r\n\r\n")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(1500):  # more than the socket buffers hold: the sidecar waits to send
+            conn.request("GET", f"/{i}")
+            conn.getresponse().read()
+        conn.close()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # a reset
+        time.sleep(0.2)
+        assert http_get(admin, "/ready")[0] == 200
+    tap_conn, resp = _open_tap(admin, "max=1")
+    assert http_get(port, "/after")[0] == 200
+    assert [r["path"] for r in _lines(resp)] == ["/after"]
+    tap_conn.close()
