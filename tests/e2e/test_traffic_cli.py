@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e._ca_mesh import ca_mesh
 from tests.support import PY, Proc, free_port, http_get, start_echo
 from tests.support.controlplane import (
     api_url,
@@ -260,3 +261,16 @@ def test_a_tap_client_that_stops_reading_costs_the_sidecar_bounded_memory(mesh: 
     shown = sum(1 for x in lines if x.startswith(b'{"time"'))
     assert reports and reports[0] > 1000, reports
     assert shown + sum(reports) == 3000 + 6000 + 2  # every request shown or counted as dropped
+
+
+def test_tap_names_the_verified_peer_of_an_mtls_request(tmp_path: Path, procs: list[Proc]) -> None:
+    app = start_echo(tmp_path, "server-app")
+    procs.append(app)
+    ca = ca_mesh(tmp_path, procs, app.port)
+    wait_for(lambda: http_get(ca.egress, "/warm-up")[0] == 200, timeout=15)
+    tap = _cli(ca.cp, "tap", "service/server", "-o", "json", "--max", "1")
+    _wait_line(tap, "tap: watching")
+    assert http_get(ca.egress, "/who")[0] == 200
+    (record,) = _records(_finish(tap))
+    assert (record["path"], record["direction"]) == ("/who", "inbound")
+    assert record["peer_identity"] == ca.spiffe("client")
