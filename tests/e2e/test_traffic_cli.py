@@ -13,6 +13,9 @@ import contextlib
 import http.client
 import json
 import os
+import pty
+import re
+import signal
 import socket
 import subprocess
 import time
@@ -274,3 +277,34 @@ def test_tap_names_the_verified_peer_of_an_mtls_request(tmp_path: Path, procs: l
     (record,) = _records(_finish(tap))
     assert (record["path"], record["direction"]) == ("/who", "inbound")
     assert record["peer_identity"] == ca.spiffe("client")
+
+
+def test_top_in_a_terminal_redraws_until_interrupted(mesh: Mesh) -> None:
+    assert mesh.cp.config is not None
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PLAIT_SERVER": api_url(mesh.cp),
+           "PLAIT_CA_BUNDLE": str(ca_bundle(mesh.cp)),
+           "PLAIT_TOKEN": (mesh.cp.config / "admin-token").read_text().strip()}  # fmt: skip
+    p = subprocess.Popen([PY, "-m", "plait.core.ops.cli", "top", "--refresh", "500ms"],
+                         stdout=follower, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    os.close(follower)
+    try:
+        _wait_line(p, "tap: watching")
+        _send(mesh.listen, ["/live"] * 6)
+        screen = b""
+        deadline = time.monotonic() + 15
+        row = re.compile(rb"web-1 +inbound +GET +/live +6 +100.00%")
+        while time.monotonic() < deadline and not row.search(screen.rsplit(b"\x1b[2J", 1)[-1]):
+            screen += os.read(leader, 65536)
+        frames = screen.split(b"\x1b[H\x1b[2J")
+        assert row.search(frames[-1]), frames[-1]
+        assert len(frames) >= 2  # cleared and drawn again at each refresh
+        p.send_signal(signal.SIGINT)
+        assert p.wait(10) == 130
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+        assert p.stderr is not None
+        p.stderr.close()
+        os.close(leader)
