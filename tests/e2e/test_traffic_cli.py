@@ -227,11 +227,16 @@ def _rss_kb(pid: int) -> int:
 
 @contextlib.contextmanager
 def _stalled_tap(port: int) -> Iterator[socket.socket]:
-    """A tap client that sends its request and then does not read."""
+    """A tap client that reads until its tap started, and then no more."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", port))
     s.sendall(b"GET /tap HTTP/1.1\r\nhost: x\r\n\r\n")
+    head = b""
+    while b'{"started":true}' not in head:  # the watcher is in place; from here, no reading
+        chunk = s.recv(4096)
+        assert chunk, head
+        head += chunk
     try:
         yield s
     finally:
