@@ -2,7 +2,8 @@
 
 ``register(subparsers)`` adds ``control-plane`` (run the control plane) and the
 operator commands that talk to its resource API: ``apply``, ``get``,
-``delete`` and ``check`` (reference: docs/control-plane.md). Each parser's
+``delete`` and ``check`` (reference: docs/control-plane.md), and the traffic views
+``stat``, ``top`` and ``tap`` (``_traffic_commands.py``, docs/traffic.md). Each parser's
 ``func`` runs the command and returns the exit code: 0 on success, 1 when the
 server refused or could not be reached (the message goes to stderr), 2 for
 usage errors.
@@ -30,6 +31,7 @@ from typing import Any
 
 from ._ca_commands import CLIHelpers, add_ca_flags, ca_flag_options, register_identity
 from ._kinds import KIND_ALIASES, kinds_help, normalize_kind
+from ._traffic_commands import register_traffic
 
 __all__ = ["KIND_ALIASES", "normalize_kind", "register"]
 
@@ -91,7 +93,9 @@ def register(sub: Any) -> None:
     c.add_argument("-o", "--output", choices=("text", "json"), default="text")
     c.set_defaults(func=_check)
 
-    register_identity(sub, client, CLIHelpers(call=_call, client=_client, fail=_fail))
+    helpers = CLIHelpers(call=_call, client=_client, fail=_fail)
+    register_identity(sub, client, helpers)
+    register_traffic(sub, client, helpers)
 
 
 # -- control-plane ----------------------------------------------------------------------------

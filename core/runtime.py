@@ -26,6 +26,7 @@ from .exchange import Chain
 from .identity import CertStore
 from .metrics import Stats
 from .router import Router
+from .tap import Tap, publish
 from .tracer import Tracer
 from .upstream._manager import ClusterRuntime, Upstreams
 
@@ -65,6 +66,7 @@ class ListenerRuntime:
                 )
         self._stats = runtime.stats
         self._access = runtime.access_log
+        self._taps = runtime.taps
         self.tracing = runtime.tracing
         """The sidecar's tracer when its config has ``tracing``: the exchange asks it for
         a span (or only a propagated context) at the start and ends the span at the end."""
@@ -83,6 +85,8 @@ class ListenerRuntime:
         self._stats.record(self.name, status, seconds, ctx.failure_reason)
         if self._access is not None:
             self._access.log(ctx, self.name, seconds)
+        if self._taps:  # nobody taps: this empty-list check is the whole cost
+            publish(self._taps, ctx, self.name, self.inbound, seconds)
 
     def trace_end(self, span: object, ctx: StreamContext, attempts: int) -> None:
         """End the stream's span (a sampled stream's only): the runtime's side of ``finish``."""
@@ -139,6 +143,8 @@ class Runtime:
         self.last_error_at: float | None = None
         self.access_log: AccessLog | None = None
         self.tracing: Tracer | None = None
+        self.taps: list[Tap] = []
+        """Who is watching this sidecar's requests (``plait.core.tap``; admin ``GET /tap``)."""
         self.snapshot = self._swap(config)
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:

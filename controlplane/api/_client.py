@@ -12,7 +12,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -68,6 +68,38 @@ class APIClient:
     def check(self) -> Any:
         return self.request("GET", "/api/v1/check")
 
+    def stream(
+        self, path: str, query: Mapping[str, str], timeout: float | None = None
+    ) -> Iterator[Any]:
+        """GET a streamed answer (``stat``, ``tap``): each JSON line, decoded, as it comes.
+        ``timeout`` bounds each read (``None``: none; a tap may be quiet for long)."""
+        url = self.server + path + (f"?{urlencode(query)}" if query else "")
+        headers = {"accept": "application/x-ndjson"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(url, headers=headers, method="GET")
+        try:
+            resp = urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context)
+        except urllib.error.HTTPError as exc:
+            raise _from_response(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        with resp:
+            try:
+                for line in resp:
+                    if line.strip():
+                        yield json.loads(line)
+            except (OSError, ValueError) as exc:  # a read timeout, a cut or garbled stream
+                raise APIError(0, f"the stream from {self.server} broke off: {exc}") from None
+
+    def _unreachable(self, exc: Exception) -> APIError:
+        reason = getattr(exc, "reason", exc)
+        return APIError(
+            0,
+            f"cannot reach the control plane at {self.server}: {reason} "
+            "(is `plait control-plane` running? set --server or PLAIT_SERVER)",
+        )
+
     def request(
         self,
         method: str,
@@ -92,12 +124,7 @@ class APIClient:
         except urllib.error.HTTPError as exc:
             raise _from_response(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise APIError(
-                0,
-                f"cannot reach the control plane at {self.server}: {reason} "
-                "(is `plait control-plane` running? set --server or PLAIT_SERVER)",
-            ) from None
+            raise self._unreachable(exc) from None
 
 
 def _files(files: Sequence[tuple[str, str]], modules: Sequence[Mapping[str, str]] = ()) -> bytes:

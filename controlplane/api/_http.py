@@ -9,6 +9,10 @@ the size limit: a declared ``Content-Length`` over the limit is refused with
 413 before a byte of it is read, and a chunked body is cut off as soon as it
 passes the limit.
 
+A :class:`Streaming` body is sent chunked as its ``run`` produces it (``plait stat``
+and ``plait tap`` follow their progress line by line); ``run`` is cancelled when the
+client closes the connection, and the connection closes after it.
+
 Errors are values: the application raises :class:`HttpError` and the client
 gets ``{"error": ..., "details": [...]}`` with that status. A request h11
 cannot parse gets a 400 in the same shape; an unexpected exception a 500
@@ -40,7 +44,7 @@ import anyio
 import anyio.abc
 import h11
 
-__all__ = ["MAX_BODY", "HttpError", "Request", "Response", "serve_connection"]
+__all__ = ["MAX_BODY", "HttpError", "Request", "Response", "Streaming", "serve_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +75,23 @@ class HttpError(Exception):
         """A short machine-readable code (the CA's refusals), sent as ``reason``."""
 
 
+Send = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Streaming:
+    """A body sent chunked while ``run(send)`` produces it (JSON lines: ``content_type``)."""
+
+    run: Callable[[Send], Awaitable[None]]
+    content_type: str = "application/x-ndjson"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Response:
     status: int
     body: Any
     """JSON-compatible, sent as ``application/json``; or ``bytes``, sent as they are (the
-    ``content-type`` among ``headers``)."""
+    ``content-type`` among ``headers``); or :class:`Streaming`."""
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -140,6 +155,9 @@ async def serve_connection(stream: anyio.abc.ByteStream, app: App) -> None:
                 return  # closed, or idle too long
             response = await _respond(app, Request(conn, stream, event))
             _consume_buffered(conn)
+            if isinstance(response.body, Streaming):
+                await _send_streaming(conn, stream, response.status, response.body)
+                return
             reusable = await _send(conn, stream, response)
             if not reusable:
                 await _linger(stream)
@@ -215,6 +233,36 @@ async def _send(conn: h11.Connection, stream: anyio.abc.ByteStream, resp: Respon
     out += conn.send(h11.EndOfMessage()) or b""
     await stream.send(out or b"")
     return reusable and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+
+async def _send_streaming(
+    conn: h11.Connection, stream: anyio.abc.ByteStream, status: int, body: Streaming
+) -> None:
+    """Send ``body`` chunked; stop it when the client closes (watched by a second task)."""
+    head = [("content-type", body.content_type), ("connection", "close")]
+    try:
+        await stream.send(conn.send(h11.Response(status_code=status, headers=head)) or b"")
+        await _stream_body(conn, stream, body)
+    except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass  # the client went away: a task group reports it in a group, whichever task saw it
+
+
+async def _stream_body(conn: h11.Connection, stream: anyio.abc.ByteStream, body: Streaming) -> None:
+    async with anyio.create_task_group() as tg:
+
+        async def watch_close() -> None:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                while await stream.receive(_READ):
+                    pass  # nothing more is expected; ignored
+            tg.cancel_scope.cancel()
+
+        async def send(chunk: bytes) -> None:
+            await stream.send(conn.send(h11.Data(data=chunk)) or b"")
+
+        tg.start_soon(watch_close)
+        await body.run(send)
+        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+        tg.cancel_scope.cancel()
 
 
 async def _linger(stream: anyio.abc.ByteStream) -> None:

@@ -1,4 +1,5 @@
-"""The resource API's endpoints: apply, list, get, delete, check (docs/control-plane.md).
+"""The resource API's endpoints: apply, list, get, delete, check (docs/control-plane.md),
+and the traffic views ``stat`` and ``tap`` (``_traffic.py``).
 
 Theory of operation: :class:`ResourceAPI` is the application behind the HTTP
 server (``_http.py``). Every request but ``GET /healthz``, ``GET /api/v1/ca/bundle``
@@ -40,6 +41,7 @@ from ._ca import BUNDLE_PATH, CERTIFICATES_PATH, CAEndpoints
 from ._http import MAX_BODY, HttpError, Request, Response
 from ._modules import MODULES_PATH, missing_modules, module_response, obtain_modules, parse_uploads
 from ._registry_view import RegistryView, sidecar_name, sidecar_problems, workload_status
+from ._traffic import TrafficEndpoints
 
 __all__ = ["ResourceAPI"]
 
@@ -70,6 +72,7 @@ class ResourceAPI:
         """Settable after start (the registry may be created later)."""
         self._token = token.encode()
         self._write = anyio.Lock()
+        self._traffic = TrafficEndpoints(store, lambda: self.registry)
 
     async def __call__(self, req: Request) -> Response:
         if req.path == "/healthz":
@@ -101,6 +104,9 @@ class ResourceAPI:
         if parts == ["check"]:
             _allow(req, "GET")
             return await self.check()
+        if parts in (["stat"], ["tap"]):  # streamed answers (_traffic.py)
+            _allow(req, "GET")
+            return await (self._traffic.stat(req) if parts == ["stat"] else self._traffic.tap(req))
         raise HttpError(404, f"no such endpoint: {req.path} (see docs/control-plane.md)")
 
     def _authorize(self, req: Request) -> None:

@@ -8,6 +8,7 @@ its own admin API on a private unix socket. This supervisor:
   ready; ``/metrics`` is the *sum* of the workers' counters (read from their
   ``/stats.json`` and rendered by the same collector, so the families are the
   same as with one worker); ``/config_dump`` is worker 0's plus the worker list;
+  ``/tap`` opens the tap on every worker and merges the lines (``_tap.py``);
   ``POST /quitquitquit`` drains them all;
 * forwards SIGTERM/SIGINT/SIGHUP to every worker and exits when all have exited,
   with the worst exit code.
@@ -27,7 +28,8 @@ import anyio
 from anyio.abc import Process
 
 from ..metrics import Stats
-from .admin import NOT_FOUND, Reply, json_reply, metrics_text, serve_http
+from ._tap import fan_in
+from .admin import NOT_FOUND, Reply, StreamReply, json_reply, metrics_text, serve_http
 
 __all__ = ["supervise"]
 
@@ -60,8 +62,13 @@ class _SupervisorAdmin:
         self.procs = procs
         self.sockets = sockets
 
-    async def __call__(self, method: str, path: str) -> Reply:
-        path = path.split("?", 1)[0]
+    async def __call__(self, method: str, target: str) -> Reply | StreamReply:
+        path, _, query = target.partition("?")
+        if path == "/tap":
+            try:
+                return StreamReply("application/x-ndjson", fan_in(self.sockets, query))
+            except ValueError as exc:
+                return 400, "text/plain", f"{exc}\n".encode()
         if path == "/ready":
             codes = [(await _get(s, "/ready"))[0] for s in self.sockets]
             ready = all(c == 200 for c in codes)
