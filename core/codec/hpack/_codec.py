@@ -37,12 +37,13 @@ from hpack.struct import NeverIndexedHeaderTuple
 
 from ._huffman import HuffmanError, encoded_length
 from ._huffman import decode as huffman_decode
-from ._huffman import encode as huffman_encode
+from ._huffman import encode_into as huffman_encode_into
 from ._table import (
     STATIC,
     STATIC_EXACT,
     STATIC_LEN,
     STATIC_NAMES,
+    STATIC_VALUED,
     DynamicTable,
     Field,
     entry_size,
@@ -198,7 +199,7 @@ class Decoder:
         return cast("list[tuple[bytes, bytes]]", fields)
 
 
-def _put_integer(out: bytearray, value: int, bits: int, flags: int) -> None:
+def _put_integer(out: list[int], value: int, bits: int, flags: int) -> None:
     """Append ``value`` with a ``bits``-bit prefix, ``flags`` in the first octet's high bits."""
     mask = (1 << bits) - 1
     if value < mask:
@@ -212,15 +213,15 @@ def _put_integer(out: bytearray, value: int, bits: int, flags: int) -> None:
     out.append(value)
 
 
-def _put_string(out: bytearray, data: bytes, huffman: bool) -> None:
+def _put_string(out: list[int], data: bytes, huffman: bool) -> None:
     if huffman and data:
         n = encoded_length(data)
         if n < len(data):
             _put_integer(out, n, 7, 0x80)
-            out += huffman_encode(data)
+            huffman_encode_into(out, data)
             return
     _put_integer(out, len(data), 7, 0)
-    out += data
+    out.extend(data)
 
 
 class Encoder:
@@ -245,7 +246,7 @@ class Encoder:
 
     def encode(self, headers: Iterable[Field], huffman: bool = True) -> bytes:
         """One header block for ``headers`` (pseudo-headers first, as the caller orders them)."""
-        out = bytearray()
+        out: list[int] = []  # (list.append is a C call in compiled code; bytearray's is not)
         table = self.table
         if self._smallest >= 0:
             if self._smallest < table.max_size:
@@ -256,11 +257,15 @@ class Encoder:
         for field in headers:
             name = field[0]
             value = field[1]
-            never = isinstance(field, NeverIndexedHeaderTuple) or name in SENSITIVE
+            never = name in SENSITIVE or (
+                type(field) is not tuple and isinstance(field, NeverIndexedHeaderTuple)
+            )
             if name == b"cookie" and len(value) < SHORT_COOKIE:
                 never = True
             if not never:
-                index = STATIC_EXACT.get(field, 0) or table.find(field)
+                index = table.find(field)
+                if not index and name in STATIC_VALUED:
+                    index = STATIC_EXACT.get(field, 0)
                 if index:
                     _put_integer(out, index, 7, 0x80)
                     continue

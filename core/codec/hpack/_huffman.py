@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["HuffmanError", "decode", "encode", "encoded_length"]
+__all__ = ["HuffmanError", "decode", "encode", "encode_into", "encoded_length"]
 
 
 class HuffmanError(ValueError):
@@ -104,17 +104,24 @@ _FAIL: Final = 3
 def encoded_length(data: bytes) -> int:
     """The length in octets of ``data`` Huffman-encoded."""
     bits = 0
-    for b in data:
-        bits += LENGTHS[b]
+    for k in range(len(data)):
+        bits += LENGTHS[data[k]]
     return (bits + 7) >> 3
 
 
 def encode(data: bytes) -> bytes:
     """``data`` Huffman-encoded, padded with ones to a whole octet."""
-    out = bytearray()
+    out: list[int] = []
+    encode_into(out, data)
+    return bytes(out)
+
+
+def encode_into(out: list[int], data: bytes) -> None:
+    """Append the octets of ``data`` Huffman-encoded to ``out``."""
     acc = 0
     bits = 0
-    for b in data:
+    for k in range(len(data)):
+        b = data[k]
         n = LENGTHS[b]
         acc = (acc << n) | CODES[b]
         bits += n
@@ -125,7 +132,6 @@ def encode(data: bytes) -> bytes:
     if bits:
         pad = 8 - bits
         out.append(((acc << pad) | ((1 << pad) - 1)) & 0xFF)
-    return bytes(out)
 
 
 def _tree() -> tuple[list[int], list[int], list[bool]]:
@@ -207,15 +213,20 @@ def _octet_tables() -> tuple[bytes, bytes, bytes, bytes, bytes]:
     return bytes(nxt), bytes(count), bytes(first), bytes(second), bytes(accept)
 
 
-_NEXT, _COUNT, _FIRST, _SECOND, _ACCEPT = _octet_tables()
+_TABLES: Final = _octet_tables()
+_NEXT: Final = _TABLES[0]
+_COUNT: Final = _TABLES[1]
+_FIRST: Final = _TABLES[2]
+_SECOND: Final = _TABLES[3]
+_ACCEPT: Final = _TABLES[4]
 
 
 def decode(data: bytes) -> bytes:
     """The octets ``data`` encodes; :class:`HuffmanError` if it is not a valid Huffman string."""
-    out = bytearray()
+    out: list[int] = []  # appending to a list is a C call in compiled code, to a bytearray not
     state = 0
-    for octet in data:
-        i = state << 8 | octet
+    for k in range(len(data)):
+        i = state << 8 | data[k]
         n = _COUNT[i]
         if n:
             if n == _FAIL:

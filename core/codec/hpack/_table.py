@@ -25,6 +25,7 @@ __all__ = [
     "STATIC_EXACT",
     "STATIC_LEN",
     "STATIC_NAMES",
+    "STATIC_VALUED",
     "DynamicTable",
     "Field",
     "entry_size",
@@ -115,6 +116,8 @@ def _static_maps() -> tuple[dict[Field, int], dict[bytes, int]]:
 
 STATIC_EXACT, STATIC_NAMES = _static_maps()
 """A static field -> its index, and a static name -> the index of its first entry."""
+STATIC_VALUED: Final = frozenset(name for name, value in STATIC if value)
+"""The names whose static entries carry a value (only those can match a field exactly)."""
 
 
 def entry_size(name: bytes, value: bytes) -> int:
