@@ -10,19 +10,34 @@ and uses a small part of their API: ``encoder.encode(headers)`` and
 which h2 does not know, so :class:`H2Decoder` translates: an oversized header
 list becomes ``hpack``'s ``OversizedHeaderListError`` (h2 answers it as a
 denial of service: GOAWAY ENHANCE_YOUR_CALM) and every other decoding error
-``HPACKDecodingError`` (GOAWAY COMPRESSION_ERROR), both chained to plait's
-error.
+``HPACKDecodingError``, both chained to plait's error. h2 turns the latter into
+a PROTOCOL_ERROR; the connection (``conn.py``) raises :class:`CompressionError`
+in its place, as RFC 9113 §4.3 requires.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
 from hpack.exceptions import HPACKDecodingError, OversizedHeaderListError
 
 from plait.core.codec.hpack import Decoder, Encoder, HeaderListTooLarge, HpackError
 
-__all__ = ["Encoder", "H2Decoder"]
+__all__ = ["CompressionError", "Encoder", "H2Decoder"]
+
+
+class CompressionError(ProtocolError):
+    """A header block that cannot be decoded: the connection's HPACK state is lost, and
+    RFC 9113 §4.3 makes that a connection error of type COMPRESSION_ERROR."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+    @staticmethod
+    def caused(exc: ProtocolError) -> bool:
+        """Whether h2 raised ``exc`` (a plain PROTOCOL_ERROR) for an HPACK decoding error."""
+        return type(exc) is ProtocolError and isinstance(exc.__cause__, HPACKDecodingError)
 
 
 class H2Decoder:
