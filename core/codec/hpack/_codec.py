@@ -25,7 +25,8 @@ is added to the dynamic table unless it is sensitive (never indexed: the
 so that the name can be referred to), or it would take over three quarters of
 the table. A
 string is Huffman-coded when that makes it shorter. Table size changes are
-announced at the start of the next block, the smallest first (§4.2).
+announced at the start of the next block, the smallest first (§4.2); the
+encoder's table never exceeds :data:`MAX_ENCODER_TABLE_SIZE`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ DEFAULT_TABLE_SIZE: Final = 4096
 DEFAULT_MAX_HEADER_LIST_SIZE: Final = 65536
 MAX_INTEGER_OCTETS: Final = 5
 """Continuation octets accepted after an integer's prefix (enough for 2**35)."""
+
+MAX_ENCODER_TABLE_SIZE: Final = DEFAULT_TABLE_SIZE
+"""The most dynamic table an encoder keeps, whatever the peer allows: a peer announcing a
+huge SETTINGS_HEADER_TABLE_SIZE would otherwise make every connection hold up to that much
+of the fields sent on it."""
 
 SENSITIVE: Final = frozenset({b"authorization", b"proxy-authorization"})
 SHORT_COOKIE: Final = 20
@@ -237,7 +243,9 @@ class Encoder:
 
     @header_table_size.setter
     def header_table_size(self, value: int) -> None:
-        """Apply the peer's SETTINGS_HEADER_TABLE_SIZE (announced in the next block)."""
+        """Apply the peer's SETTINGS_HEADER_TABLE_SIZE (announced in the next block), up to
+        :data:`MAX_ENCODER_TABLE_SIZE`: an encoder may use less than the peer allows (§4.2)."""
+        value = min(value, MAX_ENCODER_TABLE_SIZE)
         if value == self.table.max_size and self._smallest < 0:
             return
         if self._smallest < 0 or value < self._smallest:

@@ -68,3 +68,17 @@ def test_a_field_too_large_for_the_table_is_not_indexed() -> None:
     enc.header_table_size = 200
     enc.encode([(b"x-small", b"1"), (b"x-large", b"v" * 150)])
     assert [f[0] for f in enc.table.entries] == [b"x-small"]
+
+
+def test_a_peer_allowing_a_huge_table_does_not_get_one() -> None:
+    """The peer's SETTINGS_HEADER_TABLE_SIZE is a maximum: the encoder keeps 4096 octets at
+    most and says so, so the peer's decoder stays in step."""
+    enc, dec = Encoder(), hpack.Decoder()
+    enc.header_table_size = 1 << 30
+    dec.max_allowed_table_size = 1 << 30
+    for i in range(500):
+        fields = [(b"x-request", b"%d" % i + b"v" * 100)]
+        assert dec.decode(enc.encode(fields), raw=True) == fields
+    assert enc.header_table_size == 4096
+    assert enc.table.size <= 4096
+    assert dec.header_table_size == 4096
