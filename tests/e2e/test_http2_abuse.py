@@ -36,7 +36,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.e2e
 
-ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR = 0xB, 0x3
+ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, COMPRESSION_ERROR = 0xB, 0x3, 0x9
 _GOAWAY = 0x7
 
 
@@ -443,6 +443,30 @@ def test_flow_control_violation_gets_goaway(echo_mesh: tuple[Proc, int]) -> None
         sock.sendall(conn.data_to_send() + overflow + overflow)
         assert _goaway_code(sock) == FLOW_CONTROL_ERROR
     assert _http2_errors(echo_mesh[0], "flow_control_error") == 1
+
+
+@pytest.mark.parametrize(
+    "block",
+    [bytes.fromhex("80"), bytes.fromhex("820081000161"), bytes.fromhex("8220")],
+    ids=["index-0", "huffman-padding", "late-size-update"],
+)
+def test_undecodable_header_block_gets_compression_error(
+    echo_mesh: tuple[Proc, int], block: bytes
+) -> None:
+    """RFC 9113 §4.3: the HPACK state is lost, so the connection ends with COMPRESSION_ERROR;
+    a new connection is served as before."""
+    sidecar, port = echo_mesh
+    conn = _client()
+    headers = struct.pack(">I", len(block))[1:] + bytes([0x1, 0x5]) + struct.pack(">I", 1)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(conn.data_to_send() + headers + block)
+        assert _goaway_code(sock) == COMPRESSION_ERROR
+    assert _http2_errors(sidecar, "compression_error") == 1
+    conn = _client()
+    _request(conn, 1, port=port)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(conn.data_to_send())
+        assert _exchange(sock, conn, 1)[0] == 200
 
 
 def test_unterminated_header_block_is_bounded(echo_mesh: tuple[Proc, int]) -> None:

@@ -1,4 +1,4 @@
-"""The ``h2.H2Connection`` the HTTP/2 codec drives, with five deviations from stock h2.
+"""The ``h2.H2Connection`` the HTTP/2 codec drives, with its deviations from stock h2.
 
 Theory of operation: stock h2 is stricter or costlier than RFC 9113 requires in
 a few places that matter to a proxy multiplexing many requests on one
@@ -48,6 +48,10 @@ flow-control and HPACK rule to h2.
    from inside the frame loop, so h2 queues GOAWAY(ENHANCE_YOUR_CALM) and parses
    nothing more.
 
+7. **HPACK is plait's own** (``plait.core.codec.hpack``, compiled, through
+   ``hpack_bridge.py``), and a block it cannot decode is COMPRESSION_ERROR
+   (RFC 9113 §4.3), where stock h2 answers PROTOCOL_ERROR.
+
 Invariant: these overrides are the only places plait reaches into h2's private
 API (``_receive_headers_frame``, ``_receive_data_frame``,
 ``_receive_rst_stream_frame``, ``_receive_ping_frame``,
@@ -86,6 +90,7 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
+from .hpack_bridge import CompressionError, Encoder, H2Decoder
 from .limits import HEADER_BLOCK_FACTOR, MAX_UNREAD_ANSWERS, Abuse, Clock, ResetBudget
 
 __all__ = [
@@ -155,6 +160,9 @@ class PlaitH2Connection(H2Connection):
         self, config: H2Configuration, *, max_header_block: int, clock: Clock | None = None
     ) -> None:
         super().__init__(config)
+        self.encoder = Encoder()  # type: ignore[assignment]  # hpack's API (hpack_bridge.py)
+        self.decoder = H2Decoder()  # type: ignore[assignment]
+        self.decoder.max_header_list_size = self.DEFAULT_MAX_HEADER_LIST_SIZE
         self.state_machine = _GracefulStateMachine()
         self.incoming_buffer = _EagerFrameBuffer(
             server=not config.client_side, max_header_block=max_header_block
@@ -230,6 +238,8 @@ class PlaitH2Connection(H2Connection):
         try:
             frames, events = super()._receive_headers_frame(frame)
         except ProtocolError as exc:
+            if CompressionError.caused(exc):
+                raise CompressionError(str(exc)) from exc.__cause__
             if type(exc) is not ProtocolError or exc.__cause__ is not None:
                 raise
             return self._reset_malformed(frame.stream_id, exc)
