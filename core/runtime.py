@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
     from opentelemetry.trace import Span
 
+    from .exchange.machine import Exchange
+
 __all__ = ["ListenerRuntime", "Runtime", "Snapshot"]
 
 log = logging.getLogger(__name__)
@@ -73,11 +75,11 @@ class ListenerRuntime:
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]
 
-    def record(self, ctx: StreamContext, seconds: float) -> None:
+    def record(self, ctx: StreamContext, seconds: float, ex: Exchange) -> None:
         status = ctx.response.status if ctx.response is not None else 0
         self._stats.record(self.name, status, seconds, ctx.failure_reason)
         if self._access is not None:
-            self._access.log(ctx, self.name, seconds)
+            self._access.log(ctx, self, seconds, ex)
 
     def trace_end(self, span: object, ctx: StreamContext, attempts: int) -> None:
         """End the stream's span (a sampled stream's only): the runtime's side of ``finish``."""
@@ -126,7 +128,7 @@ class Runtime:
         return self.upstreams.counters()
 
     def _swap(self, config: MeshConfig) -> Snapshot:
-        self._open_access_log(config.access_log)
+        self._open_access_log(config.access_log, config.access_log_sampling)
         self._open_tracing(config.tracing)
         snap = Snapshot(self, config)
         self.snapshot = snap
@@ -136,11 +138,14 @@ class Runtime:
         self.stats.config_timestamp = snap.loaded_at
         return snap
 
-    def _open_access_log(self, path: str | None) -> None:
+    def _open_access_log(self, path: str | None, sampling: float) -> None:
         current = self.access_log
-        if (current.path if current is not None else None) == path:
+        if current is not None and current.path == path:
+            current.sampling = sampling  # the same file: only the sampling may change
             return
-        self.access_log = AccessLog(path) if path else None  # OSError rejects the config
+        if current is None and path is None:
+            return
+        self.access_log = AccessLog(path, sampling) if path else None  # OSError rejects it
         if current is not None:
             current.close()
 

@@ -46,6 +46,8 @@ class Pool(Protocol):
     endpoint: Endpoint
     key: str
     """``address:port``, computed once."""
+    origin: Origination | None
+    """How the pool originates mTLS (``None``: plaintext only)."""
 
     async def open_stream(self, *, fresh: bool = False) -> UpstreamStream: ...
 
