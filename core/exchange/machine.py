@@ -119,7 +119,8 @@ class Exchange:
         """When the request's timeout ends (monotonic clock), if it has one."""
         self._ended = False
         self.attempts = 0
-        """Upstream tries sent (a retried request counts each)."""
+        """Upstream tries made (a retried request counts each, one that could not connect
+        too; the redo of a request a stale keep-alive connection dropped does not)."""
         self.bytes_in = len(ev.body)
         """Request body bytes received from the client (a streamed body adds its chunks
         as :class:`~.bodies.RequestBody` reads them: :meth:`received`)."""

@@ -213,6 +213,13 @@ spec:
   action: DENY
   rules: [{to: [{operation: {paths: [/admin*]}}]}]
 """,
+    "Telemetry": """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: allkinds}
+spec:
+  accessLogging: [{sampling: 5}]
+""",
 }
 
 
@@ -326,3 +333,8 @@ spec:
     assert "spec.accessLogging[0].sampling" in r.stderr and "0 to 100" in r.stderr, r.stderr
     r = cli(cp, "get", "telemetries")
     assert r.returncode == 0 and "traces" not in r.stdout and "logs" not in r.stdout
+    good = out_of_range.replace("sampling: 250}]", "sampling: 5}]\n  tracing: [{disabled: true}]")
+    r = cli(cp, "apply", "-f", str(write(tmp_path, "v.yaml", good)))
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in cli(cp, "get", "telemetries").stdout.splitlines() if "logs" in line)
+    assert row.split() == ["logs", "default", "-", "on", "5%", "off"], row

@@ -116,8 +116,8 @@ def test_mesh_wide_telemetry_with_a_workload_override_and_a_live_change(
         before = config_dump(client)["version"]
         apply(cp, tmp_path, _telemetry(log, receiver.endpoint, 0, 0), "telemetry.yaml")
         wait_for(lambda: config_dump(client)["version"] != before, timeout=10)
-        dump = config_dump(client)
-        assert dump["tracing"]["sampling"] == 0, dump["tracing"]
+        dump = config_dump(client)["config"]
+        assert dump["tracing"]["sampling"] == 0 and dump["accessLogSampling"] == 0, dump
         for i in range(5):
             assert http_get(client_port, f"/quiet{i}")[0] == 200
         assert http_get(client_port, "/status/503")[0] == 503

@@ -27,14 +27,14 @@ def test_json_log_lines_with_the_worker_index(tmp_path: Path, procs: list[Proc])
         assert {"time", "level", "logger", "message", "worker"} <= e.keys(), e
         assert e["time"].endswith("Z") and e["level"] in {"debug", "info", "warning", "error"}
     assert {e["worker"] for e in entries} == {0, 1, "supervisor"}, entries
-    assert any(e["message"].startswith("config active") for e in entries if e["worker"] == 1)
+    assert any(e["message"].startswith("sidecar ready") for e in entries if e["worker"] == 1)
 
 
 def test_text_logs_say_which_worker(tmp_path: Path, procs: list[Proc]) -> None:
     text = _run(tmp_path, procs, "--workers", "2")
     lines = [line for line in text.splitlines() if " INFO " in line]
-    assert any("[worker 0] " in line and "config active" in line for line in lines), text
-    assert any("[worker 1] " in line and "config active" in line for line in lines), text
+    assert any("[worker 0] " in line and "sidecar ready" in line for line in lines), text
+    assert any("[worker 1] " in line and "sidecar ready" in line for line in lines), text
     with_one = _run(tmp_path, procs)  # one process: the text as it always was
-    assert "config active" in with_one and "[worker" not in with_one
+    assert "sidecar ready" in with_one and "[worker" not in with_one
     assert not with_one.lstrip().startswith("{")
