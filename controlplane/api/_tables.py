@@ -98,8 +98,11 @@ def _telemetry(doc: Mapping[str, Any]) -> list[str]:
     """``on``/``off``/``-`` (inherited) per section, with the sampling when one is set."""
     s = _spec(doc)
     out = [_selector(doc)]
-    for key, pct, off in (("accessLogging", "sampling", "disabled"),
-                          ("tracing", "randomSamplingPercentage", "disableSpanReporting")):  # fmt: skip
+    sections = (
+        ("accessLogging", "sampling", "disabled"),
+        ("tracing", "randomSamplingPercentage", "disableSpanReporting"),
+    )
+    for key, pct, off in sections:
         entries = s.get(key)
         entry = entries[0] if isinstance(entries, list) and entries else None
         if not isinstance(entry, Mapping):
