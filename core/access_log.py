@@ -1,6 +1,7 @@
 """Access logs: one JSON line per request, written in batches off the request path.
 
-Formatting a line costs a few microseconds, so logging is off unless the config
+Formatting a line costs tens of microseconds (``benchmarks/access_log_bench.py``; JSON
+encoding is most of it), so logging is off unless the config
 names a file (``Sidecar.spec.accessLog.path`` or a ``Telemetry`` resource's access-log
 provider; ``/dev/stdout`` for the container log). Lines collect in memory and are
 written when 256 are waiting or one second after the first one waited, so a
@@ -50,6 +51,8 @@ __all__ = ["AccessLog"]
 
 _BATCH = 256
 _DELAY = 1.0
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+"""One encoder for every line (``json.dumps`` with options builds a new one per call)."""
 
 
 class AccessLog:
@@ -61,6 +64,8 @@ class AccessLog:
         self._lines: list[str] = []
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._stamp = ""
 
     def log(self, ctx: StreamContext, lrt: ListenerRuntime, seconds: float, ex: Exchange) -> None:
         req, resp = ctx.request, ctx.response
@@ -82,7 +87,7 @@ class AccessLog:
             source, destination = own, _upstream_identity(ctx, lrt)
         parent = extract(req.headers)
         entry: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - seconds)) + "Z",
+            "time": self._time(time.time() - seconds),
             "listener": lrt.name,
             "direction": "inbound" if lrt.inbound else "outbound",
             "method": req.method,
@@ -121,12 +126,20 @@ class AccessLog:
             "peer_identity": _identity(conn),
         })  # fmt: skip
 
+    def _time(self, when: float) -> str:
+        """``when`` as ISO 8601 UTC seconds, formatted once per second."""
+        second = int(when)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
+        return self._stamp
+
     def _append(self, entry: dict[str, object]) -> None:
         if self._file.closed:  # a stream that ended after the close: written at once
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                f.write(_encode(entry) + "\n")
             return
-        self._lines.append(json.dumps(entry, separators=(",", ":")))
+        self._lines.append(_encode(entry))
         if len(self._lines) >= _BATCH:
             self.flush()
         elif self._timer is None:
