@@ -39,6 +39,8 @@ def test_the_upstream_sees_the_sidecars_spiffe_id(mesh: Mesh) -> None:
         'plait_upstream_events_total{cluster="upstream.default:80",event="tls_handshakes_ok"} 1'
         in text
     )
+    line = mesh.access()[-1]  # both ends by their verified identities
+    assert (line["source_identity"], line["destination_identity"]) == (CLIENT, SERVER), line
 
 
 def test_an_upstream_with_an_unexpected_spiffe_id_is_refused(mesh: Mesh) -> None:
@@ -48,6 +50,7 @@ def test_an_upstream_with_an_unexpected_spiffe_id_is_refused(mesh: Mesh) -> None
     assert status == 503
     assert headers["x-plait-reason"] == "tls: unexpected peer identity"
     assert mesh.access()[-1]["failure_reason"] == "tls: unexpected peer identity"
+    assert mesh.access()[-1]["destination_identity"] is None  # never verified: no identity
     text = metrics(sidecar.admin_port)
     assert 'reason="tls: unexpected peer identity"' in text
     assert 'event="tls_peer_identity_mismatches"' in text
