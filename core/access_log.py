@@ -84,7 +84,7 @@ class AccessLog:
         if lrt.inbound:
             source, destination = _identity(conn), own
         else:
-            source, destination = own, _upstream_identity(ctx, lrt)
+            source, destination = own, lrt.upstream_identity(ctx)
         parent = extract(req.headers)
         entry: dict[str, object] = {
             "time": self._time(time.time() - seconds),
@@ -166,16 +166,3 @@ def _identity(conn: ConnectionContext) -> str | None:
     """The peer's verified SPIFFE ID (inbound mTLS), ``None`` on plaintext."""
     peer = conn.peer_identity
     return peer.spiffe_id if peer is not None else None
-
-
-def _upstream_identity(ctx: StreamContext, lrt: ListenerRuntime) -> str | None:
-    """The upstream server's SPIFFE ID, when it answered over mTLS: the pool's TLS gate
-    let no connection through whose verified certificate lacked the expected ID."""
-    if ctx.response is None or ctx.failure_reason is not None or ctx.upstream_address is None:
-        return None
-    crt = lrt.snapshot.clusters.get(ctx.cluster) if ctx.cluster is not None else None
-    pool = crt.by_key.get(ctx.upstream_address) if crt is not None else None
-    origin = pool.origin if pool is not None else None
-    if origin is None or not origin.store.ready:  # plaintext to this endpoint
-        return None
-    return origin.expected

@@ -87,7 +87,24 @@ class ListenerRuntime:
         if tracing is not None:
             leaf = self.runtime.identity.leaf
             identity = str(leaf.spiffe_id) if leaf is not None else None
-            tracing.end(cast("Span", span), ctx, attempts, self.inbound, identity)
+            peer = None if self.inbound else self.upstream_identity(ctx)
+            tracing.end(cast("Span", span), ctx, attempts, self.inbound, identity, peer)
+
+    def upstream_identity(self, ctx: StreamContext) -> str | None:
+        """The SPIFFE ID of the upstream server that answered ``ctx`` over mTLS, else ``None``.
+
+        The pool's TLS gate (``upstream/_tls.py``) lets no connection through whose verified
+        certificate lacks the endpoint's expected ID, and a pool that may use mTLS does so
+        whenever this sidecar has an identity (plaintext connections are then stale)."""
+        address = ctx.upstream_address
+        if ctx.response is None or ctx.failure_reason is not None or address is None:
+            return None
+        crt = self.snapshot.clusters.get(ctx.cluster) if ctx.cluster is not None else None
+        pool = crt.by_key.get(address) if crt is not None else None
+        origin = pool.origin if pool is not None else None
+        if origin is None or not origin.store.ready:  # plaintext to this endpoint
+            return None
+        return origin.expected
 
 
 class Snapshot:
