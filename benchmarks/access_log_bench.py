@@ -40,7 +40,7 @@ async def _measure(sampling: float) -> float:
         name="out",
         inbound=False,
         runtime=SimpleNamespace(identity=SimpleNamespace(leaf=None)),
-        snapshot=SimpleNamespace(clusters={}),
+        upstream_identity=lambda ctx: None,  # the runtime's lookup: plaintext upstream
     )
     ex: Any = SimpleNamespace(received=lambda: 0, bytes_out=1024, attempts=1)
     t0 = time.perf_counter()
