@@ -104,12 +104,13 @@ def parse_telemetry(meta: Meta, spec: Fields) -> TelemetryRes:
             raise p.at("name").error(f"duplicate provider name {name!r}")
         if (f := p.sub("envoyFileAccessLog")) is not None:
             providers[name] = f.text("path", what="a file path (/dev/stdout for the log)")
+            f.done()
         elif (o := p.sub("opentelemetry")) is not None:
             endpoint = o.text("endpoint", pattern=_OTLP, what="http://HOST:PORT")
             providers[name] = (endpoint, o.text("protocol", "http/protobuf", choices=_PROTOCOLS))
+            o.done()
         else:
             raise p.loc.error("expected envoyFileAccessLog: {path} or opentelemetry: {endpoint}")
-        (f or o).done()  # type: ignore[union-attr]
         p.done()
     spec.done()
     return TelemetryRes(
