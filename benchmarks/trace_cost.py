@@ -64,7 +64,7 @@ def main() -> None:
             decision = decide(ctx.request.headers, tracing.ratio)
             if decision is not False:
                 parent = None if decision is True else decision
-                tracing.end(tracing.span(ctx, True, "in", parent), ctx, 1, True, None)
+                tracing.end(tracing.span(ctx, True, "in", parent), ctx, 1, True, None, None)
 
         k = n // 10 if name.endswith("(SDK span)") else n
         for _ in range(2):  # warm up, then measure

@@ -29,6 +29,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("BackendTrafficPolicy", "backendtrafficpolicies", ("btp",)),
     Kind("PeerAuthentication", "peerauthentications", ("pa",)),
     Kind("AuthorizationPolicy", "authorizationpolicies", ("ap",)),
+    Kind("Telemetry", "telemetries"),
 )
 
 KIND_ALIASES: dict[str, str] = {

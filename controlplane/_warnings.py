@@ -10,9 +10,7 @@ NACK or a silently different behaviour on one kind of client:
 * a rule's ``retry.attempts`` above what gRPC clients honour: they make at most
   :data:`GRPC_MAX_ATTEMPTS` tries in all (gRFC A44), so ``attempts`` (retries after the first
   try) above ``GRPC_MAX_ATTEMPTS - 1`` is cut to that on a route a gRPC client can use (one
-  whose parent Service port speaks ``grpc``);
-* a ``Sidecar`` with ``tracing``: xDS does not carry the tracing settings, so sidecars
-  that take their config from the control plane do not trace (static config does).
+  whose parent Service port speaks ``grpc``).
 """
 
 from __future__ import annotations
@@ -40,12 +38,6 @@ def client_warnings(
     }
     out: list[str] = []
     for d in puts:
-        if d.meta.kind == "Sidecar" and d.resource.tracing is not None:
-            out.append(
-                f"Sidecar/{d.meta.namespace}/{d.meta.name}: spec.tracing: not sent over xDS: "
-                "sidecars that take their config from the control plane do not trace (a "
-                "sidecar run with --config does)"
-            )
         if d.meta.kind != "HTTPRoute":
             continue
         route = d.resource

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
     from opentelemetry.trace import Span
 
+    from .exchange.machine import Exchange
+
 __all__ = ["ListenerRuntime", "Runtime", "Snapshot"]
 
 log = logging.getLogger(__name__)
@@ -80,11 +82,11 @@ class ListenerRuntime:
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]
 
-    def record(self, ctx: StreamContext, seconds: float) -> None:
+    def record(self, ctx: StreamContext, seconds: float, ex: Exchange) -> None:
         status = ctx.response.status if ctx.response is not None else 0
         self._stats.record(self.name, status, seconds, ctx.failure_reason)
         if self._access is not None:
-            self._access.log(ctx, self.name, seconds)
+            self._access.log(ctx, self, seconds, ex)
         if self._taps:  # nobody taps: this empty-list check is the whole cost
             publish(self._taps, ctx, self.name, self.inbound, seconds)
 
@@ -94,7 +96,24 @@ class ListenerRuntime:
         if tracing is not None:
             leaf = self.runtime.identity.leaf
             identity = str(leaf.spiffe_id) if leaf is not None else None
-            tracing.end(cast("Span", span), ctx, attempts, self.inbound, identity)
+            peer = None if self.inbound else self.upstream_identity(ctx)
+            tracing.end(cast("Span", span), ctx, attempts, self.inbound, identity, peer)
+
+    def upstream_identity(self, ctx: StreamContext) -> str | None:
+        """The SPIFFE ID of the upstream server that answered ``ctx`` over mTLS, else ``None``.
+
+        The pool's TLS gate (``upstream/_tls.py``) lets no connection through whose verified
+        certificate lacks the endpoint's expected ID, and a pool that may use mTLS does so
+        whenever this sidecar has an identity (plaintext connections are then stale)."""
+        address = ctx.upstream_address
+        if ctx.response is None or ctx.failure_reason is not None or address is None:
+            return None
+        crt = self.snapshot.clusters.get(ctx.cluster) if ctx.cluster is not None else None
+        pool = crt.by_key.get(address) if crt is not None else None
+        origin = pool.origin if pool is not None else None
+        if origin is None or not origin.store.ready:  # plaintext to this endpoint
+            return None
+        return origin.expected
 
 
 def _connection_filters(config: ListenerConfig) -> list[tuple[str, ConnectionFilter]]:
@@ -151,7 +170,7 @@ class Runtime:
         return self.upstreams.counters()
 
     def _swap(self, config: MeshConfig) -> Snapshot:
-        self._open_access_log(config.access_log)
+        self._open_access_log(config.access_log, config.access_log_sampling)
         self._open_tracing(config.tracing)
         snap = Snapshot(self, config)
         self.snapshot = snap
@@ -161,11 +180,14 @@ class Runtime:
         self.stats.config_timestamp = snap.loaded_at
         return snap
 
-    def _open_access_log(self, path: str | None) -> None:
+    def _open_access_log(self, path: str | None, sampling: float) -> None:
         current = self.access_log
-        if (current.path if current is not None else None) == path:
+        if current is not None and current.path == path:
+            current.sampling = sampling  # the same file: only the sampling may change
             return
-        self.access_log = AccessLog(path) if path else None  # OSError rejects the config
+        if current is None and path is None:
+            return
+        self.access_log = AccessLog(path, sampling) if path else None  # OSError rejects it
         if current is not None:
             current.close()
 

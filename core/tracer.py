@@ -27,7 +27,13 @@ class Tracer(Protocol):
     ) -> Any: ...
 
     def end(
-        self, span: Any, ctx: StreamContext, attempts: int, inbound: bool, identity: str | None
+        self,
+        span: Any,
+        ctx: StreamContext,
+        attempts: int,
+        inbound: bool,
+        identity: str | None,
+        peer: str | None,
     ) -> None: ...
 
     def close(self) -> None: ...

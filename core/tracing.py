@@ -100,9 +100,18 @@ class Tracing:
         return span
 
     def end(
-        self, span: Span, ctx: StreamContext, attempts: int, inbound: bool, identity: str | None
+        self,
+        span: Span,
+        ctx: StreamContext,
+        attempts: int,
+        inbound: bool,
+        identity: str | None,
+        peer: str | None,
     ) -> None:
-        """Set what the stream's end knows (route, backend, status, reason) and end it."""
+        """Set what the stream's end knows (route, backend, status, reason) and end it.
+
+        ``identity`` is this sidecar's SPIFFE ID; ``peer`` (outbound) the upstream server's,
+        verified by the TLS handshake, when it answered over mTLS."""
         status = ctx.response.status if ctx.response is not None else 0
         if ctx.route_name:
             span.update_name(f"{ctx.request.method} {ctx.route_name}")
@@ -115,6 +124,8 @@ class Tracing:
             span.set_attribute(
                 "plait.destination.identity" if inbound else "plait.source.identity", identity
             )
+        if peer is not None:
+            span.set_attribute("plait.destination.identity", peer)
         span.set_attribute("http.response.status_code", status)
         span.set_attribute("plait.retries", max(attempts - 1, 0))
         reason = ctx.failure_reason

@@ -94,6 +94,26 @@ def _authz(doc: Mapping[str, Any]) -> list[str]:
     return [_selector(doc), str(s.get("action", "ALLOW")), str(len(s.get("rules") or []))]
 
 
+def _telemetry(doc: Mapping[str, Any]) -> list[str]:
+    """``on``/``off``/``-`` (inherited) per section, with the sampling when one is set."""
+    s = _spec(doc)
+    out = [_selector(doc)]
+    sections = (
+        ("accessLogging", "sampling", "disabled"),
+        ("tracing", "randomSamplingPercentage", "disableSpanReporting"),
+    )
+    for key, pct, off in sections:
+        entries = s.get(key)
+        entry = entries[0] if isinstance(entries, list) and entries else None
+        if not isinstance(entry, Mapping):
+            out.append("-")
+        elif entry.get("disabled") is True or entry.get(off) is True:
+            out.append("off")
+        else:
+            out.append(f"on {entry[pct]}%" if pct in entry else "on")
+    return out
+
+
 _COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
     "Service": (("PORTS", "ENDPOINTS"), _service),
     "HTTPRoute": (("PARENTS", "RULES"), _route),
@@ -103,6 +123,7 @@ _COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
     "BackendTrafficPolicy": (("TARGETS",), _policy),
     "PeerAuthentication": (("SELECTOR", "MODE"), _peer_auth),
     "AuthorizationPolicy": (("SELECTOR", "ACTION", "RULES"), _authz),
+    "Telemetry": (("SELECTOR", "ACCESS-LOG", "TRACING"), _telemetry),
 }
 
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envoy.config.accesslog.v3 import accesslog_pb2  # type: ignore[import-untyped]
 from envoy.config.core.v3 import base_pb2, config_source_pb2  # type: ignore[import-untyped]
-from envoy.extensions.access_loggers.file.v3 import file_pb2  # type: ignore[import-untyped]
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
 from plait.core.config import FilterEntry
-from plait.core.xds.wire import ACCESS_LOG_FILE, METADATA_KEY, to_struct, to_value
+from plait.core.xds.wire import METADATA_KEY, to_struct, to_value
 from plait.sdk import ConfigError
 
-__all__ = ["ads_source", "file_access_log", "filter_fields", "metadata", "pack"]
+__all__ = ["ads_source", "filter_fields", "metadata", "pack"]
 
 Message = Any
 """A protobuf message (protobuf ships no type hints)."""
@@ -46,13 +44,6 @@ def ads_source() -> Message:
     src = config_source_pb2.ConfigSource(resource_api_version=config_source_pb2.V3)
     src.ads.SetInParent()
     return src
-
-
-def file_access_log(path: str) -> Message:
-    """An ``AccessLog`` writing to ``path`` (Envoy's default text format; plait writes JSON)."""
-    return accesslog_pb2.AccessLog(
-        name=ACCESS_LOG_FILE, typed_config=pack(file_pb2.FileAccessLog(path=path))
-    )
 
 
 def filter_fields(entry: FilterEntry, where: str) -> dict[str, object]:

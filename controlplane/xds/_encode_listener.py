@@ -71,8 +71,9 @@ from plait.core.xds.wire import (
     to_struct,
 )
 
-from ._encode_base import Message, ads_source, file_access_log, filter_fields, metadata, pack
+from ._encode_base import Message, ads_source, filter_fields, metadata, pack
 from ._encode_mtls import mtls_chains
+from ._encode_telemetry import access_logs, tracing
 
 __all__ = ["encode_api_listener", "encode_listener"]
 
@@ -161,8 +162,9 @@ def _hcm_filter(lis: ListenerConfig, cfg: MeshConfig, where: str) -> Message:
     hcm.max_request_headers_kb.value = cfg.max_request_headers_kb
     if t.request is not None:
         hcm.request_timeout.CopyFrom(duration(t.request))
-    if cfg.access_log is not None:
-        hcm.access_log.append(file_access_log(cfg.access_log))
+    hcm.access_log.extend(access_logs(cfg))
+    if cfg.tracing is not None:
+        hcm.tracing.CopyFrom(tracing(cfg.tracing))
     return listener_components_pb2.Filter(name=HCM, typed_config=pack(hcm))
 
 
@@ -186,8 +188,7 @@ def _tcp_proxy(lis: ListenerConfig, cfg: MeshConfig) -> Message:
         cluster=lis.tcp_cluster or "",
         idle_timeout=duration(lis.timeouts.idle),
     )
-    if cfg.access_log is not None:
-        proxy.access_log.append(file_access_log(cfg.access_log))
+    proxy.access_log.extend(access_logs(cfg))
     return listener_components_pb2.Filter(name=TCP_PROXY, typed_config=pack(proxy))
 
 

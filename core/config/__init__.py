@@ -34,6 +34,7 @@ from ._model import (
     RouteRule,
     RouteTable,
     Timeouts,
+    TracingConfig,
     WeightedBackend,
 )
 from ._resource_set import Resources
@@ -62,6 +63,7 @@ __all__ = [
     "RouteRule",
     "RouteTable",
     "Timeouts",
+    "TracingConfig",
     "WeightedBackend",
     "WorkloadPort",
     "WorkloadRes",

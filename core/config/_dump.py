@@ -37,6 +37,7 @@ def dump_config(cfg: MeshConfig) -> dict[str, Any]:
         "admin": {"bind": cfg.admin.bind, "port": cfg.admin.port},
         "maxRequestHeadersKb": cfg.max_request_headers_kb,
         "accessLog": cfg.access_log,
+        "accessLogSampling": cfg.access_log_sampling,
         "tracing": _tracing(cfg),
         "listeners": [_listener(lis) for lis in cfg.listeners],
         "clusters": {name: _cluster(c) for name, c in cfg.clusters.items()},

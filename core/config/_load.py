@@ -39,6 +39,7 @@ from ._resources import (
     parse_sidecar,
 )
 from ._security import parse_authorization_policy, parse_peer_authentication
+from ._telemetry import parse_telemetry
 from ._translate import translate
 from ._workload import parse_workload
 from ._yaml import load_yaml_documents
@@ -56,6 +57,7 @@ __all__ = [
 _PLAIT = ("plait.dev/v1alpha1",)
 _GATEWAY = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
 _POLICY = ("plait.dev/v1alpha1", "gateway.networking.x-k8s.io/v1alpha1")
+_TELEMETRY = ("telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1", "plait.dev/v1alpha1")
 _SECURITY = ("security.istio.io/v1", "security.istio.io/v1beta1", "plait.dev/v1alpha1")
 _KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
     "Service": (_PLAIT, parse_service),
@@ -66,6 +68,7 @@ _KINDS: dict[str, tuple[tuple[str, ...], Callable[[Meta, Fields], Any]]] = {
     "BackendTrafficPolicy": (_POLICY, parse_backend_traffic_policy),
     "PeerAuthentication": (_SECURITY, parse_peer_authentication),
     "AuthorizationPolicy": (_SECURITY, parse_authorization_policy),
+    "Telemetry": (_TELEMETRY, parse_telemetry),
 }
 KINDS = tuple(_KINDS)
 
@@ -154,6 +157,7 @@ def resources_of(parsed: Sequence[ParsedDocument], sources: Sequence[str]) -> Re
         policies=tuple(by_kind["BackendTrafficPolicy"]),
         peer_authentications=tuple(by_kind["PeerAuthentication"]),
         authorization_policies=tuple(by_kind["AuthorizationPolicy"]),
+        telemetries=tuple(by_kind["Telemetry"]),
         sources=tuple(sources),
         digest=hashlib.sha256(blob.encode()).hexdigest(),
     )

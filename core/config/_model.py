@@ -272,5 +272,8 @@ class MeshConfig:
     """Envoy's default (60 KiB); past it the request is answered 431."""
     access_log: str | None = None
     """Where one JSON line per request goes (a file path or ``/dev/stdout``); off by default."""
+    access_log_sampling: float = 100.0
+    """Percent of the successful requests logged; a request that failed (status 0 or
+    >= 400, or a failure reason) is always logged."""
     tracing: TracingConfig | None = None
     """Spans over OTLP; off by default."""

@@ -14,6 +14,7 @@ from ._httproute import HTTPRouteRes
 from ._policy import PolicyRes
 from ._resources import ServiceRes, SidecarRes
 from ._security import AuthzRes, PeerAuthRes
+from ._telemetry import TelemetryRes
 from ._workload import WorkloadRes
 
 __all__ = ["Resources"]
@@ -31,6 +32,7 @@ class Resources:
     policies: tuple[PolicyRes, ...] = ()
     peer_authentications: tuple[PeerAuthRes, ...] = ()
     authorization_policies: tuple[AuthzRes, ...] = ()
+    telemetries: tuple[TelemetryRes, ...] = ()
     sources: tuple[str, ...] = ()
     digest: str = ""
     """sha256 of the normalized documents (key order and formatting do not count)."""

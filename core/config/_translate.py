@@ -11,7 +11,8 @@ Theory of operation:
   port (``_routes.py`` orders them by Gateway API precedence). A Service that
   an egress listener targets and no route attaches to gets a pass-through table
   (GAMMA: "no Routes, no mesh").
-* The selected ``Sidecar`` gives the listeners, each with its chain. Its inbound
+* The selected ``Sidecar`` gives the listeners, each with its chain, and its access log
+  and tracing, unless ``Telemetry`` resources cover it (``_telemetry.py``). Its inbound
   listeners get their peer-authentication mode from the ``PeerAuthentication``s that
   apply, and, when ``AuthorizationPolicy``s apply to it, the built-in ``authorization``
   filter first in their chain (``_security.py``).
@@ -50,6 +51,7 @@ from ._resources import FilterUse, ListenerRes, Meta, ServicePort, ServiceRes, S
 from ._retry import RetryPolicy
 from ._routes import RouteTables, catch_all_table, cluster_name, ports_text
 from ._security import secure_listeners
+from ._telemetry import check_providers, telemetry_for
 from ._wasm_spec import module_config, module_error
 from ._workload import WorkloadRes, workload_endpoints
 
@@ -255,6 +257,8 @@ class _Translator:
                     if port.protocol.is_http and name not in routes:
                         routes[name] = catch_all_table(self, name, name, svc.meta.loc)
         key = f"{sidecar.meta.namespace}/{sidecar.meta.name}" if sidecar else ""
+        check_providers(self.res.telemetries)
+        telemetry = telemetry_for(self.res.telemetries, sidecar) if sidecar else None
         return MeshConfig(
             version=hashlib.sha256(f"{self.res.digest}|{key}".encode()).hexdigest()[:12],
             listeners=tuple(built),
@@ -263,8 +267,9 @@ class _Translator:
             sources=self.res.sources,
             admin=sidecar.admin if sidecar else AdminConfig(),
             max_request_headers_kb=sidecar.max_request_headers_kb if sidecar else 60,
-            access_log=sidecar.access_log if sidecar else None,
-            tracing=sidecar.tracing if sidecar else None,
+            access_log=telemetry.access_log if telemetry else None,
+            access_log_sampling=telemetry.access_log_sampling if telemetry else 100.0,
+            tracing=telemetry.tracing if telemetry else None,
         )
 
     def select_sidecar(self, name: str | None) -> SidecarRes | None:

@@ -104,12 +104,15 @@ class RequestBody(MessageBody):
         self._stage = stage
         self._done = False
         self.reply: LocalReply | None = None
+        self.received = 0
+        """Body bytes read from the client (before the data hooks): the access log's count."""
 
     async def read(self) -> bytes:
         while not self._done:
             ev = await self._down.read_event()
             if isinstance(ev, DataReceived):
                 self._done = ev.end_stream
+                self.received += len(ev.data)
                 out = await self._stage.push(ev.data, ev.end_stream)
             elif isinstance(ev, TrailersReceived):
                 self._done = True

@@ -84,12 +84,15 @@ class Exchange:
     __slots__ = (
         "_ended",
         "attempts",
+        "bytes_in",
+        "bytes_out",
         "ctx",
         "deadline",
         "down",
         "ev",
         "lrt",
         "pending_reply",
+        "request_body",
         "rule_timeouts",
         "run",
         "span",
@@ -117,7 +120,14 @@ class Exchange:
         """When the request's timeout ends (monotonic clock), if it has one."""
         self._ended = False
         self.attempts = 0
-        """Upstream tries sent (a retried request counts each)."""
+        """Upstream tries made (a retried request counts each, one that could not connect
+        too; the redo of a request a stale keep-alive connection dropped does not)."""
+        self.bytes_in = len(ev.body)
+        """Request body bytes received from the client (a streamed body adds its chunks
+        as :class:`~.bodies.RequestBody` reads them: :meth:`received`)."""
+        self.bytes_out = 0
+        """Response body bytes sent to the client."""
+        self.request_body: RequestBody | None = None
         self.span: object = None
         """The tracer's span of a sampled stream (``runtime.ListenerRuntime.trace_end``)."""
         lrt.runtime.stream_started()
@@ -221,6 +231,7 @@ class Exchange:
                 data = rewritten
             if data is not whole:  # a filter rewrote it (else the codec frames it as it came)
                 set_length(head.headers, len(data))
+            self.bytes_out = len(data)
             down.send_response(head, end_stream=True, body=data)
         except Exception as exc:
             error = exc
@@ -253,6 +264,7 @@ class Exchange:
             self.down.send_informational(ResponseHead(status=100))
         chain = run.chain
         body = RequestBody(self.down, BodyStage(run, chain.request_data, chain.request_trailers))
+        self.request_body = body
         if not buffer_limit:
             if chain.request_data:  # the head goes up before the hooks saw (and sized) the body
                 self.ctx.request.headers.remove("content-length")
@@ -276,6 +288,7 @@ class Exchange:
                 down.reset()
                 return
             if out.data:
+                self.bytes_out += len(out.data)
                 yield down.send_data(out.data, end_stream=False)
         if body.trailers is not None:
             out = yield stage.trailers(body.trailers)
@@ -288,6 +301,7 @@ class Exchange:
         if out.reply is not None:
             down.reset()
             return
+        self.bytes_out += len(out.data)
         yield down.send_data(out.data, end_stream=True)
 
     # -- answers and bookkeeping -----------------------------------------------------------
@@ -328,6 +342,7 @@ class Exchange:
             return
         head, body = local_reply_head(prepared)
         self.ctx.response = head
+        self.bytes_out = len(body)
         self.down.send_response(head, end_stream=True, body=body)
 
     def cancelled(self) -> None:
@@ -349,10 +364,15 @@ class Exchange:
             up.reset()
         if self.run is not None:
             self.run.complete()
-        lrt.record(ctx, _monotonic() - ctx.started_at)
+        lrt.record(ctx, _monotonic() - ctx.started_at, self)
         if self.span is not None:
             lrt.trace_end(self.span, ctx, self.attempts)
         lrt.runtime.stream_ended()
+
+    def received(self) -> int:
+        """Request body bytes received from the client so far."""
+        body = self.request_body
+        return self.bytes_in + (body.received if body is not None else 0)
 
     def chosen_cluster(self) -> ClusterRuntime:
         """The cluster the request hooks chose (``ctx.cluster``); raises when there is none."""

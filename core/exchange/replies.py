@@ -72,4 +72,5 @@ def answer(ex: Exchange, reply: LocalReply, through: int) -> Steps:
             if out.data is not body:
                 body = out.data
                 set_length(head.headers, len(body))
+    ex.bytes_out = len(body)
     ex.down.send_response(head, end_stream=True, body=body)

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 def attempt(ex: Exchange, request: UpstreamRequest) -> Steps:
     """One try: its response head and body (or raise an ``UpstreamError``)."""
+    ex.attempts += 1  # every try, one that fails to connect too (not the stale keep-alive redo)
     crt = ex.chosen_cluster()
     pool = crt.pick_for(request.endpoint, request.exclude)
     ex.ctx.upstream_address = pool.key
@@ -86,7 +87,6 @@ def write_now(ex: Exchange, stream: UpstreamStream, request: UpstreamRequest) ->
     if whole is None or body.trailers is not None:
         return False
     ex.upstreams.append(stream)
-    ex.attempts += 1
     if whole:
         set_length(request.head.headers, len(whole))
     stream.send_head(request.head, end_stream=True, body=whole)
@@ -95,7 +95,6 @@ def write_now(ex: Exchange, stream: UpstreamStream, request: UpstreamRequest) ->
 
 def _write_streamed(ex: Exchange, stream: UpstreamStream, request: UpstreamRequest) -> Steps:
     ex.upstreams.append(stream)
-    ex.attempts += 1
     body = request.body
     whole, trailers = body.whole, body.trailers
     if whole is not None and trailers is not None:

@@ -6,8 +6,9 @@ Sub-commands that live outside the core (``control-plane``, ``apply``, ``get``,
 that adds its parsers and sets ``func`` (``args -> exit code``) on them. The
 core names none of them, as it names no filter.
 
-Every command's parser takes ``--log-level`` (so it is shown in each command's
-help and may come before or after the command). Usage errors exit 2 and name what
+Every command's parser takes ``--log-level`` and ``--log-format`` (``text`` or ``json``:
+``_logging``), so they are shown in each command's help and may come before or after
+the command. Usage errors exit 2 and name what
 is valid (the commands, the log levels); a failure to start (a config error, a port
 in use) is one line on stderr and exit 1, not a traceback.
 """
@@ -15,7 +16,6 @@ in use) is one line on stderr and exit 1, not a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +29,7 @@ from ._identity_flags import (
     identity_options,
     identity_refusal,
 )
+from ._logging import LOG_FORMATS, configure_logging
 
 __all__ = ["main", "only_error"]
 
@@ -51,6 +52,13 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,  # a command's own default must not hide `plait --log-level`
         metavar="{" + ",".join(LOG_LEVELS) + "}",
         help="log verbosity (default: $PLAIT_LOG_LEVEL, else info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=argparse.SUPPRESS,
+        help="plait's own logs: readable text, or one JSON object per line "
+        "(default: $PLAIT_LOG_FORMAT, else text)",
     )
 
 
@@ -146,11 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.log_level = _log_level(os.environ.get("PLAIT_LOG_LEVEL", "info"))
         except argparse.ArgumentTypeError as exc:
             parser.error(f"PLAIT_LOG_LEVEL: {exc}")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if not hasattr(args, "log_format"):
+        args.log_format = os.environ.get("PLAIT_LOG_FORMAT", "text")
+        if args.log_format not in LOG_FORMATS:
+            parser.error(f"PLAIT_LOG_FORMAT: expected one of {', '.join(LOG_FORMATS)}")
+    worker: int | str | None = None
+    if args.cmd == "sidecar" and args.reuse_port:  # a worker of --workers N
+        worker = args.worker_index
+    elif args.cmd == "sidecar" and args.workers > 1:
+        worker = "supervisor"
+    configure_logging(args.log_level, args.log_format, worker)
     if (func := getattr(args, "func", None)) is not None:
         return int(func(args))
     if args.cmd == "sidecar":
@@ -326,7 +339,8 @@ def _supervise(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"plait: invalid config: {exc}", file=sys.stderr)
         return 1
-    base = [sys.executable, "-m", "plait.core.ops.cli", "--log-level", args.log_level, "sidecar"]
+    base = [sys.executable, "-m", "plait.core.ops.cli", "--log-level", args.log_level,
+            "--log-format", args.log_format, "sidecar"]  # fmt: skip
     for c in args.config:
         base += ["--config", c]
     for plugin in args.plugin:

@@ -25,7 +25,8 @@ no listener uses is kept, as the translator keeps it); a ClusterLoadAssignment n
 names is ignored (it outlives its Cluster for a moment on a removal). Listeners are ordered
 by ``metadata.plait.order``, then name. ``version`` is the caller's (e.g. the ADS
 ``version_info``s), ``sources`` is ``("xds",)`` and ``admin`` the sidecar's own. The
-mesh-wide ``max_request_headers_kb`` and ``access_log`` must be the same on every listener.
+sidecar-wide ``max_request_headers_kb``, ``access_log`` and ``tracing`` must be the same on
+every listener (``tracing`` on every HTTP listener).
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (  # typ
 )
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
-from plait.core.config import AdminConfig, Cluster, MeshConfig, RouteTable
+from plait.core.config import AdminConfig, Cluster, MeshConfig, RouteTable, TracingConfig
 from plait.sdk import ConfigError, FilterSpec
 
 from ._decode_base import Incomplete, Message, at, unpack
 from ._decode_cluster import decode_cluster, decode_endpoints
 from ._decode_listener import Decoded, decode_listener
 from ._decode_route import decode_route_config
+from ._decode_telemetry import AccessLogSetting
 from .wire import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 __all__ = ["MESSAGES", "Incomplete", "decode_mesh", "referenced_names", "resource_name"]
@@ -105,7 +107,7 @@ def decode_mesh(
         CLUSTER: wanted_clusters - {h.name for h in heads},
         ENDPOINT: {h.eds_name for h in heads} - set(endpoints),
     }
-    kb, access_log = _mesh_wide(decoded)
+    kb, access_log, tracing = _mesh_wide(decoded)
     if any(missing.values()):
         raise Incomplete(missing)
     return MeshConfig(
@@ -116,7 +118,9 @@ def decode_mesh(
         admin=admin,
         sources=("xds",),
         max_request_headers_kb=kb,
-        access_log=access_log,
+        access_log=access_log[0] if access_log is not None else None,
+        access_log_sampling=access_log[1] if access_log is not None else 100.0,
+        tracing=tracing,
     )
 
 
@@ -169,13 +173,21 @@ def _as(msg: Message, cls: Any) -> Any:
     return None
 
 
-def _mesh_wide(decoded: list[Decoded]) -> tuple[int, str | None]:
-    """``max_request_headers_kb`` and ``access_log``, the same on every listener."""
+def _mesh_wide(
+    decoded: list[Decoded],
+) -> tuple[int, AccessLogSetting | None, TracingConfig | None]:
+    """``max_request_headers_kb``, ``access_log`` and ``tracing``, the same on every listener."""
     kbs = {d.max_request_headers_kb for d in decoded if d.max_request_headers_kb is not None}
     logs = {d.access_log for d in decoded}
-    for what, values in (("max_request_headers_kb", kbs), ("access_log", logs)):
+    traces = {d.tracing for d in decoded if d.http}
+    checks = (("max_request_headers_kb", kbs), ("access_log", logs), ("tracing", traces))
+    for what, values in checks:
         if len(values) > 1:
             shown = ", ".join(sorted(map(str, values)))
             raise ConfigError(f"Listeners: {what} differs between listeners ({shown}); "
                               "plait has one setting for the sidecar")  # fmt: skip
-    return (kbs.pop() if kbs else 60), (logs.pop() if logs else None)
+    return (
+        (kbs.pop() if kbs else 60),
+        (logs.pop() if logs else None),
+        (traces.pop() if traces else None),
+    )

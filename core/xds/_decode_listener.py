@@ -9,9 +9,9 @@ given as file names and ALPN ``h2, http/1.1``. Anything else set (``use_original
 second chain, an inline ``route_config``, a non-plait HTTP filter, ...) is refused, naming
 the field.
 
-Absent timeouts take plait's defaults (our encoder always sets them). The mesh-wide settings
-(``max_request_headers_kb``, ``access_log``) come back per listener in :class:`Decoded`;
-``decode_mesh`` checks that the listeners agree.
+Absent timeouts take plait's defaults (our encoder always sets them). The sidecar-wide
+settings (``max_request_headers_kb``, ``access_log``, ``tracing``: ``_decode_telemetry``) come
+back per listener in :class:`Decoded`; ``decode_mesh`` checks that the listeners agree.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from envoy.config.core.v3 import base_pb2  # type: ignore[import-untyped]
-from envoy.extensions.access_loggers.file.v3 import file_pb2  # type: ignore[import-untyped]
 from envoy.extensions.filters.http.router.v3 import router_pb2  # type: ignore[import-untyped]
 from envoy.extensions.filters.network.http_connection_manager.v3 import (  # type: ignore[import-untyped]
     http_connection_manager_pb2 as hcm_pb2,
@@ -32,7 +31,14 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import (  # type: ignore[impo
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # type: ignore[import-untyped]
 from xds.type.v3 import typed_struct_pb2  # type: ignore[import-untyped]
 
-from plait.core.config import Direction, FilterEntry, ListenerConfig, ListenerTLS, Protocol
+from plait.core.config import (
+    Direction,
+    FilterEntry,
+    ListenerConfig,
+    ListenerTLS,
+    Protocol,
+    TracingConfig,
+)
 from plait.core.config._fields import Loc
 from plait.sdk import FilterSpec
 
@@ -50,6 +56,7 @@ from ._decode_base import (
     unpack,
 )
 from ._decode_mtls import decode_chains
+from ._decode_telemetry import AccessLogSetting, decode_access_log, decode_tracing
 from .wire import ALPN, FILTER_TYPE_URL, from_struct
 from .wire import seconds as seconds_of
 
@@ -60,7 +67,7 @@ _HCM_TYPE: Final = hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 _TCP_TYPE: Final = tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name
 _HCM_FIELDS: Final = ("stat_prefix", "rds", "http_filters", "request_headers_timeout",
                       "stream_idle_timeout", "common_http_protocol_options", "request_timeout",
-                      "max_request_headers_kb", "access_log")  # fmt: skip
+                      "max_request_headers_kb", "access_log", "tracing")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,9 @@ class Decoded:
     order: int
     max_request_headers_kb: int | None
     """``None`` for a tcp listener (no HTTP)."""
-    access_log: str | None
+    access_log: AccessLogSetting | None
+    tracing: TracingConfig | None = None
+    http: bool = True
 
 
 def decode_listener(msg: Message, filter_types: Mapping[str, FilterSpec[Any]]) -> Decoded:
@@ -158,7 +167,13 @@ def _http(
         timeouts=timeouts(standard, facts, loc),
     )
     kb = hcm.max_request_headers_kb.value if hcm.HasField("max_request_headers_kb") else 60
-    return Decoded(listener, _order(facts, loc), kb, _access_log(hcm.access_log, loc))
+    return Decoded(
+        listener,
+        _order(facts, loc),
+        kb,
+        decode_access_log(hcm.access_log, loc),
+        decode_tracing(hcm, loc),
+    )
 
 
 def _tcp(
@@ -184,7 +199,9 @@ def _tcp(
         tcp_cluster=proxy.cluster,
         filters=filters,
     )
-    return Decoded(listener, _order(facts, loc), None, _access_log(proxy.access_log, ploc))
+    return Decoded(
+        listener, _order(facts, loc), None, decode_access_log(proxy.access_log, ploc), http=False
+    )
 
 
 def _protocol(facts: Mapping[str, Any], loc: Loc, *, http: bool) -> Protocol:
@@ -249,18 +266,6 @@ def _plait_filters(
             )
         out.append(decode_filter(from_struct(typed.value), f.name, filter_types, floc))
     return tuple(out)
-
-
-def _access_log(logs: Any, loc: Loc) -> str | None:
-    if not logs:
-        return None
-    if len(logs) > 1:
-        raise sub(loc, "access_log").expected("at most one access log", len(logs))
-    aloc = sub(loc, "access_log[0]")
-    only(logs[0], ("name", "typed_config"), aloc)
-    file_log = unpack(logs[0].typed_config, file_pb2.FileAccessLog, aloc)
-    only(file_log, ("path",), aloc)
-    return str(file_log.path)
 
 
 def _tls(socket: Message, loc: Loc) -> ListenerTLS:

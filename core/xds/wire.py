@@ -59,6 +59,7 @@ from ._resilience import (
 
 __all__ = [
     "ACCESS_LOG_FILE",
+    "ACCESS_LOG_SAMPLING_KEY",
     "ALPN",
     "CLUSTER",
     "ENDPOINT",
@@ -69,6 +70,8 @@ __all__ = [
     "METADATA_KEY",
     "MTLS_FACT",
     "ORDER",
+    "OTEL_TRACER",
+    "OTLP_TRACES_PATH",
     "ROUTE",
     "ROUTER",
     "SDS_CERT",
@@ -147,6 +150,10 @@ TCP_PROXY: Final = "envoy.filters.network.tcp_proxy"
 ROUTER: Final = "envoy.filters.http.router"
 TLS_SOCKET: Final = "envoy.transport_sockets.tls"
 ACCESS_LOG_FILE: Final = "envoy.access_loggers.file"
+ACCESS_LOG_SAMPLING_KEY: Final = "plait.access_log.sampling"
+"""The ``runtime_filter`` key of an access log that logs a share of the successful requests."""
+OTEL_TRACER: Final = "envoy.tracers.opentelemetry"
+OTLP_TRACES_PATH: Final = "/v1/traces"
 HTTP_PROTOCOL_OPTIONS: Final = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 """The ``Cluster.typed_extension_protocol_options`` key for upstream HTTP options."""
 

@@ -213,6 +213,13 @@ spec:
   action: DENY
   rules: [{to: [{operation: {paths: [/admin*]}}]}]
 """,
+    "Telemetry": """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: allkinds}
+spec:
+  accessLogging: [{sampling: 5}]
+""",
 }
 
 
@@ -288,9 +295,11 @@ def test_apply_warns_where_a_client_will_not_do_what_was_written(cp: Proc, tmp_p
         assert len(warnings) == 1 and "weight 0" in warnings[0], r.stderr
 
 
-def test_apply_warns_that_sidecar_tracing_does_not_reach_xds_sidecars(
+def test_apply_takes_sidecar_tracing_without_warning_and_refuses_bad_telemetry(
     cp: Proc, tmp_path: Path
 ) -> None:
+    """Tracing travels over xDS: no warning. A Telemetry naming an undeclared provider,
+    or with a sampling out of range, is refused naming the file, field and expectation."""
     sidecar = """\
 apiVersion: plait.dev/v1alpha1
 kind: Sidecar
@@ -300,6 +309,32 @@ spec:
 """
     r = cli(cp, "apply", "-f", str(write(tmp_path, "s.yaml", sidecar)))
     assert r.returncode == 0, r.stderr
-    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1, r.stderr
-    assert "Sidecar/default/traced: spec.tracing: not sent over xDS" in warnings[0]
+    assert "warning:" not in r.stderr, r.stderr
+    undeclared = """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: traces, namespace: default}
+spec:
+  tracing: [{providers: [{name: jaeger}], randomSamplingPercentage: 100}]
+"""
+    r = cli(cp, "apply", "-f", str(f := write(tmp_path, "t.yaml", undeclared)))
+    assert r.returncode != 0
+    assert str(f) in r.stderr and "provider 'jaeger' is not declared" in r.stderr, r.stderr
+    assert "spec.tracing[0].providers" in r.stderr, r.stderr
+    out_of_range = """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: logs, namespace: default}
+spec:
+  accessLogging: [{sampling: 250}]
+"""
+    r = cli(cp, "apply", "-f", str(f := write(tmp_path, "u.yaml", out_of_range)))
+    assert r.returncode != 0
+    assert "spec.accessLogging[0].sampling" in r.stderr and "0 to 100" in r.stderr, r.stderr
+    r = cli(cp, "get", "telemetries")
+    assert r.returncode == 0 and "traces" not in r.stdout and "logs" not in r.stdout
+    good = out_of_range.replace("sampling: 250}]", "sampling: 5}]\n  tracing: [{disabled: true}]")
+    r = cli(cp, "apply", "-f", str(write(tmp_path, "v.yaml", good)))
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in cli(cp, "get", "telemetries").stdout.splitlines() if "logs" in line)
+    assert row.split() == ["logs", "default", "-", "on", "5%", "off"], row

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Proc, http_get, start_echo
+from tests.support import Proc, free_port, http_get, start_echo
+from tests.support.otlp_receiver import otlp_receiver
 from tests.support.pki import Authority
 
-from ._mtls import CLIENT, OTHER, SERVER, Mesh, identity_dir, metrics, serial_of
+from ._mtls import CLIENT, OTHER, SERVER, Mesh, config, identity_dir, metrics, serial_of
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +40,32 @@ def test_the_upstream_sees_the_sidecars_spiffe_id(mesh: Mesh) -> None:
         'plait_upstream_events_total{cluster="upstream.default:80",event="tls_handshakes_ok"} 1'
         in text
     )
+    line = mesh.access()[-1]  # both ends by their verified identities
+    assert (line["source_identity"], line["destination_identity"]) == (CLIENT, SERVER), line
+
+
+def test_the_client_span_names_both_verified_identities(mesh: Mesh) -> None:
+    """A Telemetry (static config) traces every request; the CLIENT span carries this
+    sidecar's SPIFFE ID and the upstream server's, as the handshake verified it."""
+    up = mesh.upstream()
+    listen, admin = free_port(), free_port()
+    with otlp_receiver() as receiver:
+        telemetry = f"""---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: mesh-default, namespace: plait-system}}
+spec:
+  extensionProviders: [{{name: otel, opentelemetry: {{endpoint: "{receiver.endpoint}"}}}}]
+  tracing: [{{providers: [{{name: otel}}], randomSamplingPercentage: 100}}]
+"""
+        text = config(up.port, listen, admin, mesh.access_log, "  tlsMode: mutual", "http")
+        sidecar = mesh.run(text + telemetry, listen, admin)
+        assert http_get(sidecar.port, "/")[0] == 200
+        (span,) = receiver.wait(1)
+    assert span.kind == "client"
+    assert span.attributes["plait.source.identity"] == CLIENT
+    assert span.attributes["plait.destination.identity"] == SERVER
+    assert mesh.access()[-1]["trace_id"] == span.trace_id
 
 
 def test_an_upstream_with_an_unexpected_spiffe_id_is_refused(mesh: Mesh) -> None:
@@ -48,6 +75,7 @@ def test_an_upstream_with_an_unexpected_spiffe_id_is_refused(mesh: Mesh) -> None
     assert status == 503
     assert headers["x-plait-reason"] == "tls: unexpected peer identity"
     assert mesh.access()[-1]["failure_reason"] == "tls: unexpected peer identity"
+    assert mesh.access()[-1]["destination_identity"] is None  # never verified: no identity
     text = metrics(sidecar.admin_port)
     assert 'reason="tls: unexpected peer identity"' in text
     assert 'event="tls_peer_identity_mismatches"' in text

@@ -6,9 +6,13 @@ import dataclasses
 from typing import Any
 
 import pytest
+from envoy.extensions.filters.network.http_connection_manager.v3 import (  # type: ignore[import-untyped]
+    http_connection_manager_pb2 as hcm_pb2,
+)
 
 from plait.core.config import (
     WEIGHTED_SPLIT,
+    AdminConfig,
     FilterEntry,
     ListenerConfig,
     ListenerTLS,
@@ -19,11 +23,13 @@ from plait.core.config import (
     RouteMatch,
     RouteRule,
     RouteTable,
+    TracingConfig,
     load_config,
     load_documents,
 )
+from plait.core.xds.wire import HCM
 from plait.plugins import FilterTypes, load_filter_types
-from plait.sdk import FailStrategy, FilterSpec
+from plait.sdk import ConfigError, FailStrategy, FilterSpec
 
 from .xds_cases import EXAMPLES, RESILIENT, RICH, assert_same, mesh, over_the_wire, round_trip
 
@@ -94,6 +100,39 @@ def test_rich_config_round_trips(types: FilterTypes) -> None:
     assert {r.timeouts.request for r in multi} == {2.5}
     assert {r.timeouts.backend_request for r in multi} == {0.5}
     assert all(r.filters[-1].type == WEIGHTED_SPLIT for r in multi)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "protocol"),
+    [("http://127.0.0.1:4318", "http/protobuf"), ("http://127.0.0.1:4317", "grpc"),
+     ("https://otel.example:4317", "grpc")],
+)  # fmt: skip
+def test_tracing_and_access_log_sampling_round_trip(
+    types: FilterTypes, endpoint: str, protocol: str
+) -> None:
+    tracing = TracingConfig(endpoint=endpoint, protocol=protocol, sampling=2.5, service="a.b")
+    cfg = dataclasses.replace(
+        mesh(types), tracing=tracing, access_log="/var/log/a.log", access_log_sampling=12.5
+    )
+    got = round_trip(cfg, types)
+    assert_same(got, cfg)
+    assert got.tracing == tracing and got.access_log_sampling == 12.5
+
+
+def test_listeners_that_disagree_on_tracing_are_refused(types: FilterTypes) -> None:
+    from plait.controlplane.xds._encode import encode_mesh
+    from plait.core.xds._decode import decode_mesh
+    from plait.core.xds.wire import LISTENER
+
+    tracing = TracingConfig(endpoint="http://127.0.0.1:4318", sampling=100.0)
+    resources = encode_mesh(dataclasses.replace(mesh(types), tracing=tracing))
+    http = [m for m in resources[LISTENER].values() if m.filter_chains[0].filters[0].name == HCM]
+    hcm = hcm_pb2.HttpConnectionManager()
+    http[0].filter_chains[0].filters[0].typed_config.Unpack(hcm)
+    hcm.ClearField("tracing")
+    http[0].filter_chains[0].filters[0].typed_config.Pack(hcm)
+    with pytest.raises(ConfigError, match="tracing differs between listeners"):
+        decode_mesh(over_the_wire(resources), types, version="v1", admin=AdminConfig())
 
 
 def test_listeners_keep_their_order_whatever_order_lds_delivers(types: FilterTypes) -> None:

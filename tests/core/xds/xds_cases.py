@@ -144,6 +144,9 @@ def assert_same(got: MeshConfig, want: MeshConfig) -> None:
         assert got.max_request_headers_kb == want.max_request_headers_kb
     if want.listeners:
         assert got.access_log == want.access_log
+        assert got.access_log_sampling == want.access_log_sampling
+    if any(lis.protocol.is_http for lis in want.listeners):
+        assert got.tracing == want.tracing
     assert got.version == "v1" and got.sources == ("xds",)
 
 
