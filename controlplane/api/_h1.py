@@ -48,6 +48,8 @@ class Head:
     headers: dict[str, str]
     """Lower-case names; repeated fields joined with ``", "``."""
     expects_continue: bool
+    keep_alive: bool
+    """Whether the connection may carry another request after this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +68,14 @@ class _Stop(Exception):
 class RequestReader:
     def __init__(self, max_head: int = MAX_HEAD) -> None:
         self.events: deque[Event] = deque()
-        self.keep_alive = True
-        """Whether the connection may carry another request after the current one."""
         self._max_head = max_head
         self._parser = HttpRequestParser(self)
         self._done = False  # failed, closing or upgraded: input is ignored
+        self._last = False  # the request being read is the connection's last
         self._failure: Failed | None = None
         self._in_message = False
         self._in_head = False
-        self._head_bytes = 0
+        self._head_bytes = self._size = self._hosts = 0
         self._url: list[bytes] = []
         self._fields: list[tuple[bytes, bytes]] = []
 
@@ -84,7 +85,7 @@ class RequestReader:
         if not data:
             self._done = True
             if self._in_message:
-                self._fail(400, "malformed HTTP request: the connection closed mid-request")
+                self.events.append(self._fail(400, "the connection closed mid-request"))
             else:
                 self.events.append(CLOSED)
             return
@@ -92,10 +93,9 @@ class RequestReader:
             self._parser.feed_data(data)
         except HttpParserUpgrade:
             self._done = True  # the request is complete; what follows is not HTTP
-            self.keep_alive = False
         except HttpParserError as exc:
             self._done = True
-            if self._failure is None and (self._in_message or self.keep_alive):
+            if self._failure is None and not (self._last and not self._in_message):
                 self._fail(400, f"malformed HTTP request: {exc}")  # not after a closing one
             if self._failure is not None:
                 self.events.append(self._failure)
@@ -106,30 +106,37 @@ class RequestReader:
                 self._done = True
                 self.events.append(self._fail(431, f"request head over {self._max_head} bytes"))
 
+    @property
+    def done(self) -> bool:
+        """Whether further input is ignored (nothing more will come of it)."""
+        return self._done
+
     def _fail(self, status: int, message: str) -> Failed:
         self._failure = Failed(status, message)
-        self.keep_alive = False
         return self._failure
 
     # -- llhttp callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._in_message = self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = self._size = self._hosts = 0
         self._url = []
         self._fields = []
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
+        self._size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name, value))
+        self._size += len(name) + len(value) + 4
+        if len(name) == 4 and name.lower() == b"host":
+            self._hosts += 1
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self._parser
-        size = sum(len(u) for u in self._url) + sum(len(n) + len(v) + 4 for n, v in self._fields)
-        if size > self._max_head:
+        if self._size > self._max_head:
             self._stop(431, f"request head over {self._max_head} bytes")
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
@@ -139,15 +146,13 @@ class RequestReader:
             name = raw.decode("ascii", "replace").lower()
             text = value.decode("latin-1")
             headers[name] = f"{headers[name]}, {text}" if name in headers else text
-        hosts = sum(1 for raw, _ in self._fields if raw.lower() == b"host")
-        if version == "1.1" and hosts != 1:
+        if version == "1.1" and self._hosts != 1:
             self._stop(400, "malformed HTTP request: expected exactly one Host header")
-        if not parser.should_keep_alive():
-            self.keep_alive = False
+        self._last = not parser.should_keep_alive() or parser.should_upgrade()
         expects = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
         method = parser.get_method().decode("ascii")
         target = b"".join(self._url).decode("ascii", "replace")
-        self.events.append(Head(method, target, headers, expects))
+        self.events.append(Head(method, target, headers, expects, not self._last))
 
     def on_body(self, body: bytes) -> None:
         self.events.append(body)
@@ -155,7 +160,7 @@ class RequestReader:
     def on_message_complete(self) -> None:
         self._in_message = False
         self.events.append(END)
-        if not self.keep_alive:
+        if self._last:
             self._done = True
             raise _Stop  # nothing after a request that closes the connection is read
 

@@ -148,6 +148,8 @@ class _Connection:
         or silent for ``_IDLE_TIMEOUT``."""
         events = self.reader.events
         while not events:
+            if self.reader.done:  # after an Upgrade, or the end of the stream
+                return None if idle else Failed(400, "the request ended early")
             data = b""
             with anyio.move_on_after(_IDLE_TIMEOUT) as scope:
                 with contextlib.suppress(anyio.EndOfStream):
@@ -174,7 +176,8 @@ async def serve_connection(stream: anyio.abc.ByteStream, app: App) -> None:
         while True:
             event = await conn.next_event(idle=True)
             if isinstance(event, Failed):
-                await _send(conn, _error_response(HttpError(event.status, event.message)), "")
+                error = _error_response(HttpError(event.status, event.message))
+                await _send(conn, error, "", False)
                 await _linger(stream)
                 return
             if not isinstance(event, Head):
@@ -182,7 +185,7 @@ async def serve_connection(stream: anyio.abc.ByteStream, app: App) -> None:
             conn.complete = False
             response = await _respond(app, Request(conn, event))
             conn.consume_buffered()
-            if not await _send(conn, response, event.method):
+            if not await _send(conn, response, event.method, event.keep_alive):
                 await _linger(stream)
                 return
     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -215,11 +218,11 @@ def _error_response(exc: HttpError) -> Response:
     return Response(status=exc.status, body=body, headers=exc.headers)
 
 
-async def _send(conn: _Connection, resp: Response, method: str) -> bool:
+async def _send(conn: _Connection, resp: Response, method: str, keep_alive: bool) -> bool:
     """Send ``resp``; whether the connection can carry another request."""
     raw = isinstance(resp.body, bytes)  # bytes go as they are, with the app's content-type
     body = resp.body if raw else (json.dumps(resp.body, indent=2) + "\n").encode()
-    reusable = conn.complete and conn.reader.keep_alive
+    reusable = conn.complete and keep_alive
     kind = [] if raw else [("content-type", "application/json")]
     headers = [*kind, ("content-length", str(len(body))), *resp.headers]
     if not reusable:
@@ -228,7 +231,7 @@ async def _send(conn: _Connection, resp: Response, method: str) -> bool:
         head = response_head(resp.status, headers)
     except ValueError:
         log.exception("resource API: a response header cannot be sent")
-        return await _send(conn, _internal_error(), method)
+        return await _send(conn, _internal_error(), method, keep_alive)
     await conn.stream.send(head if method == "HEAD" else head + body)
     return reusable
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 __all__ = ["LeafShape"]
@@ -31,6 +32,7 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _ALG = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier ecdsa-with-SHA256
 _VERSION = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2 (v3)
 _EMPTY_NAME = b"\x30\x00"
+_EKU = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
 def _tlv(tag: int, content: bytes) -> bytes:
@@ -62,11 +64,12 @@ def _oid(oid: x509.ObjectIdentifier) -> bytes:
     arcs = [int(a) for a in oid.dotted_string.split(".")]
     out = bytearray([40 * arcs[0] + arcs[1]])
     for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
+        rest = arc
+        chunk = [rest & 0x7F]
+        rest >>= 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
         out += bytes(reversed(chunk))
     return _tlv(0x06, bytes(out))
 
@@ -88,8 +91,7 @@ class LeafShape:
         fixed: list[tuple[x509.ExtensionType, bool]] = [
             (x509.BasicConstraints(ca=False, path_length=None), True),
             (usage, True),
-            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                    ExtendedKeyUsageOID.CLIENT_AUTH]), False),  # fmt: skip
+            (x509.ExtendedKeyUsage(_EKU), False),
             (x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False),
         ]
         self.extensions = b"".join(
@@ -101,7 +103,7 @@ class LeafShape:
     def certificate(
         self,
         *,
-        public_key: x509.CertificatePublicKeyTypes,
+        public_key: CertificatePublicKeyTypes,
         serial: int,
         not_before: dt.datetime,
         not_after: dt.datetime,

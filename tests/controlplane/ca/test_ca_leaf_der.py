@@ -65,7 +65,8 @@ def _reference(
         ("rsa", 0, 2**159 - 1, [x509.UniformResourceIdentifier(SPIFFE)]),
         # past 2049 the validity switches to GeneralizedTime; long SANs need long lengths
         ("p256", 30, 0x80, [x509.UniformResourceIdentifier(SPIFFE + "x" * 300),
-                            x509.DNSName("cp.example"), x509.IPAddress(ipaddress.ip_address("::1"))]),
+                            x509.DNSName("cp.example"),
+                            x509.IPAddress(ipaddress.ip_address("::1"))]),
     ],
 )  # fmt: skip
 def test_a_directly_encoded_leaf_is_the_builders_leaf(
