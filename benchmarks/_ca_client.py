@@ -12,13 +12,16 @@ timed phase, so the phase measures the CA and its API alone. Two ways to post:
   TLS handshake on both ends.
 
 Every answer is checked (status 200 and a certificate chain in the body); the chains
-are returned in request order so the renewal phase can prove possession of them.
+are returned in request order so the renewal phase can prove possession of them. After
+the timed phase :func:`check_chains` parses every chain (one SPIFFE ID, valid now) and
+verifies every 20th signature by signature up to the bundle's roots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import ssl
 import time
@@ -26,12 +29,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from plait.core.identity.proof import sign_renewal
 
-__all__ = ["MODES", "Sidecar", "first_body", "new_csr", "post_all", "renewal_body"]
+__all__ = [
+    "MODES",
+    "Sidecar",
+    "check_chains",
+    "first_body",
+    "new_csr",
+    "post_all",
+    "renewal_body",
+]
 
 MODES = ("keepalive", "per-connection")
 
@@ -70,6 +82,46 @@ def renewal_body(side: Sidecar) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     now = int(time.time())
     proof = {"chain": side.chain, "timestamp": now, "signature": sign_renewal(side.key, csr, now)}
     return key, json.dumps({"csr": text, "renewal": proof}).encode()
+
+
+def check_chains(chains: list[str | None], roots_pem: bytes, every: int = 20) -> list[str]:
+    """Problems with the answers' chains (none: all good), checked after the timed phase.
+
+    Every chain is parsed and its leaf must carry one SPIFFE URI SAN and be valid now;
+    every ``every``-th chain is verified signature by signature up to one of the roots.
+    """
+    roots = x509.load_pem_x509_certificates(roots_pem)
+    now = time.time()
+    problems: list[str] = []
+    for i, chain in enumerate(chains):
+        if chain is None:
+            continue  # a failed request, reported by post_all
+        certs = x509.load_pem_x509_certificates(chain.encode())
+        leaf = certs[0]
+        uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        ids = uris.get_values_for_type(x509.UniformResourceIdentifier)
+        if len(ids) != 1 or not ids[0].startswith("spiffe://"):
+            problems.append(f"chain {i}: leaf SANs {ids}")
+        if not leaf.not_valid_before_utc.timestamp() <= now < leaf.not_valid_after_utc.timestamp():
+            problems.append(f"chain {i}: leaf not valid now")
+        if i % every == 0:
+            try:
+                for child, parent in itertools.pairwise(certs):
+                    child.verify_directly_issued_by(parent)
+                top = certs[-1]
+                if not any(top.issuer == r.subject and _signed_by(top, r) for r in roots):
+                    problems.append(f"chain {i}: does not end at a root of the bundle")
+            except (ValueError, TypeError, InvalidSignature) as exc:
+                problems.append(f"chain {i}: signature does not verify ({exc!r})")
+    return problems
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _request(body: bytes, close: bool) -> bytes:

@@ -3,7 +3,8 @@
 Starts ``plait control-plane`` as its own process (fresh data dir), asks it for
 ``--certs`` join tokens (not timed) and prepares one P-256 key and CSR per sidecar on
 the client side (not timed, ``_ca_client.py``). Then two timed phases against
-``/api/v1/certificates``, each answer checked for status 200 and a chain:
+``/api/v1/certificates``, each answer checked for status 200 and a chain (after the
+phase, untimed: every chain parsed, every 20th verified up to the roots):
 
 1. **first certificates**: token + CSR, ``--certs`` of them;
 2. **renewals**: each of those sidecars proves possession of the leaf it got (a new
@@ -40,7 +41,7 @@ from plait.controlplane.ca import check_csr, open_ca
 from plait.controlplane.ca._x509 import leaf_cert
 from tests.support import free_port, wait_port
 
-from ._ca_client import MODES, Sidecar, first_body, new_csr, post_all, renewal_body
+from ._ca_client import MODES, Sidecar, check_chains, first_body, new_csr, post_all, renewal_body
 
 
 def _tokens(port: int, admin: str, n: int, tls: ssl.SSLContext) -> list[str]:
@@ -110,6 +111,7 @@ def _phase(
     probe = _Probe(pid)
     seconds, chains, failures = asyncio.run(post_all(port, bodies, args.clients, tls, args.mode))
     user, system, busy, client = probe.done()
+    failures += check_chains(chains, args.roots.read_bytes())  # not timed
     cpu, n = user + system, len(bodies)
     print(
         f"{name}: {n} certificates, {args.clients} clients, {args.mode}, {seconds:.2f}s: "
@@ -142,6 +144,7 @@ def main() -> int:
         try:
             wait_port(api, timeout=30, proc=proc)
             admin = (Path(tmp) / "data" / "admin-token").read_text().strip()
+            args.roots = Path(tmp) / "data" / "ca-bundle.pem"
             # The API is HTTPS with the control plane's own CA: trust its roots.
             tls = ssl.create_default_context(cafile=str(Path(tmp) / "data" / "ca-bundle.pem"))
             made = [first_body(t) for t in _tokens(api, admin, args.certs, tls)]

@@ -1,12 +1,13 @@
-"""A small HTTP/1.1 + JSON server on h11 and anyio, for the resource API.
+"""A small HTTP/1.1 + JSON server on anyio, for the resource API.
 
 Theory of operation: one task per connection (owned by the listener's task
-group) drives an ``h11.Connection``: read a request head, hand a
-:class:`Request` to the application, send its :class:`Response`, and start
-the next cycle (keep-alive). The application reads the body only when it needs
-it (after the token is checked) through :meth:`Request.body`, which enforces
-the size limit: a declared ``Content-Length`` over the limit is refused with
-413 before a byte of it is read, and a chunked body is cut off as soon as it
+group) feeds the connection's bytes to a :class:`~._h1.RequestReader` (llhttp,
+sans-I/O): take a request head, hand a :class:`Request` to the application, send
+its :class:`Response`, and take the next request (keep-alive; requests pipelined
+in one read are answered in order). The application reads the body only when it
+needs it (after the token is checked) through :meth:`Request.body`, which
+enforces the size limit: a declared ``Content-Length`` over the limit is refused
+with 413 before a byte of it is read, and a chunked body is cut off as soon as it
 passes the limit.
 
 A :class:`Streaming` body is sent chunked as its ``run`` produces it (``plait stat``
@@ -14,11 +15,13 @@ and ``plait tap`` follow their progress line by line); ``run`` is cancelled when
 client closes the connection, and the connection closes after it.
 
 Errors are values: the application raises :class:`HttpError` and the client
-gets ``{"error": ..., "details": [...]}`` with that status. A request h11
-cannot parse gets a 400 in the same shape; an unexpected exception a 500
+gets ``{"error": ..., "details": [...]}`` with that status. A request the reader
+refuses gets its status (400 malformed, 431 head too large, 505 version) in the
+same shape and the connection is closed; a request that stalls mid-way for
+``_IDLE_TIMEOUT`` gets a 408; an unexpected exception in the application a 500
 (logged with its traceback).
 
-Before a response goes out, whatever of the request h11 already holds is
+Before a response goes out, whatever of the request the reader already holds is
 consumed without touching the socket: a request without a body (no framing
 headers, ``Content-Length: 0``, or an empty chunked body already received) ends
 there, so the application need not read a body it does not expect and the
@@ -42,7 +45,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 import anyio.abc
-import h11
+
+from ._h1 import END, Event, Failed, Head, RequestReader, response_head
 
 __all__ = ["MAX_BODY", "HttpError", "Request", "Response", "Streaming", "serve_connection"]
 
@@ -98,37 +102,42 @@ class Response:
 class Request:
     """One request: method, decoded path, query, lower-case headers; the body on demand."""
 
-    def __init__(self, conn: h11.Connection, stream: anyio.abc.ByteStream, head: h11.Request):
+    def __init__(self, conn: _Connection, head: Head) -> None:
         self._conn = conn
-        self._stream = stream
-        self.method = head.method.decode("ascii", "replace")
-        target = urlsplit(head.target.decode("ascii", "replace"))
-        self.path = unquote(target.path)
-        self.query: Mapping[str, str] = dict(parse_qsl(target.query))
-        self.headers: Mapping[str, str] = {
-            k.decode("ascii", "replace").lower(): v.decode("latin-1") for k, v in head.headers
-        }
+        self.method = head.method
+        target = head.target
+        if "?" in target or "%" in target or "#" in target:
+            parts = urlsplit(target)
+            self.path = unquote(parts.path)
+            self.query: Mapping[str, str] = dict(parse_qsl(parts.query))
+        else:
+            self.path, self.query = target, {}
+        self.headers: Mapping[str, str] = head.headers
+        self._expects_continue = head.expects_continue
 
     async def body(self, limit: int = MAX_BODY) -> bytes:
         """The whole body; :class:`HttpError` 413 past ``limit`` bytes (checked up front)."""
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
-        if self._conn.they_are_waiting_for_100_continue:  # RFC 9110 §10.1.1 (curl, > 1 MiB)
-            await self._stream.send(
-                self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
-            )
+        conn = self._conn
+        if self._expects_continue and not conn.reader.events:  # RFC 9110 §10.1.1 (curl)
+            self._expects_continue = False
+            await conn.stream.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await _next_event(self._conn, self._stream)
-            if isinstance(event, h11.Data):
-                size += len(event.data)
+            event = await conn.next_event()
+            if isinstance(event, bytes):
+                size += len(event)
                 if size > limit:
                     raise _too_large(limit)
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
+                chunks.append(event)
+            elif event is END:
+                conn.complete = True
                 return b"".join(chunks)
+            elif isinstance(event, Failed):
+                raise HttpError(event.status, event.message)
             else:
                 raise HttpError(400, "the request body ended early")
 
@@ -140,30 +149,64 @@ def _too_large(limit: int) -> HttpError:
 App = Callable[[Request], Awaitable[Response]]
 
 
+class _Connection:
+    """The stream and the reader of one connection."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.reader = RequestReader()
+        self.complete = False
+        """Whether the current request has been read to its end."""
+
+    async def next_event(self, idle: bool = False) -> Event | None:
+        """The next event; ``None`` when ``idle`` (between requests) and the client is gone
+        or silent for ``_IDLE_TIMEOUT``."""
+        events = self.reader.events
+        while not events:
+            if self.reader.done:  # after an Upgrade, or the end of the stream
+                return None if idle else Failed(400, "the request ended early")
+            data = b""
+            with anyio.move_on_after(_IDLE_TIMEOUT) as scope:
+                with contextlib.suppress(anyio.EndOfStream):
+                    data = await self.stream.receive(_READ)
+            if scope.cancelled_caught:
+                if idle:
+                    return None
+                return Failed(408, "the request was not completed in time")
+            self.reader.feed(data)
+        return events.popleft()
+
+    def consume_buffered(self) -> None:
+        """Read what is left of the current request from the reader only (never the socket)."""
+        events = self.reader.events
+        while not self.complete and events and not isinstance(events[0], Head | Failed):
+            if events.popleft() is END:
+                self.complete = True
+
+
 async def serve_connection(stream: anyio.abc.ByteStream, app: App) -> None:
     """Serve requests on ``stream`` until the client or an error closes it; always closes it."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+    conn = _Connection(stream)
     try:
         while True:
-            try:
-                event = await _next_event(conn, stream, idle=True)
-            except HttpError as exc:
-                if conn.our_state is h11.SEND_RESPONSE:
-                    await _send(conn, stream, _error_response(exc))
-                return
-            if not isinstance(event, h11.Request):
-                return  # closed, or idle too long
-            response = await _respond(app, Request(conn, stream, event))
-            _consume_buffered(conn)
-            if isinstance(response.body, Streaming):
-                await _send_streaming(conn, stream, response.status, response.body)
-                return
-            reusable = await _send(conn, stream, response)
-            if not reusable:
+            event = await conn.next_event(idle=True)
+            if isinstance(event, Failed):
+                error = _error_response(HttpError(event.status, event.message))
+                await _send(conn, error, "", False)
                 await _linger(stream)
                 return
-            conn.start_next_cycle()
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, h11.LocalProtocolError):
+            if not isinstance(event, Head):
+                return  # closed, or idle too long
+            conn.complete = False
+            response = await _respond(app, Request(conn, event))
+            conn.consume_buffered()
+            if isinstance(response.body, Streaming):
+                await _send_streaming(conn.stream, response.status, response.body)
+                return
+            if not await _send(conn, response, event.method, event.keep_alive):
+                await _linger(stream)
+                return
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
         pass
     except Exception:  # one broken connection must not take the API down
         log.exception("resource API: connection failed")
@@ -178,8 +221,12 @@ async def _respond(app: App, request: Request) -> Response:
         return _error_response(exc)
     except Exception:
         log.exception("resource API: %s %s failed", request.method, request.path)
-        return Response(status=500, body={"error": "internal error (see the control plane log)",
-                                          "details": []})  # fmt: skip
+        return _internal_error()
+
+
+def _internal_error() -> Response:
+    return Response(status=500, body={"error": "internal error (see the control plane log)",
+                                      "details": []})  # fmt: skip
 
 
 def _error_response(exc: HttpError) -> Response:
@@ -189,65 +236,36 @@ def _error_response(exc: HttpError) -> Response:
     return Response(status=exc.status, body=body, headers=exc.headers)
 
 
-async def _next_event(
-    conn: h11.Connection, stream: anyio.abc.ByteStream, idle: bool = False
-) -> Any:
-    while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise HttpError(exc.error_status_hint, f"malformed HTTP request: {exc}") from None
-        if event is not h11.NEED_DATA:
-            return event
-        data = b""
-        with anyio.move_on_after(_IDLE_TIMEOUT):
-            with contextlib.suppress(anyio.EndOfStream):
-                data = await stream.receive(_READ)
-        if not data and idle:
-            return None
-        conn.receive_data(data)
-
-
-def _consume_buffered(conn: h11.Connection) -> None:
-    """Read what is left of the request from h11's buffer only (never the socket)."""
-    while conn.their_state is h11.SEND_BODY:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError:
-            return  # the response closes the connection; the next read reports nothing
-        if event is h11.NEED_DATA or event is h11.PAUSED:
-            return
-
-
-async def _send(conn: h11.Connection, stream: anyio.abc.ByteStream, resp: Response) -> bool:
+async def _send(conn: _Connection, resp: Response, method: str, keep_alive: bool) -> bool:
     """Send ``resp``; whether the connection can carry another request."""
     raw = isinstance(resp.body, bytes)  # bytes go as they are, with the app's content-type
     body = resp.body if raw else (json.dumps(resp.body, indent=2) + "\n").encode()
-    reusable = conn.their_state is h11.DONE and conn.our_state is h11.SEND_RESPONSE
+    reusable = conn.complete and keep_alive
     kind = [] if raw else [("content-type", "application/json")]
     headers = [*kind, ("content-length", str(len(body))), *resp.headers]
     if not reusable:
         headers.append(("connection", "close"))
-    out = conn.send(h11.Response(status_code=resp.status, headers=headers))
-    out += conn.send(h11.Data(data=body)) or b""
-    out += conn.send(h11.EndOfMessage()) or b""
-    await stream.send(out or b"")
-    return reusable and conn.our_state is h11.DONE and conn.their_state is h11.DONE
-
-
-async def _send_streaming(
-    conn: h11.Connection, stream: anyio.abc.ByteStream, status: int, body: Streaming
-) -> None:
-    """Send ``body`` chunked; stop it when the client closes (watched by a second task)."""
-    head = [("content-type", body.content_type), ("connection", "close")]
     try:
-        await stream.send(conn.send(h11.Response(status_code=status, headers=head)) or b"")
-        await _stream_body(conn, stream, body)
+        head = response_head(resp.status, headers)
+    except ValueError:
+        log.exception("resource API: a response header cannot be sent")
+        return await _send(conn, _internal_error(), method, keep_alive)
+    await conn.stream.send(head if method == "HEAD" else head + body)
+    return reusable
+
+
+async def _send_streaming(stream: anyio.abc.ByteStream, status: int, body: Streaming) -> None:
+    """Send ``body`` chunked; stop it when the client closes (watched by a second task)."""
+    head = [("content-type", body.content_type), ("transfer-encoding", "chunked"),
+            ("connection", "close")]  # fmt: skip
+    try:
+        await stream.send(response_head(status, head))
+        await _stream_body(stream, body)
     except* (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         pass  # the client went away: a task group reports it in a group, whichever task saw it
 
 
-async def _stream_body(conn: h11.Connection, stream: anyio.abc.ByteStream, body: Streaming) -> None:
+async def _stream_body(stream: anyio.abc.ByteStream, body: Streaming) -> None:
     async with anyio.create_task_group() as tg:
 
         async def watch_close() -> None:
@@ -257,11 +275,12 @@ async def _stream_body(conn: h11.Connection, stream: anyio.abc.ByteStream, body:
             tg.cancel_scope.cancel()
 
         async def send(chunk: bytes) -> None:
-            await stream.send(conn.send(h11.Data(data=chunk)) or b"")
+            if chunk:  # an empty chunk would end the body
+                await stream.send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
 
         tg.start_soon(watch_close)
         await body.run(send)
-        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+        await stream.send(b"0\r\n\r\n")
         tg.cancel_scope.cancel()
 
 
