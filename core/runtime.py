@@ -24,6 +24,7 @@ from .access_log import AccessLog
 from .config._model import Direction, ListenerConfig, MeshConfig, RouteRule, TracingConfig
 from .exchange import Chain
 from .identity import CertStore
+from .mesh_labels import LocalWorkload, series_values
 from .metrics import Stats
 from .router import Router
 from .tracer import Tracer
@@ -69,15 +70,44 @@ class ListenerRuntime:
         """The sidecar's tracer when its config has ``tracing``: the exchange asks it for
         a span (or only a propagated context) at the start and ends the span at the end."""
         self.inbound = config.direction is Direction.INBOUND
+        self._identity = runtime.identity
+        self._series: dict[tuple[str | None, str | None, str | None], int] = {}
+        """``(cluster, endpoint, peer SPIFFE ID)`` → the stats' series of its mesh labels
+        (``mesh_labels.py``); emptied when this sidecar's certificate changes."""
+        self._series_generation = runtime.identity.generation
 
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]
 
-    def record(self, ctx: StreamContext, seconds: float) -> None:
-        status = ctx.response.status if ctx.response is not None else 0
-        self._stats.record(self.name, status, seconds, ctx.failure_reason)
+    def record(self, ctx: StreamContext, seconds: float, grpc: str | None = None) -> None:
+        """One finished request: its metrics (``grpc``: the ``grpc-status`` of the response
+        trailers, if any) and its access-log line."""
+        response = ctx.response
+        status = response.status if response is not None else 0
+        pid = ctx.connection.peer_identity
+        key = (ctx.cluster, ctx.upstream_address, pid.spiffe_id if pid is not None else None)
+        if self._series_generation != self._identity.generation:
+            self._series.clear()
+            self._series_generation = self._identity.generation
+        series = self._series.get(key)
+        if series is None:
+            series = self._series_of(key)
+        if grpc is None:
+            grpc = ""
+            if response is not None and ctx.request.http_version == "2":
+                grpc = response.headers.get("grpc-status") or ""  # a trailers-only response
+        self._stats.observe(series, status, grpc, ctx.failure_reason or "", seconds)
         if self._access is not None:
             self._access.log(ctx, self.name, seconds)
+
+    def _series_of(self, key: tuple[str | None, str | None, str | None]) -> int:
+        leaf = self._identity.leaf
+        own = str(leaf.spiffe_id) if leaf is not None else None
+        values = series_values(
+            self.config, self.snapshot.config, self.runtime.local, own, key[0], key[1], key[2]
+        )
+        series = self._series[key] = self._stats.series_of(values)
+        return series
 
     def trace_end(self, span: object, ctx: StreamContext, attempts: int) -> None:
         """End the stream's span (a sampled stream's only): the runtime's side of ``finish``."""
@@ -109,6 +139,8 @@ class Runtime:
     def __init__(self, config: MeshConfig, stats: Stats | None = None) -> None:
         self.stats = stats or Stats()
         self.identity = CertStore()
+        self.local = LocalWorkload()
+        """The workload this sidecar fronts (the mesh labels of its metrics)."""
         """This sidecar's mesh identity (certificate, key, trust bundle): empty until the
         identity agent or the ``--identity-*`` files fill it; listeners and pools read it."""
         self.upstreams = Upstreams(self.identity)

@@ -101,6 +101,11 @@ class ResourceAPI:
         if parts == ["check"]:
             _allow(req, "GET")
             return await self.check()
+        if parts == ["prometheus", "targets"]:  # Prometheus http_sd_configs
+            _allow(req, "GET")
+            return Response(
+                status=200, body=self.registry.scrape_targets() if self.registry else []
+            )
         raise HttpError(404, f"no such endpoint: {req.path} (see docs/control-plane.md)")
 
     def _authorize(self, req: Request) -> None:

@@ -87,6 +87,7 @@ class Exchange:
         "deadline",
         "down",
         "ev",
+        "grpc_status",
         "lrt",
         "pending_reply",
         "rule_timeouts",
@@ -119,6 +120,8 @@ class Exchange:
         """Upstream tries sent (a retried request counts each)."""
         self.span: object = None
         """The tracer's span of a sampled stream (``runtime.ListenerRuntime.trace_end``)."""
+        self.grpc_status: str | None = None
+        """The ``grpc-status`` of the response trailers (the metrics' gRPC status)."""
         lrt.runtime.stream_started()
 
     # -- the machine -----------------------------------------------------------------------
@@ -276,6 +279,7 @@ class Exchange:
             if out.reply is not None:
                 down.reset()
                 return
+            self.grpc_status = body.trailers.get("grpc-status")
             down.send_trailers(body.trailers)
             return
         out = yield stage.push(b"", True)
@@ -330,7 +334,7 @@ class Exchange:
             up.reset()
         if self.run is not None:
             self.run.complete()
-        lrt.record(ctx, _monotonic() - ctx.started_at)
+        lrt.record(ctx, _monotonic() - ctx.started_at, self.grpc_status)
         if self.span is not None:
             lrt.trace_end(self.span, ctx, self.attempts)
         lrt.runtime.stream_ended()
