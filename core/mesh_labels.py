@@ -38,11 +38,11 @@ __all__ = ["MESH_LABELS", "UNKNOWN", "LocalWorkload", "series_values"]
 
 UNKNOWN: Final = "unknown"
 
-MESH_LABELS: Final = (
+MESH_LABELS: Final[tuple[str, ...]] = (
     "listener", "direction", "reporter",
     "source_workload", "source_workload_namespace", "source_principal",
     "destination_workload", "destination_workload_namespace", "destination_principal",
-    "destination_service", "destination_version",
+    "destination_service", "destination_service_namespace", "destination_version",
 )  # fmt: skip
 """The names of :func:`series_values`' values, in order (Istio's names; ``listener`` and
 ``direction`` are plait's)."""
@@ -95,8 +95,7 @@ def series_values(
             listener.name, direction, "destination",
             UNKNOWN, _namespace(peer_id), peer_id or UNKNOWN,
             local.workload, local.namespace, mine or UNKNOWN,
-            local.service if local.service != UNKNOWN else _service(config, listener, cluster),
-            local.version,
+            *_inbound_service(local, config, listener, cluster), local.version,
         )  # fmt: skip
     found = config.clusters.get(cluster) if cluster is not None else None
     endpoint = _endpoint(found, upstream) if found is not None else None
@@ -104,9 +103,9 @@ def series_values(
     labels = endpoint.labels if endpoint is not None else {}
     return (
         listener.name, direction, "source",
-        local.workload, local.namespace, own_id if verified else UNKNOWN,
+        local.workload, local.namespace, (own_id or UNKNOWN) if verified else UNKNOWN,
         labels.get("workload") or UNKNOWN, _namespace(verified), verified or UNKNOWN,
-        _service(config, listener, cluster), labels.get("version") or UNKNOWN,
+        *_split(_service(config, listener, cluster)), labels.get("version") or UNKNOWN,
     )  # fmt: skip
 
 
@@ -141,6 +140,23 @@ def _service(config: MeshConfig, listener: ListenerConfig, cluster: str | None) 
         ):
             return table.service
     return cluster
+
+
+def _inbound_service(
+    local: LocalWorkload, config: MeshConfig, listener: ListenerConfig, cluster: str | None
+) -> tuple[str, str]:
+    """The Service this sidecar registers, in its namespace; else its route table's."""
+    if local.service != UNKNOWN:
+        return local.service, local.namespace
+    return _split(_service(config, listener, cluster))
+
+
+def _split(service: str) -> tuple[str, str]:
+    """``(name, namespace)`` of a route table's service key (``NAME.NAMESPACE:PORT`` as the
+    translator names them; a key without a namespace has it ``unknown``)."""
+    host = service.rpartition(":")[0] if ":" in service else service
+    name, _, namespace = host.partition(".")
+    return name or UNKNOWN, namespace or UNKNOWN
 
 
 def _namespace(spiffe_id: str | None) -> str:

@@ -40,6 +40,10 @@ __all__ = ["ListenerRuntime", "Runtime", "Snapshot"]
 log = logging.getLogger(__name__)
 
 
+_NONE = "\0(no request yet)"
+"""What no request's cluster is (compared by identity)."""
+
+
 class _NoRoutes:
     """The router of a listener without a route table (TCP): nothing matches."""
 
@@ -75,6 +79,10 @@ class ListenerRuntime:
         """``(cluster, endpoint, peer SPIFFE ID)`` → the stats' series of its mesh labels
         (``mesh_labels.py``); emptied when this sidecar's certificate changes."""
         self._series_generation = runtime.identity.generation
+        self._last: tuple[str | None, str | None, str | None, int] = (_NONE, _NONE, _NONE, -1)
+        """The latest request's ``(cluster, endpoint, peer, series)``: a request to the same
+        peers (compared by identity: the strings come from config and the connection) skips
+        the table."""
 
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]
@@ -85,13 +93,16 @@ class ListenerRuntime:
         response = ctx.response
         status = response.status if response is not None else 0
         pid = ctx.connection.peer_identity
-        key = (ctx.cluster, ctx.upstream_address, pid.spiffe_id if pid is not None else None)
-        if self._series_generation != self._identity.generation:
-            self._series.clear()
-            self._series_generation = self._identity.generation
-        series = self._series.get(key)
-        if series is None:
-            series = self._series_of(key)
+        peer = pid.spiffe_id if pid is not None else None
+        cluster, upstream = ctx.cluster, ctx.upstream_address
+        last = self._last
+        if (
+            cluster is last[0] and upstream is last[1] and peer is last[2]
+            and self._series_generation == self._identity.generation
+        ):  # fmt: skip
+            series = last[3]  # the same peers as the request before: no hashing
+        else:
+            series = self._series_for(cluster, upstream, peer)
         if grpc is None:
             grpc = ""
             if response is not None and ctx.request.http_version == "2":
@@ -100,13 +111,20 @@ class ListenerRuntime:
         if self._access is not None:
             self._access.log(ctx, self.name, seconds)
 
-    def _series_of(self, key: tuple[str | None, str | None, str | None]) -> int:
-        leaf = self._identity.leaf
-        own = str(leaf.spiffe_id) if leaf is not None else None
-        values = series_values(
-            self.config, self.snapshot.config, self.runtime.local, own, key[0], key[1], key[2]
-        )
-        series = self._series[key] = self._stats.series_of(values)
+    def _series_for(self, cluster: str | None, upstream: str | None, peer: str | None) -> int:
+        if self._series_generation != self._identity.generation:
+            self._series.clear()
+            self._series_generation = self._identity.generation
+        key = (cluster, upstream, peer)
+        series = self._series.get(key)
+        if series is None:
+            leaf = self._identity.leaf
+            own = str(leaf.spiffe_id) if leaf is not None else None
+            values = series_values(
+                self.config, self.snapshot.config, self.runtime.local, own, cluster, upstream, peer
+            )
+            series = self._series[key] = self._stats.series_of(values)
+        self._last = (cluster, upstream, peer, series)
         return series
 
     def trace_end(self, span: object, ctx: StreamContext, attempts: int) -> None:
@@ -139,10 +157,11 @@ class Runtime:
     def __init__(self, config: MeshConfig, stats: Stats | None = None) -> None:
         self.stats = stats or Stats()
         self.identity = CertStore()
-        self.local = LocalWorkload()
-        """The workload this sidecar fronts (the mesh labels of its metrics)."""
         """This sidecar's mesh identity (certificate, key, trust bundle): empty until the
         identity agent or the ``--identity-*`` files fill it; listeners and pools read it."""
+        self.local = LocalWorkload()
+        """The workload this sidecar fronts (the mesh labels of its metrics); the sidecar
+        sets it from its command line."""
         self.upstreams = Upstreams(self.identity)
         self.stats.upstream_source = self._upstream_counters
         self.active_streams = 0

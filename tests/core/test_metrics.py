@@ -30,7 +30,7 @@ def _sum(stats: Stats, name: str, **labels: str) -> float:
 
 
 MESH = ("out", "outbound", "source", "web", "shop", "spiffe://t/ns/shop/sa/web",
-        "unknown", "shop", "spiffe://t/ns/shop/sa/api", "api", "v2")  # fmt: skip
+        "unknown", "shop", "spiffe://t/ns/shop/sa/api", "api", "shop", "v2")  # fmt: skip
 
 
 def test_recorded_requests_and_durations_read_back_with_their_mesh_labels() -> None:

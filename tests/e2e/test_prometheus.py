@@ -23,7 +23,7 @@ import pytest
 
 from tests.e2e._chain_mesh import ChainMesh, call, chain_mesh, join
 from tests.support import Proc, free_port, start, wait_port
-from tests.support.controlplane import ca_bundle, wait_for
+from tests.support.controlplane import apply, ca_bundle, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ scrape_configs:
   http_sd_configs:
   - url: https://127.0.0.1:{mesh.cp.extra["api"]}/api/v1/prometheus/targets
     refresh_interval: 1s
-    authorization: {{credentials_file: {mesh.cp.config / "admin-token"}}}
+    authorization: {{type: Bearer, credentials_file: {mesh.cp.config / "admin-token"}}}
     tls_config: {{ca_file: {ca_bundle(mesh.cp)}}}
 """)  # fmt: skip
     return path
@@ -85,9 +85,20 @@ def _healthy_targets(port: int) -> list[dict[str, str]]:
     return [t["labels"] for t in targets if t["health"] == "up"]
 
 
+def _wait_targets(port: int, n: int, tmp: Path, timeout: float = 30) -> float:
+    """Seconds until Prometheus has ``n`` healthy targets (its targets and log if not)."""
+    try:
+        return wait_for(lambda: len(_healthy_targets(port)) == n, timeout=timeout, step=0.1)
+    except TimeoutError:
+        targets = _api(port, "targets")["activeTargets"]
+        seen = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in targets]
+        log = (tmp / "prometheus.log").read_text()[-3000:]
+        raise AssertionError(f"{len(seen)} targets: {seen}\n{log}") from None
+
+
 def test_promql_counts_every_request_at_every_hop(setup: tuple[ChainMesh, int, Path]) -> None:
-    mesh, port, _ = setup
-    wait_for(lambda: len(_healthy_targets(port)) == 4, timeout=30)
+    mesh, port, tmp = setup
+    _wait_targets(port, 4, tmp)
     for _ in range(SENT):
         call(mesh)
     queries = {
@@ -121,12 +132,19 @@ def test_promql_counts_every_request_at_every_hop(setup: tuple[ChainMesh, int, P
 
 def test_a_new_sidecar_becomes_a_healthy_target(setup: tuple[ChainMesh, int, Path]) -> None:
     mesh, port, tmp = setup
-    wait_for(lambda: len(_healthy_targets(port)) == 4, timeout=30)
-    late = join(tmp, mesh.cp, "svc3", "--service", "svc3", "--label", "version=v3b")
+    _wait_targets(port, 4, tmp)
+    late_sidecar = f"""\
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {{name: late}}
+spec:
+  egress:
+  - {{name: out, port: {{number: {free_port()}}}, service: svc1}}
+"""
+    apply(mesh.cp, tmp, late_sidecar, "late.yaml")
+    late = join(tmp, mesh.cp, "late")
     try:
-        started = time.monotonic()
-        wait_for(lambda: len(_healthy_targets(port)) == 5, timeout=10)
-        took = time.monotonic() - started
+        took = _wait_targets(port, 5, tmp, timeout=10)
     finally:
         late.stop()
     # one http_sd refresh (1 s) and one scrape (1 s), with room for a loaded machine
