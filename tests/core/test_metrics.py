@@ -78,9 +78,7 @@ def test_requests_sum_across_workers_by_their_labels() -> None:
 def test_a_request_refused_before_its_exchange_has_its_listener_and_unknowns() -> None:
     stats = Stats()
     stats.record("in", 400, 0.0, "bad request")
-    (labels,) = [
-        dict(got) for name, got in _samples(stats) if name == "plait_requests_total"
-    ]
+    (labels,) = [dict(got) for name, got in _samples(stats) if name == "plait_requests_total"]
     assert labels["listener"] == "in" and labels["code"] == "400"
     assert labels["reason"] == "bad request" and labels["source_principal"] == "unknown"
 

@@ -111,6 +111,9 @@ def test_promql_counts_every_request_at_every_hop(setup: tuple[ChainMesh, int, P
     queries[f'sum(plait_requests_total{{direction="inbound",source_principal="{principal}"}})'] = (
         SENT
     )
+    for i in (2, 3):  # the version the callee registered, as its caller's config says
+        out = f'direction="outbound",destination_service="svc{i}",destination_version="v{i}"'
+        queries[f"sum(plait_requests_total{{{out}}})"] = SENT
     v3 = 'direction="inbound",destination_version="v3"'
     queries[f"sum(plait_request_duration_seconds_count{{{v3}}})"] = SENT
     got: dict[str, float | None] = {}
