@@ -150,5 +150,6 @@ spec:
         took = _wait_targets(port, 5, tmp, timeout=10)
     finally:
         late.stop()
-    # one http_sd refresh (1 s) and one scrape (1 s), with room for a loaded machine
-    assert took < 5.0, took
+    # one http_sd refresh (1 s), Prometheus's discovery manager passing new targets on (it
+    # batches updates: every 5 s), then the first scrape (within 1 s)
+    assert took < 10.0, took
