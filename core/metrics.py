@@ -42,7 +42,7 @@ FAMILIES: Final = (
     "plait_inbound_mtls_refused_total", "plait_filter_failures_total",
     "plait_upstream_events_total", "plait_cert_expiry_seconds", "plait_cert_generation",
     "plait_cert_renewals_total", "plait_config_reloads_total", "plait_config_info",
-    "plait_config_age_seconds",
+    "plait_config_age_seconds", "plait_upstream_endpoints_ejected",
 )  # fmt: skip
 """The sidecar's own metric names: no filter's instrument (``plait.sdk.metrics``) may take one."""
 REGISTRY.reserve(FAMILIES)
@@ -77,6 +77,11 @@ class Stats:
         read at scrape time; set by the runtime."""
         self.upstream_added: dict[tuple[str, str], int] = {}
         """Counters summed in from other worker processes (:meth:`add_json`)."""
+        self.ejected_source: Callable[[], dict[str, int]] | None = None
+        """Per-cluster count of endpoints outlier detection keeps out (ejected or on
+        probation), read at scrape time; set by the runtime."""
+        self.ejected_added: dict[str, int] = {}
+        """The same, summed in from other worker processes (:meth:`add_json`)."""
         self.identity_source: Callable[[], dict[str, float]] | None = None
         """The mesh identity's numbers (``plait.core.identity.status.metric_values``), read
         at scrape time; set by the sidecar when it has an identity source."""
@@ -90,6 +95,13 @@ class Stats:
         summed, the seconds left and the generation the smallest (the stalest worker)."""
         own = self.identity_source() if self.identity_source is not None else {}
         return _combine_identity(self.identity_added, own)
+
+    def ejected(self) -> dict[str, int]:
+        out = dict(self.ejected_added)
+        if self.ejected_source is not None:
+            for cluster, n in self.ejected_source().items():
+                out[cluster] = out.get(cluster, 0) + n
+        return out
 
     def upstream_events(self) -> dict[tuple[str, str], int]:
         out = dict(self.upstream_added)
@@ -158,6 +170,7 @@ class Stats:
             "config_version": self.config_version,
             "config_timestamp": self.config_timestamp,
             "upstream_events": [[c, e, n] for (c, e), n in self.upstream_events().items()],
+            "ejected": self.ejected(),
             "inbound_transport": [[x, t, n] for (x, t), n in self.inbound_transport.items()],
             "inbound_refused": [[x, r, n] for (x, r), n in self.inbound_refused.items()],
             "identity": self.identity(),
@@ -203,6 +216,8 @@ class Stats:
         for cluster, event, n in data.get("upstream_events", ()):
             ukey = (str(cluster), str(event))
             self.upstream_added[ukey] = self.upstream_added.get(ukey, 0) + int(n)
+        for cluster, n in data.get("ejected", {}).items():
+            self.ejected_added[cluster] = self.ejected_added.get(cluster, 0) + int(n)
         for attr in ("inbound_transport", "inbound_refused"):
             pairs: dict[tuple[str, str], int] = getattr(self, attr)
             for a, b, n in data.get(attr, ()):
@@ -284,6 +299,10 @@ class Stats:
             "Upstream layer events by cluster (retries, budget exhaustion, ejections, ...)",
             events,
         )
+        ejected = [((("cluster", c),), n) for c, n in sorted(self.ejected().items())]
+        family(out, "plait_upstream_endpoints_ejected", "gauge",
+               "Endpoints outlier detection keeps out now (ejected or on probation), by cluster",
+               ejected)  # fmt: skip
         self._render_identity(out)
         reloads = [((("result", r),), n) for r, n in sorted(self.reloads.items())]
         family(out, "plait_config_reloads_total", "counter", "Config reloads", reloads)

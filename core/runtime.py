@@ -164,6 +164,7 @@ class Runtime:
         sets it from its command line."""
         self.upstreams = Upstreams(self.identity)
         self.stats.upstream_source = self._upstream_counters
+        self.stats.ejected_source = self._ejected
         self.active_streams = 0
         self.draining = False
         self._idle: anyio.Event | None = None
@@ -175,6 +176,18 @@ class Runtime:
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:
         return self.upstreams.counters()
+
+    def _ejected(self) -> dict[str, int]:
+        """Per cluster, the endpoints its outlier detection report shows not healthy."""
+        out = {}
+        for name, state in self.upstreams.states().items():
+            report = state.reports.get("outlier")
+            hosts = report() if report is not None else None
+            if isinstance(hosts, dict):
+                out[name] = sum(
+                    1 for h in hosts.values() if isinstance(h, dict) and h.get("state") != "healthy"
+                )
+        return out
 
     def _swap(self, config: MeshConfig) -> Snapshot:
         self._open_access_log(config.access_log)

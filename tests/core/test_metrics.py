@@ -215,3 +215,15 @@ def test_filter_histograms_render_and_sum_across_workers() -> None:
     summed = _samples(supervisor)  # the supervisor's own instruments plus one worker's
     assert summed[(bucket, (("le", "10.0"), ("route", "a")))] == 6
     assert summed[("test_stats_wait_ms_count", (("route", "a"),))] == 8
+
+
+def test_ejected_endpoints_gauge_sums_across_workers() -> None:
+    one, two, supervisor = Stats(), Stats(), Stats()
+    one.ejected_source = lambda: {"api": 1, "web": 0}
+    two.ejected_source = lambda: {"api": 2}
+    assert _samples(one)[("plait_upstream_endpoints_ejected", (("cluster", "api"),))] == 1
+    supervisor.add_json(one.to_json())
+    supervisor.add_json(two.to_json())
+    samples = _samples(supervisor)
+    assert samples[("plait_upstream_endpoints_ejected", (("cluster", "api"),))] == 3
+    assert samples[("plait_upstream_endpoints_ejected", (("cluster", "web"),))] == 0
