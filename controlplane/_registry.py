@@ -60,6 +60,7 @@ from plait.sdk import ConfigError
 
 from ._health import HealthChecks
 from ._peer_address import admin_address
+from ._scrape_targets import scrape_targets
 from ._workloads import (
     REGISTERED,
     registered_by,
@@ -97,6 +98,8 @@ class _Node:
     admin: str | None = None
     """``HOST:PORT`` of the sidecar's admin listener (``/metrics``, ``/config_dump``), from its
     node metadata; a wildcard bind is reached at the address the xDS stream came from."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """Its node metadata's ``plait`` part (Sidecar, namespace, Workload, admin)."""
 
 
 class Writer(Protocol):
@@ -148,6 +151,7 @@ class Registry:
         if isinstance(meta, Mapping):
             node.sidecar = f"{meta.get('sidecar', '')}.{meta.get('namespace') or 'default'}"
             node.admin = admin_address(meta.get("admin"), stream.peer)
+            node.meta = dict(meta)
             if isinstance(meta.get("workload"), Mapping):
                 self._pending[stream.node.id] = dict(meta)
                 self._send.send_nowait(("register", stream.node.id))
@@ -284,6 +288,9 @@ class Registry:
         if key in self._targets:
             return self._hand_row(key)
         return None
+
+    def scrape_targets(self) -> list[dict[str, Any]]:
+        return scrape_targets(self.nodes.values())
 
     def check(self) -> list[Mapping[str, Any]]:
         rows: list[Mapping[str, Any]] = [

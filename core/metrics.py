@@ -1,11 +1,14 @@
 """Sidecar metrics, kept off the request path and rendered in the Prometheus text format.
 
-Recording a request costs two dict updates and a bisect (well under a
-microsecond); prometheus-client's labelled ``Counter.labels(...).inc()`` costs
+Recording a request costs one dict lookup and a bisect (well under a
+microsecond): its mesh labels (``mesh_labels.py``) are interned once per peer pair
+to a small integer, its *series*, and the request count of a label set is the
+count of its duration histogram, so one list holds both. prometheus-client's
+labelled ``Counter.labels(...).inc()`` costs
 more than that per call on this hot path, so the counts live in plain dicts and
 are turned into the text exposition format (version 0.0.4) only when
 ``/metrics`` is scraped (the "batch metrics off the request path" rule of
-architecture.md §6). The renderer is a few lines here rather than
+architecture.md §6). The renderer is a few lines (``_prom_text.py``) rather than
 prometheus-client's registry and exposition modules: importing that package
 costs every sidecar ~3 MB of memory (measured in the sidecar's own import set),
 for output this small. The tests parse the output with prometheus-client's own
@@ -15,11 +18,15 @@ parser (a test-only dependency) to keep the two in agreement.
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Final
 
 from plait.sdk.metrics import REGISTRY, Family
+
+from ._prom_text import Labels, family, filter_histogram, go_float, sample
+from .mesh_labels import MESH_LABELS, UNKNOWN
 
 __all__ = ["BUCKETS", "FAMILIES", "Stats"]
 
@@ -35,6 +42,7 @@ FAMILIES: Final = (
     "plait_inbound_mtls_refused_total", "plait_filter_failures_total",
     "plait_upstream_events_total", "plait_cert_expiry_seconds", "plait_cert_generation",
     "plait_cert_renewals_total", "plait_config_reloads_total", "plait_config_info",
+    "plait_config_age_seconds", "plait_upstream_endpoints_ejected",
 )  # fmt: skip
 """The sidecar's own metric names: no filter's instrument (``plait.sdk.metrics``) may take one."""
 REGISTRY.reserve(FAMILIES)
@@ -44,8 +52,13 @@ class Stats:
     """Counters for one sidecar process."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int, str], int] = {}
-        self.hist: dict[str, list[float]] = {}
+        self.series: dict[tuple[str, ...], int] = {}
+        """Mesh label values (``MESH_LABELS``) → their series number."""
+        self.series_values: list[tuple[str, ...]] = []
+        """Series number → its mesh label values."""
+        self.requests: dict[tuple[int, int, str, str], list[float]] = {}
+        """``(series, code, grpc status, reason)`` → the duration histogram: the count in
+        each bucket of ``BUCKETS`` and ``+Inf``, then the sum of the durations."""
         self.filter_failures: dict[str, int] = {}
         self.connections_active: dict[str, int] = {}
         self.connections_total: dict[str, int] = {}
@@ -64,6 +77,11 @@ class Stats:
         read at scrape time; set by the runtime."""
         self.upstream_added: dict[tuple[str, str], int] = {}
         """Counters summed in from other worker processes (:meth:`add_json`)."""
+        self.ejected_source: Callable[[], dict[str, int]] | None = None
+        """Per-cluster count of endpoints outlier detection keeps out (ejected or on
+        probation), read at scrape time; set by the runtime."""
+        self.ejected_added: dict[str, int] = {}
+        """The same, summed in from other worker processes (:meth:`add_json`)."""
         self.identity_source: Callable[[], dict[str, float]] | None = None
         """The mesh identity's numbers (``plait.core.identity.status.metric_values``), read
         at scrape time; set by the sidecar when it has an identity source."""
@@ -78,6 +96,13 @@ class Stats:
         own = self.identity_source() if self.identity_source is not None else {}
         return _combine_identity(self.identity_added, own)
 
+    def ejected(self) -> dict[str, int]:
+        out = dict(self.ejected_added)
+        if self.ejected_source is not None:
+            for cluster, n in self.ejected_source().items():
+                out[cluster] = out.get(cluster, 0) + n
+        return out
+
     def upstream_events(self) -> dict[tuple[str, str], int]:
         out = dict(self.upstream_added)
         if self.upstream_source is not None:
@@ -86,14 +111,28 @@ class Stats:
                     out[(cluster, event)] = out.get((cluster, event), 0) + n
         return out
 
-    def record(self, listener: str, status: int, seconds: float, reason: str | None) -> None:
-        key = (listener, status, reason or "")
-        self.requests[key] = self.requests.get(key, 0) + 1
-        h = self.hist.get(listener)
+    def series_of(self, values: tuple[str, ...]) -> int:
+        """The series number of a set of mesh label values (made on first use)."""
+        n = self.series.get(values)
+        if n is None:
+            n = self.series[values] = len(self.series_values)
+            self.series_values.append(values)
+        return n
+
+    def observe(self, series: int, status: int, grpc: str, reason: str, seconds: float) -> None:
+        """One request: the per-request cost of the metrics."""
+        key = (series, status, grpc, reason)
+        h = self.requests.get(key)
         if h is None:
-            h = self.hist[listener] = [0.0] * (len(BUCKETS) + 2)
+            h = self.requests[key] = [0.0] * (len(BUCKETS) + 2)
         h[bisect_left(BUCKETS, seconds)] += 1
         h[-1] += seconds
+
+    def record(self, listener: str, status: int, seconds: float, reason: str | None) -> None:
+        """A request refused before it had an exchange (a malformed head): only its listener
+        is known of its mesh labels."""
+        values = (listener, *([UNKNOWN] * (len(MESH_LABELS) - 1)))
+        self.observe(self.series_of(values), status, "", reason or "", seconds)
 
     def filter_failed(self, name: str) -> None:
         self.filter_failures[name] = self.filter_failures.get(name, 0) + 1
@@ -119,8 +158,10 @@ class Stats:
     def to_json(self) -> dict[str, Any]:
         """The raw counters, for a ``--workers`` supervisor to sum (:meth:`add_json`)."""
         return {
-            "requests": [[*key, n] for key, n in self.requests.items()],
-            "hist": self.hist,
+            "requests": [
+                [list(self.series_values[series]), code, grpc, reason, h]
+                for (series, code, grpc, reason), h in self.requests.items()
+            ],
             "filter_failures": self.filter_failures,
             "connections_active": self.connections_active,
             "connections_total": self.connections_total,
@@ -129,6 +170,7 @@ class Stats:
             "config_version": self.config_version,
             "config_timestamp": self.config_timestamp,
             "upstream_events": [[c, e, n] for (c, e), n in self.upstream_events().items()],
+            "ejected": self.ejected(),
             "inbound_transport": [[x, t, n] for (x, t), n in self.inbound_transport.items()],
             "inbound_refused": [[x, r, n] for (x, r), n in self.inbound_refused.items()],
             "identity": self.identity(),
@@ -155,11 +197,10 @@ class Stats:
 
     def add_json(self, data: dict[str, Any]) -> None:
         """Add another process's counters (from :meth:`to_json`) to these."""
-        for listener, code, reason, n in data["requests"]:
-            key = (listener, int(code), reason)
-            self.requests[key] = self.requests.get(key, 0) + n
-        for listener, buckets in data["hist"].items():
-            mine = self.hist.setdefault(listener, [0.0] * (len(BUCKETS) + 2))
+        for values, code, grpc, reason, buckets in data["requests"]:
+            series = self.series_of(tuple(str(v) for v in values))
+            key = (series, int(code), str(grpc), str(reason))
+            mine = self.requests.setdefault(key, [0.0] * (len(BUCKETS) + 2))
             for i, v in enumerate(buckets):
                 mine[i] += v
         for field in (
@@ -175,6 +216,8 @@ class Stats:
         for cluster, event, n in data.get("upstream_events", ()):
             ukey = (str(cluster), str(event))
             self.upstream_added[ukey] = self.upstream_added.get(ukey, 0) + int(n)
+        for cluster, n in data.get("ejected", {}).items():
+            self.ejected_added[cluster] = self.ejected_added.get(cluster, 0) + int(n)
         for attr in ("inbound_transport", "inbound_refused"):
             pairs: dict[tuple[str, str], int] = getattr(self, attr)
             for a, b, n in data.get(attr, ()):
@@ -198,35 +241,14 @@ class Stats:
     def render(self) -> bytes:
         """Every counter in the Prometheus text exposition format (0.0.4)."""
         out: list[str] = []
-        requests = [
-            ((("code", str(code)), ("listener", listener), ("reason", reason)), n)
-            for (listener, code, reason), n in sorted(self.requests.items())
-        ]
-        _family(
-            out,
-            "plait_requests_total",
-            "counter",
-            "Requests by listener, response code and failure reason",
-            requests,
-        )
-        name = "plait_request_duration_seconds"
-        _family(out, name, "histogram", "Request duration", [])
-        for listener, h in sorted(self.hist.items()):
-            by: Labels = (("listener", listener),)
-            cumulative = 0.0
-            for bound, in_bucket in zip((*BUCKETS, math.inf), h[:-1], strict=True):
-                cumulative += in_bucket
-                le: Labels = (("le", _go_float(bound)), *by)
-                out.append(_sample(f"{name}_bucket", le, cumulative))
-            out.append(_sample(f"{name}_count", by, cumulative))
-            out.append(_sample(f"{name}_sum", by, h[-1]))
+        self._render_requests(out)
         listeners = sorted(self.connections_total)
         active = [((("listener", x),), self.connections_active.get(x, 0)) for x in listeners]
-        _family(out, "plait_connections_active", "gauge", "Open downstream connections", active)
+        family(out, "plait_connections_active", "gauge", "Open downstream connections", active)
         total = [((("listener", x),), self.connections_total[x]) for x in listeners]
-        _family(out, "plait_connections_total", "counter", "Accepted downstream connections", total)
+        family(out, "plait_connections_total", "counter", "Accepted downstream connections", total)
         h2 = [((("reason", r),), n) for r, n in sorted(self.http2_errors.items())]
-        _family(
+        family(
             out,
             "plait_http2_connection_errors_total",
             "counter",
@@ -237,7 +259,7 @@ class Stats:
             ((("listener", x), ("transport", t)), n)
             for (x, t), n in sorted(self.inbound_transport.items())
         ]
-        _family(
+        family(
             out,
             "plait_inbound_connections_total",
             "counter",
@@ -248,7 +270,7 @@ class Stats:
             ((("listener", x), ("reason", r)), n)
             for (x, r), n in sorted(self.inbound_refused.items())
         ]
-        _family(
+        family(
             out,
             "plait_inbound_mtls_refused_total",
             "counter",
@@ -256,54 +278,85 @@ class Stats:
             refused,
         )
         failures = [((("filter", f),), n) for f, n in sorted(self.filter_failures.items())]
-        _family(out, "plait_filter_failures_total", "counter", "Filter hook failures", failures)
+        family(out, "plait_filter_failures_total", "counter", "Filter hook failures", failures)
         for name, kind, help_, labels, values in self.filter_metrics():
             if kind == "histogram":
-                _histogram(out, name, help_, labels, values)
+                filter_histogram(out, name, help_, labels, values)
                 continue
             samples = [
                 (tuple(sorted(zip(labels, key, strict=True))), v)
                 for key, v in sorted(values.items())
             ]
-            _family(out, name, kind, help_, samples)
+            family(out, name, kind, help_, samples)
         events = [
             ((("cluster", c), ("event", e)), n)
             for (c, e), n in sorted(self.upstream_events().items())
         ]
-        _family(
+        family(
             out,
             "plait_upstream_events_total",
             "counter",
             "Upstream layer events by cluster (retries, budget exhaustion, ejections, ...)",
             events,
         )
+        ejected = [((("cluster", c),), n) for c, n in sorted(self.ejected().items())]
+        family(out, "plait_upstream_endpoints_ejected", "gauge",
+               "Endpoints outlier detection keeps out now (ejected or on probation), by cluster",
+               ejected)  # fmt: skip
         self._render_identity(out)
         reloads = [((("result", r),), n) for r, n in sorted(self.reloads.items())]
-        _family(out, "plait_config_reloads_total", "counter", "Config reloads", reloads)
+        family(out, "plait_config_reloads_total", "counter", "Config reloads", reloads)
         info = [((("version", self.config_version),), self.config_timestamp)]
-        _family(
+        family(
             out,
             "plait_config_info",
             "gauge",
             "The active config version (value: load time)",
             info,
         )
+        loaded = self.config_timestamp
+        age = [((), max(0.0, time.time() - loaded))] if loaded else []
+        family(out, "plait_config_age_seconds", "gauge",
+               "Seconds since the active config was loaded", age)  # fmt: skip
         out.append("")
         return "\n".join(out).encode()
+
+    def _render_requests(self, out: list[str]) -> None:
+        rows = sorted(
+            (
+                (*zip(MESH_LABELS, self.series_values[series], strict=True), ("code", str(code)),
+                 ("grpc_response_status", grpc), ("reason", reason)),
+                h,
+            )
+            for (series, code, grpc, reason), h in self.requests.items()
+        )  # fmt: skip
+        family(out, "plait_requests_total", "counter",
+               "Requests by mesh labels, response code, gRPC status and failure reason",
+               [(labels, sum(h[:-1])) for labels, h in rows])  # fmt: skip
+        name = "plait_request_duration_seconds"
+        family(out, name, "histogram", "Request duration, by the labels of the requests", [])
+        for by, h in rows:
+            cumulative = 0.0
+            for bound, in_bucket in zip((*BUCKETS, math.inf), h[:-1], strict=True):
+                cumulative += in_bucket
+                le: Labels = (*by, ("le", go_float(bound)))
+                out.append(sample(f"{name}_bucket", le, cumulative))
+            out.append(sample(f"{name}_count", by, cumulative))
+            out.append(sample(f"{name}_sum", by, h[-1]))
 
     def _render_identity(self, out: list[str]) -> None:
         ident = self.identity()
         if not ident:  # no identity source: the families are left out
             return
         if "expiry_seconds" in ident:
-            _family(out, "plait_cert_expiry_seconds", "gauge",
+            family(out, "plait_cert_expiry_seconds", "gauge",
                     "Seconds until the current workload certificate expires",
                     [((), ident["expiry_seconds"])])  # fmt: skip
-        _family(out, "plait_cert_generation", "gauge",
+        family(out, "plait_cert_generation", "gauge",
                 "Certificates put in the identity store since the start (the store's generation)",
                 [((), ident.get("generation", 0.0))])  # fmt: skip
         results = [((("result", r),), ident.get(r, 0.0)) for r in ("error", "ok")]
-        _family(out, "plait_cert_renewals_total", "counter",
+        family(out, "plait_cert_renewals_total", "counter",
                 "Attempts to get or reload the workload certificate, by result",
                 results)  # fmt: skip
 
@@ -317,64 +370,3 @@ def _combine_identity(a: dict[str, float], b: dict[str, float]) -> dict[str, flo
         if values:
             out[k] = min(values)
     return out
-
-
-Labels = tuple[tuple[str, str], ...]
-"""``(name, value)`` pairs, sorted by name (as prometheus-client writes them)."""
-
-
-def _family(
-    out: list[str], name: str, kind: str, help_: str, samples: Sequence[tuple[Labels, float]]
-) -> None:
-    help_ = help_.replace("\\", "\\\\").replace("\n", "\\n")
-    out.append(f"# HELP {name} {help_}")
-    out.append(f"# TYPE {name} {kind}")
-    for labels, value in samples:
-        out.append(_sample(name, labels, value))
-
-
-def _histogram(
-    out: list[str],
-    name: str,
-    help_: str,
-    labels: tuple[str, ...],
-    values: dict[tuple[str, ...], float],
-) -> None:
-    """A filter's histogram (``plait.sdk.metrics.Histogram``): keys are the label values,
-    the series (``_bucket``, ``_sum``, ``_count``) and the bucket's ``le``; buckets keep
-    the order they were made in (increasing bounds)."""
-    _family(out, name, "histogram", help_, [])
-    n = len(labels)
-    for key, value in values.items():
-        if len(key) != n + 2:
-            continue
-        pairs = list(zip(labels, key[:n], strict=True))
-        if key[n] == "_bucket":
-            pairs.append(("le", key[n + 1]))
-        out.append(_sample(name + key[n], tuple(sorted(pairs)), value))
-
-
-def _sample(name: str, labels: Labels, value: float) -> str:
-    if not labels:
-        return f"{name} {_go_float(value)}"
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-    return f"{name}{{{inner}}} {_go_float(value)}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _go_float(value: float) -> str:
-    """A float the way Prometheus (Go) writes it: ``1.0``, ``+Inf``, ``1.7e+09``."""
-    d = float(value)
-    if math.isinf(d):
-        return "+Inf" if d > 0 else "-Inf"
-    if math.isnan(d):
-        return "NaN"
-    s = repr(d)
-    dot = s.find(".")
-    if d > 0 and dot > 6:  # Go switches to an exponent sooner than Python's repr
-        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return s

@@ -24,6 +24,7 @@ from .access_log import AccessLog
 from .config._model import Direction, ListenerConfig, MeshConfig, RouteRule, TracingConfig
 from .exchange import Chain
 from .identity import CertStore
+from .mesh_labels import LocalWorkload, series_values
 from .metrics import Stats
 from .router import Router
 from .tap import Tap, publish
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 __all__ = ["ListenerRuntime", "Runtime", "Snapshot"]
 
 log = logging.getLogger(__name__)
+
+
+_NONE = "\0(no request yet)"
+"""What no request's cluster is (compared by identity)."""
 
 
 class _NoRoutes:
@@ -78,17 +83,61 @@ class ListenerRuntime:
         filters, in order); HTTP listeners run their filters per request instead."""
         if table is None and config.filters:
             self.connection_filters = tuple(_connection_filters(config))
+        self._identity = runtime.identity
+        self._series: dict[tuple[str | None, str | None, str | None], int] = {}
+        """``(cluster, endpoint, peer SPIFFE ID)`` → the stats' series of its mesh labels
+        (``mesh_labels.py``); emptied when this sidecar's certificate changes."""
+        self._series_generation = runtime.identity.generation
+        self._last: tuple[str | None, str | None, str | None, int] = (_NONE, _NONE, _NONE, -1)
+        """The latest request's ``(cluster, endpoint, peer, series)``: a request to the same
+        peers (compared by identity: the strings come from config and the connection) skips
+        the table."""
 
     def chain_for(self, rule: RouteRule) -> Chain:
         return self._chains[id(rule)]
 
     def record(self, ctx: StreamContext, seconds: float, ex: Exchange) -> None:
-        status = ctx.response.status if ctx.response is not None else 0
-        self._stats.record(self.name, status, seconds, ctx.failure_reason)
+        """One finished request: its metrics (with the ``grpc-status`` of the response
+        trailers the exchange kept, if any), its access-log line, its taps."""
+        response = ctx.response
+        status = response.status if response is not None else 0
+        pid = ctx.connection.peer_identity
+        peer = pid.spiffe_id if pid is not None else None
+        cluster, upstream = ctx.cluster, ctx.upstream_address
+        last = self._last
+        if (
+            cluster is last[0] and upstream is last[1] and peer is last[2]
+            and self._series_generation == self._identity.generation
+        ):  # fmt: skip
+            series = last[3]  # the same peers as the request before: no hashing
+        else:
+            series = self._series_for(cluster, upstream, peer)
+        grpc = ex.grpc_status
+        if grpc is None:
+            grpc = ""
+            if response is not None and ctx.request.http_version == "2":
+                grpc = response.headers.get("grpc-status") or ""  # a trailers-only response
+        self._stats.observe(series, status, grpc, ctx.failure_reason or "", seconds)
         if self._access is not None:
             self._access.log(ctx, self, seconds, ex)
         if self._taps:  # nobody taps: this empty-list check is the whole cost
             publish(self._taps, ctx, self.name, self.inbound, seconds)
+
+    def _series_for(self, cluster: str | None, upstream: str | None, peer: str | None) -> int:
+        if self._series_generation != self._identity.generation:
+            self._series.clear()
+            self._series_generation = self._identity.generation
+        key = (cluster, upstream, peer)
+        series = self._series.get(key)
+        if series is None:
+            leaf = self._identity.leaf
+            own = str(leaf.spiffe_id) if leaf is not None else None
+            values = series_values(
+                self.config, self.snapshot.config, self.runtime.local, own, cluster, upstream, peer
+            )
+            series = self._series[key] = self._stats.series_of(values)
+        self._last = (cluster, upstream, peer, series)
+        return series
 
     def trace_end(self, span: object, ctx: StreamContext, attempts: int) -> None:
         """End the stream's span (a sampled stream's only): the runtime's side of ``finish``."""
@@ -153,8 +202,12 @@ class Runtime:
         self.identity = CertStore()
         """This sidecar's mesh identity (certificate, key, trust bundle): empty until the
         identity agent or the ``--identity-*`` files fill it; listeners and pools read it."""
+        self.local = LocalWorkload()
+        """The workload this sidecar fronts (the mesh labels of its metrics); the sidecar
+        sets it from its command line."""
         self.upstreams = Upstreams(self.identity)
         self.stats.upstream_source = self._upstream_counters
+        self.stats.ejected_source = self._ejected
         self.active_streams = 0
         self.draining = False
         self._idle: anyio.Event | None = None
@@ -168,6 +221,18 @@ class Runtime:
 
     def _upstream_counters(self) -> dict[str, dict[str, int]]:
         return self.upstreams.counters()
+
+    def _ejected(self) -> dict[str, int]:
+        """Per cluster, the endpoints its outlier detection report shows not healthy."""
+        out = {}
+        for name, state in self.upstreams.states().items():
+            report = state.reports.get("outlier")
+            hosts = report() if report is not None else None
+            if isinstance(hosts, dict):
+                out[name] = sum(
+                    1 for h in hosts.values() if isinstance(h, dict) and h.get("state") != "healthy"
+                )
+        return out
 
     def _swap(self, config: MeshConfig) -> Snapshot:
         self._open_access_log(config.access_log, config.access_log_sampling)

@@ -34,9 +34,10 @@ run() {
   echo "  done (${t}s)"
 }
 
-# clang + lld build the C Proxy-Wasm test module (wasm32); npm the AssemblyScript one.
+# clang + lld build the C Proxy-Wasm test module (wasm32); npm the AssemblyScript one;
+# prometheus is the real server that scrapes a mesh through the control plane's http_sd.
 DEBS=(nginx-light haproxy wrk nghttp2-client redis-server redis-tools curl openssl iproute2 iptables procps
-      clang lld)
+      clang lld prometheus)
 command -v npm >/dev/null || DEBS+=(npm)
 missing=()
 for p in "${DEBS[@]}"; do
@@ -51,7 +52,7 @@ if ((${#missing[@]})); then
     run "apt-get update" apt-get update
     run "apt-get install (${#missing[@]} packages)" apt-get install -y --no-install-recommends "${missing[@]}"
     # The Debian packages start their daemons; plait's tests start their own.
-    for svc in nginx haproxy redis-server; do
+    for svc in nginx haproxy redis-server prometheus; do
       (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop 2>/dev/null || true
     done
   fi

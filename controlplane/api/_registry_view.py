@@ -18,6 +18,8 @@ fails the check when it has ``"ok": false`` or a non-empty ``problems`` list
 
     {"node": "web-1", "workload": "Workload/default/web-1", "connected": false,
      "ok": false, "problems": ["disconnected"]}
+
+``scrape_targets()`` returns the Prometheus ``http_sd`` list (``controlplane/_scrape_targets.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class RegistryView(Protocol):
 
     def check(self) -> list[Mapping[str, Any]]:
         """One entry per known sidecar; entries with a ``problem`` fail ``plait check``."""
+
+    def scrape_targets(self) -> list[dict[str, Any]]:
+        """Prometheus ``http_sd`` target groups: each connected sidecar's admin address."""
 
 
 def sidecar_name(entry: Mapping[str, Any]) -> str:

@@ -107,6 +107,11 @@ class ResourceAPI:
         if parts in (["stat"], ["tap"]):  # streamed answers (_traffic.py)
             _allow(req, "GET")
             return await (self._traffic.stat(req) if parts == ["stat"] else self._traffic.tap(req))
+        if parts == ["prometheus", "targets"]:  # Prometheus http_sd_configs
+            _allow(req, "GET")
+            return Response(
+                status=200, body=self.registry.scrape_targets() if self.registry else []
+            )
         raise HttpError(404, f"no such endpoint: {req.path} (see docs/control-plane.md)")
 
     def _authorize(self, req: Request) -> None:

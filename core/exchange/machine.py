@@ -90,6 +90,7 @@ class Exchange:
         "deadline",
         "down",
         "ev",
+        "grpc_status",
         "lrt",
         "pending_reply",
         "request_body",
@@ -130,6 +131,8 @@ class Exchange:
         self.request_body: RequestBody | None = None
         self.span: object = None
         """The tracer's span of a sampled stream (``runtime.ListenerRuntime.trace_end``)."""
+        self.grpc_status: str | None = None
+        """The ``grpc-status`` of the response trailers (the metrics' gRPC status)."""
         lrt.runtime.stream_started()
 
     # -- the machine -----------------------------------------------------------------------
@@ -295,6 +298,7 @@ class Exchange:
             if out.reply is not None:
                 down.reset()
                 return
+            self.grpc_status = body.trailers.get("grpc-status")
             down.send_trailers(body.trailers)
             return
         out = yield stage.push(b"", True)

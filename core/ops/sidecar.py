@@ -52,6 +52,7 @@ from ..config import AdminConfig, MeshConfig, dump_config, load_config
 from ..config._watch import watch_files
 from ..identity.files import IdentityFiles
 from ..identity.status import metric_values
+from ..mesh_labels import LocalWorkload
 from ..runtime import Runtime
 from ..server._listener import Listener
 from ._mesh import SidecarMesh
@@ -115,6 +116,10 @@ class Sidecar:
         self.opts = opts
         self.types = types
         self.runtime = Runtime(config)
+        # the mesh labels of its metrics: the Sidecar and Workload it runs
+        sidecar = xds.opts.sidecar if xds is not None else opts.sidecar
+        workload = xds.opts.workload if xds is not None else None
+        self.runtime.local = LocalWorkload.of(sidecar, workload)
         # /metrics reads the identity's numbers at scrape time (none without a source)
         self.runtime.stats.identity_source = partial(metric_values, self.runtime.identity)
         if opts.identity_files is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from plait.core.mesh_labels import MESH_LABELS
 from plait.core.metrics import BUCKETS, Stats
 from plait.sdk import metrics
 
@@ -22,27 +23,64 @@ def _samples(stats: Stats) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
     return out
 
 
-def test_recorded_requests_and_durations_read_back() -> None:
+def _sum(stats: Stats, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (as PromQL's ``sum``)."""
+    want = set(labels.items())
+    return sum(v for (n, got), v in _samples(stats).items() if n == name and want <= set(got))
+
+
+MESH = ("out", "outbound", "source", "web", "shop", "spiffe://t/ns/shop/sa/web",
+        "unknown", "shop", "spiffe://t/ns/shop/sa/api", "api", "shop", "v2")  # fmt: skip
+
+
+def test_recorded_requests_and_durations_read_back_with_their_mesh_labels() -> None:
     stats = Stats()
-    stats.record("out", 200, 0.002, None)
-    stats.record("out", 200, 0.02, None)
-    stats.record("out", 503, 0.3, "upstream connect failure")
-    samples = _samples(stats)
-    key = ("plait_requests_total", (("code", "200"), ("listener", "out"), ("reason", "")))
-    assert samples[key] == 2
-    failed = ("code", "503"), ("listener", "out"), ("reason", "upstream connect failure")
-    assert samples[("plait_requests_total", failed)] == 1
-    by = (("listener", "out"),)
-    assert samples[("plait_request_duration_seconds_count", by)] == 3
-    assert abs(samples[("plait_request_duration_seconds_sum", by)] - 0.322) < 1e-9
+    series = stats.series_of(MESH)
+    assert stats.series_of(MESH) == series  # interned: one series per label set
+    stats.observe(series, 200, "", "", 0.002)
+    stats.observe(series, 200, "", "", 0.02)
+    stats.observe(series, 503, "", "upstream connect failure", 0.3)
+    stats.observe(series, 200, "14", "", 0.001)
+    labels = dict(zip(MESH_LABELS, MESH, strict=True))
+    total = "plait_requests_total"
+    assert _sum(stats, total, code="200", reason="", grpc_response_status="", **labels) == 2
+    assert _sum(stats, total, code="503", reason="upstream connect failure", **labels) == 1
+    assert _sum(stats, total, grpc_response_status="14") == 1
+    assert _sum(stats, total, listener="out") == 4
+    count = "plait_request_duration_seconds_count"
+    assert _sum(stats, count, **labels) == 4
+    assert _sum(stats, count, code="200") == 3
+    assert abs(_sum(stats, "plait_request_duration_seconds_sum", **labels) - 0.323) < 1e-9
+    ok = {**labels, "code": "200", "grpc_response_status": ""}
     buckets = {
-        dict(labels)["le"]: v
-        for (name, labels), v in samples.items()
-        if name == "plait_request_duration_seconds_bucket"
+        dict(got)["le"]: v
+        for (name, got), v in _samples(stats).items()
+        if name == "plait_request_duration_seconds_bucket" and set(ok.items()) <= set(got)
     }
     assert len(buckets) == len(BUCKETS) + 1
     assert buckets["0.001"] == 0 and buckets["0.0025"] == 1 and buckets["0.025"] == 2
-    assert buckets["+Inf"] == 3
+    assert buckets["+Inf"] == 2
+
+
+def test_requests_sum_across_workers_by_their_labels() -> None:
+    one, two, supervisor = Stats(), Stats(), Stats()
+    two.series_of(("other", *MESH[1:]))  # the same labels get other numbers in each worker
+    for stats in (one, two):
+        stats.observe(stats.series_of(MESH), 200, "", "", 0.004)
+    two.observe(two.series_of(MESH), 404, "", "no route", 0.001)
+    supervisor.add_json(one.to_json())
+    supervisor.add_json(two.to_json())
+    assert _sum(supervisor, "plait_requests_total", listener="out", code="200") == 2
+    assert _sum(supervisor, "plait_requests_total", reason="no route") == 1
+    assert _sum(supervisor, "plait_request_duration_seconds_count", destination_version="v2") == 3
+
+
+def test_a_request_refused_before_its_exchange_has_its_listener_and_unknowns() -> None:
+    stats = Stats()
+    stats.record("in", 400, 0.0, "bad request")
+    (labels,) = [dict(got) for name, got in _samples(stats) if name == "plait_requests_total"]
+    assert labels["listener"] == "in" and labels["code"] == "400"
+    assert labels["reason"] == "bad request" and labels["source_principal"] == "unknown"
 
 
 def test_label_values_are_escaped() -> None:
@@ -52,8 +90,7 @@ def test_label_values_are_escaped() -> None:
     stats.filter_failed(tricky)
     stats.upstream_added[("c", tricky)] = 4
     samples = _samples(stats)
-    key = ("code", "500"), ("listener", "out"), ("reason", tricky)
-    assert samples[("plait_requests_total", key)] == 1
+    assert _sum(stats, "plait_requests_total", code="500", listener="out", reason=tricky) == 1
     assert samples[("plait_filter_failures_total", (("filter", tricky),))] == 1
     assert samples[("plait_upstream_events_total", (("cluster", "c"), ("event", tricky)))] == 4
 
@@ -71,6 +108,7 @@ def test_gauges_and_large_values() -> None:
     assert samples[("plait_connections_total", (("listener", "in"),))] == 2
     assert samples[("plait_config_info", (("version", "v1"),))] == 1.7e9
     assert samples[("plait_config_reloads_total", (("result", "ok"),))] == 3
+    assert samples[("plait_config_age_seconds", ())] > 0
 
 
 def test_http2_connection_errors_are_counted_and_summed_across_workers() -> None:
@@ -177,3 +215,15 @@ def test_filter_histograms_render_and_sum_across_workers() -> None:
     summed = _samples(supervisor)  # the supervisor's own instruments plus one worker's
     assert summed[(bucket, (("le", "10.0"), ("route", "a")))] == 6
     assert summed[("test_stats_wait_ms_count", (("route", "a"),))] == 8
+
+
+def test_ejected_endpoints_gauge_sums_across_workers() -> None:
+    one, two, supervisor = Stats(), Stats(), Stats()
+    one.ejected_source = lambda: {"api": 1, "web": 0}
+    two.ejected_source = lambda: {"api": 2}
+    assert _samples(one)[("plait_upstream_endpoints_ejected", (("cluster", "api"),))] == 1
+    supervisor.add_json(one.to_json())
+    supervisor.add_json(two.to_json())
+    samples = _samples(supervisor)
+    assert samples[("plait_upstream_endpoints_ejected", (("cluster", "api"),))] == 3
+    assert samples[("plait_upstream_endpoints_ejected", (("cluster", "web"),))] == 0

@@ -133,15 +133,17 @@ def concurrent(port: int, n: int, workers: int, path: str = "/") -> Tally:
 
 
 def metric(admin: int, name: str, **labels: str) -> float:
-    """The value of one sample in the sidecar's ``/metrics`` (0 when absent)."""
+    """The sum of the samples in the sidecar's ``/metrics`` that have these labels (0 when
+    absent): a request counter has more labels (the mesh's) than a test names."""
     _, _, body = http_get(admin, "/metrics")
     want = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
     for line in body.decode().splitlines():
         if line.startswith(name + "{") and all(w in line for w in want):
-            return float(line.rsplit(" ", 1)[1])
+            total += float(line.rsplit(" ", 1)[1])
         if line.startswith(name + " ") and not labels:
             return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return total
 
 
 def admin_port(procs: list[Proc]) -> int:

@@ -47,6 +47,7 @@ def test_failing_endpoint_is_ejected_and_readmitted(tmp_path: Path, procs: list[
     state = _outlier_state(admin)
     assert state[f"127.0.0.1:{bad.port}"]["state"] in ("ejected", "probing")
     assert metric(admin, "plait_upstream_events_total", event="ejection") >= 1
+    assert metric(admin, "plait_upstream_endpoints_ejected") == 1  # the breaker's state
     # A reload that leaves the cluster unchanged keeps what outlier detection learnt.
     config = procs[-1].config
     assert config is not None
@@ -70,6 +71,7 @@ def test_failing_endpoint_is_ejected_and_readmitted(tmp_path: Path, procs: list[
         time.sleep(0.1)
     assert _outlier_state(admin)[f"127.0.0.1:{bad.port}"]["state"] == "healthy"
     assert metric(admin, "plait_upstream_events_total", event="readmission") >= 1
+    assert metric(admin, "plait_upstream_endpoints_ejected") == 0
     after = sequential(port, 30)
     assert after.statuses == {200: 30} and after.servers["bad"] == 10
 

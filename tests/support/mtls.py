@@ -111,12 +111,15 @@ def refused(port: int, ctx: ssl.SSLContext) -> bool:
 
 
 def metric(admin: int, family: str, **labels: str) -> float:
+    """The sum of the samples of ``family`` that have these labels (PromQL's ``sum``): a
+    request counter has more labels (the mesh's) than a test names."""
     _, _, body = http_get(admin, "/metrics")
-    for fam in text_string_to_metric_families(body.decode()):
-        for s in fam.samples:
-            if s.name == family and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    return 0.0
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+        if s.name == family and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def refusals(admin: int, reason: str) -> float:

@@ -33,6 +33,9 @@ class FakeRegistry:
     def check(self) -> list[Mapping[str, Any]]:
         return list(self.rows)
 
+    def scrape_targets(self) -> list[dict[str, Any]]:
+        return []
+
 
 @dataclass
 class Server:
