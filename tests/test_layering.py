@@ -122,7 +122,7 @@ def test_sdk_public_surface_is_pinned() -> None:
         "CONTINUE", "HOOK_NAMES", "BodyTooLarge", "Buffer", "BufferedBody", "CallNext",
         "ConfigError",
         "ConnectionContext", "Continue", "DownstreamProtocolError", "FailStrategy",
-        "FilterError", "FilterRegistry", "FilterResult", "FilterSpec", "HeaderPairs", "Headers",
+        "FilterError", "ConnectionFilter", "FilterRegistry", "FilterResult", "FilterSpec", "HeaderPairs", "Headers",
         "HeadersTooLarge", "HttpFilter", "LocalReply", "MessageBody", "NoHealthyUpstream",
         "NoRoute", "PassThroughFilter", "PeerIdentity", "PlaitError", "RequestHead",
         "RequestTimeout", "ResponseHead", "Stash", "StashKey", "StreamContext",
