@@ -1,7 +1,8 @@
 """Access logs: one JSON line per request, written in batches off the request path.
 
-Formatting a line costs tens of microseconds (``benchmarks/access_log_bench.py``; JSON
-encoding is most of it), so logging is off unless the config
+Formatting a line costs a few microseconds (``benchmarks/access_log_bench.py``; lines are
+encoded with orjson, about ten times faster here than the standard library's encoder,
+which is kept for the rare line orjson refuses), so logging is off unless the config
 names a file (``Sidecar.spec.accessLog.path`` or a ``Telemetry`` resource's access-log
 provider; ``/dev/stdout`` for the container log). Lines collect in memory and are
 written when 256 are waiting or one second after the first one waited, so a
@@ -39,6 +40,8 @@ import random
 import time
 from typing import IO, TYPE_CHECKING
 
+import orjson
+
 from plait.sdk import ConnectionContext, StreamContext
 
 from .trace_context import extract
@@ -51,8 +54,16 @@ __all__ = ["AccessLog"]
 
 _BATCH = 256
 _DELAY = 1.0
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-"""One encoder for every line (``json.dumps`` with options builds a new one per call)."""
+_fallback = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _encode(entry: dict[str, object]) -> bytes:
+    """One line of JSON. orjson refuses a string that is not valid UTF-8 (a lone
+    surrogate); the standard library's encoder escapes it, so that line is not lost."""
+    try:
+        return orjson.dumps(entry)
+    except orjson.JSONEncodeError:
+        return _fallback(entry).encode()
 
 
 class AccessLog:
@@ -60,8 +71,8 @@ class AccessLog:
         self.path = path
         self.sampling = sampling
         """Percent of the successful requests logged (failed ones always are)."""
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        self._lines: list[str] = []
+        self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (closed in close())
+        self._lines: list[bytes] = []
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
@@ -136,8 +147,8 @@ class AccessLog:
 
     def _append(self, entry: dict[str, object]) -> None:
         if self._file.closed:  # a stream that ended after the close: written at once
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(_encode(entry) + "\n")
+            with open(self.path, "ab") as f:
+                f.write(_encode(entry) + b"\n")
             return
         self._lines.append(_encode(entry))
         if len(self._lines) >= _BATCH:
@@ -150,7 +161,7 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         if self._lines:
-            self._file.write("\n".join(self._lines) + "\n")
+            self._file.write(b"\n".join(self._lines) + b"\n")
             self._file.flush()
             self._lines.clear()
 
