@@ -121,8 +121,9 @@ def test_sdk_public_surface_is_pinned() -> None:
     assert set(plait.sdk.__all__) == {
         "CONTINUE", "HOOK_NAMES", "BodyTooLarge", "Buffer", "BufferedBody", "CallNext",
         "ConfigError",
-        "ConnectionContext", "Continue", "DownstreamProtocolError", "FailStrategy",
-        "FilterError", "ConnectionFilter", "FilterRegistry", "FilterResult", "FilterSpec", "HeaderPairs", "Headers",
+        "ConnectionContext", "ConnectionFilter", "Continue", "DownstreamProtocolError",
+        "FailStrategy", "FilterError", "FilterRegistry", "FilterResult", "FilterSpec",
+        "HeaderPairs", "Headers",
         "HeadersTooLarge", "HttpFilter", "LocalReply", "MessageBody", "NoHealthyUpstream",
         "NoRoute", "PassThroughFilter", "PeerIdentity", "PlaitError", "RequestHead",
         "RequestTimeout", "ResponseHead", "Stash", "StashKey", "StreamContext",
