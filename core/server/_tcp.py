@@ -117,7 +117,7 @@ class TcpRelay(_Side):
         self.listener.connection_opened(self)
         reason = self._refusal(transport)
         if reason is not None:
-            log.info("%s: connection from %s closed: %s", self.listener.name,
+            log.debug("%s: connection from %s closed: %s", self.listener.name,
                      transport.get_extra_info("peername"), reason)  # fmt: skip
             cast(asyncio.Transport, transport).abort()
             return

@@ -12,9 +12,11 @@ SPIFFE ID, so a policy is applied with the fields a connection has (``principals
 * **DENY** and **AUDIT**: the HTTP-only fields are ignored and the rest applies, so such
   a policy denies (audits) more broadly on a TCP port, never less.
 
-A refused connection is closed before a byte is relayed; it is logged and counted as
+A refused connection is closed before a byte is relayed; it is counted as
 ``plait_authz_denied_connections_total{policy}`` (``no-allow-match`` when no ALLOW policy
-matched). AUDIT matches add to ``plait_authz_audit_total`` as for requests.
+matched) and logged at debug level, as denied requests are (a flood of refused
+connections must not flood the log). AUDIT matches add to ``plait_authz_audit_total`` and
+are logged at info level, as for requests.
 """
 
 from __future__ import annotations
@@ -81,11 +83,11 @@ class ConnectionAuthorization:
                 AUDITED.inc(p.name)
         for p in self._deny:
             if p.matches(req):
-                log.info("denied by %s: tcp connection on %s from %s", p.name, conn.listener, who)
+                log.debug("denied by %s: tcp connection on %s from %s", p.name, conn.listener, who)
                 DENIED.inc(p.name)
                 return f"{DENY_REASON} {p.name}"
         if self._allow and not any(p.matches(req) for p in self._allow):
-            log.info("no ALLOW policy matched: tcp connection on %s from %s", conn.listener, who)
+            log.debug("no ALLOW policy matched: tcp connection on %s from %s", conn.listener, who)
             DENIED.inc("no-allow-match")
             return NO_ALLOW_REASON
         return None
