@@ -246,7 +246,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self._inline_ex = None
         self.in_flight = False
         self._last_activity = self._loop.time()
-        if self.closing or self.closed or not self.codec.keep_alive:
+        if self.closing or self.closed or not self.codec.reusable:
             self._stop = True
             self.close()
         if self._events or self._stop:
@@ -288,7 +288,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         finally:
             self.in_flight = False
             self._last_activity = self._loop.time()
-        return not (self.closing or self.closed or not self._req_done or not self.codec.keep_alive)
+        return not (self.closing or self.closed or not self._req_done or not self.codec.reusable)
 
     # -- Downstream interface --------------------------------------------------------------
 

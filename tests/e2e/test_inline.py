@@ -246,6 +246,33 @@ def test_whole_streamed_and_whole_requests_in_one_segment_answered_in_order(
     assert len(_completions(log, 4)) == 4
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n",  # answered in callbacks
+        b"POST /one HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+    ],
+    ids=["whole", "streamed"],
+)
+def test_request_asking_to_close_is_answered_behind_another(
+    tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str], first: bytes
+) -> None:
+    """A request with ``Connection: close`` queued behind another is still answered, and
+    the connection closes after its response: one pipelined after it is never read."""
+    port, _, _ = _mesh(tmp_path, procs, plugin_env)
+    assert http_get(port, "/warm")[0] == 200
+    raw = (
+        first
+        + b"GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        + b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(raw)
+        got = _read_responses(s, 2)
+        assert s.recv(65536) == b""  # closed after the second response
+    assert [json.loads(body)["path"] for _, body in got] == ["/one", "/two"]
+
+
 def test_requests_written_one_byte_at_a_time(
     tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str]
 ) -> None:

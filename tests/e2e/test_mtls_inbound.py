@@ -372,9 +372,13 @@ def test_strict_serves_requests_sent_one_tls_record_per_byte_on_one_connection(
                         del pending[: len(head) + 4 + length]
                         return head + sep + rest[:length]
                 try:
-                    pending.extend(tls.read(65536))
+                    got = tls.read(65536)
+                    assert got, f"close_notify after {len(pending)} bytes of a response"
+                    pending.extend(got)
                 except ssl.SSLWantReadError:
-                    incoming.write(s.recv(65536))
+                    data = s.recv(65536)
+                    assert data, f"the connection closed after {len(pending)} bytes of a response"
+                    incoming.write(data)
 
         for byte in b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n":
             tls.write(bytes([byte]))  # a record of one byte

@@ -140,6 +140,13 @@ class H1ServerCodec(H1Base):
         return []
 
     @property
+    def reusable(self) -> bool:
+        """Does the connection go on after the response sent last? Requests queued behind
+        it are then served, one that asks to close included (:attr:`keep_alive` already
+        answers for that one: whether another may follow *it*)."""
+        return not (self._dead or self._wclose)
+
+    @property
     def keep_alive(self) -> bool:
         """May the connection carry another request after the current (or last) response?"""
         if self._dead or self._wclose:

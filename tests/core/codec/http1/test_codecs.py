@@ -223,6 +223,22 @@ def test_connection_close_stops_parsing(impl: ModuleType) -> None:
     assert not s.keep_alive
 
 
+def test_request_asking_to_close_queued_behind_another(impl: ModuleType) -> None:
+    """After the first response the connection goes on (``reusable``) to answer the queued
+    request, though no other may follow that one (``keep_alive``)."""
+    s = server(impl)
+    data = (
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    assert s.receive_data(data) == [req(1, path="/1"), req(2, path="/2")]
+    s.send_response(resp_head(200), end_stream=True, body=b"1")
+    assert b"connection: close" not in s.data_to_send()
+    assert s.reusable and not s.keep_alive
+    s.send_response(resp_head(200), end_stream=True, body=b"2")
+    assert s.data_to_send().endswith(b"connection: close\r\n\r\n2")
+    assert not s.reusable and not s.keep_alive
+
+
 def test_http10_without_keep_alive_closes(impl: ModuleType) -> None:
     s = server(impl)
     assert s.receive_data(b"GET / HTTP/1.0\r\n\r\n") == [req(1, authority="", version="1.0")]
