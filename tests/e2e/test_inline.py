@@ -273,6 +273,43 @@ def test_request_asking_to_close_is_answered_behind_another(
     assert [json.loads(body)["path"] for _, body in got] == ["/one", "/two"]
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /delay/0.2 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    ],
+    ids=["whole", "slow", "body"],
+)
+def test_pipelined_requests_then_half_close_are_all_answered(
+    tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str], first: bytes
+) -> None:
+    """A client that writes its requests and then shuts down its sending side (as
+    ``nc -N`` does) gets every answer before the connection closes, as from nginx."""
+    port, _, _ = _mesh(tmp_path, procs, plugin_env)
+    assert http_get(port, "/warm")[0] == 200
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(first + b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        got = _read_responses(s, 2)
+        assert s.recv(65536) == b""
+    assert [json.loads(body)["path"] for _, body in got] == [first.split()[1].decode(), "/two"]
+
+
+def test_request_before_a_malformed_one_is_answered_then_400(
+    tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str]
+) -> None:
+    port, _, _ = _mesh(tmp_path, procs, plugin_env)
+    assert http_get(port, "/warm")[0] == 200
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\n\x01\r\n\r\n")
+        got = _read_responses(s, 2)
+        assert s.recv(65536) == b""
+    assert [status for status, _ in got] == [200, 400]
+    assert json.loads(got[0][1])["path"] == "/one"
+
+
 def test_requests_written_one_byte_at_a_time(
     tmp_path: Path, procs: list[Proc], plugin_env: dict[str, str]
 ) -> None:

@@ -56,6 +56,7 @@ class H1ServerCodec(RefBase):
         self._rclose = self._rupgrade = False
         self._upgraded = False
         self._wclose = False
+        self._spent = False  # no request after the one answered last can be read
         self._upgrade_value = b""
 
     # -- receive side -------------------------------------------------------
@@ -90,10 +91,8 @@ class H1ServerCodec(RefBase):
 
     @property
     def reusable(self) -> bool:
-        """Does the connection go on after the response sent last? Requests queued behind
-        it are then served, one that asks to close included (:attr:`keep_alive` already
-        answers for that one: whether another may follow *it*)."""
-        return not (self._dead or self._wclose)
+        """As :attr:`plait.core.codec.http1.server.H1ServerCodec.reusable`."""
+        return not (self._wclose or self._spent)
 
     @property
     def keep_alive(self) -> bool:
@@ -116,8 +115,14 @@ class H1ServerCodec(RefBase):
         if state == HEAD and self._buf:
             return [StreamReset(self._next_sid, remote=True)]
         if state == BODY:
+            self._spent = True
             return [StreamReset(self._rsid, remote=True)]
         return [ConnectionTerminated()]
+
+    def _fail(self, status: int, message: str) -> None:
+        if self._state == BODY:
+            self._spent = True  # a broken body: where the next request starts is unknown
+        super()._fail(status, message)
 
     def _on_head(self, head: bytes) -> bool:
         method, target, version, specials = parse_request_head(head)
@@ -257,7 +262,7 @@ class H1ServerCodec(RefBase):
         self._wclose = close
         self._wmode = mode
         if mode == W_RAW:
-            self._upgraded = self._dead = True
+            self._upgraded = self._dead = self._spent = True
             self._sender = None
             if self._pending:
                 self._pending.popleft()
@@ -287,7 +292,7 @@ class H1ServerCodec(RefBase):
             return
         sid = self._pending.popleft()[0]
         if sid == self._rsid and self._state == BODY:
-            self._dead = True  # answered before the request body arrived
+            self._dead = self._spent = True  # answered before the request body arrived
         elif self._state == HELD and sid == self._rsid:
             self._state = CLOSED if self._rclose else HEAD
             if self._state == CLOSED:

@@ -85,6 +85,7 @@ class H1ServerCodec(H1Base):
         "_pending",
         "_rclose",
         "_rupgrade",
+        "_spent",
         "_upgraded",
         "_wclose",
     )
@@ -99,6 +100,7 @@ class H1ServerCodec(H1Base):
         self._rupgrade = False  # ... or asks to upgrade
         self._upgraded = False  # a 101 / CONNECT 2xx was sent: the connection is a tunnel
         self._wclose = False  # the response being sent closes the connection
+        self._spent = False  # no request after the one answered last can be read
 
     # -- receive side -------------------------------------------------------
 
@@ -142,9 +144,12 @@ class H1ServerCodec(H1Base):
     @property
     def reusable(self) -> bool:
         """Does the connection go on after the response sent last? Requests queued behind
-        it are then served, one that asks to close included (:attr:`keep_alive` already
-        answers for that one: whether another may follow *it*)."""
-        return not (self._dead or self._wclose)
+        it are then served: one that asks to close (:attr:`keep_alive` already answers for
+        that one: whether another may follow *it*), and those parsed before an EOF or a
+        malformed request, whose event comes after theirs and ends the connection. Not
+        after a response that closes, an upgrade, or a request whose body did not arrive
+        whole (its rest would be read as the next request)."""
+        return not (self._wclose or self._spent)
 
     @property
     def keep_alive(self) -> bool:
@@ -170,6 +175,7 @@ class H1ServerCodec(H1Base):
         if state in (R_HEAD, R_DOOMED) and self._head_bytes:
             return [StreamReset(self._next_sid, remote=True)]
         if state in (R_LENGTH, R_CHUNKED):
+            self._spent = True
             self._sink.body.clear()
             return [StreamReset(self._rsid, remote=True)]
         return [ConnectionTerminated()]
@@ -253,6 +259,11 @@ class H1ServerCodec(H1Base):
             self._rstate = R_CLOSED
         else:
             self._rstate = R_HEAD
+
+    def _fail(self, status: int, message: str) -> None:
+        if self._rstate in (R_LENGTH, R_CHUNKED):
+            self._spent = True  # a broken body: where the next request starts is unknown
+        super()._fail(status, message)
 
     def _parse_error(self, message: str) -> None:
         if self._rstate != R_HEAD:
@@ -400,7 +411,7 @@ class H1ServerCodec(H1Base):
             return
         if mode == W_RAW:
             self._upgraded = True
-            self._dead = True
+            self._dead = self._spent = True
             if self._pending:
                 self._pending.popleft()
             if self._rstate == R_HELD and not self._held:
@@ -416,7 +427,7 @@ class H1ServerCodec(H1Base):
         if sid == self._rsid and self._rstate in (R_LENGTH, R_CHUNKED):
             # Answered before the request body arrived: the rest of it would
             # be read as the next request, so the connection cannot be reused.
-            self._dead = True
+            self._dead = self._spent = True
         elif self._rstate == R_HELD and sid == self._rsid:
             # Not a tunnel: the held bytes are the next request (see resume()).
             self._rstate = R_CLOSED if self._rclose else R_HEAD

@@ -239,6 +239,40 @@ def test_request_asking_to_close_queued_behind_another(impl: ModuleType) -> None
     assert not s.reusable and not s.keep_alive
 
 
+def test_requests_parsed_before_eof_are_answered(impl: ModuleType) -> None:
+    """A client that pipelines and then half-closes still gets every answer: the codec
+    stays reusable, and the event after the requests says the connection ended."""
+    s = server(impl)
+    data = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert s.receive_data(data) + s.receive_data(b"") == [
+        req(1, path="/1"),
+        req(2, path="/2"),
+        ConnectionTerminated(),
+    ]
+    for n in (1, 2):
+        s.send_response(resp_head(200), end_stream=True, body=b"%d" % n)
+        assert s.reusable
+    assert s.data_to_send().count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_request_parsed_before_a_malformed_one_is_answered(impl: ModuleType) -> None:
+    s = server(impl)
+    events = s.receive_data(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n\x01\r\n\r\n")
+    assert events[0] == req(1, path="/1") and type(events[1]) is ProtocolFailed
+    s.send_response(resp_head(200), end_stream=True, body=b"1")
+    assert s.reusable  # on to the failure event, answered with its 400
+
+
+@pytest.mark.parametrize("rest", [b"", b"zz\r\n"], ids=["eof", "malformed"])
+def test_request_whose_body_breaks_is_the_last(impl: ModuleType, rest: bytes) -> None:
+    s = server(impl)
+    s.receive_data(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+    events = s.receive_data(rest)
+    assert type(events[-1]) in (StreamReset, ProtocolFailed), events
+    s.send_response(resp_head(400), end_stream=True)
+    assert not s.reusable
+
+
 def test_http10_without_keep_alive_closes(impl: ModuleType) -> None:
     s = server(impl)
     assert s.receive_data(b"GET / HTTP/1.0\r\n\r\n") == [req(1, authority="", version="1.0")]
@@ -371,7 +405,7 @@ def test_early_final_response_prevents_reuse(impl: ModuleType) -> None:
         b"PUT /f HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
     )
     s.send_response(resp_head(417), end_stream=True)
-    assert not s.keep_alive
+    assert not s.keep_alive and not s.reusable
 
 
 def test_informational_dropped_for_http10(impl: ModuleType) -> None:
