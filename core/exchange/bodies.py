@@ -18,6 +18,7 @@ from plait.sdk import (
     Headers,
     LocalReply,
     MessageBody,
+    RequestTimeout,
     UpstreamReset,
     UpstreamTimeout,
 )
@@ -25,6 +26,7 @@ from plait.sdk import (
 from ..codec import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     ProtocolFailed,
     ResponseReceived,
     StreamReset,
@@ -99,17 +101,27 @@ class BodyStage:
 class RequestBody(MessageBody):
     """The downstream request body, read on demand through the request data hooks."""
 
-    def __init__(self, down: Downstream, stage: BodyStage) -> None:
+    def __init__(self, down: Downstream, stage: BodyStage, idle: float) -> None:
         self._down = down
         self._stage = stage
+        self._idle = idle
+        """The longest wait for the next piece of the body (the listener's idle timeout)."""
         self._done = False
         self.reply: LocalReply | None = None
         self.received = 0
         """Body bytes read from the client (before the data hooks): the access log's count."""
 
+    async def _next(self) -> Event:
+        try:
+            with anyio.fail_after(self._idle):
+                return await self._down.read_event()
+        except TimeoutError:
+            self._done = True
+            raise RequestTimeout(f"request body idle for {self._idle:g}s") from None
+
     async def read(self) -> bytes:
         while not self._done:
-            ev = await self._down.read_event()
+            ev = await self._next()
             if isinstance(ev, DataReceived):
                 self._done = ev.end_stream
                 self.received += len(ev.data)

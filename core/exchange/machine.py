@@ -266,7 +266,8 @@ class Exchange:
         if self.ev.expect_continue:
             self.down.send_informational(ResponseHead(status=100))
         chain = run.chain
-        body = RequestBody(self.down, BodyStage(run, chain.request_data, chain.request_trailers))
+        stage = BodyStage(run, chain.request_data, chain.request_trailers)
+        body = RequestBody(self.down, stage, self.lrt.config.timeouts.idle)
         self.request_body = body
         if not buffer_limit:
             if chain.request_data:  # the head goes up before the hooks saw (and sized) the body

@@ -179,3 +179,25 @@ def test_body_error_after_the_response_started_closes_both_connections(
     assert not out.endswith(b"0\r\n\r\n"), out  # the response never ended
     assert raw_upstream.wait_closed(i), "the upstream still holds the incomplete request"
     assert "Traceback" not in sidecar.logs()
+
+
+def test_body_that_stalls_is_answered_408_after_the_idle_timeout(
+    tmp_path: Path, procs: list[Proc], raw_upstream: RawUpstream
+) -> None:
+    """A client that sends part of a body and then nothing (slowloris) holds the request
+    and an upstream connection only for the listener's idle timeout: then 408, both
+    connections closed."""
+    port, admin = free_port(), free_port()
+    extra = "    timeouts: {idle: 1s}\n"
+    config = simple_config(raw_upstream.port, port, admin, extra=extra)
+    procs.append(sidecar := start_sidecar(write_config(tmp_path, config), admin))
+    t0 = time.monotonic()
+    out, closed = _exchange(
+        port, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", timeout=10
+    )
+    assert out.startswith(b"HTTP/1.1 408 "), out[:300]
+    assert 0.9 < time.monotonic() - t0 < 5
+    assert closed, "the sidecar kept the connection open after a stalled body"
+    i = raw_upstream.wait_request()
+    assert raw_upstream.wait_closed(i), "the upstream still holds the incomplete request"
+    assert "Traceback" not in sidecar.logs()

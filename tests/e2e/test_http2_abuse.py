@@ -481,3 +481,41 @@ def test_unterminated_header_block_is_bounded(echo_mesh: tuple[Proc, int]) -> No
         sock.sendall(conn.data_to_send() + headers + cont * 17)  # 288 KiB
         assert _goaway_code(sock) == ENHANCE_YOUR_CALM
     assert _http2_errors(echo_mesh[0], "header_block") == 1
+
+
+# -- streams held open without a body -----------------------------------------------------------
+
+
+def test_streams_left_without_their_body_end_with_408(tmp_path: Path, procs: list[Proc]) -> None:
+    """A client opens streams and never sends their bodies: each is answered 408 after the
+    listener's idle timeout (the upstream requests are released), the connection goes on
+    serving, and a second client is served meanwhile."""
+    echo = start_echo(tmp_path)
+    procs.append(echo)
+    port, admin = free_port(), free_port()
+    config = simple_config(echo.port, port, admin, extra="    timeouts: {idle: 1s}\n")
+    procs.append(sidecar := start_sidecar(write_config(tmp_path, config), admin))
+    conn = _client()
+    headers = [(":method", "POST"), (":path", "/held"), (":scheme", "http"), (":authority", "a")]
+    for sid in range(1, 101, 2):
+        conn.send_headers(sid, headers, end_stream=False)
+    statuses: dict[int, int] = {}
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(conn.data_to_send())
+        assert http_get(port, "/meanwhile")[0] == 200
+        sock.settimeout(10)
+        while len(statuses) < 50:
+            data = sock.recv(65536)
+            assert data, f"closed after {len(statuses)} answers"
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    statuses[ev.stream_id] = int(dict(ev.headers)[b":status"])
+            if out := conn.data_to_send():
+                sock.sendall(out)
+        assert 0.9 < time.monotonic() - t0 < 6
+        _request(conn, 101, port=port)
+        sock.sendall(conn.data_to_send())
+        assert _exchange(sock, conn, 101)[0] == 200
+    assert set(statuses.values()) == {408}
+    assert "Traceback" not in sidecar.logs()
