@@ -8,8 +8,9 @@ performed one by one (``actions.drive``) inside the request's deadline (a cancel
 scope: past it the machine is closed and the client gets 504) and, for a
 request whose body streams, a task group owning the body pump.
 
-:class:`Inline` drives the same machine from callbacks, for a whole HTTP/1.1
-request on an idle connection (``H1Connection.data_received``): the machine runs
+:class:`Inline` drives the same machine from callbacks, for a whole request: one
+on an idle HTTP/1.1 connection (``H1Connection.data_received``), or an HTTP/2
+stream whose request ended with its HEADERS (``H2Connection``); the machine runs
 in the callback until its first action. :meth:`Inline.step` is the one place that
 decides what may wait without a task: a :class:`~.actions.WaitHead` on a warm
 HTTP/1.1 upstream connection, when neither the try nor the request has a
@@ -26,8 +27,10 @@ Invariants
 * :meth:`Exchange.finish` runs exactly once per stream: at the end of the
   machine, when the client leaves while a callback waits (:meth:`Inline.cancel`
   closes the machine, so its layers are left), or at the end of the task.
-* While an inline exchange (or the task it was handed to) is in flight
-  (``H1Connection.inline``), the connection's request loop takes no new request.
+* While an inline exchange (or the task it was handed to) is in flight on an
+  HTTP/1.1 connection, its request loop takes no new request.
+* The host (:class:`~.streams.InlineHost`) hears :meth:`end_inline` once, and calls
+  :meth:`Inline.cancel` when the client leaves.
 * Tasks are only started with ``start_soon`` in the listener's task group.
 """
 
@@ -48,11 +51,10 @@ from ..upstream._h1 import H1Stream
 from .actions import DONE, NONE, Steps, WaitHead, close_action, drive
 from .machine import Exchange
 from .replies import ALL, answer
-from .streams import Downstream
+from .streams import Downstream, InlineHost
 
 if TYPE_CHECKING:
     from ..runtime import ListenerRuntime
-    from ..server._h1 import H1Connection
 
 __all__ = ["Inline", "serve"]
 
@@ -133,11 +135,11 @@ def _whole(events: deque[Event]) -> ResponseReceived | bool:
 
 
 class Inline:
-    """One exchange driven by HTTP/1.1 callbacks, until it ends or is handed over."""
+    """One exchange driven by protocol callbacks, until it ends or is handed over."""
 
     __slots__ = ("cancelled", "conn", "ex", "scope", "steps", "stream")
 
-    def __init__(self, conn: H1Connection, lrt: ListenerRuntime, ev: RequestReceived) -> None:
+    def __init__(self, conn: InlineHost, lrt: ListenerRuntime, ev: RequestReceived) -> None:
         self.conn = conn
         self.ex = Exchange(lrt, conn, ev)
         self.steps: Steps | None = None

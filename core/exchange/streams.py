@@ -7,13 +7,16 @@ else, so it never knows which HTTP version either side speaks.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from plait.sdk import ConnectionContext, Headers, ResponseHead
 
 from ..codec import Event
 
-__all__ = ["Downstream"]
+if TYPE_CHECKING:
+    from .driver import Inline
+
+__all__ = ["Downstream", "InlineHost"]
 
 
 class Downstream(Protocol):
@@ -44,3 +47,16 @@ class Downstream(Protocol):
 
     def reset(self) -> None:
         """Abort the stream (the response cannot be completed)."""
+
+
+class InlineHost(Downstream, Protocol):
+    """A downstream stream whose exchange may run in protocol callbacks
+    (:class:`~.driver.Inline`): an HTTP/1.1 connection, or one HTTP/2 stream."""
+
+    @property
+    def listener(self) -> Any:
+        """The listener that accepted the connection (its task group takes hand-overs)."""
+        ...
+
+    def end_inline(self, inline: Inline) -> None:
+        """The inline exchange ended (in a callback, or in the task it was handed to)."""

@@ -19,6 +19,10 @@ Invariants:
   that closes an HTTP/1.1 connection mid-request.
 * Tasks are started only for streams waiting with no idle or starting task to
   take them: a read that opens many streams starts at most that many tasks.
+* A request that ends with its HEADERS runs inline (``driver.Inline``): in this
+  read's callback until its first action that must wait, as a whole HTTP/1.1
+  request does; a reset or the connection's end cancels it like a task's stream.
+  Requests with a body (gRPC's among them) go to the stream tasks.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from ..codec import (
     RequestReceived,
     StreamReset,
 )
-from ..exchange.driver import serve
+from ..exchange.driver import Inline, serve
 
 if TYPE_CHECKING:
     from ._listener import Listener
@@ -56,15 +60,26 @@ _MAX_IDLE = 32
 class _Stream(StreamQueue):
     """The Downstream side of one HTTP/2 stream."""
 
-    __slots__ = ("closing", "conn_ctx", "request", "response_started", "scope")
+    __slots__ = ("closing", "conn", "conn_ctx", "inline", "request", "response_started", "scope")
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
         super().__init__(conn, stream_id)
+        self.conn = conn
         self.conn_ctx = conn.conn_ctx
         self.response_started = False
         self.closing = False
         self.request: RequestReceived | None = None  # until a task takes the stream up
         self.scope: anyio.CancelScope | None = None  # its worker's, while one runs it
+        self.inline: Inline | None = None  # its exchange, while one runs inline
+
+    @property
+    def listener(self) -> Listener:
+        return self.conn.listener
+
+    def end_inline(self, inline: Inline) -> None:
+        if self.inline is inline:
+            self.inline = None
+            self.conn.forget(self)
 
     def send_response(self, head: ResponseHead, *, end_stream: bool, body: bytes = b"") -> None:
         self.response_started = True
@@ -136,9 +151,12 @@ class H2Connection(H2Mux):
             assert isinstance(ev, StreamReset)
             q = self.queues.get(ev.stream_id)
             if isinstance(q, _Stream):
-                if q.request is not None:  # no task took it up yet
+                if q.inline is not None:
+                    q.push(ev)
+                    q.inline.cancel()
+                elif q.request is not None:  # no task took it up yet
                     q.request = None
-                    self._forget(q)
+                    self.forget(q)
                 else:
                     q.push(ev)
                     if q.scope is not None:
@@ -170,9 +188,13 @@ class H2Connection(H2Mux):
         task group), and at most ``_MAX_IDLE`` wait for work at a time.
         """
         stream = _Stream(self, ev.stream_id)
-        stream.request = ev
         self.queues[ev.stream_id] = stream
         self.in_flight = True
+        if ev.end_stream and (lrt := self.listener.runtime.listener(self.listener.name)):
+            stream.inline = inline = Inline(stream, lrt, ev)
+            inline.start()
+            return
+        stream.request = ev
         self._pending.append(stream)
         if self.tg is not None:
             self._wake_workers()
@@ -236,9 +258,10 @@ class H2Connection(H2Mux):
             await serve(lrt, stream, ev)
         finally:
             stream.scope = None
-            self._forget(stream)
+            self.forget(stream)
 
-    def _forget(self, stream: _Stream) -> None:
+    def forget(self, stream: _Stream) -> None:
+        """The stream's work is over: the connection closes once none is left, if closing."""
         self.queues.pop(stream.stream_id, None)
         self.in_flight = bool(self.queues)
         if self.closing and not self.queues:
@@ -268,6 +291,8 @@ class H2Connection(H2Mux):
         self.fail_all()
         for q in list(self.queues.values()):
             q.push(StreamReset(stream_id=q.stream_id, remote=True))
+            if isinstance(q, _Stream) and q.inline is not None:
+                q.inline.cancel()
         if not self._done.done():
             self._done.set_result(None)
         if self._scope is not None:

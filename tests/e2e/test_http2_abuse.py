@@ -286,6 +286,51 @@ def test_client_reset_aborts_the_upstream_request(tmp_path: Path, procs: list[Pr
     assert entry["failure_reason"] == "client closed"
 
 
+@pytest.mark.parametrize("leave", ["reset", "close"])
+def test_client_leaving_while_a_warm_upstream_answers_aborts_it(
+    tmp_path: Path, procs: list[Proc], leave: str
+) -> None:
+    """The second request finds a pooled upstream connection and waits for its answer in
+    callbacks (no task): a reset of the stream, or the client's connection closing, still
+    aborts the upstream request, and the stream gets its access-log line once."""
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(4)
+    upstream.settimeout(10)
+    log = tmp_path / "access.log"
+    port, admin = free_port(), free_port()
+    text = simple_config(upstream.getsockname()[1], port, admin) + f"  accessLog: {{path: {log}}}\n"
+    procs.append(sidecar := start_sidecar(write_config(tmp_path, text), admin))
+    conn = _client()
+    _request(conn, 1, port=port)
+    with upstream, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(conn.data_to_send())
+        accepted, _ = upstream.accept()
+        with accepted:
+            accepted.settimeout(5)
+            assert accepted.recv(65536).startswith(b"GET /abuse HTTP/1.1")
+            accepted.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            assert _exchange(sock, conn, 1) == (200, b"ok")
+            _request(conn, 3, port=port)
+            sock.sendall(conn.data_to_send())
+            assert accepted.recv(65536).startswith(b"GET /abuse HTTP/1.1")  # same connection
+            if leave == "reset":
+                conn.reset_stream(3)
+                sock.sendall(conn.data_to_send())
+            else:
+                sock.shutdown(socket.SHUT_RDWR)
+            assert accepted.recv(65536) == b""  # the sidecar closed the upstream request
+    deadline = time.monotonic() + 5
+    while len(log.read_text().splitlines() if log.exists() else []) < 2:
+        assert time.monotonic() < deadline, "no access-log line for the abandoned stream"
+        time.sleep(0.05)
+    time.sleep(0.3)  # a second line for the same stream would show up by now
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["status"] for e in entries] == [200, 0]
+    assert entries[1]["failure_reason"] == "client closed"
+    assert "Traceback" not in sidecar.logs()
+
+
 # -- counting ---------------------------------------------------------------------------------
 
 
