@@ -84,7 +84,7 @@ class JoinTokens:
         self._ledger = ledger
 
     def _mac(self, signed: str) -> str:
-        return _b64(hmac.new(self._key, signed.encode("ascii"), hashlib.sha256).digest())
+        return _b64(hmac.digest(self._key, signed.encode("ascii"), hashlib.sha256))
 
     def make(
         self, subject: str, ttl: float, now: float, pin: str | None = None
