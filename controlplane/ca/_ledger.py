@@ -31,9 +31,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from collections.abc import Sequence
 from typing import NamedTuple
 
 __all__ = ["Entry", "LeafRecord", "Ledger"]

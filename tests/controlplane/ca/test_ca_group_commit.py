@@ -11,8 +11,8 @@ stay, and a batch that cannot be written keeps nothing.
 from __future__ import annotations
 
 import sqlite3
-import time
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
