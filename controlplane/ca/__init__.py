@@ -73,5 +73,5 @@ def open_ca(
     ca = CertificateAuthority.open(
         directory, trust_domain=trust_domain, provided=provided, **kwargs
     )
-    tokens = JoinTokens(load_token_key(directory / "token-key"), ca.ledger)
+    tokens = JoinTokens(load_token_key(directory / "token-key"))
     return CAService(ca, tokens, leaf_ttl)

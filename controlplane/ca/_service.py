@@ -124,14 +124,6 @@ class CAService:
 
     # -- certificates -----------------------------------------------------------------------
 
-    def certificate(self, body: Any) -> dict[str, Any]:
-        """A certificate request answered alone: checked, signed, recorded in a
-        transaction of its own, answered (``POST /api/v1/certificates`` uses
-        :meth:`prepare` and :meth:`answer` around a shared transaction)."""
-        issuance = self.prepare(body)
-        now = self.ca.clock().timestamp()
-        return self.answer(issuance, self.ca.ledger.write([issuance.entry], now)[0])
-
     def prepare(self, body: Any) -> Issuance:
         """Check a certificate request (a first certificate: token; a renewal: proof) and
         sign its leaf; nothing is written. :class:`Refused` if it does not pass."""
@@ -183,7 +175,7 @@ class CAService:
         try:
             token = self.tokens.check(body["token"], now.timestamp(), claimed)
         except TokenRefused as exc:
-            status = 403 if exc.reason in ("wrong_identity", "reused", "expired") else 401
+            status = 403 if exc.reason in ("wrong_identity", "expired") else 401
             raise self._refuse(status, f"token_{exc.reason}", str(exc), "join token") from None
         issued = self.ca.sign(csr, token.subject, self.leaf_ttl, now)
         return Issuance(issued, issued.entry((token.id, token.expires)))
