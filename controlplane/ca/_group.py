@@ -43,7 +43,7 @@ class _Batch:
         self.done = anyio.Event()
         self.entries: list[Entry] = []
         self.kept: list[bool] = []
-        self.error: sqlite3.Error | None = None
+        self.error: Exception | None = None
 
 
 class GroupCommit:
@@ -84,4 +84,8 @@ class GroupCommit:
             except sqlite3.Error as exc:  # locked by another process past the busy timeout
                 batch.error = exc
                 log.error("CA: ledger write of %d request(s) failed: %s", len(batch.entries), exc)
-            batch.done.set()
+            except Exception as exc:  # never leave the followers waiting
+                batch.error = exc
+                log.exception("CA: ledger write of %d request(s) failed", len(batch.entries))
+            finally:
+                batch.done.set()
