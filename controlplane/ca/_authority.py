@@ -20,12 +20,10 @@ time instead of waiting for certificates to expire.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +32,10 @@ from cryptography.exceptions import InvalidSignature
 
 from ._bootstrap import ROOT_PATH_LENGTH, Provided, first_generation, new_root_and_intermediate
 from ._files import CAFileError
-from ._ledger import Entry, LeafRecord, Ledger
+from ._issued import Issued, pem_of_der
+from ._ledger import LeafRecord, Ledger
 from ._state import Generation, State, load_state, save_state, write_generation
-from ._x509 import CheckedCSR, LeafDER, cross_sign, fingerprint, leaf_der, pem, pem_of_der
+from ._x509 import CheckedCSR, cross_sign, fingerprint, leaf_der, pem
 
 __all__ = ["CAExpired", "CertificateAuthority", "Issued", "RotationRefused"]
 
@@ -55,31 +54,6 @@ class CAExpired(Exception):
 
 class RotationRefused(Exception):
     """A rotation cannot start (one is in progress, or the root key is not here)."""
-
-
-@dataclass(frozen=True)
-class Issued:
-    """A signed leaf with its chain; :meth:`entry` is what the ledger records of it."""
-
-    signed: LeafDER
-    chain_pem: bytes
-    bundle_pem: bytes
-    spiffe_id: str
-    root: str
-    """The fingerprint of the root the leaf chains to."""
-    issued_at: float
-    renewal: bool
-
-    @functools.cached_property
-    def leaf(self) -> x509.Certificate:
-        return x509.load_der_x509_certificate(self.signed.der)
-
-    def entry(self, token: tuple[str, float] | None = None) -> Entry:
-        """The ledger's row of this leaf, spending ``token`` (``(id, expires)``) with it."""
-        signed = self.signed
-        row = (format(signed.serial, "x"), self.spiffe_id, signed.not_after.timestamp(),
-               self.root, self.issued_at, hashlib.sha256(signed.der).hexdigest())  # fmt: skip
-        return Entry(token, row)
 
 
 class CertificateAuthority:
@@ -163,21 +137,14 @@ class CertificateAuthority:
         leaves (:meth:`Ledger.write`), then :meth:`count` it."""
         gen = self.state.current
         self.check_usable(now)
-        signed = leaf_der(
-            csr=csr,
-            spiffe_id=spiffe_id,
-            issuer=gen.intermediate,
-            issuer_key=gen.intermediate_key,
-            now=now,
-            ttl=ttl,
-            extra_sans=extra_sans,
-        )
+        signed = leaf_der(csr=csr, spiffe_id=spiffe_id, issuer=gen.intermediate,
+                          issuer_key=gen.intermediate_key, now=now, ttl=ttl,
+                          extra_sans=extra_sans)  # fmt: skip
         chain = pem_of_der(signed.der) + self._tail_pem
         return Issued(signed, chain, self.bundle_pem(), spiffe_id, gen.fingerprint,
                       now.timestamp(), renewal)  # fmt: skip
 
-    def count(self, issued: Issued) -> None:
-        """Count a workload's certificate that was recorded (and goes out)."""
+    def count(self, issued: Issued) -> None:  # a workload's, recorded and sent
         self.issued["renewal" if issued.renewal else "first"] += 1
 
     def issue(
@@ -190,8 +157,7 @@ class CertificateAuthority:
         extra_sans: Sequence[x509.GeneralName] = (),
         counted: bool = True,
     ) -> Issued:
-        """A leaf for a CSR the caller trusts (the control plane's own), signed and
-        recorded in a transaction of its own."""
+        """A leaf for a trusted CSR (the control plane's own), signed and recorded."""
         now = self.clock()
         checked = csr if isinstance(csr, CheckedCSR) else CheckedCSR.of(csr)
         issued = self.sign(checked, spiffe_id, ttl, now, renewal=renewal, extra_sans=extra_sans)

@@ -17,7 +17,6 @@ copied.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import hashlib
@@ -29,13 +28,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from ._issued import LeafDER
 from ._leafder import LeafShape
 
 __all__ = [
     "SKEW",
     "CSRError",
     "CheckedCSR",
-    "LeafDER",
     "ca_cert",
     "check_csr",
     "cross_sign",
@@ -43,7 +42,6 @@ __all__ = [
     "leaf_cert",
     "leaf_der",
     "pem",
-    "pem_of_der",
 ]
 
 SKEW = dt.timedelta(minutes=1)
@@ -60,13 +58,6 @@ class CSRError(ValueError):
 
 def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def pem_of_der(der: bytes) -> bytes:
-    """A certificate's PEM from its DER, as ``cert.public_bytes(PEM)`` writes it."""
-    text = base64.b64encode(der)
-    lines = b"\n".join(text[i : i + 64] for i in range(0, len(text), 64))
-    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
 
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -86,16 +77,6 @@ class CheckedCSR:
         if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise CSRError(f"{type(key).__name__} keys not accepted")
         return cls(csr, key)
-
-
-@dataclass(frozen=True, slots=True)
-class LeafDER:
-    """A signed leaf as the CA hands it out: its DER and the fields it chose."""
-
-    der: bytes
-    serial: int
-    not_before: dt.datetime
-    not_after: dt.datetime
 
 
 def fingerprint(cert: x509.Certificate) -> str:
