@@ -7,9 +7,10 @@
 
 A refusal is JSON ``{"error", "reason", "details"}`` with its status (400 malformed,
 401 a credential that does not verify, 403 one that may not have this certificate,
-409 a rotation that cannot start, 503 a ledger that cannot be written). Certificate
-requests arriving together share one ledger commit (``GroupCommit``); each answer
-leaves only after the commit holding its writes.
+409 a rotation that cannot start, 503 a ledger that cannot be written). A certificate
+request is checked and signed first (``CAService.prepare``); requests arriving together
+then share one ledger transaction (``GroupCommit``), and each answer leaves only after
+the commit holding its record.
 """
 
 from __future__ import annotations
@@ -44,15 +45,17 @@ async def _json(req: Request) -> Any:
 class CAEndpoints:
     def __init__(self, service: CAService) -> None:
         self.service = service
-        self.group = GroupCommit(service.ca.ledger)
-        """Requests arriving together share one ledger commit (``ca/_group.py``)."""
+        ca = service.ca
+        self.group = GroupCommit(ca.ledger, lambda: ca.clock().timestamp())
+        """Requests arriving together share one ledger transaction (``ca/_group.py``)."""
 
     async def certificates(self, req: Request) -> Response:
         body = await _json(req)
         try:
-            issued = await self.group.run(lambda: self.service.certificate(body))
+            issuance = self.service.prepare(body)
+            answer = self.service.answer(issuance, await self.group.record(issuance.entry))
             # compact: json's C encoder (an indented dump runs its pure-Python one)
-            return Response(status=200, body=json.dumps(issued).encode(), headers=_JSON)
+            return Response(status=200, body=json.dumps(answer).encode(), headers=_JSON)
         except Refused as exc:
             raise _refusal(exc) from None
         except LedgerUnavailable as exc:

@@ -17,9 +17,10 @@ from ._authority import CertificateAuthority, Issued, RotationRefused
 from ._bootstrap import Provided
 from ._files import CAFileError
 from ._group import GroupCommit, LedgerUnavailable
-from ._service import CAService, Refused
+from ._ledger import Entry
+from ._service import CAService, Issuance, Refused
 from ._tokens import JoinTokens, TokenRefused, load_token_key
-from ._x509 import CSRError, check_csr, fingerprint
+from ._x509 import CheckedCSR, CSRError, check_csr, fingerprint
 
 __all__ = [
     "MIN_LEAF_TTL",
@@ -27,7 +28,10 @@ __all__ = [
     "CAService",
     "CSRError",
     "CertificateAuthority",
+    "CheckedCSR",
+    "Entry",
     "GroupCommit",
+    "Issuance",
     "Issued",
     "JoinTokens",
     "LedgerUnavailable",
@@ -69,5 +73,5 @@ def open_ca(
     ca = CertificateAuthority.open(
         directory, trust_domain=trust_domain, provided=provided, **kwargs
     )
-    tokens = JoinTokens(load_token_key(directory / "token-key"), ca.ledger)
+    tokens = JoinTokens(load_token_key(directory / "token-key"))
     return CAService(ca, tokens, leaf_ttl)

@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,10 @@ from cryptography.exceptions import InvalidSignature
 
 from ._bootstrap import ROOT_PATH_LENGTH, Provided, first_generation, new_root_and_intermediate
 from ._files import CAFileError
+from ._issued import Issued, pem_of_der
 from ._ledger import LeafRecord, Ledger
 from ._state import Generation, State, load_state, save_state, write_generation
-from ._x509 import cross_sign, fingerprint, leaf_cert, pem
+from ._x509 import CheckedCSR, cross_sign, fingerprint, leaf_der, pem
 
 __all__ = ["CAExpired", "CertificateAuthority", "Issued", "RotationRefused"]
 
@@ -55,14 +56,6 @@ class RotationRefused(Exception):
     """A rotation cannot start (one is in progress, or the root key is not here)."""
 
 
-@dataclass(frozen=True)
-class Issued:
-    leaf: x509.Certificate
-    chain_pem: bytes
-    bundle_pem: bytes
-    spiffe_id: str
-
-
 class CertificateAuthority:
     def __init__(
         self, directory: Path, state: State, ledger: Ledger, trust_domain: str, clock: Clock
@@ -74,7 +67,6 @@ class CertificateAuthority:
         self.clock = clock
         self.issued = {"first": 0, "renewal": 0}
         self._finish_check_at = 0.0
-        self._prune_at = 0.0
 
     @classmethod
     def open(
@@ -125,14 +117,39 @@ class CertificateAuthority:
         roots = [state.current.root, *([state.previous.root] if state.previous else [])]
         self._tail_pem = b"".join(pem(c) for c in tail)
         self._bundle_pem = b"".join(pem(r) for r in roots)
+        self._usable_until = state.current.intermediate.not_valid_after_utc
 
     def bundle_pem(self) -> bytes:
         self._maybe_finish()
         return self._bundle_pem
 
+    def sign(
+        self,
+        csr: CheckedCSR,
+        spiffe_id: str,
+        ttl: dt.timedelta,
+        now: dt.datetime,
+        *,
+        renewal: bool = False,
+        extra_sans: Sequence[x509.GeneralName] = (),
+    ) -> Issued:
+        """A leaf for ``csr``, not recorded yet: record :meth:`Issued.entry` before it
+        leaves (:meth:`Ledger.write`), then :meth:`count` it."""
+        gen = self.state.current
+        self.check_usable(now)
+        signed = leaf_der(csr=csr, spiffe_id=spiffe_id, issuer=gen.intermediate,
+                          issuer_key=gen.intermediate_key, now=now, ttl=ttl,
+                          extra_sans=extra_sans)  # fmt: skip
+        chain = pem_of_der(signed.der) + self._tail_pem
+        return Issued(signed, chain, self.bundle_pem(), spiffe_id, gen.fingerprint,
+                      now.timestamp(), renewal)  # fmt: skip
+
+    def count(self, issued: Issued) -> None:  # a workload's, recorded and sent
+        self.issued["renewal" if issued.renewal else "first"] += 1
+
     def issue(
         self,
-        csr: x509.CertificateSigningRequest,
+        csr: x509.CertificateSigningRequest | CheckedCSR,
         spiffe_id: str,
         ttl: dt.timedelta,
         *,
@@ -140,49 +157,30 @@ class CertificateAuthority:
         extra_sans: Sequence[x509.GeneralName] = (),
         counted: bool = True,
     ) -> Issued:
+        """A leaf for a trusted CSR (the control plane's own), signed and recorded."""
         now = self.clock()
-        gen = self.state.current
-        self.check_usable()
-        if now.timestamp() >= self._prune_at:  # consumed tokens and long-expired leaves
-            self.ledger.prune(now.timestamp())
-            self._prune_at = now.timestamp() + 3600.0
-        leaf = leaf_cert(
-            csr=csr,
-            spiffe_id=spiffe_id,
-            issuer=gen.intermediate,
-            issuer_key=gen.intermediate_key,
-            now=now,
-            ttl=ttl,
-            extra_sans=extra_sans,
-        )
-        self.ledger.record_leaf(
-            leaf.serial_number,
-            spiffe_id,
-            leaf.not_valid_after_utc.timestamp(),
-            gen.fingerprint,
-            now.timestamp(),
-            fingerprint(leaf),
-        )
+        checked = csr if isinstance(csr, CheckedCSR) else CheckedCSR.of(csr)
+        issued = self.sign(checked, spiffe_id, ttl, now, renewal=renewal, extra_sans=extra_sans)
+        self.ledger.write([issued.entry()], now.timestamp())
         if counted:  # workloads' certificates (not the control plane's own)
-            self.issued["renewal" if renewal else "first"] += 1
-        chain = pem(leaf) + self._tail_pem
-        return Issued(leaf, chain, self.bundle_pem(), spiffe_id)
+            self.count(issued)
+        return issued
 
-    def check_usable(self) -> None:
+    def check_usable(self, now: dt.datetime | None = None) -> None:
         """:class:`CAExpired` if the current intermediate cannot sign any more."""
-        expiry = self.state.current.intermediate.not_valid_after_utc
-        if self.clock() >= expiry:
+        if (self.clock() if now is None else now) >= self._usable_until:
             raise CAExpired(
-                f"the CA's intermediate expired at {expiry.isoformat()}; run `plait ca rotate`"
-                " (a new root and intermediate)"
+                f"the CA's intermediate expired at {self._usable_until.isoformat()}; run "
+                "`plait ca rotate` (a new root and intermediate)"
             )
 
-    def recorded(self, leaf: x509.Certificate) -> LeafRecord | None:
+    def recorded(self, leaf: x509.Certificate, sha256: str | None = None) -> LeafRecord | None:
         """The ledger's record of ``leaf`` if it is a certificate this CA issued, else ``None``.
 
         The presented certificate must be byte for byte the one recorded (same SHA-256)
         and chain to a root the CA still serves. A record without a fingerprint (an older
         ledger) falls back to checking the certificate's signature by an intermediate.
+        ``sha256``: the leaf's fingerprint, if the caller has it.
         """
         record = self.ledger.leaf(leaf.serial_number)
         if record is None:
@@ -193,7 +191,9 @@ class CertificateAuthority:
         if record.fingerprint is None:
             gen = self.issuer_of(leaf)
             return record if gen is not None and gen.fingerprint == record.root else None
-        return record if record.fingerprint == fingerprint(leaf) and record.root in roots else None
+        if sha256 is None:
+            sha256 = fingerprint(leaf)
+        return record if record.fingerprint == sha256 and record.root in roots else None
 
     def issuer_of(self, leaf: x509.Certificate) -> Generation | None:
         """The generation whose intermediate signed ``leaf``, if any."""

@@ -1,21 +1,21 @@
-"""Group commit: the CA requests of one event-loop turn share one ledger commit.
+"""Group commit: the CA requests of one event-loop turn share one ledger transaction.
 
-Theory of operation: a request runs its CA work (token redemption, signing, the
-ledger writes) through :meth:`GroupCommit.run`. The first request finding no open batch
-opens one (:meth:`Ledger.begin_batch`) and becomes its *leader*; after its own work it
-yields once to the event loop, cancel-shielded, so that the requests already received
-on other connections do their work inside the same batch (as *followers*), and then
-commits the batch and wakes them. No request's answer leaves before the commit that
-holds its writes, so a certificate handed out is always recorded (and its token always
-spent), exactly as with a commit per request. If the commit fails, every request of the
-batch fails with :class:`LedgerUnavailable` (HTTP 503) and nothing of the batch is
-kept: no certificate of it was handed out. So does a request that cannot open a batch
-(another process holds the ledger's write lock past its busy timeout); its work is not
-done at all.
+Theory of operation: a request does its CA work (checks, signing) without writing and
+hands what it must record, an :class:`~plait.controlplane.ca._ledger.Entry`, to
+:meth:`GroupCommit.record`. The first request finding no open batch opens one and
+becomes its *leader*: it yields once to the event loop, cancel-shielded, so that the
+requests already received on other connections add their entries to the same batch (as
+*followers*), and then writes the batch in one transaction (:meth:`Ledger.write`) and
+wakes them. No request's answer leaves before the commit that holds its entry, so a
+certificate handed out is always recorded (and its token always spent), exactly as with
+a transaction per request. An entry whose token the transaction finds used already
+(earlier, by another request of the same batch, or by another process) is reported
+refused and its certificate never leaves. If the transaction cannot start or commit,
+every request of the batch fails with :class:`LedgerUnavailable` (HTTP 503) and nothing
+of the batch is kept: no certificate of it was handed out, no token of it is spent.
 
 A request alone (one client, or a quiet CA) is a batch of one: the cost is one extra
-pass of the event loop. Requests refused by the CA write nothing (their savepoint is
-rolled back) and return their refusal after the commit like the others.
+pass of the event loop. Requests refused before signing never join a batch.
 """
 
 from __future__ import annotations
@@ -23,18 +23,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
 
-from ._ledger import Ledger
+from ._ledger import Entry, Ledger
 
 __all__ = ["GroupCommit", "LedgerUnavailable"]
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class LedgerUnavailable(Exception):
@@ -44,42 +41,38 @@ class LedgerUnavailable(Exception):
 class _Batch:
     def __init__(self) -> None:
         self.done = anyio.Event()
-        self.error: sqlite3.Error | None = None
-        self.size = 0
+        self.entries: list[Entry] = []
+        self.kept: list[bool] = []
+        self.error: Exception | None = None
 
 
 class GroupCommit:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, clock: Callable[[], float]) -> None:
+        """``clock``: the CA's time in Unix seconds (when consumed tokens are pruned)."""
         self.ledger = ledger
+        self.clock = clock
         self._open: _Batch | None = None
 
-    async def run(self, work: Callable[[], T]) -> T:
-        """``work()`` inside the current batch; its result once the batch is committed."""
+    async def record(self, entry: Entry) -> bool:
+        """Record ``entry`` with the current batch; once committed, whether it was kept
+        (``False``: its join token was used before, nothing of it is recorded).
+
+        Raises:
+            LedgerUnavailable: the batch could not be written (nothing of it is kept).
+        """
         batch = self._open
         leader = batch is None
         if batch is None:
-            try:
-                self.ledger.begin_batch()
-            except sqlite3.Error as exc:  # locked by another process past the busy timeout
-                log.error("CA: the ledger cannot start a transaction: %s", exc)
-                raise LedgerUnavailable(f"the CA's ledger could not be written: {exc}") from None
             batch = self._open = _Batch()
-        batch.size += 1
-        try:
-            result = work()
-        except Exception as exc:
-            failure: Exception | None = exc
-        else:
-            failure = None
+        index = len(batch.entries)
+        batch.entries.append(entry)
         if leader:
             await self._commit(batch)
         else:
             await batch.done.wait()
         if batch.error is not None:
             raise LedgerUnavailable(f"the CA's ledger could not be written: {batch.error}")
-        if failure is not None:
-            raise failure
-        return result
+        return batch.kept[index]
 
     async def _commit(self, batch: _Batch) -> None:
         try:
@@ -87,8 +80,12 @@ class GroupCommit:
         finally:
             self._open = None
             try:
-                self.ledger.commit_batch()
-            except sqlite3.Error as exc:
+                batch.kept = self.ledger.write(batch.entries, self.clock())
+            except sqlite3.Error as exc:  # locked by another process past the busy timeout
                 batch.error = exc
-                log.error("CA: ledger commit of %d request(s) failed: %s", batch.size, exc)
-            batch.done.set()
+                log.error("CA: ledger write of %d request(s) failed: %s", len(batch.entries), exc)
+            except Exception as exc:  # never leave the followers waiting
+                batch.error = exc
+                log.exception("CA: ledger write of %d request(s) failed", len(batch.entries))
+            finally:
+                batch.done.set()

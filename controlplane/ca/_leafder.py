@@ -51,9 +51,10 @@ def _integer(value: int) -> bytes:
 def _time(when: dt.datetime) -> bytes:
     """UTCTime through 2049, GeneralizedTime after (RFC 5280 §4.1.2.5), whole seconds."""
     when = when.astimezone(dt.UTC)
+    rest = f"{when.month:02d}{when.day:02d}{when.hour:02d}{when.minute:02d}{when.second:02d}Z"
     if 1950 <= when.year < 2050:
-        return _tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
-    return _tlv(0x18, when.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+        return _tlv(0x17, f"{when.year % 100:02d}{rest}".encode("ascii"))
+    return _tlv(0x18, f"{when.year:04d}{rest}".encode("ascii"))
 
 
 def _extension(oid_der: bytes, critical: bool, value: bytes) -> bytes:
@@ -75,6 +76,14 @@ def _oid(oid: x509.ObjectIdentifier) -> bytes:
 
 
 _SAN_OID = _oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+
+
+def _sans(sans: Sequence[x509.GeneralName]) -> bytes:
+    """The SubjectAltName value: URIs encoded here ([6] IA5String), anything else by
+    ``cryptography`` (the control plane's own DNS names and addresses)."""
+    if all(type(san) is x509.UniformResourceIdentifier for san in sans):
+        return _tlv(0x30, b"".join(_tlv(0x86, san.value.encode("ascii")) for san in sans))
+    return x509.SubjectAlternativeName(list(sans)).public_bytes()
 
 
 class LeafShape:
@@ -113,7 +122,7 @@ class LeafShape:
         spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        san = _extension(_SAN_OID, True, x509.SubjectAlternativeName(list(sans)).public_bytes())
+        san = _extension(_SAN_OID, True, _sans(sans))
         tbs = _tlv(
             0x30,
             self.head

@@ -1,14 +1,15 @@
 """The CA's ledger: issued leaves and consumed join tokens, in ``<data-dir>/ca/ledger.db``.
 
-Theory of operation: one SQLite file (WAL, mode 0600) next to the CA's keys, written
-synchronously from the event loop. Writes are grouped: while a *batch* is open
-(:meth:`Ledger.begin_batch`, by :class:`~plait.controlplane.ca.GroupCommit` for the
-requests of one event-loop turn) every write joins one transaction, and each request's
-own writes are a savepoint inside it (:meth:`Ledger.transaction`), so a refused request
-leaves nothing while the others keep theirs; :meth:`Ledger.commit_batch` commits them
-all at once, and no certificate of the batch is handed out before that commit. Without
-an open batch each write is its own transaction. Measured here, a commit is about half
-of a certificate's ledger cost, so grouping roughly halves it under load. Two tables:
+Theory of operation: one SQLite file (WAL, ``synchronous=NORMAL``, mode 0600) next to
+the CA's keys, written synchronously from the event loop. A certificate request does
+its work (checks, signing) without writing; what it must record is an :class:`Entry`
+(the join token it spends, if any, and the leaf's row), and :meth:`Ledger.write` records
+the entries of several requests in one short transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``,
+by :class:`~plait.controlplane.ca.GroupCommit` for the requests of one event-loop turn).
+The transaction holds the write lock only while its rows are inserted, so another
+process writing the same ledger waits microseconds, not a request's work. A committed
+transaction survives the process (a crash, a kill, a restart); the last transactions
+before a power loss may not (``synchronous=NORMAL`` in WAL mode). Two tables:
 
 * ``leaves``: serial, SPIFFE ID, not_after, the fingerprint of the root the leaf
   chains to, and the SHA-256 fingerprint of the leaf itself. A renewal is accepted only
@@ -16,12 +17,13 @@ of a certificate's ledger cost, so grouping roughly halves it under load. Two ta
   equal the recorded one, which proves it is the very certificate the CA signed at the
   cost of a hash instead of a signature check. A root rotation ends when no unexpired
   leaf chains to the old root any more.
-* ``used_tokens``: the id of every join token presented, with its expiry. A token id is
-  written *before* its certificate is signed, by an insert that fails if it is there
-  already, and in one transaction with the leaf's record (:meth:`Ledger.transaction`):
-  a token is single use across restarts and concurrent requests, and a failed issuance
-  does not spend it. Rows past their expiry are pruned (an expired token is refused by
-  its expiry anyway).
+* ``used_tokens``: the id of every join token redeemed, with its expiry. An entry's
+  token id is inserted before its leaf, by an insert that fails if the id is there
+  already (written by this transaction, an earlier one, or another process): then the
+  entry's leaf is not recorded and :meth:`Ledger.write` reports it refused, so its
+  certificate is never handed out. A token is single use across restarts, processes and
+  concurrent requests, and a failed issuance does not spend it. Rows past their expiry
+  are pruned (an expired token is refused by its expiry anyway).
 """
 
 from __future__ import annotations
@@ -29,11 +31,20 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["LeafRecord", "Ledger"]
+__all__ = ["Entry", "LeafRecord", "Ledger"]
+
+
+class Entry(NamedTuple):
+    """What one issuance records: the token it spends (if any) and its leaf's row."""
+
+    token: tuple[str, float] | None
+    """``(id, expires)`` of the join token, ``None`` for a renewal."""
+    leaf: tuple[str, str, float, str, float, str]
+    """``(serial hex, SPIFFE ID, not_after, root fingerprint, issued_at, fingerprint)``."""
 
 
 class LeafRecord(NamedTuple):
@@ -53,6 +64,12 @@ CREATE TABLE IF NOT EXISTS used_tokens (id TEXT PRIMARY KEY, expires REAL NOT NU
 """
 
 
+_INSERT_LEAF = (
+    "INSERT OR REPLACE INTO leaves (serial, identity, not_after, root, issued_at, fingerprint)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 class Ledger:
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         """``busy_timeout``: how long a write waits for another process's (seconds)."""
@@ -69,42 +86,47 @@ class Ledger:
         if "fingerprint" not in columns:  # a ledger written before leaves had fingerprints
             self._db.execute("ALTER TABLE leaves ADD COLUMN fingerprint TEXT")
         self.commits = 0
-        """Batches committed (each holding one or more requests' writes)."""
+        """Transactions committed (each holding one or more requests' writes)."""
+        self._prune_at = 0.0
 
-    def begin_batch(self) -> None:
-        """Open a transaction that the following writes join, until :meth:`commit_batch`."""
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
+    def write(self, entries: Sequence[Entry], now: float) -> list[bool]:
+        """Record ``entries`` in one transaction; per entry whether it was recorded.
 
-    def commit_batch(self) -> None:
-        """Commit the open batch (all its writes are durable on return); rolled back on error."""
-        if not self._db.in_transaction:
-            return
+        ``False``: the entry's token was used before (its leaf is not recorded).
+
+        Raises:
+            sqlite3.Error: the transaction could not start (another process holds the
+                write lock past the busy timeout) or commit; nothing of it is kept.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            kept: list[bool] = []
+            rows = []
+            for token, leaf in entries:
+                if token is not None:
+                    try:
+                        db.execute("INSERT INTO used_tokens VALUES (?, ?)", token)
+                    except sqlite3.IntegrityError:
+                        kept.append(False)
+                        continue
+                kept.append(True)
+                rows.append(leaf)
+            db.executemany(_INSERT_LEAF, rows)
+            if now >= self._prune_at:  # consumed tokens and long-expired leaves
+                self.prune(now)
+                self._prune_at = now + 3600.0
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         self.commits += 1
+        return kept
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Writes inside are kept together: all, or none if an exception leaves.
-
-        Inside an open batch this is a savepoint (committed with the batch), otherwise
-        a transaction of its own.
-        """
-        if self._db.in_transaction:
-            self._db.execute("SAVEPOINT request")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK TO request")
-                self._db.execute("RELEASE request")
-                raise
-            self._db.execute("RELEASE request")
-            return
+        """Writes inside are kept together: all, or none if an exception leaves."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -127,9 +149,7 @@ class Ledger:
         fingerprint: str | None = None,
     ) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO leaves (serial, identity, not_after, root, issued_at, "
-            "fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
-            (format(serial, "x"), identity, not_after, root, issued_at, fingerprint),
+            _INSERT_LEAF, (format(serial, "x"), identity, not_after, root, issued_at, fingerprint)
         )
 
     def leaf(self, serial: int) -> LeafRecord | None:

@@ -9,19 +9,32 @@ intermediate has expired), a reason code and a
 message. Every refusal is logged with its reason and counted (``refusals`` in the
 status), so an operator sees forged or replayed tokens.
 
-A first certificate: the join token is redeemed (single use) and the leaf gets the
-token's identity. A renewal: the presented leaf must be one the ledger recorded
+A certificate request is answered in two steps, so that the requests of one event-loop
+turn can share a ledger transaction (``GroupCommit``, ``_group.py``): :meth:`CAService.prepare`
+does every check and signs the leaf without writing anything, and returns the
+:class:`Issuance` (the leaf and the ledger :class:`Entry` that records it); once that
+entry is committed, :meth:`CAService.answer` makes the JSON answer, or refuses it if the
+ledger found its token used already.
+
+A first certificate: the join token must verify (MAC, expiry, claimed identity) and is
+spent by its entry (single use: the ledger refuses an id it holds) and the leaf gets
+the token's identity. A renewal: the presented leaf (the first certificate of the
+chain; the rest is not read) must be one the ledger recorded
 (``CertificateAuthority.recorded``: the same SHA-256, so the very certificate the CA
 signed), the caller proves possession of its key (``plait.core.identity.proof``), and
-the new leaf gets that leaf's identity; the CSR's subject and SANs are never used.
+the new leaf gets that leaf's identity; the CSR's subject and SANs are never used. The
+CSR is parsed once and its key read once (``_x509.CheckedCSR``) for the checks, the
+proof and the leaf.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 
@@ -30,10 +43,11 @@ from plait.core.identity.proof import verify_renewal
 from plait.sdk import InvalidSpiffeId, SpiffeId
 
 from ._authority import CAExpired, CertificateAuthority, Issued, RotationRefused
+from ._ledger import Entry
 from ._tokens import JoinTokens, TokenRefused
-from ._x509 import CSRError, check_csr
+from ._x509 import CheckedCSR, CSRError, check_csr
 
-__all__ = ["CAService", "Refused"]
+__all__ = ["CAService", "Issuance", "Refused"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +72,23 @@ class Refused(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+
+
+class Issuance(NamedTuple):
+    """A signed leaf waiting for its ledger entry to be committed."""
+
+    issued: Issued
+    entry: Entry
+
+
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+_PEM_END = "-----END CERTIFICATE-----"
+
+
+def _first_der(chain: str) -> bytes:
+    """The DER of the first certificate of a PEM chain (``ValueError`` if there is none)."""
+    begin = chain.index(_PEM_BEGIN) + len(_PEM_BEGIN)
+    return base64.b64decode(chain[begin : chain.index(_PEM_END, begin)])
 
 
 class CAService:
@@ -93,51 +124,66 @@ class CAService:
 
     # -- certificates -----------------------------------------------------------------------
 
-    def certificate(self, body: Any) -> dict[str, Any]:
-        """``POST /api/v1/certificates``: a first certificate (token) or a renewal (proof)."""
+    def prepare(self, body: Any) -> Issuance:
+        """Check a certificate request (a first certificate: token; a renewal: proof) and
+        sign its leaf; nothing is written. :class:`Refused` if it does not pass."""
         if not isinstance(body, dict) or not isinstance(body.get("csr"), str):
             raise self._refuse(400, "malformed", "expected a JSON object with 'csr' (PEM)")
         try:
             csr = check_csr(body["csr"])
         except CSRError as exc:
             raise self._refuse(400, "bad_csr", str(exc)) from None
+        now = self.ca.clock()
         try:
-            self.ca.check_usable()  # before a token is spent
+            self.ca.check_usable(now)  # before a token is spent
         except CAExpired as exc:
             raise self._refuse(503, "ca_expired", str(exc)) from None
         if isinstance(body.get("token"), str):
-            issued = self._first(body, csr)
-        elif isinstance(body.get("renewal"), dict):
-            issued = self._renew(body["renewal"], csr)
-        else:
+            return self._first(body, csr, now)
+        if isinstance(body.get("renewal"), dict):
+            return self._renew(body["renewal"], csr, now)
+        raise self._refuse(
+            400,
+            "malformed",
+            "expected 'token' (first certificate) or 'renewal' (chain, timestamp, signature)",
+        )
+
+    def answer(self, issuance: Issuance, kept: bool) -> dict[str, Any]:
+        """The answer to a request whose entry was committed (``kept``) or refused
+        because its token was used before (``kept`` false: :class:`Refused`)."""
+        if not kept:
             raise self._refuse(
-                400,
-                "malformed",
-                "expected 'token' (first certificate) or 'renewal' (chain, timestamp, signature)",
+                403,
+                "token_reused",
+                "the join token was already used (tokens are single use)",
+                "join token",
             )
-        leaf = issued.leaf
+        issued = issuance.issued
+        self.ca.count(issued)
+        signed = issued.signed
         return {
             "spiffeId": issued.spiffe_id,
             "chain": issued.chain_pem.decode("ascii"),
             "bundle": issued.bundle_pem.decode("ascii"),
-            "serial": format(leaf.serial_number, "x"),
-            "notBefore": leaf.not_valid_before_utc.isoformat(),
-            "notAfter": leaf.not_valid_after_utc.isoformat(),
+            "serial": format(signed.serial, "x"),
+            "notBefore": signed.not_before.isoformat(),
+            "notAfter": signed.not_after.isoformat(),
         }
 
-    def _first(self, body: dict[str, Any], csr: x509.CertificateSigningRequest) -> Issued:
+    def _first(self, body: dict[str, Any], csr: CheckedCSR, now: dt.datetime) -> Issuance:
         claimed = {k: str(body[k]) for k in ("namespace", "serviceAccount") if body.get(k)}
         try:
-            with self.ca.ledger.transaction():  # the token is spent with the leaf, or not at all
-                token = self.tokens.redeem(body["token"], self._now(), claimed)
-                return self.ca.issue(csr, token.subject, self.leaf_ttl)
+            token = self.tokens.check(body["token"], now.timestamp(), claimed)
         except TokenRefused as exc:
-            status = 403 if exc.reason in ("wrong_identity", "reused", "expired") else 401
+            status = 403 if exc.reason in ("wrong_identity", "expired") else 401
             raise self._refuse(status, f"token_{exc.reason}", str(exc), "join token") from None
+        issued = self.ca.sign(csr, token.subject, self.leaf_ttl, now)
+        return Issuance(issued, issued.entry((token.id, token.expires)))
 
-    def _renew(self, proof: dict[str, Any], csr: x509.CertificateSigningRequest) -> Issued:
+    def _renew(self, proof: dict[str, Any], csr: CheckedCSR, when: dt.datetime) -> Issuance:
         try:
-            chain = x509.load_pem_x509_certificates(str(proof["chain"]).encode("ascii"))
+            der = _first_der(str(proof["chain"]))
+            leaf = x509.load_der_x509_certificate(der)
             timestamp = int(proof["timestamp"])
             signature = str(proof["signature"])
         except (KeyError, ValueError, TypeError, UnicodeEncodeError):
@@ -147,9 +193,8 @@ class CAService:
                 "renewal: expected 'chain' (PEM), "
                 "'timestamp' (Unix seconds) and 'signature' (base64)",
             ) from None
-        leaf = chain[0]
-        now = self._now()
-        record = self.ca.recorded(leaf)
+        now = when.timestamp()
+        record = self.ca.recorded(leaf, hashlib.sha256(der).hexdigest())
         if record is None:
             if self.ca.issuer_of(leaf) is None:
                 raise self._refuse(
@@ -160,7 +205,7 @@ class CAService:
             raise self._refuse(
                 401, "renewal_unknown_cert", "renewal: this CA has no record of the certificate"
             )
-        if now >= leaf.not_valid_after_utc.timestamp():
+        if now >= record.not_after:
             raise self._refuse(
                 403,
                 "renewal_expired_cert",
@@ -175,13 +220,14 @@ class CAService:
                 f"{now - timestamp:.0f}s off the CA's clock "
                 f"(at most {PROOF_WINDOW:.0f}s)",
             )
-        if not verify_renewal(leaf, csr, timestamp, signature):
+        if not verify_renewal(leaf, csr.csr, timestamp, signature):
             raise self._refuse(
                 401,
                 "renewal_bad_signature",
                 "renewal: the signature does not verify with the certificate's key",
             )
-        return self.ca.issue(csr, record.identity, self.leaf_ttl, renewal=True)
+        issued = self.ca.sign(csr, record.identity, self.leaf_ttl, when, renewal=True)
+        return Issuance(issued, issued.entry())
 
     # -- status and rotation ----------------------------------------------------------------
 

@@ -6,12 +6,14 @@ for a token bound to one SPIFFE ID. The token is
 (a random id, the SPIFFE ID, the expiry in Unix seconds) and the mac is
 HMAC-SHA256 of ``plait1.<payload>`` under a 32-byte key kept in
 ``<data-dir>/ca/token-key`` (mode 0600, made at the first start). Nothing is stored at
-issuance; at redemption the MAC is checked in constant time, then the expiry (against
-the CA's clock), then the identity the caller claims (if it claims one), and last the
-id is written to the ledger's ``used_tokens`` (refused if already there), so a token is
-single use across restarts and concurrent requests. Each refusal has a reason code
-(``forged``, ``malformed``, ``expired``, ``reused``, ``wrong_identity``) that the API
-returns, logs and counts.
+issuance; at redemption (:meth:`JoinTokens.check`) the MAC is checked in constant time,
+then the expiry (against the CA's clock), then the identity the caller claims (if it
+claims one). The token is spent with its certificate: its id goes into the ledger's
+``used_tokens`` in the transaction that records the leaf, refused if already there
+(``_ledger.py``), so a token is single use across restarts and concurrent requests.
+Each refusal has a reason code (``forged``, ``malformed``, ``expired``,
+``wrong_identity``; ``reused`` comes from the ledger) that the API returns, logs and
+counts.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from pathlib import Path
 from plait.sdk import SpiffeId
 
 from ._files import CAFileError, check_private_mode, write_private
-from ._ledger import Ledger
 
 __all__ = ["JoinTokens", "TokenRefused", "load_token_key"]
 
@@ -79,12 +80,11 @@ def _unb64(text: str) -> bytes:
 
 
 class JoinTokens:
-    def __init__(self, key: bytes, ledger: Ledger) -> None:
+    def __init__(self, key: bytes) -> None:
         self._key = key
-        self._ledger = ledger
 
     def _mac(self, signed: str) -> str:
-        return _b64(hmac.new(self._key, signed.encode("ascii"), hashlib.sha256).digest())
+        return _b64(hmac.digest(self._key, signed.encode("ascii"), hashlib.sha256))
 
     def make(
         self, subject: str, ttl: float, now: float, pin: str | None = None
@@ -135,11 +135,4 @@ class JoinTokens:
                     "wrong_identity",
                     f"the join token is bound to {token.subject}, presented for {', '.join(wrong)}",
                 )
-        return token
-
-    def redeem(self, text: str, now: float, claimed: Mapping[str, str] | None = None) -> Token:
-        """:meth:`check`, then mark the token used (refused if it was used before)."""
-        token = self.check(text, now, claimed)
-        if not self._ledger.consume_token(token.id, token.expires, now):
-            raise TokenRefused("reused", "the join token was already used (tokens are single use)")
         return token

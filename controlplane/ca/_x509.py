@@ -21,22 +21,26 @@ import datetime as dt
 import functools
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from ._issued import LeafDER
 from ._leafder import LeafShape
 
 __all__ = [
     "SKEW",
     "CSRError",
+    "CheckedCSR",
     "ca_cert",
     "check_csr",
     "cross_sign",
     "fingerprint",
     "leaf_cert",
+    "leaf_der",
     "pem",
 ]
 
@@ -54,6 +58,25 @@ class CSRError(ValueError):
 
 def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedCSR:
+    """A CSR whose signature verified, with its public key (read once)."""
+
+    csr: x509.CertificateSigningRequest
+    public_key: PublicKey
+
+    @classmethod
+    def of(cls, csr: x509.CertificateSigningRequest) -> CheckedCSR:
+        """A CSR from a trusted caller (the control plane's own), without the checks."""
+        key = csr.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise CSRError(f"{type(key).__name__} keys not accepted")
+        return cls(csr, key)
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -141,7 +164,7 @@ def cross_sign(
     return builder.sign(old_key, hashes.SHA256())
 
 
-def check_csr(csr_pem: bytes | str) -> x509.CertificateSigningRequest:
+def check_csr(csr_pem: bytes | str) -> CheckedCSR:
     """The parsed CSR, if its signature verifies and its key is EC P-256/P-384 or RSA >= 2048.
 
     Raises:
@@ -167,12 +190,46 @@ def check_csr(csr_pem: bytes | str) -> x509.CertificateSigningRequest:
             raise CSRError(f"RSA key of {key.key_size} bits (expected at least {_MIN_RSA})")
     else:
         raise CSRError(f"{type(key).__name__} keys not accepted (expected EC P-256/P-384 or RSA)")
-    return csr
+    return CheckedCSR(csr, key)
+
+
+def leaf_der(
+    *,
+    csr: CheckedCSR,
+    spiffe_id: str,
+    issuer: x509.Certificate,
+    issuer_key: CAKey,
+    now: dt.datetime,
+    ttl: dt.timedelta,
+    extra_sans: Sequence[x509.GeneralName] = (),
+) -> LeafDER:
+    """The workload certificate for a checked CSR (see the module docstring), DER.
+
+    ``extra_sans`` (DNS names, IP addresses) are added after the SPIFFE ID: only the
+    control plane's own serving certificate has them. Encoded by :class:`LeafShape`.
+    """
+    key = csr.public_key
+    serial = x509.random_serial_number()
+    not_before = now - SKEW
+    not_after = min(now + ttl, _not_after(issuer))
+    der = _leaf_shape(issuer, issuer_key, isinstance(key, rsa.RSAPublicKey)).certificate(
+        public_key=key,
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
+        sans=[x509.UniformResourceIdentifier(spiffe_id), *extra_sans],
+    )
+    # whole seconds, as encoded (and as the parsed certificate reports them)
+    return LeafDER(der, serial, _whole(not_before), _whole(not_after))
+
+
+def _whole(when: dt.datetime) -> dt.datetime:
+    return when.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def leaf_cert(
     *,
-    csr: x509.CertificateSigningRequest,
+    csr: CheckedCSR | x509.CertificateSigningRequest,
     spiffe_id: str,
     issuer: x509.Certificate,
     issuer_key: CAKey,
@@ -180,20 +237,16 @@ def leaf_cert(
     ttl: dt.timedelta,
     extra_sans: Sequence[x509.GeneralName] = (),
 ) -> x509.Certificate:
-    """The workload certificate for a checked CSR (see the module docstring).
+    """:func:`leaf_der`, parsed."""
+    checked = csr if isinstance(csr, CheckedCSR) else CheckedCSR.of(csr)
+    leaf = leaf_der(csr=checked, spiffe_id=spiffe_id, issuer=issuer, issuer_key=issuer_key,
+                    now=now, ttl=ttl, extra_sans=extra_sans)  # fmt: skip
+    return x509.load_der_x509_certificate(leaf.der)
 
-    ``extra_sans`` (DNS names, IP addresses) are added after the SPIFFE ID: only the
-    control plane's own serving certificate has them. Encoded by :class:`LeafShape`.
-    """
-    key = csr.public_key()
-    der = _leaf_shape(issuer, issuer_key, isinstance(key, rsa.RSAPublicKey)).certificate(
-        public_key=key,  # checked by check_csr: EC or RSA
-        serial=x509.random_serial_number(),
-        not_before=now - SKEW,
-        not_after=min(now + ttl, issuer.not_valid_after_utc),
-        sans=[x509.UniformResourceIdentifier(spiffe_id), *extra_sans],
-    )
-    return x509.load_der_x509_certificate(der)
+
+@functools.lru_cache(maxsize=8)
+def _not_after(issuer: x509.Certificate) -> dt.datetime:
+    return issuer.not_valid_after_utc
 
 
 @functools.lru_cache(maxsize=8)

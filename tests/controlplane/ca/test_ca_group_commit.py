@@ -1,14 +1,17 @@
 """Group commit: certificates issued together share a ledger commit and are all kept.
 
 Through the API, many sidecars asking at once all get certificates that the CA still
-knows after a restart (each renews). On the ledger itself, the requests of one turn of
-the event loop share a commit, none returns before its record can be read from another
-connection, and a request refused inside a batch leaves nothing while the rest stay.
+knows after a restart (each renews), and one token sent twice at once is honoured once.
+On the ledger itself, the requests of one turn of the event loop share a commit, none
+returns before its record can be read from another connection, an entry whose token was
+spent already (in the same batch, or by another writer) leaves nothing while the rest
+stay, and a batch that cannot be written keeps nothing.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +21,7 @@ import anyio
 import pytest
 from cryptography import x509
 
-from plait.controlplane.ca import GroupCommit, LedgerUnavailable
+from plait.controlplane.ca import Entry, GroupCommit, LedgerUnavailable
 from plait.controlplane.ca._ledger import Ledger
 from plait.core.identity.proof import sign_renewal
 
@@ -57,32 +60,24 @@ def test_certificates_issued_at_once_are_all_recorded_across_a_restart(tmp_path:
             assert (status, again["reason"]) == (403, "token_reused")
 
 
-class _Refusal(Exception):
-    pass
+def _entry(i: int, token: str | None = None) -> Entry:
+    leaf = (f"{i + 1:x}", f"spiffe://t/ns/a/sa/{i}", 1e12, "root", 0.0, "fp")
+    return Entry((token, 1e12) if token is not None else None, leaf)
 
 
 @pytest.mark.anyio
-async def test_one_turn_shares_a_commit_answers_follow_it_and_a_refusal_keeps_nothing(
+async def test_one_turn_shares_a_commit_answers_follow_it_and_a_reused_token_keeps_nothing(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "ledger.db"
     ledger = Ledger(path)
-    group = GroupCommit(ledger)
+    group = GroupCommit(ledger, lambda: 0.0)
     seen_at_answer: dict[int, bool] = {}
     refused: list[int] = []
 
-    def work(i: int) -> int:
-        with ledger.transaction():
-            assert ledger.consume_token(f"token-{i}", 1e12, 0.0)
-            ledger.record_leaf(i + 1, f"spiffe://t/ns/a/sa/{i}", 1e12, "root", 0.0, "fp")
-            if i == 7:
-                raise _Refusal("refused after writing")
-        return i
-
     async def request(i: int) -> None:
-        try:
-            await group.run(lambda: work(i))
-        except _Refusal:
+        token = "token-3" if i == 7 else f"token-{i}"  # request 7 replays request 3's token
+        if not await group.record(_entry(i, token)):
             refused.append(i)
             return
         with sqlite3.connect(path) as other:  # another reader sees it once answered
@@ -101,35 +96,43 @@ async def test_one_turn_shares_a_commit_answers_follow_it_and_a_refusal_keeps_no
     try:
         assert reopened.counts(0.0)["issued"] == 19
         assert reopened.leaf(8) is None  # the refused request's leaf (serial 7 + 1)
-        assert reopened.consume_token("token-7", 1e12, 0.0)  # and its token is unspent
+        assert reopened.consume_token("token-7", 1e12, 0.0)  # never spent by request 7
         assert not reopened.consume_token("token-3", 1e12, 0.0)
     finally:
         reopened.close()
 
 
+def test_two_writers_of_one_ledger_spend_a_token_once(tmp_path: Path) -> None:
+    """Two connections (as two processes would have) race for one token: one keeps it."""
+    path = tmp_path / "ledger.db"
+    first, second = Ledger(path), Ledger(path)
+    try:
+        assert first.write([_entry(1, "shared"), _entry(2, "own")], 0.0) == [True, True]
+        assert second.write([_entry(3, "shared"), _entry(4)], 0.0) == [False, True]
+        assert second.leaf(4) is None and second.leaf(5) is not None
+        assert first.counts(0.0)["issued"] == 3
+    finally:
+        first.close()
+        second.close()
+
+
 @pytest.mark.anyio
-async def test_a_ledger_locked_elsewhere_refuses_without_doing_the_work(tmp_path: Path) -> None:
+async def test_a_ledger_locked_elsewhere_refuses_the_batch_and_keeps_nothing(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "ledger.db"
     ledger = Ledger(path, busy_timeout=0.1)
-    group = GroupCommit(ledger)
-    done: list[int] = []
-
-    def work() -> int:
-        with ledger.transaction():
-            ledger.record_leaf(1, "spiffe://t/ns/a/sa/b", 1e12, "root", 0.0, "fp")
-        done.append(1)
-        return 1
-
+    group = GroupCommit(ledger, lambda: 0.0)
     other = sqlite3.connect(path, isolation_level=None)  # another process's writer
     other.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(LedgerUnavailable, match="could not be written"):
-            await group.run(work)
-        assert done == []
+            await group.record(_entry(0, "token-0"))
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert await group.run(work) == 1  # the next request opens a batch as usual
+    assert ledger.leaf(1) is None
+    assert await group.record(_entry(0, "token-0"))  # the token was not spent
     assert ledger.leaf(1) is not None
     ledger.close()
 
@@ -147,3 +150,22 @@ def test_a_locked_ledger_is_503_and_the_token_stays_usable(tmp_path: Path) -> No
         assert (status, out["reason"]) == (503, "ledger_unavailable"), out
         status, out = server.certificate({"token": token, "csr": make_csr()[1]})
         assert status == 200, out
+
+
+def test_a_token_sent_twice_at_once_gets_one_certificate(tmp_path: Path) -> None:
+    with ca_server(tmp_path / "data") as server:
+        for round_ in range(3):
+            token = server.token("shop", f"twice-{round_}")
+            start = threading.Barrier(8)
+
+            def post(_: int, token: str = token, start: threading.Barrier = start) -> Any:
+                body = {"token": token, "csr": make_csr()[1]}
+                start.wait()
+                return server.certificate(body)
+
+            with ThreadPoolExecutor(8) as pool:  # 8 connections, the same token
+                answers = list(pool.map(post, range(8)))
+            statuses = sorted(status for status, _ in answers)
+            assert statuses == [200] + [403] * 7, answers
+            assert all(out["reason"] == "token_reused" for status, out in answers if status != 200)
+        assert server.status()["issued"]["first"] == 3

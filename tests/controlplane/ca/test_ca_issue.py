@@ -71,6 +71,12 @@ def test_leaf_has_the_token_identity_not_the_csrs(server: CAServer) -> None:
     assert now - dt.timedelta(minutes=5) < leaf.not_valid_before_utc < now
     assert leaf.not_valid_after_utc == (now + dt.timedelta(hours=1)).replace(microsecond=0)
     leaf.verify_directly_issued_by(inter)
+    # the answer's fields and PEM are the certificate's own
+    assert out["serial"] == format(leaf.serial_number, "x")
+    assert out["notBefore"] == leaf.not_valid_before_utc.isoformat()
+    assert out["notAfter"] == leaf.not_valid_after_utc.isoformat()
+    pems = [c.public_bytes(serialization.Encoding.PEM) for c in (leaf, inter)]
+    assert out["chain"].encode() == b"".join(pems)
     root = x509.load_pem_x509_certificates(out["bundle"].encode())
     assert len(root) == 1
     inter.verify_directly_issued_by(root[0])
