@@ -256,9 +256,9 @@ def test_nghttp_post_with_body(echo_mesh: tuple[Proc, int], tmp_path: Path) -> N
     assert ":status: 200" in out.stdout
 
 
-def test_client_reset_aborts_the_upstream_request(tmp_path: Path, procs: list[Proc]) -> None:
-    """RST_STREAM from the client while the upstream has not answered: the upstream request
-    is aborted (its connection closed) and the stream gets its access-log line."""
+def _raw_upstream_mesh(tmp_path: Path, procs: list[Proc]) -> tuple[socket.socket, Path, int, Proc]:
+    """A sidecar with an access log in front of a listening socket the test answers by hand:
+    (that socket, the access log, the sidecar's port, the sidecar)."""
     upstream = socket.socket()
     upstream.bind(("127.0.0.1", 0))
     upstream.listen(4)
@@ -266,7 +266,15 @@ def test_client_reset_aborts_the_upstream_request(tmp_path: Path, procs: list[Pr
     log = tmp_path / "access.log"
     port, admin = free_port(), free_port()
     text = simple_config(upstream.getsockname()[1], port, admin) + f"  accessLog: {{path: {log}}}\n"
-    procs.append(start_sidecar(write_config(tmp_path, text), admin))
+    sidecar = start_sidecar(write_config(tmp_path, text), admin)
+    procs.append(sidecar)
+    return upstream, log, port, sidecar
+
+
+def test_client_reset_aborts_the_upstream_request(tmp_path: Path, procs: list[Proc]) -> None:
+    """RST_STREAM from the client while the upstream has not answered: the upstream request
+    is aborted (its connection closed) and the stream gets its access-log line."""
+    upstream, log, port, _ = _raw_upstream_mesh(tmp_path, procs)
     conn = _client()
     _request(conn, 1, port=port)
     with upstream, socket.create_connection(("127.0.0.1", port)) as sock:
@@ -293,14 +301,7 @@ def test_client_leaving_while_a_warm_upstream_answers_aborts_it(
     """The second request finds a pooled upstream connection and waits for its answer in
     callbacks (no task): a reset of the stream, or the client's connection closing, still
     aborts the upstream request, and the stream gets its access-log line once."""
-    upstream = socket.socket()
-    upstream.bind(("127.0.0.1", 0))
-    upstream.listen(4)
-    upstream.settimeout(10)
-    log = tmp_path / "access.log"
-    port, admin = free_port(), free_port()
-    text = simple_config(upstream.getsockname()[1], port, admin) + f"  accessLog: {{path: {log}}}\n"
-    procs.append(sidecar := start_sidecar(write_config(tmp_path, text), admin))
+    upstream, log, port, sidecar = _raw_upstream_mesh(tmp_path, procs)
     conn = _client()
     _request(conn, 1, port=port)
     with upstream, socket.create_connection(("127.0.0.1", port)) as sock:
