@@ -17,8 +17,9 @@ Those checks read the reader's state but do not change it; the state moves only
 once a frame is whole, so asking again after more bytes arrive repeats them.
 
 The rest is checked on the whole frame: padding (§6.1, §6.2, §6.6), SETTINGS
-values (§6.5.2), the promised stream of PUSH_PROMISE (§5.1.1), a zero WINDOW_UPDATE increment (§6.9), a PRIORITY frame's
-length and a stream depending on itself (§5.3.1). Every violation raises
+values (§6.5.2), the promised stream of PUSH_PROMISE (§5.1.1), a zero
+WINDOW_UPDATE increment (§6.9), a PRIORITY frame's length and a stream
+depending on itself (§5.3.1). Every violation raises
 :class:`~.frames.FrameError`. A connection error (``stream_id == 0``) leaves the
 reader unusable; after a stream error the frame is consumed and reading may go
 on. A HEADERS frame in error is attached to the error (``frame``): its header
@@ -188,7 +189,7 @@ class FrameReader:
         if type_ == PING:
             if length != 8:
                 raise FrameError(FRAME_SIZE_ERROR, f"PING frame of {length} octets")
-        elif type_ == RST_STREAM or type_ == WINDOW_UPDATE:
+        elif type_ in (RST_STREAM, WINDOW_UPDATE):
             if length != 4:
                 raise FrameError(FRAME_SIZE_ERROR, f"{_NAMES[type_]} frame of {length} octets")
         elif type_ == SETTINGS:
@@ -204,7 +205,7 @@ class FrameReader:
         f.length = length
         if type_ == DATA:
             f.data = _unpad(f, payload, 0) if flags & FLAG_PADDED else payload
-        elif type_ == HEADERS or type_ == PUSH_PROMISE or type_ == CONTINUATION:
+        elif type_ in (HEADERS, PUSH_PROMISE, CONTINUATION):
             self._header_block(f, flags, length)
             if type_ == CONTINUATION:
                 f.data = payload
@@ -278,13 +279,15 @@ def _settings(payload: bytes) -> list[tuple[int, int]]:
     for i in range(0, len(payload), 6):
         code = (payload[i] << 8) | payload[i + 1]
         value = int.from_bytes(payload[i + 2 : i + 6], "big")
-        if code == _ENABLE_PUSH or code == _ENABLE_CONNECT_PROTOCOL:
+        if code in (_ENABLE_PUSH, _ENABLE_CONNECT_PROTOCOL):
             if value > 1:
                 raise FrameError(PROTOCOL_ERROR, f"SETTINGS parameter {code} of {value}")
         elif code == _INITIAL_WINDOW_SIZE:
             if value > MAX_WINDOW:
                 raise FrameError(FLOW_CONTROL_ERROR, f"SETTINGS_INITIAL_WINDOW_SIZE of {value}")
-        elif code == _MAX_FRAME_SIZE and not DEFAULT_MAX_FRAME_SIZE <= value <= MAX_FRAME_SIZE_LIMIT:
+        elif (
+            code == _MAX_FRAME_SIZE and not DEFAULT_MAX_FRAME_SIZE <= value <= MAX_FRAME_SIZE_LIMIT
+        ):
             raise FrameError(PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE of {value}")
         out.append((code, value))
     return out

@@ -216,7 +216,7 @@ def _priority_fields(f: Frame) -> bytes:
 def serialize(f: Frame) -> bytes:
     """Any frame record as bytes, padding (``FLAG_PADDED``/``pad_length``) included."""
     t = f.type
-    if t == DATA or t == HEADERS or t == PUSH_PROMISE:
+    if t in (DATA, HEADERS, PUSH_PROMISE):
         body = f.data
         if t == HEADERS and f.flags & FLAG_PRIORITY:
             body = _priority_fields(f) + body

@@ -3,6 +3,8 @@ refusal at the 9-octet header, and reading across arbitrary splits of the input.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -65,7 +67,11 @@ CASES = {
     "SETTINGS_MAX_FRAME_SIZE over 2^24-1": (fr.settings([(0x5, 2**24)]), fr.PROTOCOL_ERROR, 0),
     "SETTINGS_ENABLE_CONNECT_PROTOCOL of 2": (fr.settings([(0x8, 2)]), fr.PROTOCOL_ERROR, 0),
     "PUSH_PROMISE on stream 0": (raw(0x5, 0x4, 0, (2).to_bytes(4, "big")), fr.PROTOCOL_ERROR, 0),
-    "PUSH_PROMISE of an odd stream": (raw(0x5, 0x4, 1, (3).to_bytes(4, "big")), fr.PROTOCOL_ERROR, 0),
+    "PUSH_PROMISE of an odd stream": (
+        raw(0x5, 0x4, 1, (3).to_bytes(4, "big")),
+        fr.PROTOCOL_ERROR,
+        0,
+    ),
     "PUSH_PROMISE too short": (raw(0x5, 0x4, 1, b"\0\0"), fr.FRAME_SIZE_ERROR, 0),
     "PING on a stream": (raw(0x6, 0, 1, bytes(8)), fr.PROTOCOL_ERROR, 0),
     "PING of 7 octets": (raw(0x6, 0, 0, bytes(7)), fr.FRAME_SIZE_ERROR, 0),
@@ -106,6 +112,12 @@ def test_headers_in_error_carry_their_block_for_the_hpack_decoder() -> None:
     with pytest.raises(StreamFrameError) as info:
         read_all(wire)
     assert info.value.frame.data == b"block"
+
+
+def test_padding_may_fill_what_a_frame_leaves() -> None:
+    """RFC 9113 §6.1, §6.2: padding is refused only when it exceeds the payload left."""
+    data, headers = read_all(raw(0x0, 0x8, 1, b"\x02ab") + raw(0x1, 0xC, 3, b"\x01\x00"))
+    assert (data.data, data.pad_length, headers.data, headers.pad_length) == (b"", 2, b"", 1)
 
 
 def test_reserved_bits_are_ignored() -> None:
@@ -172,7 +184,7 @@ def test_any_split_of_the_input_reads_the_same_frames(cuts: list[int]) -> None:
     reader = FrameReader(expect_preface=True)
     got = []
     bounds = [0, *sorted(cuts), len(WIRE)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         reader.feed(WIRE[a:b])
         while (f := reader.next_frame()) is not None:
             got.append((f.type, f.flags, f.stream_id, f.data))
