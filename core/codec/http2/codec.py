@@ -107,6 +107,9 @@ def is_h2_preface(data: bytes) -> bool | None:
 class H2Codec(H2Receiver):
     """One HTTP/2 connection, client or server side. See the module docstring.
 
+    ``_make_connection`` builds the connection the codec drives: h2's here
+    (``conn.py``), plait's own in :class:`~.native.NativeH2Codec`.
+
     Args:
         client_side: ``True`` for a connection we opened (we send requests).
         max_concurrent_streams: advertised SETTINGS_MAX_CONCURRENT_STREAMS.
@@ -121,6 +124,8 @@ class H2Codec(H2Receiver):
             seconds, ``time.monotonic`` by default.
     """
 
+    _make_connection = staticmethod(make_connection)
+
     def __init__(
         self,
         *,
@@ -131,7 +136,7 @@ class H2Codec(H2Receiver):
         connection_window_size: int = 4 << 20,
         clock: Clock | None = None,
     ) -> None:
-        conn = make_connection(
+        conn = self._make_connection(
             client_side=client_side,
             max_concurrent_streams=max_concurrent_streams,
             initial_window_size=initial_window_size,

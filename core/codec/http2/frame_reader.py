@@ -132,6 +132,11 @@ class FrameReader:
         return len(self._buf) - self._pos
 
     @property
+    def awaiting_preface(self) -> bool:
+        """The client preface has not been read whole yet (server side)."""
+        return self._preface
+
+    @property
     def in_header_block(self) -> bool:
         return self._continuing != 0
 

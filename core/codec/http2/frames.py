@@ -56,6 +56,7 @@ __all__ = [
     "Frame",
     "FrameError",
     "data",
+    "data_head",
     "goaway",
     "headers",
     "ping",
@@ -157,6 +158,11 @@ def _head(length: int, type_: int, flags: int, stream_id: int) -> bytes:
 def data(stream_id: int, payload: bytes, end_stream: bool) -> bytes:
     """One DATA frame (the caller keeps ``payload`` within the peer's frame size)."""
     return _head(len(payload), DATA, FLAG_END_STREAM if end_stream else 0, stream_id) + payload
+
+
+def data_head(stream_id: int, length: int, end_stream: bool) -> bytes:
+    """The 9-octet header of a DATA frame whose ``length`` octets the caller writes after it."""
+    return _head(length, DATA, FLAG_END_STREAM if end_stream else 0, stream_id)
 
 
 def headers(stream_id: int, block: bytes, end_stream: bool, max_frame_size: int) -> bytes:
