@@ -45,6 +45,7 @@ import hpack
 from plait.core.codec import DataReceived, H2Codec, RequestReceived
 from plait.core.codec.http2 import frames
 from plait.core.codec.http2.frame_reader import PREFACE, FrameReader
+from plait.core.codec.http2.native import NativeH2Codec
 from plait.sdk import Headers, RequestHead, ResponseHead
 
 CONCURRENCY = 100
@@ -60,6 +61,17 @@ SMALL = b"y" * 100
 
 def _pair() -> tuple[H2Codec, H2Codec]:
     client, server = H2Codec(client_side=True), H2Codec(client_side=False)
+    client.initiate()
+    server.initiate()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    return client, server
+
+
+def _native_pair() -> tuple[H2Codec, H2Codec]:
+    """A pair over plait's own HTTP/2 connection (``http2/native``) instead of h2's."""
+    client, server = NativeH2Codec(client_side=True), NativeH2Codec(client_side=False)
     client.initiate()
     server.initiate()
     server.receive_data(client.data_to_send())
@@ -205,6 +217,8 @@ SHAPES: dict[str, tuple[Callable[[], tuple[object, object]], Callable[..., None]
     "plain": (_pair, _plain_round),
     "grpc": (_pair, _grpc_round),
     "bare-h2": (_bare_pair, _bare_h2_round),
+    "native-plain": (_native_pair, _plain_round),
+    "native-grpc": (_native_pair, _grpc_round),
     "frames": (_frames_pair, _frames_round),
 }
 
@@ -281,6 +295,8 @@ def main() -> None:
     _time("  the same with hpack's HPACK", _pair_with_hpack, _grpc_round)
     _time("bare h2 (reference), plain GET", _bare_pair, _bare_h2_round)
     _time("plait frame layer, gRPC unary", _frames_pair, _frames_round)
+    _time("plait native codec, plain GET", _native_pair, _plain_round)
+    _time("plait native codec, gRPC unary", _native_pair, _grpc_round)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,15 @@ that does not decode is COMPRESSION_ERROR. Connection errors queue GOAWAY and ra
 (``WireError``, or ``Abuse``); events of the same call are then dropped, as h2 does,
 and the codec resets every stream. Stream errors queue RST_STREAM and go on.
 
-Stream states (§5.1): a frame on a stream id above the highest seen of its parity is
-on an idle stream (only HEADERS may open one, and only the peer's parity); at or below
-it and not in the table, on a closed stream: ignored if we reset that stream (its DATA
-still credited to the connection window), else DATA is answered RST_STREAM
-STREAM_CLOSED and HEADERS is a connection error STREAM_CLOSED. DATA or HEADERS after
-the peer's END_STREAM is a stream error STREAM_CLOSED.
+Stream states (§5.1), as the ``h2`` reference reads them: a frame on a stream id above
+the highest seen of its parity is on an idle stream (only HEADERS may open one, and only
+the peer's parity; DATA, RST_STREAM or WINDOW_UPDATE there is a connection error
+PROTOCOL_ERROR). At or below it and not in the table, the stream is closed: DATA is
+credited to the connection window and answered RST_STREAM STREAM_CLOSED; HEADERS is
+answered the same if the stream was reset, is a connection error STREAM_CLOSED if it
+ended, and PROTOCOL_ERROR if it never opened (a lower id than one the peer opened since,
+§5.1.1); RST_STREAM and WINDOW_UPDATE are ignored. DATA or HEADERS after the peer's
+END_STREAM on a stream still open our way is a stream error STREAM_CLOSED.
 """
 
 from __future__ import annotations
@@ -101,8 +104,7 @@ class NativeConnection(ConnectionBase):
     def _stream_error(self, stream_id: int, code: int, events: list[h2e.Event]) -> None:
         st = self.streams.get(stream_id)
         if st is None:
-            if stream_id not in self.reset_by_us:
-                self.out.append(fr.rst_stream(stream_id, code))
+            self.out.append(fr.rst_stream(stream_id, code))
             return
         self.reset_stream(stream_id, code)
         events.append(h2e.StreamReset(stream_id=stream_id, error_code=code, remote_reset=False))
@@ -132,7 +134,7 @@ class NativeConnection(ConnectionBase):
             if st is not None:
                 code = fr.STREAM_CLOSED if st.remote_closed else fr.PROTOCOL_ERROR
                 self._stream_error(sid, code, events)
-            elif sid not in self.reset_by_us:
+            else:
                 self.out.append(fr.rst_stream(sid, fr.STREAM_CLOSED))
             return
         if not st.recv.consume(n):
@@ -188,8 +190,12 @@ class NativeConnection(ConnectionBase):
         st = self.streams.get(sid)
         if st is None:
             if not self._idle(sid):  # a closed stream
-                if sid not in self.reset_by_us:
-                    self._fail(fr.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
+                reset = self.closed_by_reset.get(sid)
+                if reset is None:
+                    self._fail(fr.PROTOCOL_ERROR, f"HEADERS on stream {sid}, below one opened since")
+                elif not reset:
+                    self._fail(fr.STREAM_CLOSED, f"HEADERS on ended stream {sid}")
+                self.out.append(fr.rst_stream(sid, fr.STREAM_CLOSED))
                 return
             if sid % 2 == self._parity:
                 self._fail(fr.PROTOCOL_ERROR, f"HEADERS opening stream {sid}, of our parity")
@@ -212,10 +218,11 @@ class NativeConnection(ConnectionBase):
         self.resets.opened()
         if error:
             self.out.append(fr.rst_stream(sid, error))
+            self.remember_closed(sid, True)
             return
         if self.open_inbound >= self.local_settings.max_concurrent_streams:
             self.out.append(fr.rst_stream(sid, fr.REFUSED_STREAM))
-            self._remember_reset(sid)
+            self.remember_closed(sid, True)
             return
         st = Stream(
             sid,
@@ -282,12 +289,6 @@ class NativeConnection(ConnectionBase):
         ev.stream_ended = _ENDED
         self._end_remote(st)
         events.append(ev)
-
-    def _remember_reset(self, sid: int) -> None:
-        memory = self.reset_by_us
-        memory[sid] = None
-        if len(memory) > 1024:
-            del memory[next(iter(memory))]
 
     # -- control frames ----------------------------------------------------------------
 

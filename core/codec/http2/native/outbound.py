@@ -10,9 +10,9 @@ plait's HPACK encoder and split into CONTINUATION frames at the peer's
 SETTINGS_MAX_FRAME_SIZE; DATA consumes the stream and connection send windows (the
 codec never sends more than :meth:`local_flow_control_window` allows).
 
-A stream leaves the table as soon as it is closed (both ends, or a reset); the ids
-of the last streams we reset are remembered (:data:`RESET_MEMORY`), since frames the
-peer sent before it saw our RST_STREAM are to be ignored (§5.1), not answered.
+A stream leaves the table as soon as it is closed (both ends, or a reset); how the
+last :data:`CLOSED_MEMORY` streams closed is remembered, because it decides what a
+late frame on one means (``inbound.py``).
 
 The receiving half is ``inbound.py``.
 """
@@ -30,10 +30,10 @@ from ..frame_reader import PREFACE, FrameReader
 from ..limits import HEADER_BLOCK_FACTOR, ResetBudget
 from .state import DEFAULT_WINDOW, RecvWindow, Settings, Stream
 
-__all__ = ["RESET_MEMORY", "ConnectionBase", "WireError"]
+__all__ = ["CLOSED_MEMORY", "ConnectionBase", "WireError"]
 
-RESET_MEMORY = 1024
-"""How many of the streams we reset are remembered, to ignore their late frames."""
+CLOSED_MEMORY = 4096
+"""How many closed streams are remembered with how they closed (reset or ended)."""
 
 _INITIAL_WINDOW_SIZE = 0x4
 
@@ -79,7 +79,7 @@ class ConnectionBase:
         self.send_window = DEFAULT_WINDOW  # the connection's
         self.recv = RecvWindow(DEFAULT_WINDOW)
         self.streams: dict[int, Stream] = {}
-        self.reset_by_us: dict[int, None] = {}
+        self.closed_by_reset: dict[int, bool] = {}  # closed stream -> closed by RST_STREAM
         self.open_inbound = 0
         self.highest_inbound_stream_id = 0
         self.highest_outbound_stream_id = 0
@@ -221,8 +221,10 @@ class ConnectionBase:
             return
         if st.inbound:
             self.open_inbound -= 1
-        if reset:
-            memory = self.reset_by_us
-            memory[st.stream_id] = None
-            if len(memory) > RESET_MEMORY:
-                del memory[next(iter(memory))]
+        self.remember_closed(st.stream_id, reset)
+
+    def remember_closed(self, stream_id: int, reset: bool) -> None:
+        memory = self.closed_by_reset
+        memory[stream_id] = reset
+        if len(memory) > CLOSED_MEMORY:
+            del memory[next(iter(memory))]
