@@ -28,6 +28,8 @@ END_STREAM on a stream still open our way is a stream error STREAM_CLOSED.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from h2 import events as h2e
 
 from plait.core.codec.hpack import HeaderListTooLarge, HpackError
@@ -36,7 +38,8 @@ from .. import frames as fr
 from ..frame_reader import StreamFrameError
 from ..frames import Frame, FrameError
 from ..limits import MAX_UNREAD_ANSWERS, Abuse
-from .outbound import ConnectionBase, WireError
+from .errors import WireError
+from .outbound import ConnectionBase
 from .state import MAX_WINDOW, Stream
 from .validate import REQUEST, RESPONSE, TRAILERS, Malformed, content_length, validate
 
@@ -94,11 +97,11 @@ class NativeConnection(ConnectionBase):
 
     # -- errors --------------------------------------------------------------------------
 
-    def _fail(self, code: int, message: str, reason: str | None = None) -> None:
+    def _fail(self, code: int, message: str, reason: str | None = None) -> NoReturn:
         if not self.reader.awaiting_preface:  # else the peer does not speak HTTP/2 (§3.4)
             self.close_connection(code)
-        if code == fr.ENHANCE_YOUR_CALM:
-            raise Abuse(reason or "abuse", message)
+        if reason:  # a limit of limits.py
+            raise Abuse(reason, message)
         raise WireError(code, message, reason)
 
     def _stream_error(self, stream_id: int, code: int, events: list[h2e.Event]) -> None:
@@ -112,7 +115,9 @@ class NativeConnection(ConnectionBase):
     def _answer(self) -> None:
         self.unread_answers += 1
         if self.unread_answers > MAX_UNREAD_ANSWERS:
-            self._fail(fr.ENHANCE_YOUR_CALM, "too many control frames while not reading", "control_flood")
+            self._fail(
+                fr.ENHANCE_YOUR_CALM, "too many control frames while not reading", "control_flood"
+            )
 
     def _idle(self, stream_id: int) -> bool:
         if stream_id % 2 == self._parity:
@@ -168,7 +173,6 @@ class NativeConnection(ConnectionBase):
         first = self._block_frame
         if first is None:  # the reader admits CONTINUATION only inside a block
             self._fail(fr.PROTOCOL_ERROR, "CONTINUATION outside a header block")
-            return
         self._block.append(f.data)
         if f.flags & fr.FLAG_END_HEADERS:
             self._block_frame = None
@@ -178,10 +182,9 @@ class NativeConnection(ConnectionBase):
         try:
             return self.decoder.decode(block)
         except HeaderListTooLarge as exc:
-            self._fail(fr.ENHANCE_YOUR_CALM, str(exc), "header_list")
+            self._fail(fr.ENHANCE_YOUR_CALM, str(exc))  # an HPACK bomb
         except HpackError as exc:
             self._fail(fr.COMPRESSION_ERROR, f"undecodable header block: {exc}")
-        return []
 
     def _header_block(self, f: Frame, block: bytes, events: list[h2e.Event], error: int) -> None:
         fields = self._decode(block)
@@ -192,7 +195,9 @@ class NativeConnection(ConnectionBase):
             if not self._idle(sid):  # a closed stream
                 reset = self.closed_by_reset.get(sid)
                 if reset is None:
-                    self._fail(fr.PROTOCOL_ERROR, f"HEADERS on stream {sid}, below one opened since")
+                    self._fail(
+                        fr.PROTOCOL_ERROR, f"HEADERS on stream {sid}, below one opened since"
+                    )
                 elif not reset:
                     self._fail(fr.STREAM_CLOSED, f"HEADERS on ended stream {sid}")
                 self.out.append(fr.rst_stream(sid, fr.STREAM_CLOSED))
@@ -211,7 +216,12 @@ class NativeConnection(ConnectionBase):
             self._trailers(st, fields, end, events)
 
     def _open(
-        self, sid: int, fields: list[tuple[bytes, bytes]], end: bool, events: list[h2e.Event], error: int
+        self,
+        sid: int,
+        fields: list[tuple[bytes, bytes]],
+        end: bool,
+        events: list[h2e.Event],
+        error: int,
     ) -> None:
         """HEADERS from the peer opening stream ``sid`` (a request: we are the server)."""
         self.highest_inbound_stream_id = sid

@@ -20,8 +20,9 @@ The receiving half is ``inbound.py``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from h2.exceptions import ProtocolError, StreamClosedError
+from h2.exceptions import StreamClosedError
 
 from plait.core.codec.hpack import Decoder, Encoder
 
@@ -30,21 +31,12 @@ from ..frame_reader import PREFACE, FrameReader
 from ..limits import HEADER_BLOCK_FACTOR, ResetBudget
 from .state import DEFAULT_WINDOW, RecvWindow, Settings, Stream
 
-__all__ = ["CLOSED_MEMORY", "ConnectionBase", "WireError"]
+__all__ = ["CLOSED_MEMORY", "ConnectionBase"]
 
 CLOSED_MEMORY = 4096
 """How many closed streams are remembered with how they closed (reset or ended)."""
 
 _INITIAL_WINDOW_SIZE = 0x4
-
-
-class WireError(ProtocolError):
-    """A connection error found by plait's connection; GOAWAY with ``error_code`` is queued."""
-
-    def __init__(self, code: int, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.error_code = code  # type: ignore[assignment]
-        self.reason = reason
 
 
 class ConnectionBase:
@@ -67,7 +59,10 @@ class ConnectionBase:
         self.local_settings = Settings()
         self.local_settings.max_concurrent_streams = max_concurrent_streams
         self.local_settings.max_header_list_size = max_header_list_size
-        self._initial: list[tuple[int, int]] = [(0x3, max_concurrent_streams), (0x6, max_header_list_size)]
+        self._initial: list[tuple[int, int]] = [
+            (0x3, max_concurrent_streams),
+            (0x6, max_header_list_size),
+        ]
         if client_side:
             self.local_settings.enable_push = 0
             self._initial.append((0x2, 0))
@@ -86,7 +81,7 @@ class ConnectionBase:
         self._parity = 1 if client_side else 0  # the parity of the ids we open
         self.resets = ResetBudget() if clock is None else ResetBudget(clock=clock)  # type: ignore[arg-type]
         self.unread_answers = 0
-        self.out: list[bytes] = []
+        self.out: list[Any] = []  # bytes, and the buffers send_data was given
         self._block_frame: frames.Frame | None = None  # HEADERS of an unterminated block
         self._block: list[bytes] = []
         self._block_error = 0
@@ -119,7 +114,10 @@ class ConnectionBase:
         self.out.append(frames.window_update(stream_id or 0, increment))
 
     def close_connection(
-        self, error_code: int = 0, additional_data: bytes | None = None, last_stream_id: int | None = None
+        self,
+        error_code: int = 0,
+        additional_data: bytes | None = None,
+        last_stream_id: int | None = None,
     ) -> None:
         last = self.highest_inbound_stream_id if last_stream_id is None else last_stream_id
         self.out.append(frames.goaway(last, int(error_code), additional_data or b""))
@@ -182,7 +180,7 @@ class ConnectionBase:
         self.send_window -= n
         self.out.append(frames.data_head(stream_id, n, end_stream))
         if n:
-            self.out.append(data)  # type: ignore[arg-type]  # b"".join takes any buffer
+            self.out.append(data)  # b"".join takes any buffer
         if end_stream:
             self._end_local(st)
 

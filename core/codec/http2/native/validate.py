@@ -132,7 +132,7 @@ def _join_cookies(fields: Fields) -> Fields:
             cookies.append(field[1])
         else:
             out.append(field)
-    out.append(NeverIndexedHeaderTuple(b"cookie", b"; ".join(cookies)))  # type: ignore[arg-type]
+    out.append(NeverIndexedHeaderTuple(b"cookie", b"; ".join(cookies)))
     return out
 
 

@@ -79,7 +79,11 @@ def client_ops(draw: Any) -> list[tuple[Any, ...]]:
             next_sid += 2 * draw(st.integers(1, 2))
         elif kind <= 4 and sid:
             owed = live[sid]
-            size = draw(st.sampled_from([0, 1, 40, 16000])) if owed < 0 else draw(st.sampled_from([owed, 1, 0]))
+            size = (
+                draw(st.sampled_from([0, 1, 40, 16000]))
+                if owed < 0
+                else draw(st.sampled_from([owed, 1, 0]))
+            )
             end = draw(st.booleans())
             ops.append(("data", sid, size, end, draw(st.integers(0, 3))))
             if owed >= 0:
@@ -185,7 +189,7 @@ def drive(codec: Any, wire: bytes, chunk: int) -> tuple[list[Event], list[tuple[
 @given(client_ops(), st.sampled_from([5, 50, 200, 100_000]))
 def test_same_bytes_same_events_same_answers(ops: list[tuple[Any, ...]], chunk: int) -> None:
     wire = encode(ops)
-    small = {"initial_window_size": 65535, "connection_window_size": 65535}
+    small: dict[str, Any] = {"initial_window_size": 65535, "connection_window_size": 65535}
     ref_events, ref_written = drive(ReferenceCodec(client_side=False, **small), wire, chunk)
     events, written = drive(NativeH2Codec(client_side=False, **small), wire, chunk)
     assert events == ref_events

@@ -47,7 +47,7 @@ def _pair(kind: str, draw: Any) -> tuple[hf.Frame, Frame]:
         flags |= {f for f in ("END_STREAM", "END_HEADERS") if draw(st.booleans())}
         if prio is not None:
             flags.add("PRIORITY")
-            h.depends_on, h.stream_weight, h.exclusive = prio  # type: ignore[attr-defined]
+            h.depends_on, h.stream_weight, h.exclusive = prio
             p.depends_on, p.weight, p.exclusive = prio
     elif kind == "push_promise":
         sid, promised, body, pad = (
@@ -198,14 +198,15 @@ def _bad_setting(code: int, value: int) -> bool:
 @st.composite
 def raw_frames(draw: Any) -> bytes:
     """Frame-shaped bytes: a plausible header over an arbitrary, often wrong, payload."""
-    type_ = draw(st.integers(0, 12))
-    flags = draw(st.sampled_from([0, 0x1, 0x4, 0x5, 0x8, 0x20, 0x28, 0x2D, 0xFF]))
-    sid = draw(st.sampled_from([0, 1, 2, 3, 0x80000001, 2**31 - 1]))
+    type_: int = draw(st.integers(0, 12))
+    flags: int = draw(st.sampled_from([0, 0x1, 0x4, 0x5, 0x8, 0x20, 0x28, 0x2D, 0xFF]))
+    sid: int = draw(st.sampled_from([0, 1, 2, 3, 0x80000001, 2**31 - 1]))
+    body: bytes
     if draw(st.booleans()):
         body = draw(st.binary(max_size=48))
     else:  # a payload of about the size the type wants
         size = {0x2: 5, 0x3: 4, 0x6: 8, 0x7: 8, 0x8: 4}.get(type_, draw(st.integers(0, 12)))
-        body = bytes([draw(st.integers(0, 255)) for _ in range(size)])
+        body = bytes([draw(st.integers(0, 255)) for _ in range(int(size))])
     return (len(body).to_bytes(3, "big") + bytes([type_, flags]) + sid.to_bytes(4, "big")) + body
 
 
