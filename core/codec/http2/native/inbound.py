@@ -58,8 +58,8 @@ class NativeConnection(ConnectionBase):
         while True:
             try:
                 f = reader.next_frame()
-            except StreamFrameError as exc:  # a HEADERS frame in error: decode its block first
-                self._headers(exc.frame, events, exc.code)
+            except StreamFrameError as bad:  # a HEADERS frame in error: decode its block first
+                self._headers(bad.frame, events, bad.code)
                 continue
             except FrameError as exc:
                 if exc.stream_id:
@@ -183,8 +183,8 @@ class NativeConnection(ConnectionBase):
             return self.decoder.decode(block)
         except HeaderListTooLarge as exc:
             self._fail(fr.ENHANCE_YOUR_CALM, str(exc))  # an HPACK bomb
-        except HpackError as exc:
-            self._fail(fr.COMPRESSION_ERROR, f"undecodable header block: {exc}")
+        except HpackError as err:  # (a name of its own: mypyc types each except variable)
+            self._fail(fr.COMPRESSION_ERROR, f"undecodable header block: {err}")
 
     def _header_block(self, f: Frame, block: bytes, events: list[h2e.Event], error: int) -> None:
         fields = self._decode(block)
