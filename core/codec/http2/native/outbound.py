@@ -28,7 +28,7 @@ from plait.core.codec.hpack import Decoder, Encoder
 
 from .. import frames
 from ..frame_reader import PREFACE, FrameReader
-from ..limits import HEADER_BLOCK_FACTOR, ResetBudget
+from ..limits import HEADER_BLOCK_FACTOR, Clock, ResetBudget
 from .state import DEFAULT_WINDOW, RecvWindow, Settings, Stream
 
 __all__ = ["CLOSED_MEMORY", "ConnectionBase"]
@@ -49,7 +49,7 @@ class ConnectionBase:
         max_concurrent_streams: int,
         initial_window_size: int,
         max_header_list_size: int,
-        clock: object = None,
+        clock: Clock | None = None,
     ) -> None:
         self.client_side = client_side
         bound = max_header_list_size * HEADER_BLOCK_FACTOR
@@ -79,7 +79,7 @@ class ConnectionBase:
         self.highest_inbound_stream_id = 0
         self.highest_outbound_stream_id = 0
         self._parity = 1 if client_side else 0  # the parity of the ids we open
-        self.resets = ResetBudget() if clock is None else ResetBudget(clock=clock)  # type: ignore[arg-type]
+        self.resets = ResetBudget() if clock is None else ResetBudget(clock=clock)
         self.unread_answers = 0
         self.out: list[Any] = []  # bytes, and the buffers send_data was given
         self._block_frame: frames.Frame | None = None  # HEADERS of an unterminated block
