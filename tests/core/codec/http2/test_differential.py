@@ -10,12 +10,11 @@ apart).
 
 KNOWN DIFFERENCES, where plait's connection follows RFC 9113 and h2 does not, so the
 client here does not go there: after answering DATA on a stream the peer had ended with
-RST_STREAM STREAM_CLOSED, h2 keeps the stream open; h2 ignores RST_STREAM on an idle
-stream (§6.4: PROTOCOL_ERROR); h2 does not HPACK-decode HEADERS on a stream it reset,
-which desynchronises its decoder from the peer's encoder; a stream depending on itself
-is a stream error for plait (§5.3.1) and a connection error for h2; trailers that end a
-body shorter than its content-length are a malformed message for plait (§8.1.1), h2
-checks the length on DATA only.
+RST_STREAM STREAM_CLOSED, h2 keeps the stream open; h2 does not HPACK-decode HEADERS on
+a stream it reset, which desynchronises its decoder from the peer's encoder; a stream
+depending on itself is a stream error for plait (§5.3.1) and a connection error for h2;
+trailers that end a body shorter than its content-length are a malformed message for
+plait (§8.1.1), h2 checks the length on DATA only.
 """
 
 from __future__ import annotations
