@@ -1,7 +1,8 @@
 """plait's own HTTP/2 connection under the HTTP/2 codec, in the place of ``h2``'s.
 
 ``outbound.py`` holds the connection state and the sending half, ``inbound.py`` the
-receiving half (frames in, the events ``h2`` would emit out), ``state.py`` streams,
+receiving half (frames in, the events ``h2`` would emit out) with ``blocks.py`` (header
+blocks, and the answers to errors), ``state.py`` streams,
 windows and settings, ``validate.py`` what makes a received message malformed. Frames
 are read and written by ``../frame_reader.py`` and ``../frames.py``, header blocks
 coded by ``plait.core.codec.hpack``.
