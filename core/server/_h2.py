@@ -42,8 +42,8 @@ from ..codec import (
     ConnectionTerminated,
     Event,
     FlowControlUpdated,
-    H2Codec,
     RequestReceived,
+    SidecarH2Codec,
     StreamReset,
 )
 from ..exchange.driver import Inline, serve
@@ -113,7 +113,7 @@ class H2Connection(H2Mux):
     def __init__(
         self, listener: Listener, conn_ctx: ConnectionContext, replaces: object = None
     ) -> None:
-        super().__init__(H2Codec(client_side=False))
+        super().__init__(SidecarH2Codec(client_side=False))
         self.listener = listener
         self.conn_ctx = conn_ctx
         self._replaces = replaces

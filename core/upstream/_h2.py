@@ -19,7 +19,7 @@ import logging
 from plait.sdk import RequestHead, UpstreamConnectError
 
 from .._h2mux import H2Mux, StreamQueue
-from ..codec import ConnectionTerminated, FlowControlUpdated, H2Codec, StreamReset
+from ..codec import ConnectionTerminated, FlowControlUpdated, SidecarH2Codec, StreamReset
 from ..config._model import Endpoint
 from ._tls import Origination, connect
 
@@ -65,7 +65,7 @@ class _UpStream(StreamQueue):
 
 class _H2Client(H2Mux):
     def __init__(self, pool: H2Pool) -> None:
-        super().__init__(H2Codec(client_side=True))
+        super().__init__(SidecarH2Codec(client_side=True))
         self.pool = pool
         self.served = 0
         self.goaway = False

@@ -72,6 +72,8 @@ send queue), ``receive.py`` (h2 events -> plait events), and this module
 
 from __future__ import annotations
 
+from typing import Any
+
 from h2.settings import SettingCodes
 
 from plait.sdk import Headers, RequestHead, ResponseHead
@@ -107,6 +109,9 @@ def is_h2_preface(data: bytes) -> bool | None:
 class H2Codec(H2Receiver):
     """One HTTP/2 connection, client or server side. See the module docstring.
 
+    :meth:`_new_connection` builds the connection the codec drives: h2's here
+    (``conn.py``), plait's own in :class:`~.native.NativeH2Codec`.
+
     Args:
         client_side: ``True`` for a connection we opened (we send requests).
         max_concurrent_streams: advertised SETTINGS_MAX_CONCURRENT_STREAMS.
@@ -131,7 +136,7 @@ class H2Codec(H2Receiver):
         connection_window_size: int = 4 << 20,
         clock: Clock | None = None,
     ) -> None:
-        conn = make_connection(
+        conn = self._new_connection(
             client_side=client_side,
             max_concurrent_streams=max_concurrent_streams,
             initial_window_size=initial_window_size,
@@ -141,6 +146,23 @@ class H2Codec(H2Receiver):
         super().__init__(conn, client_side=client_side, max_header_list_size=max_header_list_size)
         self._initial_window = initial_window_size
         self._connection_window = max(connection_window_size, initial_window_size)
+
+    def _new_connection(
+        self,
+        *,
+        client_side: bool,
+        max_concurrent_streams: int,
+        initial_window_size: int,
+        max_header_list_size: int,
+        clock: Clock | None,
+    ) -> Any:
+        return make_connection(
+            client_side=client_side,
+            max_concurrent_streams=max_concurrent_streams,
+            initial_window_size=initial_window_size,
+            max_header_list_size=max_header_list_size,
+            clock=clock,
+        )
 
     # -- connection ------------------------------------------------------------
 
@@ -154,7 +176,8 @@ class H2Codec(H2Receiver):
             conn.increment_flow_control_window(self._connection_window - DEFAULT_WINDOW)
 
     def data_to_send(self) -> bytes:
-        return self._conn.data_to_send()
+        data: bytes = self._conn.data_to_send()
+        return data
 
     def output_drained(self) -> None:
         """The transport took everything written so far without backing up: the peer
@@ -212,7 +235,7 @@ class H2Codec(H2Receiver):
         if not self.can_open_stream:
             raise RuntimeError("HTTP/2 connection cannot open another stream")
         conn = self._conn
-        stream_id = conn.get_next_available_stream_id()
+        stream_id: int = conn.get_next_available_stream_id()
         conn.send_headers(stream_id, request_fields(head), end_stream=end_stream)
         self._streams[stream_id] = StreamRecord(end_sent=end_stream)
         self._open += 1

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections import deque
 from contextlib import suppress
+from typing import Any
 
 from h2.exceptions import StreamClosedError
 
 from .._events import Event, FlowControlUpdated
-from .conn import PlaitH2Connection
 from .headers import Fields
 
 __all__ = ["CodecCore", "StreamRecord"]
@@ -55,8 +55,9 @@ class StreamRecord:
 class CodecCore:
     """State shared by the send and receive halves of :class:`~plait.core.codec.H2Codec`."""
 
-    def __init__(self, conn: PlaitH2Connection, *, client_side: bool) -> None:
-        self._conn = conn
+    def __init__(self, conn: Any, *, client_side: bool) -> None:
+        # h2's connection (conn.py) or plait's (native/): the same interface, no common base
+        self._conn: Any = conn
         self._client_side = client_side
         self._streams: dict[int, StreamRecord] = {}
         self._blocked: dict[int, None] = {}  # streams with queued data, in arrival order

@@ -35,7 +35,6 @@ from .conn import (
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
-    PlaitH2Connection,
 )
 from .flow import CodecCore, StreamRecord
 from .headers import expects_continue, header_list_size, request_head, response_head
@@ -56,9 +55,7 @@ def _code_name(code: int) -> str:
 class H2Receiver(CodecCore):
     """Translates h2 events; see the module docstring."""
 
-    def __init__(
-        self, conn: PlaitH2Connection, *, client_side: bool, max_header_list_size: int
-    ) -> None:
+    def __init__(self, conn: Any, *, client_side: bool, max_header_list_size: int) -> None:
         super().__init__(conn, client_side=client_side)
         self._max_header_list_size = max_header_list_size
         self.error_reason: str | None = None
