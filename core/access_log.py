@@ -1,12 +1,10 @@
 """Access logs: one JSON line per request, written in batches off the request path.
 
-Formatting a line costs a few microseconds (``benchmarks/access_log_bench.py``; lines are
-encoded with orjson, about ten times faster here than the standard library's encoder,
-which is kept for the rare line orjson refuses), so logging is off unless the config
-names a file (``Sidecar.spec.accessLog.path`` or a ``Telemetry`` resource's access-log
-provider; ``/dev/stdout`` for the container log). Lines collect in memory and are
-written when 256 are waiting or one second after the first one waited, so a
-busy proxy does one ``write`` per 256 requests and a quiet one is never more
+Formatting a line costs a few microseconds (``benchmarks/access_log_bench.py``), so
+logging is off unless the config names a file (``Sidecar.spec.accessLog.path`` or a
+``Telemetry`` resource's access-log provider; ``/dev/stdout`` for the container log).
+Lines collect in memory and are written when 256 are waiting or one second after the
+first one waited, so a busy proxy does one ``write`` per 256 requests and a quiet one is never more
 than a second behind. The flush timer is a loop timer (this module is event-loop
 glue like ``_transport.py``); :meth:`AccessLog.close` flushes what is left.
 
@@ -30,6 +28,18 @@ certificate and the destination this sidecar's own; outbound, the source is this
 sidecar's and the destination the upstream server's SPIFFE ID, which the pool's TLS
 gate checked against the endpoint's expected ID before sending a byte
 (``upstream/_tls.py``), shown only when the upstream answered over mTLS.
+
+How a line is made (the module is compiled with the hot path): the JSON is written
+directly, fields in a fixed order, as one string template. What comes from config, a
+certificate or the connection (listener, route, cluster, endpoint, identities, peer,
+ALPN) is JSON-quoted once and kept (:meth:`AccessLog._q`, bounded); the start of the
+line (time, listener, direction) is made once per second and listener, the end of it
+(peer, peer identity, ALPN) once per connection. What comes from the request (path,
+``x-request-id``) is checked by one regular expression: printable ASCII without ``"``
+or a backslash goes in as it is; anything else is escaped by orjson, or by the standard
+library's encoder when orjson refuses it (a string that is not valid UTF-8, such as a
+lone surrogate a filter set), so every line is valid JSON whatever the request held.
+Lines are kept as text and encoded once per batch.
 """
 
 from __future__ import annotations
@@ -37,8 +47,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
-from typing import IO, TYPE_CHECKING
+from typing import IO, Any, Final, Protocol
 
 import orjson
 
@@ -46,24 +57,70 @@ from plait.sdk import ConnectionContext, StreamContext
 
 from .trace_context import extract
 
-if TYPE_CHECKING:
-    from .exchange.machine import Exchange
-    from .runtime import ListenerRuntime
-
 __all__ = ["AccessLog"]
 
-_BATCH = 256
-_DELAY = 1.0
-_fallback = json.JSONEncoder(separators=(",", ":")).encode
+_BATCH: Final = 256
+_DELAY: Final = 1.0
+_CACHED: Final = 4096
+"""Quoted strings kept (:meth:`AccessLog._q`); the cache starts over when full."""
+_PLAIN: Final = re.compile(r"[ !#-\[\]-~]*")
+"""What a JSON string holds as it is: printable ASCII but for ``"`` and ``\\``."""
+_MILLI: Final = tuple(f"{n:03d}" for n in range(1000))
+_PROTOCOL: Final = {"1.1": '"HTTP/1.1"', "2": '"HTTP/2"', "1.0": '"HTTP/1.0"'}
+_fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
+_random: Final = random.random
+_now: Final = time.time
+
+
+class _Listener(Protocol):
+    """What a line reads of the listener runtime (``runtime.ListenerRuntime``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def inbound(self) -> bool: ...
+    @property
+    def runtime(self) -> Any: ...
+    def upstream_identity(self, ctx: StreamContext) -> str | None: ...
+
+
+class _Exchange(Protocol):
+    """What a line reads of the exchange (``exchange.machine.Exchange``)."""
+
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    def received(self) -> int: ...
 
 
 def _encode(entry: dict[str, object]) -> bytes:
-    """One line of JSON. orjson refuses a string that is not valid UTF-8 (a lone
-    surrogate); the standard library's encoder escapes it, so that line is not lost."""
+    """One line of JSON from a dict. orjson refuses a string that is not valid UTF-8 (a
+    lone surrogate); the standard library's encoder escapes it, so that line is not lost."""
     try:
         return orjson.dumps(entry)
     except orjson.JSONEncodeError:
         return _fallback(entry).encode()
+
+
+def _quote(value: str) -> str:
+    """``value`` as a JSON string (quotes included)."""
+    if _PLAIN.fullmatch(value) is not None:
+        return '"' + value + '"'
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return _fallback(value)
+
+
+def _trace_id(hex_id: str | None) -> str:
+    """The trace id (lower-case hex, checked by ``trace_context``) as JSON."""
+    return "null" if hex_id is None else '"' + hex_id + '"'
+
+
+def _text(value: bytes | None) -> str:
+    """A header value as a JSON string (``null`` when absent)."""
+    return "null" if value is None else _quote(value.decode("latin-1"))
 
 
 class AccessLog:
@@ -72,13 +129,21 @@ class AccessLog:
         self.sampling = sampling
         """Percent of the successful requests logged (failed ones always are)."""
         self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (closed in close())
-        self._lines: list[bytes] = []
+        self._lines: list[str] = []
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
+        self._quoted: dict[str, str] = {}
+        self._heads: dict[str, str] = {}
+        """Listener name → the start of its lines in the current second."""
+        self._conn: ConnectionContext | None = None
+        self._tail = ""
+        """The end of the lines of ``_conn`` (peer, peer identity, ALPN)."""
+        self._leaf: object = None
+        self._own: str | None = None
 
-    def log(self, ctx: StreamContext, lrt: ListenerRuntime, seconds: float, ex: Exchange) -> None:
+    def log(self, ctx: StreamContext, lrt: _Listener, seconds: float, ex: _Exchange) -> None:
         req, resp = ctx.request, ctx.response
         status = resp.status if resp is not None else 0
         reason = ctx.failure_reason
@@ -86,71 +151,102 @@ class AccessLog:
             self.sampling < 100.0
             and reason is None
             and 0 < status < 400
-            and random.random() * 100.0 >= self.sampling
+            and _random() * 100.0 >= self.sampling
         ):
             return
         conn = ctx.connection
-        leaf = lrt.runtime.identity.leaf
-        own = str(leaf.spiffe_id) if leaf is not None else None
-        if lrt.inbound:
+        inbound = lrt.inbound
+        own = self._own_identity(lrt)
+        if inbound:
             source, destination = _identity(conn), own
         else:
             source, destination = own, lrt.upstream_identity(ctx)
         parent = extract(req.headers)
-        entry: dict[str, object] = {
-            "time": self._time(time.time() - seconds),
-            "listener": lrt.name,
-            "direction": "inbound" if lrt.inbound else "outbound",
-            "method": req.method,
-            "authority": req.authority,
-            "path": req.path,
-            "protocol": f"HTTP/{req.http_version}",
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-            "bytes_received": ex.received(),
-            "bytes_sent": ex.bytes_out,
-            "route": ctx.route_name,
-            "cluster": ctx.cluster,
-            "upstream": ctx.upstream_address,
-            "source_identity": source,
-            "destination_identity": destination,
-            "trace_id": parent.trace_hex if parent is not None else None,
-            "retries": max(ex.attempts - 1, 0),
-            "failure_reason": reason,
-            "request_id": req.headers.get("x-request-id"),
-            "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
-            "peer_identity": _identity(conn),
-            "alpn": conn.alpn,
-        }
-        self._append(entry)
+        request_id = req.headers.get_raw(b"x-request-id")
+        us = int(seconds * 1_000_000 + 0.5)
+        q = self._q
+        line = (
+            f"{self._head(lrt.name, inbound, _now() - seconds)}{q(req.method)},"
+            f'"authority":{q(req.authority)},"path":{_quote(req.path)},'
+            f'"protocol":{_PROTOCOL.get(req.http_version) or q("HTTP/" + req.http_version)},'
+            f'"status":{status},'
+            f'"duration_ms":{us // 1000}.{_MILLI[us % 1000]},'
+            f'"bytes_received":{ex.received()},"bytes_sent":{ex.bytes_out},'
+            f'"route":{q(ctx.route_name)},"cluster":{q(ctx.cluster)},'
+            f'"upstream":{q(ctx.upstream_address)},"source_identity":{q(source)},'
+            f'"destination_identity":{q(destination)},'
+            f'"trace_id":{_trace_id(parent.trace_hex if parent is not None else None)},'
+            f'"retries":{max(ex.attempts - 1, 0)},"failure_reason":{q(reason)},'
+            f'"request_id":{_text(request_id)}'
+            f"{self._conn_tail(conn)}"
+        )
+        self._append(line)
 
     def log_rejected(
         self, listener: str, status: int, reason: str, conn: ConnectionContext
     ) -> None:
         """A request the codec refused before it had a head (400, 408, 431, 505)."""
-        self._append({
+        self._append(_encode({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
             "listener": listener,
             "status": status,
             "failure_reason": reason,
             "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
             "peer_identity": _identity(conn),
-        })  # fmt: skip
+        }).decode())  # fmt: skip
 
-    def _time(self, when: float) -> str:
-        """``when`` as ISO 8601 UTC seconds, formatted once per second."""
+    def _q(self, value: str | None) -> str:
+        """``value`` as JSON (``null`` for ``None``), kept for the next line that has it."""
+        if value is None:
+            return "null"
+        out = self._quoted.get(value)
+        if out is None:
+            if len(self._quoted) >= _CACHED:
+                self._quoted.clear()
+            out = self._quoted[value] = _quote(value)
+        return out
+
+    def _head(self, listener: str, inbound: bool, when: float) -> str:
+        """The line up to the method's value: time, listener, direction."""
         second = int(when)
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
-        return self._stamp
+            self._heads.clear()
+        head = self._heads.get(listener)
+        if head is None:
+            direction = "inbound" if inbound else "outbound"
+            head = self._heads[listener] = (
+                f'{{"time":"{self._stamp}","listener":{_quote(listener)},'
+                f'"direction":"{direction}","method":'
+            )
+        return head
 
-    def _append(self, entry: dict[str, object]) -> None:
+    def _conn_tail(self, conn: ConnectionContext) -> str:
+        """The line from the peer on: the same for every request of a connection."""
+        if conn is not self._conn:
+            host, port = conn.peer_address
+            self._conn = conn
+            self._tail = (
+                f',"peer":{_quote(f"{host}:{port}")},'
+                f'"peer_identity":{self._q(_identity(conn))},"alpn":{self._q(conn.alpn)}}}'
+            )
+        return self._tail
+
+    def _own_identity(self, lrt: _Listener) -> str | None:
+        """This sidecar's SPIFFE ID (``None`` without a certificate), kept per certificate."""
+        leaf = lrt.runtime.identity.leaf
+        if leaf is not self._leaf:
+            self._leaf = leaf
+            self._own = str(leaf.spiffe_id) if leaf is not None else None
+        return self._own
+
+    def _append(self, line: str) -> None:
         if self._file.closed:  # a stream that ended after the close: written at once
             with open(self.path, "ab") as f:
-                f.write(_encode(entry) + b"\n")
+                f.write((line + "\n").encode())
             return
-        self._lines.append(_encode(entry))
+        self._lines.append(line)
         if len(self._lines) >= _BATCH:
             self.flush()
         elif self._timer is None:
@@ -161,7 +257,8 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         if self._lines:
-            self._file.write(b"\n".join(self._lines) + b"\n")
+            self._lines.append("")
+            self._file.write("\n".join(self._lines).encode())
             self._file.flush()
             self._lines.clear()
 
