@@ -113,9 +113,16 @@ def _quote(value: str) -> str:
         return _fallback(value)
 
 
-def _trace_id(hex_id: str | None) -> str:
-    """The trace id (lower-case hex, checked by ``trace_context``) as JSON."""
-    return "null" if hex_id is None else '"' + hex_id + '"'
+def _inner(value: str) -> str:
+    """``value`` escaped for the inside of a JSON string (itself when nothing needs it)."""
+    if _PLAIN.fullmatch(value) is not None:
+        return value
+    return _quote(value)[1:-1]
+
+
+def _quoted_hex(hex_id: str) -> str:
+    """A trace id (lower-case hex, checked by ``trace_context``) as JSON."""
+    return '"' + hex_id + '"'
 
 
 def _text(value: bytes | None) -> str:
@@ -142,43 +149,80 @@ class AccessLog:
         """The end of the lines of ``_conn`` (peer, peer identity, ALPN)."""
         self._leaf: object = None
         self._own: str | None = None
+        self._route: str | None = None
+        self._cluster: str | None = None
+        self._upstream: str | None = None
+        self._source: str | None = None
+        self._destination: str | None = None
+        self._mid = self._middle("", None, None, None, None)
 
     def log(self, ctx: StreamContext, lrt: _Listener, seconds: float, ex: _Exchange) -> None:
+        """The line of one finished request of ``lrt`` (the listener runtime gives the same
+        facts to :meth:`wants` and :meth:`entry` itself)."""
+        response = ctx.response
+        if self.wants(response.status if response is not None else 0, ctx.failure_reason):
+            inbound = lrt.inbound
+            self.entry(
+                ctx, lrt.name, inbound, lrt.runtime.identity.leaf,
+                None if inbound else lrt.upstream_identity(ctx), seconds,
+                ex.received(), ex.bytes_out, ex.attempts, getattr(ex, "trace_id", None),
+            )  # fmt: skip
+
+    def wants(self, status: int, reason: str | None) -> bool:
+        """Whether a request with this status and failure reason gets a line (the sampling
+        draw, for a successful one)."""
+        return (
+            self.sampling >= 100.0
+            or reason is not None
+            or not 0 < status < 400
+            or _random() * 100.0 < self.sampling
+        )
+
+    def entry(
+        self,
+        ctx: StreamContext,
+        listener: str,
+        inbound: bool,
+        leaf: object,
+        upstream_id: str | None,
+        seconds: float,
+        received: int,
+        sent: int,
+        attempts: int,
+        trace_id: str | None,
+    ) -> None:
+        """The line of a request :meth:`wants`: ``leaf`` is this sidecar's certificate
+        (``CertStore.leaf``), ``upstream_id`` the upstream's verified SPIFFE ID (outbound),
+        ``trace_id`` the one the sampling decision gave it (else read from its headers)."""
         req, resp = ctx.request, ctx.response
-        status = resp.status if resp is not None else 0
-        reason = ctx.failure_reason
-        if (
-            self.sampling < 100.0
-            and reason is None
-            and 0 < status < 400
-            and _random() * 100.0 >= self.sampling
-        ):
-            return
-        conn = ctx.connection
-        inbound = lrt.inbound
-        own = self._own_identity(lrt)
+        own = self._own_identity(leaf)
         if inbound:
-            source, destination = _identity(conn), own
+            source, destination = _identity(ctx.connection), own
         else:
-            source, destination = own, lrt.upstream_identity(ctx)
-        parent = extract(req.headers)
-        request_id = req.headers.get_raw(b"x-request-id")
+            source, destination = own, upstream_id
+        if trace_id is None:
+            parent = extract(req.headers)
+            trace_id = parent.trace_hex if parent is not None else None
+        request_id = None
+        for name, value in req.headers.raw:
+            if name == b"x-request-id":
+                request_id = value
+                break
         us = int(seconds * 1_000_000 + 0.5)
-        q = self._q
+        version = req.http_version
+        middle = self._middle(
+            ctx.route_name, ctx.cluster, ctx.upstream_address, source, destination
+        )
         line = (
-            f"{self._head(lrt.name, inbound, _now() - seconds)}{q(req.method)},"
-            f'"authority":{q(req.authority)},"path":{_quote(req.path)},'
-            f'"protocol":{_PROTOCOL.get(req.http_version) or q("HTTP/" + req.http_version)},'
-            f'"status":{status},'
+            f"{self._head(listener, inbound, _now() - seconds)}{self._q(req.method)},"
+            f'"authority":{self._q(req.authority)},"path":"{_inner(req.path)}",'
+            f'"protocol":{_PROTOCOL.get(version) or self._q("HTTP/" + version)},'
+            f'"status":{resp.status if resp is not None else 0},'
             f'"duration_ms":{us // 1000}.{_MILLI[us % 1000]},'
-            f'"bytes_received":{ex.received()},"bytes_sent":{ex.bytes_out},'
-            f'"route":{q(ctx.route_name)},"cluster":{q(ctx.cluster)},'
-            f'"upstream":{q(ctx.upstream_address)},"source_identity":{q(source)},'
-            f'"destination_identity":{q(destination)},'
-            f'"trace_id":{_trace_id(parent.trace_hex if parent is not None else None)},'
-            f'"retries":{max(ex.attempts - 1, 0)},"failure_reason":{q(reason)},'
-            f'"request_id":{_text(request_id)}'
-            f"{self._conn_tail(conn)}"
+            f'"bytes_received":{received},"bytes_sent":{sent},'
+            f'{middle}"trace_id":{"null" if trace_id is None else _quoted_hex(trace_id)},'
+            f'"retries":{max(attempts - 1, 0)},"failure_reason":{self._q(ctx.failure_reason)},'
+            f'"request_id":{_text(request_id)}{self._conn_tail(ctx.connection)}'
         )
         self._append(line)
 
@@ -233,13 +277,35 @@ class AccessLog:
             )
         return self._tail
 
-    def _own_identity(self, lrt: _Listener) -> str | None:
+    def _own_identity(self, leaf: Any) -> str | None:
         """This sidecar's SPIFFE ID (``None`` without a certificate), kept per certificate."""
-        leaf = lrt.runtime.identity.leaf
         if leaf is not self._leaf:
             self._leaf = leaf
             self._own = str(leaf.spiffe_id) if leaf is not None else None
         return self._own
+
+    def _middle(
+        self,
+        route: str | None,
+        cluster: str | None,
+        upstream: str | None,
+        source: str | None,
+        destination: str | None,
+    ) -> str:
+        """From ``route`` to ``destination_identity``: the same for the requests that went
+        the same way (the values come from config and certificates: compared by identity)."""
+        if not (
+            route is self._route and cluster is self._cluster and upstream is self._upstream
+            and source is self._source and destination is self._destination
+        ):  # fmt: skip
+            self._route, self._cluster, self._upstream = route, cluster, upstream
+            self._source, self._destination = source, destination
+            q = self._q
+            self._mid = (
+                f'"route":{q(route)},"cluster":{q(cluster)},"upstream":{q(upstream)},'
+                f'"source_identity":{q(source)},"destination_identity":{q(destination)},'
+            )
+        return self._mid
 
     def _append(self, line: str) -> None:
         if self._file.closed:  # a stream that ended after the close: written at once

@@ -52,6 +52,7 @@ __all__ = [
     "W3C",
     "Parent",
     "decide",
+    "decide_trace",
     "extract",
     "format_traceparent",
     "inject",
@@ -192,24 +193,33 @@ def decide(headers: Headers, ratio: float) -> Parent | bool:
     or a fresh unsampled ``traceparent``). ``True``: sampled, a new trace. A
     :class:`Parent`: sampled, a child of the caller's span. ``ratio``: 0.0 to 1.0.
     """
+    return decide_trace(headers, ratio)[0]
+
+
+def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, str | None]:
+    """:func:`decide`, and the trace id (lower-case hex) the request carries after it
+    when the decision fixes it: ``None`` for a sampled request (its span's context is
+    injected next), so what reads it then reads the request's headers."""
     found = scan(headers)
     if found is None:  # no trace header at all: the common case
         if _random() < ratio:
-            return True
-        headers.raw.append((b"traceparent", _unsampled()))
-        return False
+            return True, None
+        fresh = _unsampled()
+        headers.raw.append((b"traceparent", fresh))
+        return False, fresh[3:35].decode()
     parent = parse(found)
     forced = found.get(FORCE_HEADER) == b"1"
     if parent is None:  # none, or malformed: replaced, never an error
         if forced or _random() < ratio:
-            return True
-        headers.set(b"traceparent", _unsampled())
-        return False
+            return True, None
+        fresh = _unsampled()
+        headers.set(b"traceparent", fresh)
+        return False, fresh[3:35].decode()
     if parent.sampled or forced:
-        return parent
+        return parent, None
     if parent.sampled is None and _random() < ratio:  # the caller left it to this hop
-        return parent
-    return False
+        return parent, None
+    return False, parent.trace_hex
 
 
 class _IdPool:
