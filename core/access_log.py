@@ -29,17 +29,19 @@ sidecar's and the destination the upstream server's SPIFFE ID, which the pool's 
 gate checked against the endpoint's expected ID before sending a byte
 (``upstream/_tls.py``), shown only when the upstream answered over mTLS.
 
-How a line is made (the module is compiled with the hot path): the JSON is written
-directly, fields in a fixed order, as one string template. What comes from config, a
-certificate or the connection (listener, route, cluster, endpoint, identities, peer,
-ALPN) is JSON-quoted once and kept (:meth:`AccessLog._q`, bounded); the start of the
-line (time, listener, direction) is made once per second and listener, the end of it
-(peer, peer identity, ALPN) once per connection. What comes from the request (path,
-``x-request-id``) is checked by one regular expression: printable ASCII without ``"``
-or a backslash goes in as it is; anything else is escaped by orjson, or by the standard
-library's encoder when orjson refuses it (a string that is not valid UTF-8, such as a
-lone surrogate a filter set), so every line is valid JSON whatever the request held.
-Lines are kept as text and encoded once per batch.
+How a line is made (the module is compiled with the hot path; the listener runtime
+hands it the request's facts, :meth:`AccessLog.entry`): the JSON is written directly,
+fields in a fixed order, as one string template, with no dict per request. Strings are
+escaped by the standard library's C escaper (ASCII out; every other character, control
+characters, quotes and a lone surrogate a filter set included, as ``\\u`` escapes),
+so a line is valid JSON whatever the request held. What comes from config, a
+certificate or the connection is escaped once and kept: single values (method,
+authority, failure reason) in a bounded table (:meth:`AccessLog._q`); the start of the
+line (time, listener, direction) once per second and listener; route to destination
+identity while requests go the same way; the end (peer, peer identity, ALPN) once per
+connection. The trace id is the one the sampling decision gave the request (lower-case
+hex, written as is); without tracing it is read from the headers. Lines are kept as
+text and encoded once per batch.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 import time
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Final, Protocol
 
 import orjson
@@ -63,8 +65,10 @@ _BATCH: Final = 256
 _DELAY: Final = 1.0
 _CACHED: Final = 4096
 """Quoted strings kept (:meth:`AccessLog._q`); the cache starts over when full."""
-_PLAIN: Final = re.compile(r"[ !#-\[\]-~]*")
-"""What a JSON string holds as it is: printable ASCII but for ``"`` and ``\\``."""
+_quote: Final = encode_basestring_ascii
+"""A string as JSON, quotes included: ASCII out, every other character escaped, a lone
+surrogate too (the standard library's C escaper), so a line is valid JSON whatever the
+request held."""
 _MILLI: Final = tuple(f"{n:03d}" for n in range(1000))
 _PROTOCOL: Final = {"1.1": '"HTTP/1.1"', "2": '"HTTP/2"', "1.0": '"HTTP/1.0"'}
 _fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
@@ -101,28 +105,6 @@ def _encode(entry: dict[str, object]) -> bytes:
         return orjson.dumps(entry)
     except orjson.JSONEncodeError:
         return _fallback(entry).encode()
-
-
-def _quote(value: str) -> str:
-    """``value`` as a JSON string (quotes included)."""
-    if _PLAIN.fullmatch(value) is not None:
-        return '"' + value + '"'
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return _fallback(value)
-
-
-def _inner(value: str) -> str:
-    """``value`` escaped for the inside of a JSON string (itself when nothing needs it)."""
-    if _PLAIN.fullmatch(value) is not None:
-        return value
-    return _quote(value)[1:-1]
-
-
-def _quoted_hex(hex_id: str) -> str:
-    """A trace id (lower-case hex, checked by ``trace_context``) as JSON."""
-    return '"' + hex_id + '"'
 
 
 def _text(value: bytes | None) -> str:
@@ -208,6 +190,7 @@ class AccessLog:
             if name == b"x-request-id":
                 request_id = value
                 break
+        mark = "" if trace_id is None else '"'  # a trace id is lower-case hex: no escaping
         us = int(seconds * 1_000_000 + 0.5)
         version = req.http_version
         middle = self._middle(
@@ -215,12 +198,12 @@ class AccessLog:
         )
         line = (
             f"{self._head(listener, inbound, _now() - seconds)}{self._q(req.method)},"
-            f'"authority":{self._q(req.authority)},"path":"{_inner(req.path)}",'
+            f'"authority":{self._q(req.authority)},"path":{_quote(req.path)},'
             f'"protocol":{_PROTOCOL.get(version) or self._q("HTTP/" + version)},'
             f'"status":{resp.status if resp is not None else 0},'
             f'"duration_ms":{us // 1000}.{_MILLI[us % 1000]},'
             f'"bytes_received":{received},"bytes_sent":{sent},'
-            f'{middle}"trace_id":{"null" if trace_id is None else _quoted_hex(trace_id)},'
+            f'{middle}"trace_id":{mark}{trace_id or "null"}{mark},'
             f'"retries":{max(attempts - 1, 0)},"failure_reason":{self._q(ctx.failure_reason)},'
             f'"request_id":{_text(request_id)}{self._conn_tail(ctx.connection)}'
         )

@@ -28,7 +28,7 @@ came with, so an app that forwards only the B3 headers still links the hops.
 ``tracestate`` is left as it came (this sidecar adds no entry).
 
 The fresh ids of unsampled requests come from a pool (:class:`_IdPool`): one
-``randbytes`` draw, hex-encoded in C with a ``-`` every 16 bytes, serves 64
+``os.urandom`` read, hex-encoded in C with a ``-`` every 16 bytes, serves 64
 requests, so a request's ``traceparent`` is one slice of it and two
 concatenations (formatting a fresh 192-bit number per request cost more than
 the rest of the sampling decision). A forked worker empties its pool, so no two
@@ -66,7 +66,7 @@ B3_SINGLE: Final = 2
 
 _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _random: Final = random.random
-_randbytes: Final = random.randbytes
+_urandom: Final = os.urandom
 _hexlify: Final = binascii.hexlify
 _POOL_IDS: Final = 64
 """Fresh traceparents per random draw."""
@@ -242,7 +242,7 @@ class _IdPool:
         while True:
             at = self.at
             if at >= len(self.hex):
-                self.hex = _hexlify(_randbytes(32 * _POOL_IDS), b"-", 16)
+                self.hex = _hexlify(_urandom(32 * _POOL_IDS), b"-", 16)
                 at = 0
             self.at = at + 66  # two groups of 32 digits and their separators
             ids = self.hex[at : at + 49]
