@@ -71,7 +71,7 @@ surrogate too (the standard library's C escaper), so a line is valid JSON whatev
 request held."""
 _MILLI: Final = tuple(f"{n:03d}" for n in range(1000))
 _INTS: Final = tuple(str(n) for n in range(1000))
-_PROTOCOL: Final = {"1.1": '"HTTP/1.1"', "2": '"HTTP/2"', "1.0": '"HTTP/1.0"'}
+_H11: Final = '"HTTP/1.1"'
 _fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
 _random: Final = random.random
 _now: Final = time.time
@@ -205,7 +205,7 @@ class AccessLog:
         line = (
             f"{self._head(listener, inbound, _now() - seconds)}{self._q(req.method)},"
             f'"authority":{self._q(req.authority)},"path":{_quote(req.path)},'
-            f'"protocol":{_PROTOCOL.get(version) or self._q("HTTP/" + version)},'
+            f'"protocol":{_H11 if version == "1.1" else self._protocol(version)},'
             f'"status":{_n(resp.status if resp is not None else 0)},'
             f'"duration_ms":{_n(us // 1000)}.{_MILLI[us % 1000]},'
             f'"bytes_received":{_n(received)},"bytes_sent":{_n(sent)},'
@@ -238,6 +238,9 @@ class AccessLog:
                 self._quoted.clear()
             out = self._quoted[value] = _quote(value)
         return out
+
+    def _protocol(self, version: str) -> str:
+        return self._q("HTTP/" + version)
 
     def _head(self, listener: str, inbound: bool, when: float) -> str:
         """The line up to the method's value: time, listener, direction."""

@@ -192,7 +192,7 @@ class Snapshot:
         self.config = config
         self.version = config.version
         self.loaded_at = time.time()
-        self.clusters: Mapping[str, ClusterRuntime] = {
+        self.clusters: dict[str, ClusterRuntime] = {
             name: ClusterRuntime(c, runtime.upstreams) for name, c in config.clusters.items()
         }
         self.listeners: Mapping[str, ListenerRuntime] = {
