@@ -65,6 +65,8 @@ _BATCH: Final = 256
 _DELAY: Final = 1.0
 _CACHED: Final = 4096
 """Quoted strings kept (:meth:`AccessLog._q`); the cache starts over when full."""
+_LONG: Final = 256
+"""Longer strings are quoted each time, not kept."""
 _quote: Final = encode_basestring_ascii
 """A string as JSON, quotes included: ASCII out, every other character escaped, a lone
 surrogate too (the standard library's C escaper), so a line is valid JSON whatever the
@@ -130,8 +132,8 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
         self._quoted: dict[str, str] = {}
-        self._heads: dict[str, str] = {}
-        """Listener name → the start of its lines in the current second."""
+        self._heads: tuple[dict[str, str], dict[str, str]] = ({}, {})
+        """Outbound, inbound: listener name → the start of its lines in the current second."""
         self._conn: ConnectionContext | None = None
         self._tail = ""
         """The end of the lines of ``_conn`` (peer, peer identity, ALPN)."""
@@ -232,6 +234,8 @@ class AccessLog:
         """``value`` as JSON (``null`` for ``None``), kept for the next line that has it."""
         if value is None:
             return "null"
+        if len(value) > _LONG:  # a long one is not kept: the table stays small
+            return _quote(value)
         out = self._quoted.get(value)
         if out is None:
             if len(self._quoted) >= _CACHED:
@@ -248,11 +252,13 @@ class AccessLog:
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
-            self._heads.clear()
-        head = self._heads.get(listener)
+            self._heads[0].clear()
+            self._heads[1].clear()
+        heads = self._heads[1] if inbound else self._heads[0]
+        head = heads.get(listener)
         if head is None:
             direction = "inbound" if inbound else "outbound"
-            head = self._heads[listener] = (
+            head = heads[listener] = (
                 f'{{"time":"{self._stamp}","listener":{_quote(listener)},'
                 f'"direction":"{direction}","method":'
             )
