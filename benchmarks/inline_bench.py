@@ -9,14 +9,27 @@ the response. Everything between those two calls is the code a real sidecar runs
 per request on the hot path except the syscalls, so the figure is the Python
 cost that decides throughput. Run by hand:
 
-    .venv/bin/python -m benchmarks.inline_bench [N_FILTERS | res ...]   # N=50000
+    .venv/bin/python -m benchmarks.inline_bench [N_FILTERS | res | OBS ...]   # N=50000
     PROFILE=1 .venv/bin/python -m benchmarks.inline_bench 0              # cProfile top 30
+
+``OBS`` runs the ``plait-obs`` benchmark target's observability (``_configs.observed``)
+with no filter: ``obs`` an access log and tracing at 1 %, ``obs-log`` the access log
+only, ``obs-trace`` tracing only (the log goes to ``/dev/null``, spans for a port where
+nothing listens are never exported: the SDK's batch timer is set beyond the run, so what
+is counted is the request path, the sampled spans included, not their export; the random
+draws are seeded, so a run samples the same requests).
+For instructions per request, count two runs with callgrind and divide the difference:
+
+    PYTHONHASHSEED=0 N=1000 valgrind --tool=callgrind \\
+        .venv/bin/python -m benchmarks.inline_bench obs
+    (the same with N=6000; per request: (Ir(6000) - Ir(1000)) / 5000)
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 import tempfile
 import time
@@ -80,16 +93,40 @@ class _Listener:
         pass
 
 
-def _runtime(n_filters: int, resilience: bool, chain: str | None = None) -> Runtime:
+_OBS = {
+    "obs": (True, True),
+    "obs-log": (True, False),
+    "obs-trace": (False, True),
+}
+"""The observability arguments: (access log, tracing at 1 %)."""
+
+
+def _observed(config: str, access_log: bool, tracing: bool) -> str:
+    """``config`` with the Sidecar's access log and/or tracing as ``_configs.observed``
+    sets them for the ``plait-obs`` target."""
+    extra = ""
+    if access_log:
+        extra += "  accessLog: {path: /dev/null}\n"
+    if tracing:
+        extra += "  tracing: {sampling: 1, otlp: {endpoint: 'http://127.0.0.1:9'}}\n"
+    return config.replace("  egress:\n", extra + "  egress:\n", 1)
+
+
+def _runtime(
+    n_filters: int, resilience: bool, chain: str | None = None, obs: tuple[bool, bool] | None = None
+) -> Runtime:
     """The runtime of the bench config; ``chain`` (a YAML flow list) replaces the
-    ``n_filters`` pass-through filters."""
+    ``n_filters`` pass-through filters; ``obs``: (access log, tracing at 1 %)."""
     from benchmarks import passthrough_filter
     from benchmarks._configs import RESILIENCE
 
     filters = chain or "[" + ", ".join(["{type: bench-passthrough}"] * n_filters) + "]"
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bench.yaml"
-        path.write_text(CONFIG.replace("FILTERS", filters) + (RESILIENCE if resilience else ""))
+        text = CONFIG.replace("FILTERS", filters) + (RESILIENCE if resilience else "")
+        if obs is not None:
+            text = _observed(text, *obs)
+        path.write_text(text)
         return Runtime(load_config([path], load_filter_types(passthrough_filter)))
 
 
@@ -108,10 +145,12 @@ async def _run(
     resilience: bool,
     chain: str | None = None,
     check: Callable[[bytes, bytes], None] | None = None,
+    obs: tuple[bool, bool] | None = None,
 ) -> float:
     """CPU µs per request; ``check(request sent upstream, response sent downstream)``
     runs once after the warm-up."""
-    runtime = _runtime(n_filters, resilience, chain)
+    random.seed(0)  # tracing's sampling draws: the same requests sampled in every run
+    runtime = _runtime(n_filters, resilience, chain, obs)
     name = "outbound|18080"
     async with anyio.create_task_group() as tg:
         down = H1Connection(_Listener(runtime, name, tg))  # type: ignore[arg-type]
@@ -138,27 +177,36 @@ async def _run(
         elapsed = time.process_time() - t0
         assert not (down_t.closed or up_t.closed), "a connection was closed during the run"
         tg.cancel_scope.cancel()
+    if runtime.access_log is not None:
+        runtime.access_log.close()
     return elapsed / n * 1e6
 
 
 def main() -> None:
     n = int(os.environ.get("N", "50000"))
+    os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "3600000")  # no export during the run
     for arg in sys.argv[1:] or ["0", "5"]:
         res = arg == "res"
-        k = 0 if res else int(arg)
+        obs = _OBS.get(arg)
+        k = 0 if res or obs is not None else int(arg)
         what = "retry + breaker + P2C-EWMA" if res else f"{k} pass-through filters"
+        if obs is not None:
+            what = {"obs": "access log + tracing 1 %", "obs-log": "access log",
+                    "obs-trace": "tracing 1 %"}[arg]  # fmt: skip
         if os.environ.get("PROFILE"):
             import cProfile
             import pstats
 
             prof = cProfile.Profile()
             prof.enable()
-            anyio.run(_run, k, n, res, backend_options={"use_uvloop": True})
+            anyio.run(_run, k, n, res, None, None, obs, backend_options={"use_uvloop": True})
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
             continue
-        us = anyio.run(_run, k, n, res, backend_options={"use_uvloop": True})
+        us = anyio.run(_run, k, n, res, None, None, obs, backend_options={"use_uvloop": True})
         print(f"inline path, {what}: {us:6.1f} us CPU per request (incl. one loop turn)")
+    sys.stdout.flush()
+    os._exit(0)  # not the tracer's exit hook: it would wait for the dead collector
 
 
 if __name__ == "__main__":

@@ -1,12 +1,10 @@
 """Access logs: one JSON line per request, written in batches off the request path.
 
-Formatting a line costs a few microseconds (``benchmarks/access_log_bench.py``; lines are
-encoded with orjson, about ten times faster here than the standard library's encoder,
-which is kept for the rare line orjson refuses), so logging is off unless the config
-names a file (``Sidecar.spec.accessLog.path`` or a ``Telemetry`` resource's access-log
-provider; ``/dev/stdout`` for the container log). Lines collect in memory and are
-written when 256 are waiting or one second after the first one waited, so a
-busy proxy does one ``write`` per 256 requests and a quiet one is never more
+Formatting a line costs a few microseconds (``benchmarks/access_log_bench.py``), so
+logging is off unless the config names a file (``Sidecar.spec.accessLog.path`` or a
+``Telemetry`` resource's access-log provider; ``/dev/stdout`` for the container log).
+Lines collect in memory and are written when 256 are waiting or one second after the
+first one waited, so a busy proxy does one ``write`` per 256 requests and a quiet one is never more
 than a second behind. The flush timer is a loop timer (this module is event-loop
 glue like ``_transport.py``); :meth:`AccessLog.close` flushes what is left.
 
@@ -30,6 +28,20 @@ certificate and the destination this sidecar's own; outbound, the source is this
 sidecar's and the destination the upstream server's SPIFFE ID, which the pool's TLS
 gate checked against the endpoint's expected ID before sending a byte
 (``upstream/_tls.py``), shown only when the upstream answered over mTLS.
+
+How a line is made (the module is compiled with the hot path; the listener runtime
+hands it the request's facts, :meth:`AccessLog.entry`): the JSON is written directly,
+fields in a fixed order, as one string template, with no dict per request. Strings are
+escaped by the standard library's C escaper (ASCII out; every other character, control
+characters, quotes and a lone surrogate a filter set included, as ``\\u`` escapes),
+so a line is valid JSON whatever the request held. What comes from config, a
+certificate or the connection is escaped once and kept: single values (method,
+authority, failure reason) in a bounded table (:meth:`AccessLog._q`); the start of the
+line (time, listener, direction) once per second and listener; route to destination
+identity while requests go the same way; the end (peer, peer identity, ALPN) once per
+connection. The trace id is the one the sampling decision gave the request (lower-case
+hex, written as is); without tracing it is read from the headers. A batch is written
+with one ``write`` of the joined lines.
 """
 
 from __future__ import annotations
@@ -38,7 +50,8 @@ import asyncio
 import json
 import random
 import time
-from typing import IO, TYPE_CHECKING
+from json.encoder import encode_basestring_ascii
+from typing import IO, Any, Final, Protocol
 
 import orjson
 
@@ -46,24 +59,65 @@ from plait.sdk import ConnectionContext, StreamContext
 
 from .trace_context import extract
 
-if TYPE_CHECKING:
-    from .exchange.machine import Exchange
-    from .runtime import ListenerRuntime
-
 __all__ = ["AccessLog"]
 
-_BATCH = 256
-_DELAY = 1.0
-_fallback = json.JSONEncoder(separators=(",", ":")).encode
+_BATCH: Final = 256
+_DELAY: Final = 1.0
+_CACHED: Final = 4096
+"""Quoted strings kept (:meth:`AccessLog._q`); the cache starts over when full."""
+_LONG: Final = 256
+"""Longer strings are quoted each time, not kept."""
+_quote: Final = encode_basestring_ascii
+"""A string as JSON, quotes included: ASCII out, every other character escaped, a lone
+surrogate too (the standard library's C escaper), so a line is valid JSON whatever the
+request held."""
+_MILLI: Final = tuple(f"{n:03d}" for n in range(1000))
+_INTS: Final = tuple(str(n) for n in range(1000))
+_H11: Final = '"HTTP/1.1"'
+_fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
+_random: Final = random.random
+_now: Final = time.time
+
+
+class _Listener(Protocol):
+    """What a line reads of the listener runtime (``runtime.ListenerRuntime``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def inbound(self) -> bool: ...
+    @property
+    def runtime(self) -> Any: ...
+    def upstream_identity(self, ctx: StreamContext) -> str | None: ...
+
+
+class _Exchange(Protocol):
+    """What a line reads of the exchange (``exchange.machine.Exchange``)."""
+
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    def received(self) -> int: ...
 
 
 def _encode(entry: dict[str, object]) -> bytes:
-    """One line of JSON. orjson refuses a string that is not valid UTF-8 (a lone
-    surrogate); the standard library's encoder escapes it, so that line is not lost."""
+    """One line of JSON from a dict. orjson refuses a string that is not valid UTF-8 (a
+    lone surrogate); the standard library's encoder escapes it, so that line is not lost."""
     try:
         return orjson.dumps(entry)
     except orjson.JSONEncodeError:
         return _fallback(entry).encode()
+
+
+def _n(value: int) -> str:
+    """An int as JSON (a small one from a table)."""
+    return _INTS[value] if 0 <= value < 1000 else str(value)
+
+
+def _text(value: bytes | None) -> str:
+    """A header value as a JSON string (``null`` when absent)."""
+    return "null" if value is None else _quote(value.decode("latin-1"))
 
 
 class AccessLog:
@@ -77,80 +131,187 @@ class AccessLog:
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
+        self._quoted: dict[str, str] = {}
+        self._heads: tuple[dict[str, str], dict[str, str]] = ({}, {})
+        """Outbound, inbound: listener name → the start of its lines in the current second."""
+        self._conn: ConnectionContext | None = None
+        self._tail = ""
+        """The end of the lines of ``_conn`` (peer, peer identity, ALPN)."""
+        self._leaf: object = None
+        self._own: str | None = None
+        self._route: str | None = None
+        self._cluster: str | None = None
+        self._upstream: str | None = None
+        self._source: str | None = None
+        self._destination: str | None = None
+        self._mid = self._middle("", None, None, None, None)
 
-    def log(self, ctx: StreamContext, lrt: ListenerRuntime, seconds: float, ex: Exchange) -> None:
+    def log(self, ctx: StreamContext, lrt: _Listener, seconds: float, ex: _Exchange) -> None:
+        """The line of one finished request of ``lrt`` (the listener runtime gives the same
+        facts to :meth:`wants` and :meth:`entry` itself)."""
+        response = ctx.response
+        if self.wants(response.status if response is not None else 0, ctx.failure_reason):
+            inbound = lrt.inbound
+            self.entry(
+                ctx, lrt.name, inbound, lrt.runtime.identity.leaf,
+                None if inbound else lrt.upstream_identity(ctx), seconds,
+                ex.received(), ex.bytes_out, ex.attempts, getattr(ex, "trace_id", None),
+            )  # fmt: skip
+
+    def wants(self, status: int, reason: str | None) -> bool:
+        """Whether a request with this status and failure reason gets a line (the sampling
+        draw, for a successful one)."""
+        return (
+            self.sampling >= 100.0
+            or reason is not None
+            or not 0 < status < 400
+            or _random() * 100.0 < self.sampling
+        )
+
+    def entry(
+        self,
+        ctx: StreamContext,
+        listener: str,
+        inbound: bool,
+        leaf: object,
+        upstream_id: str | None,
+        seconds: float,
+        received: int,
+        sent: int,
+        attempts: int,
+        trace_id: str | None,
+    ) -> None:
+        """The line of a request :meth:`wants`: ``leaf`` is this sidecar's certificate
+        (``CertStore.leaf``), ``upstream_id`` the upstream's verified SPIFFE ID (outbound),
+        ``trace_id`` the one the sampling decision gave it (else read from its headers)."""
         req, resp = ctx.request, ctx.response
-        status = resp.status if resp is not None else 0
-        reason = ctx.failure_reason
-        if (
-            self.sampling < 100.0
-            and reason is None
-            and 0 < status < 400
-            and random.random() * 100.0 >= self.sampling
-        ):
-            return
-        conn = ctx.connection
-        leaf = lrt.runtime.identity.leaf
-        own = str(leaf.spiffe_id) if leaf is not None else None
-        if lrt.inbound:
-            source, destination = _identity(conn), own
+        own = self._own_identity(leaf)
+        if inbound:
+            source, destination = _identity(ctx.connection), own
         else:
-            source, destination = own, lrt.upstream_identity(ctx)
-        parent = extract(req.headers)
-        entry: dict[str, object] = {
-            "time": self._time(time.time() - seconds),
-            "listener": lrt.name,
-            "direction": "inbound" if lrt.inbound else "outbound",
-            "method": req.method,
-            "authority": req.authority,
-            "path": req.path,
-            "protocol": f"HTTP/{req.http_version}",
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-            "bytes_received": ex.received(),
-            "bytes_sent": ex.bytes_out,
-            "route": ctx.route_name,
-            "cluster": ctx.cluster,
-            "upstream": ctx.upstream_address,
-            "source_identity": source,
-            "destination_identity": destination,
-            "trace_id": parent.trace_hex if parent is not None else None,
-            "retries": max(ex.attempts - 1, 0),
-            "failure_reason": reason,
-            "request_id": req.headers.get("x-request-id"),
-            "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
-            "peer_identity": _identity(conn),
-            "alpn": conn.alpn,
-        }
-        self._append(entry)
+            source, destination = own, upstream_id
+        if trace_id is None:
+            parent = extract(req.headers)
+            trace_id = parent.trace_hex if parent is not None else None
+        request_id = None
+        for name, value in req.headers.raw:
+            if name == b"x-request-id":
+                request_id = value
+                break
+        mark = "" if trace_id is None else '"'  # a trace id is lower-case hex: no escaping
+        us = int(seconds * 1_000_000 + 0.5)
+        version = req.http_version
+        middle = self._middle(
+            ctx.route_name, ctx.cluster, ctx.upstream_address, source, destination
+        )
+        line = (
+            f"{self._head(listener, inbound, _now() - seconds)}{self._q(req.method)},"
+            f'"authority":{self._q(req.authority)},"path":{_quote(req.path)},'
+            f'"protocol":{_H11 if version == "1.1" else self._protocol(version)},'
+            f'"status":{_n(resp.status if resp is not None else 0)},'
+            f'"duration_ms":{_n(us // 1000)}.{_MILLI[us % 1000]},'
+            f'"bytes_received":{_n(received)},"bytes_sent":{_n(sent)},'
+            f'{middle}"trace_id":{mark}{trace_id or "null"}{mark},'
+            f'"retries":{_n(max(attempts - 1, 0))},"failure_reason":{self._q(ctx.failure_reason)},'
+            f'"request_id":{_text(request_id)}{self._conn_tail(ctx.connection)}'
+        )
+        self._append(line.encode())
 
     def log_rejected(
         self, listener: str, status: int, reason: str, conn: ConnectionContext
     ) -> None:
         """A request the codec refused before it had a head (400, 408, 431, 505)."""
-        self._append({
+        self._append(_encode({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
             "listener": listener,
             "status": status,
             "failure_reason": reason,
             "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
             "peer_identity": _identity(conn),
-        })  # fmt: skip
+        }) + b"\n")  # fmt: skip
 
-    def _time(self, when: float) -> str:
-        """``when`` as ISO 8601 UTC seconds, formatted once per second."""
+    def _q(self, value: str | None) -> str:
+        """``value`` as JSON (``null`` for ``None``), kept for the next line that has it."""
+        if value is None:
+            return "null"
+        if len(value) > _LONG:  # a long one is not kept: the table stays small
+            return _quote(value)
+        out = self._quoted.get(value)
+        if out is None:
+            if len(self._quoted) >= _CACHED:
+                self._quoted.clear()
+            out = self._quoted[value] = _quote(value)
+        return out
+
+    def _protocol(self, version: str) -> str:
+        return self._q("HTTP/" + version)
+
+    def _head(self, listener: str, inbound: bool, when: float) -> str:
+        """The line up to the method's value: time, listener, direction."""
         second = int(when)
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
-        return self._stamp
+            self._heads[0].clear()
+            self._heads[1].clear()
+        heads = self._heads[1] if inbound else self._heads[0]
+        head = heads.get(listener)
+        if head is None:
+            direction = "inbound" if inbound else "outbound"
+            head = heads[listener] = (
+                f'{{"time":"{self._stamp}","listener":{_quote(listener)},'
+                f'"direction":"{direction}","method":'
+            )
+        return head
 
-    def _append(self, entry: dict[str, object]) -> None:
+    def _conn_tail(self, conn: ConnectionContext) -> str:
+        """The line from the peer on: the same for every request of a connection."""
+        if conn is not self._conn:
+            host, port = conn.peer_address
+            self._conn = conn
+            self._tail = (
+                f',"peer":{_quote(f"{host}:{port}")},'
+                f'"peer_identity":{self._q(_identity(conn))},"alpn":{self._q(conn.alpn)}}}\n'
+            )
+        return self._tail
+
+    def _own_identity(self, leaf: Any) -> str | None:
+        """This sidecar's SPIFFE ID (``None`` without a certificate), kept per certificate."""
+        if leaf is not self._leaf:
+            self._leaf = leaf
+            self._own = str(leaf.spiffe_id) if leaf is not None else None
+        return self._own
+
+    def _middle(
+        self,
+        route: str | None,
+        cluster: str | None,
+        upstream: str | None,
+        source: str | None,
+        destination: str | None,
+    ) -> str:
+        """From ``route`` to ``destination_identity``: the same for the requests that went
+        the same way (the values come from config and certificates: compared by identity)."""
+        if not (
+            route is self._route and cluster is self._cluster and upstream is self._upstream
+            and source is self._source and destination is self._destination
+        ):  # fmt: skip
+            self._route, self._cluster, self._upstream = route, cluster, upstream
+            self._source, self._destination = source, destination
+            q = self._q
+            self._mid = (
+                f'"route":{q(route)},"cluster":{q(cluster)},"upstream":{q(upstream)},'
+                f'"source_identity":{q(source)},"destination_identity":{q(destination)},'
+            )
+        return self._mid
+
+    def _append(self, line: bytes) -> None:
+        """Queue one line (its newline included)."""
         if self._file.closed:  # a stream that ended after the close: written at once
             with open(self.path, "ab") as f:
-                f.write(_encode(entry) + b"\n")
+                f.write(line)
             return
-        self._lines.append(_encode(entry))
+        self._lines.append(line)
         if len(self._lines) >= _BATCH:
             self.flush()
         elif self._timer is None:
@@ -161,7 +322,7 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         if self._lines:
-            self._file.write(b"\n".join(self._lines) + b"\n")
+            self._file.write(b"".join(self._lines))
             self._file.flush()
             self._lines.clear()
 

@@ -118,8 +118,14 @@ class ListenerRuntime:
             if response is not None and ctx.request.http_version == "2":
                 grpc = response.headers.get("grpc-status") or ""  # a trailers-only response
         self._stats.observe(series, status, grpc, ctx.failure_reason or "", seconds)
-        if self._access is not None:
-            self._access.log(ctx, self, seconds, ex)
+        access = self._access
+        if access is not None and access.wants(status, ctx.failure_reason):
+            inbound = self.inbound
+            access.entry(
+                ctx, self.name, inbound, self._identity.leaf,
+                None if inbound else self.upstream_identity(ctx), seconds,
+                ex.received(), ex.bytes_out, ex.attempts, ex.trace_id,
+            )  # fmt: skip
         if self._taps:  # nobody taps: this empty-list check is the whole cost
             publish(self._taps, ctx, self.name, self.inbound, seconds)
 
@@ -186,7 +192,7 @@ class Snapshot:
         self.config = config
         self.version = config.version
         self.loaded_at = time.time()
-        self.clusters: Mapping[str, ClusterRuntime] = {
+        self.clusters: dict[str, ClusterRuntime] = {
             name: ClusterRuntime(c, runtime.upstreams) for name, c in config.clusters.items()
         }
         self.listeners: Mapping[str, ListenerRuntime] = {

@@ -26,10 +26,19 @@ to this sidecar.
 request it forwards: always ``traceparent``, and B3 too in the form the request
 came with, so an app that forwards only the B3 headers still links the hops.
 ``tracestate`` is left as it came (this sidecar adds no entry).
+
+The fresh ids of unsampled requests come from a pool (:class:`_IdPool`): one
+``os.urandom`` read, hex-encoded in C with a ``-`` every 16 bytes, serves 64
+requests, so a request's ``traceparent`` is one slice of it and two
+concatenations (formatting a fresh 192-bit number per request cost more than
+the rest of the sampling decision). A forked worker empties its pool, so no two
+processes hand out the same ids.
 """
 
 from __future__ import annotations
 
+import binascii
+import os
 import random
 import re
 from typing import Final
@@ -43,6 +52,7 @@ __all__ = [
     "W3C",
     "Parent",
     "decide",
+    "decide_trace",
     "extract",
     "format_traceparent",
     "inject",
@@ -56,7 +66,11 @@ B3_SINGLE: Final = 2
 
 _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _random: Final = random.random
-_bits: Final = random.getrandbits
+_urandom: Final = os.urandom
+_hexlify: Final = binascii.hexlify
+_POOL_IDS: Final = 64
+"""Fresh traceparents per random draw."""
+_ZERO_SPAN_B: Final = b"0" * 16
 _ZERO_TRACE: Final = "0" * 32
 _ZERO_SPAN: Final = "0" * 16
 _ODD: Final = frozenset("13579bdf")  # the last hex digit of the flags: bit 0 is "sampled"
@@ -179,31 +193,69 @@ def decide(headers: Headers, ratio: float) -> Parent | bool:
     or a fresh unsampled ``traceparent``). ``True``: sampled, a new trace. A
     :class:`Parent`: sampled, a child of the caller's span. ``ratio``: 0.0 to 1.0.
     """
+    return decide_trace(headers, ratio)[0]
+
+
+def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, str | None]:
+    """:func:`decide`, and the trace id (lower-case hex) the request carries after it
+    when the decision fixes it: ``None`` for a sampled request (its span's context is
+    injected next), so what reads it then reads the request's headers."""
     found = scan(headers)
     if found is None:  # no trace header at all: the common case
         if _random() < ratio:
-            return True
-        headers.add("traceparent", _unsampled())
-        return False
+            return True, None
+        fresh = _unsampled()
+        headers.raw.append((b"traceparent", fresh))
+        return False, fresh[3:35].decode()
     parent = parse(found)
     forced = found.get(FORCE_HEADER) == b"1"
     if parent is None:  # none, or malformed: replaced, never an error
         if forced or _random() < ratio:
-            return True
-        headers.set("traceparent", _unsampled())
-        return False
+            return True, None
+        fresh = _unsampled()
+        headers.set(b"traceparent", fresh)
+        return False, fresh[3:35].decode()
     if parent.sampled or forced:
-        return parent
+        return parent, None
     if parent.sampled is None and _random() < ratio:  # the caller left it to this hop
-        return parent
-    return False
+        return parent, None
+    return False, parent.trace_hex
 
 
-def _unsampled() -> str:
-    """A fresh, unsampled ``traceparent`` (one random draw: 128 bits of trace id, 64 of
-    span id, the lowest bit set so the span id is never zero)."""
-    ids = f"{_bits(192) | 1:048x}"
-    return "00-" + ids[:32] + "-" + ids[32:] + "-00"
+class _IdPool:
+    """Random trace and span ids, drawn :data:`_POOL_IDS` requests at a time.
+
+    ``hex`` is 32 hex digits (16 random bytes), ``-``, 32 more, and so on; a request
+    takes two groups: the first is its trace id, the first 16 digits of the second
+    its span id, so ``hex[at:at + 49]`` is ``TRACE-SPAN`` as a ``traceparent`` has them."""
+
+    def __init__(self) -> None:
+        self.hex = b""
+        self.at = 0
+
+    def clear(self) -> None:
+        self.hex = b""
+        self.at = 0
+
+    def unsampled(self) -> bytes:
+        """A fresh, unsampled ``traceparent`` (never a zero span id)."""
+        while True:
+            at = self.at
+            if at >= len(self.hex):
+                self.hex = _hexlify(_urandom(32 * _POOL_IDS), b"-", 16)
+                at = 0
+            self.at = at + 66  # two groups of 32 digits and their separators
+            ids = self.hex[at : at + 49]
+            if ids[33:] != _ZERO_SPAN_B:
+                return b"00-" + ids + b"-00"
+
+
+_IDS: Final = _IdPool()
+os.register_at_fork(after_in_child=_IDS.clear)
+
+
+def _unsampled() -> bytes:
+    return _IDS.unsampled()
 
 
 def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:

@@ -113,24 +113,24 @@ class Tracing:
         ``identity`` is this sidecar's SPIFFE ID; ``peer`` (outbound) the upstream server's,
         verified by the TLS handshake, when it answered over mTLS."""
         status = ctx.response.status if ctx.response is not None else 0
+        attrs: dict[str, str | int] = {}
         if ctx.route_name:
             span.update_name(f"{ctx.request.method} {ctx.route_name}")
-            span.set_attribute("plait.route", ctx.route_name)
+            attrs["plait.route"] = ctx.route_name
         if ctx.cluster:
-            span.set_attribute("plait.upstream.cluster", ctx.cluster)
+            attrs["plait.upstream.cluster"] = ctx.cluster
         if ctx.upstream_address:
-            span.set_attribute("plait.upstream.address", ctx.upstream_address)
+            attrs["plait.upstream.address"] = ctx.upstream_address
         if identity is not None:  # this sidecar's own identity
-            span.set_attribute(
-                "plait.destination.identity" if inbound else "plait.source.identity", identity
-            )
+            attrs["plait.destination.identity" if inbound else "plait.source.identity"] = identity
         if peer is not None:
-            span.set_attribute("plait.destination.identity", peer)
-        span.set_attribute("http.response.status_code", status)
-        span.set_attribute("plait.retries", max(attempts - 1, 0))
+            attrs["plait.destination.identity"] = peer
+        attrs["http.response.status_code"] = status
+        attrs["plait.retries"] = max(attempts - 1, 0)
         reason = ctx.failure_reason
         if reason is not None:
-            span.set_attribute("plait.failure_reason", reason)
+            attrs["plait.failure_reason"] = reason
+        span.set_attributes(attrs)  # one call: each set_attribute takes the span's lock
         if reason is not None or status >= 500 or status == 0:
             span.set_status(Status(StatusCode.ERROR, reason or f"status {status}"))
         span.end()

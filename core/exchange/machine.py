@@ -53,7 +53,7 @@ from plait.sdk import (
 )
 
 from ..codec import RequestReceived
-from ..trace_context import decide
+from ..trace_context import decide_trace
 from ..upstream.stream import UpstreamStream
 from .actions import DONE, Steps, drive
 from .bodies import BodyStage, LocalReplyRaised, RequestBody
@@ -98,6 +98,7 @@ class Exchange:
         "run",
         "span",
         "tg",
+        "trace_id",
         "upstreams",
     )
 
@@ -131,6 +132,9 @@ class Exchange:
         self.request_body: RequestBody | None = None
         self.span: object = None
         """The tracer's span of a sampled stream (``runtime.ListenerRuntime.trace_end``)."""
+        self.trace_id: str | None = None
+        """The trace id the sampling decision gave the request, when it fixed one (the
+        access log's; ``None``: read it from the request)."""
         self.grpc_status: str | None = None
         """The ``grpc-status`` of the response trailers (the metrics' gRPC status)."""
         lrt.runtime.stream_started()
@@ -143,7 +147,7 @@ class Exchange:
         try:
             tracing = lrt.tracing
             if tracing is not None:  # before any filter sees the request head
-                decision = decide(ctx.request.headers, tracing.ratio)  # before any span
+                decision, self.trace_id = decide_trace(ctx.request.headers, tracing.ratio)
                 if decision is not False:
                     parent = None if decision is True else decision
                     self.span = tracing.span(ctx, lrt.inbound, lrt.name, parent)

@@ -49,3 +49,37 @@ async def test_each_request_is_one_json_line_whatever_its_text(tmp_path: Path) -
     first = lines[0]
     assert (first["status"], first["duration_ms"], first["retries"]) == (200, 1.2, 1)
     assert (first["bytes_received"], first["bytes_sent"]) == (3, 1024)
+
+
+async def test_a_line_is_valid_json_whatever_the_request_holds(tmp_path: Path) -> None:
+    out = tmp_path / "access.log"
+    log = AccessLog(str(out))
+    odd = ['/q"uote', "/back\\slash", "/new\nline", "/tab\tdel\x7f", "/nul\x00", "/\u00e9\u2713"]
+    for i, path in enumerate(odd):
+        ctx = _ctx(path, f'id"{i}\t\\')
+        ctx.request.authority = f'h"o\\st{i}'
+        ctx.request.headers.set("x-request-id", b"caf\xe9-" + str(i).encode())
+        log.log(ctx, LRT, 0.0012, EX)
+    log.close()
+    lines = [json.loads(line) for line in out.read_bytes().decode("utf-8").splitlines()]
+    assert [x["path"] for x in lines] == odd
+    assert [x["authority"] for x in lines] == [f'h"o\\st{i}' for i in range(len(odd))]
+    assert [x["request_id"] for x in lines] == [f"caf\u00e9-{i}" for i in range(len(odd))]
+
+
+async def test_each_line_names_the_peer_of_its_own_connection(tmp_path: Path) -> None:
+    out = tmp_path / "access.log"
+    log = AccessLog(str(out))
+    for port, alpn in ((40000, None), (40001, "h2"), (40000, None)):
+        ctx = _ctx("/", "r")
+        ctx.connection = ConnectionContext(
+            peer_address=("127.0.0.1", port), local_address=("127.0.0.1", 1), alpn=alpn
+        )
+        log.log(ctx, LRT, 0.0000004, EX)
+    log.close()
+    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert [(x["peer"], x["alpn"]) for x in lines] == [
+        ("127.0.0.1:40000", None), ("127.0.0.1:40001", "h2"), ("127.0.0.1:40000", None),
+    ]  # fmt: skip
+    assert [x["duration_ms"] for x in lines] == [0.0, 0.0, 0.0]
+    assert all(x["trace_id"] is None and x["peer_identity"] is None for x in lines)

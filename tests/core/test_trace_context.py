@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from plait.core.trace_context import B3_MULTI, B3_SINGLE, W3C, Parent, decide, extract, inject
+from plait.core.trace_context import (
+    B3_MULTI,
+    B3_SINGLE,
+    W3C,
+    Parent,
+    decide,
+    decide_trace,
+    extract,
+    inject,
+)
 from plait.sdk import Headers
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -153,3 +162,19 @@ def test_an_unsampled_request_without_context_gets_a_fresh_unsampled_one() -> No
     assert p1 is not None and p2 is not None and p1.sampled is False and p2.sampled is False
     assert p1.trace_id != p2.trace_id and len(h2.get_all("traceparent")) == 1
     assert _decide(1.0)[0] is True  # ratio 1: every request without a decision
+
+
+def test_the_decision_names_the_trace_id_the_request_then_carries() -> None:
+    for h in (Headers(), Headers([("traceparent", "garbage")])):
+        decision, trace_id = decide_trace(h, 0.0)
+        parent = extract(h)  # a fresh unsampled context, and that is its id
+        assert decision is False and parent is not None and trace_id == parent.trace_hex
+    unsampled = Headers([("traceparent", f"00-{TRACE}-{SPAN}-00")])
+    assert decide_trace(unsampled, 0.0) == (False, TRACE)  # the caller's, untouched
+    b3 = Headers([("b3", f"{TRACE[16:]}-{SPAN}-0")])
+    assert decide_trace(b3, 1.0) == (False, TRACE[16:])  # B3 as it came, 64-bit id kept
+    sampled = Headers([("traceparent", f"00-{TRACE}-{SPAN}-01")])
+    decision, trace_id = decide_trace(sampled, 0.0)
+    assert isinstance(decision, Parent) and trace_id is None  # the span's context follows
+    ids = {decide_trace(Headers(), 0.0)[1] for _ in range(200)}  # across pool refills
+    assert len(ids) == 200
