@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -60,17 +60,20 @@ _MAX_IDLE = 32
 class _Stream(StreamQueue):
     """The Downstream side of one HTTP/2 stream."""
 
-    __slots__ = ("closing", "conn", "conn_ctx", "inline", "request", "response_started", "scope")
+    __slots__ = ("closing", "conn_ctx", "inline", "request", "response_started", "scope")
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
         super().__init__(conn, stream_id)
-        self.conn = conn
         self.conn_ctx = conn.conn_ctx
         self.response_started = False
         self.closing = False
         self.request: RequestReceived | None = None  # until a task takes the stream up
         self.scope: anyio.CancelScope | None = None  # its worker's, while one runs it
         self.inline: Inline | None = None  # its exchange, while one runs inline
+
+    @property
+    def conn(self) -> H2Connection:
+        return cast(H2Connection, self.mux)
 
     @property
     def listener(self) -> Listener:
