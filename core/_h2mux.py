@@ -41,6 +41,11 @@ class StreamQueue:
         self._waiter: asyncio.Future[None] | None = None
         self.ended = False
 
+    @property
+    def events(self) -> deque[Event]:
+        """The queued events (a callback that takes them consumes them itself)."""
+        return self._events
+
     def push(self, ev: Event) -> None:
         self._events.append(ev)
         w = self._waiter

@@ -80,20 +80,34 @@ class RequestReceived:
 
 @dataclass(slots=True)
 class ResponseReceived:
-    """A final (>= 200, or 101) response head."""
+    """A final (>= 200, or 101) response head.
+
+    Codecs emit the head alone (``body`` empty, or the whole body with
+    ``end_stream`` on the HTTP/1.1 fast path). A driver that gathered a whole
+    small response from its queued events hands it on as one event: ``body`` the
+    whole body, ``end_stream`` true, and ``trailers`` when the message ended
+    with them.
+    """
 
     stream_id: int
     head: ResponseHead
     end_stream: bool
     body: bytes = b""
+    trailers: Headers | None = None
 
     def __init__(
-        self, stream_id: int, head: ResponseHead, end_stream: bool, body: bytes = b""
+        self,
+        stream_id: int,
+        head: ResponseHead,
+        end_stream: bool,
+        body: bytes = b"",
+        trailers: Headers | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.head = head
         self.end_stream = end_stream
         self.body = body
+        self.trailers = trailers
 
 
 @dataclass(slots=True)

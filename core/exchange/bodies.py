@@ -169,6 +169,7 @@ class UpstreamBody(MessageBody):
         """Reset the stream when the next event takes longer (``timeouts.streamIdle``)."""
         if ev.end_stream:
             self.whole = ev.body
+            self.trailers = ev.trailers
         else:
             self._first = ev.body
 

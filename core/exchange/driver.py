@@ -1,4 +1,4 @@
-"""The driver of the exchange machine: in a task, or from HTTP/1.1 protocol callbacks.
+"""The driver of the exchange machine: in a task, or from protocol callbacks.
 
 Theory of operation
 -------------------
@@ -10,17 +10,21 @@ request whose body streams, a task group owning the body pump.
 
 :class:`Inline` drives the same machine from callbacks, for a whole request: one
 on an idle HTTP/1.1 connection (``H1Connection.data_received``), or an HTTP/2
-stream whose request ended with its HEADERS (``H2Connection``); the machine runs
-in the callback until its first action. :meth:`Inline.step` is the one place that
-decides what may wait without a task: a :class:`~.actions.WaitHead` on a warm
-HTTP/1.1 upstream connection, when neither the try nor the request has a
-deadline. It is served by watching that connection: its ``data_received`` sends
-the whole response (a small body may come in a few reads; the events stay queued
-until the last) back into the machine, which answers the client in that callback.
-Any other action (an async hook, a connect, a backoff, a streamed or 1xx
-response, a reset) *hands the machine over* to a task in the listener's task
-group, which performs that action and drives the rest exactly as :func:`serve`
-does, within what is left of the request's deadline.
+stream whose request ended in the read that brought its HEADERS, with any body
+small and whole (``H2Connection``); the machine runs in the callback until its
+first action. :meth:`Inline.step` is the one place that decides what may wait
+without a task: a :class:`~.actions.WaitHead` on a pooled upstream stream
+(HTTP/1.1 or HTTP/2). It is served by watching that stream: the upstream
+connection's ``data_received`` sends the whole response back into the machine
+(a small body with a length may come in a few reads, the events staying queued
+until the last; one without a length, a gRPC response with its trailers, must
+have ended in the reads that brought its head), which answers the client in that
+callback. A deadline of the try or of the request arms a loop timer; when it
+fires first, the wait goes to a task. Any other action (an async hook, a
+connect, a backoff, a streamed or 1xx response, a reset, a deadline) *hands the
+machine over* to a task in the listener's task group, which performs that action
+and drives the rest exactly as :func:`serve` does, within what is left of the
+request's deadline.
 
 Invariants
 ----------
@@ -36,19 +40,21 @@ Invariants
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Final
 
 import anyio
 
 from plait.sdk import LocalReply
 
-from ..codec import DataReceived, Event, RequestReceived, ResponseReceived
+from ..codec import RequestReceived, ResponseReceived
 from ..upstream._h1 import H1Stream
+from ..upstream._h2 import H2Stream
 from .actions import DONE, NONE, Steps, WaitHead, close_action, drive
+from .gather import whole_response
 from .machine import Exchange
 from .replies import ALL, answer
 from .streams import Downstream, InlineHost
@@ -60,8 +66,6 @@ __all__ = ["Inline", "serve"]
 
 log = logging.getLogger(__name__)
 
-_MAX_PARTS: Final = 16  # queued events of one response before it streams in a task instead
-_MAX_WHOLE: Final = 64 * 1024  # larger bodies, and bodies without a length, stream in a task
 _NO_TIMEOUT: Final = contextlib.nullcontext()
 _REPLY_GRACE: Final = 1.0
 
@@ -107,44 +111,21 @@ async def _timed_out(ex: Exchange) -> None:
     ex.local_now(reply)  # the hooks did not finish: the reply goes out as it is
 
 
-def _whole(events: deque[Event]) -> ResponseReceived | bool:
-    """The whole response, consumed from ``events``, if they hold exactly a response
-    head and its body (a small one with a length may come in a few reads). Else
-    nothing is consumed; the answer is whether more events can still make it whole."""
-    if not events:
-        return True
-    if type(first := events[0]) is not ResponseReceived:
-        return False
-    if first.end_stream:
-        events.popleft()
-        return first
-    length = first.head.headers.get_raw(b"content-length")
-    if length is None or not length.isdigit() or int(length) > _MAX_WHOLE:
-        return False  # streamed, or large: its head goes out now, through a task
-    parts = [first.body]
-    for i in range(1, len(events)):
-        ev = events[i]
-        if type(ev) is not DataReceived:
-            return False
-        parts.append(ev.data)
-        if ev.end_stream:
-            for _ in range(i + 1):
-                events.popleft()
-            return ResponseReceived(first.stream_id, first.head, True, b"".join(parts))
-    return len(events) < _MAX_PARTS
-
-
 class Inline:
     """One exchange driven by protocol callbacks, until it ends or is handed over."""
 
-    __slots__ = ("cancelled", "conn", "ex", "scope", "steps", "stream")
+    __slots__ = ("cancelled", "conn", "ex", "scope", "steps", "stream", "timer", "wait")
 
     def __init__(self, conn: InlineHost, lrt: ListenerRuntime, ev: RequestReceived) -> None:
         self.conn = conn
         self.ex = Exchange(lrt, conn, ev)
         self.steps: Steps | None = None
-        self.stream: H1Stream | None = None
+        self.stream: H1Stream | H2Stream | None = None
         """The upstream stream watched while the machine waits in a callback."""
+        self.wait: WaitHead | None = None
+        """The action it waits on (handed to a task if the wait cannot end here)."""
+        self.timer: asyncio.TimerHandle | None = None
+        """The deadline of that wait, if it has one."""
         self.scope: anyio.CancelScope | None = None
         """The cancel scope of the task the machine was handed to."""
         self.cancelled = False
@@ -168,29 +149,58 @@ class Inline:
             self.end()
             return
         # What may wait in a callback, decided here only: the response head of a try on
-        # an HTTP/1.1 connection (which can watch it), with no deadline to enforce (the
-        # task driver's cancel scope and the try's timer enforce those).
-        if type(action) is WaitHead and action.deadline is None and self.ex.deadline is None:
+        # a pooled connection (which can watch it). A deadline (the try's or the
+        # request's) arms a timer that hands the wait over to a task, whose timeouts
+        # then take effect exactly as they would have from the start.
+        if type(action) is WaitHead:
             stream = action.stream
-            if type(stream) is H1Stream:
+            if type(stream) is H1Stream or type(stream) is H2Stream:
+                assert isinstance(stream, (H1Stream, H2Stream))
                 self.stream = stream
+                self.wait = action
                 stream.watch(self.on_upstream)
+                deadline = action.deadline
+                if self.ex.deadline is not None and (
+                    deadline is None or self.ex.deadline < deadline
+                ):
+                    deadline = self.ex.deadline
+                if deadline is not None:
+                    self.timer = asyncio.get_running_loop().call_later(
+                        max(deadline - time.monotonic(), 0.0), self.on_deadline
+                    )
                 return
         self.hand_over(action)
 
+    def _unwatch(self) -> None:
+        assert self.stream is not None
+        self.stream.watch(None)
+        self.stream = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
     def on_upstream(self) -> None:
-        """The watched upstream connection got events or closed (its ``watcher``)."""
+        """The watched upstream stream got events or its connection closed (its
+        ``watcher``)."""
         stream = self.stream
         assert stream is not None
-        ev = _whole(stream.events)
-        if ev is True and not stream.conn.closed:
+        ev = whole_response(stream.events)
+        if ev is True and not stream.closed:
             return  # the response is still arriving (its events stay queued)
-        stream.watch(None)
-        self.stream = None
+        wait = self.wait
+        self._unwatch()
         if type(ev) is ResponseReceived:
+            stream.consumed(len(ev.body))
             self.step(ev)
         else:  # 1xx, streamed, reset or EOF: the task reads the queued events
-            self.hand_over(WaitHead(stream, None))
+            self.hand_over(wait)
+
+    def on_deadline(self) -> None:
+        """A deadline came while the response was awaited: the task enforces it."""
+        self.timer = None
+        wait = self.wait
+        self._unwatch()
+        self.hand_over(wait)
 
     def hand_over(self, action: object) -> None:
         log.debug("stream %s: continues in a task (%r)", self.ex.ctx.stream_id, action)
@@ -215,8 +225,7 @@ class Inline:
         """The client left (downstream ``connection_lost``), or the drain aborted it."""
         self.cancelled = True
         if self.stream is not None:  # waiting in a callback
-            self.stream.watch(None)
-            self.stream = None
+            self._unwatch()
             assert self.steps is not None
             self.steps.close()  # the machine leaves its layers
             self.ex.cancelled()

@@ -17,8 +17,8 @@ back the result:
 3. response phase in reverse order, then the response goes to the client:
    whole in one write when it arrived whole, else streamed chunk by chunk.
 
-A whole request, sync hooks, sync layer policies and a warm HTTP/1.1 connection
-need only :class:`~.actions.WaitHead`, which the HTTP/1.1 driver serves from
+A whole request, sync hooks, sync layer policies and a warm upstream connection
+need only :class:`~.actions.WaitHead`, which the callback driver serves from
 protocol callbacks: no task at all. Any other action moves the same machine
 into a task. There is no second implementation of any step.
 
@@ -226,20 +226,29 @@ class Exchange:
                 except BodyTooLarge:
                     self.local_now(LocalReply(500, reason="response body too large for a filter"))
                     return
-            if whole is None or rbody.trailers is not None:
+            trailers = rbody.trailers
+            if whole is None or (
+                trailers is not None and (chain.response_data or chain.response_trailers)
+            ):
                 yield from self._stream_response(run, rbody, head)
                 return
-            data = whole
-            if chain.response_data:
-                hooks = chain.response_data
-                rewritten: bytes | None = yield from self._whole_body(run, hooks, whole)
-                if rewritten is None:
-                    return
-                data = rewritten
-            if data is not whole:  # a filter rewrote it (else the codec frames it as it came)
-                set_length(head.headers, len(data))
-            self.bytes_out = len(data)
-            down.send_response(head, end_stream=True, body=data)
+            if trailers is not None:  # whole, with trailers (gRPC) and no hook to run on them
+                self.bytes_out = len(whole)
+                self.grpc_status = trailers.get("grpc-status")
+                down.send_response(head, end_stream=False, body=whole)
+                down.send_trailers(trailers)
+            else:
+                data = whole
+                if chain.response_data:
+                    hooks = chain.response_data
+                    rewritten: bytes | None = yield from self._whole_body(run, hooks, whole)
+                    if rewritten is None:
+                        return
+                    data = rewritten
+                if data is not whole:  # a filter rewrote it (else the codec frames it as it came)
+                    set_length(head.headers, len(data))
+                self.bytes_out = len(data)
+                down.send_response(head, end_stream=True, body=data)
         except Exception as exc:
             error = exc
         else:

@@ -40,6 +40,7 @@ from plait.sdk import ConnectionContext, ResponseHead
 from .._h2mux import H2Mux, StreamQueue
 from ..codec import (
     ConnectionTerminated,
+    DataReceived,
     Event,
     FlowControlUpdated,
     RequestReceived,
@@ -47,6 +48,7 @@ from ..codec import (
     StreamReset,
 )
 from ..exchange.driver import Inline, serve
+from ..exchange.gather import message_end, take_body
 
 if TYPE_CHECKING:
     from ._listener import Listener
@@ -122,6 +124,7 @@ class H2Connection(H2Mux):
         self._replaces = replaces
         self.tg: TaskGroup | None = None
         self._pending: deque[_Stream] = deque()
+        self._fresh: list[_Stream] = []  # streams with a body opened in the read being dispatched
         self._idle: list[asyncio.Future[None]] = []
         self._claimed = 0  # tasks woken or started that have not taken a stream yet
         self._done = asyncio.get_running_loop().create_future()
@@ -143,6 +146,8 @@ class H2Connection(H2Mux):
     def data_received(self, data: bytes) -> None:
         for ev in self.codec.receive_data(data):
             self._dispatch(ev)
+        if self._fresh:
+            self._take_fresh()
         self.flush()
 
     def _dispatch(self, ev: Event) -> None:
@@ -198,8 +203,36 @@ class H2Connection(H2Mux):
             inline.start()
             return
         stream.request = ev
+        if not ev.end_stream:
+            self._fresh.append(stream)  # its body may be whole by the end of this read
+            return
         self._pending.append(stream)
         if self.tg is not None:
+            self._wake_workers()
+
+    def _take_fresh(self) -> None:
+        """Streams opened in this read with a body: one whose small body also ended in
+        this read runs inline as a whole request; the others go to the stream tasks."""
+        fresh, self._fresh = self._fresh, []
+        lrt = self.listener.runtime.listener(self.listener.name)
+        for stream in fresh:
+            ev = stream.request
+            if ev is None:
+                continue  # reset by the client in this read
+            events = stream.events
+            if lrt is not None and not self.closed:
+                end = message_end(events, 0, 0)
+                if end >= 0 and type(events[end]) is DataReceived:  # (not with trailers)
+                    body = take_body(events, end, b"")[0]
+                    if body:
+                        self.codec.acknowledge_received_data(stream.stream_id, len(body))
+                    stream.request = None
+                    whole = RequestReceived(ev.stream_id, ev.head, True, body)
+                    stream.inline = inline = Inline(stream, lrt, whole)
+                    inline.start()
+                    continue
+            self._pending.append(stream)
+        if self.tg is not None and self._pending:
             self._wake_workers()
 
     def _wake_workers(self) -> None:

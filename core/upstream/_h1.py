@@ -101,6 +101,13 @@ class H1Stream:
         """The connection's queued events (a watcher consumes them itself)."""
         return self.conn._events
 
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    def consumed(self, n: int) -> None:
+        """A watcher took ``n`` bytes of body from :attr:`events` (no flow control)."""
+
     def finish(self, complete: bool) -> None:
         """Give the connection back (``complete``: the response ended cleanly)."""
         if self._done:

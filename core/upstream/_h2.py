@@ -15,26 +15,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from plait.sdk import RequestHead, UpstreamConnectError
 
 from .._h2mux import H2Mux, StreamQueue
-from ..codec import ConnectionTerminated, FlowControlUpdated, SidecarH2Codec, StreamReset
+from ..codec import ConnectionTerminated, Event, FlowControlUpdated, SidecarH2Codec, StreamReset
 from ..config._model import Endpoint
 from ._tls import Origination, connect
 
-__all__ = ["H2Pool"]
+__all__ = ["H2Pool", "H2Stream"]
 
 log = logging.getLogger(__name__)
 
 
-class _UpStream(StreamQueue):
-    __slots__ = ("_done", "reused")
+class H2Stream(StreamQueue):
+    """One request/response exchange on a multiplexed connection."""
+
+    __slots__ = ("_done", "_noted", "reused", "watcher")
 
     def __init__(self, conn: _H2Client, reused: bool) -> None:
         super().__init__(conn, 0)
         self.reused = reused
         self._done = False
+        self.watcher: Callable[[], None] | None = None
+        self._noted = False
+
+    def push(self, ev: Event) -> None:
+        if self.watcher is None:
+            super().push(ev)
+            return
+        self._events.append(ev)
+        if not self._noted:  # the watcher hears it once the read is dispatched
+            self._noted = True
+            mux = self.mux
+            assert isinstance(mux, _H2Client)
+            mux.noted.append(self)
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` (instead of waking a reader) after each read that brought
+        the stream events, and when the connection closes; ``None`` stops watching."""
+        self.watcher = callback
+
+    @property
+    def closed(self) -> bool:
+        return self.mux.closed
+
+    def consumed(self, n: int) -> None:
+        """A watcher took ``n`` bytes of body from :attr:`events`: open the window."""
+        if n and not self.mux.closed:
+            self.mux.codec.acknowledge_received_data(self.stream_id, n)
+            self.mux.flush()
 
     def send_head(
         self, head: RequestHead, *, end_stream: bool, body: bytes = b"", upgrade: bool = False
@@ -51,6 +82,7 @@ class _UpStream(StreamQueue):
         if self._done:
             return
         self._done = True
+        self.watcher = None
         mux = self.mux
         mux.queues.pop(self.stream_id, None)
         if not complete and not mux.closed and self.stream_id:
@@ -73,6 +105,8 @@ class _H2Client(H2Mux):
         self._loop = asyncio.get_running_loop()
         self._last_used = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
+        self.noted: list[H2Stream] = []
+        """Watched streams that got events in the read being dispatched."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -93,6 +127,15 @@ class _H2Client(H2Mux):
                 if q is not None:
                     q.push(ev)
         self.flush()
+        if self.noted:
+            self._tell_watchers()
+
+    def _tell_watchers(self) -> None:
+        noted, self.noted = self.noted, []
+        for stream in noted:
+            stream._noted = False
+            if stream.watcher is not None:
+                stream.watcher()
 
     def _goaway(self, last_stream_id: int | None) -> None:
         self.goaway = True
@@ -104,6 +147,7 @@ class _H2Client(H2Mux):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail_all()
+        self._tell_watchers()
         if self._timer is not None:
             self._timer.cancel()
         self.pool.forget(self)
@@ -112,9 +156,9 @@ class _H2Client(H2Mux):
     def usable(self) -> bool:
         return not self.closed and not self.goaway and bool(self.codec.can_open_stream)
 
-    def new_stream(self) -> _UpStream:
+    def new_stream(self) -> H2Stream:
         self.served += 1
-        return _UpStream(self, reused=self.served > 1)
+        return H2Stream(self, reused=self.served > 1)
 
     def stream_done(self) -> None:
         self._last_used = self._loop.time()
@@ -150,7 +194,7 @@ class H2Pool:
         self._conns: list[_H2Client] = []
         self._connecting: asyncio.Future[_H2Client] | None = None
 
-    def take(self) -> _UpStream | None:
+    def take(self) -> H2Stream | None:
         """A stream on a live connection with room, without waiting; else ``None``."""
         origin = self.origin
         for conn in self._conns:
@@ -163,7 +207,7 @@ class H2Pool:
                 return conn.new_stream()
         return None
 
-    async def open_stream(self, *, fresh: bool = False) -> _UpStream:
+    async def open_stream(self, *, fresh: bool = False) -> H2Stream:
         if not fresh:
             if (stream := self.take()) is not None:
                 return stream
