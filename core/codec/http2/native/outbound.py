@@ -19,6 +19,7 @@ The receiving half is ``inbound.py``.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,6 +76,7 @@ class ConnectionBase:
         self.recv = RecvWindow(DEFAULT_WINDOW)
         self.streams: dict[int, Stream] = {}
         self.closed_by_reset: dict[int, bool] = {}  # closed stream -> closed by RST_STREAM
+        self._closed_order: deque[int] = deque()  # the same streams, oldest first
         self.open_inbound = 0
         self.highest_inbound_stream_id = 0
         self.highest_outbound_stream_id = 0
@@ -222,7 +224,11 @@ class ConnectionBase:
         self.remember_closed(st.stream_id, reset)
 
     def remember_closed(self, stream_id: int, reset: bool) -> None:
+        # Forgotten oldest first, in the order of a deque: taking a dict's first key
+        # scans the slots its deletions left, which grows with the streams served.
         memory = self.closed_by_reset
+        if stream_id not in memory:
+            self._closed_order.append(stream_id)
         memory[stream_id] = reset
-        if len(memory) > CLOSED_MEMORY:
-            del memory[next(iter(memory))]
+        if len(self._closed_order) > CLOSED_MEMORY:
+            del memory[self._closed_order.popleft()]
