@@ -11,7 +11,8 @@ core:
   reading its body, as ``return`` does);
 * **gRPC unary at a fixed rate** (p50 / p99 µs): ``h2load --rps`` against a grpcio server
   (``loadgen/grpc_echo.py``), per-request latency from h2load's log; the same load sent
-  straight to the grpcio server gives the latency the proxies add.
+  straight to the grpcio server gives the latency the proxies add, and each proxy's
+  CPU time over the run, per request.
 
 Before the load, one real grpcio call through each proxy must come back with the echo and
 status OK (a proxy that breaks gRPC is not measured). Rounds alternate nginx and plait;
@@ -33,7 +34,15 @@ from pathlib import Path
 import grpc
 
 from . import _configs
-from ._procs import LOAD_CORE, PROXY_CORE, Proc, free_ports, require_tools, wait_http_ok
+from ._procs import (
+    LOAD_CORE,
+    PROXY_CORE,
+    Proc,
+    free_ports,
+    group_cpu_ns,
+    require_tools,
+    wait_http_ok,
+)
 from ._targets import start_upstream
 from ._wrk import _run, parse_h2load
 
@@ -116,15 +125,20 @@ def _closed(port: int, clients: int, streams: int, secs: int) -> float:
     return float(res["rps"])
 
 
-def _fixed(port: int, rate: int, secs: int, data: Path, log: Path) -> tuple[float, float]:
-    """p50 and p99 (µs) of ``rate`` req/s over 10 clients, one stream each."""
+def _fixed(
+    port: int, rate: int, secs: int, data: Path, log: Path, proxy: Proc | None = None
+) -> tuple[float, float, float]:
+    """p50 and p99 (µs) of ``rate`` req/s over 10 clients, one stream each, and the
+    ``proxy``'s CPU per request (µs; 0 without one)."""
     log.unlink(missing_ok=True)
+    cpu0 = group_cpu_ns(proxy.pid) if proxy is not None else 0
     _h2load(port, ["-c10", "-m1", f"--rps={rate // 10}"], secs, data, log)
+    cpu = group_cpu_ns(proxy.pid) - cpu0 if proxy is not None else 0
     lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line)
     statuses = {line.split("\t")[1] for line in log.read_text().splitlines() if line}
     if statuses != {"200"} or len(lat) < rate * secs * 0.9:
         raise RuntimeError(f"fixed rate: {len(lat)} answers, statuses {statuses}")
-    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)], cpu / 1000 / len(lat)
 
 
 def main() -> None:
@@ -189,16 +203,18 @@ def main() -> None:
             figures.setdefault(key, []).append(value)
 
         log = base / "h2load.log"
+        proxies = {"nginx": procs[-2], "plait": procs[-1]}
         for _ in range(args.rounds):
-            p50, p99 = _fixed(grpc_up, args.rate, args.secs, data, log)
+            p50, p99, _ = _fixed(grpc_up, args.rate, args.secs, data, log)
             add("direct p50", p50)
             add("direct p99", p99)
             for name, (a, b) in (("nginx", (ng_a, ng_b)), ("plait", (pl_a, pl_b))):
                 add(f"{name} c1m100", _closed(b, 1, 100, args.secs))
                 add(f"{name} c16m10", _closed(b, 16, 10, args.secs))
-                p50, p99 = _fixed(a, args.rate, args.secs, data, log)
+                p50, p99, cpu = _fixed(a, args.rate, args.secs, data, log, proxies[name])
                 add(f"{name} p50", p50)
                 add(f"{name} p99", p99)
+                add(f"{name} cpu", cpu)
         med = {k: statistics.median(v) for k, v in figures.items()}
         print(f"rounds {args.rounds} x {args.secs}s; gRPC unary at {args.rate} req/s")
         for key in ("c1m100", "c16m10"):
@@ -211,6 +227,8 @@ def main() -> None:
                 f"gRPC unary {q}: direct {d:,.0f} µs; added by nginx {n:,.0f} µs, "
                 f"by plait {pl:,.0f} µs = {pl / n:.2f}x nginx's"
             )
+        n, pl = med["nginx cpu"], med["plait cpu"]
+        print(f"gRPC unary proxy CPU per request: nginx {n:.1f} µs, plait {pl:.1f} µs")
     finally:
         for proc in reversed(procs):
             proc.stop()
