@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, cast
+from typing import cast
 
 from plait.sdk import Headers
 
 from ._transport import set_nodelay
-from .codec import DataReceived, Event, StreamReset
+from .codec import DataReceived, Event, H2Codec, StreamReset
 
 __all__ = ["HIGH_WATER", "H2Mux", "StreamQueue"]
 
@@ -88,7 +88,7 @@ class StreamQueue:
 class H2Mux(asyncio.Protocol):
     """Base of both HTTP/2 connection classes."""
 
-    def __init__(self, codec: Any) -> None:
+    def __init__(self, codec: H2Codec) -> None:
         self.codec = codec
         self.transport: asyncio.Transport | None = None
         self.closed = False

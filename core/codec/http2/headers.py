@@ -18,7 +18,6 @@ pairs are adopted by :class:`Headers` without a copy.
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import cast
 
 from hpack import NeverIndexedHeaderTuple
@@ -117,7 +116,10 @@ def _append_regular(out: Fields, pairs: Fields) -> bytes:
 
 def header_list_size(fields: Fields) -> int:
     """The SETTINGS_MAX_HEADER_LIST_SIZE measure of a field list (RFC 9113 §6.5.2)."""
-    return sum(map(len, chain.from_iterable(fields))) + 32 * len(fields)
+    n = 32 * len(fields)
+    for name, value in fields:
+        n += len(name) + len(value)
+    return n
 
 
 def expects_continue(fields: Fields) -> bool:
