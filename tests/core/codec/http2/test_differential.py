@@ -185,7 +185,7 @@ def drive(codec: Any, wire: bytes, chunk: int) -> tuple[list[Event], list[tuple[
         events += got
         for ev in got:
             if getattr(ev, "end_stream", False) or type(ev).__name__ in ENDS:
-                ended.add(ev.stream_id)  # type: ignore[attr-defined]
+                ended.add(ev.stream_id)
             if isinstance(ev, RequestReceived) and ev.end_stream:
                 head = ResponseHead(status=200, headers=Headers([("x", "y")]))
                 codec.send_response(ev.stream_id, head, end_stream=False)
