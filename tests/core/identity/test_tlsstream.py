@@ -1,0 +1,394 @@
+"""plait's own TLS protocol (``TlsStream``) against hostile and awkward peers, on loopback.
+
+The server side is a ``TlsStream`` on each accepted connection, as the inbound mTLS
+listener builds it; the peer is a blocking socket in a thread driving its own
+:class:`ssl.SSLObject`, so a test decides where records and TCP segments end: one
+byte per record and per segment, hundreds of records in one segment, a record cut
+short, bytes that are not TLS, a close without ``close_notify``. Each test runs on
+uvloop (the sidecar's loop) and on asyncio's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import ssl
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+
+from plait.core.identity import CertStore
+from plait.core.identity.tlsio import TlsStream, hand_over
+from tests.support.pki import Authority
+
+SERVER = "spiffe://plait.local/ns/default/sa/server"
+CLIENT = "spiffe://plait.local/ns/default/sa/client"
+LOOPS = {"uvloop": uvloop.run, "asyncio": asyncio.run}
+
+
+def run(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    LOOPS[loop](main())
+
+
+def store(ca: Authority, spiffe_id: str) -> CertStore:
+    s = CertStore()
+    chain, key = ca.leaf(spiffe_id)
+    s.update(chain_pem=chain, key_pem=key, bundle_pem=ca.pem)
+    return s
+
+
+class App(asyncio.Protocol):
+    """Records what a TLS connection delivers; answers ``OK <n>`` once ``expect`` bytes came."""
+
+    def __init__(self, expect: int = 0) -> None:
+        self.expect = expect
+        self.data = bytearray()
+        self.transport: Any = None
+        self.eof = False
+        self.lost: list[BaseException | None] = []
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert type(data) is bytes
+        self.data += data
+        if self.expect and len(self.data) >= self.expect:
+            self.transport.write(b"OK %d" % len(self.data))
+            self.expect = 0
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.append(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class Server:
+    """A loopback server that runs ``TlsStream`` on each connection and hands it to an app."""
+
+    def __init__(self, ca: Authority, expect: int = 0) -> None:
+        self.ctx = store(ca, SERVER).listener_context()
+        self.expect = expect
+        self.apps: list[App] = []
+        self.streams: list[TlsStream] = []
+        self.errors: list[BaseException] = []
+        self.port = 0
+        self.srv: Any = None
+
+    def _accept(self) -> TlsStream:
+        app = App(self.expect)
+        self.apps.append(app)
+
+        class Gate(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                hand_over(transport, app)
+
+        tls = TlsStream(Gate(), self.ctx, server_side=True, waiter=None, timeout=5.0)
+        tls.on_error = self.errors.append
+        self.streams.append(tls)
+        return tls
+
+    async def __aenter__(self) -> Server:
+        loop = asyncio.get_running_loop()
+        self.srv = await loop.create_server(self._accept, "127.0.0.1", 0)
+        self.port = self.srv.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.srv.close()
+
+
+class Peer:
+    """A TLS client over a blocking socket; the test chooses record and segment bounds."""
+
+    def __init__(self, port: int, ctx: ssl.SSLContext) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out)
+        self.ended = ""
+        """How the server ended the connection, once read: ``close_notify`` or ``eof``."""
+
+    def handshake(self) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.out.read())
+                data = self.sock.recv(65536)
+                assert data, "closed in the handshake"
+                self.inc.write(data)
+        self.sock.sendall(self.out.read())
+
+    def records(self, data: bytes, size: int) -> bytes:
+        """``data`` as TLS records of ``size`` plaintext bytes each."""
+        for i in range(0, len(data), size):
+            self.obj.write(data[i : i + size])
+        return self.out.read()
+
+    def read(self, n: int) -> bytes:
+        """At least ``n`` plaintext bytes (fewer if the server closes)."""
+        got = b""
+        while len(got) < n:
+            try:
+                chunk = self.obj.read(65536)
+                if not chunk:
+                    self.ended = "close_notify"
+                    return got
+                got += chunk
+                continue
+            except ssl.SSLZeroReturnError:  # close_notify, after ours
+                self.ended = "close_notify"
+                return got
+            except ssl.SSLWantReadError:
+                pass
+            data = self.sock.recv(65536)
+            if not data:
+                self.ended = "eof"
+                return got
+            self.inc.write(data)
+        return got
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def client_ctx(ca: Authority, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    ctx = store(ca, CLIENT).client_context()
+    if version is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.load_verify_locations(cadata=ca.pem.decode())
+        chain, key = ca.leaf(CLIENT)
+        with tempfile.TemporaryDirectory() as d:
+            c, k = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+            with open(c, "wb") as f:
+                f.write(chain)
+            with open(k, "wb") as f:
+                f.write(key)
+            ctx.load_cert_chain(c, k)
+        ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+async def in_thread(fn: Callable[[], Any]) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+def exceptions_of(loop: asyncio.AbstractEventLoop) -> list[dict[str, Any]]:
+    """Everything the loop's exception handler is given (a logged traceback)."""
+    seen: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    return seen
+
+
+REQUEST = b"GET /one-byte-at-a-time HTTP/1.1\r\nhost: server\r\n\r\n"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_request_one_record_and_one_segment_per_byte_arrives_whole(loop: str) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        async with Server(ca, len(REQUEST)) as srv:
+
+            def client() -> bytes:
+                peer = Peer(srv.port, client_ctx(ca))
+                peer.handshake()
+                wire = peer.records(REQUEST, 1)
+                for i in range(len(wire)):
+                    peer.sock.send(wire[i : i + 1])
+                    time.sleep(0.0002)  # its own segment (TCP_NODELAY)
+                answer = peer.read(4)
+                peer.close()
+                return answer
+
+            answer = await in_thread(client)
+            assert answer == b"OK %d" % len(REQUEST)
+            assert bytes(srv.apps[0].data) == REQUEST
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_hundreds_of_records_in_one_segment_arrive_in_order(loop: str) -> None:
+    ca = Authority.create()
+    payload = os.urandom(37 * 500)
+
+    async def main() -> None:
+        async with Server(ca, len(payload)) as srv:
+
+            def client() -> bytes:
+                peer = Peer(srv.port, client_ctx(ca))
+                peer.handshake()
+                peer.sock.sendall(peer.records(payload, 37))  # 500 records in one send
+                answer = peer.read(4)
+                peer.close()
+                return answer
+
+            assert await in_thread(client) == b"OK %d" % len(payload)
+            assert bytes(srv.apps[0].data) == payload
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_truncated_record_then_close_is_a_reset_not_an_eof(loop: str) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        seen = exceptions_of(asyncio.get_running_loop())
+        async with Server(ca) as srv:
+
+            def client() -> None:
+                peer = Peer(srv.port, client_ctx(ca))
+                peer.handshake()
+                whole = peer.records(b"first", 5)
+                cut = peer.records(b"second record, cut short", 64)
+                peer.sock.sendall(whole + cut[: len(cut) // 2])
+                time.sleep(0.05)
+                peer.close()  # FIN without close_notify
+
+            await in_thread(client)
+            app = srv.apps[0]
+            await asyncio.wait_for(app.closed, 5)
+            assert bytes(app.data) == b"first"
+            assert not app.eof  # not a clean end
+            assert len(app.lost) == 1 and isinstance(app.lost[0], ConnectionResetError)
+        assert seen == []
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize(
+    "garbage",
+    [b"GET / HTTP/1.1\r\n\r\n", b"\x17\x03\x03\x00\x20" + b"\x00" * 32],
+    ids=["plaintext", "forged-record"],
+)
+def test_garbage_after_the_handshake_is_alerted_counted_and_closed(
+    loop: str, garbage: bytes
+) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        seen = exceptions_of(asyncio.get_running_loop())
+        async with Server(ca) as srv:
+
+            def client() -> bytes:
+                peer = Peer(srv.port, client_ctx(ca))
+                peer.handshake()
+                peer.sock.sendall(garbage)
+                peer.sock.settimeout(5)
+                got = b""
+                while chunk := peer.sock.recv(4096):  # the alert, then EOF
+                    got += chunk
+                peer.close()
+                return got
+
+            reply = await in_thread(client)
+            app = srv.apps[0]
+            await asyncio.wait_for(app.closed, 5)
+            assert reply[:1] == b"\x15" or reply[:1] == b"\x17"  # an alert (TLS 1.3: wrapped)
+            assert app.data == b""
+            assert len(srv.errors) == 1 and isinstance(srv.errors[0], ssl.SSLError)
+            assert isinstance(app.lost[0], ssl.SSLError)
+        assert seen == []
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_close_notify_is_an_eof_and_is_answered(loop: str) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        async with Server(ca) as srv:
+
+            def client() -> tuple[bytes, str]:
+                peer = Peer(srv.port, client_ctx(ca))
+                peer.handshake()
+                peer.sock.sendall(peer.records(b"bye", 3))
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    peer.obj.unwrap()
+                peer.sock.sendall(peer.out.read())
+                rest = peer.read(1)
+                peer.close()
+                return rest, peer.ended
+
+            assert await in_thread(client) == (b"", "close_notify")
+            app = srv.apps[0]
+            await asyncio.wait_for(app.closed, 5)
+            assert bytes(app.data) == b"bye" and app.eof and app.lost == [None]
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_tls_1_2_and_1_3_peers(loop: str, version: ssl.TLSVersion) -> None:
+    ca = Authority.create()
+    payload = os.urandom(100_000)
+
+    async def main() -> None:
+        async with Server(ca, len(payload)) as srv:
+
+            def client() -> tuple[bytes, str | None]:
+                peer = Peer(srv.port, client_ctx(ca, version))
+                peer.handshake()
+                peer.sock.sendall(peer.records(payload, 16384))
+                answer = peer.read(4)
+                peer.close()
+                return answer, peer.obj.version()
+
+            answer, got = await in_thread(client)
+            assert answer == b"OK %d" % len(payload)
+            assert hashlib.sha256(srv.apps[0].data).digest() == hashlib.sha256(payload).digest()
+            server_obj = srv.streams[0].get_extra_info("ssl_object")
+            assert (
+                got
+                == server_obj.version()
+                == {
+                    ssl.TLSVersion.TLSv1_2: "TLSv1.2",
+                    ssl.TLSVersion.TLSv1_3: "TLSv1.3",
+                }[version]
+            )
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_silent_client_times_the_handshake_out(loop: str) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        loop_ = asyncio.get_running_loop()
+        ctx = store(ca, SERVER).listener_context()
+        waiter: asyncio.Future[None] = loop_.create_future()
+        app = App()
+        srv = await loop_.create_server(
+            lambda: TlsStream(app, ctx, server_side=True, waiter=waiter, timeout=0.3),
+            "127.0.0.1",
+            0,
+        )
+        sock = socket.create_connection(("127.0.0.1", srv.sockets[0].getsockname()[1]))
+        with pytest.raises(ConnectionAbortedError):
+            await asyncio.wait_for(waiter, 5)
+        assert app.transport is None  # the app never saw the connection
+        sock.close()
+        srv.close()
+
+    run(loop, main)
