@@ -78,9 +78,11 @@ class App(asyncio.Protocol):
 class Server:
     """A loopback server that runs ``TlsStream`` on each connection and hands it to an app."""
 
-    def __init__(self, ca: Authority, expect: int = 0) -> None:
+    def __init__(
+        self, ca: Authority, expect: int = 0, make: Callable[[], App] | None = None
+    ) -> None:
         self.ctx = store(ca, SERVER).listener_context()
-        self.expect = expect
+        self.make = make or (lambda: App(expect))
         self.apps: list[App] = []
         self.streams: list[TlsStream] = []
         self.errors: list[BaseException] = []
@@ -88,7 +90,7 @@ class Server:
         self.srv: Any = None
 
     def _accept(self) -> TlsStream:
-        app = App(self.expect)
+        app = self.make()
         self.apps.append(app)
 
         class Gate(asyncio.Protocol):
@@ -390,5 +392,130 @@ def test_a_silent_client_times_the_handshake_out(loop: str) -> None:
         assert app.transport is None  # the app never saw the connection
         sock.close()
         srv.close()
+
+    run(loop, main)
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+BIG = 64 * 1024 * 1024
+BLOCK = os.urandom(1024 * 1024)
+BOUND = 24 * 1024 * 1024
+"""What a 64 MiB transfer may add to the process's RSS: without flow control it would
+be buffered whole (encrypted, then decrypted)."""
+
+
+class SlowReader(App):
+    """Pauses reading after every 256 KiB and resumes 2 ms later; hashes what it got."""
+
+    def __init__(self) -> None:
+        super().__init__(BIG)
+        self.hash = hashlib.sha256()
+        self.got = 0
+        self.since = 0
+        self.pauses = 0
+        self.peak = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.hash.update(data)
+        self.got += len(data)
+        self.since += len(data)
+        self.peak = max(self.peak, rss())
+        if self.got >= BIG:
+            self.transport.write(b"OK %d" % self.got)
+        elif self.since >= 256 * 1024:
+            self.since = 0
+            self.pauses += 1
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(0.002, self.transport.resume_reading)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_large_upload_to_a_slow_reader_is_held_back_not_buffered(loop: str) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        reader = SlowReader()
+        async with Server(ca, make=lambda: reader) as srv:
+            base = rss()
+
+            def client() -> bytes:
+                peer = Peer(srv.port, client_ctx(ca))
+                peer.handshake()
+                for _ in range(BIG // len(BLOCK)):
+                    peer.sock.sendall(peer.records(BLOCK, 16384))
+                answer = peer.read(4)
+                peer.close()
+                return answer
+
+            answer = await in_thread(client)
+            assert answer.startswith(b"OK %d" % BIG)
+            assert reader.hash.digest() == hashlib.sha256(BLOCK * (BIG // len(BLOCK))).digest()
+            assert reader.pauses > 100
+            assert reader.peak - base < BOUND, f"RSS grew {(reader.peak - base) >> 20} MiB"
+
+    run(loop, main)
+
+
+class Pump(App):
+    """Writes ``BIG`` bytes as fast as the transport lets it: stops at ``pause_writing``,
+    goes on at ``resume_writing``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+        self.paused = False
+        self.pauses = 0
+        self.peak = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.pump()
+
+    def pump(self) -> None:
+        while not self.paused and self.sent < BIG:
+            self.transport.write(BLOCK[: 64 * 1024])
+            self.sent += 64 * 1024
+            self.peak = max(self.peak, rss())
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.pump()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_large_download_to_a_slow_client_follows_the_tcp_buffer(loop: str) -> None:
+    ca = Authority.create()
+
+    async def main() -> None:
+        pump = Pump()
+        async with Server(ca, make=lambda: pump) as srv:
+            base = rss()
+
+            def client() -> tuple[int, bytes]:
+                peer = Peer(srv.port, client_ctx(ca))
+                peer.handshake()
+                digest, got = hashlib.sha256(), 0
+                while got < BIG:
+                    chunk = peer.read(1)
+                    assert chunk, "closed early"
+                    digest.update(chunk)
+                    got += len(chunk)
+                    time.sleep(0.0005)  # a slow reader
+                peer.close()
+                return got, digest.digest()
+
+            got, digest = await in_thread(client)
+            assert got == BIG
+            assert digest == hashlib.sha256(BLOCK[: 64 * 1024] * (BIG // (64 * 1024))).digest()
+            assert pump.pauses > 10
+            assert pump.peak - base < BOUND, f"RSS grew {(pump.peak - base) >> 20} MiB"
 
     run(loop, main)
