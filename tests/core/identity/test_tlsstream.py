@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import ssl
 import tempfile
@@ -517,5 +518,45 @@ def test_a_large_download_to_a_slow_client_follows_the_tcp_buffer(loop: str) -> 
             assert digest == hashlib.sha256(BLOCK[: 64 * 1024] * (BIG // (64 * 1024))).digest()
             assert pump.pauses > 10
             assert pump.peak - base < BOUND, f"RSS grew {(pump.peak - base) >> 20} MiB"
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_tls_1_2_renegotiation_is_refused_counted_and_closed(loop: str) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command (s_client renegotiates on 'R')")
+    ca = Authority.create()
+
+    async def main() -> None:
+        seen = exceptions_of(asyncio.get_running_loop())
+        async with Server(ca) as srv:
+            with tempfile.TemporaryDirectory() as d:
+                chain, key = ca.leaf(CLIENT)
+                for name, data in (("c.pem", chain), ("k.pem", key), ("ca.pem", ca.pem)):
+                    with open(os.path.join(d, name), "wb") as f:
+                        f.write(data)
+                proc = await asyncio.create_subprocess_exec(
+                    *("openssl", "s_client", "-connect", f"127.0.0.1:{srv.port}", "-tls1_2"),
+                    *("-cert", f"{d}/c.pem", "-key", f"{d}/k.pem", "-CAfile", f"{d}/ca.pem"),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+                assert proc.stdin is not None and proc.stdout is not None
+                while not srv.apps or srv.apps[0].transport is None:
+                    await asyncio.sleep(0.02)
+                proc.stdin.write(b"hello\n")
+                while srv.apps[0].data != b"hello\n":
+                    await asyncio.sleep(0.02)
+                proc.stdin.write(b"R\n")  # s_client: renegotiate
+                out = await asyncio.wait_for(proc.stdout.read(), 10)
+                await proc.wait()
+            app = srv.apps[0]
+            await asyncio.wait_for(app.closed, 5)
+            assert b"no renegotiation" in out.lower()
+            assert bytes(app.data) == b"hello\n"
+            assert len(srv.errors) == 1 and isinstance(srv.errors[0], ssl.SSLError)
+        assert seen == []
 
     run(loop, main)
