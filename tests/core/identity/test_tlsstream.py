@@ -560,3 +560,52 @@ def test_a_tls_1_2_renegotiation_is_refused_counted_and_closed(loop: str) -> Non
         assert seen == []
 
     run(loop, main)
+
+
+class SmallBuffer(asyncio.BufferedProtocol):
+    """Reads into a buffer of 1000 bytes (smaller than a record); answers ``OK <n>``."""
+
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.buf = bytearray(1000)
+        self.data = bytearray()
+        self.reads = 0
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.reads += 1
+        self.data += self.buf[:nbytes]
+        if len(self.data) >= self.expect:
+            self.transport.write(b"OK %d" % len(self.data))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_an_app_with_a_small_buffer_of_its_own_gets_each_record_in_pieces(loop: str) -> None:
+    """A record larger than the app's buffer is read in pieces straight into it: what the
+    SSL object still holds after a full buffer is read on, not left behind."""
+    ca = Authority.create()
+    payload = os.urandom(50_000)
+
+    async def main() -> None:
+        app = SmallBuffer(len(payload))
+        async with Server(ca, make=lambda: app) as srv:  # type: ignore[arg-type, return-value]
+
+            def client() -> bytes:
+                peer = Peer(srv.port, client_ctx(ca))
+                peer.handshake()
+                peer.sock.sendall(peer.records(payload, 16384))
+                answer = peer.read(4)
+                peer.close()
+                return answer
+
+            assert await in_thread(client) == b"OK %d" % len(payload)
+            assert bytes(app.data) == payload
+            assert app.reads >= len(payload) // 1000
+
+    run(loop, main)
