@@ -8,14 +8,20 @@ of the other, a loop callback later); the inbound sidecar's upstream connection 
 answered with the response bytes. Between the two sidecars runs one of:
 
 * ``plain``: the bytes as they are (the plaintext hop);
-* ``tls``: mutual TLS, each side as the sidecar sets it up: its certificate store's
-  contexts, the connection protocol behind the loop's SSL protocol or plait's own
-  (:mod:`plait.core.identity.tlsio`; the handshake is done before the count).
+* ``tls``: mutual TLS as the sidecars run it between them: the certificate stores'
+  contexts (TLS 1.3), the connection protocols on plait's own SSL protocol
+  (:class:`~plait.core.identity._tlsstream.TlsStream`), handed over as the mTLS gates
+  do (:func:`~plait.core.identity.tlsio.hand_over`);
+* ``tls-loop``: the same on the loop's SSL protocol (uvloop's) with the connection
+  protocol behind a ``ReadInto`` reader: the path of a listener with TLS files of its
+  own, for comparison.
 
-``tls`` minus ``plain`` is what the TLS layer costs per request, both sides (one
-decrypt and one encrypt each), without syscalls. Run by hand::
+The handshake is done before the count. ``tls`` minus ``plain`` is what the TLS layer
+costs per request, both sides (one decrypt and one encrypt each), without syscalls.
+Prints a line if the sidecars wrote other than one TCP write per message. Run by hand::
 
-    .venv/bin/python -m benchmarks.tls_hop_bench [plain | tls ...]      # N=20000
+    .venv/bin/python -m benchmarks.tls_hop_bench [plain | tls | tls-loop ...]   # N=20000
+    PROFILE=1 N=5000 .venv/bin/python -m benchmarks.tls_hop_bench tls          # cProfile
 
 For instructions per request, count two runs with callgrind and divide the difference::
 
@@ -38,7 +44,7 @@ import anyio
 from plait.core.codec import H1ClientCodec
 from plait.core.identity import CertStore
 from plait.core.identity._tlsstream import TlsStream
-from plait.core.identity.tlsio import ReadInto, ssl_protocol_class
+from plait.core.identity.tlsio import hand_over, ssl_protocol_class
 from plait.core.server._h1 import H1Connection
 from plait.core.upstream._h1 import H1Pool, _Conn
 from tests.support.pki import Authority
@@ -109,7 +115,7 @@ class _Gate(asyncio.Protocol):
         self.app = app
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        ReadInto.install(transport, self.app)
+        hand_over(transport, self.app)
 
 
 def _loop_tls(wire: _Wire, app: Any, ctx: Any, server_side: bool, waiter: Any) -> Any:
@@ -123,8 +129,8 @@ def _loop_tls(wire: _Wire, app: Any, ctx: Any, server_side: bool, waiter: Any) -
 
 
 def _own_tls(wire: _Wire, app: Any, ctx: Any, server_side: bool, waiter: Any) -> Any:
-    """plait's own TLS protocol, which gives the connection to ``app`` itself."""
-    proto = TlsStream(app, ctx, server_side=server_side, waiter=waiter, timeout=10.0)
+    """plait's own TLS protocol, handing the connection to ``app`` once it is up."""
+    proto = TlsStream(_Gate(app), ctx, server_side=server_side, waiter=waiter, timeout=10.0)
     wire.set_protocol(proto)
     return proto
 
