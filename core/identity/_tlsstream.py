@@ -12,13 +12,13 @@ it is the transport. It holds an :class:`ssl.SSLObject` between two memory BIOs.
   whose handshake failed.
 * **Reading.** A TCP read is written to the incoming BIO and decrypted at once. The
   loop asks ``SSLObject.read`` for as many bytes as are still encrypted (plaintext is
-  never longer than its record), so one read returns a whole record in one exact
-  ``bytes``, and it stops when the incoming BIO is empty: the ``SSLWantReadError``
-  that ``read`` raises on an empty BIO (an exception per read is most of the cost of
-  a small record) is raised only for a partial record or a record without
-  application data (a session ticket). The SSL object can hold decrypted bytes only
-  when a read filled its buffer; only then is it asked (``pending``, which releases
-  the GIL like every call into OpenSSL). Records read in one go reach the app one
+  never longer than its record), at most one record's worth (:data:`READ_SIZE`), so
+  one read returns a whole record in one exact ``bytes``, and it stops when the
+  incoming BIO is empty: the ``SSLWantReadError`` that ``read`` raises on an empty BIO
+  (an exception per read is most of the cost of a small record) is raised only for a
+  partial record or a record without application data (a session ticket). The SSL
+  object can hold decrypted bytes only when a read filled its buffer; only then is it
+  asked (``pending``, which releases the GIL like every call into OpenSSL). Records read in one go reach the app one
   ``data_received`` each (or, for an app that reads into a buffer of its own,
   straight into its buffer). ``read`` returning ``b""`` is the peer's
   ``close_notify``: the app's ``eof_received``, then our own ``close_notify`` and the
@@ -51,10 +51,12 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-__all__ = ["MAX_READ", "TlsStream"]
+__all__ = ["READ_SIZE", "TlsStream"]
 
-MAX_READ: Final = 256 * 1024
-"""The most plaintext one ``SSLObject.read`` is asked for."""
+READ_SIZE: Final = 16 * 1024 + 1
+"""The most plaintext one ``SSLObject.read`` is asked for: a record carries 16 KiB at
+most, so a read of a whole record never fills its buffer, and the ``bytes`` it allocates
+stays far below glibc's ``mmap`` threshold."""
 
 _HANDSHAKE: Final = 0
 _OPEN: Final = 1
@@ -190,7 +192,7 @@ class TlsStream(asyncio.Protocol):
                 want += self.raw.pending()
             if want <= 0:
                 break
-            size = min(want, MAX_READ)
+            size = min(want, READ_SIZE)
             try:
                 if self.buffered:
                     app = self.app

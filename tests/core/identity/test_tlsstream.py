@@ -419,8 +419,10 @@ class SlowReader(App):
         self.since = 0
         self.pauses = 0
         self.peak = 0
+        self.largest = 0
 
     def data_received(self, data: bytes) -> None:
+        self.largest = max(self.largest, len(data))
         self.hash.update(data)
         self.got += len(data)
         self.since += len(data)
@@ -456,6 +458,7 @@ def test_a_large_upload_to_a_slow_reader_is_held_back_not_buffered(loop: str) ->
             assert answer.startswith(b"OK %d" % BIG)
             assert reader.hash.digest() == hashlib.sha256(BLOCK * (BIG // len(BLOCK))).digest()
             assert reader.pauses > 100
+            assert reader.largest <= 16384  # a record at a time: no 256 KiB reads
             assert reader.peak - base < BOUND, f"RSS grew {(reader.peak - base) >> 20} MiB"
 
     run(loop, main)
