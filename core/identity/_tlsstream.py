@@ -18,9 +18,9 @@ it is the transport. It holds an :class:`ssl.SSLObject` between two memory BIOs.
   (an exception per read is most of the cost of a small record) is raised only for a
   partial record or a record without application data (a session ticket). The SSL
   object can hold decrypted bytes only when a read filled its buffer; only then is it
-  asked (``pending``, which releases the GIL like every call into OpenSSL). Records read in one go reach the app one
-  ``data_received`` each (or, for an app that reads into a buffer of its own,
-  straight into its buffer). ``read`` returning ``b""`` is the peer's
+  asked (``pending``, which releases the GIL like every call into OpenSSL). Records
+  read in one go reach the app one ``data_received`` each (or, for an app that reads
+  into a buffer of its own, straight into its buffer). ``read`` returning ``b""`` is the peer's
   ``close_notify``: the app's ``eof_received``, then our own ``close_notify`` and the
   close. Any other TLS error (a bad record, garbage, a refused renegotiation) sends
   its alert, closes the connection and reports the error to the app's
@@ -86,10 +86,10 @@ class TlsStream(asyncio.Protocol):
             self.sslobj = ctx.wrap_bio(self.incoming, self.outgoing, server_side, session=session)
         self.raw: Any = cast(Any, self.sslobj)._sslobj
         """``_ssl._SSLSocket``: what ``SSLObject``'s methods call, without their frames."""
-        self.read: Callable[[int], bytes] = self.raw.read
-        self.encrypt: Callable[[Any], int] = self.raw.write
-        self.feed: Callable[[bytes], int] = self.incoming.write
-        self.drain: Callable[[], bytes] = self.outgoing.read
+        self.ssl_read: Callable[[int], bytes] = self.raw.read
+        self.ssl_write: Callable[[Any], int] = self.raw.write
+        self.bio_in: Callable[[bytes], int] = self.incoming.write
+        self.bio_out: Callable[[], bytes] = self.outgoing.read
         self.held = False
         """The last read filled its buffer: the SSL object may hold more of its record."""
         self.app: Any = app
@@ -111,7 +111,7 @@ class TlsStream(asyncio.Protocol):
         self._handshake()
 
     def data_received(self, data: bytes) -> None:
-        self.feed(data)
+        self.bio_in(data)
         if self.state == _OPEN:
             self._decrypt()
         elif self.state == _HANDSHAKE:
@@ -205,7 +205,7 @@ class TlsStream(asyncio.Protocol):
                         continue
                     data = b""
                 else:
-                    data = self.read(size)
+                    data = self.ssl_read(size)
                     self.held = len(data) >= size
             except ssl.SSLWantReadError:
                 self.held = False
@@ -246,17 +246,17 @@ class TlsStream(asyncio.Protocol):
 
     def _flush(self) -> None:
         if self.outgoing.pending and self.tcp is not None:
-            self.tcp.write(self.drain())
+            self.tcp.write(self.bio_out())
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.state != _OPEN or not data:
             return
         try:
-            self.encrypt(data)
+            self.ssl_write(data)
         except Exception as exc:
             self._fatal(exc)
             return
-        self.tcp.write(self.drain())
+        self.tcp.write(self.bio_out())
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
