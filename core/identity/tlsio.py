@@ -1,34 +1,38 @@
-"""The TLS byte path both mTLS directions share: which SSL protocol runs, and how it reads.
+"""The TLS byte paths: mTLS between sidecars on plait's own protocol, TLS listeners on the loop's.
 
 Theory of operation. A TLS connection is an SSL protocol (memory BIOs around an
-:class:`ssl.SSLObject`) between the TCP transport and the connection protocol. Two
-choices decide its per-request CPU cost, so both directions make them here:
+:class:`ssl.SSLObject`) between the TCP transport and the connection protocol.
 
-* **Which SSL protocol.** On uvloop, uvloop's own compiled ``SSLProtocol``
-  (:func:`ssl_protocol_class`), the one ``create_server(ssl=...)`` and
-  ``create_connection(ssl=...)`` use; the TCP transport reads straight into its
-  buffer. asyncio's :class:`asyncio.sslproto.SSLProtocol` does the same work in
-  interpreted code; it runs only where the loop is asyncio's own.
-* **How decrypted bytes reach the connection.** An SSL protocol hands a plain
-  ``data_received`` protocol a fresh ``bytes`` per read, for which it asks
-  ``SSLObject.read`` for up to 256 KiB: each read allocates 256 KiB (glibc serves that
-  with ``mmap``, shrinks it with ``mremap`` and releases it with ``munmap``: three
-  system calls and a page fault per read), whatever the size of the message. A
-  *buffered* protocol is given the decrypted bytes in its own buffer instead.
-  :class:`ReadInto` is that buffered protocol in front of a connection protocol: one
-  buffer per connection, sized to what arrives (a small request needs a small one,
-  :data:`MAX_BUFFER` at most), copied into one exact ``bytes`` for the connection's
-  ``data_received``. Everything else a transport calls is passed through. A connection
-  protocol that hands the connection to another (``transport.set_protocol``: HTTP/2
-  chosen by ALPN, a tunnel after ``101``) replaces the reader; the reader notices after
-  the call that did it (``connection_made`` or ``data_received``) and puts a new one in
-  front of the new protocol.
+* **mTLS between sidecars** (inbound termination, outbound origination) runs on
+  :class:`~plait.core.identity._tlsstream.TlsStream`, plait's own SSL protocol,
+  compiled with the hot path: one ``SSLObject.read`` per record into one exact
+  ``bytes``, no ``SSLWantReadError`` on a whole record, one ``SSLObject.write`` and one
+  TCP ``write`` per app write, the TCP transport's buffer as the only write buffer
+  (its module docstring has the details). The connection protocol is its app
+  directly. :func:`connect_tls` dials with it; the inbound side builds it on the
+  sniffed connection (``plait.core.server._mtls``).
+* **A TLS listener with certificate files of its own** (``create_server(ssl=...)``)
+  runs on the loop's SSL protocol (:func:`ssl_protocol_class`: uvloop's compiled one
+  on uvloop, asyncio's elsewhere). Such a protocol hands a plain ``data_received``
+  protocol a fresh ``bytes`` per read, for which it asks ``SSLObject.read`` for up to
+  256 KiB: each read allocates 256 KiB (glibc serves that with ``mmap``, shrinks it
+  with ``mremap`` and releases it with ``munmap``: three system calls and a page fault
+  per read), whatever the size of the message. A *buffered* protocol is given the
+  decrypted bytes in its own buffer instead. :class:`ReadInto` is that buffered
+  protocol in front of a connection protocol: one buffer per connection, sized to what
+  arrives (:data:`MAX_BUFFER` at most), copied into one exact ``bytes`` for the
+  connection's ``data_received``. Everything else a transport calls is passed through.
+  A connection protocol that hands the connection to another
+  (``transport.set_protocol``: HTTP/2 chosen by ALPN, a tunnel after ``101``) replaces
+  the reader; the reader notices after the call that did it (``connection_made`` or
+  ``data_received``) and puts a new one in front of the new protocol.
+
+:func:`hand_over` gives a connection whose handshake is verified to its connection
+protocol, on either.
 
 **Client sessions.** ``loop.create_connection(ssl=...)`` (asyncio's and uvloop's) takes
-no :class:`ssl.SSLSession`, so a client could never resume one. :func:`connect_tls`
-does what it does -- a TCP connection whose protocol is the loop's SSL protocol, then
-waits for the handshake -- but gives the SSL protocol a context that passes ``session``
-to :meth:`ssl.SSLContext.wrap_bio` (:class:`_Offer`). The session must come from the
+no :class:`ssl.SSLSession`, so a client could never resume one; :func:`connect_tls`
+passes ``session`` to :meth:`ssl.SSLContext.wrap_bio`. The session must come from the
 same context (``ssl`` refuses another's); the server decides whether it resumes
 (``SSLObject.session_reused``).
 """
@@ -41,7 +45,9 @@ from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["MAX_BUFFER", "ReadInto", "connect_tls", "ssl_protocol_class"]
+from ._tlsstream import TlsStream
+
+__all__ = ["MAX_BUFFER", "ReadInto", "TlsStream", "connect_tls", "hand_over", "ssl_protocol_class"]
 
 MAX_BUFFER: Final = 64 * 1024
 """The largest read buffer of a connection (four full TLS records)."""
@@ -64,6 +70,17 @@ def ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
     if _UV_LOOP is not None and isinstance(loop, _UV_LOOP):
         return _UV_SSL_PROTOCOL
     return sslproto.SSLProtocol
+
+
+def hand_over(transport: asyncio.BaseTransport, app: asyncio.BaseProtocol) -> None:
+    """Give a connection whose TLS is up to ``app``: a :class:`TlsStream` delivers
+    exact ``bytes`` (or reads into ``app``'s own buffer) itself; the loop's SSL
+    protocol gets a :class:`ReadInto` reader in front of ``app``."""
+    if isinstance(transport, TlsStream):
+        transport.set_protocol(app)
+        app.connection_made(transport)
+    else:
+        ReadInto.install(transport, app)
 
 
 class ReadInto(asyncio.BufferedProtocol):
@@ -127,28 +144,6 @@ class ReadInto(asyncio.BufferedProtocol):
         self.app.resume_writing()
 
 
-class _Offer:
-    """A client context that offers ``session`` in the handshake of the one connection
-    it is given to (the SSL protocols call only ``wrap_bio``)."""
-
-    __slots__ = ("ctx", "session")
-
-    def __init__(self, ctx: ssl.SSLContext, session: ssl.SSLSession) -> None:
-        self.ctx = ctx
-        self.session = session
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | None = None,
-    ) -> ssl.SSLObject:
-        return self.ctx.wrap_bio(
-            incoming, outgoing, server_side, server_hostname, session=self.session
-        )
-
-
 async def connect_tls(
     factory: Callable[[], asyncio.BaseProtocol],
     host: str,
@@ -157,8 +152,9 @@ async def connect_tls(
     session: ssl.SSLSession | None,
     handshake_timeout: float,
 ) -> asyncio.BaseProtocol:
-    """``loop.create_connection(factory, host, port, ssl=ctx)`` offering ``session``:
-    the protocol, once the handshake is complete (and its ``connection_made`` called).
+    """A TCP connection to ``host:port`` with TLS on :class:`TlsStream` offering
+    ``session``: the protocol from ``factory``, once the handshake is complete (and its
+    ``connection_made`` called).
 
     Raises what ``create_connection`` raises: ``OSError`` (refused, reset in the
     handshake), :class:`ssl.SSLError` (the handshake failed); cancelled, the
@@ -167,14 +163,8 @@ async def connect_tls(
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
     app = factory()
-    tls = ssl_protocol_class(loop)(
-        loop,
-        app,
-        ctx if session is None else _Offer(ctx, session),
-        waiter,
-        False,
-        None,
-        ssl_handshake_timeout=handshake_timeout,
+    tls = TlsStream(
+        app, ctx, server_side=False, waiter=waiter, timeout=handshake_timeout, session=session
     )
     transport, _ = await loop.create_connection(lambda: tls, host, port)
     try:

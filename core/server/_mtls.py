@@ -8,20 +8,21 @@ record starts ``0x16 0x03`` (a handshake record, SSL 3.0 / TLS 1.x); anything el
 plaintext. Plaintext goes to the connection protocol as if accepted directly
 (``PERMISSIVE``, counted ``transport="plaintext"``) or is refused (``STRICT``).
 
-TLS goes to an SSL protocol made here rather than through ``loop.start_tls``: the
-bytes already read (the start of the ClientHello) have to be fed to it, and
-``start_tls`` can only read from the socket. It is the loop's own SSL protocol
-(uvloop's compiled one on uvloop; :mod:`plait.core.identity.tlsio`), and the
-connection protocol reads from it through a :class:`~plait.core.identity.tlsio.ReadInto`
-buffer. Its context is the :class:`CertStore`'s
-front context, so each handshake uses the current certificate and trust bundle:
-the client's certificate is required and verified against the bundle. A handshake
-that fails wakes the waiter future with the error, which is turned into a refusal
-reason (:func:`refusal_reason`). A handshake that succeeds hands the TLS transport
-to :class:`Gate`, which checks the peer's SPIFFE ID: exactly one, and of this
-sidecar's trust domain (a peer of another trust domain whose chain the bundle
-happens to accept is still refused). Then the connection protocol takes over, and
+TLS goes to plait's own SSL protocol
+(:class:`~plait.core.identity._tlsstream.TlsStream`) made here rather than through
+``loop.start_tls``: the bytes already read (the start of the ClientHello) have to be
+fed to it, and ``start_tls`` can only read from the socket. Its context is the
+:class:`CertStore`'s front context, so each handshake uses the current certificate
+and trust bundle: the client's certificate is required and verified against the
+bundle. A handshake that fails wakes the waiter future with the error, which is
+turned into a refusal reason (:func:`refusal_reason`). A handshake that succeeds hands
+the TLS transport to :class:`Gate`, which checks the peer's SPIFFE ID: exactly one,
+and of this sidecar's trust domain (a peer of another trust domain whose chain the
+bundle happens to accept is still refused). Then the connection protocol takes over, and
 reads the verified identity from the TLS object (:func:`peer_identity`).
+
+A TLS error after the handshake (a bad record, garbage, a refused renegotiation)
+closes the connection after its alert and is counted as reason ``tls_error``.
 
 Refusals are counted in ``/metrics`` by reason (``plait_inbound_mtls_refused_total``)
 and logged at debug level each; an info line per listener and reason at most once a
@@ -32,10 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -43,7 +43,7 @@ from plait.sdk import PeerIdentity
 
 from ..config._model import MtlsMode
 from ..identity.store import spiffe_ids_of
-from ..identity.tlsio import ReadInto, ssl_protocol_class
+from ..identity.tlsio import TlsStream, hand_over
 
 if TYPE_CHECKING:
     from ._listener import Listener
@@ -175,17 +175,18 @@ class Sniff(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         waiter: asyncio.Future[None] = loop.create_future()
         waiter.add_done_callback(lambda f: self._handshake_done(f, peer))
-        tls = ssl_protocol_class(loop)(
-            loop,
+        tls = TlsStream(
             Gate(self.listener, self.refusals),
             self.listener.mtls_context(),
-            waiter,
             server_side=True,
-            ssl_handshake_timeout=math.ceil(self.listener.timeouts.request_headers),
+            waiter=waiter,
+            timeout=self.listener.timeouts.request_headers,
         )
+        refusals = self.refusals
+        tls.on_error = lambda exc: refusals.refuse("tls_error", peer, exc)
         transport.set_protocol(tls)
         tls.connection_made(transport)
-        _feed(tls, first)
+        tls.data_received(first)
 
     def _handshake_done(self, fut: asyncio.Future[None], peer: object) -> None:
         exc = None if fut.cancelled() else fut.exception()
@@ -194,17 +195,6 @@ class Sniff(asyncio.Protocol):
             # (OpenSSL words that differently from version to version).
             ready = self.listener.runtime.identity.ready
             self.refusals.refuse(refusal_reason(exc) if ready else "no_identity", peer, exc)
-
-
-def _feed(proto: Any, data: bytes) -> None:
-    """Give ``data`` to a buffered protocol as if the transport had read it."""
-    view = memoryview(data)
-    while view:
-        buf = proto.get_buffer(len(view))
-        n = min(len(buf), len(view))
-        buf[:n] = view[:n]
-        proto.buffer_updated(n)
-        view = view[n:]
 
 
 class Gate(asyncio.Protocol):
@@ -232,7 +222,7 @@ class Gate(asyncio.Protocol):
         app = self.listener.make_app_protocol()
         self.listener.verified = (tls, ident)  # read back by the app's connection_made
         try:
-            ReadInto.install(transport, app)
+            hand_over(transport, app)
         finally:
             self.listener.verified = None
 

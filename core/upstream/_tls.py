@@ -31,7 +31,8 @@ detection treat them as any connect failure. Their ``reason`` is a fixed text
 certificate cannot multiply); the IDs are in the message, logged as a warning (at most
 one per pool every ``WARN_EVERY`` seconds, the rest at debug level). Each
 handshake is counted per cluster (``tls_handshakes_ok``, ``tls_handshake_failures``,
-``tls_peer_identity_mismatches``) in the upstream event counters of ``/metrics``.
+``tls_peer_identity_mismatches``) in the upstream event counters of ``/metrics``, and
+so is a TLS error on an open connection (``tls_errors``: a bad record, an alert).
 
 Connections made in plaintext before the sidecar had an identity are *stale* for an
 auto-mTLS pool once it has one (:meth:`Origination.stale`): the pools stop reusing them.
@@ -53,7 +54,7 @@ from plait.sdk import UpstreamConnectError
 
 from ..config._model import Cluster, Endpoint
 from ..identity.store import CertStore, peer_spiffe_id
-from ..identity.tlsio import ReadInto, connect_tls
+from ..identity.tlsio import TlsStream, connect_tls, hand_over
 
 __all__ = [
     "Origination",
@@ -213,8 +214,10 @@ class _Gate(asyncio.Protocol):
             cast(asyncio.Transport, transport).abort()  # uvloop's is not a subclass
             return
         origin.verified(sslobj)
+        if isinstance(transport, TlsStream):
+            transport.on_error = lambda exc: origin.count("tls_errors")
         self.inner = inner = self.make()
-        ReadInto.install(transport, inner)
+        hand_over(transport, inner)
 
 
 async def connect(

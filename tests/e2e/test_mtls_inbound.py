@@ -394,3 +394,33 @@ def test_strict_serves_requests_sent_one_tls_record_per_byte_on_one_connection(
         tls.write(b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         s.sendall(outgoing.read())
         assert b'"path": "/three"' in response()
+
+
+def test_bytes_that_are_not_tls_after_the_handshake_are_alerted_counted_and_closed(
+    tmp_path: Path, pki: Pki, procs: list[Proc]
+) -> None:
+    """A verified peer that sends a forged record after the handshake: the sidecar answers
+    with an alert, closes, counts ``tls_error``, logs no traceback, and goes on serving."""
+    port, sidecar = start_web(tmp_path, pki, procs, peer_auth("STRICT"))
+    ctx = client_context(pki, *pki.files("client", *pki.root.leaf(CLIENT)))
+    ctx.set_alpn_protocols(["http/1.1"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(outgoing.read())
+                incoming.write(s.recv(65536))
+        s.sendall(outgoing.read())
+        s.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # application data no key made
+        reply = b""
+        while chunk := s.recv(4096):  # the alert, then the close
+            reply += chunk
+    assert reply, "closed without an alert"
+    assert wait_count(sidecar.admin_port, "tls_error", 1) == 1
+    status, _, _ = mtls_get(port, ctx, "/after")
+    assert status == 200
+    assert "Traceback" not in sidecar.logs()
