@@ -37,11 +37,14 @@ characters, quotes and a lone surrogate a filter set included, as ``\\u`` escape
 so a line is valid JSON whatever the request held. What comes from config, a
 certificate or the connection is escaped once and kept: single values (method,
 authority, failure reason) in a bounded table (:meth:`AccessLog._q`); the start of the
-line (time, listener, direction) once per second and listener; route to destination
-identity while requests go the same way; the end (peer, peer identity, ALPN) once per
-connection. The trace id is the one the sampling decision gave the request (lower-case
-hex, written as is); without tracing it is read from the headers. A batch is written
-with one ``write`` of the joined lines.
+line (time, listener, direction) once per second and listener; method to protocol
+while requests have the same method, authority, path and version (a client calling one
+API repeats them); route to destination identity while requests go the same way; the
+retries and failure reason of a request served at its first try as one constant; the
+end (peer, peer identity, ALPN) once per connection. The trace id is the one the
+sampling decision gave the request (lower-case hex, written as is); without tracing it
+is read from the headers. Lines stay text until a batch is written: one join, one
+encode and one ``write`` per batch.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ request held."""
 _MILLI: Final = tuple(f"{n:03d}" for n in range(1000))
 _INTS: Final = tuple(str(n) for n in range(1000))
 _H11: Final = '"HTTP/1.1"'
+_PLAIN_OUTCOME: Final = ',"retries":0,"failure_reason":null,'
+"""A request served at its first try, without a failure reason (the common case)."""
 _fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
 _random: Final = random.random
 _now: Final = time.time
@@ -101,13 +106,13 @@ class _Exchange(Protocol):
     def received(self) -> int: ...
 
 
-def _encode(entry: dict[str, object]) -> bytes:
+def _encode(entry: dict[str, object]) -> str:
     """One line of JSON from a dict. orjson refuses a string that is not valid UTF-8 (a
     lone surrogate); the standard library's encoder escapes it, so that line is not lost."""
     try:
-        return orjson.dumps(entry)
+        return orjson.dumps(entry).decode()
     except orjson.JSONEncodeError:
-        return _fallback(entry).encode()
+        return _fallback(entry)
 
 
 def _n(value: int) -> str:
@@ -126,7 +131,7 @@ class AccessLog:
         self.sampling = sampling
         """Percent of the successful requests logged (failed ones always are)."""
         self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (closed in close())
-        self._lines: list[bytes] = []
+        self._lines: list[str] = []
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
@@ -145,6 +150,12 @@ class AccessLog:
         self._source: str | None = None
         self._destination: str | None = None
         self._mid = self._middle("", None, None, None, None)
+        self._method = ""
+        self._authority: str | None = ""
+        self._path: str | None = None  # no request yet: the first one makes the segment
+        self._version = ""
+        self._req = ""
+        """The line from the method's value to the status's key, for the request above."""
 
     def log(self, ctx: StreamContext, lrt: _Listener, seconds: float, ex: _Exchange) -> None:
         """The line of one finished request of ``lrt`` (the listener runtime gives the same
@@ -204,18 +215,22 @@ class AccessLog:
         middle = self._middle(
             ctx.route_name, ctx.cluster, ctx.upstream_address, source, destination
         )
+        reason = ctx.failure_reason
+        outcome = (
+            _PLAIN_OUTCOME
+            if attempts <= 1 and reason is None
+            else f',"retries":{_n(max(attempts - 1, 0))},"failure_reason":{self._q(reason)},'
+        )
         line = (
-            f"{self._head(listener, inbound, _now() - seconds)}{self._q(req.method)},"
-            f'"authority":{self._q(req.authority)},"path":{_quote(req.path)},'
-            f'"protocol":{_H11 if version == "1.1" else self._protocol(version)},'
-            f'"status":{_n(resp.status if resp is not None else 0)},'
+            f"{self._head(listener, inbound, _now() - seconds)}"
+            f"{self._request(req.method, req.authority, req.path, version)}"
+            f"{_n(resp.status if resp is not None else 0)},"
             f'"duration_ms":{_n(us // 1000)}.{_MILLI[us % 1000]},'
             f'"bytes_received":{_n(received)},"bytes_sent":{_n(sent)},'
-            f'{middle}"trace_id":{mark}{trace_id or "null"}{mark},'
-            f'"retries":{_n(max(attempts - 1, 0))},"failure_reason":{self._q(ctx.failure_reason)},'
+            f'{middle}"trace_id":{mark}{trace_id or "null"}{mark}{outcome}'
             f'"request_id":{_text(request_id)}{self._conn_tail(ctx.connection)}'
         )
-        self._append(line.encode())
+        self._append(line)
 
     def log_rejected(
         self, listener: str, status: int, reason: str, conn: ConnectionContext
@@ -228,7 +243,7 @@ class AccessLog:
             "failure_reason": reason,
             "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
             "peer_identity": _identity(conn),
-        }) + b"\n")  # fmt: skip
+        }) + "\n")  # fmt: skip
 
     def _q(self, value: str | None) -> str:
         """``value`` as JSON (``null`` for ``None``), kept for the next line that has it."""
@@ -242,6 +257,23 @@ class AccessLog:
                 self._quoted.clear()
             out = self._quoted[value] = _quote(value)
         return out
+
+    def _request(self, method: str, authority: str | None, path: str, version: str) -> str:
+        """From the method's value to the status's key: kept while requests have the same
+        method, authority, path and version (compared by value: four short compares, no
+        allocation; a request that differs makes it anew)."""
+        if not (
+            path == self._path and authority == self._authority and method == self._method
+            and version == self._version
+        ):  # fmt: skip
+            self._method, self._authority, self._path, self._version = (
+                method, authority, path, version
+            )  # fmt: skip
+            self._req = (
+                f'{self._q(method)},"authority":{self._q(authority)},"path":{_quote(path)},'
+                f'"protocol":{_H11 if version == "1.1" else self._protocol(version)},"status":'
+            )
+        return self._req
 
     def _protocol(self, version: str) -> str:
         return self._q("HTTP/" + version)
@@ -305,11 +337,11 @@ class AccessLog:
             )
         return self._mid
 
-    def _append(self, line: bytes) -> None:
-        """Queue one line (its newline included)."""
+    def _append(self, line: str) -> None:
+        """Queue one line (its newline included); the batch is encoded when written."""
         if self._file.closed:  # a stream that ended after the close: written at once
             with open(self.path, "ab") as f:
-                f.write(line)
+                f.write(line.encode())
             return
         self._lines.append(line)
         if len(self._lines) >= _BATCH:
@@ -322,7 +354,7 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         if self._lines:
-            self._file.write(b"".join(self._lines))
+            self._file.write("".join(self._lines).encode())
             self._file.flush()
             self._lines.clear()
 

@@ -83,3 +83,49 @@ async def test_each_line_names_the_peer_of_its_own_connection(tmp_path: Path) ->
     ]  # fmt: skip
     assert [x["duration_ms"] for x in lines] == [0.0, 0.0, 0.0]
     assert all(x["trace_id"] is None and x["peer_identity"] is None for x in lines)
+
+
+async def test_rejected_requests_and_late_lines_are_written_in_order(tmp_path: Path) -> None:
+    """A refused request's line (made by orjson, non-ASCII listener name included) joins
+    the batch with the others; a stream that ends after the close is appended at once."""
+    out = tmp_path / "access.log"
+    log = AccessLog(str(out))
+    conn = ConnectionContext(peer_address=("127.0.0.1", 40002), local_address=("127.0.0.1", 1))
+    log.log(_ctx("/first", "r1"), LRT, 0.001, EX)
+    log.log_rejected("caf\u00e9", 431, "request headers too large", conn)
+    log.log(_ctx("/bad\udcff", "r2", 502), LRT, 0.001, EX)
+    assert not out.read_bytes()
+    log.close()
+    log.log(_ctx("/late", "r3", 0), LRT, 0.001, EX)
+    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert [x.get("path") for x in lines] == ["/first", None, "/bad\udcff", "/late"]
+    assert lines[1]["listener"] == "caf\u00e9" and lines[1]["status"] == 431
+    assert lines[1]["peer"] == "127.0.0.1:40002"
+    assert [x["status"] for x in lines] == [200, 431, 502, 0]
+
+
+async def test_consecutive_requests_that_differ_in_one_field_each_say_their_own(
+    tmp_path: Path,
+) -> None:
+    """The line's request part is kept while requests repeat it: each change of method,
+    authority, path or version shows in its own line, and a retried or failed request
+    says so after a plain one."""
+    out = tmp_path / "access.log"
+    log = AccessLog(str(out))
+    steps = [("GET", "web", "/x", "1.1"), ("GET", "web", "/x", "1.1"), ("POST", "web", "/x", "1.1"),
+             ("POST", "web", "/x", "2"), ("POST", "", "/x", "2"), ("POST", "", "/y", "2"),
+             ("GET", "web", "/x", "1.1")]  # fmt: skip
+    for i, (method, authority, path, version) in enumerate(steps):
+        ctx = _ctx(path, f"r{i}")
+        ctx.request.method, ctx.request.authority = method, authority
+        ctx.request.http_version = version
+        if i == 2:
+            ctx.failure_reason = "upstream timeout"
+        ex: Any = SimpleNamespace(received=lambda: 0, bytes_out=0, attempts=3 if i == 1 else 1)
+        log.log(ctx, LRT, 0.001, ex)
+    log.close()
+    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    got = [(x["method"], x["authority"], x["path"], x["protocol"]) for x in lines]
+    assert got == [(m, a, p, f"HTTP/{v}") for m, a, p, v in steps]
+    assert [x["retries"] for x in lines] == [0, 2, 0, 0, 0, 0, 0]
+    assert [x["failure_reason"] for x in lines] == [None, None, "upstream timeout"] + [None] * 4
