@@ -19,10 +19,13 @@ Invariants:
   that closes an HTTP/1.1 connection mid-request.
 * Tasks are started only for streams waiting with no idle or starting task to
   take them: a read that opens many streams starts at most that many tasks.
-* A request that ends with its HEADERS runs inline (``driver.Inline``): in this
-  read's callback until its first action that must wait, as a whole HTTP/1.1
-  request does; a reset or the connection's end cancels it like a task's stream.
-  Requests with a body (gRPC's among them) go to the stream tasks.
+* A whole request runs inline (``driver.Inline``): in this read's callback until
+  its first action that must wait, as a whole HTTP/1.1 request does; a reset or
+  the connection's end cancels it like a task's stream. Whole means it ended with
+  its HEADERS, or its small body (``exchange/gather.py``) ended in the same read
+  without trailers (a gRPC unary call usually does): those streams are decided once
+  the read's events are dispatched, the body's DATA acknowledged to the client as
+  a reader's would be. Other requests with a body go to the stream tasks.
 """
 
 from __future__ import annotations
