@@ -228,6 +228,15 @@ def _wait(cond: Callable[[], bool], what: str, timeout: float = 5) -> None:
         time.sleep(0.02)
 
 
+def _second(client: _Client, up: _Upstream, body: bytes) -> int:
+    """A first exchange warms the upstream pool; the second one's stream id, once its
+    request reached the upstream (which holds it: ``_hold``)."""
+    assert client.read(client.post(b"warm"))[1] == b"warm"
+    sid = client.post(body)
+    _wait(lambda: len(up.requests) == 2, "the second request reached the upstream")
+    return sid
+
+
 def _log_lines(log: Path, n: int) -> list[dict[str, object]]:
     _wait(lambda: log.exists() and len(log.read_text().splitlines()) >= n, "access-log lines")
     time.sleep(0.3)  # one more line for the same stream would show up by now
@@ -262,9 +271,7 @@ def test_client_leaving_while_the_upstream_holds_the_answer_resets_it(
     with contextlib.ExitStack() as stack, _Upstream(_hold).running() as up:
         port, log = _sidecar(tmp_path, procs, up)
         client = stack.enter_context(_Client(port))
-        assert client.read(client.post(b"warm"))[1] == b"warm"
-        sid = client.post(b"held")
-        _wait(lambda: len(up.requests) == 2, "the second request reached the upstream")
+        sid = _second(client, up, b"held")
         if leave == "reset":
             client.conn.reset_stream(sid)
             client.sock.sendall(client.conn.data_to_send())
@@ -305,9 +312,7 @@ def test_response_without_a_length_is_forwarded_as_it_comes(
     with contextlib.ExitStack() as stack, _Upstream(_hold).running() as up:
         port, _ = _sidecar(tmp_path, procs, up)
         client = stack.enter_context(_Client(port))
-        assert client.read(client.post(b"warm"))[1] == b"warm"
-        sid = client.post(b"slow")
-        _wait(lambda: len(up.requests) == 2, "the second request reached the upstream")
+        sid = _second(client, up, b"slow")
         usid = up.requests[1]
         up.send(lambda c: c.send_headers(usid, [(":status", "200"), ("x-first", "1")]))
         head, body, _ = client.read(sid, until=h2.events.ResponseReceived, timeout=0.8)

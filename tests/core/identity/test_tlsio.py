@@ -13,31 +13,14 @@ import asyncio
 import hashlib
 import os
 import ssl
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 import uvloop
 
-from plait.core.identity import CertStore
 from plait.core.identity.tlsio import MAX_BUFFER, ReadInto, connect_tls, ssl_protocol_class
+from tests.core.identity._tls_peer import CLIENT, LOOPS, SERVER, run, store
 from tests.support.pki import Authority
-
-SERVER = "spiffe://plait.local/ns/default/sa/server"
-CLIENT = "spiffe://plait.local/ns/default/sa/client"
-
-LOOPS = {"uvloop": uvloop.run, "asyncio": asyncio.run}
-
-
-def run(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    LOOPS[loop](main())
-
-
-def store(ca: Authority, spiffe_id: str) -> CertStore:
-    s = CertStore()
-    chain, key = ca.leaf(spiffe_id)
-    s.update(chain_pem=chain, key_pem=key, bundle_pem=ca.pem)
-    return s
 
 
 class Sink(asyncio.Protocol):
