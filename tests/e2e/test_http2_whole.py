@@ -177,8 +177,9 @@ class _Client:
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
-    def post(self, body: bytes, *extra: tuple[str, str]) -> int:
-        """Send HEADERS and DATA with END_STREAM in one write; the stream id."""
+    def post(self, body: bytes, *extra: tuple[str, str], write: bool = True) -> int:
+        """Frame HEADERS and DATA with END_STREAM and send them in one write (``write``:
+        else they wait for the next one); the stream id."""
         sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             sid,
@@ -187,8 +188,32 @@ class _Client:
              ("te", "trailers"), *extra],
         )  # fmt: skip
         _send_data(self.conn, sid, body, end_stream=True)
-        self.sock.sendall(self.conn.data_to_send())
+        if write:
+            self.sock.sendall(self.conn.data_to_send())
         return sid
+
+    def read_many(self, sids: set[int], timeout: float = 10) -> dict[int, bytes | int]:
+        """Each stream's response body once it ended, or its reset's error code."""
+        out: dict[int, bytes | int] = {}
+        bodies: dict[int, bytes] = dict.fromkeys(sids, b"")
+        self.sock.settimeout(timeout)
+        while set(out) != sids:
+            data = self.sock.recv(65536)
+            assert data, f"the sidecar closed the connection; ended: {sorted(out)}"
+            for ev in self.conn.receive_data(data):
+                sid = getattr(ev, "stream_id", None)
+                if sid not in sids:
+                    continue
+                if isinstance(ev, h2.events.DataReceived):
+                    bodies[sid] += ev.data
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    out[sid] = bodies[sid]
+                elif isinstance(ev, h2.events.StreamReset):
+                    out[sid] = ev.error_code
+            if pending := self.conn.data_to_send():
+                self.sock.sendall(pending)
+        return out
 
     def read(
         self, sid: int, until: type = h2.events.StreamEnded, timeout: float = 10
@@ -320,3 +345,77 @@ def test_response_without_a_length_is_forwarded_as_it_comes(
         time.sleep(0.5)
         up.send(lambda c: c.send_data(usid, b"rest", end_stream=True))
         assert client.read(sid)[1] == b"rest"
+
+
+# -- what a hostile or merely different client sends ------------------------------------
+
+
+def test_many_requests_with_bodies_and_resets_in_one_segment(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """60 requests with bodies in one write, every other one reset in that same write:
+    the others are answered, each with its own body; a request reset in the read that
+    brought it never reaches the upstream."""
+    with contextlib.ExitStack() as stack, _Upstream(_echo).running() as up:
+        port, _ = _sidecar(tmp_path, procs, up)
+        client = stack.enter_context(_Client(port))
+        assert client.read(client.post(b"warm"))[1] == b"warm"
+        kept, dropped = set(), set()
+        for i in range(60):
+            sid = client.post(b"%d" % i * 50, write=False)
+            if i % 2:
+                client.conn.reset_stream(sid)
+                dropped.add(sid)
+            else:
+                kept.add(sid)
+        client.sock.sendall(client.conn.data_to_send())
+        got = client.read_many(kept)
+        assert got == {sid: b"%d" % ((sid - 3) // 2) * 50 for sid in kept}
+        assert client.read(client.post(b"after"))[1] == b"after"  # the connection serves on
+        assert len(up.requests) == 1 + len(kept) + 1
+        assert up.errors == []
+
+
+def test_request_with_a_body_written_one_byte_at_a_time(tmp_path: Path, procs: list[Proc]) -> None:
+    """Preface, HEADERS and a DATA body, one byte per write: the body is not whole in any
+    read, so the request streams, and is answered as one that came in one segment."""
+    with _Upstream(_echo).running() as up:
+        port, _ = _sidecar(tmp_path, procs, up)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(
+            1,
+            [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+             (":path", "/test.Echo/Unary"), ("content-type", "application/grpc")],
+        )  # fmt: skip
+        conn.send_data(1, b"byte by byte", end_stream=True)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for b in conn.data_to_send():
+                sock.sendall(bytes([b]))
+            body, trailers = b"", {}
+            while not trailers:
+                data = sock.recv(65536)
+                assert data, "closed before the response ended"
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.DataReceived):
+                        body += ev.data
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        trailers = dict(ev.headers)
+        assert body == b"byte by byte" and trailers[b"grpc-status"] == b"0"
+
+
+def test_body_shorter_than_its_content_length_in_one_segment(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """A body that ends short of its ``content-length``, whole in one read, is a malformed
+    request (RFC 9113 §8.1.1): that stream is reset, the upstream never sees it, and the
+    connection goes on serving."""
+    with contextlib.ExitStack() as stack, _Upstream(_echo).running() as up:
+        port, _ = _sidecar(tmp_path, procs, up)
+        client = stack.enter_context(_Client(port))
+        assert client.read(client.post(b"warm"))[1] == b"warm"
+        sid = client.post(b"short", ("content-length", "10"))
+        assert client.read_many({sid}) == {sid: 1}  # RST_STREAM PROTOCOL_ERROR
+        assert client.read(client.post(b"next"))[1] == b"next"
+        assert len(up.requests) == 2
