@@ -393,7 +393,8 @@ def test_request_with_a_body_written_one_byte_at_a_time(tmp_path: Path, procs: l
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for b in conn.data_to_send():
                 sock.sendall(bytes([b]))
-            body, trailers = b"", {}
+            body = b""
+            trailers: dict[bytes, bytes] = {}
             while not trailers:
                 data = sock.recv(65536)
                 assert data, "closed before the response ended"
