@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -33,8 +33,6 @@ from .upstream._manager import ClusterRuntime, Upstreams
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from opentelemetry.trace import Span
 
     from .exchange.machine import Exchange
 
@@ -152,7 +150,7 @@ class ListenerRuntime:
             leaf = self.runtime.identity.leaf
             identity = str(leaf.spiffe_id) if leaf is not None else None
             peer = None if self.inbound else self.upstream_identity(ctx)
-            tracing.end(cast("Span", span), ctx, attempts, self.inbound, identity, peer)
+            tracing.end(span, ctx, attempts, self.inbound, identity, peer)
 
     def upstream_identity(self, ctx: StreamContext) -> str | None:
         """The SPIFFE ID of the upstream server that answered ``ctx`` over mTLS, else ``None``.

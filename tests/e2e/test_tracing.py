@@ -164,6 +164,7 @@ def test_w3c_caller_joins_the_trace(chain: tuple[int, Receiver]) -> None:
     _call(port, {"traceparent": f"00-{trace}-{span}-01", "tracestate": "vendor=x"})
     root = _check_chain(_trace(receiver), span)
     assert root.trace_id == trace
+    assert root.trace_state == "vendor=x"  # the caller's tracestate, carried on
     _call(port, {"traceparent": f"00-{trace}-{span}-00"})  # the caller did not sample
     time.sleep(0.5)
     assert receiver.spans == []
@@ -247,6 +248,46 @@ def test_grpc_export_and_the_failure_reason_on_the_span(tmp_path: Path) -> None:
             assert sidecar.stop() == 0
         finally:
             app.stop()
+
+
+def test_span_record_follows_the_sdk_settings(tmp_path: Path) -> None:
+    """A span's name, times, scope and status as the SDK would record them, and the SDK's
+    settings still apply: the resource from ``OTEL_RESOURCE_ATTRIBUTES`` and the
+    attribute value length limit from ``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``."""
+    ports = {"app3": free_port(), "in3": free_port(), "admin3": free_port()}
+    log = tmp_path / "app.log"
+    app = Proc(start([PY, str(HERE / "trace_app.py"), "--port", str(ports["app3"])], log), log)
+    env = {
+        **_ENV,
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=staging",
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "8",
+    }
+    with otlp_receiver() as receiver:
+        try:
+            wait_port(ports["app3"])
+            config = write_config(tmp_path, _yaml(3, ports, receiver.endpoint, 100), "svc3.yaml")
+            sidecar = start_sidecar(config, ports["admin3"], env=env)
+            before = time.time_ns()
+            assert http_get(ports["in3"], "/a-rather-long-path")[0] == 200
+            (span,) = receiver.wait(1)
+            after = time.time_ns()  # the span ends once the response is written
+            app.stop()
+            assert http_get(ports["in3"], "/down")[0] == 503
+            _, failed = receiver.wait(2)
+            assert sidecar.stop() == 0
+        finally:
+            app.stop()
+    assert span.name == f"GET inbound|{ports['in3']}" and span.kind == "server"
+    assert span.scope == "plait"
+    assert before <= span.start_ns <= span.end_ns <= after
+    resource = dict(span.resource)
+    assert resource["deployment.environment"] == "staging"
+    assert resource["service.name"] == "svc3.default"
+    assert span.attributes["url.path"] == "/a-rathe"  # cut to the limit
+    assert span.attributes["http.request.method"] == "GET"
+    assert span.parent_id == "" and not span.error and span.status_message == ""
+    assert failed.error and failed.status_message == "upstream connect failure"
+    assert failed.attributes["plait.failure_reason"] == "upstream"  # cut to the limit
 
 
 def test_server_span_names_both_verified_identities(tmp_path: Path, procs: list[Proc]) -> None:

@@ -41,6 +41,12 @@ class ReceivedSpan:
     parent_id: str
     attributes: dict[str, Any]
     error: bool
+    status_message: str = ""
+    trace_state: str = ""
+    start_ns: int = 0
+    end_ns: int = 0
+    scope: str = ""
+    resource: tuple[tuple[str, Any], ...] = ()
 
 
 class Receiver:
@@ -86,6 +92,12 @@ class Receiver:
                         parent_id=s.parent_span_id.hex(),
                         attributes={a.key: _value(a.value) for a in s.attributes},
                         error=s.status.code == 2,
+                        status_message=s.status.message,
+                        trace_state=s.trace_state,
+                        start_ns=s.start_time_unix_nano,
+                        end_ns=s.end_time_unix_nano,
+                        scope=ss.scope.name,
+                        resource=tuple(sorted(res.items())),
                     )
                     with self._lock:
                         self.spans.append(span)
