@@ -43,8 +43,10 @@ API repeats them); route to destination identity while requests go the same way;
 retries and failure reason of a request served at its first try as one constant; the
 end (peer, peer identity, ALPN) once per connection. The trace id is the one the
 sampling decision gave the request (lower-case hex, written as is); without tracing it
-is read from the headers. Lines stay text until a batch is written: one join, one
-encode and one ``write`` per batch.
+is read from the headers. Lines stay text until a batch is written, kept as their
+parts: the parts requests share are the same string objects, so a request adds one
+short string of its numbers and references to the rest, and the batch is one join,
+one encode and one ``write``.
 """
 
 from __future__ import annotations
@@ -74,11 +76,19 @@ _quote: Final = encode_basestring_ascii
 """A string as JSON, quotes included: ASCII out, every other character escaped, a lone
 surrogate too (the standard library's C escaper), so a line is valid JSON whatever the
 request held."""
-_MILLI: Final = tuple(f"{n:03d}" for n in range(1000))
 _INTS: Final = tuple(str(n) for n in range(1000))
 _H11: Final = '"HTTP/1.1"'
-_PLAIN_OUTCOME: Final = ',"retries":0,"failure_reason":null,'
+_PLAIN_OUTCOME: Final = ',"retries":0,"failure_reason":null,"request_id":'
 """A request served at its first try, without a failure reason (the common case)."""
+_STATUS: Final = tuple(f'{n},"duration_ms":' for n in range(1000))
+_FRACTION: Final = tuple(f'.{n:03d},"bytes_received":' for n in range(1000))
+"""A line's numbers are parts of their own, with the keys around them from tables: no
+string is built for them."""
+_SENT: Final = ',"bytes_sent":'
+_NO_TRACE: Final = ',"trace_id":null'
+_TRACE: Final = ',"trace_id":"'
+_TRACE_END: Final = '"'
+
 _fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
 _random: Final = random.random
 _now: Final = time.time
@@ -120,6 +130,11 @@ def _n(value: int) -> str:
     return _INTS[value] if 0 <= value < 1000 else str(value)
 
 
+def _status(value: int) -> str:
+    """A status outside 0-999 (a filter's) and the key after it."""
+    return f'{value},"duration_ms":'
+
+
 def _text(value: bytes | None) -> str:
     """A header value as a JSON string (``null`` when absent)."""
     return "null" if value is None else _quote(value.decode("latin-1"))
@@ -131,7 +146,12 @@ class AccessLog:
         self.sampling = sampling
         """Percent of the successful requests logged (failed ones always are)."""
         self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (closed in close())
-        self._lines: list[str] = []
+        self._closed = False
+        self._parts: list[str] = []
+        """The waiting lines, in pieces: a line's parts that requests share are the same
+        string objects, joined only when the batch is written."""
+        self._count = 0
+        """Lines in ``_parts``."""
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
@@ -209,7 +229,6 @@ class AccessLog:
             if name == b"x-request-id":
                 request_id = value
                 break
-        mark = "" if trace_id is None else '"'  # a trace id is lower-case hex: no escaping
         us = int(seconds * 1_000_000 + 0.5)
         version = req.http_version
         middle = self._middle(
@@ -220,30 +239,39 @@ class AccessLog:
             _PLAIN_OUTCOME
             if attempts <= 1 and reason is None
             else f',"retries":{_n(max(attempts - 1, 0))},"failure_reason":{self._q(reason)},'
+            '"request_id":'
         )
-        line = (
-            f"{self._head(listener, inbound, _now() - seconds)}"
-            f"{self._request(req.method, req.authority, req.path, version)}"
-            f"{_n(resp.status if resp is not None else 0)},"
-            f'"duration_ms":{_n(us // 1000)}.{_MILLI[us % 1000]},'
-            f'"bytes_received":{_n(received)},"bytes_sent":{_n(sent)},'
-            f'{middle}"trace_id":{mark}{trace_id or "null"}{mark}{outcome}'
-            f'"request_id":{_text(request_id)}{self._conn_tail(ctx.connection)}'
-        )
-        self._append(line)
+        tail = self._conn_tail(ctx.connection)
+        head = self._head(listener, inbound, _now() - seconds)
+        request = self._request(req.method, req.authority, req.path, version)
+        status = resp.status if resp is not None else 0
+        rid = "null" if request_id is None else _text(request_id)
+        sent_s = _n(sent)
+        if trace_id is None:
+            self._add((
+                head, request, _STATUS[status] if 0 <= status < 1000 else _status(status),
+                _n(us // 1000), _FRACTION[us % 1000], _n(received), _SENT, sent_s,
+                middle, _NO_TRACE, outcome, rid, tail,
+            ))  # fmt: skip
+        else:  # a trace id is lower-case hex: no escaping
+            self._add((
+                head, request, _STATUS[status] if 0 <= status < 1000 else _status(status),
+                _n(us // 1000), _FRACTION[us % 1000], _n(received), _SENT, sent_s,
+                middle, _TRACE, trace_id, _TRACE_END, outcome, rid, tail,
+            ))  # fmt: skip
 
     def log_rejected(
         self, listener: str, status: int, reason: str, conn: ConnectionContext
     ) -> None:
         """A request the codec refused before it had a head (400, 408, 431, 505)."""
-        self._append(_encode({
+        self._add((_encode({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
             "listener": listener,
             "status": status,
             "failure_reason": reason,
             "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
             "peer_identity": _identity(conn),
-        }) + "\n")  # fmt: skip
+        }), "\n"))  # fmt: skip
 
     def _q(self, value: str | None) -> str:
         """``value`` as JSON (``null`` for ``None``), kept for the next line that has it."""
@@ -332,19 +360,21 @@ class AccessLog:
             self._source, self._destination = source, destination
             q = self._q
             self._mid = (
-                f'"route":{q(route)},"cluster":{q(cluster)},"upstream":{q(upstream)},'
-                f'"source_identity":{q(source)},"destination_identity":{q(destination)},'
+                f',"route":{q(route)},"cluster":{q(cluster)},"upstream":{q(upstream)},'
+                f'"source_identity":{q(source)},"destination_identity":{q(destination)}'
             )
         return self._mid
 
-    def _append(self, line: str) -> None:
-        """Queue one line (its newline included); the batch is encoded when written."""
-        if self._file.closed:  # a stream that ended after the close: written at once
+    def _add(self, parts: tuple[str, ...]) -> None:
+        """Queue one line, given as its parts (its newline included); the batch is joined
+        and encoded when it is written."""
+        if self._closed:  # a stream that ended after the close: written at once
             with open(self.path, "ab") as f:
-                f.write(line.encode())
+                f.write("".join(parts).encode())
             return
-        self._lines.append(line)
-        if len(self._lines) >= _BATCH:
+        self._parts.extend(parts)
+        self._count += 1
+        if self._count >= _BATCH:
             self.flush()
         elif self._timer is None:
             self._timer = self._loop.call_later(_DELAY, self.flush)
@@ -353,15 +383,17 @@ class AccessLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._lines:
-            self._file.write("".join(self._lines).encode())
+        if self._count:
+            self._file.write("".join(self._parts).encode())
             self._file.flush()
-            self._lines.clear()
+            self._parts.clear()
+            self._count = 0
 
     def close(self) -> None:
-        if self._file.closed:
+        if self._closed:
             return
         self.flush()
+        self._closed = True
         if self._file.fileno() > 2:
             self._file.close()
 
