@@ -33,9 +33,9 @@ from cryptography.exceptions import InvalidSignature
 from ._bootstrap import ROOT_PATH_LENGTH, Provided, first_generation, new_root_and_intermediate
 from ._files import CAFileError
 from ._issued import Issued, pem_of_der
+from ._leafder import LeafSigner
 from ._ledger import LeafRecord, Ledger
 from ._state import Generation, State, load_state, save_state, write_generation
-from ._leafder import LeafSigner
 from ._x509 import CheckedCSR, cross_sign, fingerprint, pem
 
 __all__ = ["CAExpired", "CertificateAuthority", "Issued", "RotationRefused"]
