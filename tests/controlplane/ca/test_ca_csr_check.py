@@ -55,10 +55,14 @@ def _rsa() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(65537, 2048)
 
 
-def _signed_by(request: bytes, signer: ec.EllipticCurvePrivateKey) -> bytes:
-    """A CSR of ``request``'s CertificationRequestInfo, signed ecdsa-with-SHA256 by ``signer``."""
+def _signed_by(request: bytes, signer: ec.EllipticCurvePrivateKey | bytes) -> bytes:
+    """A CSR of ``request``'s CertificationRequestInfo, signed ecdsa-with-SHA256 by ``signer``
+    (or with ``signer`` as its signature bytes)."""
     info = x509.load_der_x509_csr(request).tbs_certrequest_bytes
-    signature = signer.sign(info, ec.ECDSA(hashes.SHA256()))
+    if isinstance(signer, bytes):
+        signature = signer
+    else:
+        signature = signer.sign(info, ec.ECDSA(hashes.SHA256()))
     return _der(0x30, info + _ECDSA_SHA256 + _der(0x03, b"\x00" + signature))
 
 
@@ -86,6 +90,7 @@ FORGED: dict[str, Callable[[], bytes]] = {
     ),
     "RSA signature altered": lambda: _flip_signature(_csr(_rsa(), hashes.SHA256())),
     "ECDSA algorithm on an RSA key": lambda: _signed_by(_csr(_rsa(), hashes.SHA256()), _p256()),
+    "signature not DER": lambda: _signed_by(_csr(_p256(), hashes.SHA256()), b"\x01" * 64),
 }
 
 
