@@ -33,9 +33,10 @@ from cryptography.exceptions import InvalidSignature
 from ._bootstrap import ROOT_PATH_LENGTH, Provided, first_generation, new_root_and_intermediate
 from ._files import CAFileError
 from ._issued import Issued, pem_of_der
+from ._leafder import LeafSigner
 from ._ledger import LeafRecord, Ledger
 from ._state import Generation, State, load_state, save_state, write_generation
-from ._x509 import CheckedCSR, cross_sign, fingerprint, leaf_der, pem
+from ._x509 import CheckedCSR, cross_sign, fingerprint, pem
 
 __all__ = ["CAExpired", "CertificateAuthority", "Issued", "RotationRefused"]
 
@@ -118,6 +119,7 @@ class CertificateAuthority:
         self._tail_pem = b"".join(pem(c) for c in tail)
         self._bundle_pem = b"".join(pem(r) for r in roots)
         self._usable_until = state.current.intermediate.not_valid_after_utc
+        self._signer = LeafSigner(state.current.intermediate, state.current.intermediate_key)
 
     def bundle_pem(self) -> bytes:
         self._maybe_finish()
@@ -137,9 +139,7 @@ class CertificateAuthority:
         leaves (:meth:`Ledger.write`), then :meth:`count` it."""
         gen = self.state.current
         self.check_usable(now)
-        signed = leaf_der(csr=csr, spiffe_id=spiffe_id, issuer=gen.intermediate,
-                          issuer_key=gen.intermediate_key, now=now, ttl=ttl,
-                          extra_sans=extra_sans)  # fmt: skip
+        signed = self._signer.leaf(csr.public_key, spiffe_id, now, ttl, extra_sans)
         chain = pem_of_der(signed.der) + self._tail_pem
         return Issued(signed, chain, self.bundle_pem(), spiffe_id, gen.fingerprint,
                       now.timestamp(), renewal)  # fmt: skip

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import logging
 from collections import Counter
 from typing import Any, NamedTuple
@@ -148,9 +149,14 @@ class CAService:
             "expected 'token' (first certificate) or 'renewal' (chain, timestamp, signature)",
         )
 
-    def answer(self, issuance: Issuance, kept: bool) -> dict[str, Any]:
+    def answer(self, issuance: Issuance, kept: bool) -> bytes:
         """The answer to a request whose entry was committed (``kept``) or refused
-        because its token was used before (``kept`` false: :class:`Refused`)."""
+        because its token was used before (``kept`` false: :class:`Refused`).
+
+        The answer is the compact JSON object ``{spiffeId, chain, bundle, serial,
+        notBefore, notAfter}``, byte for byte what ``json.dumps`` writes of it, put
+        together here: PEM holds no character that JSON escapes but the line feed.
+        """
         if not kept:
             raise self._refuse(
                 403,
@@ -161,14 +167,14 @@ class CAService:
         issued = issuance.issued
         self.ca.count(issued)
         signed = issued.signed
-        return {
-            "spiffeId": issued.spiffe_id,
-            "chain": issued.chain_pem.decode("ascii"),
-            "bundle": issued.bundle_pem.decode("ascii"),
-            "serial": format(signed.serial, "x"),
-            "notBefore": signed.not_before.isoformat(),
-            "notAfter": signed.not_after.isoformat(),
-        }
+        return b"".join((
+            b'{"spiffeId": ', json.dumps(issued.spiffe_id).encode("ascii"),
+            b', "chain": "', issued.chain_pem.replace(b"\n", b"\\n"),
+            b'", "bundle": "', issued.bundle_pem.replace(b"\n", b"\\n"),
+            b'", "serial": "', format(signed.serial, "x").encode("ascii"),
+            b'", "notBefore": "', signed.not_before.isoformat().encode("ascii"),
+            b'", "notAfter": "', signed.not_after.isoformat().encode("ascii"), b'"}',
+        ))  # fmt: skip
 
     def _first(self, body: dict[str, Any], csr: CheckedCSR, now: dt.datetime) -> Issuance:
         claimed = {k: str(body[k]) for k in ("namespace", "serviceAccount") if body.get(k)}

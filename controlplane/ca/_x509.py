@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from ._issued import LeafDER
-from ._leafder import LeafShape
+from ._leafder import SKEW, LeafSigner
 
 __all__ = [
     "SKEW",
@@ -43,9 +44,6 @@ __all__ = [
     "leaf_der",
     "pem",
 ]
-
-SKEW = dt.timedelta(minutes=1)
-"""How far in the past a certificate's validity starts (clock skew between hosts)."""
 
 CAKey = ec.EllipticCurvePrivateKey
 _CURVES = (ec.SECP256R1, ec.SECP384R1)
@@ -177,7 +175,7 @@ def check_csr(csr_pem: bytes | str) -> CheckedCSR:
         raise CSRError(f"not a PEM certificate signing request ({exc})") from None
     try:
         key = csr.public_key()
-        valid = csr.is_signature_valid
+        valid = _signed_by_own_key(csr, key)
     except (ValueError, TypeError) as exc:
         raise CSRError(f"cannot read the CSR's key ({exc})") from None
     if not valid:
@@ -193,6 +191,31 @@ def check_csr(csr_pem: bytes | str) -> CheckedCSR:
     return CheckedCSR(csr, key)
 
 
+_ECDSA_HASHES: dict[x509.ObjectIdentifier, hashes.HashAlgorithm] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: hashes.SHA256(),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: hashes.SHA384(),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: hashes.SHA512(),
+}
+
+
+def _signed_by_own_key(csr: x509.CertificateSigningRequest, key: object) -> bool:
+    """``csr.is_signature_valid`` with the key already read (``csr.public_key()``).
+
+    ``is_signature_valid`` reads the key from the CSR again; for an EC key and an ECDSA
+    algorithm this makes the same call it makes (the key's ``verify`` of the signature over
+    the CertificationRequestInfo, with the algorithm's hash) on the key read once. Any
+    other key or algorithm goes through ``is_signature_valid`` itself.
+    """
+    hash_alg = _ECDSA_HASHES.get(csr.signature_algorithm_oid)
+    if hash_alg is None or not isinstance(key, ec.EllipticCurvePublicKey):
+        return csr.is_signature_valid
+    try:
+        key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(hash_alg))
+    except InvalidSignature:
+        return False
+    return True
+
+
 def leaf_der(
     *,
     csr: CheckedCSR,
@@ -206,25 +229,10 @@ def leaf_der(
     """The workload certificate for a checked CSR (see the module docstring), DER.
 
     ``extra_sans`` (DNS names, IP addresses) are added after the SPIFFE ID: only the
-    control plane's own serving certificate has them. Encoded by :class:`LeafShape`.
+    control plane's own serving certificate has them. Encoded by :class:`LeafSigner`
+    (the CA keeps one per intermediate; this keeps the last few issuers').
     """
-    key = csr.public_key
-    serial = x509.random_serial_number()
-    not_before = now - SKEW
-    not_after = min(now + ttl, _not_after(issuer))
-    der = _leaf_shape(issuer, issuer_key, isinstance(key, rsa.RSAPublicKey)).certificate(
-        public_key=key,
-        serial=serial,
-        not_before=not_before,
-        not_after=not_after,
-        sans=[x509.UniformResourceIdentifier(spiffe_id), *extra_sans],
-    )
-    # whole seconds, as encoded (and as the parsed certificate reports them)
-    return LeafDER(der, serial, _whole(not_before), _whole(not_after))
-
-
-def _whole(when: dt.datetime) -> dt.datetime:
-    return when.astimezone(dt.UTC).replace(microsecond=0)
+    return _signer(issuer, issuer_key).leaf(csr.public_key, spiffe_id, now, ttl, extra_sans)
 
 
 def leaf_cert(
@@ -245,11 +253,5 @@ def leaf_cert(
 
 
 @functools.lru_cache(maxsize=8)
-def _not_after(issuer: x509.Certificate) -> dt.datetime:
-    return issuer.not_valid_after_utc
-
-
-@functools.lru_cache(maxsize=8)
-def _leaf_shape(issuer: x509.Certificate, issuer_key: CAKey, is_rsa: bool) -> LeafShape:
-    """What every leaf of ``issuer`` shares, encoded once per issuer and key type."""
-    return LeafShape(issuer, issuer_key, is_rsa)
+def _signer(issuer: x509.Certificate, issuer_key: CAKey) -> LeafSigner:
+    return LeafSigner(issuer, issuer_key)

@@ -19,15 +19,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding
 
 __all__ = ["renewal_message", "sign_renewal", "verify_renewal"]
 
 _LABEL = b"plait renewal v1\n"
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def renewal_message(csr: x509.CertificateSigningRequest, timestamp: int) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     return _LABEL + str(int(timestamp)).encode("ascii") + b"\n" + csr.public_bytes(Encoding.DER)
 
 
@@ -55,7 +55,7 @@ def verify_renewal(
     key = leaf.public_key()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(sig, message, ec.ECDSA(hashes.SHA256()))
+            key.verify(sig, message, _ECDSA_SHA256)
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(sig, message, padding.PKCS1v15(), hashes.SHA256())
         else:

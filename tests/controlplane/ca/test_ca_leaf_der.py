@@ -3,6 +3,8 @@
 ECDSA signatures are randomised, so the two are compared on the signed part: the
 TBSCertificate of a directly encoded leaf must be byte for byte the one the builder
 makes from the same inputs, and the leaf's signature must verify with the issuer's key.
+The CA's :class:`LeafSigner` is held to the same, with the validity it derives from the
+time of the request (clock skew, whole seconds, the issuer's expiry).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plait.controlplane.ca import open_ca
-from plait.controlplane.ca._leafder import LeafShape
+from plait.controlplane.ca._leafder import SKEW, LeafShape, LeafSigner
+from plait.controlplane.ca._x509 import ca_cert
 
 SPIFFE = "spiffe://plait.local/ns/bench/sa/web"
 
@@ -97,3 +100,67 @@ def test_a_directly_encoded_leaf_is_the_builders_leaf(
     assert leaf.serial_number == serial and leaf.not_valid_after_utc == not_after.replace(
         microsecond=0
     )
+
+
+_LONG_ISSUER_KEY = ec.generate_private_key(ec.SECP256R1())
+_LONG_ISSUER = ca_cert(
+    key=_LONG_ISSUER_KEY, common_name="valid past 2050", trust_domain="plait.local",
+    now=dt.datetime(2040, 1, 1, tzinfo=dt.UTC), lifetime=dt.timedelta(days=365 * 20),
+    path_length=0,
+)  # fmt: skip
+_PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
+
+
+@pytest.mark.parametrize(
+    ("key_type", "now", "ttl", "extra", "long_issuer"),
+    [
+        ("p256", dt.datetime(2026, 12, 6, 3, 4, 5, 678901, tzinfo=dt.UTC), 3600, [], False),
+        ("rsa", dt.datetime(2026, 12, 6, 3, 4, 59, 999999, tzinfo=dt.UTC), 60, [], False),
+        ("p384", dt.datetime(2026, 12, 6, 5, 4, 5, tzinfo=_PLUS_TWO), 3600, [], False),
+        # a TTL past the issuer's expiry ends with the issuer
+        ("p256", dt.datetime(2026, 12, 6, 3, 4, 5, 1, tzinfo=dt.UTC), 2 * 365 * 86400, [],
+         False),
+        ("p256", dt.datetime(2026, 12, 6, 3, 4, 5, tzinfo=dt.UTC), 3600,
+         [x509.DNSName("cp.example"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))], False),
+        # not-before in UTCTime (2049), not-after in GeneralizedTime (2050)
+        ("p256", dt.datetime(2049, 12, 31, 23, 59, 30, 250000, tzinfo=dt.UTC), 60, [], True),
+    ],
+)  # fmt: skip
+def test_a_signers_leaf_is_the_builders_leaf_with_its_validity(
+    tmp_path: Path,
+    key_type: str,
+    now: dt.datetime,
+    ttl: float,
+    extra: list[x509.GeneralName],
+    long_issuer: bool,
+) -> None:
+    if long_issuer:
+        issuer, issuer_key = _LONG_ISSUER, _LONG_ISSUER_KEY
+    else:
+        gen = open_ca(tmp_path).ca.state.current
+        issuer, issuer_key = gen.intermediate, gen.intermediate_key
+    signer = LeafSigner(issuer, issuer_key)
+    if key_type == "rsa":
+        key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey = rsa.generate_private_key(
+            65537, 2048
+        ).public_key()
+    else:
+        curve = ec.SECP256R1() if key_type == "p256" else ec.SECP384R1()
+        key = ec.generate_private_key(curve).public_key()
+    # leaves of one second share their encoded times; the next seconds get their own
+    for offset in (0.0, 0.3, 1.0, 61.5):
+        when = now + dt.timedelta(seconds=offset)
+        signed = signer.leaf(key, SPIFFE, when, dt.timedelta(seconds=ttl), extra)
+        not_before = (when - SKEW).astimezone(dt.UTC).replace(microsecond=0)
+        not_after = min(when + dt.timedelta(seconds=ttl), issuer.not_valid_after_utc)
+        not_after = not_after.astimezone(dt.UTC).replace(microsecond=0)
+        sans = [x509.UniformResourceIdentifier(SPIFFE), *extra]
+        ref = _reference(issuer, issuer_key, key, signed.serial, not_before, not_after, sans)
+        leaf = x509.load_der_x509_certificate(signed.der)
+        assert leaf.tbs_certificate_bytes == ref.tbs_certificate_bytes, offset
+        leaf.verify_directly_issued_by(issuer)
+        assert (signed.not_before, signed.not_after) == (
+            leaf.not_valid_before_utc,
+            leaf.not_valid_after_utc,
+        )
+        assert signed.serial == leaf.serial_number

@@ -135,4 +135,5 @@ def test_an_old_leaf_renews_onto_the_new_chain(server: CAServer) -> None:
     old_chain = x509.load_pem_x509_certificates(old["chain"].encode())
     new_chain = x509.load_pem_x509_certificates(out["chain"].encode())
     assert len(new_chain) == 3 and new_chain[1] != old_chain[1]
+    new_chain[0].verify_directly_issued_by(new_chain[1])  # signed by the new intermediate
     assert new_chain[2].issuer == old_chain[1].issuer  # the cross-signed root, by the old root
