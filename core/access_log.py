@@ -43,11 +43,10 @@ API repeats them); route to destination identity while requests go the same way;
 retries and failure reason of a request served at its first try as one constant; the
 end (peer, peer identity, ALPN) once per connection. The trace id is the one the
 sampling decision gave the request (lower-case hex, written as is); without tracing it
-is read from the headers. Lines stay text until a batch is written, kept as their
-parts: the parts requests share are the same string objects, so a request adds one
-short string of its numbers and references to the rest, and the batch is one join,
-one encode and one ``write``.
-"""
+is read from the headers. The parts of a line are bytes (a kept part was encoded when
+it was made; the numbers come from tables with the keys around them), and a line waits
+as its parts: the ones requests share are the same objects, so a request adds about ten
+references and no string is built for it. A batch is one join and one ``write``."""
 
 from __future__ import annotations
 
@@ -76,18 +75,24 @@ _quote: Final = encode_basestring_ascii
 """A string as JSON, quotes included: ASCII out, every other character escaped, a lone
 surrogate too (the standard library's C escaper), so a line is valid JSON whatever the
 request held."""
-_INTS: Final = tuple(str(n) for n in range(1000))
-_H11: Final = '"HTTP/1.1"'
-_PLAIN_OUTCOME: Final = ',"retries":0,"failure_reason":null,"request_id":'
-"""A request served at its first try, without a failure reason (the common case)."""
-_STATUS: Final = tuple(f'{n},"duration_ms":' for n in range(1000))
-_FRACTION: Final = tuple(f'.{n:03d},"bytes_received":' for n in range(1000))
+_INTS: Final = tuple(str(n).encode() for n in range(1000))
+_H11: Final = b'"HTTP/1.1"'
+_STATUS: Final = tuple(b'%d,"duration_ms":' % n for n in range(1000))
+_FRACTION: Final = tuple(b'.%03d,"bytes_received":' % n for n in range(1000))
+_RECEIVED: Final = tuple(b'%d,"bytes_sent":' % n for n in range(1000))
 """A line's numbers are parts of their own, with the keys around them from tables: no
 string is built for them."""
-_SENT: Final = ',"bytes_sent":'
-_NO_TRACE: Final = ',"trace_id":null'
-_TRACE: Final = ',"trace_id":"'
-_TRACE_END: Final = '"'
+_OUTCOME: Final = (
+    b',"retries":0,"failure_reason":null,"request_id":',
+    b',"retries":0,"failure_reason":null,"request_id":null',
+    b'","retries":0,"failure_reason":null,"request_id":',
+    b'","retries":0,"failure_reason":null,"request_id":null',
+)
+"""A request served at its first try, without a failure reason (the common case), by
+whether a trace id's closing quote comes first (+2) and whether it had no request id
+(+1)."""
+_TRACE_END: Final = (b"", b'"')
+_NULL: Final = b"null"
 
 _fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
 _random: Final = random.random
@@ -125,19 +130,14 @@ def _encode(entry: dict[str, object]) -> str:
         return _fallback(entry)
 
 
-def _n(value: int) -> str:
+def _n(value: int) -> bytes:
     """An int as JSON (a small one from a table)."""
-    return _INTS[value] if 0 <= value < 1000 else str(value)
+    return _INTS[value] if 0 <= value < 1000 else b"%d" % value
 
 
-def _status(value: int) -> str:
-    """A status outside 0-999 (a filter's) and the key after it."""
-    return f'{value},"duration_ms":'
-
-
-def _text(value: bytes | None) -> str:
-    """A header value as a JSON string (``null`` when absent)."""
-    return "null" if value is None else _quote(value.decode("latin-1"))
+def _text(value: bytes) -> bytes:
+    """A header value as a JSON string."""
+    return _quote(value.decode("latin-1")).encode()
 
 
 class AccessLog:
@@ -147,7 +147,7 @@ class AccessLog:
         """Percent of the successful requests logged (failed ones always are)."""
         self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (closed in close())
         self._closed = False
-        self._parts: list[str] = []
+        self._parts: list[bytes] = []
         """The waiting lines, in pieces: a line's parts that requests share are the same
         string objects, joined only when the batch is written."""
         self._count = 0
@@ -156,11 +156,11 @@ class AccessLog:
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
-        self._quoted: dict[str, str] = {}
-        self._heads: tuple[dict[str, str], dict[str, str]] = ({}, {})
+        self._quoted: dict[str, bytes] = {}
+        self._heads: tuple[dict[str, bytes], dict[str, bytes]] = ({}, {})
         """Outbound, inbound: listener name → the start of its lines in the current second."""
         self._conn: ConnectionContext | None = None
-        self._tail = ""
+        self._tail = b""
         """The end of the lines of ``_conn`` (peer, peer identity, ALPN)."""
         self._leaf: object = None
         self._own: str | None = None
@@ -169,13 +169,16 @@ class AccessLog:
         self._upstream: str | None = None
         self._source: str | None = None
         self._destination: str | None = None
-        self._mid = self._middle("", None, None, None, None)
+        self._mids = self._middle("", None, None, None, None)
         self._method = ""
         self._authority: str | None = ""
         self._path: str | None = None  # no request yet: the first one makes the segment
         self._version = ""
-        self._req = ""
+        self._req = b""
         """The line from the method's value to the status's key, for the request above."""
+        self._start_of: tuple[bytes, bytes] = (b"", b"")
+        self._start = b""
+        """``_start_of``'s two parts (head, request) joined: kept while both are the same."""
 
     def log(self, ctx: StreamContext, lrt: _Listener, seconds: float, ex: _Exchange) -> None:
         """The line of one finished request of ``lrt`` (the listener runtime gives the same
@@ -210,7 +213,7 @@ class AccessLog:
         received: int,
         sent: int,
         attempts: int,
-        trace_id: str | None,
+        trace_id: bytes | None,
     ) -> None:
         """The line of a request :meth:`wants`: ``leaf`` is this sidecar's certificate
         (``CertStore.leaf``), ``upstream_id`` the upstream's verified SPIFFE ID (outbound),
@@ -223,42 +226,49 @@ class AccessLog:
             source, destination = own, upstream_id
         if trace_id is None:
             parent = extract(req.headers)
-            trace_id = parent.trace_hex if parent is not None else None
+            trace_id = parent.trace_hex.encode() if parent is not None else None
         request_id = None
         for name, value in req.headers.raw:
             if name == b"x-request-id":
                 request_id = value
                 break
         us = int(seconds * 1_000_000 + 0.5)
-        version = req.http_version
-        middle = self._middle(
-            ctx.route_name, ctx.cluster, ctx.upstream_address, source, destination
-        )
-        reason = ctx.failure_reason
-        outcome = (
-            _PLAIN_OUTCOME
-            if attempts <= 1 and reason is None
-            else f',"retries":{_n(max(attempts - 1, 0))},"failure_reason":{self._q(reason)},'
-            '"request_id":'
-        )
-        tail = self._conn_tail(ctx.connection)
+        mids = self._middle(ctx.route_name, ctx.cluster, ctx.upstream_address, source, destination)
         head = self._head(listener, inbound, _now() - seconds)
-        request = self._request(req.method, req.authority, req.path, version)
+        request = self._request(req.method, req.authority, req.path, req.http_version)
+        known = self._start_of
+        if head is not known[0] or request is not known[1]:
+            self._start_of = (head, request)
+            self._start = head + request
         status = resp.status if resp is not None else 0
-        rid = "null" if request_id is None else _text(request_id)
-        sent_s = _n(sent)
+        ms = us // 1000
+        traced = trace_id is not None
+        reason = ctx.failure_reason
+        if attempts <= 1 and reason is None:
+            outcome = _OUTCOME[2 * traced + (request_id is None)]
+        else:
+            outcome = b'%s,"retries":%s,"failure_reason":%s,"request_id":%s' % (
+                _TRACE_END[traced], _n(max(attempts - 1, 0)), self._q(reason),
+                _NULL if request_id is None else b"",
+            )  # fmt: skip
+        st = _STATUS[status] if 0 <= status < 1000 else b'%d,"duration_ms":' % status
+        msb = _INTS[ms] if ms < 1000 else b"%d" % ms
+        frac = _FRACTION[us % 1000]
+        recv = _RECEIVED[received] if 0 <= received < 1000 else b'%d,"bytes_sent":' % received
+        sentb = _INTS[sent] if 0 <= sent < 1000 else b"%d" % sent
+        tail = self._conn_tail(ctx.connection)
+        start = self._start
         if trace_id is None:
-            self._add((
-                head, request, _STATUS[status] if 0 <= status < 1000 else _status(status),
-                _n(us // 1000), _FRACTION[us % 1000], _n(received), _SENT, sent_s,
-                middle, _NO_TRACE, outcome, rid, tail,
-            ))  # fmt: skip
-        else:  # a trace id is lower-case hex: no escaping
-            self._add((
-                head, request, _STATUS[status] if 0 <= status < 1000 else _status(status),
-                _n(us // 1000), _FRACTION[us % 1000], _n(received), _SENT, sent_s,
-                middle, _TRACE, trace_id, _TRACE_END, outcome, rid, tail,
-            ))  # fmt: skip
+            if request_id is None:
+                self._add((start, st, msb, frac, recv, sentb, mids[0], outcome, tail))
+            else:
+                rid = _text(request_id)
+                self._add((start, st, msb, frac, recv, sentb, mids[0], outcome, rid, tail))
+        elif request_id is None:
+            self._add((start, st, msb, frac, recv, sentb, mids[1], trace_id, outcome, tail))
+        else:
+            rid = _text(request_id)
+            self._add((start, st, msb, frac, recv, sentb, mids[1], trace_id, outcome, rid, tail))
 
     def log_rejected(
         self, listener: str, status: int, reason: str, conn: ConnectionContext
@@ -271,22 +281,22 @@ class AccessLog:
             "failure_reason": reason,
             "peer": f"{conn.peer_address[0]}:{conn.peer_address[1]}",
             "peer_identity": _identity(conn),
-        }), "\n"))  # fmt: skip
+        }).encode(), b"\n"))  # fmt: skip
 
-    def _q(self, value: str | None) -> str:
+    def _q(self, value: str | None) -> bytes:
         """``value`` as JSON (``null`` for ``None``), kept for the next line that has it."""
         if value is None:
-            return "null"
+            return _NULL
         if len(value) > _LONG:  # a long one is not kept: the table stays small
-            return _quote(value)
+            return _quote(value).encode()
         out = self._quoted.get(value)
         if out is None:
             if len(self._quoted) >= _CACHED:
                 self._quoted.clear()
-            out = self._quoted[value] = _quote(value)
+            out = self._quoted[value] = _quote(value).encode()
         return out
 
-    def _request(self, method: str, authority: str | None, path: str, version: str) -> str:
+    def _request(self, method: str, authority: str | None, path: str, version: str) -> bytes:
         """From the method's value to the status's key: kept while requests have the same
         method, authority, path and version (compared by value: four short compares, no
         allocation; a request that differs makes it anew)."""
@@ -297,16 +307,13 @@ class AccessLog:
             self._method, self._authority, self._path, self._version = (
                 method, authority, path, version
             )  # fmt: skip
-            self._req = (
-                f'{self._q(method)},"authority":{self._q(authority)},"path":{_quote(path)},'
-                f'"protocol":{_H11 if version == "1.1" else self._protocol(version)},"status":'
-            )
+            self._req = b'%s,"authority":%s,"path":%s,"protocol":%s,"status":' % (
+                self._q(method), self._q(authority), _quote(path).encode(),
+                _H11 if version == "1.1" else self._q("HTTP/" + version),
+            )  # fmt: skip
         return self._req
 
-    def _protocol(self, version: str) -> str:
-        return self._q("HTTP/" + version)
-
-    def _head(self, listener: str, inbound: bool, when: float) -> str:
+    def _head(self, listener: str, inbound: bool, when: float) -> bytes:
         """The line up to the method's value: time, listener, direction."""
         second = int(when)
         if second != self._second:
@@ -321,17 +328,18 @@ class AccessLog:
             head = heads[listener] = (
                 f'{{"time":"{self._stamp}","listener":{_quote(listener)},'
                 f'"direction":"{direction}","method":'
-            )
+            ).encode()
         return head
 
-    def _conn_tail(self, conn: ConnectionContext) -> str:
+    def _conn_tail(self, conn: ConnectionContext) -> bytes:
         """The line from the peer on: the same for every request of a connection."""
         if conn is not self._conn:
             host, port = conn.peer_address
             self._conn = conn
-            self._tail = (
-                f',"peer":{_quote(f"{host}:{port}")},'
-                f'"peer_identity":{self._q(_identity(conn))},"alpn":{self._q(conn.alpn)}}}\n'
+            self._tail = b',"peer":%s,"peer_identity":%s,"alpn":%s}\n' % (
+                _quote(f"{host}:{port}").encode(),
+                self._q(_identity(conn)),
+                self._q(conn.alpn),
             )
         return self._tail
 
@@ -349,9 +357,10 @@ class AccessLog:
         upstream: str | None,
         source: str | None,
         destination: str | None,
-    ) -> str:
-        """From ``route`` to ``destination_identity``: the same for the requests that went
-        the same way (the values come from config and certificates: compared by identity)."""
+    ) -> tuple[bytes, bytes]:
+        """From ``route`` to the trace id's value, without a trace id and with one (its
+        opening quote): the same for the requests that went the same way (the values come
+        from config and certificates: compared by identity)."""
         if not (
             route is self._route and cluster is self._cluster and upstream is self._upstream
             and source is self._source and destination is self._destination
@@ -359,18 +368,22 @@ class AccessLog:
             self._route, self._cluster, self._upstream = route, cluster, upstream
             self._source, self._destination = source, destination
             q = self._q
-            self._mid = (
-                f',"route":{q(route)},"cluster":{q(cluster)},"upstream":{q(upstream)},'
-                f'"source_identity":{q(source)},"destination_identity":{q(destination)}'
+            mid = b',"route":%s,"cluster":%s,"upstream":%s,"source_identity":%s,' % (
+                q(route),
+                q(cluster),
+                q(upstream),
+                q(source),
             )
-        return self._mid
+            mid += b'"destination_identity":%s,"trace_id":' % q(destination)
+            self._mids = (mid + b"null", mid + b'"')
+        return self._mids
 
-    def _add(self, parts: tuple[str, ...]) -> None:
+    def _add(self, parts: tuple[bytes, ...]) -> None:
         """Queue one line, given as its parts (its newline included); the batch is joined
-        and encoded when it is written."""
+        when it is written."""
         if self._closed:  # a stream that ended after the close: written at once
             with open(self.path, "ab") as f:
-                f.write("".join(parts).encode())
+                f.write(b"".join(parts))
             return
         self._parts.extend(parts)
         self._count += 1
@@ -384,7 +397,7 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         if self._count:
-            self._file.write("".join(self._parts).encode())
+            self._file.write(b"".join(self._parts))
             self._file.flush()
             self._parts.clear()
             self._count = 0

@@ -196,8 +196,8 @@ def decide(headers: Headers, ratio: float) -> Parent | bool:
     return decide_trace(headers, ratio)[0]
 
 
-def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, str | None]:
-    """:func:`decide`, and the trace id (lower-case hex) the request carries after it
+def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, bytes | None]:
+    """:func:`decide`, and the trace id (lower-case hex, ASCII) the request carries after it
     when the decision fixes it: ``None`` for a sampled request (its span's context is
     injected next), so what reads it then reads the request's headers."""
     found = scan(headers)
@@ -206,7 +206,7 @@ def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, str | N
             return True, None
         fresh = _unsampled()
         headers.raw.append((b"traceparent", fresh))
-        return False, fresh[3:35].decode()
+        return False, fresh[3:35]
     parent = parse(found)
     forced = found.get(FORCE_HEADER) == b"1"
     if parent is None:  # none, or malformed: replaced, never an error
@@ -214,12 +214,12 @@ def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, str | N
             return True, None
         fresh = _unsampled()
         headers.set(b"traceparent", fresh)
-        return False, fresh[3:35].decode()
+        return False, fresh[3:35]
     if parent.sampled or forced:
         return parent, None
     if parent.sampled is None and _random() < ratio:  # the caller left it to this hop
         return parent, None
-    return False, parent.trace_hex
+    return False, parent.trace_hex.encode()
 
 
 class _IdPool:

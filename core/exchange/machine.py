@@ -132,7 +132,7 @@ class Exchange:
         self.request_body: RequestBody | None = None
         self.span: object = None
         """The tracer's span of a sampled stream (``runtime.ListenerRuntime.trace_end``)."""
-        self.trace_id: str | None = None
+        self.trace_id: bytes | None = None
         """The trace id the sampling decision gave the request, when it fixed one (the
         access log's; ``None``: read it from the request)."""
         self.grpc_status: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -129,3 +130,46 @@ async def test_consecutive_requests_that_differ_in_one_field_each_say_their_own(
     assert got == [(m, a, p, f"HTTP/{v}") for m, a, p, v in steps]
     assert [x["retries"] for x in lines] == [0, 2, 0, 0, 0, 0, 0]
     assert [x["failure_reason"] for x in lines] == [None, None, "upstream timeout"] + [None] * 4
+
+
+async def test_every_shape_of_line_says_what_its_request_had(tmp_path: Path) -> None:
+    """The line is put together from parts (a table's or a kept one's) that depend on
+    whether the request had a trace id and a request id, was retried or failed, and on
+    numbers inside or past the tables: every combination parses to the request's facts."""
+    out = tmp_path / "access.log"
+    log = AccessLog(str(out))
+    trace = b"4bf92f3577b34da6a3ce929d0e0e4736"
+    cases = list(
+        itertools.product(
+            (None, trace),  # trace id
+            (None, "r-1"),  # x-request-id
+            ((1, None), (3, None), (1, "upstream timeout"), (2, "upstream reset")),
+            ((200, 3, 1024, 0.0012), (1200, 5000, 999, 2.0005), (0, 0, 123456, 0.0)),
+        )
+    )
+    for trace_id, rid, (attempts, reason), (status, received, sent, seconds) in cases:
+        ctx = _ctx("/p", "unused", status)
+        if rid is None:
+            ctx.request.headers.remove("x-request-id")
+        else:
+            ctx.request.headers.set("x-request-id", rid)
+        ctx.failure_reason = reason
+        ex: Any = SimpleNamespace(
+            received=lambda n=received: n, bytes_out=sent, attempts=attempts, trace_id=trace_id
+        )
+        log.log(ctx, LRT, seconds, ex)
+    log.close()
+    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert len(lines) == len(cases)
+    for line, (trace_id, rid, (attempts, reason), (status, received, sent, seconds)) in zip(
+        lines, cases, strict=True
+    ):
+        assert line["trace_id"] == (None if trace_id is None else trace_id.decode())
+        assert line["request_id"] == rid
+        assert (line["retries"], line["failure_reason"]) == (attempts - 1, reason)
+        assert (line["status"], line["bytes_received"], line["bytes_sent"]) == (
+            status, received, sent,
+        )  # fmt: skip
+        assert line["duration_ms"] == round(seconds * 1000, 3)
+        assert line["path"] == "/p" and line["peer"] == "127.0.0.1:40000"
+        assert list(line) == list(lines[0])  # every field, in the same order

@@ -168,11 +168,12 @@ def test_the_decision_names_the_trace_id_the_request_then_carries() -> None:
     for h in (Headers(), Headers([("traceparent", "garbage")])):
         decision, trace_id = decide_trace(h, 0.0)
         parent = extract(h)  # a fresh unsampled context, and that is its id
-        assert decision is False and parent is not None and trace_id == parent.trace_hex
+        assert decision is False and parent is not None
+        assert trace_id == parent.trace_hex.encode()
     unsampled = Headers([("traceparent", f"00-{TRACE}-{SPAN}-00")])
-    assert decide_trace(unsampled, 0.0) == (False, TRACE)  # the caller's, untouched
+    assert decide_trace(unsampled, 0.0) == (False, TRACE.encode())  # the caller's, untouched
     b3 = Headers([("b3", f"{TRACE[16:]}-{SPAN}-0")])
-    assert decide_trace(b3, 1.0) == (False, TRACE[16:])  # B3 as it came, 64-bit id kept
+    assert decide_trace(b3, 1.0) == (False, TRACE[16:].encode())  # B3 as it came, 64-bit id
     sampled = Headers([("traceparent", f"00-{TRACE}-{SPAN}-01")])
     decision, trace_id = decide_trace(sampled, 0.0)
     assert isinstance(decision, Parent) and trace_id is None  # the span's context follows
