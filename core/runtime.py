@@ -119,9 +119,10 @@ class ListenerRuntime:
         access = self._access
         if access is not None and access.wants(status, ctx.failure_reason):
             inbound = self.inbound
+            leaf = self._identity.leaf  # none: no mTLS to any upstream either
             access.entry(
-                ctx, self.name, inbound, self._identity.leaf,
-                None if inbound else self.upstream_identity(ctx), seconds,
+                ctx, self.name, inbound, leaf,
+                None if inbound or leaf is None else self.upstream_identity(ctx), seconds,
                 ex.received(), ex.bytes_out, ex.attempts, ex.trace_id,
             )  # fmt: skip
         if self._taps:  # nobody taps: this empty-list check is the whole cost

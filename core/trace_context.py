@@ -68,9 +68,15 @@ _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f
 _random: Final = random.random
 _urandom: Final = os.urandom
 _hexlify: Final = binascii.hexlify
-_POOL_IDS: Final = 64
-"""Fresh traceparents per random draw."""
-_ZERO_SPAN_B: Final = b"0" * 16
+_POOL_IDS: Final = 256
+"""Fresh traceparents per random draw (14 KB)."""
+_TEMPLATE: Final = b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-00"
+_VALUE: Final = 55
+"""The length of a ``traceparent`` value (``_TEMPLATE``)."""
+_ZERO_TRACE_FIELD: Final = b"-" + b"0" * 32 + b"-"
+_ZERO_SPAN_FIELD: Final = b"-" + b"0" * 16 + b"-"
+"""An all-zero id between its separators: only a trace id has 32 digits between two
+``-``, only a span id 16."""
 _ZERO_TRACE: Final = "0" * 32
 _ZERO_SPAN: Final = "0" * 16
 _ODD: Final = frozenset("13579bdf")  # the last hex digit of the flags: bit 0 is "sampled"
@@ -204,7 +210,7 @@ def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, bytes |
     if found is None:  # no trace header at all: the common case
         if _random() < ratio:
             return True, None
-        fresh = _unsampled()
+        fresh = _IDS.unsampled()
         headers.raw.append((b"traceparent", fresh))
         return False, fresh[3:35]
     parent = parse(found)
@@ -212,7 +218,7 @@ def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, bytes |
     if parent is None:  # none, or malformed: replaced, never an error
         if forced or _random() < ratio:
             return True, None
-        fresh = _unsampled()
+        fresh = _IDS.unsampled()
         headers.set(b"traceparent", fresh)
         return False, fresh[3:35]
     if parent.sampled or forced:
@@ -223,39 +229,47 @@ def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, bytes |
 
 
 class _IdPool:
-    """Random trace and span ids, drawn :data:`_POOL_IDS` requests at a time.
+    """Fresh unsampled ``traceparent`` values, made :data:`_POOL_IDS` at a time.
 
-    ``hex`` is 32 hex digits (16 random bytes), ``-``, 32 more, and so on; a request
-    takes two groups: the first is its trace id, the first 16 digits of the second
-    its span id, so ``hex[at:at + 49]`` is ``TRACE-SPAN`` as a ``traceparent`` has them."""
+    ``values`` is that many ``00-TRACE-SPAN-00`` values end to end, :data:`_VALUE` bytes
+    each, so a request takes one slice. They are made from one ``os.urandom`` read,
+    hex-encoded in C, and put in place column by column (one slice assignment per digit
+    position, whatever the pool's size); a pool holding an all-zero trace or span id
+    (invalid in W3C; 2^-64 per id) is drawn again."""
 
     def __init__(self) -> None:
-        self.hex = b""
+        self.values = b""
         self.at = 0
 
     def clear(self) -> None:
-        self.hex = b""
+        self.values = b""
         self.at = 0
 
     def unsampled(self) -> bytes:
-        """A fresh, unsampled ``traceparent`` (never a zero span id)."""
-        while True:
-            at = self.at
-            if at >= len(self.hex):
-                self.hex = _hexlify(_urandom(32 * _POOL_IDS), b"-", 16)
-                at = 0
-            self.at = at + 66  # two groups of 32 digits and their separators
-            ids = self.hex[at : at + 49]
-            if ids[33:] != _ZERO_SPAN_B:
-                return b"00-" + ids + b"-00"
+        """A fresh, unsampled ``traceparent``."""
+        at = self.at
+        if at >= len(self.values):
+            self.values = _fresh_values()
+            at = 0
+        self.at = at + _VALUE
+        return self.values[at : at + _VALUE]
+
+
+def _fresh_values() -> bytes:
+    while True:
+        digits = _hexlify(_urandom(24 * _POOL_IDS))  # 32 + 16 digits per value
+        out = bytearray(_TEMPLATE * _POOL_IDS)
+        for k in range(32):
+            out[3 + k :: _VALUE] = digits[k::48]
+        for k in range(16):
+            out[36 + k :: _VALUE] = digits[32 + k :: 48]
+        values = bytes(out)
+        if _ZERO_TRACE_FIELD not in values and _ZERO_SPAN_FIELD not in values:
+            return values
 
 
 _IDS: Final = _IdPool()
 os.register_at_fork(after_in_child=_IDS.clear)
-
-
-def _unsampled() -> bytes:
-    return _IDS.unsampled()
 
 
 def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:

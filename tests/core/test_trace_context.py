@@ -177,5 +177,15 @@ def test_the_decision_names_the_trace_id_the_request_then_carries() -> None:
     sampled = Headers([("traceparent", f"00-{TRACE}-{SPAN}-01")])
     decision, trace_id = decide_trace(sampled, 0.0)
     assert isinstance(decision, Parent) and trace_id is None  # the span's context follows
-    ids = {decide_trace(Headers(), 0.0)[1] for _ in range(200)}  # across pool refills
-    assert len(ids) == 200
+    fresh = []
+    for _ in range(1000):  # across pool refills
+        h = Headers()
+        trace_id = decide_trace(h, 0.0)[1]
+        value = h.get("traceparent")
+        assert value is not None and trace_id is not None
+        fresh.append((value, trace_id))
+    assert len({v for v, _ in fresh}) == len({t for _, t in fresh}) == 1000
+    for value, trace_id in fresh:
+        parent = extract(Headers([("traceparent", value)]))  # valid W3C, never a zero id
+        assert parent is not None and parent.sampled is False
+        assert parent.trace_hex.encode() == trace_id and value.endswith("-00")

@@ -76,13 +76,7 @@ def test_a_directly_encoded_leaf_is_the_builders_leaf(
     tmp_path: Path, key_type: str, years: int, serial: int, sans: list[x509.GeneralName]
 ) -> None:
     gen = open_ca(tmp_path).ca.state.current
-    if key_type == "rsa":
-        key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey = rsa.generate_private_key(
-            65537, 2048
-        ).public_key()
-    else:
-        curve = ec.SECP256R1() if key_type == "p256" else ec.SECP384R1()
-        key = ec.generate_private_key(curve).public_key()
+    key = _public_key(key_type)
     not_before = dt.datetime(2026, 12, 6, 3, 4, 5, 678, tzinfo=dt.UTC) + dt.timedelta(
         days=365 * years
     )
@@ -140,13 +134,7 @@ def test_a_signers_leaf_is_the_builders_leaf_with_its_validity(
         gen = open_ca(tmp_path).ca.state.current
         issuer, issuer_key = gen.intermediate, gen.intermediate_key
     signer = LeafSigner(issuer, issuer_key)
-    if key_type == "rsa":
-        key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey = rsa.generate_private_key(
-            65537, 2048
-        ).public_key()
-    else:
-        curve = ec.SECP256R1() if key_type == "p256" else ec.SECP384R1()
-        key = ec.generate_private_key(curve).public_key()
+    key = _public_key(key_type)
     # leaves of one second share their encoded times; the next seconds get their own
     for offset in (0.0, 0.3, 1.0, 61.5):
         when = now + dt.timedelta(seconds=offset)
@@ -164,3 +152,11 @@ def test_a_signers_leaf_is_the_builders_leaf_with_its_validity(
             leaf.not_valid_after_utc,
         )
         assert signed.serial == leaf.serial_number
+
+
+def _public_key(key_type: str) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """A fresh public key: ``rsa`` (2048 bits), ``p256`` or ``p384``."""
+    if key_type == "rsa":
+        return rsa.generate_private_key(65537, 2048).public_key()
+    curve = ec.SECP256R1() if key_type == "p256" else ec.SECP384R1()
+    return ec.generate_private_key(curve).public_key()
