@@ -68,15 +68,10 @@ _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f
 _random: Final = random.random
 _urandom: Final = os.urandom
 _hexlify: Final = binascii.hexlify
-_POOL_IDS: Final = 256
-"""Fresh traceparents per random draw (14 KB)."""
-_TEMPLATE: Final = b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-00"
-_VALUE: Final = 55
-"""The length of a ``traceparent`` value (``_TEMPLATE``)."""
-_ZERO_TRACE_FIELD: Final = b"-" + b"0" * 32 + b"-"
-_ZERO_SPAN_FIELD: Final = b"-" + b"0" * 16 + b"-"
-"""An all-zero id between its separators: only a trace id has 32 digits between two
-``-``, only a span id 16."""
+_POOL_IDS: Final = 64
+"""Fresh traceparents per random draw."""
+_ZERO_SPAN_FIELD: Final = b"-" + b"0" * 16
+"""An all-zero span id after its separator."""
 _ZERO_TRACE: Final = "0" * 32
 _ZERO_SPAN: Final = "0" * 16
 _ODD: Final = frozenset("13579bdf")  # the last hex digit of the flags: bit 0 is "sampled"
@@ -229,43 +224,37 @@ def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, bytes |
 
 
 class _IdPool:
-    """Fresh unsampled ``traceparent`` values, made :data:`_POOL_IDS` at a time.
+    """Random trace and span ids, drawn :data:`_POOL_IDS` requests at a time.
 
-    ``values`` is that many ``00-TRACE-SPAN-00`` values end to end, :data:`_VALUE` bytes
-    each, so a request takes one slice. They are made from one ``os.urandom`` read,
-    hex-encoded in C, and put in place column by column (one slice assignment per digit
-    position, whatever the pool's size); a pool holding an all-zero trace or span id
-    (invalid in W3C; 2^-64 per id) is drawn again."""
+    ``hex`` is 32 hex digits (16 random bytes), ``-``, 32 more, and so on; a request
+    takes two groups: the first is its trace id, the first 16 digits of the second
+    its span id, so ``hex[at:at + 49]`` is ``TRACE-SPAN`` as a ``traceparent`` has them.
+    A draw that holds an all-zero span id (invalid in W3C; 2^-64 per id) is drawn
+    again: the check is one search of the draw, not a compare per request."""
 
     def __init__(self) -> None:
-        self.values = b""
+        self.hex = b""
         self.at = 0
 
     def clear(self) -> None:
-        self.values = b""
+        self.hex = b""
         self.at = 0
 
     def unsampled(self) -> bytes:
         """A fresh, unsampled ``traceparent``."""
         at = self.at
-        if at >= len(self.values):
-            self.values = _fresh_values()
+        if at >= len(self.hex):
+            self.hex = _draw()
             at = 0
-        self.at = at + _VALUE
-        return self.values[at : at + _VALUE]
+        self.at = at + 66  # two groups of 32 digits and their separators
+        return b"00-" + self.hex[at : at + 49] + b"-00"
 
 
-def _fresh_values() -> bytes:
+def _draw() -> bytes:
     while True:
-        digits = _hexlify(_urandom(24 * _POOL_IDS))  # 32 + 16 digits per value
-        out = bytearray(_TEMPLATE * _POOL_IDS)
-        for k in range(32):
-            out[3 + k :: _VALUE] = digits[k::48]
-        for k in range(16):
-            out[36 + k :: _VALUE] = digits[32 + k :: 48]
-        values = bytes(out)
-        if _ZERO_TRACE_FIELD not in values and _ZERO_SPAN_FIELD not in values:
-            return values
+        ids = _hexlify(_urandom(32 * _POOL_IDS), b"-", 16)
+        if _ZERO_SPAN_FIELD not in ids:  # (also matches a trace id's start: drawn again)
+            return ids
 
 
 _IDS: Final = _IdPool()
