@@ -173,3 +173,28 @@ async def test_every_shape_of_line_says_what_its_request_had(tmp_path: Path) -> 
         assert line["duration_ms"] == round(seconds * 1000, 3)
         assert line["path"] == "/p" and line["peer"] == "127.0.0.1:40000"
         assert list(line) == list(lines[0])  # every field, in the same order
+
+
+async def test_a_callers_trace_headers_cannot_break_the_line(tmp_path: Path) -> None:
+    """Without tracing the trace id is read from the request, as it came: only a valid
+    W3C or B3 id reaches the line (it is written unescaped), anything else is null."""
+    out = tmp_path / "access.log"
+    log = AccessLog(str(out))
+    good = "4bf92f3577b34da6a3ce929d0e0e4736"
+    hostile = [
+        [("traceparent", f"00-{good}-00f067aa0ba902b7-01")],
+        [("traceparent", '00-4bf92f3577b34da6a3ce929d0e0e47"6-00f067aa0ba902b7-01')],
+        [("traceparent", f'00-{good}-00f067aa0ba902b7-01-"}}\n')],  # version 00 is 55 long
+        [("traceparent", "ff-" + good + "-00f067aa0ba902b7-01")],
+        [("x-b3-traceid", '463ac35c9f6413a"'), ("x-b3-spanid", "a2fb4a1d1a96d312")],
+        [("b3", f"{good[:16]}-a2fb4a1d1a96d312-1")],
+        [("b3", 'x"\\-y-1')],
+    ]
+    for extra in hostile:
+        ctx = _ctx("/t", "r")
+        for name, value in extra:
+            ctx.request.headers.set(name, value)
+        log.log(ctx, LRT, 0.001, EX)
+    log.close()
+    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert [x["trace_id"] for x in lines] == [good, None, None, None, None, good[:16], None]
