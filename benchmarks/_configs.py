@@ -166,14 +166,15 @@ spec:
 {extra}"""
 
 
-def observed(conf: str, access_log: Path, collector_port: int) -> str:
-    """``conf`` (``plait_conf``'s) with an access log and tracing at 1 % to an OTLP/HTTP
-    collector on ``collector_port``."""
+def observed(
+    conf: str, access_log: Path, collector_port: int, log: bool = True, sampling: float = 1
+) -> str:
+    """``conf`` (``plait_conf``'s) with an access log (``log``) and tracing at ``sampling``
+    percent to an OTLP/HTTP collector on ``collector_port`` (``sampling`` negative: none)."""
     spec = "  admin: {port: "
     at = conf.index(spec)
-    return (
-        conf[:at]
-        + f"  accessLog: {{path: {access_log}}}\n"
-        + f"  tracing: {{sampling: 1, otlp: {{endpoint: 'http://127.0.0.1:{collector_port}'}}}}\n"
-        + conf[at:]
-    )
+    extra = f"  accessLog: {{path: {access_log}}}\n" if log else ""
+    if sampling >= 0:
+        endpoint = f"http://127.0.0.1:{collector_port}"
+        extra += f"  tracing: {{sampling: {sampling}, otlp: {{endpoint: '{endpoint}'}}}}\n"
+    return conf[:at] + extra + conf[at:]

@@ -36,9 +36,14 @@ class TargetSpec:
     """The chain is one wasm filter adding a request header (``_wasm.py``)."""
     tls: bool = False
     """Hop targets (``_hop.py``): mutual TLS between the two proxies."""
-    observe: bool = False
-    """Access log to a file and tracing at 1 % (OTLP/HTTP to the upstream nginx, which
-    answers 200 to any POST): what observability costs on top of the always-on metrics."""
+    observe: str = ""
+    """``all``: access log to a file and tracing at 1 % (OTLP/HTTP to the upstream nginx,
+    which answers 200 to any POST): what observability costs on top of the always-on
+    metrics; ``log`` the access log only; ``trace`` tracing at 1 % only; ``trace0``
+    tracing at 0 % (a fresh unsampled ``traceparent`` on every request, no span)."""
+    breakdown: bool = False
+    """Measures one part of another target's cost (``benchmarks.ab``): not in
+    ``benchmarks.run``'s default list."""
     checkout: Path = REPO
     """The plait checkout whose build runs (its ``.venv``): another one, e.g. a git
     worktree of the commit before a change set up with ``scripts/setup.sh``, measures
@@ -58,7 +63,14 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("plait-wasm", "plait 1w, 1 header-adding wasm filter", "plait", wasm=True),
         TargetSpec("plait-res", "plait 1w, retry+breaker+P2C", "plait", resilience=True),
         TargetSpec("plait-2w", "plait --workers 2", "plait", workers=2),
-        TargetSpec("plait-obs", "plait 1w, access log + tracing 1 %", "plait", observe=True),
+        TargetSpec("plait-obs", "plait 1w, access log + tracing 1 %", "plait", observe="all"),
+        TargetSpec("plait-log", "plait 1w, access log", "plait", observe="log", breakdown=True),
+        TargetSpec(
+            "plait-trace", "plait 1w, tracing 1 %", "plait", observe="trace", breakdown=True
+        ),
+        TargetSpec(
+            "plait-trace0", "plait 1w, tracing 0 %", "plait", observe="trace0", breakdown=True
+        ),
         TargetSpec("nginx-hop", "nginx -> nginx", "nginx-hop"),
         TargetSpec("nginx-tls", "nginx -> nginx, mTLS", "nginx-hop", tls=True),
         TargetSpec("plait-hop", "plait -> plait", "plait-hop"),
@@ -129,7 +141,9 @@ def _start_plait(
     chain = _wasm.add_header_chain(d) if spec.wasm else None
     text = _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience, chain)
     if spec.observe:
-        text = _configs.observed(text, d / "access.log", upstream_port)
+        log = spec.observe in ("all", "log")
+        sampling = {"all": 1, "trace": 1, "trace0": 0}.get(spec.observe, -1)
+        text = _configs.observed(text, d / "access.log", upstream_port, log, sampling)
     conf.write_text(text)
     own = spec.checkout == REPO
     plait = Path(sys.executable).parent / "plait" if own else spec.checkout / ".venv/bin/plait"

@@ -42,7 +42,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--duration", type=float, default=None, help="seconds per measurement (10)")
     p.add_argument("--rounds", type=int, default=None, help="rounds over all targets (3)")
-    p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated target names")
+    p.add_argument(
+        "--targets",
+        default=",".join(n for n, t in TARGETS.items() if not t.breakdown),
+        help="comma-separated target names",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 2 s, 1 round")
     p.add_argument("--rates", default="1000,3000", help="open-loop rates, req/s")
     p.add_argument("--no-h2", action="store_true", help="skip the h2load measurement")

@@ -148,8 +148,8 @@ class AccessLog:
         self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (closed in close())
         self._closed = False
         self._parts: list[bytes] = []
-        """The waiting lines, in pieces: a line's parts that requests share are the same
-        string objects, joined only when the batch is written."""
+        """The waiting lines, in parts: the parts requests share are the same objects,
+        joined only when the batch is written."""
         self._count = 0
         """Lines in ``_parts``."""
         self._loop = asyncio.get_running_loop()
@@ -252,7 +252,7 @@ class AccessLog:
                 _NULL if request_id is None else b"",
             )  # fmt: skip
         st = _STATUS[status] if 0 <= status < 1000 else b'%d,"duration_ms":' % status
-        msb = _INTS[ms] if ms < 1000 else b"%d" % ms
+        msb = _INTS[ms] if 0 <= ms < 1000 else b"%d" % ms
         frac = _FRACTION[us % 1000]
         recv = _RECEIVED[received] if 0 <= received < 1000 else b'%d,"bytes_sent":' % received
         sentb = _INTS[sent] if 0 <= sent < 1000 else b"%d" % sent
