@@ -167,14 +167,18 @@ spec:
 
 
 def observed(
-    conf: str, access_log: Path, collector_port: int, log: bool = True, sampling: float = 1
+    conf: str,
+    access_log: Path,
+    collector_port: int,
+    log: bool = True,
+    sampling: float | None = 1,
 ) -> str:
     """``conf`` (``plait_conf``'s) with an access log (``log``) and tracing at ``sampling``
-    percent to an OTLP/HTTP collector on ``collector_port`` (``sampling`` negative: none)."""
+    percent to an OTLP/HTTP collector on ``collector_port`` (``None``: no tracing)."""
     spec = "  admin: {port: "
     at = conf.index(spec)
     extra = f"  accessLog: {{path: {access_log}}}\n" if log else ""
-    if sampling >= 0:
+    if sampling is not None:
         endpoint = f"http://127.0.0.1:{collector_port}"
         extra += f"  tracing: {{sampling: {sampling}, otlp: {{endpoint: '{endpoint}'}}}}\n"
     return conf[:at] + extra + conf[at:]

@@ -142,7 +142,7 @@ def _start_plait(
     text = _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience, chain)
     if spec.observe:
         log = spec.observe in ("all", "log")
-        sampling = {"all": 1, "trace": 1, "trace0": 0}.get(spec.observe, -1)
+        sampling = {"all": 1, "trace": 1, "trace0": 0}.get(spec.observe)
         text = _configs.observed(text, d / "access.log", upstream_port, log, sampling)
     conf.write_text(text)
     own = spec.checkout == REPO

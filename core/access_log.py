@@ -256,19 +256,13 @@ class AccessLog:
         frac = _FRACTION[us % 1000]
         recv = _RECEIVED[received] if 0 <= received < 1000 else b'%d,"bytes_sent":' % received
         sentb = _INTS[sent] if 0 <= sent < 1000 else b"%d" % sent
+        if request_id is not None:  # the outcome ends with its key
+            outcome += _text(request_id)
         tail = self._conn_tail(ctx.connection)
-        start = self._start
         if trace_id is None:
-            if request_id is None:
-                self._add((start, st, msb, frac, recv, sentb, mids[0], outcome, tail))
-            else:
-                rid = _text(request_id)
-                self._add((start, st, msb, frac, recv, sentb, mids[0], outcome, rid, tail))
-        elif request_id is None:
-            self._add((start, st, msb, frac, recv, sentb, mids[1], trace_id, outcome, tail))
+            self._add((self._start, st, msb, frac, recv, sentb, mids[0], outcome, tail))
         else:
-            rid = _text(request_id)
-            self._add((start, st, msb, frac, recv, sentb, mids[1], trace_id, outcome, rid, tail))
+            self._add((self._start, st, msb, frac, recv, sentb, mids[1], trace_id, outcome, tail))
 
     def log_rejected(
         self, listener: str, status: int, reason: str, conn: ConnectionContext

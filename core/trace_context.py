@@ -28,9 +28,7 @@ came with, so an app that forwards only the B3 headers still links the hops.
 ``tracestate`` is left as it came (this sidecar adds no entry).
 
 The fresh ids of unsampled requests come from a pool (:class:`_IdPool`): one
-draw of ``random.randbytes`` (the generator the OpenTelemetry SDK draws its ids from;
-``os.urandom`` cost a ``getrandom`` call and the kernel's ChaCha20 per draw, about a
-twentieth of a microsecond a request), hex-encoded in C with a ``-`` every 16 bytes,
+``os.urandom`` read, hex-encoded in C with a ``-`` every 16 bytes,
 serves 64 requests, so a request's ``traceparent`` is one slice of it and two
 concatenations (formatting a fresh 192-bit number per request cost more than
 the rest of the sampling decision). A forked worker empties its pool, so no two
@@ -68,7 +66,7 @@ B3_SINGLE: Final = 2
 
 _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _random: Final = random.random
-_randbytes: Final = random.randbytes
+_urandom: Final = os.urandom
 _hexlify: Final = binascii.hexlify
 _POOL_IDS: Final = 64
 """Fresh traceparents per random draw."""
@@ -254,7 +252,7 @@ class _IdPool:
 
 def _draw() -> bytes:
     while True:
-        ids = _hexlify(_randbytes(32 * _POOL_IDS), b"-", 16)
+        ids = _hexlify(_urandom(32 * _POOL_IDS), b"-", 16)
         if _ZERO_SPAN_FIELD not in ids:  # (also matches a trace id's start: drawn again)
             return ids
 
