@@ -82,7 +82,7 @@ _FRACTION: Final = tuple(b'.%03d,"bytes_received":' % n for n in range(1000))
 _RECEIVED: Final = tuple(b'%d,"bytes_sent":' % n for n in range(1000))
 """A line's numbers are parts of their own, with the keys around them from tables: no
 string is built for them."""
-_OUTCOME: Final = (
+_OUTCOME: Final[tuple[bytes, ...]] = (
     b',"retries":0,"failure_reason":null,"request_id":',
     b',"retries":0,"failure_reason":null,"request_id":null',
     b'","retries":0,"failure_reason":null,"request_id":',
@@ -91,7 +91,7 @@ _OUTCOME: Final = (
 """A request served at its first try, without a failure reason (the common case), by
 whether a trace id's closing quote comes first (+2) and whether it had no request id
 (+1)."""
-_TRACE_END: Final = (b"", b'"')
+_TRACE_END: Final[tuple[bytes, ...]] = (b"", b'"')
 _NULL: Final = b"null"
 
 _fallback: Final = json.JSONEncoder(separators=(",", ":")).encode

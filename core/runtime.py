@@ -21,7 +21,14 @@ import anyio
 from plait.sdk import ConfigError, ConnectionFilter, StreamContext
 
 from .access_log import AccessLog
-from .config._model import Direction, ListenerConfig, MeshConfig, RouteRule, TracingConfig
+from .config._model import (
+    Direction,
+    ListenerConfig,
+    MeshConfig,
+    RouteRule,
+    Timeouts,
+    TracingConfig,
+)
 from .exchange import Chain
 from .identity import CertStore
 from .mesh_labels import LocalWorkload, series_values
@@ -61,18 +68,23 @@ class ListenerRuntime:
         self.snapshot = snapshot
         self.config = config
         self.name = config.name
+        self.timeouts = config.timeouts
         table = snapshot.config.routes.get(config.route_table)
         self.router: Router | _NoRoutes = Router(table) if table is not None else _NoRoutes()
-        self._chains: dict[int, Chain] = {}
+        self._routes: dict[int, tuple[Chain, str, Timeouts, float | None]] = {}
+        """A rule (by identity) → its chain, name, timeouts and whole-request timeout
+        (the rule's, else the listener's): what the exchange reads of the rule it matched,
+        read here once (the config's classes are interpreted: an attribute is a lookup)."""
         if table is not None:
             for rule in table.rules:
-                self._chains[id(rule)] = Chain(
-                    config.filters + rule.filters, on_failure=runtime.stats.filter_failed
-                )
+                chain = Chain(config.filters + rule.filters, on_failure=runtime.stats.filter_failed)
+                timeout = rule.timeouts.request or self.timeouts.request
+                self._routes[id(rule)] = (chain, rule.name, rule.timeouts, timeout)
         self._stats = runtime.stats
         self._access = runtime.access_log
         self._taps = runtime.taps
         self.tracing = runtime.tracing
+        self.trace_ratio = self.tracing.ratio if self.tracing is not None else 0.0
         """The sidecar's tracer when its config has ``tracing``: the exchange asks it for
         a span (or only a propagated context) at the start and ends the span at the end."""
         self.inbound = config.direction is Direction.INBOUND
@@ -91,8 +103,8 @@ class ListenerRuntime:
         peers (compared by identity: the strings come from config and the connection) skips
         the table."""
 
-    def chain_for(self, rule: RouteRule) -> Chain:
-        return self._chains[id(rule)]
+    def route_for(self, rule: RouteRule) -> tuple[Chain, str, Timeouts, float | None]:
+        return self._routes[id(rule)]
 
     def record(self, ctx: StreamContext, seconds: float, ex: Exchange) -> None:
         """One finished request: its metrics (with the ``grpc-status`` of the response

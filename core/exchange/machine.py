@@ -117,7 +117,7 @@ class Exchange:
         """The driver's task group for a streamed request's body pump."""
         self.run: ChainRun | None = None
         self.pending_reply: LocalReply | None = None
-        self.rule_timeouts = lrt.config.timeouts
+        self.rule_timeouts = lrt.timeouts
         self.deadline: float | None = None
         """When the request's timeout ends (monotonic clock), if it has one."""
         self._ended = False
@@ -147,7 +147,7 @@ class Exchange:
         try:
             tracing = lrt.tracing
             if tracing is not None:  # before any filter sees the request head
-                decision, self.trace_id = decide_trace(ctx.request.headers, tracing.ratio)
+                decision, self.trace_id = decide_trace(ctx.request.headers, lrt.trace_ratio)
                 if decision is not False:
                     parent = None if decision is True else decision
                     self.span = tracing.span(ctx, lrt.inbound, lrt.name, parent)
@@ -159,10 +159,8 @@ class Exchange:
             if rule is None:
                 self.local_now(LocalReply(404, reason="no route"))
                 return False
-            ctx.route_name = rule.name
-            self.rule_timeouts = rule.timeouts
-            self.run = lrt.chain_for(rule).start(ctx)
-            timeout = rule.timeouts.request or lrt.config.timeouts.request
+            chain, ctx.route_name, self.rule_timeouts, timeout = lrt.route_for(rule)
+            self.run = chain.start(ctx)
             if (left := caller_deadline(ctx.request.headers)) is not None:
                 timeout = min(timeout, left) if timeout else left  # the caller's deadline
             if timeout:
@@ -280,7 +278,7 @@ class Exchange:
             self.down.send_informational(ResponseHead(status=100))
         chain = run.chain
         stage = BodyStage(run, chain.request_data, chain.request_trailers)
-        body = RequestBody(self.down, stage, self.lrt.config.timeouts.idle)
+        body = RequestBody(self.down, stage, self.lrt.timeouts.idle)
         self.request_body = body
         if not buffer_limit:
             if chain.request_data:  # the head goes up before the hooks saw (and sized) the body

@@ -103,3 +103,27 @@ def test_a_build_is_stale_when_a_source_differs_from_what_it_was_built_from(
     assert stale() == [modules[0]]  # type: ignore[operator]
     manifest.unlink()
     assert stale() == modules  # type: ignore[operator]
+
+
+def test_tuple_constants_of_compiled_modules_stay_python_tuples() -> None:
+    """mypyc holds a module constant typed as a fixed-length tuple unboxed (a C struct of
+    its items) and builds a new Python tuple (and a float object per float item) wherever
+    the constant is used as an object: an index that is not a literal, a call such as
+    ``bisect_left(BUCKETS, x)``, a ``for`` loop. A constant tuple display in a compiled
+    module is therefore typed ``Final[tuple[T, ...]]``, which mypyc keeps as one tuple."""
+    import ast
+
+    helpers = _helpers()
+    fixed = []
+    for name in helpers["compiled_modules"]():  # type: ignore[operator]
+        path = helpers["source_of"](name)  # type: ignore[operator]
+        for node in ast.parse(path.read_text()).body:
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.annotation, ast.Name)
+                and node.annotation.id == "Final"
+                and isinstance(node.value, ast.Tuple)
+                and len(node.value.elts) > 1
+            ):
+                fixed.append(f"{path.name}:{node.lineno}")
+    assert not fixed, f"bare Final tuple constants (type them tuple[T, ...]): {fixed}"

@@ -56,6 +56,7 @@ from .rules import (
     ProtocolError,
     comma_tokens,
     interpret_head,
+    length_value,
     reason_ok,
     simple_framing,
 )
@@ -162,9 +163,9 @@ class H1ClientCodec(H1Base):
                 raise ValueError("an upgrade or CONNECT request has no content")
             mode = W_RAW  # RFC 9110 §9.3.6: no content; tunnel bytes follow a 2xx/101
         elif length is not None:
-            if not length.isdigit():
+            mode, wleft = W_LENGTH, length_value(length)
+            if wleft < 0:
                 raise ValueError("invalid content-length")
-            mode, wleft = W_LENGTH, int(length)
             lines.append(b"content-length: " + length)
         elif end_stream:
             mode, wleft = W_LENGTH, len(body)

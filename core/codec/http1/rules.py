@@ -38,6 +38,7 @@ __all__ = [
     "comma_tokens",
     "interpret_head",
     "is_token",
+    "length_value",
     "reason_ok",
     "reason_phrase",
     "simple_framing",
@@ -214,9 +215,8 @@ def interpret_head(
         elif name == b"content-length":
             # RFC 9112 §6.3 (5) and RFC 9110 §8.6: a list or repeated field is
             # invalid framing; we reject rather than collapse identical values.
-            if length is not None or not value.isdigit() or len(value) > 18:
+            if length is not None or (length := length_value(value)) < 0:
                 raise ProtocolError(bad, "invalid or repeated Content-Length")
-            length = int(value)
             headers.append((name, value))
         elif name == b"transfer-encoding":
             codings += comma_tokens(value)
@@ -258,7 +258,28 @@ def interpret_head(
 
 _CONN_OPTIONS: Final = frozenset({b"close", b"keep-alive", b"upgrade", b""})
 # A lone Connection value that needs no token-list parsing: does it close?
-_SIMPLE_CONN: Final = {b"close": True, b"keep-alive": False}
+_SIMPLE_CONN: Final = {
+    b"close": True, b"keep-alive": False, b"Close": True, b"Keep-Alive": False,
+}  # fmt: skip
+"""``connection`` values :func:`simple_framing` takes, in the spellings seen on the wire
+(any other case goes through ``lower()``)."""
+
+
+def length_value(value: bytes) -> int:
+    """A ``content-length`` value as a number: 1 to 18 ASCII digits (RFC 9110 §8.6), else -1.
+
+    A loop over the bytes compiled to C: ``bytes.isdigit()`` and ``int(bytes)`` are two
+    generic calls, and ``int`` goes through the text parser."""
+    n = len(value)
+    if n == 0 or n > 18:
+        return -1
+    total = 0
+    for i in range(n):
+        c = value[i]
+        if c < 48 or c > 57:
+            return -1
+        total = total * 10 + c - 48
+    return total
 
 
 def simple_framing(
@@ -275,17 +296,21 @@ def simple_framing(
     CONNECT.
     """
     host = length = conn = None
+    size = 0
     for name, value in specials:
         if name == b"host" and host is None:
             host = value
         elif name == b"content-length" and length is None:
-            if not value.isdigit() or len(value) > 18:
-                return None
             length = value
-        elif name == b"connection" and conn is None:
-            conn = _SIMPLE_CONN.get(value.lower())
-            if conn is None:
+            size = length_value(value)
+            if size < 0:
                 return None
+        elif name == b"connection" and conn is None:
+            conn = _SIMPLE_CONN.get(value)
+            if conn is None:
+                conn = _SIMPLE_CONN.get(value.lower())
+                if conn is None:
+                    return None
         else:
             return None
     if (host is None) is request:
@@ -293,7 +318,7 @@ def simple_framing(
     close = not http11 if conn is None else conn
     if length is not None:
         headers.append((b"content-length", length))
-        return host or b"", int(length), close
+        return host or b"", size, close
     return host or b"", None, close
 
 

@@ -59,6 +59,7 @@ from .rules import (
     check_target,
     comma_tokens,
     interpret_head,
+    length_value,
     simple_framing,
     status_line,
     unknown_method_status,
@@ -373,9 +374,9 @@ class H1ServerCodec(H1Base):
                 lines.append(b"content-length: %s\r\n" % length)
         elif length is not None:
             mode = W_LENGTH
-            if not length.isdigit():
+            self._wleft = length_value(length)
+            if self._wleft < 0:
                 raise ValueError("invalid content-length")
-            self._wleft = int(length)
             lines.append(b"content-length: %s\r\n" % length)
         elif end_stream:
             mode = W_LENGTH

@@ -15,6 +15,7 @@ from plait.core.codec.http1.rules import (
     ProtocolError,
     check_host,
     interpret_head,
+    length_value,
     simple_framing,
 )
 
@@ -25,6 +26,7 @@ VALUES = st.sampled_from(
     [
         *(b"a.example:80", b"", b"0", b"12", b"1x", b"0" * 19, b"close", b"keep-alive"),
         *(b"Keep-Alive", b"CLOSE", b"close, te", b"upgrade", b"chunked", b"trailers"),
+        *(b"Close", b"+5", b" 5", b"5 ", b"\xd9\xa3", b"9" * 18, b"-1", b"0x10"),
     ]
 )
 
@@ -72,3 +74,12 @@ def test_simple_framing_declines_what_interpret_head_refuses() -> None:
             pass
         else:
             raise AssertionError(specials)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.binary(max_size=20), st.text("0123456789", max_size=20).map(str.encode)))
+def test_length_value_reads_what_the_rfc_allows(value: bytes) -> None:
+    """1 to 18 ASCII digits are a length; anything else (a sign, a space, a non-ASCII
+    digit, nothing, more digits than fit) is -1, which the codecs answer with 400/502."""
+    digits = value.isdigit() and len(value) <= 18  # bytes.isdigit is ASCII only
+    assert length_value(value) == (int(value) if digits else -1)
