@@ -83,6 +83,13 @@ W_RAW: Final = 5
 
 _CRLF2: Final = b"\r\n\r\n"
 
+_LOWER: Final[dict[bytes, bytes]] = {name: name for name in SPECIAL}
+"""Header names as they came → lower-cased, one object per name. A dict lookup costs less
+than ``lower()`` (a method call), and the same object each time makes later set and dict
+lookups of the name identity hits. Bounded: past :data:`_LOWER_MAX` names (a peer sending
+made-up names) a name is lower-cased and not kept; what was kept stays."""
+_LOWER_MAX: Final = 1024
+
 
 class _Sink:
     """llhttp callbacks: collect, never decide (the codec decides between segments)."""
@@ -105,17 +112,25 @@ class _Sink:
         self.status += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        lower = _LOWER.get(name)
+        if lower is None:
+            lower = name.lower()
+            if len(_LOWER) < _LOWER_MAX:
+                lower = _LOWER.setdefault(lower, lower)
+                _LOWER[name] = lower
         # llhttp strips leading OWS but keeps trailing OWS (RFC 9112 §5).
-        name = name.lower()
-        if name in SPECIAL:
+        n = len(value)
+        stripped = value
+        if n and (value[n - 1] == 32 or value[n - 1] == 9):  # SP, HTAB
             stripped = value.rstrip(b" \t")
-            if name == b"transfer-encoding" and b"\t" in value[len(stripped) :]:
+        if lower in SPECIAL:
+            if lower == b"transfer-encoding" and b"\t" in value[len(stripped) :]:
                 # llhttp does not see "chunked" before an HTAB and would read a
                 # response body to EOF instead: refuse the ambiguity.
                 raise ProtocolError(400, "HTAB after Transfer-Encoding")
-            self.specials.append((name, stripped))
+            self.specials.append((lower, stripped))
         else:
-            self.headers.append((name, value.rstrip(b" \t")))
+            self.headers.append((lower, stripped))
 
     def on_headers_complete(self) -> None:
         self.head_done = True
