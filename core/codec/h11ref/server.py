@@ -21,7 +21,14 @@ import h11
 from plait.sdk import HeaderPairs, Headers, RequestHead, ResponseHead
 
 from .._events import ConnectionTerminated, Event, RequestReceived, StreamReset, TunnelData
-from ..http1.rules import SEND_SPECIAL, check_target, comma_tokens, interpret_head, reason_phrase
+from ..http1.rules import (
+    SEND_SPECIAL,
+    check_target,
+    comma_tokens,
+    interpret_head,
+    reason_ok,
+    reason_phrase,
+)
 from .base import (
     BIG,
     BODY,
@@ -193,7 +200,7 @@ class H1ServerCodec(RefBase):
         if self._sender is None:
             self._sender = self._synthetic(self._pending[0], eof=False)
         fields = [p for p in head.headers.raw if p[0] not in SEND_SPECIAL]
-        reason = head.reason.encode("latin-1") or reason_phrase(head.status)
+        reason = _reason(head)
         self._send(
             h11.InformationalResponse, status_code=head.status, headers=fields, reason=reason
         )
@@ -207,6 +214,7 @@ class H1ServerCodec(RefBase):
         status = head.status
         if status < 200 and (status != 101 or kind != _UPGRADE):
             raise ValueError("a final response needs status >= 200 (101 only to an Upgrade)")
+        reason = _reason(head)  # before anything changes: a refused head writes nothing
         fields: HeaderPairs = []
         length: bytes | None = None
         upgrade: bytes | None = None
@@ -253,7 +261,6 @@ class H1ServerCodec(RefBase):
             raise ValueError(f"body does not match content-length {left}")  # nothing written
         if self._sender is None or not http11:
             self._sender = self._synthetic(req, eof=mode == W_H11 and not http11 and close)
-        reason = head.reason.encode("latin-1") or reason_phrase(status)
         if status == 101:
             self._upgrade_value = upgrade or b""
             self._send(h11.InformationalResponse, status_code=101, headers=fields, reason=reason)
@@ -297,3 +304,14 @@ class H1ServerCodec(RefBase):
             self._state = CLOSED if self._rclose else HEAD
             if self._state == CLOSED:
                 self._held.clear()
+
+
+def _reason(head: ResponseHead) -> bytes:
+    """The head's reason phrase, or the standard one; h11 writes a phrase as it is given, so
+    one with a CR or LF (response splitting) or another control character is refused here."""
+    reason = head.reason.encode("latin-1")
+    if not reason:
+        return reason_phrase(head.status)
+    if not reason_ok(reason):
+        raise ValueError("invalid reason phrase")
+    return reason
