@@ -128,35 +128,40 @@ class H1ClientCodec(H1Base):
         """
         if self._in_flight or self._wmode != W_IDLE or self._dead:  # not self.idle
             raise RuntimeError("the connection is not idle")
-        method = _METHOD_BYTES.get(head.method) or head.method.encode("latin-1")
+        method = _METHOD_BYTES.get(head.method)
+        if method is None:
+            method = _clean(head.method.encode("latin-1"))
         if head.authority != self._host:  # a connection mostly sends one authority: encode once
-            self._host_line = b"host: " + head.authority.encode("latin-1")
+            self._host_line = b"host: " + _clean(head.authority.encode("latin-1")) + b"\r\n"
             self._host = head.authority
-        # Lines without their CRLF, joined once with CRLF (cheaper than %-formatting each).
-        lines = [b" ".join((method, head.path.encode("latin-1"), b"HTTP/1.1")), self._host_line]
+        # The head as parts joined once: each field is checked for CR and LF where it goes in
+        # (a search of that field, not of the whole head), and nothing is %-formatted.
+        parts = [method, b" ", _clean(head.path.encode("latin-1")), b" HTTP/1.1\r\n"]
+        parts.append(self._host_line)
         length: bytes | None = None
         close = False
         upgrade_value: bytes | None = None
-        for pair in head.headers.raw:
-            name = pair[0]
+        for name, value in head.headers.raw:
             if name in SEND_SPECIAL:
                 if name == b"content-length":
-                    length = pair[1]
+                    length = value
                 elif name == b"connection":
-                    close = close or b"close" in comma_tokens(pair[1])
+                    close = close or b"close" in comma_tokens(value)
                 elif name == b"upgrade":
-                    upgrade_value = pair[1]
-                elif name == b"te" and b"trailers" in comma_tokens(pair[1]):
-                    lines.append(b"te: trailers")
+                    upgrade_value = value
+                elif name == b"te" and b"trailers" in comma_tokens(value):
+                    parts.append(b"te: trailers\r\n")
                 continue
-            lines.append(b": ".join(pair))
+            if 13 in value or 10 in value or 13 in name or 10 in name:
+                raise ValueError("CR or LF in a header name or value")
+            parts += (name, b": ", value, b"\r\n")
         connect = method == b"CONNECT"
         if upgrade:
             if upgrade_value is None:
                 raise ValueError("upgrade=True needs an upgrade field in the head")
-            lines += (b"upgrade: " + upgrade_value, b"connection: upgrade")
+            parts += (b"upgrade: ", _clean(upgrade_value), b"\r\nconnection: upgrade\r\n")
         elif close:
-            lines.append(b"connection: close")
+            parts.append(b"connection: close\r\n")
         wleft = 0
         if connect or upgrade:
             if body:
@@ -166,25 +171,23 @@ class H1ClientCodec(H1Base):
             mode, wleft = W_LENGTH, length_value(length)
             if wleft < 0:
                 raise ValueError("invalid content-length")
-            lines.append(b"content-length: " + length)
+            parts += (b"content-length: ", length, b"\r\n")
         elif end_stream:
             mode, wleft = W_LENGTH, len(body)
             if body or method in _BODY_METHODS:
-                lines.append(b"content-length: %d" % wleft)
+                parts.append(b"content-length: %d\r\n" % wleft)
         else:
             mode = W_CHUNKED
-            lines.append(b"transfer-encoding: chunked")
-        n = len(lines) + 1  # CRLFs in the head
+            parts.append(b"transfer-encoding: chunked\r\n")
         whole = False
         if mode == W_LENGTH:
             if len(body) > wleft or (end_stream and len(body) < wleft):
                 raise ValueError(f"body length does not match content-length {wleft}")
             whole = end_stream  # the whole request at once: head and body in one bytes
-        lines += (b"", body if whole else b"")
-        block = b"\r\n".join(lines)
-        head_len = len(block) - len(body) if whole else len(block)
-        if block.count(b"\n", 0, head_len) != n or block.count(b"\r", 0, head_len) != n:
-            raise ValueError("CR or LF in the request line or a header")  # inlined check_lines
+        parts.append(b"\r\n")
+        if whole and body:
+            parts.append(body)
+        block = b"".join(parts)
         self._out.append(block)
         self._sid += 1
         self._rsid = self._sid
@@ -320,3 +323,11 @@ class H1ClientCodec(H1Base):
             self._rstate = R_CLOSED
         else:
             self._rstate = R_HELD
+
+
+def _clean(value: bytes) -> bytes:
+    """``value``, which goes into a request line or a header: refused if it holds a CR or
+    LF (request splitting; ``memchr`` twice)."""
+    if 13 in value or 10 in value:
+        raise ValueError("CR or LF in the request line or a header")
+    return value

@@ -348,60 +348,65 @@ class H1ServerCodec(H1Base):
         if status < 200 and (status != 101 or kind != _UPGRADE):
             raise ValueError("a final response needs status >= 200 (101 only to an Upgrade)")
         line = None if head.reason else STATUS_LINES.get(status)
-        lines = [line or status_line(status, head.reason)]
+        # The head as parts joined once (status_line validated the reason): each field is
+        # checked for CR and LF where it goes in, and nothing is %-formatted.
+        parts = [line or status_line(status, head.reason)]
         length: bytes | None = None
         upgrade: bytes | None = None
-        for pair in head.headers.raw:
-            name = pair[0]
+        for name, value in head.headers.raw:
             if name in SEND_SPECIAL:
                 if name == b"content-length":
-                    length = pair[1]
+                    length = value
                 elif name == b"connection":
-                    close = close or b"close" in comma_tokens(pair[1])
+                    close = close or b"close" in comma_tokens(value)
                 elif name == b"upgrade":
-                    upgrade = pair[1]
+                    upgrade = value
                 continue
-            lines.append(b"%s: %s\r\n" % pair)
+            if 13 in value or 10 in value or 13 in name or 10 in name:
+                raise ValueError("CR or LF in a header name or value")
+            parts += (name, b": ", value, b"\r\n")
         if kind and (status == 101 or (kind == _CONNECT and status < 300)):
             mode = W_RAW  # RFC 9110 §7.8, §9.3.6: no framing, the tunnel follows
             if status == 101:
-                lines.append(b"connection: upgrade\r\n")
+                parts.append(b"connection: upgrade\r\n")
                 if upgrade is not None:
-                    lines.append(b"upgrade: %s\r\n" % upgrade)
+                    if 13 in upgrade or 10 in upgrade:
+                        raise ValueError("CR or LF in a header name or value")
+                    parts += (b"upgrade: ", upgrade, b"\r\n")
         elif is_head or status in (204, 304):
             mode = W_NOBODY  # RFC 9110 §8.6: no content-length in a 204
             if length is not None and status != 204:
-                lines.append(b"content-length: %s\r\n" % length)
+                if length_value(length) < 0:
+                    raise ValueError("invalid content-length")
+                parts += (b"content-length: ", length, b"\r\n")
         elif length is not None:
             mode = W_LENGTH
-            self._wleft = length_value(length)
-            if self._wleft < 0:
+            wleft = length_value(length)
+            if wleft < 0:
                 raise ValueError("invalid content-length")
-            lines.append(b"content-length: %s\r\n" % length)
+            self._wleft = wleft
+            parts += (b"content-length: ", length, b"\r\n")
         elif end_stream:
             mode = W_LENGTH
             self._wleft = len(body)
-            lines.append(b"content-length: %d\r\n" % len(body))
+            parts.append(b"content-length: %d\r\n" % len(body))
         elif http11:
             mode = W_CHUNKED
-            lines.append(b"transfer-encoding: chunked\r\n")
+            parts.append(b"transfer-encoding: chunked\r\n")
         else:
             mode = W_EOF
             close = True
         if mode != W_RAW:
             if close:
-                lines.append(b"connection: close\r\n")
+                parts.append(b"connection: close\r\n")
             elif not http11:
-                lines.append(b"connection: keep-alive\r\n")  # RFC 9112 Appendix C.2.2
+                parts.append(b"connection: keep-alive\r\n")  # RFC 9112 Appendix C.2.2
         if mode == W_LENGTH and (
             len(body) > self._wleft or (end_stream and len(body) < self._wleft)
         ):
             raise ValueError(f"body length does not match content-length {self._wleft}")
-        lines.append(b"\r\n")
-        block = b"".join(lines)
-        n = len(lines)
-        if block.count(b"\n") != n or block.count(b"\r") != n:  # inlined check_lines
-            raise ValueError("CR or LF in a header name or value")
+        parts.append(b"\r\n")
+        block = b"".join(parts)
         self._out.append(block)
         self._wclose = close
         self._wmode = mode
