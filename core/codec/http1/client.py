@@ -55,6 +55,7 @@ from .rules import (
     STATUS_REASONS,
     ProtocolError,
     comma_tokens,
+    crlf_free,
     interpret_head,
     length_value,
     reason_ok,
@@ -152,9 +153,12 @@ class H1ClientCodec(H1Base):
                 elif name == b"te" and b"trailers" in comma_tokens(value):
                     parts.append(b"te: trailers\r\n")
                 continue
-            if 13 in value or 10 in value or 13 in name or 10 in name:
+            if not (crlf_free(name) and crlf_free(value)):
                 raise ValueError("CR or LF in a header name or value")
-            parts += (name, b": ", value, b"\r\n")
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
         connect = method == b"CONNECT"
         if upgrade:
             if upgrade_value is None:
@@ -327,7 +331,7 @@ class H1ClientCodec(H1Base):
 
 def _clean(value: bytes) -> bytes:
     """``value``, which goes into a request line or a header: refused if it holds a CR or
-    LF (request splitting; ``memchr`` twice)."""
-    if 13 in value or 10 in value:
+    LF (request splitting)."""
+    if not crlf_free(value):
         raise ValueError("CR or LF in the request line or a header")
     return value

@@ -58,6 +58,7 @@ from .rules import (
     check_host,
     check_target,
     comma_tokens,
+    crlf_free,
     interpret_head,
     length_value,
     simple_framing,
@@ -362,15 +363,18 @@ class H1ServerCodec(H1Base):
                 elif name == b"upgrade":
                     upgrade = value
                 continue
-            if 13 in value or 10 in value or 13 in name or 10 in name:
+            if not (crlf_free(name) and crlf_free(value)):
                 raise ValueError("CR or LF in a header name or value")
-            parts += (name, b": ", value, b"\r\n")
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
         if kind and (status == 101 or (kind == _CONNECT and status < 300)):
             mode = W_RAW  # RFC 9110 §7.8, §9.3.6: no framing, the tunnel follows
             if status == 101:
                 parts.append(b"connection: upgrade\r\n")
                 if upgrade is not None:
-                    if 13 in upgrade or 10 in upgrade:
+                    if not crlf_free(upgrade):
                         raise ValueError("CR or LF in a header name or value")
                     parts += (b"upgrade: ", upgrade, b"\r\n")
         elif is_head or status in (204, 304):

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plait.core.codec import h11ref, http1
+from plait.core.codec.http1.rules import crlf_free
 from plait.sdk import Headers, RequestHead, ResponseHead
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -159,3 +160,9 @@ def test_every_clean_header_reaches_the_wire(impl: ModuleType, count: int) -> No
         line = name.encode() + b": " + value.encode("latin-1") + b"\r\n"
         assert line in wire.lower() or line in wire
         assert line in sent.lower() or line in sent
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=64))
+def test_crlf_free_finds_every_cr_and_lf(value: bytes) -> None:
+    assert crlf_free(value) == (b"\r" not in value and b"\n" not in value)
