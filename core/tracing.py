@@ -33,7 +33,10 @@ span limits (``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`` and the others, read by
 
 Ended spans go to a ``BatchSpanProcessor`` whose worker thread exports them with the
 SDK's OTLP exporter (HTTP/protobuf, or gRPC; ``OTEL_EXPORTER_OTLP_*`` settings, retries
-and the ``OTEL_BSP_*`` batch settings as the SDK reads them), off the event loop.
+and the ``OTEL_BSP_*`` batch settings as the SDK reads them), off the event loop. The
+exporter encodes a batch with ``otlp_encode.encode_spans`` (the protobuf written as bytes,
+the SDK's ``encode_spans`` its reference and fallback): that thread holds the interpreter
+lock while it encodes, so its time is the event loop's too.
 :meth:`Tracing.close` flushes and stops it; the runtime calls it on shutdown, and when
 a reload changes the tracing config (then on a short-lived thread, so the loop never
 waits for a collector).
@@ -47,6 +50,7 @@ import time
 from typing import Final
 
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.exporter.otlp.proto.http import trace_exporter as http_exporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
@@ -57,6 +61,7 @@ from opentelemetry.util.types import Attributes
 
 from plait.sdk import StreamContext
 
+from . import otlp_encode
 from .config._model import TracingConfig
 from .trace_context import Parent, inject
 
@@ -204,12 +209,14 @@ class Tracing:
 
 def _exporter(config: TracingConfig) -> SpanExporter:
     if config.protocol == "grpc":  # imported only when used: it brings grpc's channel stack
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
+        from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_exporter
 
+        otlp_encode.install(grpc_exporter)
         scheme, _, target = config.endpoint.partition("://")
-        return GrpcSpanExporter(endpoint=target.rstrip("/"), insecure=scheme == "http")
+        return grpc_exporter.OTLPSpanExporter(
+            endpoint=target.rstrip("/"), insecure=scheme == "http"
+        )
+    otlp_encode.install(http_exporter)
     return OTLPSpanExporter(endpoint=config.endpoint.rstrip("/") + "/v1/traces")
 
 
