@@ -12,6 +12,7 @@ codecs read and write, so the hot path never decodes a header nobody asked for.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 __all__ = ["HeaderPairs", "Headers"]
 
@@ -24,13 +25,39 @@ def _b(value: str | bytes) -> bytes:
     return value.encode("latin-1") if isinstance(value, str) else value
 
 
+_NAMES: Final[dict[bytes, bytes]] = {}
+_STR_NAMES: Final[dict[str, bytes]] = {}
+"""Header names as callers give them (bytes or str, any case) → the lower-case bytes name:
+a lookup costs less than ``encode`` and ``lower`` (method calls) for the few names a
+program uses (two tables: a str and a bytes name of the same letters hash alike, and are
+never compared). Bounded: past :data:`_NAMES_MAX` names a name is converted, not kept."""
+_NAMES_MAX: Final = 512
+
+
+def _name(name: str | bytes) -> bytes:
+    """``name`` as the lower-case bytes the header list holds."""
+    if isinstance(name, str):
+        key = _STR_NAMES.get(name)
+        if key is None:
+            key = name.encode("latin-1").lower()
+            if len(_STR_NAMES) < _NAMES_MAX:
+                _STR_NAMES[name] = key
+        return key
+    key = _NAMES.get(name)
+    if key is None:
+        key = name.lower()
+        if len(_NAMES) < _NAMES_MAX:
+            _NAMES[name] = key
+    return key
+
+
 class Headers:
     """A mutable, ordered, case-insensitive multi-map of HTTP header fields."""
 
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str | bytes, str | bytes]] = ()) -> None:
-        self._items: HeaderPairs = [(_b(n).lower(), _b(v)) for n, v in items]
+        self._items: HeaderPairs = [(_name(n), _b(v)) for n, v in items]
 
     @classmethod
     def from_lowercase_pairs(cls, pairs: HeaderPairs) -> Headers:
@@ -50,19 +77,19 @@ class Headers:
         return default if raw is None else raw.decode("latin-1")
 
     def get_raw(self, name: str | bytes) -> bytes | None:
-        key = _b(name).lower()
+        key = _name(name)
         for n, v in self._items:
             if n == key:
                 return v
         return None
 
     def get_all(self, name: str | bytes) -> list[str]:
-        key = _b(name).lower()
+        key = _name(name)
         return [v.decode("latin-1") for n, v in self._items if n == key]
 
     def set(self, name: str | bytes, value: str | bytes) -> None:
         """Replace every value of ``name`` with one value, kept at the first position."""
-        key, val = _b(name).lower(), _b(value)
+        key, val = _name(name), _b(value)
         out: HeaderPairs = []
         placed = False
         for n, v in self._items:
@@ -78,10 +105,10 @@ class Headers:
 
     def add(self, name: str | bytes, value: str | bytes) -> None:
         """Append one more value of ``name``."""
-        self._items.append((_b(name).lower(), _b(value)))
+        self._items.append((_name(name), _b(value)))
 
     def remove(self, name: str | bytes) -> None:
-        key = _b(name).lower()
+        key = _name(name)
         self._items[:] = [(n, v) for n, v in self._items if n != key]
 
     def __contains__(self, name: object) -> bool:
