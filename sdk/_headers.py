@@ -30,7 +30,8 @@ _STR_NAMES: Final[dict[str, bytes]] = {}
 """Header names as callers give them (bytes or str, any case) → the lower-case bytes name:
 a lookup costs less than ``encode`` and ``lower`` (method calls) for the few names a
 program uses (two tables: a str and a bytes name of the same letters hash alike, and are
-never compared). Bounded: past :data:`_NAMES_MAX` names a name is converted, not kept."""
+never compared). Bounded: past :data:`_NAMES_MAX` names, or longer than 64 characters, a
+name is converted and not kept."""
 _NAMES_MAX: Final = 512
 
 
@@ -40,13 +41,13 @@ def _name(name: str | bytes) -> bytes:
         key = _STR_NAMES.get(name)
         if key is None:
             key = name.encode("latin-1").lower()
-            if len(_STR_NAMES) < _NAMES_MAX:
+            if len(_STR_NAMES) < _NAMES_MAX and len(name) <= 64:
                 _STR_NAMES[name] = key
         return key
     key = _NAMES.get(name)
     if key is None:
         key = name.lower()
-        if len(_NAMES) < _NAMES_MAX:
+        if len(_NAMES) < _NAMES_MAX and len(name) <= 64:
             _NAMES[name] = key
     return key
 

@@ -87,8 +87,10 @@ _LOWER: Final[dict[bytes, bytes]] = {name: name for name in SPECIAL}
 """Header names as they came → lower-cased, one object per name. A dict lookup costs less
 than ``lower()`` (a method call), and the same object each time makes later set and dict
 lookups of the name identity hits. Bounded: past :data:`_LOWER_MAX` names (a peer sending
-made-up names) a name is lower-cased and not kept; what was kept stays."""
+made-up names) a name is lower-cased and not kept, what was kept stays; a name longer than
+:data:`_LOWER_LONGEST` is never kept (at most ~128 KiB in all, whatever peers send)."""
 _LOWER_MAX: Final = 1024
+_LOWER_LONGEST: Final = 64
 
 
 class _Sink:
@@ -115,7 +117,7 @@ class _Sink:
         lower = _LOWER.get(name)
         if lower is None:
             lower = name.lower()
-            if len(_LOWER) < _LOWER_MAX:
+            if len(_LOWER) < _LOWER_MAX and len(name) <= _LOWER_LONGEST:
                 lower = _LOWER.setdefault(lower, lower)
                 _LOWER[name] = lower
         # llhttp strips leading OWS but keeps trailing OWS (RFC 9112 §5).

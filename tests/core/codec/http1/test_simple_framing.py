@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plait.core.codec import RequestReceived
 from plait.core.codec.http1.rules import (
     ProtocolError,
     check_host,
@@ -18,6 +19,7 @@ from plait.core.codec.http1.rules import (
     length_value,
     simple_framing,
 )
+from plait.sdk import Headers, ResponseHead
 
 NAMES = st.sampled_from(
     [b"host", b"content-length", b"connection", b"transfer-encoding", b"te", b"expect"]
@@ -83,3 +85,21 @@ def test_length_value_reads_what_the_rfc_allows(value: bytes) -> None:
     digit, nothing, more digits than fit) is -1, which the codecs answer with 400/502."""
     digits = value.isdigit() and len(value) <= 18  # bytes.isdigit is ASCII only
     assert length_value(value) == (int(value) if digits else -1)
+
+
+def test_made_up_header_names_cannot_grow_the_name_table() -> None:
+    """A peer sending a new header name in every request (long or short) gets each name
+    lower-cased as always, while the table of kept names stays bounded."""
+    from plait.core.codec.http1 import H1ServerCodec, base
+
+    codec = H1ServerCodec()
+    for i in range(1500):
+        name = (b"X-Long-%d-" % i) + b"n" * 100 if i % 2 else b"X-Made-Up-%d" % i
+        data = b"GET / HTTP/1.1\r\nHost: a\r\n" + name + b": v\r\n\r\n"
+        (event,) = codec.receive_data(data)
+        assert isinstance(event, RequestReceived)
+        assert event.head.headers.raw[-1] == (name.lower(), b"v")
+        codec.send_response(ResponseHead(status=204, headers=Headers([])), end_stream=True)
+        codec.data_to_send()
+    assert len(base._LOWER) <= base._LOWER_MAX
+    assert all(len(name) <= base._LOWER_LONGEST for name in base._LOWER)
