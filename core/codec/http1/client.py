@@ -54,6 +54,7 @@ from .rules import (
     SEND_SPECIAL,
     STATUS_REASONS,
     ProtocolError,
+    add_field,
     comma_tokens,
     crlf_free,
     interpret_head,
@@ -153,12 +154,7 @@ class H1ClientCodec(H1Base):
                 elif name == b"te" and b"trailers" in comma_tokens(value):
                     parts.append(b"te: trailers\r\n")
                 continue
-            if not (crlf_free(name) and crlf_free(value)):
-                raise ValueError("CR or LF in a header name or value")
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(b"\r\n")
+            add_field(parts, name, value)
         connect = method == b"CONNECT"
         if upgrade:
             if upgrade_value is None:

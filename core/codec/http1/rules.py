@@ -33,6 +33,7 @@ __all__ = [
     "STATUS_REASONS",
     "HeadFacts",
     "ProtocolError",
+    "add_field",
     "check_host",
     "check_target",
     "comma_tokens",
@@ -116,6 +117,17 @@ def crlf_free(value: bytes) -> bool:
     identity check): cheaper than ``13 in value or 10 in value`` (two calls) and than
     ``count`` over a whole head (argument parsing per call)."""
     return value.translate(_CRLF_OUT) == value
+
+
+def add_field(parts: list[bytes], name: bytes, value: bytes) -> None:
+    """Append a field's line (``name: value`` CRLF) to the parts of a head being sent;
+    ``ValueError`` if either holds a CR or LF (request smuggling, response splitting)."""
+    if not (crlf_free(name) and crlf_free(value)):
+        raise ValueError("CR or LF in a header name or value")
+    parts.append(name)
+    parts.append(b": ")
+    parts.append(value)
+    parts.append(b"\r\n")
 
 
 def is_token(value: bytes) -> bool:

@@ -55,6 +55,7 @@ from .rules import (
     SEND_SPECIAL,
     STATUS_LINES,
     ProtocolError,
+    add_field,
     check_host,
     check_target,
     comma_tokens,
@@ -363,12 +364,7 @@ class H1ServerCodec(H1Base):
                 elif name == b"upgrade":
                     upgrade = value
                 continue
-            if not (crlf_free(name) and crlf_free(value)):
-                raise ValueError("CR or LF in a header name or value")
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(b"\r\n")
+            add_field(parts, name, value)
         if kind and (status == 101 or (kind == _CONNECT and status < 300)):
             mode = W_RAW  # RFC 9110 §7.8, §9.3.6: no framing, the tunnel follows
             if status == 101:
