@@ -55,6 +55,8 @@ class H1Connection(EventProtocol[H1ServerCodec]):
     def __init__(self, listener: Listener) -> None:
         super().__init__(H1ServerCodec(max_header_bytes=listener.max_header_bytes))
         self.listener = listener
+        self._runtime = listener.runtime  # read per request: the listener is interpreted
+        self._name = listener.name
         self.conn_ctx: ConnectionContext = ConnectionContext(
             peer_address=("", 0), local_address=("", 0)
         )
@@ -219,7 +221,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             or self._stop
         ):
             return False
-        lrt = self.listener.runtime.listener(self.listener.name)
+        lrt = self._runtime.listener(self._name)
         if lrt is None:
             return False
         self._begin(ev)
@@ -235,7 +237,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
         self._upgrade_pending = ev.upgrade
         self._stream_id = ev.stream_id
         self.in_flight = True
-        if self.listener.runtime.draining:
+        if self._runtime.draining:
             self.closing = True
 
     def end_inline(self, inline: Inline) -> None:
@@ -277,7 +279,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
 
     async def _one(self, ev: RequestReceived) -> bool:
         """Serve one request; whether the connection may carry another."""
-        lrt = self.listener.runtime.listener(self.listener.name)
+        lrt = self._runtime.listener(self._name)
         if lrt is None:
             self.closing = True
             self._fail(503, "listener removed", "listener draining")
@@ -294,7 +296,7 @@ class H1Connection(EventProtocol[H1ServerCodec]):
 
     def send_response(self, head: ResponseHead, *, end_stream: bool, body: bytes = b"") -> None:
         self.response_started = True
-        if self.closing or self.listener.runtime.draining:
+        if self.closing or self._runtime.draining:
             self.closing = True
             head.headers.set(b"connection", b"close")
         self.codec.send_response(head, end_stream=end_stream, body=body)
