@@ -59,7 +59,6 @@ from .rules import (
     check_host,
     check_target,
     comma_tokens,
-    crlf_free,
     interpret_head,
     length_value,
     simple_framing,
@@ -370,9 +369,7 @@ class H1ServerCodec(H1Base):
             if status == 101:
                 parts.append(b"connection: upgrade\r\n")
                 if upgrade is not None:
-                    if not crlf_free(upgrade):
-                        raise ValueError("CR or LF in a header name or value")
-                    parts += (b"upgrade: ", upgrade, b"\r\n")
+                    add_field(parts, b"upgrade", upgrade)
         elif is_head or status in (204, 304):
             mode = W_NOBODY  # RFC 9110 §8.6: no content-length in a 204
             if length is not None and status != 204:
