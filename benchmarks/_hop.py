@@ -3,7 +3,11 @@ mutual TLS between the two proxies.
 
     plait-hop    plait sidecar (egress) -> plait sidecar (ingress), plaintext
     plait-mtls   the same, the server sidecar STRICT: mTLS between the sidecars, the client
-                 sidecar checking the server's SPIFFE ID (auto mTLS, ``tlsMode: mutual``)
+                 sidecar checking the server's SPIFFE ID (auto mTLS, ``tlsMode: mutual``);
+                 the HTTP/1.1 requests go between the sidecars as HTTP/2 (ALPN ``h2``), as
+                 the mesh sends them by default
+    plait-mtls-h1  the same with HTTP/1.1 between the sidecars (``h2UpgradePolicy:
+                 DO_NOT_UPGRADE``)
     nginx-hop    nginx -> nginx, HTTP/1.1 keep-alive pooled upstream connections
     nginx-tls    the same, the first nginx originating TLS with a client certificate
                  (``proxy_ssl_*``, session reuse on) and the second terminating it and
@@ -106,7 +110,19 @@ spec:
 {peer if tls else ""}"""
 
 
-def _plait_client(h1: int, h2: int, admin: int, server_port: int, tls: bool) -> str:
+_KEEP_H1 = """---
+apiVersion: plait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: keep-h1}
+spec:
+  targetRefs: [{kind: Service, name: server}]
+  h2UpgradePolicy: DO_NOT_UPGRADE
+"""
+
+
+def _plait_client(
+    h1: int, h2: int, admin: int, server_port: int, tls: bool, keep_h1: bool = False
+) -> str:
     return f"""\
 apiVersion: plait.dev/v1alpha1
 kind: Service
@@ -134,7 +150,7 @@ spec:
     service: server
   - port: {{number: {h2}, protocol: http2}}
     service: server
-"""
+""" + (_KEEP_H1 if keep_h1 else "")
 
 
 def nginx_server_conf(d: Path, port: int, upstream_port: int, tls: bool) -> str:
@@ -191,28 +207,32 @@ def _nginx_client_conf(d: Path, h1: int, h2: int, server_port: int, tls: bool) -
 
 
 def hop_argv(
-    d: Path, kind: str, tls: bool, ports: list[int], upstream_port: int, plait: Path
-) -> tuple[list[str], list[int]]:
+    d: Path, kind: str, tls: bool, ports: list[int], upstream_port: int, plait: Path,
+    keep_h1: bool = False,
+) -> tuple[list[str], list[int]]:  # fmt: skip
     """The ``sh`` command that runs both proxies of a hop target (files written to ``d``),
     and the admin ports to wait on for ``/ready`` (plait; none for nginx).
 
     ``ports``: the client proxy's h1 and h2 ports, then three more (server port, admin
     ports).
     """
-    cmds, ready = hop_cmds(d, kind, tls, ports, upstream_port, plait)
+    cmds, ready = hop_cmds(d, kind, tls, ports, upstream_port, plait, keep_h1)
     return sh_argv(cmds), ready
 
 
 def hop_cmds(
-    d: Path, kind: str, tls: bool, ports: list[int], upstream_port: int, plait: Path
-) -> tuple[list[list[str]], list[int]]:
+    d: Path, kind: str, tls: bool, ports: list[int], upstream_port: int, plait: Path,
+    keep_h1: bool = False,
+) -> tuple[list[list[str]], list[int]]:  # fmt: skip
     """The commands of a hop target's server and client proxy (in that order), as
-    :func:`hop_argv` runs them, and the admin ports to wait on."""
+    :func:`hop_argv` runs them, and the admin ports to wait on (``keep_h1``: plait's
+    sidecars talk HTTP/1.1 to each other)."""
     write_pki(d)
     h1, h2, server_port, admin_c, admin_s = ports
     if kind == "plait-hop":
         (d / "server.yaml").write_text(_plait_server(server_port, admin_s, upstream_port, tls))
-        (d / "client.yaml").write_text(_plait_client(h1, h2, admin_c, server_port, tls))
+        client = _plait_client(h1, h2, admin_c, server_port, tls, keep_h1)
+        (d / "client.yaml").write_text(client)
         cmds = []
         for who in ("server", "client"):
             argv = [str(plait), "sidecar", "--config", str(d / f"{who}.yaml")]

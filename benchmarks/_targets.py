@@ -36,6 +36,8 @@ class TargetSpec:
     """The chain is one wasm filter adding a request header (``_wasm.py``)."""
     tls: bool = False
     """Hop targets (``_hop.py``): mutual TLS between the two proxies."""
+    keep_h1: bool = False
+    """plait hop targets: HTTP/1.1 between the sidecars (not the default HTTP/2 upgrade)."""
     observe: str = ""
     """``all``: access log to a file and tracing at 1 % (OTLP/HTTP to the upstream nginx,
     which answers 200 to any POST): what observability costs on top of the always-on
@@ -75,6 +77,14 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("nginx-tls", "nginx -> nginx, mTLS", "nginx-hop", tls=True),
         TargetSpec("plait-hop", "plait -> plait", "plait-hop"),
         TargetSpec("plait-mtls", "plait -> plait, mTLS", "plait-hop", tls=True),
+        TargetSpec(
+            "plait-mtls-h1",
+            "plait -> plait, mTLS, HTTP/1.1 between",
+            "plait-hop",
+            tls=True,
+            keep_h1=True,
+            breakdown=True,
+        ),
     )
 }
 
@@ -164,7 +174,7 @@ def _start_hop(
 ) -> Proc:
     d = _workdir(base, spec.name)
     plait = Path(sys.executable).parent / "plait"
-    argv, admins = _hop.hop_argv(d, spec.kind, spec.tls, ports, upstream_port, plait)
+    argv, admins = _hop.hop_argv(d, spec.kind, spec.tls, ports, upstream_port, plait, spec.keep_h1)
     proc = Proc(spec.name, argv, PROXY_CORE, d / "stdout.log", cwd=REPO).start()
     for admin in admins:
         wait_http_ok(admin, proc, timeout, path="/ready")

@@ -36,7 +36,7 @@ def _start(base: Path, name: str, upstream_port: int) -> tuple[list[Proc], int]:
     d = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
     ports = free_ports(5)
     plait = Path(sys.executable).parent / "plait"
-    cmds, admins = _hop.hop_cmds(d, spec.kind, spec.tls, ports, upstream_port, plait)
+    cmds, admins = _hop.hop_cmds(d, spec.kind, spec.tls, ports, upstream_port, plait, spec.keep_h1)
     procs = []
     for who, argv in zip(("server", "client"), cmds, strict=True):
         procs.append(Proc(f"{name}-{who}", argv, PROXY_CORE, d / f"{who}.log", cwd=REPO).start())

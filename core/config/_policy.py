@@ -4,9 +4,13 @@
 experimental ``gateway.networking.x-k8s.io/v1alpha1`` is accepted too, GEP-3388)
 attaches to Services through ``targetRefs`` and holds what is per destination:
 the retry budget (``retryConstraint``, GEP-3388 field names), circuit-breaker
-limits, outlier detection, the load balancer, connect/idle timeouts and ``tls.mode``,
+limits, outlier detection, the load balancer, connect/idle timeouts, ``tls.mode``,
 which overrides auto mTLS for the destination (``ISTIO_MUTUAL``: always mesh mTLS,
-``DISABLE``: always plaintext; absent: auto, see ``core/upstream/_tls.py``).
+``DISABLE``: always plaintext; absent: auto, see ``core/upstream/_tls.py``), and
+``h2UpgradePolicy`` (Istio's name and values), which decides whether the HTTP/1.1
+requests to it travel as HTTP/2 (``UPGRADE``: to every endpoint; ``DO_NOT_UPGRADE``:
+never; ``DEFAULT`` or absent: to the endpoints reached over mesh mTLS, see
+``core/upstream/_manager.py``).
 The rule's ``retry`` (GEP-1731: ``codes``, ``attempts``, ``backoff``) holds what
 is per route; plait's own additions live under ``retry.plait`` so they cannot
 collide with future Gateway API fields.
@@ -43,6 +47,7 @@ __all__ = [
 
 LB_TYPES = ("LeastRequest", "RoundRobin", "RingHash")
 TLS_MODES = ("ISTIO_MUTUAL", "DISABLE")
+H2_UPGRADE_POLICIES = ("DEFAULT", "DO_NOT_UPGRADE", "UPGRADE")
 _BIG = 1_000_000_000
 
 
@@ -100,6 +105,9 @@ class TrafficPolicy:
     stream_idle_timeout: float | None = None
     tls_mode: str | None = None
     """``tls.mode``: ``ISTIO_MUTUAL`` or ``DISABLE``; ``None`` is auto mTLS."""
+    h2_upgrade: str | None = None
+    """``h2UpgradePolicy``: ``UPGRADE`` or ``DO_NOT_UPGRADE``; ``None`` (``DEFAULT``) upgrades
+    over mesh mTLS only."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +150,7 @@ def parse_traffic_policy(name: str, spec: Fields) -> TrafficPolicy:
         load_balancer=_balancer(spec.sub("loadBalancer")),
         **_timeouts(spec.sub("timeouts")),
         tls_mode=_tls(spec.sub("tls")),
+        h2_upgrade=_h2_upgrade(spec),
     )
     spec.done()
     return policy
@@ -255,6 +264,11 @@ def _timeouts(f: Fields | None) -> dict[str, float | None]:
     }
     f.done()
     return out
+
+
+def _h2_upgrade(spec: Fields) -> str | None:
+    policy = spec.text("h2UpgradePolicy", "DEFAULT", choices=H2_UPGRADE_POLICIES)
+    return None if policy == "DEFAULT" else policy
 
 
 def _tls(f: Fields | None) -> str | None:

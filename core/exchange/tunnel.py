@@ -1,8 +1,9 @@
 """HTTP/1.1 Upgrade (WebSocket) through the proxy.
 
 The request head goes through the request-header hooks like any request;
-then a *fresh* upstream connection (never a pooled one: after a 101 it is no
-longer HTTP) carries it with ``Connection: upgrade``. If the upstream answers
+then a *fresh* HTTP/1.1 upstream connection (never a pooled one: after a 101 it is
+no longer HTTP; HTTP/1.1 even to a sidecar the cluster's other requests reach as
+HTTP/2) carries it with ``Connection: upgrade``. If the upstream answers
 101, the response head goes through the response-header hooks, the client gets
 the 101, and both connections become an opaque byte relay until either side
 closes. Any other answer is proxied as an ordinary response.
@@ -33,7 +34,7 @@ async def run_upgrade(ex: Exchange, ev: RequestReceived) -> None:
     assert run is not None
     if ctx.cluster is None or (crt := ex.lrt.snapshot.clusters.get(ctx.cluster)) is None:
         raise NoHealthyUpstream("no backend selected for the route")
-    pool = crt.pick()
+    pool = crt.pick_tunnel()
     ctx.upstream_address = pool.key
     stream = await pool.open_stream(fresh=True)
     ex.upstreams.append(stream)

@@ -8,10 +8,18 @@ pools of endpoints no snapshot names any more are closed (:meth:`Upstreams.prune
 expected, so a changed identity or mode gets a new pool and the old one is closed.
 Its handshakes are counted per cluster (:meth:`Upstreams.counters`).
 
-Each cluster name also has one :class:`~plait.sdk.UpstreamCluster`: the state
-``around_upstream`` layers share across streams (budgets, ejections, latency
-estimates). It is kept across swaps while the cluster's endpoints are
-unchanged and replaced when they change (:meth:`Upstreams.cluster_state`).
+HTTP/2 between sidecars. The HTTP/1.1 requests of an ``http`` cluster travel as HTTP/2
+to an endpoint reached over mesh mTLS (:func:`upgrades`), as Linkerd does between its
+proxies: the peer is a sidecar, which takes HTTP/2 by ALPN on any HTTP port and hands the
+request to its app as HTTP/1.1. Many requests share one connection, and the frames of the
+requests ready at once leave in one write and one TLS record, instead of one record and
+one syscall per request on as many connections. Such an endpoint's pool is an
+:class:`~._upgrade.UpgradePool` (an HTTP/2 pool and an HTTP/1.1 one: a peer that selects
+``http/1.1`` by ALPN, the time before this sidecar has a certificate, and ``Upgrade``
+requests such as WebSocket, :meth:`ClusterRuntime.pick_tunnel`, go on HTTP/1.1). The
+BackendTrafficPolicy's ``h2UpgradePolicy`` (Istio's field) overrides the choice:
+``DO_NOT_UPGRADE`` keeps HTTP/1.1; ``UPGRADE`` sends every endpoint of the cluster
+HTTP/2, plaintext ones too (prior-knowledge h2c: the operator says they speak it).
 """
 
 from __future__ import annotations
@@ -26,20 +34,35 @@ from typing import Protocol
 from plait.sdk import EndpointInfo, NoHealthyUpstream, UpstreamCluster
 
 from ..config._model import Cluster, Endpoint
+from ..config._model import Protocol as AppProtocol
 from ..identity.store import CertStore
 from ._h1 import H1Pool
 from ._tls import Origination, plan
+from ._upgrade import UpgradePool
 from .stream import UpstreamStream
 
-__all__ = ["ClusterRuntime", "Pool", "Upstreams", "pool_key"]
+__all__ = ["ClusterRuntime", "Pool", "Upstreams", "pool_key", "upgrades"]
 
 PoolKey = tuple[bool, str, int, str]
+
+
+def upgrades(cluster: Cluster, endpoint: Endpoint) -> str | None:
+    """How the HTTP/1.1 requests of ``cluster`` go to ``endpoint`` as HTTP/2 (see the module
+    docstring): ``"mesh"`` over mTLS where the peer selects it, ``"always"`` (the policy's
+    ``UPGRADE``), ``None``: they stay HTTP/1.1."""
+    if cluster.protocol is not AppProtocol.HTTP:
+        return None
+    policy = cluster.policy.h2_upgrade if cluster.policy is not None else None
+    if policy is not None:
+        return "always" if policy == "UPGRADE" else None
+    return "mesh" if plan(cluster, endpoint) is not None else None
 
 
 def pool_key(cluster: Cluster, endpoint: Endpoint) -> PoolKey:
     tls = plan(cluster, endpoint)
     tag = "" if tls is None else f"{cluster.name} {tls[0]} {tls[1]}"
-    return (cluster.protocol.upstream_h2, endpoint.address, endpoint.port, tag)
+    h2 = cluster.protocol.upstream_h2 or upgrades(cluster, endpoint) is not None
+    return (h2, endpoint.address, endpoint.port, tag)
 
 
 class Pool(Protocol):
@@ -95,34 +118,46 @@ class Upstreams:
         key = pool_key(cluster, endpoint)
         pool = self._pools.get(key)
         if pool is None:
-            t = cluster.timeouts
-            tls = plan(cluster, endpoint)
-            origin = None
-            if tls is not None:
-                origin = Origination(
-                    self.identity,
-                    required=tls[0],
-                    expected=tls[1],
-                    h2=key[0],
-                    counters=self.tls_counters.setdefault(cluster.name, {}),
-                    relay=not cluster.protocol.is_http,
-                )
-            if key[0]:
-                from ._h2 import H2Pool
-
-                pool = H2Pool(
-                    endpoint, connect_timeout=t.connect, idle_timeout=t.idle, origin=origin
-                )
-            else:
-                pool = H1Pool(
-                    endpoint,
-                    connect_timeout=t.connect,
-                    idle_timeout=t.idle,
-                    max_idle=cluster.max_idle_per_endpoint,
-                    origin=origin,
-                )
-            self._pools[key] = pool
+            pool = self._pools[key] = self._new_pool(cluster, endpoint, key[0])
         return pool
+
+    def _new_pool(self, cluster: Cluster, endpoint: Endpoint, h2: bool) -> Pool:
+        t = cluster.timeouts
+        tls = plan(cluster, endpoint)
+        mesh = h2 and upgrades(cluster, endpoint) == "mesh"
+
+        def origin(h2: bool) -> Origination | None:
+            if tls is None:
+                return None
+            return Origination(
+                self.identity,
+                required=tls[0],
+                expected=tls[1],
+                h2=h2,
+                counters=self.tls_counters.setdefault(cluster.name, {}),
+                relay=not cluster.protocol.is_http,
+                upgrade=mesh and h2,
+            )
+
+        h1 = None
+        if not h2 or mesh:
+            h1 = H1Pool(
+                endpoint,
+                connect_timeout=t.connect,
+                idle_timeout=t.idle,
+                max_idle=cluster.max_idle_per_endpoint,
+                origin=origin(False),
+            )
+            if not h2:
+                return h1
+        from ._h2 import H2Pool
+
+        h2_origin = origin(True)
+        h2_pool = H2Pool(endpoint, connect_timeout=t.connect, idle_timeout=t.idle, origin=h2_origin)
+        if h1 is None:
+            return h2_pool
+        assert h2_origin is not None  # "mesh" means a TLS plan
+        return UpgradePool(h2_pool, h1, h2_origin)
 
     def prune(self, live: Iterable[PoolKey]) -> None:
         keep = set(live)
@@ -142,6 +177,10 @@ class ClusterRuntime:
         self.pools = [upstreams.pool(cluster, ep) for ep in cluster.endpoints]
         self.by_key = {p.key: p for p in self.pools}
         self.keys = [pool_key(cluster, ep) for ep in cluster.endpoints]
+        self.tunnels: dict[str, Pool] = {
+            p.key: p.tunnel for p in self.pools if isinstance(p, UpgradePool)
+        }
+        """``address:port`` → the HTTP/1.1 pool of an endpoint whose requests go as HTTP/2."""
         weights = [max(ep.weight, 0) for ep in cluster.endpoints]
         self._next: Callable[[], Pool] | None = None
         if not self.pools or (sum(weights) == 0 and len(set(weights)) > 1):
@@ -159,6 +198,11 @@ class ClusterRuntime:
         if self._next is None:
             raise NoHealthyUpstream(f"{self.cluster.name} has no endpoints")
         return self._next()
+
+    def pick_tunnel(self) -> Pool:
+        """The next pick's HTTP/1.1 pool, for a request that must stay HTTP/1.1 (``Upgrade``)."""
+        pool = self.pick()
+        return self.tunnels.get(pool.key, pool)
 
     def pick_for(self, endpoint: str | None, exclude: frozenset[str]) -> Pool:
         """The pool a layer chose (``endpoint``), else the next pick not in ``exclude``

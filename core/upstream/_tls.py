@@ -16,7 +16,11 @@ connect, so a new handshake after a rotation presents the new leaf while pooled
 connections finish on theirs. The context offers only the HTTP version the pool speaks
 (ALPN ``http/1.1`` or ``h2``); a server that selects another is refused, and so is one
 that selects none for an HTTP/2 pool (without ALPN, TLS means HTTP/1.1). A ``tcp``
-relay's origination (``relay=True``) offers no ALPN: its bytes are not HTTP.
+relay's origination (``relay=True``) offers no ALPN: its bytes are not HTTP. The HTTP/2
+pool of an upgrade (HTTP/1.1 requests sent as HTTP/2 to a sidecar, ``_upgrade.py``;
+``upgrade=True``) offers ``h2`` and ``http/1.1``: a server that selects ``http/1.1`` (or
+none) is not refused as an error but with :class:`UpstreamDowngrade`, and the request goes
+as HTTP/1.1.
 
 No byte goes to a server before its identity is checked: the protocol factory returns a
 :class:`_Gate`, whose ``connection_made`` (called once the handshake is complete) reads
@@ -58,6 +62,7 @@ from ..identity.tlsio import TlsStream, connect_tls, hand_over
 
 __all__ = [
     "Origination",
+    "UpstreamDowngrade",
     "UpstreamIdentityError",
     "UpstreamTlsError",
     "connect",
@@ -70,6 +75,7 @@ P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 WARN_EVERY: Final = 10.0
 _H1: Final = ("http/1.1",)
+_UPGRADE: Final = ("h2", "http/1.1")
 _UNREACHABLE: Final = frozenset(
     {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
 )
@@ -79,6 +85,12 @@ class UpstreamTlsError(UpstreamConnectError):
     """The TLS handshake with the upstream failed (or could not start)."""
 
     reason = "tls: handshake failed"
+
+
+class UpstreamDowngrade(UpstreamConnectError):
+    """The upstream's verified handshake chose HTTP/1.1 where an upgrade offered HTTP/2 too."""
+
+    reason = "tls: peer speaks HTTP/1.1 only"
 
 
 class UpstreamIdentityError(UpstreamConnectError):
@@ -112,6 +124,7 @@ class Origination:
         "expected",
         "required",
         "store",
+        "upgrade",
     )
 
     def __init__(
@@ -123,11 +136,16 @@ class Origination:
         h2: bool,
         counters: dict[str, int],
         relay: bool = False,
+        upgrade: bool = False,
     ) -> None:
         self.store = store
         self.required = required
         self.expected = expected
-        self.alpn: tuple[str, ...] = () if relay else ("h2",) if h2 else _H1
+        self.upgrade = upgrade
+        """An upgrade's HTTP/2 pool: offers both versions, takes only ``h2``."""
+        self.alpn: tuple[str, ...] = (
+            () if relay else _UPGRADE if upgrade else ("h2",) if h2 else _H1
+        )
         self.counters = counters
         self._warned = -WARN_EVERY
         self._last: ssl.SSLObject | None = None
@@ -205,6 +223,10 @@ class _Gate(asyncio.Protocol):
                 f"tls: unexpected peer identity {peer or '(none)'} from {where} "
                 f"(expected {origin.expected})"
             )
+        elif origin.upgrade and alpn != "h2":
+            self.refused = UpstreamDowngrade(
+                f"tls: {where} selected ALPN {alpn or '(none)'}: HTTP/1.1 to it"
+            )
         elif alpn not in origin.alpn and not (alpn is None and origin.alpn in (_H1, ())):
             origin.count("tls_handshake_failures")
             self.refused = UpstreamTlsError(
@@ -273,7 +295,8 @@ async def connect(
     assert origin is not None
     if gate.inner is None:
         refused = gate.refused or UpstreamTlsError(f"tls with {key}: closed in the handshake")
-        origin.warn(refused)
+        if not isinstance(refused, UpstreamDowngrade):  # not an error: the pool falls back
+            origin.warn(refused)
         raise refused
     origin.count("tls_handshakes_ok")
     return gate.inner, True  # type: ignore[return-value]

@@ -243,6 +243,8 @@ def _policy_spec(p: TrafficPolicy) -> dict[str, Any]:
         spec["timeouts"] = timeouts
     if p.tls_mode is not None:
         spec["tls"] = {"mode": p.tls_mode}
+    if p.h2_upgrade is not None:
+        spec["h2UpgradePolicy"] = p.h2_upgrade
     return spec
 
 

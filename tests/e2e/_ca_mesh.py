@@ -84,13 +84,14 @@ def _sidecar(tmp: Path, cp: Proc, name: str, *flags: str) -> Proc:
 
 def ca_mesh(
     tmp: Path, procs: list[Proc], app: int, *, protocol: str = "http",
-    trust_domain: str = "plait.local",
+    trust_domain: str = "plait.local", extra: str = "",
 ) -> CaMesh:  # fmt: skip
-    """Start the control plane and both sidecars (each ready: it holds its certificate)."""
+    """Start the control plane and both sidecars (each ready: it holds its certificate);
+    ``extra``: more YAML documents for the mesh (each starting with ``---``)."""
     cp = start_control_plane(tmp, extra=("--trust-domain", trust_domain))
     procs.append(cp)
     ingress, egress, log = free_port(), free_port(), tmp / "server-access.log"
-    apply(cp, tmp, _yaml(app, ingress, egress, protocol, log))
+    apply(cp, tmp, _yaml(app, ingress, egress, protocol, log) + extra)
     server = _sidecar(tmp, cp, "server", "--service", "server")
     procs.append(server)
     client = _sidecar(tmp, cp, "client")

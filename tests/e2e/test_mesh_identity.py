@@ -40,10 +40,12 @@ def test_join_token_sidecars_talk_mtls_in_the_control_planes_trust_domain(
     assert (endpoint()["identity"], endpoint()["mtls"]) == (mesh.spiffe("server"), True)
 
     wait_for(lambda: http_get(mesh.egress, "/hello")[0] == 200, timeout=15)
-    status, headers, body = http_get(mesh.egress, "/hello")
+    status, headers, body = http_get(mesh.egress, "/hello", headers={"Host": "server.example"})
     assert status == 200
     assert headers["x-served-by"] == "server-app"  # the server's app saw the request
-    assert json.loads(body)["path"] == "/hello"
+    echo = json.loads(body)
+    assert echo["path"] == "/hello"
+    assert echo["headers"]["host"] == "server.example"  # as the client sent it
 
     # the server sidecar accepted it over mTLS only (STRICT), and knows who called
     assert metric(mesh.server.admin_port, "plait_inbound_connections_total",
@@ -53,9 +55,31 @@ def test_join_token_sidecars_talk_mtls_in_the_control_planes_trust_domain(
     wait_for(lambda: any(e.get("path") == "/hello" for e in access_lines(mesh.access_log)))
     line = next(e for e in access_lines(mesh.access_log) if e.get("path") == "/hello")
     assert line["peer_identity"] == mesh.spiffe("client")
+    # the client's HTTP/1.1 request crossed the sidecars' hop as HTTP/2 (ALPN h2)
+    assert (line["protocol"], line["alpn"]) == ("HTTP/2", "h2")
     # and the client sidecar's handshakes were mTLS, checked against the server's identity
     assert metric(mesh.client.admin_port, "plait_upstream_events_total",
                   cluster="server.default:8080", event="tls_handshakes_ok") >= 1  # fmt: skip
+
+
+def test_an_h2_upgrade_policy_keeps_http1_between_the_sidecars(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    app = start_echo(tmp_path, "server-app")
+    procs.append(app)
+    policy = """---
+apiVersion: plait.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: keep-h1}
+spec:
+  targetRefs: [{kind: Service, name: server}]
+  h2UpgradePolicy: DO_NOT_UPGRADE
+"""
+    mesh = ca_mesh(tmp_path, procs, app.port, extra=policy)
+    wait_for(lambda: http_get(mesh.egress, "/kept")[0] == 200, timeout=15)
+    line = _served(mesh.access_log, "/kept")
+    assert (line["protocol"], line["alpn"]) == ("HTTP/1.1", "http/1.1")
+    assert line["peer_identity"] == mesh.spiffe("client")
 
 
 def test_certs_admin_and_metrics_show_the_cas_certificate(

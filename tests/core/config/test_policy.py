@@ -107,6 +107,8 @@ def test_retry_and_policy_become_layers_in_order(tmp_path: Path, types: FilterTy
          "unknown field"),
         ("", "tls: {mode: SIMPLE}", "tls.mode", "expected one of ISTIO_MUTUAL, DISABLE"),
         ("", "tls: {}", "tls", "mode"),
+        ("", "h2UpgradePolicy: ALWAYS", "h2UpgradePolicy",
+         "expected one of DEFAULT, DO_NOT_UPGRADE, UPGRADE"),
     ],
 )  # fmt: skip
 def test_invalid_config_is_rejected_clearly(
@@ -130,6 +132,17 @@ def test_a_policy_must_target_an_existing_service(tmp_path: Path, types: FilterT
         ConfigError, match=r"mesh.yaml:\d+: BackendTrafficPolicy/p: .*unknown Service"
     ):
         load_config([path], types)
+
+
+def test_the_h2_upgrade_policy_is_read_per_service(tmp_path: Path, types: FilterTypes) -> None:
+    for text, want in (("DEFAULT", None), ("DO_NOT_UPGRADE", "DO_NOT_UPGRADE"),
+                       ("UPGRADE", "UPGRADE")):  # fmt: skip
+        policy = (
+            _load(tmp_path, types, policy=f"h2UpgradePolicy: {text}")
+            .clusters["echo.default:8080"]
+            .policy
+        )
+        assert policy is not None and policy.h2_upgrade == want
 
 
 def test_the_tls_mode_overrides_auto_mtls_per_service(tmp_path: Path, types: FilterTypes) -> None:

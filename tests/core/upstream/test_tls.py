@@ -24,7 +24,9 @@ from plait.core.codec import DataReceived, ResponseReceived
 from plait.core.config._model import Cluster, Endpoint, Protocol
 from plait.core.config._policy import TrafficPolicy
 from plait.core.identity import CertStore, peer_spiffe_id
-from plait.core.upstream._manager import Upstreams
+from plait.core.upstream._h1 import H1Pool
+from plait.core.upstream._h2 import H2Pool
+from plait.core.upstream._manager import ClusterRuntime, Pool, Upstreams
 from plait.core.upstream._tls import UpstreamIdentityError, UpstreamTlsError
 from plait.sdk import Headers, RequestHead, UpstreamConnectError
 from tests.support.pki import Authority
@@ -121,16 +123,21 @@ def ca() -> Authority:
 
 def cluster(
     port: int, *, identity: str | None = SERVER, mtls: bool = True,
-    protocol: Protocol = Protocol.HTTP, mode: str | None = None,
+    protocol: Protocol = Protocol.HTTP, mode: str | None = None, upgrade: str | None = None,
 ) -> tuple[Cluster, Endpoint]:  # fmt: skip
     ep = Endpoint(address="127.0.0.1", port=port, identity=identity, mtls=mtls)
-    policy = TrafficPolicy(name="default/p", tls_mode=mode) if mode else None
+    policy = None
+    if mode or upgrade:
+        policy = TrafficPolicy(name="default/p", tls_mode=mode, h2_upgrade=upgrade)
     return Cluster(name="svc.default:80", protocol=protocol, endpoints=(ep,), policy=policy), ep
 
 
-async def get(ups: Upstreams, c: Cluster, ep: Endpoint, *, fresh: bool = False) -> str:
-    """One GET through the pool; the upstream's answer (``"<peer id> <serial>"``)."""
-    stream = await ups.pool(c, ep).open_stream(fresh=fresh)
+async def get(
+    ups: Upstreams, c: Cluster, ep: Endpoint, *, fresh: bool = False, pool: Pool | None = None
+) -> str:
+    """One GET through the pool (``pool``, else the endpoint's); the upstream's answer
+    (``"<peer id> <serial>"``)."""
+    stream = await (pool or ups.pool(c, ep)).open_stream(fresh=fresh)
     stream.send_head(RequestHead(method="GET", path="/", authority="svc", headers=Headers()),
                      end_stream=True)  # fmt: skip
     ev = await stream.read_event()
@@ -164,7 +171,7 @@ def leaf_serial(store: CertStore) -> int:
 async def test_the_upstream_sees_the_sidecars_identity(ca: Authority, upstream: Upstream) -> None:
     port = await upstream.start(filled(ca, SERVER).listener_context())
     ups = Upstreams(filled(ca, CLIENT))
-    c, ep = cluster(port)
+    c, ep = cluster(port, upgrade="DO_NOT_UPGRADE")
     answer = await get(ups, c, ep)
     assert answer == f"{CLIENT} {leaf_serial(ups.identity)}"
     assert upstream.alpn == ["http/1.1"]  # the HTTP/1.1 pool offers only what it speaks
@@ -233,6 +240,66 @@ async def test_http2_is_negotiated_by_alpn_for_an_http2_cluster(
     assert await get(ups, c, ep) == f"{CLIENT} {leaf_serial(ups.identity)}"
     assert upstream.alpn == ["h2"]
     ups.close()
+
+
+async def test_http1_requests_to_a_mesh_peer_go_as_http2_by_alpn(
+    ca: Authority, upstream: Upstream
+) -> None:
+    port = await upstream.start(filled(ca, SERVER).listener_context())  # a sidecar's offer
+    ups = Upstreams(filled(ca, CLIENT))
+    c, ep = cluster(port)  # an HTTP/1.1 Service, its endpoint reached over mesh mTLS
+    for _ in range(3):
+        assert await get(ups, c, ep) == f"{CLIENT} {leaf_serial(ups.identity)}"
+    assert upstream.alpn == ["h2"]  # one connection carried them all
+    # an Upgrade request (WebSocket) stays HTTP/1.1, on its own pool to the same endpoint
+    crt = ClusterRuntime(c, ups)
+    tunnel = crt.pick_tunnel()
+    assert tunnel is not crt.pick() and tunnel.key == ep.key
+    assert await get(ups, c, ep, pool=tunnel, fresh=True) == f"{CLIENT} {leaf_serial(ups.identity)}"
+    assert upstream.alpn == ["h2", "http/1.1"]
+    assert ups.counters()["svc.default:80"]["tls_handshakes_ok"] == 2
+    ups.close()
+
+
+async def test_a_mesh_peer_that_selects_http1_gets_http1(
+    ca: Authority, upstream: Upstream, tmp_path: Path
+) -> None:
+    """An mTLS server that is no sidecar: the request is served over HTTP/1.1, not refused,
+    and the next ones go straight to HTTP/1.1 (no second try of HTTP/2)."""
+    port = await upstream.start(server_context(ca, SERVER, ["http/1.1"], tmp_path))
+    ups = Upstreams(filled(ca, CLIENT))
+    c, ep = cluster(port)
+    for _ in range(3):
+        assert await get(ups, c, ep) == f"{CLIENT} {leaf_serial(ups.identity)}"
+    # the first handshake offered both and was closed before any byte; then HTTP/1.1 kept
+    assert upstream.alpn == ["http/1.1", "http/1.1"]
+    counters = ups.counters()["svc.default:80"]
+    assert counters.get("tls_handshake_failures", 0) == 0
+    ups.close()
+
+
+async def test_no_upgrade_when_the_policy_says_so_or_without_a_certificate(
+    ca: Authority, upstream: Upstream
+) -> None:
+    port = await upstream.start(filled(ca, SERVER).listener_context())
+    ups = Upstreams(filled(ca, CLIENT))
+    c, ep = cluster(port, upgrade="DO_NOT_UPGRADE")
+    assert isinstance(ups.pool(c, ep), H1Pool)
+    assert await get(ups, c, ep) == f"{CLIENT} {leaf_serial(ups.identity)}"
+    assert upstream.alpn == ["http/1.1"]
+    ups.close()
+    # UPGRADE: every endpoint, plaintext ones too (the operator says they speak h2c)
+    c, ep = cluster(port, mtls=False, identity=None, upgrade="UPGRADE")
+    assert isinstance(Upstreams(CertStore()).pool(c, ep), H2Pool)
+    # auto mTLS before the sidecar has its certificate: plaintext HTTP/1.1, never h2c
+    plain = Upstream()
+    port = await plain.start(None)
+    ups = Upstreams(CertStore())
+    c, ep = cluster(port)
+    assert await get(ups, c, ep) == "None None"
+    assert plain.received > 0 and plain.alpn == []
+    ups.close()
+    await plain.close()
 
 
 async def test_an_http2_cluster_refuses_a_server_that_selects_http1(

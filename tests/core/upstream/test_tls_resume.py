@@ -18,6 +18,7 @@ from cryptography import x509
 
 from plait.core.codec import ResponseReceived
 from plait.core.config._model import Cluster, Endpoint, Protocol
+from plait.core.config._policy import TrafficPolicy
 from plait.core.identity import CertStore
 from plait.core.upstream._manager import Upstreams
 from plait.sdk import Headers, RequestHead
@@ -81,8 +82,12 @@ def ca() -> Authority:
 
 
 def cluster(port: int, identity: str = SERVER) -> tuple[Cluster, Endpoint]:
+    """An HTTP/1.1 cluster kept on HTTP/1.1 (the server here speaks only that)."""
     ep = Endpoint(address="127.0.0.1", port=port, identity=identity, mtls=True)
-    return Cluster(name="svc.default:80", protocol=Protocol.HTTP, endpoints=(ep,)), ep
+    policy = TrafficPolicy(name="default/p", h2_upgrade="DO_NOT_UPGRADE")
+    return Cluster(
+        name="svc.default:80", protocol=Protocol.HTTP, endpoints=(ep,), policy=policy
+    ), ep
 
 
 async def get(ups: Upstreams, c: Cluster, ep: Endpoint) -> str:

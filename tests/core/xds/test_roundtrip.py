@@ -387,7 +387,8 @@ def test_split_position_is_explicit(types: FilterTypes) -> None:
 
 def test_endpoint_identities_and_the_tls_mode_round_trip(types: FilterTypes) -> None:
     text = RESILIENT.replace(
-        "  timeouts: {connect: 250ms", "  tls: {mode: ISTIO_MUTUAL}\n  timeouts: {connect: 250ms"
+        "  timeouts: {connect: 250ms",
+        "  tls: {mode: ISTIO_MUTUAL}\n  h2UpgradePolicy: DO_NOT_UPGRADE\n  timeouts: {connect: 250ms",
     ) + (
         "---\napiVersion: plait.dev/v1alpha1\nkind: Workload\nmetadata: {name: api-1}\n"
         "spec: {service: api, serviceAccount: api, address: 10.0.2.1, tlsMode: mutual}\n"
@@ -399,6 +400,7 @@ def test_endpoint_identities_and_the_tls_mode_round_trip(types: FilterTypes) -> 
     assert_same(got, cfg)
     api = got.clusters["api.default:8080"]
     assert api.policy is not None and api.policy.tls_mode == "ISTIO_MUTUAL"
+    assert api.policy.h2_upgrade == "DO_NOT_UPGRADE"
     assert [(e.address, e.identity, e.mtls) for e in api.endpoints][2:] == [
         ("10.0.2.1", "spiffe://corp.example/ns/default/sa/api", True),
         ("10.0.2.2", "spiffe://corp.example/ns/default/sa/default", False),
