@@ -388,7 +388,8 @@ def test_split_position_is_explicit(types: FilterTypes) -> None:
 def test_endpoint_identities_and_the_tls_mode_round_trip(types: FilterTypes) -> None:
     text = RESILIENT.replace(
         "  timeouts: {connect: 250ms",
-        "  tls: {mode: ISTIO_MUTUAL}\n  h2UpgradePolicy: DO_NOT_UPGRADE\n  timeouts: {connect: 250ms",
+        "  tls: {mode: ISTIO_MUTUAL}\n  h2UpgradePolicy: DO_NOT_UPGRADE\n"
+        "  timeouts: {connect: 250ms",
     ) + (
         "---\napiVersion: plait.dev/v1alpha1\nkind: Workload\nmetadata: {name: api-1}\n"
         "spec: {service: api, serviceAccount: api, address: 10.0.2.1, tlsMode: mutual}\n"
