@@ -12,7 +12,7 @@ release time (pushed at the end, reused from the end), and one timer per pool
 so a request costs no timer. A connection the peer closed while idle is noticed
 (``closed``) and dropped when popped. With an :class:`~._tls.Origination` the pool
 connects over mTLS (``_tls.py``) and drops idle connections it made in plaintext
-before the sidecar had an identity.
+before the sidecar had an identity, or with a certificate it has since replaced.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class _Conn(EventProtocol[H1ClientCodec]):
     idle_since = 0.0
     """When it went back to the pool (loop clock)."""
     reused = False
-    secured = False
-    """Opened over mTLS."""
+    made = -1
+    """The certificate generation of its mTLS handshake (``-1``: plaintext)."""
     watcher: Callable[[], None] | None = None
     """Set by a callback-driven (inline) exchange instead of awaiting :meth:`next_event`:
     called on every wake-up (new events, or the connection closed)."""
@@ -169,7 +169,7 @@ class H1Pool:
             if (
                 conn.closed
                 or conn.pending_events()
-                or (origin is not None and origin.stale(conn.secured))
+                or (origin is not None and origin.stale(conn.made))
             ):
                 conn.abort()
                 continue
@@ -178,13 +178,13 @@ class H1Pool:
 
     async def _connect(self) -> _Conn:
         """Raises ``UpstreamConnectError`` (``_tls.connect``)."""
-        proto, secured = await connect(
+        proto, made = await connect(
             lambda: _Conn(H1ClientCodec(max_header_bytes=self.max_header_bytes)),
             self.endpoint,
             self.connect_timeout,
             self.origin,
         )
-        proto.secured = secured
+        proto.made = made
         return proto
 
     def release(self, conn: _Conn) -> None:

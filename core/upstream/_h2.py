@@ -7,8 +7,9 @@ concurrent callers share one in-progress connect instead of racing. A
 connection with no open streams for ``idle_timeout`` is closed by a lazy loop
 timer (one per connection, re-armed only when it fires). With an
 :class:`~._tls.Origination` the pool connects over mTLS offering ALPN ``h2``
-(``_tls.py``); a connection made in plaintext before the sidecar had an identity
-takes no new streams once it has one and closes when its streams are done.
+(``_tls.py``); a connection made in plaintext before the sidecar had an identity, or
+with a certificate it has since replaced (a rotation), takes no new streams and closes
+when its streams are done.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class _H2Client(H2Mux):
         self.pool = pool
         self.served = 0
         self.goaway = False
-        self.secured = False
+        self.made = -1
+        """The certificate generation of its handshake (``-1``: plaintext)."""
         self._loop = asyncio.get_running_loop()
         self._last_used = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
@@ -198,8 +200,8 @@ class H2Pool:
         """A stream on a live connection with room, without waiting; else ``None``."""
         origin = self.origin
         for conn in self._conns:
-            if origin is not None and not conn.goaway and origin.stale(conn.secured):
-                conn.goaway = True  # made before the identity: no new streams
+            if origin is not None and not conn.goaway and origin.stale(conn.made):
+                conn.goaway = True  # made before the identity or this certificate
                 if not conn.queues:
                     conn.close()
                 continue
@@ -221,7 +223,7 @@ class H2Pool:
         loop = asyncio.get_running_loop()
         self._connecting = fut = loop.create_future()
         try:
-            conn, secured = await connect(
+            conn, made = await connect(
                 lambda: _H2Client(self), self.endpoint, self.connect_timeout, self.origin
             )
         except UpstreamConnectError as err:
@@ -231,7 +233,7 @@ class H2Pool:
         finally:
             if self._connecting is fut:
                 self._connecting = None
-        conn.secured = secured
+        conn.made = made
         self._conns.append(conn)
         fut.set_result(conn)
         return conn

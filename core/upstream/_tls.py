@@ -39,7 +39,12 @@ handshake is counted per cluster (``tls_handshakes_ok``, ``tls_handshake_failure
 so is a TLS error on an open connection (``tls_errors``: a bad record, an alert).
 
 Connections made in plaintext before the sidecar had an identity are *stale* for an
-auto-mTLS pool once it has one (:meth:`Origination.stale`): the pools stop reusing them.
+auto-mTLS pool once it has one, and so are connections made with a certificate or trust
+bundle the sidecar has since replaced (:meth:`Origination.stale`): the pools give them no
+new requests, the ones in flight finish, and the next requests go on a new handshake with
+the current certificate. A rotation thus reaches long-lived connections too (an HTTP/2
+connection between sidecars would otherwise carry every request on the first handshake's
+certificate for as long as it lives).
 """
 
 from __future__ import annotations
@@ -184,9 +189,13 @@ class Origination:
         if sslobj.session_reused:
             self.count("tls_sessions_resumed")
 
-    def stale(self, secured: bool) -> bool:
-        """A pooled connection made in plaintext while mTLS is now possible."""
-        return not secured and self.store.ready
+    def stale(self, made: int) -> bool:
+        """Whether a pooled connection made with certificate generation ``made`` (``-1``:
+        in plaintext) takes no new requests: it was made in plaintext and mTLS is now
+        possible, or with a certificate or bundle the sidecar has since replaced (a
+        rotation; its open requests finish, the next ones go on a new handshake)."""
+        store = self.store
+        return made != store.generation and (made >= 0 or store.ready)
 
     def count(self, event: str) -> None:
         self.counters[event] = self.counters.get(event, 0) + 1
@@ -244,8 +253,9 @@ class _Gate(asyncio.Protocol):
 
 async def connect(
     make: Callable[[], P], endpoint: Endpoint, timeout: float, origin: Origination | None
-) -> tuple[P, bool]:
-    """A connected protocol from ``make`` and whether it is secured by mTLS.
+) -> tuple[P, int]:
+    """A connected protocol from ``make`` and the certificate generation its mTLS handshake
+    used (``CertStore.generation``; ``-1``: plaintext), for :meth:`Origination.stale`.
 
     Raises:
         UpstreamConnectError: refused, unreachable or timed out.
@@ -255,6 +265,7 @@ async def connect(
     loop = asyncio.get_running_loop()
     key = endpoint.key
     ctx = origin.context(key) if origin is not None else None
+    made = origin.store.generation if origin is not None and ctx is not None else -1
     gate: _Gate | None = None
     factory: Callable[[], Any] = make
     if ctx is not None:
@@ -291,7 +302,7 @@ async def connect(
         origin.warn(err)
         raise err from None
     if gate is None:
-        return proto, False
+        return proto, -1
     assert origin is not None
     if gate.inner is None:
         refused = gate.refused or UpstreamTlsError(f"tls with {key}: closed in the handshake")
@@ -299,4 +310,4 @@ async def connect(
             origin.warn(refused)
         raise refused
     origin.count("tls_handshakes_ok")
-    return gate.inner, True  # type: ignore[return-value]
+    return gate.inner, made  # type: ignore[return-value]

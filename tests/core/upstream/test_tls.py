@@ -28,6 +28,7 @@ from plait.core.upstream._h1 import H1Pool
 from plait.core.upstream._h2 import H2Pool
 from plait.core.upstream._manager import ClusterRuntime, Pool, Upstreams
 from plait.core.upstream._tls import UpstreamIdentityError, UpstreamTlsError
+from plait.core.upstream.stream import UpstreamStream
 from plait.sdk import Headers, RequestHead, UpstreamConnectError
 from tests.support.pki import Authority
 
@@ -140,6 +141,11 @@ async def get(
     stream = await (pool or ups.pool(c, ep)).open_stream(fresh=fresh)
     stream.send_head(RequestHead(method="GET", path="/", authority="svc", headers=Headers()),
                      end_stream=True)  # fmt: skip
+    return await read_answer(stream)
+
+
+async def read_answer(stream: UpstreamStream) -> str:
+    """The body of the response on ``stream`` (whose request was sent), decoded."""
     ev = await stream.read_event()
     assert isinstance(ev, ResponseReceived), ev
     body, end = ev.body, ev.end_stream
@@ -211,23 +217,32 @@ async def test_a_server_certificate_from_another_ca_is_refused(
     ups.close()
 
 
-async def test_after_a_rotation_new_connections_present_the_new_leaf_open_ones_keep_working(
-    ca: Authority, upstream: Upstream
+@pytest.mark.parametrize("upgrade", ["DO_NOT_UPGRADE", None], ids=["http1", "http2"])
+async def test_after_a_rotation_new_requests_use_the_new_leaf_open_ones_finish(
+    ca: Authority, upstream: Upstream, upgrade: str | None
 ) -> None:
+    """Over HTTP/1.1 (an idle pooled connection) and HTTP/2 (one shared connection): the
+    request in flight at the rotation finishes on its connection; the next request goes on
+    a new handshake with the new leaf, and then stays on that one."""
     port = await upstream.start(filled(ca, SERVER).listener_context())
     store = filled(ca, CLIENT)
     ups = Upstreams(store)
-    c, ep = cluster(port)
+    c, ep = cluster(port, upgrade=upgrade)
     old = leaf_serial(store)
     assert await get(ups, c, ep) == f"{CLIENT} {old}"
+    in_flight = await ups.pool(c, ep).open_stream()
+    in_flight.send_head(RequestHead(method="GET", path="/", authority="svc", headers=Headers()),
+                        end_stream=True)  # fmt: skip
     chain, key = ca.leaf(CLIENT)
     store.update(chain_pem=chain, key_pem=key, bundle_pem=ca.pem)
     new = leaf_serial(store)
     assert new != old
-    assert await get(ups, c, ep) == f"{CLIENT} {old}"  # the pooled connection goes on
-    assert len(upstream.peers) == 1
-    assert await get(ups, c, ep, fresh=True) == f"{CLIENT} {new}"
-    assert [s for _, s in upstream.peers] == [old, new]
+    assert await get(ups, c, ep) == f"{CLIENT} {new}"
+    assert await read_answer(in_flight) == f"{CLIENT} {old}"
+    assert await get(ups, c, ep) == f"{CLIENT} {new}"
+    assert [s for _, s in upstream.peers][-1] == new
+    assert {s for _, s in upstream.peers} == {old, new}
+    assert len(upstream.peers) == 2  # one connection per certificate
     ups.close()
 
 
