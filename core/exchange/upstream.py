@@ -50,6 +50,8 @@ def attempt(ex: Exchange, request: UpstreamRequest) -> Steps:
     ex.attempts += 1  # every try, one that fails to connect too (not the stale keep-alive redo)
     crt = ex.chosen_cluster()
     pool = crt.pick_for(request.endpoint, request.exclude)
+    if crt.tunnels and not request.head.authority:
+        pool = crt.tunnels.get(pool.key, pool)  # HTTP/2 needs an authority: stay HTTP/1.1
     ex.ctx.upstream_address = pool.key
     per_try = ex.rule_timeouts.backend_request
     deadline = _monotonic() + per_try if per_try else None

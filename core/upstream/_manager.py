@@ -16,7 +16,8 @@ requests ready at once leave in one write and one TLS record, instead of one rec
 one syscall per request on as many connections. Such an endpoint's pool is an
 :class:`~._upgrade.UpgradePool` (an HTTP/2 pool and an HTTP/1.1 one: a peer that selects
 ``http/1.1`` by ALPN, the time before this sidecar has a certificate, and ``Upgrade``
-requests such as WebSocket, :meth:`ClusterRuntime.pick_tunnel`, go on HTTP/1.1). The
+requests such as WebSocket, :meth:`ClusterRuntime.pick_tunnel`, and a request without an
+authority, an HTTP/1.0 one without ``Host``, which HTTP/2 peers refuse, go on HTTP/1.1). The
 BackendTrafficPolicy's ``h2UpgradePolicy`` (Istio's field) overrides the choice:
 ``DO_NOT_UPGRADE`` keeps HTTP/1.1; ``UPGRADE`` sends every endpoint of the cluster
 HTTP/2, plaintext ones too (prior-knowledge h2c: the operator says they speak it).

@@ -93,9 +93,8 @@ class UpstreamTlsError(UpstreamConnectError):
 
 
 class UpstreamDowngrade(UpstreamConnectError):
-    """The upstream's verified handshake chose HTTP/1.1 where an upgrade offered HTTP/2 too."""
-
-    reason = "tls: peer speaks HTTP/1.1 only"
+    """The upstream's verified handshake chose HTTP/1.1 where an upgrade offered HTTP/2 too
+    (never a request's failure: the upgrade pool goes on over HTTP/1.1)."""
 
 
 class UpstreamIdentityError(UpstreamConnectError):

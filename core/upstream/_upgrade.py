@@ -54,11 +54,17 @@ class UpgradePool:
         self.key: str = tunnel.key
         self._h1_until = 0.0
         """Until this ``time.monotonic()``, the endpoint is reached over HTTP/1.1."""
+        self._ready = False
+        """The sidecar had its certificate at the last look."""
 
     def _h2_now(self) -> bool:
-        origin = self.origin
-        assert origin is not None
-        return origin.store.ready and (self._h1_until == 0.0 or time.monotonic() >= self._h1_until)
+        if not self._ready:  # once the sidecar has a certificate it keeps one
+            origin = self.origin
+            assert origin is not None
+            if not origin.store.ready:
+                return False
+            self._ready = True
+        return self._h1_until == 0.0 or time.monotonic() >= self._h1_until
 
     def take(self) -> UpstreamStream | None:
         if self._h2_now():

@@ -9,7 +9,6 @@ connection counter (``transport="mtls"``, STRICT refuses anything else). See
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 import ssl
@@ -51,10 +50,12 @@ def test_leaves_rotate_under_load_without_a_failed_request(
         installed = serials(sidecar)
         assert len(set(installed)) == len(installed), installed
         assert len(installed) - 1 >= 3, f"{sidecar.log.name}: {installed}"
-    # Every hop was mTLS (STRICT: nothing else is served), and new handshakes kept happening
-    # in every 30 s window, across the rotations.
+    # Every hop was mTLS (STRICT: nothing else is served), and every rotation of the client
+    # sidecar's certificate brought a new handshake: the connection made with the replaced
+    # one took no new request, even the one HTTP/2 connection between the sidecars.
     assert refusals(mesh.web.admin_port, "plaintext") == 0
-    assert all(b > a for a, b in itertools.pairwise(handshakes)), handshakes
+    rotations = len(serials(mesh.client)) - 1
+    assert handshakes[-1] - handshakes[0] >= rotations, (handshakes, rotations)
 
 
 def _ca(cp: Proc) -> dict[str, object]:

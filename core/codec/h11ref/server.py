@@ -134,7 +134,7 @@ class H1ServerCodec(RefBase):
     def _on_head(self, head: bytes) -> bool:
         method, target, version, specials = parse_request_head(head)
         http11 = version == b"1.1"
-        check_target(method, target)
+        absolute = check_target(method, target)
         connect = method == b"CONNECT"
         # Our framing rules first (they must win over h11's own 501s), then h11.
         interpret_head(specials, [], http11=http11, request=True, connect=connect)
@@ -147,6 +147,9 @@ class H1ServerCodec(RefBase):
         authority, _, chunked, close, upgrade, expect = interpret_head(
             specials, headers, http11=http11, request=True, connect=connect
         )
+        path = request.target
+        if absolute is not None:  # the target's authority replaces Host (RFC 9112 §3.2.2)
+            authority, path = absolute
         kind = _CONNECT if method == b"CONNECT" else _UPGRADE if upgrade else _NONE
         sid = self._next_sid
         self._next_sid += 1
@@ -155,7 +158,7 @@ class H1ServerCodec(RefBase):
             sid,
             RequestHead(
                 method=request.method.decode("latin-1"),
-                path=request.target.decode("latin-1"),
+                path=path.decode("latin-1"),
                 authority=authority.decode("latin-1"),
                 headers=Headers.from_lowercase_pairs(headers),
                 http_version=version.decode(),

@@ -168,36 +168,45 @@ def unknown_method_status(line: bytes) -> int:
     return 501 if well_formed else 400
 
 
-def check_target(method: bytes, target: bytes) -> None:
-    """The request-target forms of RFC 9112 §3.2, by method.
+def check_target(method: bytes, target: bytes) -> tuple[bytes, bytes] | None:
+    """The request-target forms of RFC 9112 §3.2, by method; an absolute-form target as
+    ``(authority, origin-form)``, else ``None``.
 
     origin-form (``/p?q``) for any method but CONNECT; absolute-form
     (``scheme://authority/...``) for any method but CONNECT; authority-form
     (``host:port``) only and always for CONNECT (§3.2.3); asterisk-form (``*``)
     only for OPTIONS (§3.2.4). Stricter than RFC 3986 where llhttp is: the
     scheme is letters only; and userinfo is refused (RFC 9110 §4.2.4).
+
+    An absolute-form target is what a client sends to a proxy (an app with ``HTTP_PROXY``
+    set to its sidecar): the sidecar is that proxy, so the target's authority replaces
+    ``Host`` (§3.2.2) and the request goes on in origin-form, as an origin server and an
+    HTTP/2 ``:path`` expect it (an empty path is ``/``, or ``*`` for OPTIONS, §3.2.4).
     """
     if method == b"CONNECT":
         host, sep, port = target.rpartition(b":")
         if not (sep and host and port.isdigit() and not host.translate(None, _HOST_CHARS)):
             raise ProtocolError(400, "CONNECT needs an authority-form target")
-        return
+        return None
     if target[:1] == b"/":
-        return
+        return None
     if target == b"*":
         if method != b"OPTIONS":
             raise ProtocolError(400, "asterisk-form target is only for OPTIONS")
-        return
+        return None
     scheme, sep, rest = target.partition(b"://")
     if not (sep and scheme and not scheme.translate(None, _ALPHA)):
         raise ProtocolError(400, "invalid request target")
-    authority = rest
+    authority, path = rest, b""
     for i, c in enumerate(rest):
         if c in (0x2F, 0x3F):  # "/" or "?" ends the authority
-            authority = rest[:i]
+            authority, path = rest[:i], rest[i:]
             break
     if not authority or authority.translate(None, _HOST_CHARS):
         raise ProtocolError(400, "invalid authority in an absolute-form target")
+    if path[:1] != b"/":
+        path = (b"*" if method == b"OPTIONS" and not path else b"/") + path
+    return authority, path
 
 
 # (authority, length, chunked, close, upgrade, expect_continue)

@@ -199,8 +199,7 @@ class H1ServerCodec(H1Base):
             raise ProtocolError(505, "HTTP version not supported")
         http11 = raw[eol - 1] == 0x31
         connect = method == b"CONNECT"
-        if url[0] != 0x2F or connect:
-            check_target(method, url)
+        absolute = check_target(method, url) if url[0] != 0x2F or connect else None
         if len(specials) == 1 and specials[0][0] == b"host":  # the usual GET: Host only
             simple: tuple[bytes, int | None, bool] | None = (specials[0][1], None, not http11)
         else:
@@ -217,6 +216,8 @@ class H1ServerCodec(H1Base):
                 specials, headers, http11=http11, request=True, connect=connect
             )
             authority = host.decode("latin-1")
+        if absolute is not None:  # the target's authority replaces Host (RFC 9112 §3.2.2)
+            authority, url = absolute[0].decode("latin-1"), absolute[1]
         kind = _CONNECT if connect else _UPGRADE if upgrade else _NO_UPGRADE
         sid = self._next_sid
         self._next_sid = sid + 1

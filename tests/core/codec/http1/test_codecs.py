@@ -861,13 +861,37 @@ def test_accepted_oddities(impl: ModuleType) -> None:
     assert s.receive_data(data) == [
         req(
             1,
-            path="http://a.example:8080/p",
+            path="/p",  # absolute-form: the request goes on in origin-form
             authority="a.example:8080",
             headers=[(b"x-empty", b""), (b"x-ows", b"v"), (b"x-obs-text", b"caf\xe9")],
         ),
         req(2, "OPTIONS", "*"),
         req(3, authority="", version="1.0"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("line", "method", "path", "authority"),
+    [
+        (b"GET http://a.example:8080/x?y=1 HTTP/1.1", "GET", "/x?y=1", "a.example:8080"),
+        (b"GET http://a.example HTTP/1.1", "GET", "/", "a.example"),
+        (b"GET http://a.example?q=1 HTTP/1.1", "GET", "/?q=1", "a.example"),
+        (b"OPTIONS http://a.example HTTP/1.1", "OPTIONS", "*", "a.example"),
+        (b"OPTIONS http://a.example/o HTTP/1.1", "OPTIONS", "/o", "a.example"),
+        (b"POST HTTPS://b.example/p HTTP/1.1", "POST", "/p", "b.example"),
+    ],
+)
+def test_an_absolute_form_target_goes_on_in_origin_form(
+    impl: ModuleType, line: bytes, method: str, path: str, authority: str
+) -> None:
+    """A client that takes the sidecar for its proxy sends absolute-form: the target's
+    authority wins over Host (RFC 9112 §3.2.2), and the path is origin-form (or ``*``)."""
+    events = server(impl).receive_data(
+        line + b"\r\nHost: other.example\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert len(events) == 1 and isinstance(events[0], RequestReceived), events
+    head = events[0].head
+    assert (head.method, head.path, head.authority) == (method, path, authority)
 
 
 # -- 431 --------------------------------------------------------------------------------
