@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import Proc, http_get, start_echo
+from tests.support import send_all_read_all as _send
 from tests.support.controlplane import wait_for
 
 from ._ca_mesh import CaMesh, access_lines, ca_mesh
@@ -35,17 +36,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaMesh]:
     finally:
         for p in procs:
             p.stop()
-
-
-def _exchange(port: int, data: bytes) -> bytes:
-    """Send ``data``, half-close, read until the sidecar closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
 
 
 def _split(out: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -70,7 +60,7 @@ def _dechunk(data: bytes) -> bytes:
 
 
 def _echo(port: int, request: bytes) -> dict[str, object]:
-    status, _, body = _split(_exchange(port, request))
+    status, _, body = _split(_send(port, request))
     assert status == 200, body[:300]
     return dict(json.loads(body))
 
@@ -110,7 +100,7 @@ def test_an_absolute_form_target(mesh: CaMesh) -> None:
 
 def test_options_asterisk(mesh: CaMesh) -> None:
     status, _, body = _split(
-        _exchange(mesh.egress, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        _send(mesh.egress, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     )
     assert status in (200, 501), body[:300]  # the app's answer, or the mesh's refusal
     _alive(mesh)
@@ -131,7 +121,7 @@ def test_many_short_fields_within_the_http1_limit(mesh: CaMesh) -> None:
     header list counts 32 bytes more per field (about 70 KB, over the peer sidecar's 60 KiB):
     a clean 431 from the peer, passed on; the sidecars go on."""
     head = b"".join(b"x-%04d: vvvvvvvvvv\r\n" % i for i in range(1400))
-    out = _exchange(
+    out = _send(
         mesh.egress, b"GET /short HTTP/1.1\r\nHost: x\r\n" + head + b"Connection: close\r\n\r\n"
     )
     assert _split(out)[0] == 431, out[:300]
@@ -168,7 +158,7 @@ def test_a_chunked_upload_with_trailers(mesh: CaMesh) -> None:
 
 def test_a_large_response(mesh: CaMesh) -> None:
     status, headers, body = _split(
-        _exchange(mesh.egress, b"GET /big/3000000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        _send(mesh.egress, b"GET /big/3000000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     )
     assert (status, len(body), headers["x-served-by"]) == (200, 3_000_000, "server-app")
     assert body == b"x" * 3_000_000
@@ -176,7 +166,7 @@ def test_a_large_response(mesh: CaMesh) -> None:
 
 def test_pipelined_requests_in_one_segment(mesh: CaMesh) -> None:
     reqs = b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
-    out = _exchange(mesh.egress, reqs + b"GET /p5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = _send(mesh.egress, reqs + b"GET /p5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     paths = []
     while out:
         head, _, rest = out.partition(b"\r\n\r\n")

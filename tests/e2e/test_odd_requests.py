@@ -13,6 +13,7 @@ from tests.support import (
     Proc,
     free_port,
     http_get,
+    send_all_read_all,
     simple_config,
     start_echo,
     start_sidecar,
@@ -24,12 +25,7 @@ pytestmark = pytest.mark.e2e
 
 def _status(port: int, data: bytes) -> tuple[int, bytes]:
     """Send one request; the status of the answer and the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
+    out = send_all_read_all(port, data, timeout=10)
     assert out.startswith(b"HTTP/1.1 "), out[:300]
     return int(out[9:12]), out
 

@@ -89,6 +89,17 @@ def http_get(
         conn.close()
 
 
+def send_all_read_all(port: int, data: bytes, timeout: float = 20.0) -> bytes:
+    """A raw client: send ``data``, half-close, and read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
 def send_then_reset(port: int, raw: bytes, after: float = 0.1) -> None:
     """A client that sends ``raw``, waits ``after`` seconds and leaves with a TCP RST
     (SO_LINGER 0), as a client that gave up mid-request does."""
