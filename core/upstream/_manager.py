@@ -20,7 +20,13 @@ requests such as WebSocket, :meth:`ClusterRuntime.pick_tunnel`, and a request wi
 authority, an HTTP/1.0 one without ``Host``, which HTTP/2 peers refuse, go on HTTP/1.1). The
 BackendTrafficPolicy's ``h2UpgradePolicy`` (Istio's field) overrides the choice:
 ``DO_NOT_UPGRADE`` keeps HTTP/1.1; ``UPGRADE`` sends every endpoint of the cluster
-HTTP/2, plaintext ones too (prior-knowledge h2c: the operator says they speak it).
+HTTP/2, plaintext ones too (prior-knowledge h2c: the operator says they speak it), its
+``Upgrade`` requests still on HTTP/1.1.
+
+Each cluster name also has one :class:`~plait.sdk.UpstreamCluster`: the state
+``around_upstream`` layers share across streams (budgets, ejections, latency
+estimates). It is kept across swaps while the cluster's endpoints are
+unchanged and replaced when they change (:meth:`Upstreams.cluster_state`).
 """
 
 from __future__ import annotations
@@ -125,7 +131,7 @@ class Upstreams:
     def _new_pool(self, cluster: Cluster, endpoint: Endpoint, h2: bool) -> Pool:
         t = cluster.timeouts
         tls = plan(cluster, endpoint)
-        mesh = h2 and upgrades(cluster, endpoint) == "mesh"
+        how = upgrades(cluster, endpoint)
 
         def origin(h2: bool) -> Origination | None:
             if tls is None:
@@ -137,28 +143,28 @@ class Upstreams:
                 h2=h2,
                 counters=self.tls_counters.setdefault(cluster.name, {}),
                 relay=not cluster.protocol.is_http,
-                upgrade=mesh and h2,
+                upgrade=h2 and how == "mesh",
             )
 
-        h1 = None
-        if not h2 or mesh:
-            h1 = H1Pool(
+        def h1_pool() -> H1Pool:
+            return H1Pool(
                 endpoint,
                 connect_timeout=t.connect,
                 idle_timeout=t.idle,
                 max_idle=cluster.max_idle_per_endpoint,
                 origin=origin(False),
             )
-            if not h2:
-                return h1
+
+        if not h2:
+            return h1_pool()
         from ._h2 import H2Pool
 
-        h2_origin = origin(True)
-        h2_pool = H2Pool(endpoint, connect_timeout=t.connect, idle_timeout=t.idle, origin=h2_origin)
-        if h1 is None:
+        h2_pool = H2Pool(
+            endpoint, connect_timeout=t.connect, idle_timeout=t.idle, origin=origin(True)
+        )
+        if how is None:  # an http2 or grpc cluster
             return h2_pool
-        assert h2_origin is not None  # "mesh" means a TLS plan
-        return UpgradePool(h2_pool, h1, h2_origin)
+        return UpgradePool(h2_pool, h1_pool(), h2_pool.origin)
 
     def prune(self, live: Iterable[PoolKey]) -> None:
         keep = set(live)

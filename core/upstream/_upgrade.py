@@ -16,8 +16,10 @@ and an HTTP/1.1 pool to the same endpoint, with the same identity checks.
   for the ``Upgrade`` requests that must stay HTTP/1.1 (:attr:`UpgradePool.tunnel`), the
   HTTP/1.1 pool serves.
 
-An explicit ``h2UpgradePolicy: UPGRADE`` needs no pair: its endpoints get a plain HTTP/2
-pool (prior-knowledge h2c in plaintext), the operator having said they speak it.
+With an explicit ``h2UpgradePolicy: UPGRADE`` the pair serves too, the operator having
+said the endpoints speak HTTP/2: its handshakes offer only ``h2`` (a peer that selects
+``http/1.1`` is refused, as for an ``http2`` cluster), and a plaintext endpoint gets
+prior-knowledge h2c; ``Upgrade`` requests still go on HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ RETRY_H2_AFTER: Final = 300.0
 class UpgradePool:
     """An endpoint's HTTP/2 pool and its HTTP/1.1 fallback; see the module docstring."""
 
-    def __init__(self, h2: H2Pool, tunnel: H1Pool, origin: Origination) -> None:
+    def __init__(self, h2: H2Pool, tunnel: H1Pool, origin: Origination | None) -> None:
         self.h2 = h2
         self.tunnel = tunnel
         """The HTTP/1.1 pool: ``Upgrade`` requests, and the fallback."""
@@ -60,8 +62,7 @@ class UpgradePool:
     def _h2_now(self) -> bool:
         if not self._ready:  # once the sidecar has a certificate it keeps one
             origin = self.origin
-            assert origin is not None
-            if not origin.store.ready:
+            if origin is not None and not origin.store.ready:
                 return False
             self._ready = True
         return self._h1_until == 0.0 or time.monotonic() >= self._h1_until

@@ -25,7 +25,6 @@ from plait.core.config._model import Cluster, Endpoint, Protocol
 from plait.core.config._policy import TrafficPolicy
 from plait.core.identity import CertStore, peer_spiffe_id
 from plait.core.upstream._h1 import H1Pool
-from plait.core.upstream._h2 import H2Pool
 from plait.core.upstream._manager import ClusterRuntime, Pool, Upstreams
 from plait.core.upstream._tls import UpstreamIdentityError, UpstreamTlsError
 from plait.core.upstream.stream import UpstreamStream
@@ -79,7 +78,13 @@ class Upstream:
             if sslobj is not None and sslobj.selected_alpn_protocol() == "h2":
                 await self._h2(r, w, body)
                 return
-            while head := await r.readuntil(b"\r\n\r\n"):
+            if sslobj is None and (first := await r.readexactly(3)) == b"PRI":  # h2c
+                self.alpn.append("h2c")
+                await self._h2(r, w, body, first)
+                return
+            prefix = first if sslobj is None else b""
+            while head := prefix + await r.readuntil(b"\r\n\r\n"):
+                prefix = b""
                 self.received += len(head)
                 w.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
                 await w.drain()
@@ -88,11 +93,14 @@ class Upstream:
         finally:
             w.close()
 
-    async def _h2(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, body: bytes) -> None:
+    async def _h2(
+        self, r: asyncio.StreamReader, w: asyncio.StreamWriter, body: bytes, first: bytes = b""
+    ) -> None:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         conn.initiate_connection()
         w.write(conn.data_to_send())
-        while data := await r.read(65536):
+        while data := first + await r.read(65536):
+            first = b""
             self.received += len(data)
             for ev in conn.receive_data(data):
                 if isinstance(ev, h2.events.RequestReceived):
@@ -303,9 +311,18 @@ async def test_no_upgrade_when_the_policy_says_so_or_without_a_certificate(
     assert await get(ups, c, ep) == f"{CLIENT} {leaf_serial(ups.identity)}"
     assert upstream.alpn == ["http/1.1"]
     ups.close()
-    # UPGRADE: every endpoint, plaintext ones too (the operator says they speak h2c)
+    # UPGRADE: every endpoint, plaintext ones too (the operator says they speak h2c), and
+    # an Upgrade request still on HTTP/1.1
+    h2c = Upstream()
+    port = await h2c.start(None)
+    ups = Upstreams(CertStore())
     c, ep = cluster(port, mtls=False, identity=None, upgrade="UPGRADE")
-    assert isinstance(Upstreams(CertStore()).pool(c, ep), H2Pool)
+    assert await get(ups, c, ep) == "None None"
+    assert await get(ups, c, ep) == "None None"
+    assert h2c.alpn == ["h2c"]  # one prior-knowledge connection for both
+    assert isinstance(ClusterRuntime(c, ups).pick_tunnel(), H1Pool)
+    ups.close()
+    await h2c.close()
     # auto mTLS before the sidecar has its certificate: plaintext HTTP/1.1, never h2c
     plain = Upstream()
     port = await plain.start(None)
