@@ -886,12 +886,14 @@ def test_an_absolute_form_target_goes_on_in_origin_form(
 ) -> None:
     """A client that takes the sidecar for its proxy sends absolute-form: the target's
     authority wins over Host (RFC 9112 §3.2.2), and the path is origin-form (or ``*``)."""
-    events = server(impl).receive_data(
-        line + b"\r\nHost: other.example\r\nContent-Length: 0\r\n\r\n"
-    )
-    assert len(events) == 1 and isinstance(events[0], RequestReceived), events
-    head = events[0].head
-    assert (head.method, head.path, head.authority) == (method, path, authority)
+    data = line + b"\r\nHost: other.example\r\nContent-Length: 0\r\n\r\n"
+    whole = server(impl).receive_data(data)
+    s = server(impl)  # and byte by byte: the same event
+    split = [ev for i in range(len(data)) for ev in s.receive_data(data[i : i + 1])]
+    for events in (whole, split):
+        assert len(events) == 1 and isinstance(events[0], RequestReceived), events
+        head = events[0].head
+        assert (head.method, head.path, head.authority) == (method, path, authority)
 
 
 # -- 431 --------------------------------------------------------------------------------
