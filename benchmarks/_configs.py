@@ -11,6 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "BODY",
+    "METRICS_OFF",
     "NGINX_MAIN",
     "haproxy_conf",
     "nginx_proxy_conf",
@@ -164,6 +165,18 @@ spec:
     service: upstream
     filters: {chain}
 {extra}"""
+
+
+METRICS_OFF = """\
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: plait-system}
+spec:
+  metrics: [{overrides: [{disabled: true}]}]
+"""
+"""Appended to ``plait_conf``'s text: the request metrics off (with no access log and no
+tracing, all of observability off)."""
 
 
 def observed(

@@ -42,7 +42,8 @@ class TargetSpec:
     """``all``: access log to a file and tracing at 1 % (OTLP/HTTP to the upstream nginx,
     which answers 200 to any POST): what observability costs on top of the always-on
     metrics; ``log`` the access log only; ``trace`` tracing at 1 % only; ``trace0``
-    tracing at 0 % (a fresh unsampled ``traceparent`` on every request, no span)."""
+    tracing at 0 % (a fresh unsampled ``traceparent`` on every request, no span);
+    ``none`` the request metrics off too (a ``Telemetry`` override): all three off."""
     breakdown: bool = False
     """Measures one part of another target's cost (``benchmarks.ab``): not in
     ``benchmarks.run``'s default list."""
@@ -66,6 +67,9 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("plait-res", "plait 1w, retry+breaker+P2C", "plait", resilience=True),
         TargetSpec("plait-2w", "plait --workers 2", "plait", workers=2),
         TargetSpec("plait-obs", "plait 1w, access log + tracing 1 %", "plait", observe="all"),
+        TargetSpec(
+            "plait-bare", "plait 1w, request metrics off", "plait", observe="none", breakdown=True
+        ),
         TargetSpec("plait-log", "plait 1w, access log", "plait", observe="log", breakdown=True),
         TargetSpec(
             "plait-trace", "plait 1w, tracing 1 %", "plait", observe="trace", breakdown=True
@@ -150,7 +154,9 @@ def _start_plait(
     conf = d / "sidecar.yaml"
     chain = _wasm.add_header_chain(d) if spec.wasm else None
     text = _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience, chain)
-    if spec.observe:
+    if spec.observe == "none":
+        text += _configs.METRICS_OFF
+    elif spec.observe:
         log = spec.observe in ("all", "log")
         sampling = {"all": 1, "trace": 1, "trace0": 0}.get(spec.observe)
         text = _configs.observed(text, d / "access.log", upstream_port, log, sampling)

@@ -82,6 +82,7 @@ class ListenerRuntime:
                 self._routes[id(rule)] = (chain, rule.name, rule.timeouts, timeout)
         self._stats = runtime.stats
         self._access = runtime.access_log
+        self._metrics = config.request_metrics
         self._taps = runtime.taps
         self.tracing = runtime.tracing
         self.trace_ratio = self.tracing.ratio if self.tracing is not None else 0.0
@@ -107,10 +108,27 @@ class ListenerRuntime:
         return self._routes[id(rule)]
 
     def record(self, ctx: StreamContext, seconds: float, ex: Exchange) -> None:
-        """One finished request: its metrics (with the ``grpc-status`` of the response
-        trailers the exchange kept, if any), its access-log line, its taps."""
+        """One finished request: its metrics when its listener records them (with the
+        ``grpc-status`` of the response trailers the exchange kept, if any), its access-log
+        line, its taps."""
         response = ctx.response
         status = response.status if response is not None else 0
+        if self._metrics:
+            self._observe(ctx, status, seconds, ex)
+        access = self._access
+        if access is not None and access.wants(status, ctx.failure_reason):
+            inbound = self.inbound
+            leaf = self._identity.leaf  # none: no mTLS to any upstream either
+            access.entry(
+                ctx, self.name, inbound, leaf,
+                None if inbound or leaf is None else self.upstream_identity(ctx), seconds,
+                ex.received(), ex.bytes_out, ex.attempts, ex.trace_id,
+            )  # fmt: skip
+        if self._taps:  # nobody taps: this empty-list check is the whole cost
+            publish(self._taps, ctx, self.name, self.inbound, seconds)
+
+    def _observe(self, ctx: StreamContext, status: int, seconds: float, ex: Exchange) -> None:
+        """The request metrics of one finished request."""
         pid = ctx.connection.peer_identity
         peer = pid.spiffe_id if pid is not None else None
         cluster, upstream = ctx.cluster, ctx.upstream_address
@@ -125,20 +143,10 @@ class ListenerRuntime:
         grpc = ex.grpc_status
         if grpc is None:
             grpc = ""
+            response = ctx.response
             if response is not None and ctx.request.http_version == "2":
                 grpc = response.headers.get("grpc-status") or ""  # a trailers-only response
         self._stats.observe(series, status, grpc, ctx.failure_reason or "", seconds)
-        access = self._access
-        if access is not None and access.wants(status, ctx.failure_reason):
-            inbound = self.inbound
-            leaf = self._identity.leaf  # none: no mTLS to any upstream either
-            access.entry(
-                ctx, self.name, inbound, leaf,
-                None if inbound or leaf is None else self.upstream_identity(ctx), seconds,
-                ex.received(), ex.bytes_out, ex.attempts, ex.trace_id,
-            )  # fmt: skip
-        if self._taps:  # nobody taps: this empty-list check is the whole cost
-            publish(self._taps, ctx, self.name, self.inbound, seconds)
 
     def _series_for(self, cluster: str | None, upstream: str | None, peer: str | None) -> int:
         if self._series_generation != self._identity.generation:

@@ -21,7 +21,9 @@ filter chain ending in one terminal network filter:
 
 ``metadata["plait"]``: ``protocol`` (``http2`` and ``grpc`` look alike on the wire), ``order``
 (the listener's index, so the decoded tuple keeps its order whatever order LDS delivers
-resources in) and ``timeouts`` the standard fields do not carry (``drain`` above all).
+resources in), ``timeouts`` the standard fields do not carry (``drain`` above all), and
+``request_metrics: false`` for a listener whose requests a ``Telemetry`` keeps out of the
+request metrics (Envoy has no field for it: Istio leaves its stats filter out).
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def encode_listener(lis: ListenerConfig, cfg: MeshConfig, order: int) -> Message
     facts: dict[str, object] = {"protocol": lis.protocol.value, "order": order}
     if extra := timeouts_extra(lis.timeouts, _TCP_CARRIED if tcp else _HTTP_CARRIED):
         facts["timeouts"] = extra
+    if not lis.request_metrics:
+        facts["request_metrics"] = False
     if tcp:
         network_filters = [
             *(

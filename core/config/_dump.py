@@ -92,6 +92,7 @@ def _listener(lis: ListenerConfig) -> dict[str, Any]:
         "mtls": None if lis.mtls is None else lis.mtls.value,
         "filters": [_filter(f) for f in lis.filters],
         "timeouts": _timeouts(lis.timeouts),
+        "requestMetrics": lis.request_metrics,
     }
 
 

@@ -235,6 +235,9 @@ class ListenerConfig:
     mtls: MtlsMode | None = None
     """Inbound peer authentication; ``None``: no PeerAuthentication applies, so PERMISSIVE
     while the sidecar has an identity and plaintext while it has none."""
+    request_metrics: bool = True
+    """Whether this listener's requests count in the request metrics (a ``Telemetry``'s
+    ``metrics`` overrides turn them off per direction)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,13 +25,23 @@ plait writes one access log and exports to one collector per sidecar: at most on
 ``accessLogging[].sampling`` (a plait field; Istio filters with a CEL ``filter``, which plait
 does not run) is the percent of successful requests logged: a failed one is always logged.
 ``tracing[].disableSpanReporting: true`` turns tracing off for the sidecar (no spans and no
-trace headers added; the caller's pass through). ``metrics`` is not configurable here.
+trace headers added; the caller's pass through).
+
+``metrics`` (at most one entry) turns the sidecar's request metrics (``plait_requests_total``
+and the duration histogram on the admin ``/metrics``) off and on, as Istio's
+``overrides[].disabled``: each override's ``match.mode`` is ``CLIENT`` (the outbound
+listeners), ``SERVER`` (the inbound ones) or ``CLIENT_AND_SERVER`` (the default), its
+``match.metric`` ``ALL_METRICS`` (plait records a request's count and duration together, so
+they go off together); a later override in the list, and a more specific level, wins per
+mode. Its provider, if named, is ``prometheus`` (the admin endpoint). The other metrics (TLS,
+retries, breakers, config) stay on. A sidecar with request metrics off is absent from
+``plait stat``/``top`` for that direction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._fields import Fields, Loc
@@ -42,6 +52,7 @@ from ._security import ROOT_NAMESPACE, _selector, selects
 
 __all__ = [
     "DEFAULT_ACCESS_LOG_PROVIDER",
+    "METRICS_PROVIDER",
     "Resolved",
     "TelemetryRes",
     "check_providers",
@@ -51,7 +62,10 @@ __all__ = [
 
 DEFAULT_ACCESS_LOG_PROVIDER = "envoy"
 """The built-in access-log provider: ``/dev/stdout`` (Istio's ``envoy`` provider)."""
+METRICS_PROVIDER = "prometheus"
+"""The one metrics provider: the admin ``/metrics`` endpoint Prometheus scrapes."""
 _PROTOCOLS = ("http/protobuf", "grpc")
+_MODES = ("CLIENT_AND_SERVER", "CLIENT", "SERVER")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +79,25 @@ class Section:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """One ``metrics`` entry: whether each direction's request metrics are off (``None``:
+    inherited)."""
+
+    client_off: bool | None = None
+    server_off: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Resolved:
-    """What the Telemetry resources make of one sidecar's access log and tracing."""
+    """What the Telemetry resources make of one sidecar's access log, tracing and metrics."""
 
     access_log: str | None
     access_log_sampling: float
     tracing: TracingConfig | None
+    metrics_client: bool = True
+    """Request metrics on the outbound listeners."""
+    metrics_server: bool = True
+    """Request metrics on the inbound listeners."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +106,7 @@ class TelemetryRes:
     selector: dict[str, str] | None
     access_logging: Section | None
     tracing: Section | None
+    metrics: MetricsSection | None = None
     providers: dict[str, Any] = field(default_factory=dict)
     """Declared providers (mesh-wide resource only): name → ``str`` file path or a
     ``(endpoint, protocol)`` pair."""
@@ -86,10 +114,7 @@ class TelemetryRes:
 
 def parse_telemetry(meta: Meta, spec: Fields) -> TelemetryRes:
     selector = _selector(spec)
-    if spec.has("metrics"):
-        raise spec.at("metrics").error(
-            "not configurable: plait's request metrics are always on (the admin /metrics)"
-        )
+    metrics = _metrics(spec)
     access = _section(spec, "accessLogging", "sampling", None)
     tracing = _section(spec, "tracing", "randomSamplingPercentage", "disableSpanReporting")
     providers: dict[str, Any] = {}
@@ -114,8 +139,48 @@ def parse_telemetry(meta: Meta, spec: Fields) -> TelemetryRes:
         p.done()
     spec.done()
     return TelemetryRes(
-        meta=meta, selector=selector, access_logging=access, tracing=tracing, providers=providers
+        meta=meta,
+        selector=selector,
+        access_logging=access,
+        tracing=tracing,
+        metrics=metrics,
+        providers=providers,
     )
+
+
+def _metrics(spec: Fields) -> MetricsSection | None:
+    """``metrics: [{providers: [{name: prometheus}], overrides: [{match, disabled}]}]``."""
+    entries = spec.maps("metrics")
+    if not entries:
+        return None
+    if len(entries) > 1:
+        raise spec.at("metrics").expected("one entry (plait has one per sidecar)", len(entries))
+    f = entries[0]
+    names = f.items("providers")
+    if len(names) > 1:
+        raise f.at("providers").expected("at most one provider", len(names))
+    for item, loc in names:
+        ref = Fields(item, loc)
+        ref.text("name", choices=(METRICS_PROVIDER,))
+        ref.done()
+    client: bool | None = None
+    server: bool | None = None
+    for o in f.maps("overrides", max_items=64):
+        mode = "CLIENT_AND_SERVER"
+        if (m := o.sub("match")) is not None:
+            m.text("metric", "ALL_METRICS", choices=("ALL_METRICS",))
+            mode = m.text("mode", mode, choices=_MODES)
+            m.done()
+        off = _flag(o, "disabled")
+        o.done()
+        if off is None:
+            continue
+        if mode != "SERVER":
+            client = off
+        if mode != "CLIENT":
+            server = off
+    f.done()
+    return MetricsSection(client, server)
 
 
 def _section(spec: Fields, key: str, pct: str, no_report: str | None) -> Section | None:
@@ -175,12 +240,19 @@ def telemetry_for(telemetries: Iterable[TelemetryRes], sidecar: SidecarRes) -> R
     levels = [t for t in (mesh, space if space is not mesh else None, workload) if t is not None]
     access = _merge(t.access_logging for t in levels)
     trace = _merge(t.tracing for t in levels)
-    out = Resolved(sidecar.access_log, 100.0, sidecar.tracing)
+    client_off = server_off = False
+    for t in levels:
+        if t.metrics is not None:
+            client_off = t.metrics.client_off if t.metrics.client_off is not None else client_off
+            server_off = t.metrics.server_off if t.metrics.server_off is not None else server_off
+    out = Resolved(sidecar.access_log, 100.0, sidecar.tracing, not client_off, not server_off)
     if access is not None:
         name = access.provider or DEFAULT_ACCESS_LOG_PROVIDER
         path = _provider(providers, name, str, "an envoyFileAccessLog provider", access.loc)
         sampling = access.sampling if access.sampling is not None else 100.0
-        out = Resolved(None if access.disabled else path, sampling, out.tracing)
+        out = replace(
+            out, access_log=None if access.disabled else path, access_log_sampling=sampling
+        )
     if trace is not None:
         tracing = None
         if not trace.disabled:
@@ -197,7 +269,7 @@ def telemetry_for(telemetries: Iterable[TelemetryRes], sidecar: SidecarRes) -> R
                 sampling=trace.sampling if trace.sampling is not None else 1.0,
                 service=f"{sidecar.meta.name}.{ns}",
             )
-        out = Resolved(out.access_log, out.access_log_sampling, tracing)
+        out = replace(out, tracing=tracing)
     return out
 
 

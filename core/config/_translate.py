@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from plait.sdk import DEFAULT_TRUST_DOMAIN, ConfigError, FilterSpec, HttpFilter
@@ -259,6 +260,12 @@ class _Translator:
         key = f"{sidecar.meta.namespace}/{sidecar.meta.name}" if sidecar else ""
         check_providers(self.res.telemetries)
         telemetry = telemetry_for(self.res.telemetries, sidecar) if sidecar else None
+        if telemetry is not None:
+            on = {Direction.OUTBOUND: telemetry.metrics_client,
+                  Direction.INBOUND: telemetry.metrics_server}  # fmt: skip
+            built = [
+                lis if on[lis.direction] else replace(lis, request_metrics=False) for lis in built
+            ]
         return MeshConfig(
             version=hashlib.sha256(f"{self.res.digest}|{key}".encode()).hexdigest()[:12],
             listeners=tuple(built),

@@ -357,7 +357,8 @@ class H1Connection(EventProtocol[H1ServerCodec]):
             "%s: %s %s from %s", self.listener.name, status, message, self.conn_ctx.peer_address
         )
         runtime = self.listener.runtime
-        runtime.stats.record(self.listener.name, status, 0.0, reason)
+        if self.listener.config.request_metrics:
+            runtime.stats.record(self.listener.name, status, 0.0, reason)
         if runtime.access_log is not None:
             runtime.access_log.log_rejected(self.listener.name, status, reason, self.conn_ctx)
         if self.transport is not None and not self.closed:

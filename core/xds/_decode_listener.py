@@ -116,6 +116,7 @@ def decode_listener(msg: Message, filter_types: Mapping[str, FilterSpec[Any]]) -
         "port": port,
         "tls": tls,
         "mtls": mtls,
+        "request_metrics": fact(facts, "request_metrics", bool, True, loc),
     }
     kind = network.typed_config.TypeName()
     if kind == _HCM_TYPE:

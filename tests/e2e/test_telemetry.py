@@ -5,7 +5,8 @@ from a real control plane and call the same echo app. A mesh-wide Telemetry turn
 logs (to a file provider) and tracing (to an OTLP receiver run by the test, 100 %) on; a
 workload Telemetry turns both off for ``other``. Then the mesh-wide one is changed to trace
 0 % and log 0 % of the successful requests: the running sidecars follow without a restart,
-export no span, and still log the failed request.
+export no span, and still log the failed request. A ``metrics`` override turns a sidecar's
+request metrics off and on again, pushed the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.support.controlplane import (
     start_xds_sidecar,
     wait_for,
 )
+from tests.support.mtls import metric
 from tests.support.otlp_receiver import otlp_receiver
 
 pytestmark = pytest.mark.e2e
@@ -125,3 +127,43 @@ def test_mesh_wide_telemetry_with_a_workload_override_and_a_live_change(
         time.sleep(1.5)
         assert [e["path"] for e in _lines(log)[3:]] == ["/status/503"]  # errors always logged
         assert len(receiver.spans) == 3  # sampling 0: nothing more exported
+
+
+def _requests(admin: int, listener: str) -> float:
+    return metric(admin, "plait_requests_total", listener=listener)
+
+
+def test_metrics_override_turns_request_metrics_off_and_back_on(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    app = start_echo(tmp_path)
+    procs.append(app)
+    cp = start_control_plane(tmp_path)
+    procs.append(cp)
+    client_port, other_port = free_port(), free_port()
+    off = """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: plait-system}
+spec:
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides: [{match: {mode: CLIENT}, disabled: DISABLED}]
+"""
+    apply(cp, tmp_path, _mesh(app.port, client_port, other_port), "mesh.yaml")
+    apply(cp, tmp_path, off.replace("DISABLED", "true"), "telemetry.yaml")
+    client = start_xds_sidecar(tmp_path, cp, "client")
+    procs.append(client)
+    assert config_dump(client)["config"]["listeners"][0]["requestMetrics"] is False
+    for i in range(4):
+        assert http_get(client_port, f"/off{i}")[0] == 200
+    assert _requests(client.admin_port, "out-client") == 0
+    # the other metrics stay: the connections those requests came on are counted
+    assert metric(client.admin_port, "plait_connections_total", listener="out-client") == 4
+
+    before = config_dump(client)["version"]
+    apply(cp, tmp_path, off.replace("DISABLED", "false"), "telemetry.yaml")
+    wait_for(lambda: config_dump(client)["version"] != before, timeout=10)
+    for i in range(3):
+        assert http_get(client_port, f"/on{i}")[0] == 200
+    assert _requests(client.admin_port, "out-client") == 3  # counted from the change on

@@ -106,17 +106,13 @@ _VCHARS = bytes(range(0x21, 0x7F))
 _REASON_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 
 
-_CRLF_OUT: Final = bytes(0 if b in (10, 13) else b for b in range(256))
-"""A ``bytes.translate`` table that changes CR and LF (to NUL) and nothing else."""
-
-
 def crlf_free(value: bytes) -> bool:
     """True if ``value`` holds no CR and no LF: what a field must be to go on the wire.
 
-    One pass in C that returns ``value`` itself when it changed nothing (so ``==`` is an
-    identity check): cheaper than ``13 in value or 10 in value`` (two calls) and than
-    ``count`` over a whole head (argument parsing per call)."""
-    return value.translate(_CRLF_OUT) == value
+    Two ``memchr`` searches in C (an int in bytes is a byte search): as cheap as one
+    ``translate`` pass for a short field and cheaper for a long one (a translate copies
+    the value to compare it), with no allocation."""
+    return 13 not in value and 10 not in value
 
 
 def add_field(parts: list[bytes], name: bytes, value: bytes) -> None:

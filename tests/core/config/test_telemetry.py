@@ -112,8 +112,71 @@ spec:
     assert build(tmp_path, types, text, "web").access_log is None
 
 
+def _metrics_by_direction(cfg: MeshConfig) -> dict[str, bool]:
+    return {lis.direction.value: lis.request_metrics for lis in cfg.listeners}
+
+
+def test_metrics_overrides_turn_request_metrics_off_per_direction_and_level(
+    tmp_path: Path, types: FilterTypes
+) -> None:
+    egress = "  egress:\n  - port: {number: 15001, protocol: http}\n    service: up\n"
+    service = """---
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {name: up, namespace: shop}
+spec:
+  ports: [{name: http, port: 80, protocol: http}]
+  endpoints: [{address: 127.0.0.1, port: 9}]
+"""
+    mesh_off = """---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: plait-system}
+spec:
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides: [{disabled: true}]
+"""
+    server_on = """---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  metrics:
+  - overrides:
+    - {match: {metric: ALL_METRICS, mode: CLIENT_AND_SERVER}, disabled: false}
+    - {match: {mode: CLIENT}, disabled: true}
+"""
+    text = (
+        service
+        + sidecar("web", "shop", "{app: web}", egress)
+        + sidecar("cart", "shop", "{app: cart}", egress)
+    )
+    assert _metrics_by_direction(build(tmp_path, types, text, "web")) == {
+        "inbound": True, "outbound": True,
+    }  # fmt: skip
+    text += mesh_off + server_on
+    cart = build(tmp_path, types, text, "cart")  # the mesh-wide override: both off
+    assert _metrics_by_direction(cart) == {"inbound": False, "outbound": False}
+    web = build(tmp_path, types, text, "web")  # the workload's: on, then CLIENT off again
+    assert _metrics_by_direction(web) == {"inbound": True, "outbound": False}
+
+
 BAD = [
-    ("  metrics: [{}]\n", "spec.metrics", "not configurable"),
+    ("  metrics: [{}, {}]\n", "spec.metrics", "one entry"),
+    ("  metrics: [{providers: [{name: statsd}]}]\n", "spec.metrics[0].providers[0].name",
+     "one of prometheus"),
+    ("  metrics: [{overrides: [{match: {metric: REQUEST_COUNT}, disabled: true}]}]\n",
+     "spec.metrics[0].overrides[0].match.metric", "one of ALL_METRICS"),
+    ("  metrics: [{overrides: [{match: {mode: BOTH}}]}]\n",
+     "spec.metrics[0].overrides[0].match.mode", "one of CLIENT_AND_SERVER, CLIENT, SERVER"),
+    ("  metrics: [{overrides: [{disabled: yes please}]}]\n",
+     "spec.metrics[0].overrides[0].disabled", "true or false"),
+    ("  metrics: [{overrides: [{tagOverrides: {x: {value: y}}}]}]\n",
+     "spec.metrics[0].overrides[0].tagOverrides", "unknown field"),
+    ("  metrics: [{reportingInterval: 5s}]\n", "spec.metrics[0].reportingInterval",
+     "unknown field"),
     ("  accessLogging: [{sampling: 101}]\n", "spec.accessLogging[0].sampling", "0 to 100"),
     ("  accessLogging: [{}, {}]\n", "spec.accessLogging", "one entry"),
     ("  accessLogging: [{filter: {expression: x}}]\n", "spec.accessLogging[0].filter",

@@ -160,6 +160,17 @@ def _with_rules(cfg: MeshConfig, key: str, rules: tuple[RouteRule, ...]) -> Mesh
     return dataclasses.replace(cfg, routes=routes)
 
 
+def test_request_metrics_off_round_trips_per_listener(types: FilterTypes) -> None:
+    cfg = mesh(types)
+    off = [lis.name for lis in cfg.listeners if lis.direction.value == "inbound"]
+    assert off and len(off) < len(cfg.listeners)
+    for name in off:
+        cfg = _with_listener(cfg, name, request_metrics=False)
+    got = round_trip(cfg, types)
+    assert_same(got, cfg)
+    assert [lis.name for lis in got.listeners if not lis.request_metrics] == off
+
+
 def test_tls_listener_round_trips(types: FilterTypes) -> None:
     tls = ListenerTLS(cert_file="/etc/plait/cert.pem", key_file="/etc/plait/key.pem")
     cfg = _with_listener(mesh(types), "inbound|18201", tls=tls)
