@@ -14,10 +14,11 @@ cost that decides throughput. Run by hand:
 
 ``OBS`` runs the ``plait-obs`` benchmark target's observability (``_configs.observed``)
 with no filter: ``obs`` an access log and tracing at 1 %, ``obs-log`` the access log
-only, ``obs-trace`` tracing only (the log goes to ``/dev/null``, spans for a port where
+only, ``obs-trace`` tracing only; ``bare`` none of them and the request metrics off (all
+three off, the ``plait-bare`` target). The log goes to ``/dev/null``, spans for a port where
 nothing listens are never exported: the SDK's batch timer is set beyond the run, so what
 is counted is the request path, the sampled spans included, not their export; the random
-draws are seeded, so a run samples the same requests).
+draws are seeded, so a run samples the same requests.
 For instructions per request, count two runs with callgrind and divide the difference:
 
     PYTHONHASHSEED=0 N=1000 valgrind --tool=callgrind \\
@@ -46,6 +47,7 @@ from plait.core.server._h1 import H1Connection
 from plait.core.upstream._h1 import H1Pool, _Conn
 from plait.plugins import load_filter_types
 
+from ._configs import METRICS_OFF
 from .exchange_bench import CONFIG, REQUEST, RESPONSE
 
 
@@ -97,13 +99,16 @@ _OBS = {
     "obs": (True, True),
     "obs-log": (True, False),
     "obs-trace": (False, True),
+    "bare": (False, False),
 }
 """The observability arguments: (access log, tracing at 1 %)."""
 
 
 def _observed(config: str, access_log: bool, tracing: bool) -> str:
     """``config`` with the Sidecar's access log and/or tracing as ``_configs.observed``
-    sets them for the ``plait-obs`` target."""
+    sets them for the ``plait-obs`` target; neither: the request metrics off too."""
+    if not (access_log or tracing):
+        return config + METRICS_OFF
     extra = ""
     if access_log:
         extra += "  accessLog: {path: /dev/null}\n"
@@ -192,7 +197,7 @@ def main() -> None:
         what = "retry + breaker + P2C-EWMA" if res else f"{k} pass-through filters"
         if obs is not None:
             what = {"obs": "access log + tracing 1 %", "obs-log": "access log",
-                    "obs-trace": "tracing 1 %"}[arg]  # fmt: skip
+                    "obs-trace": "tracing 1 %", "bare": "request metrics off"}[arg]  # fmt: skip
         if os.environ.get("PROFILE"):
             import cProfile
             import pstats

@@ -61,6 +61,13 @@ class Stats:
         self.requests: dict[tuple[int, int, str, str], list[float]] = {}
         """``(series, code, grpc status, reason)`` → the duration histogram: the count in
         each bucket of ``BUCKETS`` and ``+Inf``, then the sum of the durations."""
+        self._last_series = -1
+        self._last_status = -1
+        self._last_grpc = ""
+        self._last_reason = ""
+        self._last_h: list[float] = []
+        """The labels of the latest request and their histogram (``requests`` only grows, so
+        the list stays the one in it)."""
         self.filter_failures: dict[str, int] = {}
         self.connections_active: dict[str, int] = {}
         self.connections_total: dict[str, int] = {}
@@ -123,10 +130,19 @@ class Stats:
 
     def observe(self, series: int, status: int, grpc: str, reason: str, seconds: float) -> None:
         """One request: the per-request cost of the metrics."""
-        key = (series, status, grpc, reason)
-        h = self.requests.get(key)
-        if h is None:
-            h = self.requests[key] = [0.0] * (len(BUCKETS) + 2)
+        if (
+            series == self._last_series and status == self._last_status
+            and grpc == self._last_grpc and reason == self._last_reason
+        ):  # fmt: skip
+            h = self._last_h  # the same labels as the request before: no tuple, no hashing
+        else:
+            key = (series, status, grpc, reason)
+            got = self.requests.get(key)
+            if got is None:
+                got = self.requests[key] = [0.0] * (len(BUCKETS) + 2)
+            h = self._last_h = got
+            self._last_series, self._last_status = series, status
+            self._last_grpc, self._last_reason = grpc, reason
         at = 0  # the first bucket whose bound is >= seconds (Prometheus: le), else +Inf
         for bound in BUCKETS:
             if seconds <= bound:
