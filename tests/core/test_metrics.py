@@ -62,6 +62,23 @@ def test_recorded_requests_and_durations_read_back_with_their_mesh_labels() -> N
     assert buckets["+Inf"] == 2
 
 
+def test_each_request_counts_under_its_own_labels_whatever_came_before() -> None:
+    stats = Stats()
+    web, api = stats.series_of(MESH), stats.series_of(("in", *MESH[1:]))
+    order = [
+        (web, 200, "", ""), (web, 200, "", ""), (api, 200, "", ""), (web, 200, "", ""),
+        (web, 200, "14", ""), (web, 200, "", "x"), (web, 503, "", "x"), (web, 200, "", ""),
+    ]  # fmt: skip
+    for series, code, grpc, reason in order:
+        stats.observe(series, code, grpc, reason, 0.001)
+    total = "plait_requests_total"
+    assert _sum(stats, total, listener="out", code="200", grpc_response_status="", reason="") == 4
+    assert _sum(stats, total, listener="in") == 1
+    assert _sum(stats, total, grpc_response_status="14") == 1
+    assert _sum(stats, total, code="200", reason="x") == 1
+    assert _sum(stats, total, code="503") == 1
+
+
 def test_requests_sum_across_workers_by_their_labels() -> None:
     one, two, supervisor = Stats(), Stats(), Stats()
     two.series_of(("other", *MESH[1:]))  # the same labels get other numbers in each worker
