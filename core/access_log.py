@@ -41,7 +41,8 @@ line (time, listener, direction) once per second and listener; method to protoco
 while requests have the same method, authority, path and version (a client calling one
 API repeats them); route to destination identity while requests go the same way; the
 retries and failure reason of a request served at its first try as one constant; the
-end (peer, peer identity, ALPN) once per connection. The trace id is the one the
+end (peer, peer identity, ALPN) once per connection (kept in the connection's stash, as
+a client's connections take turns). The trace id is the one the
 sampling decision gave the request (lower-case hex, written as is); without tracing it
 is read from the headers. The parts of a line are bytes (a kept part was encoded when
 it was made; the numbers come from tables with the keys around them), and a line waits
@@ -59,7 +60,7 @@ from typing import IO, Any, Final, Protocol
 
 import orjson
 
-from plait.sdk import ConnectionContext, StreamContext
+from plait.sdk import ConnectionContext, StashKey, StreamContext
 
 from .trace_context import extract
 
@@ -92,6 +93,9 @@ _OUTCOME: Final[tuple[bytes, ...]] = (
 whether a trace id's closing quote comes first (+2) and whether it had no request id
 (+1)."""
 _TRACE_END: Final[tuple[bytes, ...]] = (b"", b'"')
+_TAIL: Final[StashKey[bytes]] = StashKey("plait.access_log.tail")
+"""A connection's line end, kept in its stash: made once per connection, however its
+requests interleave with other connections'."""
 _NULL: Final = b"null"
 
 _fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
@@ -326,15 +330,20 @@ class AccessLog:
         return head
 
     def _conn_tail(self, conn: ConnectionContext) -> bytes:
-        """The line from the peer on: the same for every request of a connection."""
+        """The line from the peer on: the same for every request of a connection (kept for
+        the latest connection, and in each connection's stash)."""
         if conn is not self._conn:
-            host, port = conn.peer_address
+            tail = conn.stash.get(_TAIL, None)
+            if tail is None:
+                host, port = conn.peer_address
+                tail = b',"peer":%s,"peer_identity":%s,"alpn":%s}\n' % (
+                    _quote(f"{host}:{port}").encode(),
+                    self._q(_identity(conn)),
+                    self._q(conn.alpn),
+                )
+                conn.stash[_TAIL] = tail
             self._conn = conn
-            self._tail = b',"peer":%s,"peer_identity":%s,"alpn":%s}\n' % (
-                _quote(f"{host}:{port}").encode(),
-                self._q(_identity(conn)),
-                self._q(conn.alpn),
-            )
+            self._tail = tail
         return self._tail
 
     def _own_identity(self, leaf: Any) -> str | None:

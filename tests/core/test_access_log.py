@@ -71,18 +71,26 @@ async def test_a_line_is_valid_json_whatever_the_request_holds(tmp_path: Path) -
 async def test_each_line_names_the_peer_of_its_own_connection(tmp_path: Path) -> None:
     out = tmp_path / "access.log"
     log = AccessLog(str(out))
-    for port, alpn in ((40000, None), (40001, "h2"), (40000, None)):
-        ctx = _ctx("/", "r")
-        ctx.connection = ConnectionContext(
+    conns = {
+        (port, alpn): ConnectionContext(
             peer_address=("127.0.0.1", port), local_address=("127.0.0.1", 1), alpn=alpn
         )
+        for port, alpn in ((40000, None), (40001, "h2"), (40002, "http/1.1"))
+    }
+    # a new connection each time, then two connections taking turns (as a client's do)
+    order = [(40000, None), (40001, "h2"), (40000, None), (40001, "h2"), (40002, "http/1.1")]
+    for i, key in enumerate(order):
+        ctx = _ctx("/", "r")
+        ctx.connection = conns[key] if i else ConnectionContext(
+            peer_address=("127.0.0.1", 40000), local_address=("127.0.0.1", 1)
+        )  # fmt: skip
         log.log(ctx, LRT, 0.0000004, EX)
     log.close()
     lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
     assert [(x["peer"], x["alpn"]) for x in lines] == [
-        ("127.0.0.1:40000", None), ("127.0.0.1:40001", "h2"), ("127.0.0.1:40000", None),
-    ]  # fmt: skip
-    assert [x["duration_ms"] for x in lines] == [0.0, 0.0, 0.0]
+        (f"127.0.0.1:{port}", alpn) for port, alpn in order
+    ]
+    assert [x["duration_ms"] for x in lines] == [0.0] * len(order)
     assert all(x["trace_id"] is None and x["peer_identity"] is None for x in lines)
 
 
