@@ -85,13 +85,18 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_mesh_wide_telemetry_with_a_workload_override_and_a_live_change(
-    tmp_path: Path, procs: list[Proc]
-) -> None:
+def _app_and_control_plane(tmp_path: Path, procs: list[Proc]) -> tuple[Proc, Proc]:
     app = start_echo(tmp_path)
     procs.append(app)
     cp = start_control_plane(tmp_path)
     procs.append(cp)
+    return app, cp
+
+
+def test_mesh_wide_telemetry_with_a_workload_override_and_a_live_change(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    app, cp = _app_and_control_plane(tmp_path, procs)
     log = tmp_path / "access.log"
     client_port, other_port = free_port(), free_port()
     with otlp_receiver() as receiver:
@@ -136,10 +141,7 @@ def _requests(admin: int, listener: str) -> float:
 def test_metrics_override_turns_request_metrics_off_and_back_on(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
-    app = start_echo(tmp_path)
-    procs.append(app)
-    cp = start_control_plane(tmp_path)
-    procs.append(cp)
+    app, cp = _app_and_control_plane(tmp_path, procs)
     client_port, other_port = free_port(), free_port()
     off = """\
 apiVersion: telemetry.istio.io/v1
