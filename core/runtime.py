@@ -30,7 +30,7 @@ from .config._model import (
     TracingConfig,
 )
 from .exchange import Chain
-from .identity import CertStore
+from .identity import CertStore, Leaf
 from .mesh_labels import LocalWorkload, series_values
 from .metrics import Stats
 from .router import Router
@@ -98,7 +98,8 @@ class ListenerRuntime:
         self._series: dict[tuple[str | None, str | None, str | None], int] = {}
         """``(cluster, endpoint, peer SPIFFE ID)`` → the stats' series of its mesh labels
         (``mesh_labels.py``); emptied when this sidecar's certificate changes."""
-        self._series_generation = runtime.identity.generation
+        self._series_leaf: Leaf | None = runtime.identity.leaf
+        """The certificate ``_series`` was made with (its own identity is a label)."""
         self._last: tuple[str | None, str | None, str | None, int] = (_NONE, _NONE, _NONE, -1)
         """The latest request's ``(cluster, endpoint, peer, series)``: a request to the same
         peers (compared by identity: the strings come from config and the connection) skips
@@ -113,12 +114,13 @@ class ListenerRuntime:
         line, its taps."""
         response = ctx.response
         status = response.status if response is not None else 0
-        if self._metrics:
-            self._observe(ctx, status, seconds, ex)
         access = self._access
+        # This sidecar's certificate (none: no mTLS to any upstream either), read once.
+        leaf = self._identity.leaf if self._metrics or access is not None else None
+        if self._metrics:
+            self._observe(ctx, status, seconds, ex, leaf)
         if access is not None and access.wants(status, ctx.failure_reason):
             inbound = self.inbound
-            leaf = self._identity.leaf  # none: no mTLS to any upstream either
             access.entry(
                 ctx, self.name, inbound, leaf,
                 None if inbound or leaf is None else self.upstream_identity(ctx), seconds,
@@ -127,35 +129,40 @@ class ListenerRuntime:
         if self._taps:  # nobody taps: this empty-list check is the whole cost
             publish(self._taps, ctx, self.name, self.inbound, seconds)
 
-    def _observe(self, ctx: StreamContext, status: int, seconds: float, ex: Exchange) -> None:
-        """The request metrics of one finished request."""
+    def _observe(
+        self, ctx: StreamContext, status: int, seconds: float, ex: Exchange, leaf: Leaf | None
+    ) -> None:
+        """The request metrics of one finished request (``leaf``: this sidecar's certificate
+        now)."""
         pid = ctx.connection.peer_identity
         peer = pid.spiffe_id if pid is not None else None
         cluster, upstream = ctx.cluster, ctx.upstream_address
         last = self._last
         if (
             cluster is last[0] and upstream is last[1] and peer is last[2]
-            and self._series_generation == self._identity.generation
+            and leaf is self._series_leaf
         ):  # fmt: skip
             series = last[3]  # the same peers as the request before: no hashing
         else:
-            series = self._series_for(cluster, upstream, peer)
+            series = self._series_for(cluster, upstream, peer, leaf)
         grpc = ex.grpc_status
         if grpc is None:
             grpc = ""
             response = ctx.response
-            if response is not None and ctx.request.http_version == "2":
-                grpc = response.headers.get("grpc-status") or ""  # a trailers-only response
+            # gRPC's trailers-only form: the status in the head of a response without a body
+            if response is not None and ex.bytes_out == 0 and ctx.request.http_version == "2":
+                grpc = response.headers.get("grpc-status") or ""
         self._stats.observe(series, status, grpc, ctx.failure_reason or "", seconds)
 
-    def _series_for(self, cluster: str | None, upstream: str | None, peer: str | None) -> int:
-        if self._series_generation != self._identity.generation:
+    def _series_for(
+        self, cluster: str | None, upstream: str | None, peer: str | None, leaf: Leaf | None
+    ) -> int:
+        if leaf is not self._series_leaf:  # a new certificate: maybe a new own identity
             self._series.clear()
-            self._series_generation = self._identity.generation
+            self._series_leaf = leaf
         key = (cluster, upstream, peer)
         series = self._series.get(key)
         if series is None:
-            leaf = self._identity.leaf
             own = str(leaf.spiffe_id) if leaf is not None else None
             values = series_values(
                 self.config, self.snapshot.config, self.runtime.local, own, cluster, upstream, peer

@@ -75,9 +75,11 @@ class H1ClientCodec(H1Base):
     """Sans-I/O HTTP/1.1 client side on llhttp (httptools). See the module docstring."""
 
     __slots__ = (
-        "_host",
-        "_host_line",
         "_in_flight",
+        "_line",
+        "_line_authority",
+        "_line_method",
+        "_line_path",
         "_rclose",
         "_req_close",
         "_req_connect",
@@ -95,8 +97,10 @@ class H1ClientCodec(H1Base):
         self._in_flight = False
         self._req_head = self._req_connect = self._req_upgrade = self._req_close = False
         self._rclose = False  # the response being read closes the connection
-        self._host = "\0"  # the last authority sent, and its host line
-        self._host_line = b""
+        # The last request's method, path and authority, and its request and host lines:
+        # a connection mostly sends the same request again, so they are encoded once.
+        self._line_method = self._line_path = self._line_authority = "\0"
+        self._line = b""
 
     @property
     def keep_alive(self) -> bool:
@@ -133,13 +137,20 @@ class H1ClientCodec(H1Base):
         method = _METHOD_BYTES.get(head.method)
         if method is None:
             method = _clean(head.method.encode("latin-1"))
-        if head.authority != self._host:  # a connection mostly sends one authority: encode once
-            self._host_line = b"host: " + _clean(head.authority.encode("latin-1")) + b"\r\n"
-            self._host = head.authority
-        # The head as parts joined once: each field is checked for CR and LF where it goes in
-        # (a search of that field, not of the whole head), and nothing is %-formatted.
-        parts = [method, b" ", _clean(head.path.encode("latin-1")), b" HTTP/1.1\r\n"]
-        parts.append(self._host_line)
+        if not (
+            head.path == self._line_path and head.method == self._line_method
+            and head.authority == self._line_authority
+        ):  # fmt: skip
+            self._line = b"".join((
+                method, b" ", _clean(head.path.encode("latin-1")), b" HTTP/1.1\r\nhost: ",
+                _clean(head.authority.encode("latin-1")), b"\r\n",
+            ))  # fmt: skip
+            self._line_method, self._line_path = head.method, head.path
+            self._line_authority = head.authority
+        # The head as parts joined once (few of them: up to ten, the join needs no array of
+        # its own): each field is checked for CR and LF where it goes in (a search of that
+        # field, not of the whole head), and nothing is %-formatted.
+        parts = [self._line]
         length: bytes | None = None
         close = False
         upgrade_value: bytes | None = None

@@ -544,6 +544,26 @@ def test_client_request_framing(impl: ModuleType) -> None:
     assert c2.data_to_send() == b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
 
 
+def test_client_request_line_follows_each_request(impl: ModuleType) -> None:
+    """One connection's requests repeat and change their method, path and authority: each
+    goes out with its own request and host lines, and a refused one changes nothing."""
+    c = client(impl)
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    sent = [
+        ("GET", "/a", "x"), ("GET", "/a", "x"), ("GET", "/b", "x"), ("POST", "/b", "x"),
+        ("POST", "/b", "y"), ("GET", "/a", "x"),
+    ]  # fmt: skip
+    for method, path, authority in sent:
+        c.send_request(RequestHead(method=method, path=path, authority=authority), end_stream=True)
+        line = f"{method} {path} HTTP/1.1\r\nhost: {authority}\r\n".encode()
+        assert c.data_to_send().startswith(line)
+        assert c.receive_data(ok)[0].head.status == 200
+    with pytest.raises(ValueError):
+        c.send_request(RequestHead(method="GET", path="/a\r\nx: 1", authority="x"), end_stream=True)
+    c.send_request(RequestHead(method="GET", path="/a", authority="x"), end_stream=True)
+    assert c.data_to_send() == b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n"
+
+
 def test_client_streamed_request_is_chunked(impl: ModuleType) -> None:
     c = client(impl)
     c.send_request(

@@ -1,0 +1,76 @@
+"""A listener runtime's record of a finished request: the request metrics' labels follow
+this sidecar's certificate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from plait.core.codec import RequestReceived
+from plait.core.config import load_config
+from plait.core.exchange.machine import Exchange
+from plait.core.runtime import Runtime
+from plait.plugins import load_filter_types
+from plait.sdk import ConnectionContext, PeerIdentity, RequestHead, ResponseHead
+from tests.support.pki import Authority
+
+CONFIG = """\
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {name: web, namespace: shop}
+spec:
+  ingress:
+  - name: in
+    port: {number: 15006, protocol: http}
+    defaultEndpoint: 127.0.0.1:8080
+"""
+CALLER = "spiffe://plait.local/ns/shop/sa/caller"
+
+
+class _Down:
+    """The client side of one stream, as the exchange reads it (nothing is sent here)."""
+
+    def __init__(self, conn: ConnectionContext) -> None:
+        self.conn_ctx = conn
+        self.response_started = False
+        self.closing = False
+
+
+def _served(rt: Runtime, conn: ConnectionContext) -> None:
+    """One request on ``conn`` answered 200 and recorded, as the exchange ends it."""
+    lrt = rt.listener("in")
+    assert lrt is not None
+    head = RequestHead(method="GET", path="/", authority="web")
+    ex: Any = Exchange(lrt, _Down(conn), RequestReceived(1, head, True))  # type: ignore[arg-type]
+    ex.ctx.response = ResponseHead(status=200)
+    lrt.record(ex.ctx, 0.001, ex)
+
+
+def _principals(rt: Runtime) -> dict[str, float]:
+    """Requests counted by their ``destination_principal`` (this sidecar's, inbound)."""
+    out: dict[str, float] = {}
+    for (series, _status, _grpc, _reason), counts in rt.stats.requests.items():
+        principal = rt.stats.series_values[series][8]
+        out[principal] = out.get(principal, 0) + sum(counts[:-1])
+    return out
+
+
+def test_request_labels_follow_a_new_certificate(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(CONFIG)
+    rt = Runtime(load_config([path], load_filter_types()))
+    ca = Authority.create()
+    conn = ConnectionContext(
+        peer_address=("127.0.0.1", 40000), local_address=("127.0.0.1", 15006),
+        peer_identity=PeerIdentity(spiffe_id=CALLER),
+    )  # fmt: skip
+    first, second = "spiffe://plait.local/ns/shop/sa/web", "spiffe://plait.local/ns/shop/sa/web2"
+    chain, key = ca.leaf(first)
+    rt.identity.update(chain_pem=chain, key_pem=key, bundle_pem=ca.pem)
+    _served(rt, conn)
+    _served(rt, conn)
+    chain, key = ca.leaf(second)
+    rt.identity.update(chain_pem=chain, key_pem=key, bundle_pem=ca.pem)
+    _served(rt, conn)
+    assert _principals(rt) == {first: 2, second: 1}
+    rt.close()
