@@ -39,15 +39,18 @@ certificate or the connection is escaped once and kept: single values (method,
 authority, failure reason) in a bounded table (:meth:`AccessLog._q`); the start of the
 line (time, listener, direction) once per second and listener; method to protocol
 while requests have the same method, authority, path and version (a client calling one
-API repeats them); route to destination identity while requests go the same way; the
-retries and failure reason of a request served at its first try as one constant; the
-end (peer, peer identity, ALPN) once per connection (kept in the connection's stash, as
-a client's connections take turns). The trace id is the one the
-sampling decision gave the request (lower-case hex, written as is); without tracing it
-is read from the headers. The parts of a line are bytes (a kept part was encoded when
-it was made; the numbers come from tables with the keys around them), and a line waits
-as its parts: the ones requests share are the same objects, so a request adds about ten
-references and no string is built for it. A batch is one join and one ``write``."""
+API repeats them); route to destination identity while requests go the same way, and
+these three joined while all three are the same; the end (retries, failure reason and
+request id of a request served at its first try without a request id, then peer, peer
+identity and ALPN) once per connection (kept in the connection's stash, as a client's
+connections take turns). The fields that change with every request come after the ones
+that mostly do not, so the kept ones are few parts: status, duration, bytes and the trace
+id. The trace id is the one the sampling decision gave the request (lower-case hex,
+written as is); without tracing it is read from the headers. The parts of a line are
+bytes (a kept part was encoded when it was made; the numbers come from tables with the
+keys around them), and a line waits as its parts, appended to the batch's list: the ones
+requests share are the same objects, so a request adds about seven references and no
+string is built for it. A batch is one join and one ``write``."""
 
 from __future__ import annotations
 
@@ -80,9 +83,14 @@ _INTS: Final = tuple(str(n).encode() for n in range(1000))
 _H11: Final = b'"HTTP/1.1"'
 _STATUS: Final = tuple(b'%d,"duration_ms":' % n for n in range(1000))
 _FRACTION: Final = tuple(b'.%03d,"bytes_received":' % n for n in range(1000))
+_FRACTION_NONE: Final = tuple(b'.%03d,"bytes_received":0,"bytes_sent":' % n for n in range(1000))
 _RECEIVED: Final = tuple(b'%d,"bytes_sent":' % n for n in range(1000))
+_SENT: Final = tuple(b'%d,"trace_id":null' % n for n in range(1000))
+_SENT_TRACED: Final = tuple(b'%d,"trace_id":"' % n for n in range(1000))
 """A line's numbers are parts of their own, with the keys around them from tables: no
-string is built for them."""
+string is built for them. A request without a body (most are) has its fraction of a
+millisecond and its zero bytes received in one part; the bytes sent come with the trace
+id's key, and its value's opening quote (a request with a trace id) or ``null``."""
 _OUTCOME: Final[tuple[bytes, ...]] = (
     b',"retries":0,"failure_reason":null,"request_id":',
     b',"retries":0,"failure_reason":null,"request_id":null',
@@ -93,9 +101,10 @@ _OUTCOME: Final[tuple[bytes, ...]] = (
 whether a trace id's closing quote comes first (+2) and whether it had no request id
 (+1)."""
 _TRACE_END: Final[tuple[bytes, ...]] = (b"", b'"')
-_TAIL: Final[StashKey[bytes]] = StashKey("plait.access_log.tail")
-"""A connection's line end, kept in its stash: made once per connection, however its
-requests interleave with other connections'."""
+_ENDS: Final[StashKey[list[bytes]]] = StashKey("plait.access_log.ends")
+"""A connection's line ends, kept in its stash: made once per connection, however its
+requests interleave with other connections'. ``[tail, *outcome + tail]``: the peer, peer
+identity and ALPN, then each :data:`_OUTCOME` followed by them (made when first used)."""
 _NULL: Final = b"null"
 
 _fallback: Final = json.JSONEncoder(separators=(",", ":")).encode
@@ -164,8 +173,11 @@ class AccessLog:
         self._heads: tuple[dict[str, bytes], dict[str, bytes]] = ({}, {})
         """Outbound, inbound: listener name → the start of its lines in the current second."""
         self._conn: ConnectionContext | None = None
-        self._tail = b""
-        """The end of the lines of ``_conn`` (peer, peer identity, ALPN)."""
+        self._ends: list[bytes] = [b""] * (len(_OUTCOME) + 1)
+        """The line ends of ``_conn`` (its stash's :data:`_ENDS`)."""
+        self._head_key: tuple[str, bool, int] = ("", False, -1)
+        self._head_last = b""
+        """The latest line's start (time, listener, direction) and what made it."""
         self._leaf: object = None
         self._own: str | None = None
         self._route: str | None = None
@@ -173,16 +185,17 @@ class AccessLog:
         self._upstream: str | None = None
         self._source: str | None = None
         self._destination: str | None = None
-        self._mids = self._middle("", None, None, None, None)
+        self._mid = self._middle("", None, None, None, None)
         self._method = ""
         self._authority: str | None = ""
         self._path: str | None = None  # no request yet: the first one makes the segment
         self._version = ""
         self._req = b""
-        """The line from the method's value to the status's key, for the request above."""
-        self._start_of: tuple[bytes, bytes] = (b"", b"")
+        """The line from the method's value to the route's key, for the request above."""
+        self._start_of: tuple[bytes, bytes, bytes] = (b"", b"", b"")
         self._start = b""
-        """``_start_of``'s two parts (head, request) joined: kept while both are the same."""
+        """``_start_of``'s parts (head, request, middle) joined: kept while all three are the
+        same objects."""
 
     def log(self, ctx: StreamContext, lrt: _Listener, seconds: float, ex: _Exchange) -> None:
         """The line of one finished request of ``lrt`` (the listener runtime gives the same
@@ -237,36 +250,57 @@ class AccessLog:
                 request_id = value
                 break
         us = int(seconds * 1_000_000 + 0.5)
-        mids = self._middle(ctx.route_name, ctx.cluster, ctx.upstream_address, source, destination)
+        mid = self._middle(ctx.route_name, ctx.cluster, ctx.upstream_address, source, destination)
         head = self._head(listener, inbound, _now() - seconds)
         request = self._request(req.method, req.authority, req.path, req.http_version)
         known = self._start_of
-        if head is not known[0] or request is not known[1]:
-            self._start_of = (head, request)
-            self._start = head + request
+        if head is not known[0] or request is not known[1] or mid is not known[2]:
+            self._start_of = (head, request, mid)
+            self._start = head + request + mid
         status = resp.status if resp is not None else 0
         ms = us // 1000
         traced = trace_id is not None
         reason = ctx.failure_reason
+        ends = self._conn_ends(ctx.connection)
         if attempts <= 1 and reason is None:
-            outcome = _OUTCOME[2 * traced + (request_id is None)]
+            kind = 2 * traced + (request_id is None)
+            if request_id is None:
+                end = ends[kind + 1]
+                if not end:
+                    end = ends[kind + 1] = _OUTCOME[kind] + ends[0]
+            else:  # the outcome ends with the request id's key
+                end = _OUTCOME[kind] + _text(request_id) + ends[0]
         else:
-            outcome = b'%s,"retries":%s,"failure_reason":%s,"request_id":%s' % (
+            end = b'%s,"retries":%s,"failure_reason":%s,"request_id":%s%s' % (
                 _TRACE_END[traced], _n(max(attempts - 1, 0)), self._q(reason),
-                _NULL if request_id is None else b"",
+                _NULL if request_id is None else _text(request_id), ends[0],
             )  # fmt: skip
-        st = _STATUS[status] if 0 <= status < 1000 else b'%d,"duration_ms":' % status
-        msb = _INTS[ms] if 0 <= ms < 1000 else b"%d" % ms
-        frac = _FRACTION[us % 1000]
-        recv = _RECEIVED[received] if 0 <= received < 1000 else b'%d,"bytes_sent":' % received
-        sentb = _INTS[sent] if 0 <= sent < 1000 else b"%d" % sent
-        if request_id is not None:  # the outcome ends with its key
-            outcome += _text(request_id)
-        tail = self._conn_tail(ctx.connection)
-        if trace_id is None:
-            self._add((self._start, st, msb, frac, recv, sentb, mids[0], outcome, tail))
+        closed = self._closed
+        parts = [] if closed else self._parts
+        parts.append(self._start)
+        parts.append(_STATUS[status] if 0 <= status < 1000 else b'%d,"duration_ms":' % status)
+        parts.append(_INTS[ms] if 0 <= ms < 1000 else b"%d" % ms)
+        if received == 0:
+            parts.append(_FRACTION_NONE[us % 1000])
         else:
-            self._add((self._start, st, msb, frac, recv, sentb, mids[1], trace_id, outcome, tail))
+            parts.append(_FRACTION[us % 1000])
+            parts.append(
+                _RECEIVED[received] if 0 < received < 1000 else b'%d,"bytes_sent":' % received
+            )
+        if trace_id is None:
+            parts.append(_SENT[sent] if 0 <= sent < 1000 else b'%d,"trace_id":null' % sent)
+        else:
+            parts.append(_SENT_TRACED[sent] if 0 <= sent < 1000 else b'%d,"trace_id":"' % sent)
+            parts.append(trace_id)
+        parts.append(end)
+        if closed:  # a stream that ended after the close: written at once
+            self._add(tuple(parts))
+            return
+        self._count += 1
+        if self._count >= _BATCH:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self._loop.call_later(_DELAY, self.flush)
 
     def log_rejected(
         self, listener: str, status: int, reason: str, conn: ConnectionContext
@@ -295,7 +329,7 @@ class AccessLog:
         return out
 
     def _request(self, method: str, authority: str | None, path: str, version: str) -> bytes:
-        """From the method's value to the status's key: kept while requests have the same
+        """From the method's value to the protocol's: kept while requests have the same
         method, authority, path and version (compared by value: four short compares, no
         allocation; a request that differs makes it anew)."""
         if not (
@@ -305,7 +339,7 @@ class AccessLog:
             self._method, self._authority, self._path, self._version = (
                 method, authority, path, version
             )  # fmt: skip
-            self._req = b'%s,"authority":%s,"path":%s,"protocol":%s,"status":' % (
+            self._req = b'%s,"authority":%s,"path":%s,"protocol":%s' % (
                 self._q(method), self._q(authority), _quote(path).encode(),
                 _H11 if version == "1.1" else self._q("HTTP/" + version),
             )  # fmt: skip
@@ -314,6 +348,9 @@ class AccessLog:
     def _head(self, listener: str, inbound: bool, when: float) -> bytes:
         """The line up to the method's value: time, listener, direction."""
         second = int(when)
+        key = self._head_key
+        if second == key[2] and listener is key[0] and inbound == key[1]:
+            return self._head_last  # as the line before
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
@@ -327,24 +364,26 @@ class AccessLog:
                 f'{{"time":"{self._stamp}","listener":{_quote(listener)},'
                 f'"direction":"{direction}","method":'
             ).encode()
+        self._head_key = (listener, inbound, second)
+        self._head_last = head
         return head
 
-    def _conn_tail(self, conn: ConnectionContext) -> bytes:
-        """The line from the peer on: the same for every request of a connection (kept for
-        the latest connection, and in each connection's stash)."""
+    def _conn_ends(self, conn: ConnectionContext) -> list[bytes]:
+        """The line ends of a connection (:data:`_ENDS`): kept for the latest connection,
+        and in each connection's stash."""
         if conn is not self._conn:
-            tail = conn.stash.get(_TAIL, None)
-            if tail is None:
+            ends = conn.stash.get(_ENDS, None)
+            if ends is None:
                 host, port = conn.peer_address
                 tail = b',"peer":%s,"peer_identity":%s,"alpn":%s}\n' % (
                     _quote(f"{host}:{port}").encode(),
                     self._q(_identity(conn)),
                     self._q(conn.alpn),
                 )
-                conn.stash[_TAIL] = tail
+                ends = conn.stash[_ENDS] = [tail] + [b""] * len(_OUTCOME)
             self._conn = conn
-            self._tail = tail
-        return self._tail
+            self._ends = ends
+        return self._ends
 
     def _own_identity(self, leaf: Any) -> str | None:
         """This sidecar's SPIFFE ID (``None`` without a certificate), kept per certificate."""
@@ -360,10 +399,9 @@ class AccessLog:
         upstream: str | None,
         source: str | None,
         destination: str | None,
-    ) -> tuple[bytes, bytes]:
-        """From ``route`` to the trace id's value, without a trace id and with one (its
-        opening quote): the same for the requests that went the same way (the values come
-        from config and certificates: compared by identity)."""
+    ) -> bytes:
+        """From the route to the status's key: the same for the requests that went the same
+        way (the values come from config and certificates: compared by identity)."""
         if not (
             route is self._route and cluster is self._cluster and upstream is self._upstream
             and source is self._source and destination is self._destination
@@ -371,15 +409,12 @@ class AccessLog:
             self._route, self._cluster, self._upstream = route, cluster, upstream
             self._source, self._destination = source, destination
             q = self._q
-            mid = b',"route":%s,"cluster":%s,"upstream":%s,"source_identity":%s,' % (
-                q(route),
-                q(cluster),
-                q(upstream),
-                q(source),
-            )
-            mid += b'"destination_identity":%s,"trace_id":' % q(destination)
-            self._mids = (mid + b"null", mid + b'"')
-        return self._mids
+            self._mid = b"".join((
+                b',"route":', q(route), b',"cluster":', q(cluster), b',"upstream":', q(upstream),
+                b',"source_identity":', q(source), b',"destination_identity":', q(destination),
+                b',"status":',
+            ))  # fmt: skip
+        return self._mid
 
     def _add(self, parts: tuple[bytes, ...]) -> None:
         """Queue one line, given as its parts (its newline included); the batch is joined
