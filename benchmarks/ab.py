@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.ab plait plait-res [--pairs 12] [--secs 3] [-c 64]
     .venv/bin/python -m benchmarks.ab nginx plait --rate 1000 [--pairs 6] [--secs 8]
+    .venv/bin/python -m benchmarks.ab plait-bare plait-obs --h2   # h2c, one connection
     .venv/bin/python -m benchmarks.ab reference plait   # plait / the reference proxy
     .venv/bin/python -m benchmarks.ab plait plait --b-checkout ../base   # two builds
 
@@ -19,7 +20,9 @@ apart; the figure is the median of the per-pair ratios, with its quartiles, so a
 slow spell hits both halves of a pair or shows as an outlier pair.
 
 Closed loop (default): ``wrk -c<c>`` bursts; prints req/s and the proxy's CPU per
-request (schedstat, exact) for each target and the ratios B/A. Open loop
+request (schedstat, exact) for each target and the ratios B/A. ``--h2``: h2c
+instead, ``h2load -c1 -m100`` bursts (one connection, 100 streams at a time: the HTTP/2
+path's own per-request work, as ``run``'s h2load phase). Open loop
 (``--rate``): the open-loop generator at that rate per burst; prints p50/p99
 (from the schedule) and CPU per request, and the ratios B/A.
 Placement as in ``run``: load and upstream on core 0, proxies on core 1.
@@ -37,7 +40,7 @@ from pathlib import Path
 from ._openloop import build_openloop, run_openloop
 from ._procs import group_cpu_ns, require_tools
 from ._targets import TARGETS, Running, start_target, start_upstream
-from ._wrk import run_wrk
+from ._wrk import run_h2load, run_wrk
 
 Burst = Callable[[Running], dict[str, float]]
 
@@ -45,6 +48,16 @@ Burst = Callable[[Running], dict[str, float]]
 def _closed(conns: int, secs: float) -> Burst:
     def burst(run: Running) -> dict[str, float]:
         out = run_wrk(run.h1_port, conns, secs)
+        return {"req/s": float(out["rps"]), "_n": float(out["requests"])}
+
+    return burst
+
+
+def _h2(secs: float) -> Burst:
+    def burst(run: Running) -> dict[str, float]:
+        out = run_h2load(run.h2_port, secs, 0.0)
+        if out["errors"]:
+            raise RuntimeError(f"{run.spec.name}: {out['errors']} h2load requests failed")
         return {"req/s": float(out["rps"]), "_n": float(out["requests"])}
 
     return burst
@@ -93,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--secs", type=float, default=3.0, help="seconds per burst (3)")
     p.add_argument("-c", "--connections", type=int, default=64, help="wrk connections (64)")
     p.add_argument("--rate", type=int, default=0, help="open loop at this req/s instead of wrk")
+    p.add_argument("--h2", action="store_true", help="h2c bursts (h2load -c1 -m100) instead of wrk")
     p.add_argument("--b-checkout", type=Path, help="run B from this plait checkout's build")
     args = p.parse_args(argv)
     spec_a, spec_b = TARGETS[args.a], TARGETS[args.b]
@@ -105,8 +119,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     if spec_a.name == spec_b.name:
         p.error("give two different targets (or --b-checkout)")
-    require_tools(["nginx", "wrk", "taskset", "cc"])
-    burst = _open(args.rate, args.secs) if args.rate else _closed(args.connections, args.secs)
+    if args.h2 and args.rate:
+        p.error("--h2 and --rate: one or the other")
+    require_tools(["nginx", "wrk", "taskset", "cc"] + (["h2load"] if args.h2 else []))
+    if args.h2:
+        burst = _h2(args.secs)
+    else:
+        burst = _open(args.rate, args.secs) if args.rate else _closed(args.connections, args.secs)
     base = Path(tempfile.mkdtemp(prefix="plait-ab-"))
     upstream = start_upstream(base, 10.0)
     a, b = spec_a.name, spec_b.name
