@@ -82,14 +82,19 @@ request held."""
 _INTS: Final = tuple(str(n).encode() for n in range(1000))
 _H11: Final = b'"HTTP/1.1"'
 _STATUS: Final = tuple(b'%d,"duration_ms":' % n for n in range(1000))
-_FRACTION: Final = tuple(b'.%03d,"bytes_received":' % n for n in range(1000))
-_FRACTION_NONE: Final = tuple(b'.%03d,"bytes_received":0,"bytes_sent":' % n for n in range(1000))
+_TENTHS: Final = tuple(b"%d.%d" % divmod(n, 10) for n in range(100))
+"""The duration under 10 ms to its tenth of a millisecond (``_TENTHS[us // 100]``)."""
+_REST: Final = tuple(b'%02d,"bytes_received":' % n for n in range(100))
+_REST_NONE: Final = tuple(b'%02d,"bytes_received":0,"bytes_sent":' % n for n in range(100))
+"""The duration's last two digits (microseconds), then the bytes received or their key.
+The duration's digits come from tables of 100: a line reads them at random, and a table
+of 1000 parts (a part per microsecond) would miss the processor's caches."""
 _RECEIVED: Final = tuple(b'%d,"bytes_sent":' % n for n in range(1000))
 _SENT: Final = tuple(b'%d,"trace_id":null' % n for n in range(1000))
 _SENT_TRACED: Final = tuple(b'%d,"trace_id":"' % n for n in range(1000))
 """A line's numbers are parts of their own, with the keys around them from tables: no
-string is built for them. A request without a body (most are) has its fraction of a
-millisecond and its zero bytes received in one part; the bytes sent come with the trace
+string is built for them. A request without a body (most are) has the end of its
+duration and its zero bytes received in one part; the bytes sent come with the trace
 id's key, and its value's opening quote (a request with a trace id) or ``null``."""
 _OUTCOME: Final[tuple[bytes, ...]] = (
     b',"retries":0,"failure_reason":null,"request_id":',
@@ -279,11 +284,11 @@ class AccessLog:
         parts = [] if closed else self._parts
         parts.append(self._start)
         parts.append(_STATUS[status] if 0 <= status < 1000 else b'%d,"duration_ms":' % status)
-        parts.append(_INTS[ms] if 0 <= ms < 1000 else b"%d" % ms)
+        parts.append(_TENTHS[us // 100] if us < 10_000 else b"%d.%d" % (ms, us // 100 % 10))
         if received == 0:
-            parts.append(_FRACTION_NONE[us % 1000])
+            parts.append(_REST_NONE[us % 100])
         else:
-            parts.append(_FRACTION[us % 1000])
+            parts.append(_REST[us % 100])
             parts.append(
                 _RECEIVED[received] if 0 < received < 1000 else b'%d,"bytes_sent":' % received
             )
