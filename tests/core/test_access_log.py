@@ -153,9 +153,12 @@ async def test_every_shape_of_line_says_what_its_request_had(tmp_path: Path) -> 
             (None, "r-1"),  # x-request-id
             ((1, None), (3, None), (1, "upstream timeout"), (2, "upstream reset")),
             (
-                (200, 3, 1024, 0.0012), (1200, 5000, 999, 2.0005), (0, 0, 123456, 0.0),
-                (404, 0, 7, 0.009999), (200, 1, 0, 0.010004),
-            ),  # fmt: skip
+                (200, 3, 1024, 0.0012),
+                (1200, 5000, 999, 2.0005),
+                (0, 0, 123456, 0.0),
+                (404, 0, 7, 0.009999),
+                (200, 1, 0, 0.010004),
+            ),
         )
     )
     for trace_id, rid, (attempts, reason), (status, received, sent, seconds) in cases:
