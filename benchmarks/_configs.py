@@ -179,6 +179,18 @@ spec:
 tracing, all of observability off)."""
 
 
+def observe(conf: str, how: str, access_log: Path, collector_port: int) -> str:
+    """``conf`` (a Sidecar's) with ``TargetSpec.observe``'s observability: ``""`` as it is,
+    ``none`` the request metrics off, ``all``/``log``/``trace``/``trace0`` as
+    :func:`observed`."""
+    if how == "none":
+        return conf + METRICS_OFF
+    if not how:
+        return conf
+    sampling = {"all": 1, "trace": 1, "trace0": 0}.get(how)
+    return observed(conf, access_log, collector_port, how in ("all", "log"), sampling)
+
+
 def observed(
     conf: str,
     access_log: Path,

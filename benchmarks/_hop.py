@@ -208,7 +208,7 @@ def _nginx_client_conf(d: Path, h1: int, h2: int, server_port: int, tls: bool) -
 
 def hop_argv(
     d: Path, kind: str, tls: bool, ports: list[int], upstream_port: int, plait: Path,
-    keep_h1: bool = False,
+    keep_h1: bool = False, observe: str = "",
 ) -> tuple[list[str], list[int]]:  # fmt: skip
     """The ``sh`` command that runs both proxies of a hop target (files written to ``d``),
     and the admin ports to wait on for ``/ready`` (plait; none for nginx).
@@ -216,23 +216,26 @@ def hop_argv(
     ``ports``: the client proxy's h1 and h2 ports, then three more (server port, admin
     ports).
     """
-    cmds, ready = hop_cmds(d, kind, tls, ports, upstream_port, plait, keep_h1)
+    cmds, ready = hop_cmds(d, kind, tls, ports, upstream_port, plait, keep_h1, observe)
     return sh_argv(cmds), ready
 
 
 def hop_cmds(
     d: Path, kind: str, tls: bool, ports: list[int], upstream_port: int, plait: Path,
-    keep_h1: bool = False,
+    keep_h1: bool = False, observe: str = "",
 ) -> tuple[list[list[str]], list[int]]:  # fmt: skip
     """The commands of a hop target's server and client proxy (in that order), as
     :func:`hop_argv` runs them, and the admin ports to wait on (``keep_h1``: plait's
-    sidecars talk HTTP/1.1 to each other)."""
+    sidecars talk HTTP/1.1 to each other; ``observe``: both sidecars' observability, as
+    ``TargetSpec.observe``)."""
     write_pki(d)
     h1, h2, server_port, admin_c, admin_s = ports
     if kind == "plait-hop":
-        (d / "server.yaml").write_text(_plait_server(server_port, admin_s, upstream_port, tls))
+        server = _plait_server(server_port, admin_s, upstream_port, tls)
         client = _plait_client(h1, h2, admin_c, server_port, tls, keep_h1)
-        (d / "client.yaml").write_text(client)
+        for who, conf in (("server", server), ("client", client)):
+            observed = _configs.observe(conf, observe, d / f"{who}-access.log", upstream_port)
+            (d / f"{who}.yaml").write_text(observed)
         cmds = []
         for who in ("server", "client"):
             argv = [str(plait), "sidecar", "--config", str(d / f"{who}.yaml")]

@@ -39,7 +39,8 @@ class TargetSpec:
     keep_h1: bool = False
     """plait hop targets: HTTP/1.1 between the sidecars (not the default HTTP/2 upgrade)."""
     observe: str = ""
-    """``all``: access log to a file and tracing at 1 % (OTLP/HTTP to the upstream nginx,
+    """plait targets (both sidecars of a hop target): ``all``: access log to a file and
+    tracing at 1 % (OTLP/HTTP to the upstream nginx,
     which answers 200 to any POST): what observability costs on top of the always-on
     metrics; ``log`` the access log only; ``trace`` tracing at 1 % only; ``trace0``
     tracing at 0 % (a fresh unsampled ``traceparent`` on every request, no span);
@@ -81,6 +82,22 @@ TARGETS: dict[str, TargetSpec] = {
         TargetSpec("nginx-tls", "nginx -> nginx, mTLS", "nginx-hop", tls=True),
         TargetSpec("plait-hop", "plait -> plait", "plait-hop"),
         TargetSpec("plait-mtls", "plait -> plait, mTLS", "plait-hop", tls=True),
+        TargetSpec(
+            "plait-mtls-obs",
+            "plait -> plait, mTLS, access logs + tracing 1 %",
+            "plait-hop",
+            tls=True,
+            observe="all",
+            breakdown=True,
+        ),
+        TargetSpec(
+            "plait-mtls-bare",
+            "plait -> plait, mTLS, request metrics off",
+            "plait-hop",
+            tls=True,
+            observe="none",
+            breakdown=True,
+        ),
         TargetSpec(
             "plait-mtls-h1",
             "plait -> plait, mTLS, HTTP/1.1 between",
@@ -154,13 +171,7 @@ def _start_plait(
     conf = d / "sidecar.yaml"
     chain = _wasm.add_header_chain(d) if spec.wasm else None
     text = _configs.plait_conf(h1, h2, admin, upstream_port, spec.filters, spec.resilience, chain)
-    if spec.observe == "none":
-        text += _configs.METRICS_OFF
-    elif spec.observe:
-        log = spec.observe in ("all", "log")
-        sampling = {"all": 1, "trace": 1, "trace0": 0}.get(spec.observe)
-        text = _configs.observed(text, d / "access.log", upstream_port, log, sampling)
-    conf.write_text(text)
+    conf.write_text(_configs.observe(text, spec.observe, d / "access.log", upstream_port))
     own = spec.checkout == REPO
     plait = Path(sys.executable).parent / "plait" if own else spec.checkout / ".venv/bin/plait"
     argv = [str(plait), "sidecar", "--config", str(conf)]
@@ -180,7 +191,9 @@ def _start_hop(
 ) -> Proc:
     d = _workdir(base, spec.name)
     plait = Path(sys.executable).parent / "plait"
-    argv, admins = _hop.hop_argv(d, spec.kind, spec.tls, ports, upstream_port, plait, spec.keep_h1)
+    argv, admins = _hop.hop_argv(
+        d, spec.kind, spec.tls, ports, upstream_port, plait, spec.keep_h1, spec.observe
+    )
     proc = Proc(spec.name, argv, PROXY_CORE, d / "stdout.log", cwd=REPO).start()
     for admin in admins:
         wait_http_ok(admin, proc, timeout, path="/ready")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plait.core.trace_context import (
     B3_MULTI,
@@ -52,6 +56,33 @@ def test_valid_traceparent_with_tracestate() -> None:
 )
 def test_malformed_traceparent_is_ignored(value: str) -> None:
     assert extract(_h(traceparent=value)) is None
+
+
+_W3C = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL)
+
+
+def _spec(value: str) -> tuple[str, str, bool] | None:
+    """What W3C Trace Context says of a ``traceparent`` (the reference for the parser)."""
+    m = _W3C.fullmatch(value)
+    if m is None or m[1] == "ff" or (m[1] == "00" and m[5] is not None):
+        return None
+    if m[2] == "0" * 32 or m[3] == "0" * 16:
+        return None
+    return m[2], m[3], int(m[4], 16) & 1 == 1
+
+
+_PIECES = st.sampled_from(["0", "1", "a", "f", "F", "g", "-", "é", " ", "00", TRACE, SPAN])
+
+
+@given(st.lists(_PIECES, max_size=40).map("".join) | st.builds(
+    lambda v, i, c: v[:i] + c + v[i + 1:],
+    st.sampled_from([f"00-{TRACE}-{SPAN}-01", f"01-{TRACE}-{SPAN}-00-x"]),
+    st.integers(0, 60), st.sampled_from(["-", "A", "0", "x", "é", ""]),
+))  # fmt: skip
+def test_traceparent_parsing_agrees_with_the_spec(value: str) -> None:
+    p = extract(Headers([(b"traceparent", value.encode("latin-1", "replace"))]))
+    want = _spec(value) if value.isascii() else None
+    assert (None if p is None else (p.trace_hex, p.span_hex, p.sampled)) == want
 
 
 def test_malformed_traceparent_falls_back_to_b3() -> None:

@@ -23,8 +23,8 @@ is added to the dynamic table unless it is sensitive (never indexed: the
 ``NeverIndexedHeaderTuple``), its value changes with nearly every message
 (:data:`UNINDEXED`; the first such field of a name no table holds is indexed,
 so that the name can be referred to), or it would take over three quarters of
-the table. A
-string is Huffman-coded when that makes it shorter. Table size changes are
+the table. A string is Huffman-coded when that makes it shorter, but for the values
+of random identifiers (:data:`IDENTIFIERS`: trace context, request ids). Table size changes are
 announced at the start of the next block, the smallest first (§4.2); the
 encoder's table never exceeds :data:`MAX_ENCODER_TABLE_SIZE`.
 """
@@ -71,7 +71,22 @@ of the fields sent on it."""
 
 SENSITIVE: Final = frozenset({b"authorization", b"proxy-authorization"})
 SHORT_COOKIE: Final = 20
-UNINDEXED: Final = frozenset(
+IDENTIFIERS: Final = frozenset(
+    {
+        b"traceparent",
+        b"b3",
+        b"x-b3-traceid",
+        b"x-b3-spanid",
+        b"x-b3-parentspanid",
+        b"x-request-id",
+    }
+)
+"""Fields whose values are random identifiers, new in every request (the mesh adds a
+``traceparent`` to each one it traces): kept out of the dynamic table like the other
+:data:`UNINDEXED` fields, and their values sent raw. Huffman coding makes hex digits
+about a third shorter, a few octets a field, and costs both ends more processor time
+than the rest of the field's coding."""
+UNINDEXED: Final = IDENTIFIERS | frozenset(
     {
         b"age",
         b"content-length",
@@ -278,9 +293,10 @@ class Encoder:
                     _put_integer(out, index, 7, 0x80)
                     continue
             name_index = STATIC_NAMES.get(name, 0) or table.find_name(name)
+            unindexed = name in UNINDEXED
             if never:
                 _put_integer(out, name_index, 4, 0x10)
-            elif (name not in UNINDEXED or not name_index) and entry_size(name, value) <= limit:
+            elif (not unindexed or not name_index) and entry_size(name, value) <= limit:
                 # (An unindexed field whose name is in no table is indexed once, so that
                 # its later values can refer to the name.)
                 _put_integer(out, name_index, 6, 0x40)
@@ -289,5 +305,5 @@ class Encoder:
                 _put_integer(out, name_index, 4, 0)
             if not name_index:
                 _put_string(out, name, huffman)
-            _put_string(out, value, huffman)
+            _put_string(out, value, huffman and not (unindexed and name in IDENTIFIERS))
         return bytes(out)

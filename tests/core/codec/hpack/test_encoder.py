@@ -82,3 +82,22 @@ def test_a_peer_allowing_a_huge_table_does_not_get_one() -> None:
     assert enc.header_table_size == 4096
     assert enc.table.size <= 4096
     assert dec.header_table_size == 4096
+
+
+def test_trace_ids_go_raw_and_leave_the_table_to_fields_that_repeat() -> None:
+    """A ``traceparent`` differs in every request: after the first (which indexes its name),
+    each is a literal without indexing whose value is raw (hex digits gain a third from
+    Huffman coding, a few octets, for processor time at both ends); the other fields keep
+    their entries, and ``hpack``'s decoder reads every block."""
+    enc, ref, ours = Encoder(), hpack.Decoder(), Decoder()
+    for n in range(3):
+        trace = f"00-{n:032x}-{n + 1:016x}-01".encode()
+        fields = [*GRPC_REQUEST, (b"traceparent", trace), (b"x-request-id", b"r%d" % n)]
+        block = enc.encode(fields)
+        assert [tuple(f) for f in ref.decode(block, raw=True)] == fields
+        assert ours.decode(block) == fields
+    names = [f[0] for f in enc.table.entries]
+    assert names.count(b"traceparent") == 1 and names.count(b"x-request-id") == 1  # the first
+    assert trace in block  # the last value raw, as it is
+    huffman = Encoder().encode([(b"x-other-id", trace)])
+    assert trace not in huffman  # another field's hex value is Huffman-coded

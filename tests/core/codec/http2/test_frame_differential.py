@@ -271,10 +271,11 @@ def _plait_accepts(h: hf.Frame) -> bool:
     (test_frame_reader.py has them), nor a padded HEADERS frame with an empty fragment,
     which hyperframe refuses (it compares the padding with the payload less the pad
     length octet, one octet short of RFC 9113 §6.2)."""
+    priority = h.type == 0x2 or (h.type == 0x1 and "PRIORITY" in h.flags)
+    if priority and h.depends_on == h.stream_id:  # type: ignore[attr-defined]
+        return False  # (a stream depending on itself: checked before the padding rule)
     if h.type == 0x1 and "PADDED" in h.flags and h.pad_length and not h.data:  # type: ignore[attr-defined]
         return "PRIORITY" in h.flags
-    if h.type == 0x2 or (h.type == 0x1 and "PRIORITY" in h.flags):
-        return bool(h.depends_on != h.stream_id)  # type: ignore[attr-defined]
     if h.type == 0x4:
         return not any(_bad_setting(k, v) for k, v in h.settings.items())  # type: ignore[attr-defined]
     return True
