@@ -70,6 +70,9 @@ huge SETTINGS_HEADER_TABLE_SIZE would otherwise make every connection hold up to
 of the fields sent on it."""
 
 SENSITIVE: Final = frozenset({b"authorization", b"proxy-authorization"})
+LONG_RAW: Final = 16
+"""A raw string this long or longer joins the block as it is; a shorter one octet by octet
+(the block is built as a list of octets, then made bytes at once)."""
 SHORT_COOKIE: Final = 20
 IDENTIFIERS: Final = frozenset(
     {
@@ -234,7 +237,9 @@ def _put_integer(out: list[int], value: int, bits: int, flags: int) -> None:
     out.append(value)
 
 
-def _put_string(out: list[int], data: bytes, huffman: bool) -> None:
+def _put_string(out: list[int], parts: list[bytes], data: bytes, huffman: bool) -> None:
+    """A string: its octets go to ``out``, but for a long raw string, which goes to
+    ``parts`` as it is after the octets before it (no octet-by-octet copy)."""
     if huffman and data:
         n = encoded_length(data)
         if n < len(data):
@@ -242,7 +247,12 @@ def _put_string(out: list[int], data: bytes, huffman: bool) -> None:
             huffman_encode_into(out, data)
             return
     _put_integer(out, len(data), 7, 0)
-    out.extend(data)
+    if len(data) < LONG_RAW:
+        out.extend(data)
+    else:
+        parts.append(bytes(out))
+        out.clear()
+        parts.append(data)
 
 
 class Encoder:
@@ -270,6 +280,7 @@ class Encoder:
     def encode(self, headers: Iterable[Field], huffman: bool = True) -> bytes:
         """One header block for ``headers`` (pseudo-headers first, as the caller orders them)."""
         out: list[int] = []  # (list.append is a C call in compiled code; bytearray's is not)
+        parts: list[bytes] = []  # the block before ``out``, when it holds a long raw string
         table = self.table
         if self._smallest >= 0:
             if self._smallest < table.max_size:
@@ -304,6 +315,9 @@ class Encoder:
             else:
                 _put_integer(out, name_index, 4, 0)
             if not name_index:
-                _put_string(out, name, huffman)
-            _put_string(out, value, huffman and not (unindexed and name in IDENTIFIERS))
+                _put_string(out, parts, name, huffman)
+            _put_string(out, parts, value, huffman and not (unindexed and name in IDENTIFIERS))
+        if parts:
+            parts.append(bytes(out))
+            return b"".join(parts)
         return bytes(out)
