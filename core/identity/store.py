@@ -73,6 +73,10 @@ class CertStore:
         self._server: ssl.SSLContext | None = None
         self._clients: dict[tuple[str, ...], ssl.SSLContext] = {}
         self.leaf: Leaf | None = None
+        self.ready = False
+        """Whether there is a leaf (an attribute, not a property: the data path reads it per
+        request from compiled code, where a property of this interpreted class would run a
+        Python frame)."""
         self.bundle_pem: bytes = b""
         self.chain_pem: bytes = b""
         self._key_pem = b""
@@ -90,10 +94,6 @@ class CertStore:
         self.failures = 0
         self.last_error: tuple[datetime, str] | None = None
         """The last failed attempt to get or reload a certificate: when, and why."""
-
-    @property
-    def ready(self) -> bool:
-        return self.leaf is not None
 
     def update(self, *, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes) -> Leaf:
         """Take a new leaf chain (leaf first), its key and the trust bundle.
@@ -119,6 +119,7 @@ class CertStore:
         )
         self._server, self._clients = server, clients
         self.leaf, self.chain_pem, self.bundle_pem = leaf, chain_pem, bundle_pem
+        self.ready = True
         self._key_pem = key_pem
         self.generation += 1
         self.updated_at = datetime.now(UTC)
