@@ -80,9 +80,19 @@ _PIECES = st.sampled_from(["0", "1", "a", "f", "F", "g", "-", "é", " ", "00", T
     st.integers(0, 60), st.sampled_from(["-", "A", "0", "x", "é", ""]),
 ))  # fmt: skip
 def test_traceparent_parsing_agrees_with_the_spec(value: str) -> None:
-    p = extract(Headers([(b"traceparent", value.encode("latin-1", "replace"))]))
-    want = _spec(value) if value.isascii() else None
+    raw = value.encode("latin-1", "replace")
+    p = extract(Headers([(b"traceparent", raw)]))
+    want = _spec(value)  # (a later version's fields after the first 55 characters: any text)
     assert (None if p is None else (p.trace_hex, p.span_hex, p.sampled)) == want
+    headers = Headers([(b"traceparent", raw)])  # the decision on the caller's context alone
+    decision, trace_id = decide_trace(headers, 0.0)
+    if want is None:  # replaced by a fresh unsampled one
+        assert decision is False and headers.get_raw("traceparent") != raw
+    elif want[2]:
+        assert isinstance(decision, Parent) and trace_id is None
+    else:  # followed as it came
+        assert (decision, trace_id) == (False, want[0].encode())
+        assert headers.get_raw("traceparent") == raw
 
 
 def test_malformed_traceparent_falls_back_to_b3() -> None:
