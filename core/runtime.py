@@ -104,6 +104,12 @@ class ListenerRuntime:
         """The latest request's ``(cluster, endpoint, peer, series)``: a request to the same
         peers (compared by identity: the strings come from config and the connection) skips
         the table."""
+        self._last_upstream: tuple[str | None, str | None, Leaf | None, str | None] = (
+            _NONE, _NONE, None, None
+        )  # fmt: skip
+        """The latest :meth:`upstream_identity`: cluster, endpoint and certificate (compared
+        by identity), and what it found. A listener runtime has one snapshot, so an
+        endpoint's expected identity stays; the store is this sidecar's, ready with a leaf."""
 
     def route_for(self, rule: RouteRule) -> tuple[Chain, str, Timeouts, float | None]:
         return self._routes[id(rule)]
@@ -189,12 +195,19 @@ class ListenerRuntime:
         address = ctx.upstream_address
         if ctx.response is None or ctx.failure_reason is not None or address is None:
             return None
-        crt = self.snapshot.clusters.get(ctx.cluster) if ctx.cluster is not None else None
+        cluster, leaf = ctx.cluster, self._identity.leaf
+        last = self._last_upstream
+        if cluster is last[0] and address is last[1] and leaf is last[2]:
+            return last[3]  # the endpoint of the request before, under the same certificate
+        crt = self.snapshot.clusters.get(cluster) if cluster is not None else None
         pool = crt.by_key.get(address) if crt is not None else None
-        origin = pool.origin if pool is not None else None
-        if origin is None or not origin.store.ready:  # plaintext to this endpoint
+        if pool is None:  # not made yet: nothing to keep
             return None
-        return origin.expected
+        origin, found = pool.origin, None
+        if origin is not None and origin.store.ready:  # else plaintext to this endpoint
+            found = origin.expected
+        self._last_upstream = (cluster, address, leaf, found)
+        return found
 
 
 def _connection_filters(config: ListenerConfig) -> list[tuple[str, ConnectionFilter]]:

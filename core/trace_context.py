@@ -149,9 +149,10 @@ def extract(headers: Headers) -> Parent | None:
     return parse(found) if found is not None else None
 
 
-def _w3c(value: bytes) -> Parent | None:
-    """A ``traceparent``: ``VV-TRACE-SPAN-FF``, lower-case hex (checked with one byte
-    deletion, not a pattern: this runs on every request a traced caller sends)."""
+def _w3c_trace(value: bytes) -> bytes | None:
+    """The trace id of a valid ``traceparent`` (``VV-TRACE-SPAN-FF``, lower-case hex),
+    else ``None``. Checked with one byte deletion, not a pattern: this runs on every
+    request a traced caller sends."""
     n = len(value)
     if n != 55 and (n < 56 or value[55] != 45 or value[:2] == b"00"):
         return None  # version 00 is exactly 55 characters; a later one may add "-..."
@@ -159,10 +160,17 @@ def _w3c(value: bytes) -> Parent | None:
         return None
     if value[:55].translate(None, _HEX) != _DASHES:  # hex but for the three dashes
         return None
-    trace, span = value[3:35], value[36:52]
-    if trace == _ZERO_TRACE or span == _ZERO_SPAN:
+    trace = value[3:35]
+    if trace == _ZERO_TRACE or value[36:52] == _ZERO_SPAN:
         return None
-    return Parent(trace.decode(), span.decode(), value[54] in _ODD, False, W3C)
+    return trace
+
+
+def _w3c(value: bytes) -> Parent | None:
+    trace = _w3c_trace(value)
+    if trace is None:
+        return None
+    return Parent(trace.decode(), value[36:52].decode(), value[54] in _ODD, False, W3C)
 
 
 def _b3_multi(found: dict[bytes, bytes]) -> Parent | None:
@@ -214,6 +222,12 @@ def decide_trace(headers: Headers, ratio: float) -> tuple[Parent | bool, bytes |
         fresh = _IDS.unsampled()
         headers.raw.append((b"traceparent", fresh))
         return False, fresh[3:35]
+    if len(found) == 1:  # a caller's traceparent alone: unsampled, the common case behind a hop
+        value = found.get(b"traceparent")
+        if value is not None and len(value) == 55 and value[54] not in _ODD:
+            trace = _w3c_trace(value)
+            if trace is not None:
+                return False, trace  # followed as it came: no Parent, nothing decoded
     parent = parse(found)
     forced = found.get(FORCE_HEADER) == b"1"
     if parent is None:  # none, or malformed: replaced, never an error

@@ -74,3 +74,72 @@ def test_request_labels_follow_a_new_certificate(tmp_path: Path) -> None:
     _served(rt, conn)
     assert _principals(rt) == {first: 2, second: 1}
     rt.close()
+
+
+MESH = """\
+apiVersion: plait.dev/v1alpha1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  ports: [{name: main, port: 80, protocol: http}]
+---
+apiVersion: plait.dev/v1alpha1
+kind: Workload
+metadata: {name: api-1, namespace: shop}
+spec:
+  service: api
+  serviceAccount: api
+  address: 127.0.0.1
+  ports: [{port: 80, targetPort: 9001}]
+  tlsMode: mutual
+---
+apiVersion: plait.dev/v1alpha1
+kind: Workload
+metadata: {name: api-2, namespace: shop}
+spec:
+  service: api
+  serviceAccount: api2
+  address: 127.0.0.2
+  ports: [{port: 80, targetPort: 9002}]
+  tlsMode: mutual
+---
+apiVersion: plait.dev/v1alpha1
+kind: Sidecar
+metadata: {name: web, namespace: shop}
+spec:
+  egress:
+  - name: out
+    port: {number: 15001, protocol: http}
+    service: api
+"""
+
+
+def test_upstream_identity_follows_the_endpoint_and_this_sidecars_certificate(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(MESH)
+    rt = Runtime(load_config([path], load_filter_types()))
+    lrt = rt.listener("out")
+    assert lrt is not None
+    ((name, cluster),) = lrt.snapshot.clusters.items()
+    conn = ConnectionContext(peer_address=("127.0.0.1", 40000), local_address=("127.0.0.1", 15001))
+    head = RequestHead(method="GET", path="/", authority="api")
+    ex: Any = Exchange(lrt, _Down(conn), RequestReceived(1, head, True))  # type: ignore[arg-type]
+    ctx = ex.ctx
+    ctx.response, ctx.cluster = ResponseHead(status=200), name
+
+    def answered_by(address: str) -> str | None:
+        ctx.upstream_address = address
+        return lrt.upstream_identity(ctx)
+
+    one, two = (pool.key for pool in cluster.pools)
+    assert answered_by(one) is None  # no certificate yet: plaintext, nobody verified
+    ca = Authority.create()
+    chain, key = ca.leaf("spiffe://plait.local/ns/shop/sa/web")
+    rt.identity.update(chain_pem=chain, key_pem=key, bundle_pem=ca.pem)
+    api, api2 = "spiffe://plait.local/ns/shop/sa/api", "spiffe://plait.local/ns/shop/sa/api2"
+    assert [answered_by(a) for a in (one, one, two, two, one)] == [api, api, api2, api2, api]
+    ctx.failure_reason = "upstream: timeout"
+    assert answered_by(one) is None  # a failed request was answered by nobody
+    rt.close()
