@@ -76,33 +76,28 @@ def test_request_labels_follow_a_new_certificate(tmp_path: Path) -> None:
     rt.close()
 
 
-MESH = """\
+WORKLOAD = """\
+apiVersion: plait.dev/v1alpha1
+kind: Workload
+metadata: {{name: api-{n}, namespace: shop}}
+spec:
+  service: api
+  serviceAccount: {account}
+  address: 127.0.0.{n}
+  ports: [{{port: 80, targetPort: 900{n}}}]
+  tlsMode: mutual
+"""
+MESH = "---\n".join([
+    """\
 apiVersion: plait.dev/v1alpha1
 kind: Service
 metadata: {name: api, namespace: shop}
 spec:
   ports: [{name: main, port: 80, protocol: http}]
----
-apiVersion: plait.dev/v1alpha1
-kind: Workload
-metadata: {name: api-1, namespace: shop}
-spec:
-  service: api
-  serviceAccount: api
-  address: 127.0.0.1
-  ports: [{port: 80, targetPort: 9001}]
-  tlsMode: mutual
----
-apiVersion: plait.dev/v1alpha1
-kind: Workload
-metadata: {name: api-2, namespace: shop}
-spec:
-  service: api
-  serviceAccount: api2
-  address: 127.0.0.2
-  ports: [{port: 80, targetPort: 9002}]
-  tlsMode: mutual
----
+""",
+    WORKLOAD.format(n=1, account="api"),
+    WORKLOAD.format(n=2, account="api2"),
+    """\
 apiVersion: plait.dev/v1alpha1
 kind: Sidecar
 metadata: {name: web, namespace: shop}
@@ -111,7 +106,8 @@ spec:
   - name: out
     port: {number: 15001, protocol: http}
     service: api
-"""
+""",
+])  # fmt: skip
 
 
 def test_upstream_identity_follows_the_endpoint_and_this_sidecars_certificate(
