@@ -1,13 +1,15 @@
 """The Workload document a connecting sidecar registers, and writing it like ``apply`` does.
 
-The document is built from the node's metadata (service, address, service
-account, labels, identity) and the sidecar's ``Sidecar`` resource in the store: each
-ingress listener becomes a port of the Workload (``targetPort`` = the
-listener's port) for the next unused Service port of the same protocol
-family (HTTP-ish or tcp), in order. A sidecar that has a mesh identity (metadata
+The document is built from the node's metadata (service, address, service account,
+labels, identity) and the sidecar's ``Sidecar`` resource in the store. Its labels are the
+sidecar's ``--label`` s and ``workload``: the Sidecar's name, which the sidecar's own
+request metrics report it by, so its callers' metrics name it the same way
+(``core/mesh_labels.py``). Each ingress listener becomes a port of the Workload
+(``targetPort`` = the listener's port) for the next unused Service port of the same
+protocol family (HTTP-ish or tcp), in order. A sidecar that has a mesh identity (metadata
 ``identity``: ``agent`` or ``files``) terminates mesh mTLS, so its Workload gets
-``tlsMode: mutual`` and its callers originate mTLS to it. The registry writes it through the
-resource API's ``write`` — the same validation and lock as ``plait apply``.
+``tlsMode: mutual`` and its callers originate mTLS to it. The registry writes it through
+the resource API's ``write`` — the same validation and lock as ``plait apply``.
 """
 
 from __future__ import annotations
@@ -90,8 +92,13 @@ async def workload_document(
     }
     if wl.get("identity") in IDENTITY_SOURCES:
         spec["tlsMode"] = "mutual"
-    if wl.get("labels"):
-        spec["labels"] = {str(k): str(v) for k, v in dict(wl["labels"]).items()}
+    labels = {str(k): str(v) for k, v in dict(wl.get("labels") or {}).items()}
+    if meta.get("sidecar") and "workload" not in labels:
+        # the name its own metrics report it by (destination_workload), so its callers'
+        # series name it the same way (an explicit --label workload=... wins)
+        labels = {"workload": str(meta["sidecar"]), **labels}
+    if labels:
+        spec["labels"] = labels
     annotations = {REGISTERED: node_id}
     if identity is not None:
         annotations[REGISTERED_IDENTITY] = identity

@@ -20,9 +20,10 @@ is on takes its own facts: inbound, the destination is this sidecar's workload
 and the source the peer's verified identity (its namespace from the SPIFFE ID;
 its workload name is not in a certificate, so ``unknown``); outbound, the
 source is this sidecar and the destination the endpoint (its principal when the
-connection is mTLS, its version from its labels, its namespace from its SPIFFE
-ID). A principal is given only where mTLS verified it: without a certificate
-either side's principal is ``unknown``.
+connection is mTLS, its workload and version from its labels, its namespace from its
+SPIFFE ID; a Workload its sidecar registered is labelled with the Sidecar's name, the
+name that sidecar's own series give it). A principal is given only where mTLS verified
+it: without a certificate either side's principal is ``unknown``.
 """
 
 from __future__ import annotations

@@ -149,7 +149,8 @@ async def test_registration_health_checks_and_grace_period(tmp_path: Path) -> No
             wl = await cp.context.store.get(Key("Workload", "default", "web-0"))
             assert wl is not None
             assert wl.document["spec"]["ports"] == [{"port": 8080, "targetPort": port}]
-            assert wl.document["spec"]["labels"] == {"version": "v3"}
+            # its --labels, and the Sidecar's name its own metrics report it by
+            assert wl.document["spec"]["labels"] == {"workload": "web", "version": "v3"}
             here = f"127.0.0.1:{port}"
             await eventually(lambda: endpoints(source, caller, "web.default:8080") == [here])
 
@@ -270,7 +271,10 @@ async def test_a_sidecar_with_an_identity_registers_mutual_tls_in_the_trust_doma
         assert stored.document["spec"]["tlsMode"] == "mutual"
         assert "tlsMode" not in plain.document["spec"]
         # the caller expects the identity the CA issues: the control plane's trust domain
-        assert web_facts == [{"identity": "spiffe://corp.example/ns/default/sa/web", "mtls": True}]
+        assert web_facts == [{
+            "identity": "spiffe://corp.example/ns/default/sa/web", "mtls": True,
+            "labels": {"workload": "web"},
+        }]  # fmt: skip
         assert legacy_facts[0].get("mtls") is None
 
 

@@ -39,7 +39,7 @@ def _expected(mesh: CaMesh) -> tuple[dict[str, str], dict[str, str]]:
         "listener": "out", "direction": "outbound", "reporter": "source",
         "source_workload": "client", "source_workload_namespace": "default",
         "source_principal": client,
-        "destination_workload": "unknown", "destination_workload_namespace": "default",
+        "destination_workload": "server", "destination_workload_namespace": "default",
         "destination_principal": server,
         "destination_service": "server", "destination_service_namespace": "default",
         "destination_version": "unknown",
