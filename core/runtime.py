@@ -31,7 +31,7 @@ from .config._model import (
 )
 from .exchange import Chain
 from .identity import CertStore, Leaf
-from .mesh_labels import LocalWorkload, series_values
+from .mesh_labels import UNKNOWN, LocalWorkload, series_values
 from .metrics import Stats
 from .router import Router
 from .tap import Tap, publish
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 _NONE = "\0(no request yet)"
 """What no request's cluster is (compared by identity)."""
+_GRPC_CODES = frozenset(str(code) for code in range(17))
+"""gRPC's status codes: the ``grpc_response_status`` label values a response may give."""
 
 
 class _NoRoutes:
@@ -158,6 +160,8 @@ class ListenerRuntime:
             # gRPC's trailers-only form: the status in the head of a response without a body
             if response is not None and ex.bytes_out == 0 and ctx.request.http_version == "2":
                 grpc = response.headers.get("grpc-status") or ""
+        if grpc and grpc not in _GRPC_CODES:  # the upstream's text: bounded, never a label
+            grpc = UNKNOWN
         self._stats.observe(series, status, grpc, ctx.failure_reason or "", seconds)
 
     def _series_for(

@@ -46,6 +46,31 @@ def _served(rt: Runtime, conn: ConnectionContext) -> None:
     lrt.record(ex.ctx, 0.001, ex)
 
 
+def test_an_upstreams_grpc_status_cannot_add_series(tmp_path: Path) -> None:
+    """Whatever ``grpc-status`` text upstreams send, the label takes gRPC's 17 codes and
+    ``unknown``: the series stay bounded."""
+    path = tmp_path / "mesh.yaml"
+    path.write_text(CONFIG)
+    rt = Runtime(load_config([path], load_filter_types()))
+    lrt = rt.listener("in")
+    assert lrt is not None
+    conn = ConnectionContext(peer_address=("127.0.0.1", 40000), local_address=("127.0.0.1", 15006))
+    head = RequestHead(method="POST", path="/pkg.Svc/Call", authority="web")
+    sent = ["0", "7", "16", "17", "-1", "07", " 7", "abc", "\u00e9", "1" * 40] + [
+        f"x{i}" for i in range(500)
+    ]
+    for value in sent:
+        ex: Any = Exchange(lrt, _Down(conn), RequestReceived(1, head, True))  # type: ignore[arg-type]
+        ex.ctx.response = ResponseHead(status=200)
+        ex.grpc_status = value
+        lrt.record(ex.ctx, 0.001, ex)
+    counts: dict[str, float] = {}
+    for (_series, _status, grpc, _reason), h in rt.stats.requests.items():
+        counts[grpc] = counts.get(grpc, 0) + sum(h[:-1])
+    assert counts == {"0": 1, "7": 1, "16": 1, "unknown": len(sent) - 3}
+    rt.close()
+
+
 def _principals(rt: Runtime) -> dict[str, float]:
     """Requests counted by their ``destination_principal`` (this sidecar's, inbound)."""
     out: dict[str, float] = {}
