@@ -201,7 +201,8 @@ def _top(args: argparse.Namespace, helpers: CLIHelpers) -> int:
         if failure:
             return helpers.fail(failure[0])
         if args.output == "json":
-            sys.stdout.write(json.dumps({"records": top.records, "routes": top.rows(args.routes)},
+            sys.stdout.write(json.dumps({"records": top.records, "dropped": top.dropped,
+                                         "routes": top.rows(args.routes)},
                                         indent=2) + "\n")  # fmt: skip
         else:
             sys.stdout.write(top.render(args.routes))

@@ -5,7 +5,10 @@ table. ``tap`` records become one line each. ``top`` is built on tap as Linkerd'
 is: :class:`Top` adds up tapped records by route (workload, direction, method,
 path without the query) — count, successes (status below 500), latency
 percentiles by nearest rank over the durations seen (the latest
-``_SAMPLES`` per route) — and renders the busiest first.
+``_SAMPLES`` per route) — and renders the busiest first. The paths are the
+clients' own, so the table is bounded: past ``_ROUTES`` routes, the less busy
+half is dropped (a scanner's one-off paths go, the busy routes keep their
+counts), and the table says how many were dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 __all__ = ["Top", "parse_duration", "render_stat", "render_tap"]
 
 _SAMPLES = 10_000
+_ROUTES = 2_000
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -96,18 +100,30 @@ class Top:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str, str, str], _Route] = {}
         self.records = 0
+        self.dropped = 0
+        """Routes dropped to keep the table bounded (the least busy, ``_ROUTES`` at most)."""
 
     def add(self, record: Mapping[str, Any]) -> None:
         path = str(record.get("path") or "").split("?", 1)[0]
         key = (str(record.get("workload", "")), str(record.get("direction", "")),
                str(record.get("method", "")), path)  # fmt: skip
-        route = self.routes.setdefault(key, _Route())
+        route = self.routes.get(key)
+        if route is None:
+            if len(self.routes) >= _ROUTES:
+                self._drop_less_busy()
+            route = self.routes[key] = _Route()
         route.count += 1
         status = int(record.get("status") or 0)
         route.success += 1 if 0 < status < 500 else 0
         if isinstance(record.get("duration_ms"), int | float):
             route.durations.append(float(record["duration_ms"]))
         self.records += 1
+
+    def _drop_less_busy(self) -> None:
+        """Keep the busier half of the routes (by count; the older first among equals)."""
+        keep = sorted(self.routes.items(), key=lambda kv: -kv[1].count)[: _ROUTES // 2]
+        self.dropped += len(self.routes) - len(keep)
+        self.routes = dict(keep)
 
     def rows(self, limit: int = 0) -> list[dict[str, Any]]:
         """The busiest routes first (then by name): ``limit`` of them (0: all)."""
@@ -131,4 +147,5 @@ class Top:
              _cell(r["p99_ms"], "ms"), _cell(r["max_ms"], "ms")]
             for r in self.rows(limit)
         ]  # fmt: skip
-        return _table(header, body)
+        note = f"({self.dropped} less busy routes dropped)\n" if self.dropped else ""
+        return _table(header, body) + note

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from plait.controlplane._traffic_views import Top, parse_duration, render_stat, render_tap
@@ -35,6 +37,26 @@ def test_top_adds_up_by_route_busiest_first() -> None:
     assert top.rows(limit=1) == [a]
     table = top.render()
     assert table.splitlines()[1].split()[:5] == ["web", "inbound", "GET", "/a", "10"]
+
+
+def test_top_stays_bounded_under_a_scanners_paths() -> None:
+    """A client that sends a new path per request cannot grow the table without bound:
+    the busy routes keep their exact counts, and the table says what it dropped."""
+    top = Top()
+    tracemalloc.start()
+    for i in range(60_000):
+        top.add({"workload": "web", "direction": "inbound", "method": "GET",
+                 "path": f"/scan/{i}", "status": 404, "duration_ms": 0.5})  # fmt: skip
+        if i % 10 == 0:
+            top.add({"workload": "web", "direction": "inbound", "method": "GET",
+                     "path": "/api/items", "status": 200, "duration_ms": 2.0})  # fmt: skip
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(top.routes) <= 2_000 and top.dropped >= 58_000
+    assert peak < 8 * 1024 * 1024  # a route with its sample buffer is about 1 KiB
+    busiest = top.rows(limit=1)[0]
+    assert (busiest["path"], busiest["count"], busiest["p50_ms"]) == ("/api/items", 6_000, 2.0)
+    assert top.render(limit=1).splitlines()[-1] == f"({top.dropped} less busy routes dropped)"
 
 
 def test_stat_table_and_tap_line() -> None:
