@@ -120,7 +120,7 @@ class Top:
         self.records += 1
 
     def _drop_less_busy(self) -> None:
-        """Keep the busier half of the routes (by count; the older first among equals)."""
+        """Keep the busier half of the routes (by count)."""
         keep = sorted(self.routes.items(), key=lambda kv: -kv[1].count)[: _ROUTES // 2]
         self.dropped += len(self.routes) - len(keep)
         self.routes = dict(keep)
